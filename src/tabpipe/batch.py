@@ -1,0 +1,50 @@
+"""Batch scoring of a file: input rows in order + ``prediction`` + ``probability`` (+ ``error``)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tabpipe.model import TabularModel
+from tabpipe.schema import summarize
+from tabpipe.sources import read_file
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    rows: int
+    scored: int
+    problems: str      # readable summary, "" when every row was valid
+
+
+def score_frame(model: TabularModel, df: pd.DataFrame) -> tuple[pd.DataFrame, list]:
+    """Rows of ``df`` with prediction/probability; rows breaking the schema get an ``error`` instead."""
+    typed, problems = model.check(df)
+    errors: dict[int, list[str]] = {}
+    for p in problems:
+        for row in (p.rows or range(len(df))):
+            errors.setdefault(row, []).append(f"{p.column}: {p.message}")
+    valid = np.ones(len(df), dtype=bool)
+    valid[list(errors)] = False
+    proba = np.full(len(df), np.nan)
+    proba[valid] = model.predict_proba_typed(typed[valid])
+    result = df.reset_index(drop=True).copy()
+    result["prediction"] = pd.Series(model.labels_for(proba[valid]), index=np.flatnonzero(valid)).reindex(range(len(df)))
+    result["probability"] = proba
+    if errors:
+        result["error"] = pd.Series({row: "; ".join(msgs) for row, msgs in errors.items()}).reindex(range(len(df)))
+    return result, problems
+
+
+def score_file(model: TabularModel, input_path: Path, output_path: Path) -> BatchResult:
+    df = read_file(Path(input_path))
+    scored, problems = score_frame(model, df)
+    output_path = Path(output_path)
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    if output_path.suffix.lower() == ".parquet":
+        scored.to_parquet(output_path, index=False)
+    else:
+        scored.to_csv(output_path, index=False)
+    return BatchResult(rows=len(df), scored=int(scored["probability"].notna().sum()), problems=summarize(problems))

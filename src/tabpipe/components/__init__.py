@@ -1,0 +1,1 @@
+"""Pipeline components: each takes a config entity (and upstream artifacts) and returns an artifact entity."""

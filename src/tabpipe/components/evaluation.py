@@ -1,0 +1,68 @@
+"""ModelEvaluation: score the new and the production model on the same untouched test split, and bless or not.
+
+Acceptance (written to ``blessing.json``, like TFX's blessing):
+- the new model's test score must reach ``evaluation.min_score``;
+- first model (empty registry): that absolute minimum is the only rule;
+- otherwise it must beat production by at least ``evaluation.min_improvement``.
+If the production model cannot score the current data (its schema no longer matches), the reason
+says so and only the absolute minimum applies.
+"""
+from __future__ import annotations
+
+import json
+import logging
+
+import dill
+import pandas as pd
+
+from tabpipe.components.transformation import split_xy
+from tabpipe.entities import EvaluationArtifact, EvaluationConfig, TrainerArtifact, ValidationArtifact
+from tabpipe.errors import TabpipeError
+from tabpipe.metrics import holdout_metrics
+
+log = logging.getLogger(__name__)
+
+
+def decide(metric: str, new: dict, production: dict | None, min_score: float, min_improvement: float,
+           production_note: str = "") -> tuple[bool, str]:
+    """(accepted, reason) from the test metrics of the new and production models."""
+    score = new[metric]
+    if score < min_score:
+        return False, f"new model {metric}={score:.4f} is below evaluation.min_score={min_score}"
+    if production is None:
+        return True, f"first model{production_note}: {metric}={score:.4f} reaches evaluation.min_score={min_score}"
+    gain = score - production[metric]
+    if gain >= min_improvement:
+        return True, f"new {metric}={score:.4f} vs production {production[metric]:.4f}: +{gain:.4f} >= min_improvement={min_improvement}"
+    return False, f"new {metric}={score:.4f} vs production {production[metric]:.4f}: {gain:+.4f} < min_improvement={min_improvement}"
+
+
+class ModelEvaluation:
+    def __init__(self, config: EvaluationConfig, validation: ValidationArtifact, trainer: TrainerArtifact, registry):
+        self.config, self.validation, self.trainer, self.registry = config, validation, trainer, registry
+
+    def run(self) -> EvaluationArtifact:
+        cfg = self.config
+        cfg.out_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.trainer.model_path, "rb") as fh:
+            model = dill.load(fh)
+        test = pd.read_parquet(self.validation.test_path)
+        X, y = split_xy(test, model.schema)
+        new = holdout_metrics(y, model.predict_proba_typed(X), model.threshold)
+        prod_version, prod, note = self.registry.production_version(), None, ""
+        if prod_version is not None:
+            prod_model, _ = self.registry.load_model(prod_version)
+            try:
+                prod = holdout_metrics(y, prod_model.predict_proba(test), prod_model.threshold)
+            except TabpipeError as exc:
+                note = f" (production {prod_version} cannot score the current data: {exc})"
+                log.warning("production model %s cannot score the test split: %s", prod_version, exc)
+        accepted, reason = decide(cfg.metric, new, prod, cfg.min_score, cfg.min_improvement, note)
+        log.info("%s: %s", "ACCEPTED" if accepted else "REJECTED", reason)
+        blessing = {"accepted": accepted, "reason": reason, "metric": cfg.metric, "min_score": cfg.min_score,
+                    "min_improvement": cfg.min_improvement, "new": new, "production_version": prod_version,
+                    "production": prod}
+        path = cfg.out_dir / "blessing.json"
+        path.write_text(json.dumps(blessing, indent=2))
+        return EvaluationArtifact(blessing_path=path, accepted=accepted, reason=reason, metrics=new,
+                                  production_version=prod_version, production_metrics=prod)

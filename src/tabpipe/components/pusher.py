@@ -1,0 +1,46 @@
+"""ModelPusher: publish a blessed model to the registry and make it production; nothing otherwise.
+
+A version carries the model, its metadata and a reference sample of its training rows (the
+baseline the next run's drift report compares against).
+"""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from tabpipe.entities import EvaluationArtifact, PusherArtifact, PusherConfig, TrainerArtifact, ValidationArtifact
+
+
+class ModelPusher:
+    def __init__(self, config: PusherConfig, evaluation: EvaluationArtifact, trainer: TrainerArtifact,
+                 validation: ValidationArtifact, registry):
+        self.config, self.evaluation, self.trainer, self.validation = config, evaluation, trainer, validation
+        self.registry = registry
+
+    def run(self) -> PusherArtifact:
+        cfg, ev = self.config, self.evaluation
+        cfg.out_dir.mkdir(parents=True, exist_ok=True)
+        if not ev.accepted:
+            result = PusherArtifact(pushed=False, version=None, reason=f"not blessed: {ev.reason}")
+        else:
+            train = pd.read_parquet(self.validation.train_path)
+            reference = train.sample(n=min(cfg.reference_rows, len(train)), random_state=cfg.seed)
+            ref_path = cfg.out_dir / "reference.parquet"
+            reference.to_parquet(ref_path, index=False)
+            metadata = {
+                "run_id": cfg.run_id,
+                "metrics": dict(ev.metrics),
+                "candidate": self.trainer.best_candidate,
+                "params": dict(self.trainer.best_params),
+                "cv_score": self.trainer.cv_score,
+                "threshold": self.trainer.threshold,
+                "blessing": {"reason": ev.reason, "production_version": ev.production_version},
+                **cfg.extra_metadata,
+            }
+            version = self.registry.publish({"model.pkl": self.trainer.model_path, "reference.parquet": ref_path}, metadata)
+            self.registry.promote(version)
+            result = PusherArtifact(pushed=True, version=version, reason=f"published and promoted {version}")
+        (cfg.out_dir / "push.json").write_text(json.dumps({"pushed": result.pushed, "version": result.version,
+                                                            "reason": result.reason}, indent=2))
+        return result

@@ -1,0 +1,90 @@
+"""DataValidation: check both splits against the schema, then compare the data with the reference.
+
+Hard rules (missing column, wrong type, out of range, unknown category where forbidden, null where
+not nullable, target not binary) fail the run with a readable summary — or, with
+``on_invalid_rows: drop``, offending rows are dropped and counted (a missing column or a bad
+target still fails). Drift needs a reference: the training sample stored with the production model.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from tabpipe.drift import drift_report
+from tabpipe.entities import IngestionArtifact, ValidationArtifact, ValidationConfig
+from tabpipe.errors import DataError
+from tabpipe.schema import Problem, coerce_frame, problems_report, summarize
+
+log = logging.getLogger(__name__)
+FRAME_RULES = {"missing_column", "classes"}
+NO_REFERENCE = "first run: no production model in the registry, so there is no reference data; drift was not computed"
+
+
+def _bad_rows(problems: list[Problem]) -> set[int]:
+    return {row for p in problems for row in p.rows}
+
+
+class DataValidation:
+    def __init__(self, config: ValidationConfig, ingestion: IngestionArtifact, registry):
+        self.config, self.ingestion, self.registry = config, ingestion, registry
+
+    def _keep_valid(self, name: str, typed: pd.DataFrame, problems: list[Problem]) -> pd.DataFrame:
+        """Typed rows that broke no rule; raises DataError when the policy or a frame-level rule says so."""
+        fatal = [p for p in problems if p.rule in FRAME_RULES]
+        if fatal or (problems and self.config.on_invalid_rows == "fail"):
+            raise DataError(f"{name} data violates the schema:\n{summarize(fatal or problems)}\n"
+                            f"(full report: {self.config.out_dir / 'validation_report.json'})")
+        keep = ~typed.index.isin(list(_bad_rows(problems)))
+        return typed[keep].reset_index(drop=True)
+
+    def run(self) -> ValidationArtifact:
+        cfg = self.config
+        cfg.out_dir.mkdir(parents=True, exist_ok=True)
+        frames = {"train": pd.read_parquet(self.ingestion.train_path), "test": pd.read_parquet(self.ingestion.test_path)}
+        report: dict = {"schema_checks": {}}
+        typed: dict[str, pd.DataFrame] = {}
+        try:
+            for name, df in frames.items():
+                typed_df, problems = coerce_frame(df, cfg.schema, with_target=True)
+                report["schema_checks"][name] = problems_report(problems, len(df))
+                typed[name] = self._keep_valid(name, typed_df, problems)
+        finally:
+            (cfg.out_dir / "validation_report.json").write_text(json.dumps(report, indent=2, default=str))
+        dropped = sum(len(frames[n]) - len(typed[n]) for n in frames)
+        if dropped:
+            log.warning("dropped %d rows that violate the schema (see validation_report.json)", dropped)
+        drift = self._drift(pd.concat([typed["train"], typed["test"]], ignore_index=True))
+        report["drift"] = drift
+        (cfg.out_dir / "validation_report.json").write_text(json.dumps(report, indent=2, default=str))
+        if drift["status"] == "drift":
+            message = f"data drift: {drift['drift_share']:.0%} of columns drifted ({', '.join(drift['drifted_columns'])})"
+            if cfg.drift.fail_on_drift:
+                raise DataError(message + "; validation.drift.fail_on_drift is true")
+            log.warning(message)
+        paths = {n: cfg.out_dir / f"{n}.parquet" for n in typed}
+        for n, df in typed.items():
+            df.to_parquet(paths[n], index=False)
+        return ValidationArtifact(
+            report_path=cfg.out_dir / "validation_report.json",
+            train_path=paths["train"], test_path=paths["test"],
+            n_train=len(typed["train"]), n_test=len(typed["test"]), rows_dropped=dropped,
+            drift_status=drift["status"], drift_share=drift.get("drift_share"),
+            drift_html=Path(drift["html"]) if "html" in drift else None,
+            drift_json=Path(drift["json"]) if "json" in drift else None,
+        )
+
+    def _drift(self, current: pd.DataFrame) -> dict:
+        cfg = self.config
+        if not cfg.drift.enabled:
+            return {"status": "disabled", "message": "validation.drift.enabled is false"}
+        version = self.registry.production_version()
+        if version is None:
+            return {"status": "no_reference", "message": NO_REFERENCE}
+        reference = pd.read_parquet(self.registry.fetch(version, "reference.parquet"))
+        summary = drift_report(reference, current[[c for c in current.columns if c != cfg.schema.target.name]],
+                               cfg.out_dir, drift_share=cfg.drift.drift_share, max_rows=cfg.drift.max_rows,
+                               seed=cfg.seed)
+        return {"reference_version": version, **summary}

@@ -1,0 +1,217 @@
+"""Loading and checking the YAML configuration: ``pipeline.yaml``, ``model.yaml`` and the schema.
+
+Everything is validated before any stage runs. Any problem becomes one ``ConfigError`` naming the
+file and the dotted key (``config/model.yaml: candidates[1].params.n_estimator: ...``).
+Relative paths inside a config file resolve against that file's folder.
+"""
+from __future__ import annotations
+
+import importlib
+import inspect
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, ValidationError
+
+from tabpipe.config_base import StrictModel
+from tabpipe.errors import ConfigError
+from tabpipe.registry import RegistryConfig
+from tabpipe.schema import Schema
+from tabpipe.sources import FileSource, SourceConfig, SqlSource
+
+Metric = Literal["roc_auc", "average_precision", "f1"]
+
+
+class RunSection(StrictModel):
+    artifacts_dir: Path = Path("artifacts")
+    seed: int = 42
+
+
+class SplitSection(StrictModel):
+    test_size: float = Field(0.2, gt=0, lt=1)
+
+
+class DriftSection(StrictModel):
+    enabled: bool = True
+    fail_on_drift: bool = False          # default: drift only warns
+    drift_share: float = Field(0.5, gt=0, le=1)  # dataset drifts when this share of columns drift
+    max_rows: int = Field(20_000, gt=100)        # rows sampled from each side for the report
+    reference_rows: int = Field(20_000, gt=100)  # training rows stored with a model as its reference
+
+
+class ValidationSection(StrictModel):
+    on_invalid_rows: Literal["fail", "drop"] = "fail"
+    drift: DriftSection = DriftSection()
+
+
+class TransformationSection(StrictModel):
+    resampling: Literal["smotetomek", "smote", "none"] = "smotetomek"
+    max_categories: int = Field(30, ge=2)   # one-hot columns per categorical; rarer values pooled
+
+
+class TrainingSection(StrictModel):
+    models: Path = Path("model.yaml")
+    cv_folds: int = Field(5, ge=2, le=20)
+    metric: Metric = "roc_auc"
+    time_budget_s: float = Field(600, gt=0)
+    n_jobs: int = -1
+    min_cv_score: float = Field(0.0, ge=0, le=1)
+
+
+class EvaluationSection(StrictModel):
+    metric: Literal["roc_auc", "pr_auc", "f1"] = "roc_auc"
+    min_score: float = Field(0.6, ge=0, le=1)
+    min_improvement: float = Field(0.0, ge=-1, le=1)
+
+
+class PipelineConfig(StrictModel):
+    source: SourceConfig
+    schema_path: Path = Field(Path("../schema.yaml"), alias="schema")
+    run: RunSection = RunSection()
+    split: SplitSection = SplitSection()
+    validation: ValidationSection = ValidationSection()
+    transformation: TransformationSection = TransformationSection()
+    training: TrainingSection = TrainingSection()
+    evaluation: EvaluationSection = EvaluationSection()
+    registry: RegistryConfig = RegistryConfig()
+
+
+class Candidate(StrictModel):
+    name: str
+    class_path: str = Field(alias="class")
+    params: dict[str, Any] = {}
+    search: dict[str, Any] = {}
+    n_iter: int = Field(4, ge=1)
+
+
+class ModelsConfig(StrictModel):
+    candidates: list[Candidate] = Field(min_length=1)
+
+
+class Settings(StrictModel):
+    """Everything a run needs, validated and with absolute paths."""
+
+    pipeline: PipelineConfig
+    models: ModelsConfig
+    schema_: Schema = Field(alias="schema")
+    config_path: Path
+    snapshot: dict  # the raw YAML of all three files, for run.json
+
+    @property
+    def base_dir(self) -> Path:
+        return self.config_path.parent
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.is_file():
+        raise ConfigError(path, None, "file not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(path, None, f"not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(path, None, "expected a mapping of keys at the top level")
+    return data
+
+
+def _dotted(loc: tuple) -> str:
+    key = ""
+    for part in loc:
+        if isinstance(part, int):
+            key += f"[{part}]"
+        elif part in ("file", "mongodb", "sql"):  # discriminated-union tags add nothing for the reader
+            continue
+        else:
+            key += f".{part}" if key else str(part)
+    return key or "(top level)"
+
+
+def _validate(model: type[StrictModel], data: dict, path: Path):
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            message = "unknown key"
+        more = f" (and {exc.error_count() - 1} more problems)" if exc.error_count() > 1 else ""
+        raise ConfigError(path, _dotted(err["loc"]), message + more) from None
+
+
+def _resolve(base: Path, p: Path) -> Path:
+    return p if p.is_absolute() else (base / p).resolve()
+
+
+def _resolve_paths(cfg: PipelineConfig, base: Path) -> PipelineConfig:
+    """Rewrite every relative path against the config file's folder."""
+    updates: dict[str, Any] = {
+        "schema_path": _resolve(base, cfg.schema_path),
+        "run": cfg.run.model_copy(update={"artifacts_dir": _resolve(base, cfg.run.artifacts_dir)}),
+        "training": cfg.training.model_copy(update={"models": _resolve(base, cfg.training.models)}),
+    }
+    if isinstance(cfg.source, FileSource):
+        updates["source"] = cfg.source.model_copy(update={"path": _resolve(base, cfg.source.path)})
+    if isinstance(cfg.source, SqlSource) and cfg.source.url and cfg.source.url.startswith("sqlite:///"):
+        db = cfg.source.url.removeprefix("sqlite:///")
+        if db and not db.startswith("/") and db != ":memory:":
+            updates["source"] = cfg.source.model_copy(update={"url": f"sqlite:///{_resolve(base, Path(db))}"})
+    if cfg.registry.backend == "local":
+        updates["registry"] = cfg.registry.model_copy(update={"path": _resolve(base, cfg.registry.path)})
+    return cfg.model_copy(update=updates)
+
+
+def import_class(path: str) -> type:
+    """Import ``package.module.ClassName``; raises ImportError/AttributeError with the cause."""
+    module, _, name = path.rpartition(".")
+    if not module:
+        raise ImportError(f"{path!r} is not a dotted path like 'sklearn.linear_model.LogisticRegression'")
+    return getattr(importlib.import_module(module), name)
+
+
+def _check_candidates(models: ModelsConfig, path: Path) -> None:
+    seen: set[str] = set()
+    for i, cand in enumerate(models.candidates):
+        where = f"candidates[{i}]"
+        if cand.name in seen:
+            raise ConfigError(path, f"{where}.name", f"duplicate candidate name {cand.name!r}")
+        seen.add(cand.name)
+        try:
+            cls = import_class(cand.class_path)
+        except (ImportError, AttributeError) as exc:
+            raise ConfigError(path, f"{where}.class", f"cannot import {cand.class_path!r}: {exc}") from None
+        if not inspect.isclass(cls) or not hasattr(cls, "fit") or not hasattr(cls, "predict_proba"):
+            raise ConfigError(path, f"{where}.class", f"{cand.class_path} is not a classifier with fit/predict_proba")
+        valid = set(cls().get_params()) if hasattr(cls, "get_params") else set()
+        for section in ("params", "search"):
+            for key in getattr(cand, section):
+                if valid and key not in valid:
+                    raise ConfigError(path, f"{where}.{section}.{key}", f"not a parameter of {cls.__name__}")
+        for key, space in cand.search.items():
+            try:
+                from tabpipe.components.trainer import parse_space
+
+                parse_space(space)
+            except ValueError as exc:
+                raise ConfigError(path, f"{where}.search.{key}", str(exc)) from None
+
+
+def load_settings(config_path: str | Path) -> Settings:
+    """Read pipeline.yaml plus the schema and model files it names; raise ConfigError on any problem."""
+    path = Path(config_path).resolve()
+    raw = _read_yaml(path)
+    pipeline = _resolve_paths(_validate(PipelineConfig, raw, path), path.parent)
+    schema_raw = _read_yaml(pipeline.schema_path)
+    schema = _validate(Schema, schema_raw, pipeline.schema_path)
+    models_raw = _read_yaml(pipeline.training.models)
+    models = _validate(ModelsConfig, models_raw, pipeline.training.models)
+    _check_candidates(models, pipeline.training.models)
+    return Settings(
+        pipeline=pipeline,
+        models=models,
+        schema=schema,
+        config_path=path,
+        snapshot={"pipeline": raw, "schema": schema_raw, "models": models_raw},
+    )

@@ -1,0 +1,140 @@
+"""What each component takes (config entities) and emits (artifact entities).
+
+All are frozen dataclasses: a component cannot change its inputs, and an artifact, once emitted,
+is a fact about the run. Paths are absolute. ``TrainingPipeline`` builds the config entities from
+the validated YAML (``tabpipe.config.Settings``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from tabpipe.config import Candidate, DriftSection
+from tabpipe.schema import Schema
+from tabpipe.sources import SourceConfig
+
+
+# ------------------------------------------------------------------ config entities
+
+@dataclass(frozen=True)
+class IngestionConfig:
+    source: SourceConfig
+    base_dir: Path
+    target: str
+    test_size: float
+    seed: int
+    out_dir: Path
+
+
+@dataclass(frozen=True)
+class ValidationConfig:
+    schema: Schema
+    on_invalid_rows: str          # "fail" | "drop"
+    drift: DriftSection
+    seed: int
+    out_dir: Path
+
+
+@dataclass(frozen=True)
+class TransformationConfig:
+    schema: Schema
+    max_categories: int
+    out_dir: Path
+
+
+@dataclass(frozen=True)
+class TrainerConfig:
+    schema: Schema
+    candidates: tuple[Candidate, ...]
+    cv_folds: int
+    metric: str
+    time_budget_s: float
+    n_jobs: int
+    min_cv_score: float
+    resampling: str
+    max_categories: int
+    seed: int
+    out_dir: Path
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    metric: str
+    min_score: float
+    min_improvement: float
+    out_dir: Path
+
+
+@dataclass(frozen=True)
+class PusherConfig:
+    reference_rows: int
+    seed: int
+    run_id: str
+    extra_metadata: Mapping[str, Any]
+    out_dir: Path
+
+
+# ------------------------------------------------------------------ artifact entities
+
+@dataclass(frozen=True)
+class IngestionArtifact:
+    raw_path: Path
+    train_path: Path
+    test_path: Path
+    n_rows: int
+    n_train: int
+    n_test: int
+    fingerprint: str          # sha256 of the data's content (column names, dtypes, values)
+
+
+@dataclass(frozen=True)
+class ValidationArtifact:
+    report_path: Path
+    train_path: Path          # typed, schema-checked rows (features + target)
+    test_path: Path
+    n_train: int
+    n_test: int
+    rows_dropped: int
+    drift_status: str         # "no_reference" | "disabled" | "no_drift" | "drift"
+    drift_share: float | None
+    drift_html: Path | None
+    drift_json: Path | None
+
+
+@dataclass(frozen=True)
+class TransformationArtifact:
+    preprocessor_path: Path   # dill: ColumnTransformer fitted on the training split only
+    x_train_path: Path        # .npy, (n_train, n_features) float64, not resampled
+    y_train_path: Path        # .npy, (n_train,) int 0/1, 1 = positive class
+    x_test_path: Path
+    y_test_path: Path
+    feature_names: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TrainerArtifact:
+    model_path: Path          # dill: tabpipe.model.TabularModel (preprocessing + estimator + threshold)
+    cv_results_path: Path
+    best_candidate: str
+    best_params: Mapping[str, Any]
+    cv_score: float
+    threshold: float
+    configs_tried: int
+
+
+@dataclass(frozen=True)
+class EvaluationArtifact:
+    blessing_path: Path
+    accepted: bool
+    reason: str
+    metrics: Mapping[str, float]
+    production_version: str | None
+    production_metrics: Mapping[str, float] | None = field(default=None)
+
+
+@dataclass(frozen=True)
+class PusherArtifact:
+    pushed: bool
+    version: str | None
+    reason: str

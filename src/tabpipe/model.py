@@ -1,0 +1,56 @@
+"""The shipped model: ONE fitted object = schema check + preprocessing + estimator + threshold.
+
+It takes raw rows as described by the schema (a DataFrame, or a list of dicts) and returns the
+original label values and the probability of the positive class. The same object is saved by the
+trainer, stored in the registry, used by ``tabpipe predict`` and by the web service.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tabpipe.errors import DataError
+from tabpipe.schema import Problem, Schema, coerce_frame, summarize
+
+
+@dataclass
+class TabularModel:
+    schema: Schema
+    preprocessor: Any            # fitted sklearn ColumnTransformer
+    estimator: Any               # fitted classifier trained on y in {0, 1}
+    threshold: float             # P(positive) >= threshold -> positive label
+    labels: tuple[Any, Any]      # (negative label, positive label) as in the training data
+    candidate: str = ""
+
+    @property
+    def features(self) -> list[str]:
+        return self.schema.features
+
+    def check(self, rows: pd.DataFrame | list[dict]) -> tuple[pd.DataFrame, list[Problem]]:
+        """Typed feature frame and the schema problems of ``rows`` (the target, if present, is ignored)."""
+        frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame.from_records(rows)
+        return coerce_frame(frame, self.schema, with_target=False)
+
+    def predict_proba_typed(self, typed: pd.DataFrame) -> np.ndarray:
+        """(n,) probabilities of the positive class for rows already typed by ``check``."""
+        if len(typed) == 0:
+            return np.empty(0)
+        X = self.preprocessor.transform(typed)
+        return self.estimator.predict_proba(X)[:, list(self.estimator.classes_).index(1)]
+
+    def predict_proba(self, rows: pd.DataFrame | list[dict]) -> np.ndarray:
+        """(n,) probabilities of the positive class; DataError listing the problems if any row is invalid."""
+        typed, problems = self.check(rows)
+        if problems:
+            raise DataError("rows violate the schema:\n" + summarize(problems))
+        return self.predict_proba_typed(typed)
+
+    def labels_for(self, proba: np.ndarray) -> np.ndarray:
+        """Original label values for probabilities: positive where ``proba >= threshold``."""
+        return np.where(proba >= self.threshold, self.labels[1], self.labels[0])
+
+    def predict(self, rows: pd.DataFrame | list[dict]) -> np.ndarray:
+        return self.labels_for(self.predict_proba(rows))

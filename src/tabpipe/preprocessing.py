@@ -1,0 +1,86 @@
+"""Preprocessing and resampling built from the schema (pure builders; nothing is fitted here).
+
+Numeric: median imputation (+ missing-value indicators) then robust scaling.
+Categorical: a ``__missing__`` level, then one-hot; unseen categories at predict time are pooled
+with the rare ones (or ignored when there are none). Datetimes: hour of day and day of week.
+Resampling (``smotetomek`` / ``smote`` / ``none``) is an imbalanced-learn sampler that the
+trainer applies to training rows only.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from imblearn.combine import SMOTETomek
+from imblearn.over_sampling import SMOTE
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, RobustScaler
+
+from tabpipe.schema import Schema
+
+MISSING = "__missing__"
+
+
+def datetime_parts(X: pd.DataFrame) -> np.ndarray:
+    """(n, k) datetime frame -> (n, 2k) float array: hour of day, day of week; NaN where missing."""
+    cols = []
+    for name in X.columns:
+        dt = pd.to_datetime(X[name], errors="coerce")
+        cols += [dt.dt.hour.astype(float).to_numpy(), dt.dt.dayofweek.astype(float).to_numpy()]
+    return np.column_stack(cols) if cols else np.empty((len(X), 0))
+
+
+def _datetime_names(_transformer, names_in) -> list[str]:
+    return [f"{n}_{part}" for n in names_in for part in ("hour", "dayofweek")]
+
+
+def build_preprocessor(schema: Schema, max_categories: int = 30) -> ColumnTransformer:
+    """Unfitted ColumnTransformer mapping the schema's feature columns to a dense float matrix."""
+    numeric = schema.features_of_type("int", "float", "bool")
+    categorical = schema.features_of_type("category")
+    datetimes = schema.features_of_type("datetime")
+    steps = []
+    if numeric:
+        steps.append(("num", make_pipeline(SimpleImputer(strategy="median", add_indicator=True), RobustScaler()), numeric))
+    if categorical:
+        encoder = OneHotEncoder(
+            handle_unknown="infrequent_if_exist", max_categories=max_categories, min_frequency=5, sparse_output=False
+        )
+        steps.append(("cat", make_pipeline(SimpleImputer(strategy="constant", fill_value=MISSING), encoder), categorical))
+    if datetimes:
+        parts = FunctionTransformer(datetime_parts, feature_names_out=_datetime_names)
+        steps.append(("dt", make_pipeline(parts, SimpleImputer(strategy="median"), RobustScaler()), datetimes))
+    return ColumnTransformer(steps, remainder="drop", sparse_threshold=0.0, verbose_feature_names_out=True)
+
+
+def make_sampler(kind: str, seed: int, y: np.ndarray):
+    """imbalanced-learn sampler for ``kind``, or None (``none``, or too few minority rows to synthesise).
+
+    SMOTE's neighbour count is capped by the minority class size so small folds still work.
+    """
+    if kind == "none":
+        return None
+    minority = int(min(np.bincount(y.astype(int), minlength=2)))
+    if minority < 2:
+        return None
+    smote = SMOTE(random_state=seed, k_neighbors=min(5, minority - 1))
+    return SMOTETomek(smote=smote, random_state=seed) if kind == "smotetomek" else smote
+
+
+def resample(X: np.ndarray, y: np.ndarray, kind: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Resampled copy of a TRAINING matrix; returns the input unchanged when no sampler applies."""
+    sampler = make_sampler(kind, seed, y)
+    if sampler is None:
+        return X, y
+    return sampler.fit_resample(X, y)
+
+
+def fit_transform(preprocessor: ColumnTransformer, train: pd.DataFrame, *others: pd.DataFrame) -> list[np.ndarray]:
+    """Fit on ``train`` only, then transform ``train`` and each of ``others``."""
+    out = [preprocessor.fit_transform(train).astype(np.float64)]
+    out += [preprocessor.transform(df).astype(np.float64) for df in others]
+    return out
+
+
+__all__ = ["build_preprocessor", "make_sampler", "resample", "fit_transform", "datetime_parts", "Pipeline"]

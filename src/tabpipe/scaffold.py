@@ -1,0 +1,81 @@
+"""``tabpipe init``: write pipeline.yaml, schema.yaml (inferred) and model.yaml for a new dataset."""
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+from tabpipe.errors import ConfigError, DataError
+from tabpipe.schema import infer_schema
+from tabpipe.sources import read_file
+
+PIPELINE_TEMPLATE = """\
+# tabpipe pipeline for {data_name} (written by `tabpipe init`). Relative paths resolve against this folder.
+source:
+  type: file
+  path: {data_path}
+  # MongoDB instead:  {{type: mongodb, uri_env: MONGODB_URI, database: mydb, collection: rows}}
+  # SQL instead:      {{type: sql, url_env: DATABASE_URL, query: "SELECT * FROM rows"}}
+schema: schema.yaml
+
+run:
+  artifacts_dir: artifacts
+  seed: 42
+
+split:
+  test_size: 0.2
+
+validation:
+  on_invalid_rows: fail        # or: drop (offending rows are dropped and counted in the report)
+  drift:
+    fail_on_drift: false       # drift against the production model's training data only warns
+
+transformation:
+  resampling: smotetomek       # smotetomek | smote | none (training rows only)
+
+training:
+  models: model.yaml
+  cv_folds: 5
+  metric: roc_auc              # roc_auc | average_precision | f1
+  time_budget_s: 600
+  n_jobs: -1
+
+evaluation:
+  metric: roc_auc              # roc_auc | pr_auc | f1, on the untouched test split
+  min_score: 0.6
+  min_improvement: 0.0         # over the production model
+
+registry:
+  backend: local
+  path: model_registry
+"""
+
+
+def scaffold(data: Path, target: str, directory: Path, *, force: bool = False) -> list[Path]:
+    """Infer a schema from ``data`` and write the three config files into ``directory``.
+
+    Returns the written paths (pipeline.yaml, schema.yaml, model.yaml). Refuses to overwrite
+    existing files unless ``force``.
+    """
+    df = read_file(data)
+    if target not in df.columns:
+        raise DataError(f"{data}: no column {target!r}; columns are: {', '.join(map(str, df.columns))}")
+    if df[target].nunique(dropna=True) != 2:
+        raise DataError(f"{data}: target {target!r} must have exactly two classes, found {df[target].nunique()}")
+    schema = infer_schema(df, target)
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = [directory / name for name in ("pipeline.yaml", "schema.yaml", "model.yaml")]
+    existing = [p for p in paths if p.exists()]
+    if existing and not force:
+        raise ConfigError(existing[0], None, "already exists (use --force to overwrite)")
+    rel = os.path.relpath(Path(data).resolve(), directory.resolve())
+    paths[0].write_text(PIPELINE_TEMPLATE.format(data_name=Path(data).name, data_path=rel))
+    schema_doc = schema.model_dump(mode="json", exclude_defaults=True)
+    header = (f"# Data contract for {Path(data).name}, inferred by `tabpipe init` from {len(df)} rows: edit freely.\n"
+              "# types: int float bool category datetime string; role: feature | id | ignore.\n"
+              "# Rows breaking a rule fail validation and are refused at prediction time.\n")
+    paths[1].write_text(header + yaml.safe_dump(schema_doc, sort_keys=False, allow_unicode=True))
+    paths[2].write_text(resources.files("tabpipe").joinpath("defaults/model.yaml").read_text())
+    return paths
