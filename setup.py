@@ -21,7 +21,7 @@ setup(
     package_dir={"": "src"},
     packages=find_packages("src"),
     include_package_data=True,
-    package_data={"tabpipe": ["templates/*", "static/*", "defaults/*"]},
+    package_data={"tabpipe": ["defaults/*", "serving/templates/*"]},
     install_requires=_requirements(),
     entry_points={"console_scripts": ["tabpipe=tabpipe.cli:main"]},
 )

@@ -126,6 +126,33 @@ def init(
     out.print(f"next: review {written[1]}, then run: tabpipe train --config {written[0]}")
 
 
+@app.command()
+@cli_errors
+def serve(
+    config: Path = ConfigOpt,
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind (0.0.0.0 for all)."),
+    port: int = typer.Option(8000, "--port", min=1, max=65535),
+    dev: bool = typer.Option(False, "--dev", help="Flask's development server (reloader, debugger off) instead of gunicorn."),
+) -> None:
+    """Serve the production model over HTTP (gunicorn with the shipped settings, or --dev)."""
+    import os
+
+    from tabpipe.config import load_settings
+
+    load_settings(config)  # fail fast, with exit 2, on a bad config
+    os.environ["TABPIPE_CONFIG"] = str(config.resolve())
+    if dev:
+        from tabpipe.serving.app import create_app
+
+        create_app(config).run(host=host, port=port)
+        return
+    from tabpipe.serving import gunicorn_conf
+
+    argv = [sys.executable, "-m", "gunicorn", "--config", gunicorn_conf.__file__, "--bind", f"{host}:{port}",
+            "tabpipe.serving.app:create_app()"]
+    os.execv(sys.executable, argv)
+
+
 @models_app.command("list")
 @cli_errors
 def models_list(config: Path = ConfigOpt) -> None:

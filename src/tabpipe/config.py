@@ -65,6 +65,14 @@ class EvaluationSection(StrictModel):
     min_improvement: float = Field(0.0, ge=-1, le=1)
 
 
+class ServeSection(StrictModel):
+    poll_interval_s: float = Field(5.0, ge=0)      # how often to look for a new production model; 0 = never
+    max_body_mb: float = Field(32, gt=0)           # larger requests get HTTP 413
+    max_records: int = Field(10_000, gt=0)         # per JSON request
+    allow_train: bool = False                      # POST /train is off unless this is true...
+    train_token_env: str = "TABPIPE_TRAIN_TOKEN"   # ...and then needs this env var's token as a Bearer token
+
+
 class PipelineConfig(StrictModel):
     source: SourceConfig
     schema_path: Path = Field(Path("../schema.yaml"), alias="schema")
@@ -75,6 +83,7 @@ class PipelineConfig(StrictModel):
     training: TrainingSection = TrainingSection()
     evaluation: EvaluationSection = EvaluationSection()
     registry: RegistryConfig = RegistryConfig()
+    serve: ServeSection = ServeSection()
 
 
 class Candidate(StrictModel):

@@ -1,0 +1,41 @@
+"""Gunicorn settings for the tabpipe prediction service, used by `tabpipe serve` and the top-level gunicorn.conf.py.
+
+Every value can be overridden through the environment, so the same image serves locally, in
+docker compose and on EC2:
+
+    PORT                      port to bind on all interfaces (default 8000)
+    GUNICORN_WORKERS          worker processes (default 2; WEB_CONCURRENCY is honoured too)
+    GUNICORN_THREADS          threads per worker (default 4)
+    GUNICORN_TIMEOUT          seconds before a silent worker is killed and restarted (default 60)
+    GUNICORN_GRACEFUL_TIMEOUT seconds a worker gets to finish requests on shutdown (default 30)
+    GUNICORN_LOG_LEVEL        debug, info, warning, error (default info)
+"""
+import os
+
+
+def _int(name: str, default: int) -> int:
+    return int(os.environ.get(name) or default)
+
+
+bind = f"0.0.0.0:{_int('PORT', 8000)}"
+workers = _int("GUNICORN_WORKERS", _int("WEB_CONCURRENCY", 2))
+worker_class = "gthread"
+threads = _int("GUNICORN_THREADS", 4)
+timeout = _int("GUNICORN_TIMEOUT", 60)
+graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 30)
+keepalive = 5
+
+# Each worker loads the model itself: no state is shared across fork, and a worker that is
+# recycled (max_requests) reloads cleanly.
+preload_app = False
+max_requests = 2000
+max_requests_jitter = 200
+
+# Heartbeat files on tmpfs: Docker's overlay filesystem can stall workers otherwise.
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+
+# Logs to stdout/stderr, where Docker collects them.
+accesslog = "-"
+errorlog = "-"
+loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
+access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms "%(a)s"'
