@@ -65,8 +65,14 @@ def trials(candidates: tuple[Candidate, ...], seed: int) -> list[Trial]:
     for cand in candidates:
         space = {k: parse_space(v) for k, v in cand.search.items()}
         sampled = list(ParameterSampler(space, n_iter=cand.n_iter, random_state=seed)) if space else [{}]
-        per_candidate.append([Trial(cand, {**cand.params, **s}) for s in sampled])
+        per_candidate.append([Trial(cand, {**cand.params, **_native(s)}) for s in sampled])
     return [t for group in itertools.zip_longest(*per_candidate) for t in group if t is not None]
+
+
+def _native(params: dict) -> dict:
+    """numpy scalars from the sampler as plain Python values (readable logs, clean JSON)."""
+    return {k: (round(v.item(), 6) if isinstance(v.item(), float) else v.item()) if hasattr(v, "item") else v
+            for k, v in params.items()}
 
 
 def make_estimator(trial: Trial, seed: int):
