@@ -101,7 +101,7 @@ def predict(
     from tabpipe.batch import score_file
 
     model, meta = _registry(config).load_model(model_version)
-    result = score_file(model, input, output)
+    result = score_file(model.use_all_cores(), input, output)
     out.print(f"model {meta['version']}: scored {result.scored} of {result.rows} rows -> {output}")
     if result.problems:
         err.print(f"[yellow]{result.rows - result.scored} rows violate the schema[/] (see the 'error' column):\n{result.problems}",

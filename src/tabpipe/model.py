@@ -48,6 +48,13 @@ class TabularModel:
             raise DataError("rows violate the schema:\n" + summarize(problems))
         return self.predict_proba_typed(typed)
 
+    def use_all_cores(self) -> "TabularModel":
+        """Let the estimator predict on every core (e.g. a forest's trees in parallel threads).
+        Changes prediction speed only, never results; training parallelism is the trainer's business."""
+        if "n_jobs" in getattr(self.estimator, "get_params", dict)():
+            self.estimator.set_params(n_jobs=-1)
+        return self
+
     def labels_for(self, proba: np.ndarray) -> np.ndarray:
         """Original label values for probabilities: positive where ``proba >= threshold``."""
         return np.where(proba >= self.threshold, self.labels[1], self.labels[0])

@@ -8,7 +8,6 @@ and called with the token from the environment. Errors are JSON with the right s
 from __future__ import annotations
 
 import hmac
-import io
 import json
 import logging
 import os
@@ -16,10 +15,11 @@ import threading
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 from flask import Flask, Response, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
-from tabpipe.batch import score_frame
+from tabpipe.batch import read_csv_bytes, score_frame, to_csv_bytes
 from tabpipe.config import load_settings
 from tabpipe.registry import ModelRegistry
 from tabpipe.serving.holder import ModelHolder
@@ -140,14 +140,14 @@ def create_app(config: str | Path | None = None, registry: ModelRegistry | None 
             raise ApiError(400, "no file field named 'file' in the upload")
         current = loaded()
         try:
-            frame = pd.read_csv(io.BytesIO(upload.read()))
-        except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+            frame = read_csv_bytes(upload.read())
+        except (ValueError, UnicodeDecodeError, pd.errors.ParserError, pa.ArrowException) as exc:
             raise ApiError(400, f"could not read the CSV: {exc}") from None
         scored, problems = score_frame(current.model, frame)
         if problems:
             details = [{"row": r, "field": p.column, "message": p.message} for p in problems for r in (p.rows or [None])]
             raise ApiError(422, f"{len(details)} schema violation(s)", details[:MAX_DETAILS])
-        return Response(scored.to_csv(index=False), mimetype="text/csv",
+        return Response(to_csv_bytes(scored), mimetype="text/csv",
                         headers={"X-Model-Version": current.version})
 
     @app.route("/", methods=["GET", "POST"])

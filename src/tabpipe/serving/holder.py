@@ -47,6 +47,7 @@ class ModelHolder:
             self.last_error = str(exc)
             log.error("model refresh failed: %s", exc)
             return False
+        model.use_all_cores()
         self.current = Loaded(version, model, RecordScorer(model), metadata)
         self.last_error = None
         log.info("serving model %s", version)

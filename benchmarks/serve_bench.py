@@ -1,0 +1,188 @@
+"""Benchmark of the prediction service against the naive path, in the same run.
+
+    make train                                  # a production model must exist
+    .venv/bin/python benchmarks/serve_bench.py [--config config/pipeline.yaml] [--repeats 5]
+
+Measures, for the service (``tabpipe.serving``) and the naive app (``benchmarks/naive_app.py``):
+1. server-side latency of one-row POST /predict (Flask in process, no network): p50 / p99;
+2. sustained requests/s of one-row POST /predict through gunicorn with the shipped settings,
+   driven by ``wrk`` (Debian package) on loopback, on the same machine;
+3. end-to-end seconds of POST /predict/csv with 100,000 rows through gunicorn;
+and checks that the service's probabilities equal the saved model's ``predict_proba`` (max abs diff).
+Each figure is the median over ``--repeats`` runs. Prints a Markdown table for BENCHMARKS.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import requests
+
+import tabpipe  # noqa: F401  (sets OMP_WAIT_POLICY before scikit-learn loads)
+from tabpipe.config import load_settings
+from tabpipe.registry import ModelRegistry
+from tabpipe.serving.app import create_app
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from naive_app import create_naive_app  # noqa: E402
+
+LUA = """wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = [[%s]]
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def latency_ms(app, record: dict, n: int) -> tuple[float, float]:
+    """(p50, p99) milliseconds of one-row POST /predict through the Flask test client."""
+    client, body = app.test_client(), json.dumps(record)
+    for _ in range(50):
+        client.post("/predict", data=body, content_type="application/json")
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        resp = client.post("/predict", data=body, content_type="application/json")
+        times.append(time.perf_counter() - t)
+        assert resp.status_code == 200, resp.get_data(as_text=True)
+    return float(np.percentile(times, 50) * 1e3), float(np.percentile(times, 99) * 1e3)
+
+
+def start_server(target: str, config: Path, port: int) -> subprocess.Popen:
+    from tabpipe.serving import gunicorn_conf
+
+    env = {**os.environ, "TABPIPE_CONFIG": str(config), "GUNICORN_LOG_LEVEL": "warning",
+           "PYTHONPATH": f"{ROOT / 'benchmarks'}:{os.environ.get('PYTHONPATH', '')}"}
+    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "--config", gunicorn_conf.__file__, "--bind",
+                             f"127.0.0.1:{port}", "--access-logfile", "/dev/null", target],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            requests.post(f"http://127.0.0.1:{port}/predict", json={}, timeout=10)
+            return proc
+        except requests.RequestException:
+            time.sleep(0.3)
+    proc.kill()
+    raise RuntimeError(f"{target} did not start on port {port}")
+
+
+def wrk_rps(port: int, record: dict, seconds: int, connections: int) -> tuple[float, int]:
+    """(requests/s, non-2xx count) from wrk driving one-row POST /predict."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
+        fh.write(LUA % json.dumps(record))
+    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "-s", fh.name,
+                          f"http://127.0.0.1:{port}/predict"], capture_output=True, text=True, check=True).stdout
+    os.unlink(fh.name)
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    return rps, int(bad.group(1)) if bad else 0
+
+
+def csv_seconds(port: int, payload: bytes) -> tuple[float, pd.DataFrame]:
+    t = time.perf_counter()
+    resp = requests.post(f"http://127.0.0.1:{port}/predict/csv", files={"file": ("rows.csv", payload, "text/csv")}, timeout=120)
+    elapsed = time.perf_counter() - t
+    resp.raise_for_status()
+    return elapsed, pd.read_csv(pd.io.common.BytesIO(resp.content))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", type=Path, default=ROOT / "config/pipeline.yaml")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--latency-requests", type=int, default=2000)
+    ap.add_argument("--seconds", type=int, default=10, help="wrk duration per repeat")
+    ap.add_argument("--connections", type=int, default=16)
+    ap.add_argument("--csv-rows", type=int, default=100_000)
+    args = ap.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is needed for the throughput figures: apt-get install wrk")
+    config = args.config.resolve()
+    settings = load_settings(config)
+    model, meta = ModelRegistry.from_config(settings.pipeline.registry).load_model()
+    features = model.schema.features
+    data = pd.read_csv(settings.pipeline.source.path)[features]
+    record = {k: (None if pd.isna(v) else v) for k, v in data.iloc[3].items()}
+    record = json.loads(json.dumps(record, default=str))
+
+    fast_app, naive_app = create_app(config), create_naive_app(str(config))
+    fast_app.extensions["tabpipe"]["holder"].stop()
+    lat = {"service": [], "naive": []}
+    for _ in range(args.repeats):
+        lat["service"].append(latency_ms(fast_app, record, args.latency_requests))
+        lat["naive"].append(latency_ms(naive_app, record, max(200, args.latency_requests // 10)))
+
+    # equality of the fast path with the saved model, on 2,000 real rows
+    sample = data.head(2000)
+    body = json.loads(sample.to_json(orient="records"))
+    got = fast_app.test_client().post("/predict", json={"records": body}).get_json()["predictions"]
+    max_diff = float(np.max(np.abs(np.array([p["probability"] for p in got]) - model.predict_proba(sample))))
+
+    big = pd.concat([data] * (args.csv_rows // len(data) + 1), ignore_index=True).head(args.csv_rows)
+    payload = big.to_csv(index=False).encode()
+    reference = model.predict_proba(big)
+    ports = {"service": free_port(), "naive": free_port()}
+    targets = {"service": "tabpipe.serving.app:create_app()", "naive": "naive_app:create_naive_app()"}
+    servers: dict[str, subprocess.Popen] = {}
+    rps = {k: [] for k in targets}
+    csv = {k: [] for k in targets}
+    csv_diff = 0.0
+    try:
+        for name, target in targets.items():
+            servers[name] = start_server(target, config, ports[name])
+        for _ in range(args.repeats):
+            for name, port in ports.items():
+                rps[name].append(wrk_rps(port, record, args.seconds, args.connections))
+                seconds, scored = csv_seconds(port, payload)
+                csv[name].append(seconds)
+                if name == "service":
+                    csv_diff = max(csv_diff, float(np.max(np.abs(scored["probability"].to_numpy() - reference))))
+    finally:
+        for proc in servers.values():
+            proc.terminate()
+            proc.wait(timeout=30)
+
+    med = statistics.median
+    rows = [
+        ("one-row POST /predict, server-side p50 (ms)", med(p for p, _ in lat["service"]), med(p for p, _ in lat["naive"])),
+        ("one-row POST /predict, server-side p99 (ms)", med(p for _, p in lat["service"]), med(p for _, p in lat["naive"])),
+        (f"one-row POST /predict through gunicorn, requests/s (wrk, {args.connections} conns)",
+         med(r for r, _ in rps["service"]), med(r for r, _ in rps["naive"])),
+        (f"POST /predict/csv, {args.csv_rows:,} rows, end-to-end (s)", med(csv["service"]), med(csv["naive"])),
+    ]
+    errors = {k: sum(b for _, b in v) for k, v in rps.items()}
+    print(f"\n### Serving — {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.node()}, "
+          f"{os.cpu_count()} cores, Python {platform.python_version()}")
+    print(f"model {meta['version']} ({meta.get('candidate')}), medians of {args.repeats} runs; "
+          f"`{' '.join(['python'] + sys.argv)}`\n")
+    print("| measure | tabpipe service | naive path | service advantage |")
+    print("|---|---:|---:|---:|")
+    for label, fast, naive in rows:
+        ratio = naive / fast if "requests/s" not in label else fast / naive
+        print(f"| {label} | {fast:.3f} | {naive:.3f} | {ratio:.1f}x |")
+    print(f"\nnon-2xx responses under load: service {errors['service']}, naive {errors['naive']}; "
+          f"max |service - model.predict_proba|: JSON {max_diff:.2e}, CSV {csv_diff:.2e}")
+
+
+if __name__ == "__main__":
+    main()
