@@ -22,6 +22,7 @@ train: $(VENV)/.runtime
 	$(BIN)/tabpipe train --config config/pipeline.yaml
 
 test: $(VENV)/.dev
+	bash scripts/test_deps.sh
 	$(BIN)/python -m pytest -q
 
 lint: $(VENV)/.dev
