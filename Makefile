@@ -26,7 +26,7 @@ test: $(VENV)/.dev
 	$(BIN)/python -m pytest -q
 
 lint: $(VENV)/.dev
-	$(BIN)/ruff check src tests benchmarks app.py
+	$(BIN)/ruff check src tests benchmarks app.py gunicorn.conf.py
 
 bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/serve_bench.py

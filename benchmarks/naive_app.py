@@ -27,7 +27,8 @@ def create_naive_app(config: str | None = None) -> Flask:
         proba = model.predict_proba(pd.DataFrame(records))
         labels = model.labels_for(proba)
         return jsonify({"model_version": meta["version"], "predictions": [
-            {"prediction": getattr(lbl, "item", lambda: lbl)(), "probability": float(p)} for lbl, p in zip(labels, proba)]})
+            {"prediction": label.item() if hasattr(label, "item") else label, "probability": float(p)}
+            for label, p in zip(labels, proba)]})
 
     @app.post("/predict/csv")
     def predict_csv():

@@ -25,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +39,7 @@ from tabpipe.serving.app import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from naive_app import create_naive_app  # noqa: E402
+from naive_app import create_naive_app  # noqa: E402  (benchmarks/ is not a package)
 
 LUA = """wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
@@ -171,7 +171,7 @@ def main() -> None:
         (f"POST /predict/csv, {args.csv_rows:,} rows, end-to-end (s)", med(csv["service"]), med(csv["naive"])),
     ]
     errors = {k: sum(b for _, b in v) for k, v in rps.items()}
-    print(f"\n### Serving — {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.node()}, "
+    print(f"\n### Serving — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, "
           f"{os.cpu_count()} cores, Python {platform.python_version()}")
     print(f"model {meta['version']} ({meta.get('candidate')}), medians of {args.repeats} runs; "
           f"`{' '.join(['python'] + sys.argv)}`\n")

@@ -9,7 +9,6 @@ import functools
 import logging
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -94,7 +93,7 @@ def predict(
     input: Path = typer.Option(..., "--input", "-i", help="CSV or Parquet of rows to score (no target needed)."),
     output: Path = typer.Option(..., "--output", "-o", help="Where to write rows + prediction + probability (.csv/.parquet)."),
     config: Path = ConfigOpt,
-    model_version: Optional[str] = typer.Option(None, "--model-version", help="Registry version (default: production)."),
+    model_version: str | None = typer.Option(None, "--model-version", help="Registry version (default: production)."),
 ) -> None:
     """Score a file with the production model (or --model-version). Rows that break the schema are
     reported (error column, exit 1), never guessed."""

@@ -6,14 +6,14 @@ the validated YAML (``tabpipe.config.Settings``).
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from tabpipe.config import Candidate, DriftSection
 from tabpipe.schema import Schema
 from tabpipe.sources import SourceConfig
-
 
 # ------------------------------------------------------------------ config entities
 

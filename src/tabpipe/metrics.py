@@ -44,5 +44,5 @@ def holdout_metrics(y: np.ndarray, proba: np.ndarray, threshold: float) -> dict[
         "recall": float(recall_score(y, pred, zero_division=0)),
         "threshold": float(threshold),
         "positives": int(y.sum()),
-        "rows": int(len(y)),
+        "rows": len(y),
     }

@@ -48,7 +48,7 @@ class TabularModel:
             raise DataError("rows violate the schema:\n" + summarize(problems))
         return self.predict_proba_typed(typed)
 
-    def use_all_cores(self) -> "TabularModel":
+    def use_all_cores(self) -> TabularModel:
         """Let the estimator predict on every core (e.g. a forest's trees in parallel threads).
         Changes prediction speed only, never results; training parallelism is the trainer's business."""
         if "n_jobs" in getattr(self.estimator, "get_params", dict)():

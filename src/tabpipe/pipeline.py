@@ -15,7 +15,12 @@ from tabpipe.components.transformation import DataTransformation
 from tabpipe.components.validation import DataValidation
 from tabpipe.config import Settings
 from tabpipe.entities import (
-    EvaluationConfig, IngestionConfig, PusherConfig, TrainerConfig, TransformationConfig, ValidationConfig,
+    EvaluationConfig,
+    IngestionConfig,
+    PusherConfig,
+    TrainerConfig,
+    TransformationConfig,
+    ValidationConfig,
 )
 from tabpipe.registry import ModelRegistry
 from tabpipe.run import Run, package_versions

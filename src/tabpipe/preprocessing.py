@@ -83,4 +83,4 @@ def fit_transform(preprocessor: ColumnTransformer, train: pd.DataFrame, *others:
     return out
 
 
-__all__ = ["build_preprocessor", "make_sampler", "resample", "fit_transform", "datetime_parts", "Pipeline"]
+__all__ = ["Pipeline", "build_preprocessor", "datetime_parts", "fit_transform", "make_sampler", "resample"]

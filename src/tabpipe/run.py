@@ -10,11 +10,12 @@ import os
 import platform
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import asdict, is_dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 PACKAGES = ("tabpipe", "pandas", "numpy", "scikit-learn", "imbalanced-learn", "evidently", "dill", "pyarrow")
@@ -33,7 +34,7 @@ def package_versions() -> dict[str, str]:
 def new_run_dir(root: Path) -> Path:
     """A fresh folder named by UTC time to the microsecond; a suffix keeps it unique if taken."""
     root.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S_%fZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S_%fZ")
     for n in range(1000):
         path = root / (stamp if n == 0 else f"{stamp}-{n}")
         try:
@@ -66,7 +67,7 @@ class Run:
         self.id = self.dir.name
         self._stage_no = 0
         self.record: dict[str, Any] = {
-            "run_id": self.id, "status": "running", "started_at": datetime.now(timezone.utc).isoformat(),
+            "run_id": self.id, "status": "running", "started_at": datetime.now(UTC).isoformat(),
             "stages": {}, "metrics": None, "accepted": None, "model_version": None,
             "config": config_snapshot, "packages": package_versions(),
         }
@@ -96,7 +97,7 @@ class Run:
     def finish(self, *, error: BaseException | None = None, **fields: Any) -> None:
         self.record.update(_jsonable(fields))
         self.record["status"] = "failed" if error else "succeeded"
-        self.record["finished_at"] = datetime.now(timezone.utc).isoformat()
+        self.record["finished_at"] = datetime.now(UTC).isoformat()
         if error is not None:
             self.record["error"] = f"{type(error).__name__}: {error}"
             logging.getLogger("tabpipe").error("run failed:\n%s", "".join(traceback.format_exception(error)))

@@ -40,7 +40,7 @@ class ColumnSpec(StrictModel):
     description: str | None = None
 
     @model_validator(mode="after")
-    def _consistent(self) -> "ColumnSpec":
+    def _consistent(self) -> ColumnSpec:
         if (self.min is not None or self.max is not None) and self.type not in NUMERIC_TYPES:
             raise ValueError(f"min/max only apply to numeric columns, not type {self.type!r}")
         if self.min is not None and self.max is not None and self.min > self.max:
@@ -66,7 +66,7 @@ class Schema(StrictModel):
     columns: dict[str, ColumnSpec] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _target_not_a_column(self) -> "Schema":
+    def _target_not_a_column(self) -> Schema:
         if self.target.name in self.columns:
             raise ValueError(f"target {self.target.name!r} must not also be listed under columns")
         if not self.features:

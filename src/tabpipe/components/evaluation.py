@@ -16,7 +16,12 @@ import dill
 import pandas as pd
 
 from tabpipe.components.transformation import split_xy
-from tabpipe.entities import EvaluationArtifact, EvaluationConfig, TrainerArtifact, ValidationArtifact
+from tabpipe.entities import (
+    EvaluationArtifact,
+    EvaluationConfig,
+    TrainerArtifact,
+    ValidationArtifact,
+)
 from tabpipe.errors import TabpipeError
 from tabpipe.metrics import holdout_metrics
 

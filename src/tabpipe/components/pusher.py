@@ -9,7 +9,13 @@ import json
 
 import pandas as pd
 
-from tabpipe.entities import EvaluationArtifact, PusherArtifact, PusherConfig, TrainerArtifact, ValidationArtifact
+from tabpipe.entities import (
+    EvaluationArtifact,
+    PusherArtifact,
+    PusherConfig,
+    TrainerArtifact,
+    ValidationArtifact,
+)
 
 
 class ModelPusher:

@@ -20,12 +20,16 @@ import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
 from scipy import stats
-from sklearn.base import clone
 from sklearn.model_selection import ParameterSampler, StratifiedKFold
 
 from tabpipe.components.transformation import split_xy
 from tabpipe.config import Candidate, import_class
-from tabpipe.entities import TrainerArtifact, TrainerConfig, TransformationArtifact, ValidationArtifact
+from tabpipe.entities import (
+    TrainerArtifact,
+    TrainerConfig,
+    TransformationArtifact,
+    ValidationArtifact,
+)
 from tabpipe.errors import DataError, ModelQualityError
 from tabpipe.metrics import best_f1_threshold, ranking_score
 from tabpipe.model import TabularModel

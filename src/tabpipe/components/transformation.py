@@ -12,7 +12,11 @@ import dill
 import numpy as np
 import pandas as pd
 
-from tabpipe.entities import TransformationArtifact, TransformationConfig, ValidationArtifact
+from tabpipe.entities import (
+    TransformationArtifact,
+    TransformationConfig,
+    ValidationArtifact,
+)
 from tabpipe.preprocessing import build_preprocessor, fit_transform
 from tabpipe.schema import Schema, positive_mask
 

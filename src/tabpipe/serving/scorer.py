@@ -22,7 +22,6 @@ import pandas as pd
 from sklearn import config_context
 
 from tabpipe.model import TabularModel
-from tabpipe.preprocessing import MISSING
 from tabpipe.schema import FALSE_STRINGS, TRUE_STRINGS, ColumnSpec
 
 
