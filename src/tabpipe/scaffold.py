@@ -11,6 +11,8 @@ from tabpipe.errors import ConfigError, DataError
 from tabpipe.schema import infer_schema
 from tabpipe.sources import read_file
 
+LARGE_ROWS = 50_000  # above this, init proposes `smote`: SMOTETomek's neighbour search is quadratic in rows
+
 PIPELINE_TEMPLATE = """\
 # tabpipe pipeline for {data_name} (written by `tabpipe init`). Relative paths resolve against this folder.
 source:
@@ -33,7 +35,7 @@ validation:
     fail_on_drift: false       # drift against the production model's training data only warns
 
 transformation:
-  resampling: smotetomek       # smotetomek | smote | none (training rows only)
+  resampling: {resampling}  # smotetomek | smote | none (training rows only){resampling_note}
 
 training:
   models: model.yaml
@@ -71,7 +73,10 @@ def scaffold(data: Path, target: str, directory: Path, *, force: bool = False) -
     if existing and not force:
         raise ConfigError(existing[0], None, "already exists (use --force to overwrite)")
     rel = os.path.relpath(Path(data).resolve(), directory.resolve())
-    paths[0].write_text(PIPELINE_TEMPLATE.format(data_name=Path(data).name, data_path=rel))
+    large = len(df) > LARGE_ROWS
+    paths[0].write_text(PIPELINE_TEMPLATE.format(
+        data_name=Path(data).name, data_path=rel, resampling="smote" if large else "smotetomek",
+        resampling_note=f"\n  # {len(df):,} rows: smote, because SMOTETomek's Tomek-link step grows with rows squared" if large else ""))
     schema_doc = schema.model_dump(mode="json", exclude_defaults=True)
     header = (f"# Data contract for {Path(data).name}, inferred by `tabpipe init` from {len(df)} rows: edit freely.\n"
               "# types: int float bool category datetime string; role: feature | id | ignore.\n"

@@ -128,6 +128,9 @@ class ModelTrainer:
         if min(np.bincount(y, minlength=2)) < cfg.cv_folds:
             raise DataError(f"the training split has {y.sum()} positive and {len(y) - y.sum()} negative rows; "
                             f"training.cv_folds={cfg.cv_folds} needs at least that many of each")
+        if cfg.resampling == "smotetomek" and len(X) > 50_000:
+            log.warning("SMOTETomek on %d training rows: its Tomek-link step compares every row with every other, "
+                        "so preparing the folds can take long; transformation.resampling: smote grows linearly", len(X))
         results, best, oof = self._search(X, y)
         (cfg.out_dir / "cv_results.json").write_text(json.dumps(results, indent=2, default=str))
         log.info("best: %s %s=%.4f", best["candidate"], cfg.metric, best["score"])
@@ -149,6 +152,8 @@ class ModelTrainer:
         start = time.perf_counter()
         splitter = StratifiedKFold(n_splits=cfg.cv_folds, shuffle=True, random_state=cfg.seed)
         parallel = Parallel(n_jobs=cfg.n_jobs)
+        log.info("preparing %d folds: preprocessing + %s on ~%d training rows each", cfg.cv_folds, cfg.resampling,
+                 len(y) * (cfg.cv_folds - 1) // cfg.cv_folds)
         folds = parallel(delayed(_prepare_fold)(X, y, tr, va, cfg) for tr, va in splitter.split(X, y))
         log.info("prepared %d folds (preprocess + %s) in %.1fs", len(folds), cfg.resampling, time.perf_counter() - start)
         todo = trials(cfg.candidates, cfg.seed)
