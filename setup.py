@@ -1,7 +1,7 @@
 """Installs tabpipe; runtime dependencies come from requirements.txt (one list for pip, Docker and setup)."""
 from pathlib import Path
 
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, setup
 
 HERE = Path(__file__).parent
 
@@ -19,7 +19,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     package_dir={"": "src"},
-    packages=find_packages("src"),
+    packages=find_namespace_packages("src", include=["tabpipe*"]),
     include_package_data=True,
     package_data={"tabpipe": ["defaults/*", "serving/templates/*"]},
     install_requires=_requirements(),

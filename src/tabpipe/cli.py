@@ -23,8 +23,9 @@ data_app = typer.Typer(help="Sample data and data loading helpers.", no_args_is_
 models_app = typer.Typer(help="The model registry: list versions, promote (or roll back).", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(models_app, name="models")
-err = Console(stderr=True)
-out = Console()
+# no hard wrapping at 80 columns when piped (CI logs, files): one message stays one line
+err = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 200)
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 DEFAULT_CONFIG = Path("config/pipeline.yaml")
 ConfigOpt = typer.Option(DEFAULT_CONFIG, "--config", "-c", help="pipeline.yaml to use.")
 
@@ -103,7 +104,9 @@ def predict(
     result = score_file(model.use_all_cores(), input, output)
     out.print(f"model {meta['version']}: scored {result.scored} of {result.rows} rows -> {output}")
     if result.problems:
-        err.print(f"[yellow]{result.rows - result.scored} rows violate the schema[/] (see the 'error' column):\n{result.problems}",
+        bad = result.rows - result.scored
+        err.print(f"[yellow]{bad} row{'s' if bad != 1 else ''} violate{'s' if bad == 1 else ''} the schema[/] "
+                  f"(see the 'error' column):\n{result.problems}",
                   highlight=False)
         raise typer.Exit(1)
 

@@ -50,7 +50,7 @@ class TabularModel:
 
     def use_all_cores(self) -> TabularModel:
         """Let the estimator predict on every core (e.g. a forest's trees in parallel threads).
-        Changes prediction speed only, never results; training parallelism is the trainer's business."""
+        Changes speed only: results agree to floating-point summation order (~1e-15)."""
         if "n_jobs" in getattr(self.estimator, "get_params", dict)():
             self.estimator.set_params(n_jobs=-1)
         return self

@@ -1,6 +1,6 @@
 """Preprocessing and resampling built from the schema (pure builders; nothing is fitted here).
 
-Numeric: median imputation (+ missing-value indicators) then robust scaling.
+Numeric: median imputation (+ missing-value indicators) then robust scaling (5-95 % range).
 Categorical: a ``__missing__`` level, then one-hot; unseen categories at predict time are pooled
 with the rare ones (or ignored when there are none). Datetimes: hour of day and day of week.
 Resampling (``smotetomek`` / ``smote`` / ``none``) is an imbalanced-learn sampler that the
@@ -20,6 +20,7 @@ from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, RobustScal
 from tabpipe.schema import Schema
 
 MISSING = "__missing__"
+QUANTILES = (5.0, 95.0)  # robust scale on the 5-95 % range: zero-inflated columns (IQR 0) still get scaled
 
 
 def datetime_parts(X: pd.DataFrame) -> np.ndarray:
@@ -42,7 +43,8 @@ def build_preprocessor(schema: Schema, max_categories: int = 30) -> ColumnTransf
     datetimes = schema.features_of_type("datetime")
     steps = []
     if numeric:
-        steps.append(("num", make_pipeline(SimpleImputer(strategy="median", add_indicator=True), RobustScaler()), numeric))
+        imputer = SimpleImputer(strategy="median", add_indicator=True)
+        steps.append(("num", make_pipeline(imputer, RobustScaler(quantile_range=QUANTILES)), numeric))
     if categorical:
         encoder = OneHotEncoder(
             handle_unknown="infrequent_if_exist", max_categories=max_categories, min_frequency=5, sparse_output=False
@@ -50,7 +52,7 @@ def build_preprocessor(schema: Schema, max_categories: int = 30) -> ColumnTransf
         steps.append(("cat", make_pipeline(SimpleImputer(strategy="constant", fill_value=MISSING), encoder), categorical))
     if datetimes:
         parts = FunctionTransformer(datetime_parts, feature_names_out=_datetime_names)
-        steps.append(("dt", make_pipeline(parts, SimpleImputer(strategy="median"), RobustScaler()), datetimes))
+        steps.append(("dt", make_pipeline(parts, SimpleImputer(strategy="median"), RobustScaler(quantile_range=QUANTILES)), datetimes))
     return ColumnTransformer(steps, remainder="drop", sparse_threshold=0.0, verbose_feature_names_out=True)
 
 

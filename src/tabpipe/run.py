@@ -74,6 +74,11 @@ class Run:
         self._log_handler = logging.FileHandler(self.dir / "run.log")
         self._log_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         logging.getLogger("tabpipe").addHandler(self._log_handler)
+        # library warnings (convergence, ...) of this process go to run.log instead of the console
+        logging.captureWarnings(True)
+        self._warnings = logging.getLogger("py.warnings")
+        self._warnings.addHandler(self._log_handler)
+        self._warnings.propagate = False
         self.save()
 
     def stage(self, name: str, body: Callable[[Path], T]) -> T:
@@ -100,9 +105,14 @@ class Run:
         self.record["finished_at"] = datetime.now(UTC).isoformat()
         if error is not None:
             self.record["error"] = f"{type(error).__name__}: {error}"
-            logging.getLogger("tabpipe").error("run failed:\n%s", "".join(traceback.format_exception(error)))
+            # the traceback goes to run.log only; the console gets the one-line message from the CLI
+            self._log_handler.emit(logging.makeLogRecord({
+                "name": "tabpipe.run", "levelno": logging.ERROR, "levelname": "ERROR",
+                "msg": "run failed:\n%s", "args": ("".join(traceback.format_exception(error)),)}))
         self.save()
         logging.getLogger("tabpipe").removeHandler(self._log_handler)
+        self._warnings.removeHandler(self._log_handler)
+        logging.captureWarnings(False)
         self._log_handler.close()
 
     def save(self) -> None:

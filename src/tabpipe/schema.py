@@ -265,7 +265,8 @@ def summarize(problems: list[Problem], limit: int = 10) -> str:
 def infer_schema(df: pd.DataFrame, target: str, *, max_categories: int = 50) -> Schema:
     """Propose a schema from data (for ``tabpipe init``); the user edits it afterwards.
 
-    Rules: numeric -> int/float with widened observed bounds (see ``_widened_range``); few distinct strings ->
+    Rules: numeric -> int/float with widened observed bounds (see ``_widened_range``), only 0/1 ->
+    bool; few distinct strings ->
     category (categories listed, unknowns allowed); many distinct strings or a unique
     integer key -> ``role: id``; parseable dates -> datetime. Positive class = minority class.
     """
@@ -284,12 +285,14 @@ def infer_schema(df: pd.DataFrame, target: str, *, max_categories: int = 50) -> 
 
 
 def _widened_range(lo: float, hi: float) -> dict:
-    """Plausibility bounds: the observed range padded by its own width on each side, so new data
-    may wander but absurd values (unit mix-ups, sentinels like -999) are caught. A column whose
-    observed minimum is exactly 0 keeps 0 as its floor (counts, amounts)."""
-    span = max(hi - lo, abs(hi), 1.0)
-    low = 0.0 if lo == 0 else lo - span
-    return {"min": float(f"{low:.6g}"), "max": float(f"{hi + span:.6g}")}
+    """Plausibility bounds: the observed range padded by half its width on each side, so new data
+    may wander but absurd values (unit mix-ups, sentinels like -999) are caught. A column that was
+    never negative is never allowed to be (ages, counts, amounts)."""
+    span = hi - lo if hi > lo else max(abs(hi), 1.0)
+    low = lo - span / 2
+    if lo >= 0:
+        low = max(low, 0.0)
+    return {"min": float(f"{low:.6g}"), "max": float(f"{hi + span / 2:.6g}")}
 
 
 def _infer_column(s: pd.Series, n: int, max_categories: int) -> dict:
@@ -299,6 +302,8 @@ def _infer_column(s: pd.Series, n: int, max_categories: int) -> dict:
         return {"type": "bool", **spec}
     if pd.api.types.is_numeric_dtype(s):
         is_int = len(non_null) > 0 and bool(np.all(np.mod(non_null.astype(float), 1) == 0))
+        if is_int and set(non_null.unique().tolist()) <= {0, 1}:
+            return {"type": "bool", **spec}
         if is_int and non_null.nunique() == n and n > 100:
             return {"type": "int", "role": "id", **spec}
         spec["type"] = "int" if is_int else "float"

@@ -3,7 +3,8 @@
 Acceptance (written to ``blessing.json``, like TFX's blessing):
 - the new model's test score must reach ``evaluation.min_score``;
 - first model (empty registry): that absolute minimum is the only rule;
-- otherwise it must beat production by at least ``evaluation.min_improvement``.
+- otherwise it must beat production by MORE than ``evaluation.min_improvement`` (so retraining on
+  unchanged data, a tie, publishes nothing; a negative margin tolerates a small regression).
 If the production model cannot score the current data (its schema no longer matches), the reason
 says so and only the absolute minimum applies.
 """
@@ -37,9 +38,10 @@ def decide(metric: str, new: dict, production: dict | None, min_score: float, mi
     if production is None:
         return True, f"first model{production_note}: {metric}={score:.4f} reaches evaluation.min_score={min_score}"
     gain = score - production[metric]
-    if gain >= min_improvement:
-        return True, f"new {metric}={score:.4f} vs production {production[metric]:.4f}: +{gain:.4f} >= min_improvement={min_improvement}"
-    return False, f"new {metric}={score:.4f} vs production {production[metric]:.4f}: {gain:+.4f} < min_improvement={min_improvement}"
+    versus = f"new {metric}={score:.4f} vs production {production[metric]:.4f}: {gain:+.4f}"
+    if gain > min_improvement:
+        return True, f"{versus} > min_improvement={min_improvement}"
+    return False, f"{versus} is not > min_improvement={min_improvement}"
 
 
 class ModelEvaluation:

@@ -6,6 +6,8 @@ once and shared by every configuration tried, so the search pays for SMOTETomek 
 Configurations are tried round-robin across candidates until the time budget runs out. The decision
 threshold maximises F1 on the out-of-fold predictions of the chosen configuration (never the test
 split). The result is one ``TabularModel``: preprocessing + estimator + threshold.
+The budget covers fold preparation and the search; a configuration is skipped when its candidate's
+previous one would not fit in what is left; the final refit comes after the budget.
 """
 from __future__ import annotations
 
@@ -151,17 +153,20 @@ class ModelTrainer:
         cfg = self.config
         start = time.perf_counter()
         splitter = StratifiedKFold(n_splits=cfg.cv_folds, shuffle=True, random_state=cfg.seed)
-        parallel = Parallel(n_jobs=cfg.n_jobs)
+        parallel = Parallel(n_jobs=cfg.n_jobs, max_nbytes=None)  # no memmaps: avoids loky resource-tracker errors
         log.info("preparing %d folds: preprocessing + %s on ~%d training rows each", cfg.cv_folds, cfg.resampling,
                  len(y) * (cfg.cv_folds - 1) // cfg.cv_folds)
         folds = parallel(delayed(_prepare_fold)(X, y, tr, va, cfg) for tr, va in splitter.split(X, y))
         log.info("prepared %d folds (preprocess + %s) in %.1fs", len(folds), cfg.resampling, time.perf_counter() - start)
         todo = trials(cfg.candidates, cfg.seed)
         results, best, best_oof = [], None, None
+        last_seconds: dict[str, float] = {}  # per candidate: what its previous configuration took
         for i, trial in enumerate(todo, 1):
-            if results and time.perf_counter() - start > cfg.time_budget_s:
-                log.warning("time budget of %.0fs used: tried %d of %d configurations", cfg.time_budget_s, len(results), len(todo))
-                break
+            elapsed = time.perf_counter() - start
+            if results and elapsed + last_seconds.get(trial.candidate.name, 0.0) > cfg.time_budget_s:
+                log.info("[%d/%d] %s skipped: would exceed training.time_budget_s=%.0f", i, len(todo),
+                         trial.candidate.name, cfg.time_budget_s)
+                continue
             t0 = time.perf_counter()
             probas = parallel(delayed(_fit_predict)(trial, fold, cfg.seed) for fold in folds)
             oof = np.empty(len(y))
@@ -171,6 +176,7 @@ class ModelTrainer:
             row = {"candidate": trial.candidate.name, "params": trial.params, "score": float(np.mean(scores)),
                    "score_std": float(np.std(scores)), "fold_scores": scores, "seconds": round(time.perf_counter() - t0, 2)}
             results.append(row)
+            last_seconds[trial.candidate.name] = row["seconds"]
             log.info("[%d/%d] %s %s %s=%.4f ± %.4f (%.1fs)", i, len(todo), trial.candidate.name, trial.params,
                      cfg.metric, row["score"], row["score_std"], row["seconds"])
             if best is None or row["score"] > best["score"]:
