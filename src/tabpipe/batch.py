@@ -42,8 +42,13 @@ def score_frame(model: TabularModel, df: pd.DataFrame) -> tuple[pd.DataFrame, li
 
 
 def read_csv_bytes(data: bytes) -> pd.DataFrame:
-    """Parse CSV bytes with Arrow's multi-threaded reader (several times faster than pandas' C parser)."""
-    return pd.read_csv(io.BytesIO(data), engine="pyarrow")
+    """Parse CSV bytes with Arrow's multi-threaded reader (several times faster than pandas' C parser).
+    Raises ValueError for unreadable CSV and for repeated column names."""
+    frame = pd.read_csv(io.BytesIO(data), engine="pyarrow")
+    repeated = frame.columns[frame.columns.duplicated()].unique().tolist()
+    if repeated:
+        raise ValueError(f"repeated column names: {', '.join(map(str, repeated))}")
+    return frame
 
 
 def to_csv_bytes(df: pd.DataFrame) -> bytes:

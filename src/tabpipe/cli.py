@@ -56,7 +56,7 @@ def _registry(config: Path):
     from tabpipe.config import load_settings
     from tabpipe.registry import ModelRegistry
 
-    return ModelRegistry.from_config(load_settings(config).pipeline.registry)
+    return ModelRegistry.from_config(load_settings(config, check_candidates=False).pipeline.registry)
 
 
 @app.command()

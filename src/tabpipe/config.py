@@ -207,8 +207,12 @@ def _check_candidates(models: ModelsConfig, path: Path) -> None:
                 raise ConfigError(path, f"{where}.search.{key}", str(exc)) from None
 
 
-def load_settings(config_path: str | Path) -> Settings:
-    """Read pipeline.yaml plus the schema and model files it names; raise ConfigError on any problem."""
+def load_settings(config_path: str | Path, *, check_candidates: bool = True) -> Settings:
+    """Read pipeline.yaml plus the schema and model files it names; raise ConfigError on any problem.
+
+    ``check_candidates=False`` skips importing the model classes (seconds of scikit-learn imports)
+    for commands that never train, such as ``tabpipe models``.
+    """
     path = Path(config_path).resolve()
     raw = _read_yaml(path)
     pipeline = _resolve_paths(_validate(PipelineConfig, raw, path), path.parent)
@@ -216,7 +220,8 @@ def load_settings(config_path: str | Path) -> Settings:
     schema = _validate(Schema, schema_raw, pipeline.schema_path)
     models_raw = _read_yaml(pipeline.training.models)
     models = _validate(ModelsConfig, models_raw, pipeline.training.models)
-    _check_candidates(models, pipeline.training.models)
+    if check_candidates:
+        _check_candidates(models, pipeline.training.models)
     return Settings(
         pipeline=pipeline,
         models=models,

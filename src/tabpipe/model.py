@@ -57,7 +57,7 @@ class TabularModel:
 
     def labels_for(self, proba: np.ndarray) -> np.ndarray:
         """Original label values for probabilities: positive where ``proba >= threshold``."""
-        return np.where(proba >= self.threshold, self.labels[1], self.labels[0])
+        return np.where(np.asarray(proba) >= self.threshold, self.labels[1], self.labels[0])
 
     def predict(self, rows: pd.DataFrame | list[dict]) -> np.ndarray:
         return self.labels_for(self.predict_proba(rows))

@@ -14,6 +14,7 @@ import os
 import threading
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 from flask import Flask, Response, jsonify, render_template, request
@@ -40,8 +41,8 @@ def _reject_constant(name: str) -> float:
 def _records_from_json(body: bytes, max_records: int) -> list[dict]:
     try:
         payload = json.loads(body, parse_constant=_reject_constant)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, f"malformed JSON: {exc}") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise ApiError(400, f"malformed JSON: {str(exc)[:200]}") from None
     if isinstance(payload, dict) and set(payload) == {"records"}:
         records = payload["records"]
         if not isinstance(records, list):
@@ -99,7 +100,10 @@ def create_app(config: str | Path | None = None, registry: ModelRegistry | None 
         if current is None:
             return jsonify({"status": "no_model", "model_loaded": False, "model_version": None,
                             "error": holder.last_error}), 503
-        return jsonify({"status": "ok", "model_loaded": True, "model_version": current.version})
+        body = {"status": "ok", "model_loaded": True, "model_version": current.version}
+        if holder.last_error:  # still serving the model it has; the newer one failed to load
+            body["refresh_error"] = holder.last_error
+        return jsonify(body)
 
     @app.get("/model")
     def model_info():
@@ -161,7 +165,7 @@ def create_app(config: str | Path | None = None, registry: ModelRegistry | None 
                 errors, status = {p["field"]: p["message"] for p in problems}, 422
             else:
                 p = float(current.scorer.proba([checked])[0])
-                result = {"prediction": _native(current.model.labels_for([p])[0]), "probability": p}
+                result = {"prediction": _native(current.model.labels_for(np.array([p]))[0]), "probability": p}
         fields = [] if current is None else [(n, current.model.schema.columns[n]) for n in current.model.schema.features]
         return render_template("form.html", current=current, fields=fields, result=result, errors=errors,
                                values=values), status
@@ -173,8 +177,8 @@ def create_app(config: str | Path | None = None, registry: ModelRegistry | None 
         token = os.environ.get(serve.train_token_env)
         if not token:
             raise ApiError(503, f"serve.allow_train is on but {serve.train_token_env} is not set")
-        given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-        if not hmac.compare_digest(given.encode(), token.encode()):
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        if scheme != "Bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
             raise ApiError(401, "missing or wrong bearer token")
         if not training.acquire(blocking=False):
             raise ApiError(409, "a training run is already in progress")

@@ -43,12 +43,13 @@ class ModelHolder:
             if version is None or (self.current and self.current.version == version):
                 return False
             model, metadata = self.registry.load_model(version)
-        except RegistryError as exc:  # keep serving the model we have
-            self.last_error = str(exc)
-            log.error("model refresh failed: %s", exc)
+            model.use_all_cores()
+            loaded = Loaded(version, model, RecordScorer(model), metadata)
+        except Exception as exc:  # noqa: BLE001 — any broken model: keep serving the one we have, keep polling
+            self.last_error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, RegistryError) else str(exc)
+            log.error("model refresh failed: %s", self.last_error)
             return False
-        model.use_all_cores()
-        self.current = Loaded(version, model, RecordScorer(model), metadata)
+        self.current = loaded
         self.last_error = None
         log.info("serving model %s", version)
         return True

@@ -19,6 +19,7 @@ from datetime import datetime
 
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 from sklearn import config_context
 
 from tabpipe.model import TabularModel
@@ -43,15 +44,17 @@ def _number(value, spec: ColumnSpec) -> tuple[float | None, str | None]:
         if text in FALSE_STRINGS:
             return 0.0, None
         return None, "is not a boolean (true/false/yes/no/1/0)"
+    if isinstance(value, str) and "_" in value:  # float() accepts "1_000"; the batch path does not
+        return None, f"is not a number (expected {spec.type})"
     try:
         x = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None, f"is not a number (expected {spec.type})"
     if math.isnan(x):
-        return None, None
+        return None, "is NaN (send null for a missing value)"
     if math.isinf(x):
         return None, "is infinite"
-    if spec.type == "int" and x != int(x):
+    if spec.type == "int" and not x.is_integer():
         return None, "is not a whole number (expected int)"
     if spec.min is not None and x < spec.min:
         return None, f"is below the minimum {spec.min:g}"
@@ -71,14 +74,16 @@ def check_value(value, spec: ColumnSpec):
     if spec.type == "datetime":
         try:
             ts = pd.Timestamp(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
+            return None, "is not a date/time"
+        if ts is pd.NaT:
             return None, "is not a date/time"
         if ts.tzinfo is not None:
             ts = ts.tz_convert("UTC").tz_localize(None)
         return ts.to_pydatetime(), None
     if isinstance(value, (dict, list)):
         return None, "is not a single value"
-    text = str(int(value)) if isinstance(value, float) and value == int(value) else str(value)
+    text = str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
     if spec.type == "category" and not spec.allow_unknown and spec.categories and text not in spec.categories:
         return None, f"is not one of the allowed categories {spec.categories}"
     return text, None
@@ -178,7 +183,7 @@ class _Linear:
         self.w, self.b = est.coef_[0].astype(float), float(est.intercept_[0])
 
     def __call__(self, x: np.ndarray) -> float:
-        return 1.0 / (1.0 + math.exp(-(float(x @ self.w) + self.b)))
+        return float(expit(float(x @ self.w) + self.b))  # overflow-safe sigmoid
 
 
 class _Forest:
