@@ -328,7 +328,8 @@ def ensure_chromium() -> str:
 
     Fails (never skips) when it cannot be found or installed: CI must run the browser test.
     """
-    found = shutil.which("chromium") or (os.access("/usr/bin/chromium", os.X_OK) and "/usr/bin/chromium")
+    found = (os.environ.get("TABPIPE_TEST_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+             or shutil.which("google-chrome"))
     if found:
         return found
     if os.geteuid() != 0:
