@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 
 from tabpipe.config_base import StrictModel
 from tabpipe.errors import ConfigError
@@ -55,8 +55,16 @@ class TrainingSection(StrictModel):
     cv_folds: int = Field(5, ge=2, le=20)
     metric: Metric = "roc_auc"
     time_budget_s: float = Field(600, gt=0)
-    n_jobs: int = -1
+    n_jobs: int = -1                             # -1 = all cores; 0 is rejected
     min_cv_score: float = Field(0.0, ge=0, le=1)
+
+
+    @field_validator("n_jobs")
+    @classmethod
+    def _n_jobs(cls, value: int) -> int:
+        if value == 0:
+            raise ValueError("must be -1 (all cores) or a positive number of processes")
+        return value
 
 
 class EvaluationSection(StrictModel):
@@ -193,7 +201,10 @@ def _check_candidates(models: ModelsConfig, path: Path) -> None:
             raise ConfigError(path, f"{where}.class", f"cannot import {cand.class_path!r}: {exc}") from None
         if not inspect.isclass(cls) or not hasattr(cls, "fit") or not hasattr(cls, "predict_proba"):
             raise ConfigError(path, f"{where}.class", f"{cand.class_path} is not a classifier with fit/predict_proba")
-        valid = set(cls().get_params()) if hasattr(cls, "get_params") else set()
+        try:
+            valid = set(cls().get_params()) if hasattr(cls, "get_params") else set()
+        except Exception as exc:  # noqa: BLE001 — any constructor failure is a config problem here
+            raise ConfigError(path, f"{where}.class", f"{cand.class_path} cannot be created from YAML parameters: {exc}") from None
         for section in ("params", "search"):
             for key in getattr(cand, section):
                 if valid and key not in valid:

@@ -73,7 +73,10 @@ class Run:
         }
         self._log_handler = logging.FileHandler(self.dir / "run.log")
         self._log_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        logging.getLogger("tabpipe").addHandler(self._log_handler)
+        logger = logging.getLogger("tabpipe")
+        if logger.level == logging.NOTSET:  # library use without the CLI: still record the stages
+            logger.setLevel(logging.INFO)
+        logger.addHandler(self._log_handler)
         # library warnings (convergence, ...) of this process go to run.log instead of the console
         logging.captureWarnings(True)
         self._warnings = logging.getLogger("py.warnings")

@@ -1,6 +1,7 @@
 """``tabpipe init``: write pipeline.yaml, schema.yaml (inferred) and model.yaml for a new dataset."""
 from __future__ import annotations
 
+import json
 import os
 from importlib import resources
 from pathlib import Path
@@ -75,7 +76,7 @@ def scaffold(data: Path, target: str, directory: Path, *, force: bool = False) -
     rel = os.path.relpath(Path(data).resolve(), directory.resolve())
     large = len(df) > LARGE_ROWS
     paths[0].write_text(PIPELINE_TEMPLATE.format(
-        data_name=Path(data).name, data_path=rel, resampling="smote" if large else "smotetomek",
+        data_name=Path(data).name, data_path=json.dumps(rel), resampling="smote" if large else "smotetomek",
         resampling_note=f"\n  # {len(df):,} rows: smote, because SMOTETomek's Tomek-link step grows with rows squared" if large else ""))
     schema_doc = schema.model_dump(mode="json", exclude_defaults=True)
     header = (f"# Data contract for {Path(data).name}, inferred by `tabpipe init` from {len(df)} rows: edit freely.\n"

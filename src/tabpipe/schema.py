@@ -227,13 +227,16 @@ def target_problems(df: pd.DataFrame, schema: Schema) -> list[Problem]:
 
 def positive_mask(target: pd.Series, positive: Any) -> np.ndarray:
     """Boolean array: which target values equal the positive class (numeric-aware: 1 == 1.0 == '1')."""
+    text = target.astype(str).str.strip().str.lower()
+    if isinstance(positive, bool):  # YAML reads `positive: yes` as True: match yes/true/1 (or no/false/0)
+        return text.isin(TRUE_STRINGS if positive else FALSE_STRINGS).to_numpy()
     numeric = pd.to_numeric(target, errors="coerce")
-    if not isinstance(positive, bool) and numeric.notna().all():
+    if numeric.notna().all():
         try:
             return (numeric == float(positive)).to_numpy()
         except (TypeError, ValueError):
             pass
-    return (target.astype(str).str.strip().str.lower() == str(positive).strip().lower()).to_numpy()
+    return (text == str(positive).strip().lower()).to_numpy()
 
 
 def problems_report(problems: list[Problem], n_rows: int) -> dict:
@@ -292,7 +295,7 @@ def _widened_range(lo: float, hi: float) -> dict:
     low = lo - span / 2
     if lo >= 0:
         low = max(low, 0.0)
-    return {"min": float(f"{low:.6g}"), "max": float(f"{hi + span / 2:.6g}")}
+    return {"min": low, "max": hi + span / 2}  # unrounded: rounding could cut into the observed range
 
 
 def _infer_column(s: pd.Series, n: int, max_categories: int) -> dict:

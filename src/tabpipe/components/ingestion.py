@@ -24,12 +24,13 @@ def fingerprint(df: pd.DataFrame) -> str:
 
 
 def split(df: pd.DataFrame, target: str, test_size: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Stratified, seeded split; falls back to a plain split when a class is too rare to stratify."""
+    """Stratified, seeded split; falls back to a plain split when a class is too rare to stratify.
+    Both parts keep the row numbers of ``df`` as their index, so later reports can point at source rows."""
     labels = df[target].astype(str).fillna("__missing__")
     counts = labels.value_counts()
     stratify = labels if len(counts) > 1 and counts.min() >= 2 else None
     train, test = train_test_split(df, test_size=test_size, random_state=seed, stratify=stratify)
-    return train.reset_index(drop=True), test.reset_index(drop=True)
+    return train, test
 
 
 class DataIngestion:
@@ -44,6 +45,7 @@ class DataIngestion:
         if len(df) < 20:
             raise DataError(f"only {len(df)} rows in the data; at least 20 are needed to train and test")
         df.columns = [str(c) for c in df.columns]
+        df = df.reset_index(drop=True)  # row numbers 0..n-1 in source order
         log.info("read %d rows x %d columns", len(df), df.shape[1])
         train, test = split(df, cfg.target, cfg.test_size, cfg.seed)
         cfg.out_dir.mkdir(parents=True, exist_ok=True)
@@ -63,4 +65,4 @@ def _to_parquet(df: pd.DataFrame, path) -> None:
         col = fixed[name]
         if col.dtype == object and col.dropna().map(type).nunique() > 1:
             fixed[name] = col.astype(str).where(col.notna(), np.nan)
-    fixed.to_parquet(path, index=False)
+    fixed.to_parquet(path, index=True)

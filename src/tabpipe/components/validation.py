@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -21,6 +22,12 @@ from tabpipe.schema import Problem, coerce_frame, problems_report, summarize
 log = logging.getLogger(__name__)
 FRAME_RULES = {"missing_column", "classes"}
 NO_REFERENCE = "first run: no production model in the registry, so there is no reference data; drift was not computed"
+
+
+def _source_rows(df: pd.DataFrame, typed: pd.DataFrame, problems: list[Problem]) -> tuple[pd.DataFrame, list[Problem]]:
+    """Problems with row positions of the split turned into row numbers of the ingested data (the index)."""
+    index = df.index.to_numpy()
+    return typed, [replace(p, rows=tuple(int(index[r]) for r in p.rows)) for p in problems]
 
 
 def _bad_rows(problems: list[Problem]) -> set[int]:
@@ -44,15 +51,11 @@ class DataValidation:
         cfg = self.config
         cfg.out_dir.mkdir(parents=True, exist_ok=True)
         frames = {"train": pd.read_parquet(self.ingestion.train_path), "test": pd.read_parquet(self.ingestion.test_path)}
-        report: dict = {"schema_checks": {}}
-        typed: dict[str, pd.DataFrame] = {}
-        try:
-            for name, df in frames.items():
-                typed_df, problems = coerce_frame(df, cfg.schema, with_target=True)
-                report["schema_checks"][name] = problems_report(problems, len(df))
-                typed[name] = self._keep_valid(name, typed_df, problems)
-        finally:
-            (cfg.out_dir / "validation_report.json").write_text(json.dumps(report, indent=2, default=str))
+        checked = {name: _source_rows(df, *coerce_frame(df, cfg.schema, with_target=True)) for name, df in frames.items()}
+        report: dict = {"row_numbers": "0-based rows of the ingested data (01_ingestion/raw.parquet)",
+                        "schema_checks": {n: problems_report(p, len(frames[n])) for n, (_, p) in checked.items()}}
+        (cfg.out_dir / "validation_report.json").write_text(json.dumps(report, indent=2, default=str))
+        typed = {name: self._keep_valid(name, df, problems) for name, (df, problems) in checked.items()}
         dropped = sum(len(frames[n]) - len(typed[n]) for n in frames)
         if dropped:
             log.warning("dropped %d rows that violate the schema (see validation_report.json)", dropped)

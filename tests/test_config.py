@@ -1,0 +1,292 @@
+"""Configuration loading: every problem is one ConfigError naming the file and the dotted key."""
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+import tabpipe  # noqa: F401
+from helpers import CHEAP_MODELS, REPO, SCHEMA, TABPIPE_BIN, make_project
+from tabpipe.cli import app
+from tabpipe.config import load_settings
+from tabpipe.errors import ConfigError
+
+LR = "sklearn.linear_model.LogisticRegression"
+
+
+@pytest.fixture
+def project(tmp_path) -> Path:
+    return make_project(tmp_path / "proj", rows=60)
+
+
+def edit_yaml(path: Path, change) -> None:
+    doc = yaml.safe_load(path.read_text())
+    change(doc)
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+
+@pytest.fixture(autouse=True)
+def wide_console(monkeypatch):
+    """No terminal line wrapping in captured CLI output (rich reads COLUMNS on every print)."""
+    monkeypatch.setenv("COLUMNS", "400")
+
+
+def config_error(path) -> ConfigError:
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    return info.value
+
+
+# --------------------------------------------------------------------------- valid config
+
+def test_valid_project_loads_with_absolute_paths(project, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # relative paths resolve against the config's folder, not the cwd
+    s = load_settings(Path("proj") / "pipeline.yaml")
+    base = (tmp_path / "proj").resolve()
+    assert s.config_path == base / "pipeline.yaml"
+    assert s.pipeline.source.path == base / "data.csv"
+    assert s.pipeline.schema_path == base / "schema.yaml"
+    assert s.pipeline.training.models == base / "model.yaml"
+    assert s.pipeline.run.artifacts_dir == base / "artifacts"
+    assert s.pipeline.training.cv_folds == 3 and s.pipeline.transformation.resampling == "smote"
+    assert [c.name for c in s.models.candidates] == ["logreg", "hgb"]
+    assert s.schema_.target.name == "fault_flag"
+    assert set(s.snapshot) == {"pipeline", "schema", "models"}
+    assert s.snapshot["models"] == CHEAP_MODELS
+
+
+def test_defaults_apply_for_omitted_sections(tmp_path):
+    (tmp_path / "schema.yaml").write_text(yaml.safe_dump(SCHEMA))
+    (tmp_path / "model.yaml").write_text(yaml.safe_dump(CHEAP_MODELS))
+    (tmp_path / "pipeline.yaml").write_text("source: {type: file, path: data.csv}\nschema: schema.yaml\n")
+    p = load_settings(tmp_path / "pipeline.yaml").pipeline
+    assert p.transformation.resampling == "smotetomek"
+    assert p.validation.on_invalid_rows == "fail" and p.validation.drift.fail_on_drift is False
+    assert p.training.cv_folds == 5 and p.run.seed == 42 and p.split.test_size == 0.2
+    assert p.registry.backend == "local" and p.registry.path == (tmp_path / "model_registry").resolve()
+
+
+# --------------------------------------------------------------------------- pipeline.yaml errors
+
+def test_missing_file(tmp_path):
+    missing = tmp_path / "nope" / "pipeline.yaml"
+    err = config_error(missing)
+    assert str(missing) in str(err) and "not found" in str(err)
+
+
+def test_yaml_syntax_error(project):
+    project.write_text("source: {type: file, path: data.csv\ntraining: [unclosed\n")
+    err = config_error(project)
+    assert err.file == str(project) and "not valid YAML" in str(err)
+
+
+def test_top_level_not_a_mapping(project):
+    project.write_text("- just\n- a list\n")
+    assert "mapping" in str(config_error(project))
+
+
+def test_unknown_key(project):
+    edit_yaml(project, lambda d: d["training"].update(metrc="roc_auc"))
+    err = config_error(project)
+    assert err.key == "training.metrc"
+    assert str(project) in str(err) and "training.metrc" in str(err) and "unknown key" in str(err)
+
+
+def test_unknown_key_inside_source(project):
+    edit_yaml(project, lambda d: d["source"].update(paht="x.csv"))
+    assert config_error(project).key == "source.paht"
+
+
+def test_wrong_type(project):
+    edit_yaml(project, lambda d: d["training"].update(cv_folds="five"))
+    err = config_error(project)
+    assert err.key == "training.cv_folds" and "integer" in err.message
+
+
+@pytest.mark.parametrize("section, key, value, dotted", [
+    ("evaluation", "metric", "accuracy", "evaluation.metric"),
+    ("transformation", "resampling", "adasyn", "transformation.resampling"),
+    ("split", "test_size", 1.5, "split.test_size"),
+    ("validation", "on_invalid_rows", "ignore", "validation.on_invalid_rows"),
+    ("training", "time_budget_s", 0, "training.time_budget_s"),
+])
+def test_out_of_domain_values(project, section, key, value, dotted):
+    edit_yaml(project, lambda d: d[section].update({key: value}))
+    assert config_error(project).key == dotted
+
+
+def test_n_jobs_zero_is_a_config_error(project):
+    edit_yaml(project, lambda d: d["training"].update(n_jobs=0))
+    assert config_error(project).key == "training.n_jobs"
+
+
+def test_missing_source(project):
+    edit_yaml(project, lambda d: d.pop("source"))
+    err = config_error(project)
+    assert err.key == "source" and "required" in err.message.lower()
+
+
+def test_schema_file_missing(project):
+    edit_yaml(project, lambda d: d.update(schema="nowhere.yaml"))
+    err = config_error(project)
+    assert err.file == str(project.parent / "nowhere.yaml") and "not found" in str(err)
+
+
+# --------------------------------------------------------------------------- schema.yaml errors
+
+def test_schema_unknown_column_type(project):
+    schema_path = project.parent / "schema.yaml"
+    edit_yaml(schema_path, lambda d: d["columns"]["latency_ms"].update(type="decimal"))
+    err = config_error(project)
+    assert err.file == str(schema_path) and err.key == "columns.latency_ms.type"
+
+
+def test_schema_inconsistent_rule(project):
+    schema_path = project.parent / "schema.yaml"
+    edit_yaml(schema_path, lambda d: d["columns"]["region"].update(min=0))
+    err = config_error(project)
+    assert err.file == str(schema_path) and err.key == "columns.region" and "min/max" in err.message
+
+
+# --------------------------------------------------------------------------- model.yaml errors
+
+def write_models(project: Path, candidates: list[dict]) -> Path:
+    path = project.parent / "model.yaml"
+    path.write_text(yaml.safe_dump({"candidates": candidates}, sort_keys=False))
+    return path
+
+
+def test_bad_class_path(project):
+    path = write_models(project, [{"name": "x", "class": "sklearn.nope.Foo"}])
+    err = config_error(project)
+    assert err.file == str(path) and err.key == "candidates[0].class"
+    assert "candidates[0].class" in str(err) and "sklearn.nope.Foo" in str(err)
+
+
+def test_missing_attribute_and_undotted_class(project):
+    write_models(project, [{"name": "a", "class": LR}, {"name": "b", "class": "sklearn.linear_model.Nope"}])
+    assert config_error(project).key == "candidates[1].class"
+    write_models(project, [{"name": "a", "class": "LogisticRegression"}])
+    assert config_error(project).key == "candidates[0].class"
+
+
+def test_class_that_is_not_a_classifier(project):
+    write_models(project, [{"name": "scaler", "class": "sklearn.preprocessing.StandardScaler"}])
+    err = config_error(project)
+    assert err.key == "candidates[0].class" and "predict_proba" in err.message
+
+
+def test_class_needing_constructor_arguments_is_a_config_error(project):
+    write_models(project, [{"name": "stack", "class": "sklearn.ensemble.StackingClassifier"}])
+    assert config_error(project).key == "candidates[0].class"
+
+
+def test_params_key_that_is_not_a_parameter(project):
+    path = write_models(project, [
+        {"name": "lr", "class": LR},
+        {"name": "rf", "class": "sklearn.ensemble.RandomForestClassifier", "params": {"n_estimator": 10}},
+    ])
+    err = config_error(project)
+    assert err.file == str(path) and err.key == "candidates[1].params.n_estimator"
+    assert "candidates[1].params.n_estimator" in str(err) and "RandomForestClassifier" in str(err)
+
+
+def test_search_key_that_is_not_a_parameter(project):
+    write_models(project, [{"name": "lr", "class": LR, "search": {"c": [0.1, 1.0]}}])
+    assert config_error(project).key == "candidates[0].search.c"
+
+
+@pytest.mark.parametrize("space", [
+    {"log_uniform": [0, 1]},
+    {"uniform": [2, 1]},
+    {"normal": [0, 1]},
+    [],
+    "0.1..1",
+    {"uniform": [0.1]},
+])
+def test_bad_search_space(project, space):
+    write_models(project, [{"name": "lr", "class": LR, "search": {"C": space}}])
+    err = config_error(project)
+    assert err.key == "candidates[0].search.C"
+
+
+def test_duplicate_candidate_names_and_empty_list(project):
+    write_models(project, [{"name": "a", "class": LR}, {"name": "a", "class": LR}])
+    assert config_error(project).key == "candidates[1].name"
+    write_models(project, [])
+    assert config_error(project).key == "candidates"
+
+
+def test_unknown_key_in_candidate(project):
+    write_models(project, [{"name": "a", "class": LR, "parms": {}}])
+    assert config_error(project).key == "candidates[0].parms"
+
+
+# --------------------------------------------------------------------------- through the CLI
+
+def _flat(text: str) -> str:
+    """Output with terminal line wrapping undone."""
+    return text.replace("\n", "")
+
+
+@pytest.mark.parametrize("breakage, file_name, key", [
+    (lambda p: edit_yaml(p, lambda d: d["training"].update(metrc=1)), "pipeline.yaml", "training.metrc"),
+    (lambda p: edit_yaml(p, lambda d: d["training"].update(cv_folds="five")), "pipeline.yaml", "training.cv_folds"),
+    (lambda p: write_models(p, [{"name": "x", "class": "sklearn.nope.Foo"}]), "model.yaml", "candidates[0].class"),
+    (lambda p: edit_yaml(p.parent / "schema.yaml", lambda d: d["columns"]["region"].update(type="enum")),
+     "schema.yaml", "columns.region.type"),
+])
+@pytest.mark.parametrize("command", [["train"], ["models", "list"]])
+def test_cli_config_error_exit_2(project, breakage, file_name, key, command):
+    if command[0] == "models" and file_name == "model.yaml":
+        pytest.skip("by design `tabpipe models` does not import candidate classes: see test_models_list_ignores_candidate_classes")
+    breakage(project)
+    result = CliRunner().invoke(app, [*command, "--config", str(project)])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    flat = _flat(result.output)
+    assert str(project.parent / file_name) in flat and key in flat
+    assert not (project.parent / "artifacts").exists()  # nothing ran
+
+
+def test_models_list_ignores_candidate_classes(project):
+    """Registry commands never train, so they skip importing model.yaml's classes (seconds of imports);
+    `train` still rejects the same file with exit 2."""
+    write_models(project, [{"name": "x", "class": "sklearn.nope.Foo"}])
+    listed = CliRunner().invoke(app, ["models", "list", "--config", str(project)])
+    assert listed.exit_code == 0, listed.output
+    assert "registry is empty" in listed.output
+    trained = CliRunner().invoke(app, ["train", "--config", str(project)])
+    assert trained.exit_code == 2 and "candidates[0].class" in _flat(trained.output)
+
+
+def test_cli_missing_config_file_exit_2(tmp_path):
+    missing = tmp_path / "absent.yaml"
+    result = CliRunner().invoke(app, ["train", "--config", str(missing)])
+    assert result.exit_code == 2
+    assert str(missing) in _flat(result.output) and "Traceback" not in result.output
+
+
+def test_cli_config_error_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")  # a standard terminal; a long path must still not wrap
+    project = make_project(tmp_path / "a_project_folder_with_a_fairly_ordinary_long_name", rows=60)
+    edit_yaml(project, lambda d: d["training"].update(metrc=1))
+    result = CliRunner().invoke(app, ["train", "--config", str(project)])
+    assert result.exit_code == 2
+    assert len(result.output.strip().splitlines()) == 1, result.output
+
+
+def test_cli_config_error_real_process(project):
+    """The installed console script: exit code 2 and no traceback, end to end."""
+    edit_yaml(project, lambda d: d["training"].update(metrc=1))
+    env = {**os.environ, "COLUMNS": "400"}
+    proc = subprocess.run([str(TABPIPE_BIN), "train", "--config", str(project)], capture_output=True, text=True,
+                          cwd=REPO, env=env, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    out = proc.stdout + proc.stderr
+    assert "Traceback" not in out
+    assert f"{project}: training.metrc: unknown key" in _flat(out)

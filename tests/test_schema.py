@@ -1,0 +1,342 @@
+"""The data contract: coerce_frame rules (with row positions), target checks, infer_schema, positive_mask."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from pydantic import ValidationError
+
+import tabpipe  # noqa: F401
+from tabpipe.schema import (
+    Schema, coerce_frame, infer_schema, positive_mask, problems_report, summarize, target_problems,
+)
+
+
+def make_schema(columns: dict, positive=1, target="y") -> Schema:
+    return Schema.model_validate({"target": {"name": target, "positive": positive}, "columns": columns})
+
+
+def by_rule(problems, column, rule):
+    found = [p for p in problems if p.column == column and p.rule == rule]
+    assert len(found) == 1, f"expected one {rule!r} problem on {column!r}, got {problems}"
+    return found[0]
+
+
+def only(problems, column):
+    return [p for p in problems if p.column == column]
+
+
+# --------------------------------------------------------------------------- coerce_frame: one rule each
+
+def test_clean_frame_has_no_problems_and_is_typed():
+    schema = make_schema({
+        "f": {"type": "float", "min": 0, "max": 10},
+        "i": {"type": "int"},
+        "c": {"type": "category", "categories": ["a", "b"]},
+        "b": {"type": "bool"},
+        "d": {"type": "datetime"},
+        "key": {"type": "string", "role": "id"},
+    })
+    df = pd.DataFrame({
+        "key": ["k1", "k2", "k3"],
+        "extra": [1, 2, 3],
+        "f": ["1.5", 2, None], "i": [1, "2", 3.0], "c": ["a", "b", None],
+        "b": ["yes", "False", 1], "d": ["2024-01-01", "2024-01-02 10:30", None], "y": [1, 0, 1],
+    })
+    typed, problems = coerce_frame(df, schema, with_target=True)
+    assert problems == []
+    assert list(typed.columns) == ["f", "i", "c", "b", "d", "y"]  # features in schema order, then target
+    assert typed["f"].dtype == np.float64 and typed["i"].dtype == np.float64 and typed["b"].dtype == np.float64
+    assert pd.api.types.is_datetime64_any_dtype(typed["d"])
+    assert typed["f"].tolist()[:2] == [1.5, 2.0] and np.isnan(typed["f"].iloc[2])
+    assert typed["i"].tolist() == [1.0, 2.0, 3.0]
+    assert typed["b"].tolist() == [1.0, 0.0, 1.0]
+    assert typed["c"].tolist()[:2] == ["a", "b"] and pd.isna(typed["c"].iloc[2])
+    assert typed["d"].iloc[1] == pd.Timestamp("2024-01-02 10:30")
+    assert typed["y"].tolist() == [1, 0, 1]
+    without, _ = coerce_frame(df, schema, with_target=False)
+    assert "y" not in without.columns
+
+
+def test_wrong_type_rows_and_value_becomes_missing():
+    schema = make_schema({"x": {"type": "float"}})
+    df = pd.DataFrame({"x": [1.0, "abc", 2, "1,5", None], "y": [0, 1, 0, 1, 0]})
+    typed, problems = coerce_frame(df, schema, with_target=True)
+    p = by_rule(problems, "x", "type")
+    assert p.rows == (1, 3)
+    assert "not a number" in p.message
+    assert typed["x"].isna().tolist() == [False, True, False, True, True]
+    assert len(problems) == 1  # the None is allowed (nullable by default)
+
+
+def test_out_of_range_rows():
+    schema = make_schema({"x": {"type": "float", "min": 0, "max": 100}})
+    df = pd.DataFrame({"x": [0, -0.1, 50, 100, 100.5, -7, None], "y": [0, 1] * 3 + [0]})
+    typed, problems = coerce_frame(df, schema, with_target=True)
+    low, high = by_rule([p for p in problems if "below" in p.message], "x", "range"), \
+        by_rule([p for p in problems if "above" in p.message], "x", "range")
+    assert low.rows == (1, 5)
+    assert high.rows == (4,)
+    assert typed["x"].isna().tolist() == [False, True, False, False, True, True, True]  # bounds inclusive
+
+
+def test_unknown_category_only_when_not_allowed():
+    cats = ["3G", "4G", "5G"]
+    strict = make_schema({"t": {"type": "category", "categories": cats, "allow_unknown": False}})
+    loose = make_schema({"t": {"type": "category", "categories": cats}})
+    df = pd.DataFrame({"t": ["4G", "6G", None, "5G", "wifi"], "y": [0, 1, 0, 1, 0]})
+    typed, problems = coerce_frame(df, strict, with_target=True)
+    assert by_rule(problems, "t", "category").rows == (1, 4)
+    assert pd.isna(typed["t"].iloc[1]) and typed["t"].iloc[3] == "5G"
+    _, problems = coerce_frame(df, loose, with_target=True)
+    assert problems == []
+
+
+def test_numeric_categories_compare_as_text():
+    schema = make_schema({"n": {"type": "category", "categories": ["1", "2"], "allow_unknown": False}})
+    df = pd.DataFrame({"n": [1.0, 2.0, np.nan, 3.0], "y": [0, 1, 0, 1]})
+    typed, problems = coerce_frame(df, schema, with_target=True)
+    assert by_rule(problems, "n", "category").rows == (3,)
+    assert typed["n"].iloc[0] == "1"
+
+
+def test_null_in_non_nullable_column():
+    schema = make_schema({"x": {"type": "float", "nullable": False}, "c": {"type": "category", "nullable": False}})
+    df = pd.DataFrame({"x": [1.0, np.nan, 3.0, None], "c": ["a", None, "b", "c"], "y": [0, 1, 0, 1]})
+    _, problems = coerce_frame(df, schema, with_target=True)
+    assert by_rule(problems, "x", "null").rows == (1, 3)
+    assert by_rule(problems, "c", "null").rows == (1,)
+
+
+def test_infinite_values():
+    schema = make_schema({"x": {"type": "float"}})
+    df = pd.DataFrame({"x": [1.0, np.inf, -np.inf, "inf", 2.0], "y": [0, 1, 0, 1, 0]})
+    typed, problems = coerce_frame(df, schema, with_target=True)
+    p = by_rule(problems, "x", "type")
+    assert p.rows == (1, 2, 3)
+    assert "infinite" in p.message
+    assert typed["x"].isna().tolist() == [False, True, True, True, False]
+    assert not np.isinf(typed["x"].to_numpy()).any()
+
+
+def test_non_integer_in_int_column():
+    schema = make_schema({"n": {"type": "int", "min": 0}})
+    df = pd.DataFrame({"n": [1, 2.5, "3", "4.0", "7.25", None], "y": [0, 1, 0, 1, 0, 1]})
+    typed, problems = coerce_frame(df, schema, with_target=True)
+    p = by_rule(problems, "n", "type")
+    assert p.rows == (1, 4)
+    assert "whole number" in p.message
+    assert typed["n"].tolist()[:4:2] == [1.0, 3.0] and typed["n"].iloc[3] == 4.0
+
+
+def test_bad_boolean_and_bad_datetime():
+    schema = make_schema({"b": {"type": "bool"}, "d": {"type": "datetime"}})
+    df = pd.DataFrame({"b": ["yes", "maybe", "N", 2], "d": ["2024-03-01", "not a date", "2024-13-45", None],
+                       "y": [0, 1, 0, 1]})
+    _, problems = coerce_frame(df, schema, with_target=True)
+    assert by_rule(problems, "b", "type").rows == (1, 3)
+    assert by_rule(problems, "d", "type").rows == (1, 2)
+
+
+def test_missing_column_feature_vs_id():
+    schema = make_schema({"x": {"type": "float"}, "z": {"type": "category"}, "key": {"type": "string", "role": "id"}})
+    df = pd.DataFrame({"x": [1.0, 2.0], "y": [0, 1]})
+    typed, problems = coerce_frame(df, schema, with_target=True)
+    p = by_rule(problems, "z", "missing_column")
+    assert p.rows == ()
+    assert only(problems, "key") == []            # an id column may be absent
+    assert "z" in typed.columns and typed["z"].isna().all()
+
+
+def test_multiple_rules_on_one_column_are_all_reported():
+    schema = make_schema({"x": {"type": "float", "min": 0, "nullable": False}})
+    df = pd.DataFrame({"x": ["a", -1, None, 5], "y": [0, 1, 0, 1]})
+    _, problems = coerce_frame(df, schema, with_target=True)
+    assert {p.rule: p.rows for p in problems} == {"type": (0,), "range": (1,), "null": (2,)}
+
+
+# --------------------------------------------------------------------------- target
+
+def test_target_with_three_classes():
+    schema = make_schema({"x": {"type": "float"}})
+    df = pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0], "y": [0, 1, 2, 1]})
+    _, problems = coerce_frame(df, schema, with_target=True)
+    p = by_rule(problems, "y", "classes")
+    assert "exactly two classes" in p.message and "found 3" in p.message
+
+
+def test_target_with_one_class():
+    schema = make_schema({"x": {"type": "float"}})
+    _, problems = coerce_frame(pd.DataFrame({"x": [1.0, 2.0], "y": [1, 1]}), schema, with_target=True)
+    assert "found 1" in by_rule(problems, "y", "classes").message
+
+
+def test_missing_target_values_have_rows():
+    schema = make_schema({"x": {"type": "float"}})
+    df = pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0, 5.0], "y": [1, None, 0, np.nan, 1]})
+    _, problems = coerce_frame(df, schema, with_target=True)
+    assert by_rule(problems, "y", "null").rows == (1, 3)
+    assert only(problems, "y") == [by_rule(problems, "y", "null")]  # still two classes
+
+
+def test_positive_class_absent():
+    schema = make_schema({"x": {"type": "float"}}, positive="yes")
+    df = pd.DataFrame({"x": [1.0, 2.0], "y": ["no", "maybe"]})
+    _, problems = coerce_frame(df, schema, with_target=True)
+    p = by_rule(problems, "y", "classes")
+    assert "positive class 'yes' not found" in p.message
+
+
+def test_target_column_missing():
+    schema = make_schema({"x": {"type": "float"}})
+    _, problems = coerce_frame(pd.DataFrame({"x": [1.0]}), schema, with_target=True)
+    assert by_rule(problems, "y", "missing_column")
+    _, problems = coerce_frame(pd.DataFrame({"x": [1.0]}), schema, with_target=False)
+    assert problems == []
+    assert target_problems(pd.DataFrame({"y": ["a", "b"]}), make_schema({"x": {"type": "float"}}, positive="B")) == []
+
+
+# --------------------------------------------------------------------------- reports
+
+def test_problems_report_and_summary():
+    schema = make_schema({"x": {"type": "float", "min": 0}, "c": {"type": "category", "nullable": False}})
+    df = pd.DataFrame({"x": [-1, -2, 3, -4, -5, -6, -7, 8], "c": ["a", None] + ["a"] * 6, "y": [0, 1] * 4})
+    _, problems = coerce_frame(df, schema, with_target=True)
+    report = problems_report(problems, len(df))
+    assert report["rows_checked"] == 8
+    assert report["rows_with_problems"] == 6  # rows 0,1,3,4,5,6
+    (rng,) = report["columns"]["x"]
+    assert rng["rule"] == "range" and rng["count"] == 6 and rng["example_rows"] == [0, 1, 3, 4, 5]
+    assert report["columns"]["c"][0]["example_rows"] == [1]
+    text = summarize(problems)
+    assert "x: 6 rows is below the minimum 0 (rows 0, 1, 3, 4, 5, ...)" in text
+    assert "c: 1 row is missing (column is not nullable) (rows 1)" in text
+
+
+# --------------------------------------------------------------------------- schema model
+
+@pytest.mark.parametrize("spec, fragment", [
+    ({"type": "category", "min": 0}, "min/max only apply"),
+    ({"type": "float", "min": 5, "max": 1}, "greater than max"),
+    ({"type": "float", "categories": ["a"]}, "categories only apply"),
+    ({"type": "category", "allow_unknown": False}, "needs a list of categories"),
+    ({"type": "string"}, "cannot be features"),
+    ({"type": "decimal"}, "type"),
+    ({"type": "float", "colour": "red"}, "Extra inputs"),
+])
+def test_column_spec_rejects_inconsistent_rules(spec, fragment):
+    with pytest.raises(ValidationError, match=fragment):
+        make_schema({"x": spec, "ok": {"type": "float"}})
+
+
+def test_schema_needs_a_feature_and_target_not_a_column():
+    with pytest.raises(ValidationError, match="no column has role 'feature'"):
+        make_schema({"k": {"type": "string", "role": "id"}})
+    with pytest.raises(ValidationError, match="must not also be listed"):
+        make_schema({"y": {"type": "int"}, "x": {"type": "float"}})
+
+
+# --------------------------------------------------------------------------- infer_schema
+
+@pytest.fixture(scope="module")
+def mixed_frame() -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    n = 300
+    return pd.DataFrame({
+        "row_id": np.arange(1000, 1000 + n),                                  # unique ints -> id
+        "customer": [f"C{i:05d}" for i in rng.permutation(n)],               # unique strings -> id
+        "count": rng.integers(0, 50, n),                                      # ints from 0
+        "delta": rng.integers(-20, 20, n),
+        "ratio": np.where(rng.random(n) < 0.1, np.nan, rng.normal(5, 2, n)),  # floats with NaN
+        "colour": rng.choice(["red", "green", "blue"], n),
+        "plan": np.where(rng.random(n) < 0.05, None, rng.choice(["basic", "pro"], n)),
+        "signup": pd.date_range("2024-01-01", periods=n, freq="D").strftime("%Y-%m-%d"),  # dates as strings
+        "active": rng.random(n) < 0.5,
+        "is_vip": rng.integers(0, 2, n),                                       # 0/1 ints -> bool
+        "churn": np.where(rng.random(n) < 0.2, "yes", "no"),
+    })
+
+
+def test_infer_schema_types_and_roles(mixed_frame):
+    schema = infer_schema(mixed_frame, "churn")
+    cols = schema.columns
+    assert schema.target.name == "churn" and schema.target.positive == "yes"   # minority class
+    assert "churn" not in cols
+    assert (cols["row_id"].type, cols["row_id"].role) == ("int", "id")
+    assert (cols["customer"].type, cols["customer"].role) == ("string", "id")
+    assert (cols["count"].type, cols["count"].role) == ("int", "feature")
+    assert cols["count"].min == 0 and cols["count"].max >= mixed_frame["count"].max()
+    assert cols["delta"].type == "int" and cols["delta"].min < mixed_frame["delta"].min()
+    assert cols["ratio"].type == "float" and cols["ratio"].nullable
+    assert cols["ratio"].min < mixed_frame["ratio"].min() and cols["ratio"].max > mixed_frame["ratio"].max()
+    assert not cols["count"].nullable
+    assert cols["colour"].type == "category" and cols["colour"].categories == ["blue", "green", "red"]
+    assert cols["colour"].allow_unknown
+    assert cols["plan"].type == "category" and cols["plan"].nullable and cols["plan"].categories == ["basic", "pro"]
+    assert cols["signup"].type == "datetime"
+    assert cols["active"].type == "bool" and cols["is_vip"].type == "bool"
+    assert set(schema.features) == {"count", "delta", "ratio", "colour", "plan", "signup", "active", "is_vip"}
+
+
+def test_inferred_schema_accepts_its_own_data_and_round_trips_yaml(mixed_frame, tmp_path):
+    schema = infer_schema(mixed_frame, "churn")
+    _, problems = coerce_frame(mixed_frame, schema, with_target=True)
+    assert problems == []
+    doc = yaml.safe_dump(schema.model_dump(mode="json", exclude_defaults=True), sort_keys=False)
+    again = Schema.model_validate(yaml.safe_load(doc))
+    assert again == schema
+
+
+def test_inferred_range_never_negative_for_non_negative_columns():
+    df = pd.DataFrame({"amount": np.linspace(0.5, 10.0, 50), "temp": np.linspace(-5.0, 10.0, 50), "y": [0, 1] * 25})
+    cols = infer_schema(df, "y").columns
+    assert cols["amount"].min == 0.0 and cols["amount"].max > 10.0      # padding would go below 0: clamped
+    assert cols["temp"].min < -5.0 and cols["temp"].max > 10.0
+
+
+def test_inferred_bounds_contain_narrow_large_values():
+    df = pd.DataFrame({"reading": [1000000.1, 1000000.2, 1000000.3] * 20,
+                       "epoch_ms": np.linspace(1.7e12, 1.7e12 + 60_000, 60).round(), "y": [0, 1] * 30})
+    schema = infer_schema(df, "y")
+    for name in ("reading", "epoch_ms"):
+        spec = schema.columns[name]
+        assert spec.min <= df[name].min() and spec.max >= df[name].max(), (name, spec.min, spec.max)
+    assert coerce_frame(df, schema, with_target=True)[1] == []
+
+
+def test_infer_schema_numeric_target_positive_is_minority():
+    df = pd.DataFrame({"x": np.arange(10.0), "y": [0] * 7 + [1] * 3})
+    schema = infer_schema(df, "y")
+    assert schema.target.positive == 1 and isinstance(schema.target.positive, int)
+    with pytest.raises(KeyError):
+        infer_schema(df, "nope")
+
+
+# --------------------------------------------------------------------------- positive_mask
+
+@pytest.mark.parametrize("values, positive, expected", [
+    ([1, 0, 1], 1, [True, False, True]),
+    ([1, 0, 1], 1.0, [True, False, True]),
+    ([1, 0, 1], "1", [True, False, True]),
+    ([1.0, 0.0], 1, [True, False]),
+    (["1", "0"], 1, [True, False]),
+    (["1.0", "0"], 1, [True, False]),
+    (["1", "0"], "1.0", [True, False]),
+    ([0, 1], 0, [True, False]),
+    (["Yes", "No", "yes"], "yes", [True, False, True]),
+    (["yes", "no"], "Yes", [True, False]),
+    ([" yes", "no "], "yes", [True, False]),
+    ([True, False], True, [True, False]),
+    (["True", "False"], True, [True, False]),
+    ([1, 0], "yes", [False, False]),
+    (["a", "b"], 1, [False, False]),
+])
+def test_positive_mask_numeric_aware(values, positive, expected):
+    assert positive_mask(pd.Series(values), positive).tolist() == expected
+
+
+def test_positive_mask_bool_positive_matches_truthy_labels():
+    assert yaml.safe_load("positive: yes")["positive"] is True
+    assert positive_mask(pd.Series(["yes", "no"]), True).tolist() == [True, False]
+    assert positive_mask(pd.Series([1, 0]), True).tolist() == [True, False]
