@@ -187,16 +187,24 @@ class _Linear:
 
 
 class _Forest:
-    """All trees traversed together: one numpy step per depth level instead of one call per tree."""
+    """All trees traversed together: one numpy step per depth level instead of one call per tree.
+
+    Leaves point to themselves with an infinite threshold, so every tree can take ``max_depth``
+    steps without masking; children are stored as (node, 2) for a single gather per step.
+    """
 
     def __init__(self, est):
         trees = [t.tree_ for t in est.estimators_]
         offsets = np.cumsum([0] + [t.node_count for t in trees[:-1]])
-        self.roots = offsets.astype(np.int64)
-        self.left = np.concatenate([np.where(t.children_left >= 0, t.children_left + o, -1) for t, o in zip(trees, offsets)])
-        self.right = np.concatenate([np.where(t.children_right >= 0, t.children_right + o, -1) for t, o in zip(trees, offsets)])
-        self.feature = np.concatenate([np.maximum(t.feature, 0) for t in trees])
-        self.threshold = np.concatenate([t.threshold for t in trees])
+        self.roots = offsets.astype(np.intp)
+        left = np.concatenate([t.children_left for t in trees]).astype(np.intp)
+        right = np.concatenate([t.children_right for t in trees]).astype(np.intp)
+        own = np.arange(len(left), dtype=np.intp)
+        shift = np.repeat(offsets, [t.node_count for t in trees])
+        leaf = left < 0
+        self.children = np.column_stack([np.where(leaf, own, left + shift), np.where(leaf, own, right + shift)])
+        self.feature = np.where(leaf, 0, np.concatenate([t.feature for t in trees])).astype(np.intp)
+        self.threshold = np.where(leaf, np.inf, np.concatenate([t.threshold for t in trees]))
         values = np.concatenate([t.value.reshape(t.node_count, -1) for t in trees])
         self.leaf_proba = values[:, 1] / np.maximum(values.sum(axis=1), 1e-300)
         self.max_depth = max(t.max_depth for t in trees)
@@ -205,12 +213,7 @@ class _Forest:
         x = x.astype(np.float32).astype(np.float64)   # sklearn trees compare float32 inputs
         nodes = self.roots
         for _ in range(self.max_depth):
-            left = self.left[nodes]
-            inner = left >= 0
-            if not inner.any():
-                break
-            go_left = x[self.feature[nodes]] <= self.threshold[nodes]
-            nodes = np.where(inner, np.where(go_left, left, self.right[nodes]), nodes)
+            nodes = self.children[nodes, (x[self.feature[nodes]] > self.threshold[nodes]).view(np.int8)]
         return float(self.leaf_proba[nodes].mean())
 
 
