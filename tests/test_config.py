@@ -290,3 +290,12 @@ def test_cli_config_error_real_process(project):
     out = proc.stdout + proc.stderr
     assert "Traceback" not in out
     assert f"{project}: training.metrc: unknown key" in _flat(out)
+
+
+def test_repository_model_yaml_is_the_packaged_default():
+    """`tabpipe init` writes the packaged defaults; the repository's config/model.yaml must not drift from them."""
+    from importlib import resources
+
+    repo = Path(__file__).resolve().parent.parent
+    packaged = resources.files("tabpipe").joinpath("defaults/model.yaml").read_text()
+    assert (repo / "config/model.yaml").read_text() == packaged
