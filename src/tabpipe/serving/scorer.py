@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit
 from sklearn import config_context
+from sklearn.pipeline import Pipeline
 
 from tabpipe.model import TabularModel
 from tabpipe.schema import FALSE_STRINGS, TRUE_STRINGS, ColumnSpec
@@ -141,9 +142,10 @@ class _OneHotBlock:
             self.lookups.append(lookup)
             self.unknown.append(rare_pos if encoder.handle_unknown == "infrequent_if_exist" else None)
             self.sizes.append(len(frequent) + (1 if rare_set else 0))
+        self.width = sum(self.sizes)
 
     def __call__(self, values: list) -> np.ndarray:
-        out = np.zeros(sum(self.sizes))
+        out = np.zeros(self.width)
         offset = 0
         for col, fill, lookup, unknown, size in zip(self.columns, self.fill, self.lookups, self.unknown, self.sizes):
             value = values[col]
@@ -154,26 +156,23 @@ class _OneHotBlock:
         return out
 
 
+BLOCKS = {
+    "num": _NumericBlock,
+    "cat": _OneHotBlock,
+    "dt": lambda pipe, cols: _DatetimeBlock(Pipeline(pipe.steps[1:]), cols),  # step 0 is datetime_parts
+}
+
+
 def _compile_blocks(model: TabularModel, index: dict[str, int]) -> list:
+    """One compiled block per fitted transformer of ``tabpipe.preprocessing.build_preprocessor``."""
     blocks = []
     for name, pipe, cols in model.preprocessor.transformers_:
         if name == "remainder" or pipe == "drop":
             continue
-        positions = [index[c] for c in cols]
-        kind = {"num": _NumericBlock, "cat": _OneHotBlock}.get(name)
-        if name == "dt":
-            blocks.append(_DatetimeBlock(_without_first_step(pipe), positions))
-        elif kind is None:
+        if name not in BLOCKS:
             raise NotCompilable(f"unknown transformer {name!r}")
-        else:
-            blocks.append(kind(pipe, positions))
+        blocks.append(BLOCKS[name](pipe, [index[c] for c in cols]))
     return blocks
-
-
-def _without_first_step(pipe):
-    from sklearn.pipeline import Pipeline
-
-    return Pipeline(pipe.steps[1:])
 
 
 # ------------------------------------------------------------------ compiled estimators
