@@ -34,13 +34,9 @@ class ApiError(Exception):
         self.status, self.error, self.details = status, error, details
 
 
-def _reject_constant(name: str) -> float:
-    return float("nan")  # NaN/Infinity literals parse, then fail the field check with a 422
-
-
 def _records_from_json(body: bytes, max_records: int) -> list[dict]:
     try:
-        payload = json.loads(body, parse_constant=_reject_constant)
+        payload = json.loads(body)  # NaN/Infinity literals parse to floats, then fail the field check (422)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise ApiError(400, f"malformed JSON: {str(exc)[:200]}") from None
     if isinstance(payload, dict) and set(payload) == {"records"}:
