@@ -129,7 +129,26 @@ def csv_upload(client, data: bytes, field="file", filename="rows.csv"):
 # --------------------------------------------------------------------------- /predict happy paths
 
 CASES = [("main", "v0001", "random_forest", "_Forest"), ("main", "v0002", "logreg", "_Linear"),
-         ("ext", "v0001", "hgb", None), ("ext", "v0002", "logreg", "_Linear")]
+         ("ext", "v0001", "hgb", "_Boosting"), ("ext", "v0002", "logreg", "_Linear")]
+
+
+def test_generic_estimator_path_matches_model(served):
+    """An estimator the scorer does not compile goes through its own predict_proba, on the compiled features."""
+    import copy
+
+    from sklearn.naive_bayes import GaussianNB
+
+    from tabpipe.serving.scorer import RecordScorer
+
+    s = served("ext", "v0001")
+    model = copy.copy(s.holder.current.model)
+    records = sample_records(s.project, 80, seed=3)
+    X = model.preprocessor.transform(model.check(pd.DataFrame(records))[0])
+    model.estimator = GaussianNB().fit(X, np.arange(len(X)) % 2)  # any labels: only the two paths are compared
+    scorer = RecordScorer(model)
+    assert scorer.blocks is not None and scorer.fast_estimator is None
+    got = scorer.proba([scorer.check(r)[0] for r in records])
+    np.testing.assert_allclose(got, model.predict_proba(pd.DataFrame(records)), rtol=0, atol=TOL)
 
 
 @pytest.mark.parametrize("name,version,candidate,fast", CASES, ids=["forest", "logreg", "hgb-ext", "logreg-ext"])

@@ -6,8 +6,9 @@
   returning problems as ``{"row", "field", "message"}`` (same rules as ``schema.coerce_frame``);
 - ``features``: reproduces the fitted ColumnTransformer (median imputation + missing indicators +
   robust scaling; one-hot with rare/unknown pooling; datetime parts) with the fitted statistics;
-- ``proba``: linear models as a dot product, tree ensembles as a lock-step numpy traversal of all
-  trees, any other estimator through its own ``predict_proba``.
+- ``proba``: linear models as a dot product, random forests / extra trees / histogram gradient
+  boosting as a lock-step numpy traversal of all trees, any other estimator through its own
+  ``predict_proba``.
 
 Equality with ``TabularModel.predict_proba`` is tested (to 1e-9 for features, 1e-6 for probabilities);
 anything the compiler does not recognise falls back to the model's own path.
@@ -216,6 +217,37 @@ class _Forest:
         return float(self.leaf_proba[nodes].mean())
 
 
+class _Boosting(_Forest):
+    """HistGradientBoosting (binary log-loss, numeric splits): the same lock-step walk over all trees,
+    raw score = baseline + sum of leaf values, probability = sigmoid(raw). HGB compares float64 inputs."""
+
+    def __init__(self, est):  # the parent's __init__ reads sklearn trees; HGB nodes are built here
+        nodes = [p.nodes for (p,) in est._predictors]
+        if any(n["is_categorical"].any() for n in nodes):
+            raise NotCompilable("categorical splits")
+        sizes = [len(n) for n in nodes]
+        offsets = np.cumsum([0] + sizes[:-1])
+        self.roots = offsets.astype(np.intp)
+        flat = np.concatenate(nodes)
+        shift = np.repeat(offsets, sizes)
+        own = np.arange(len(flat), dtype=np.intp)
+        leaf = flat["is_leaf"].astype(bool)
+        self.children = np.column_stack([np.where(leaf, own, flat["left"] + shift), np.where(leaf, own, flat["right"] + shift)])
+        self.feature = np.where(leaf, 0, flat["feature_idx"]).astype(np.intp)
+        self.threshold = np.where(leaf, np.inf, flat["num_threshold"])
+        self.leaf_value = flat["value"]
+        self.baseline = float(np.ravel(est._baseline_prediction)[0])
+        self.max_depth = int(flat["depth"].max())
+
+    def __call__(self, x: np.ndarray) -> float:
+        if np.isnan(x).any():  # missing-value routing is HGB's own business
+            raise NotCompilable("missing value")
+        nodes = self.roots
+        for _ in range(self.max_depth):
+            nodes = self.children[nodes, (x[self.feature[nodes]] > self.threshold[nodes]).view(np.int8)]
+        return float(expit(self.baseline + self.leaf_value[nodes].sum()))
+
+
 def _compile_estimator(est):
     classes = list(getattr(est, "classes_", []))
     if classes != [0, 1]:
@@ -225,6 +257,12 @@ def _compile_estimator(est):
         return _Linear(est)
     if name in ("RandomForestClassifier", "ExtraTreesClassifier") and est.n_outputs_ == 1:
         return _Forest(est)
+    if (name == "HistGradientBoostingClassifier" and est.n_trees_per_iteration_ == 1 and est.loss == "log_loss"
+            and getattr(est, "_preprocessor", None) is None):
+        try:
+            return _Boosting(est)
+        except NotCompilable:
+            return None
     return None
 
 
@@ -267,7 +305,10 @@ class RecordScorer:
             return self.model.predict_proba_typed(self.model.check(frame)[0])
         X = np.vstack([self.vector(v) for v in rows])
         if self.fast_estimator is not None:
-            return np.array([self.fast_estimator(x) for x in X])
-        with config_context(assume_finite=True, skip_parameter_validation=True):
+            try:
+                return np.array([self.fast_estimator(x) for x in X])
+            except NotCompilable:  # a row the compiled trees do not handle: the estimator's own path
+                pass
+        with config_context(assume_finite=False, skip_parameter_validation=True):
             proba = self.model.estimator.predict_proba(X)
         return proba[:, list(self.model.estimator.classes_).index(1)]
