@@ -25,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -171,7 +171,7 @@ def main() -> None:
         (f"POST /predict/csv, {args.csv_rows:,} rows, end-to-end (s)", med(csv["service"]), med(csv["naive"])),
     ]
     errors = {k: sum(b for _, b in v) for k, v in rps.items()}
-    print(f"\n### Serving — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, "
+    print(f"\n### Serving — {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.node()}, "
           f"{os.cpu_count()} cores, Python {platform.python_version()}")
     print(f"model {meta['version']} ({meta.get('candidate')}), medians of {args.repeats} runs; "
           f"`{' '.join(['python'] + sys.argv)}`\n")

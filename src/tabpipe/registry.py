@@ -45,7 +45,7 @@ import shutil
 import threading
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
 
@@ -119,7 +119,7 @@ def _sha256_file(path: Path) -> str:
 
 def _now_iso() -> str:
     """Current UTC time, ISO-8601 with offset."""
-    return datetime.now(UTC).isoformat(timespec="seconds")
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def _json_default(value: object) -> object:

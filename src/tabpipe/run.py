@@ -12,7 +12,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import asdict, is_dataclass
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar
@@ -34,7 +34,7 @@ def package_versions() -> dict[str, str]:
 def new_run_dir(root: Path) -> Path:
     """A fresh folder named by UTC time to the microsecond; a suffix keeps it unique if taken."""
     root.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S_%fZ")
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S_%fZ")
     for n in range(1000):
         path = root / (stamp if n == 0 else f"{stamp}-{n}")
         try:
@@ -67,7 +67,7 @@ class Run:
         self.id = self.dir.name
         self._stage_no = 0
         self.record: dict[str, Any] = {
-            "run_id": self.id, "status": "running", "started_at": datetime.now(UTC).isoformat(),
+            "run_id": self.id, "status": "running", "started_at": datetime.now(timezone.utc).isoformat(),
             "stages": {}, "metrics": None, "accepted": None, "model_version": None,
             "config": config_snapshot, "packages": package_versions(),
         }
@@ -105,7 +105,7 @@ class Run:
     def finish(self, *, error: BaseException | None = None, **fields: Any) -> None:
         self.record.update(_jsonable(fields))
         self.record["status"] = "failed" if error else "succeeded"
-        self.record["finished_at"] = datetime.now(UTC).isoformat()
+        self.record["finished_at"] = datetime.now(timezone.utc).isoformat()
         if error is not None:
             self.record["error"] = f"{type(error).__name__}: {error}"
             # the traceback goes to run.log only; the console gets the one-line message from the CLI
