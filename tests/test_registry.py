@@ -410,3 +410,21 @@ def test_config_validation(tmp_path):
     assert isinstance(ModelRegistry.from_config(RegistryConfig(path=tmp_path)).backend, LocalBackend)
     s3 = ModelRegistry.from_config(RegistryConfig(backend="s3", bucket="b", prefix="/p/")).backend
     assert isinstance(s3, S3Backend) and s3.where == "s3://b/p"
+
+
+def test_signing_key_rejects_unsigned_and_forged_versions(env, tmp_path, monkeypatch):
+    """With TABPIPE_REGISTRY_SIGNING_KEY set, only versions signed with that key are unpickled."""
+    reg = env.registry
+    unsigned = _publish(reg, tmp_path, 1.0)
+    monkeypatch.setenv("TABPIPE_REGISTRY_SIGNING_KEY", "s3cret")
+    signed = _publish(reg, tmp_path, 2.0)
+    assert reg.metadata(signed)["signature"]
+    model, meta = reg.load_model(signed)
+    assert meta["version"] == signed and model.C == 2.0
+    with pytest.raises(RegistryError, match="not signed"):
+        reg.load_model(unsigned)
+    monkeypatch.setenv("TABPIPE_REGISTRY_SIGNING_KEY", "another key")  # a forger without the real key
+    forged = _publish(reg, tmp_path, 3.0)
+    monkeypatch.setenv("TABPIPE_REGISTRY_SIGNING_KEY", "s3cret")
+    with pytest.raises(RegistryError, match="not signed"):
+        reg.load_model(forged)

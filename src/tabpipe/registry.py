@@ -33,11 +33,17 @@ number. (S3-compatible stores that ignore ``If-None-Match`` lose this protection
 publishers could then mix files under one number, which the checksums would reveal on load.)
 
 Credentials for S3 come only from the standard AWS chain (env vars, ~/.aws, instance role).
+
+Authenticity. A checksum stored next to the file proves integrity, not origin: whoever can write the
+bucket can replace both. Set ``TABPIPE_REGISTRY_SIGNING_KEY`` (a secret, from the environment) and
+every published version carries an HMAC-SHA256 of its version id and file checksums; ``load_model``
+then refuses, before unpickling, any version without a valid signature.
 """
 from __future__ import annotations
 
 import errno
 import hashlib
+import hmac
 import json
 import os
 import re
@@ -60,7 +66,17 @@ METADATA_FILE = "metadata.json"
 POINTER_FILE = "production.json"
 VERSIONS_DIR = "versions"
 _VERSION_RE = re.compile(r"^v(\d{4,})$")
-_RESERVED_METADATA_KEYS = ("version", "created_at", "files")
+_RESERVED_METADATA_KEYS = ("version", "created_at", "files", "signature")
+SIGNING_KEY_ENV = "TABPIPE_REGISTRY_SIGNING_KEY"
+
+
+def _signature(version: str, digests: dict) -> str | None:
+    """HMAC-SHA256 of the version id and file checksums with the signing key; None without a key."""
+    key = os.environ.get(SIGNING_KEY_ENV)
+    if not key:
+        return None
+    message = json.dumps({"version": version, "files": digests}, sort_keys=True).encode()
+    return hmac.new(key.encode(), message, hashlib.sha256).hexdigest()
 _CHUNK = 1 << 20
 _MAX_PUBLISH_ATTEMPTS = 100
 _CLIENT_LOCK = threading.Lock()
@@ -442,6 +458,9 @@ class ModelRegistry:
         for _ in range(_MAX_PUBLISH_ATTEMPTS):
             version = _version_id(number)
             document = {"version": version, "created_at": created_at, "files": digests, **metadata}
+            signature = _signature(version, digests)
+            if signature:
+                document["signature"] = signature
             payload = json.dumps(document, indent=2, default=_json_default).encode()
             if self.backend.write_version(version, files, payload):
                 return version
@@ -549,6 +568,9 @@ class ModelRegistry:
                     f"registry has no production model ({self.backend.where}); publish and promote a version"
                 )
         meta = self.metadata(version)
+        expected = _signature(version, meta.get("files", {}))
+        if expected and not hmac.compare_digest(str(meta.get("signature", "")), expected):
+            raise RegistryError(f"{version} is not signed with this registry's key ({SIGNING_KEY_ENV}); refusing to load it")
         path = self._local_path(version, MODEL_FILE, meta)
         data = path.read_bytes()
         self._check_digest(version, MODEL_FILE, meta, hashlib.sha256(data).hexdigest(), path)
