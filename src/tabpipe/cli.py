@@ -72,8 +72,7 @@ def train(config: Path = ConfigOpt) -> None:
     try:
         run = pipeline.run()
     except Exception as exc:  # the run folder holds the traceback; the person gets one line
-        runs = sorted(settings.pipeline.run.artifacts_dir.glob("*/run.json"))
-        where = f"\nrun folder: {runs[-1].parent}" if runs else ""
+        where = f"\nrun folder: {pipeline.last_run.dir}" if pipeline.last_run else ""
         kind = "" if isinstance(exc, TabpipeError) else f"{type(exc).__name__}: "
         err.print(f"[red]training failed:[/] {kind}{exc}{where}", highlight=False)
         raise typer.Exit(1) from None

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+from scipy import stats
 from pydantic import Field, ValidationError, field_validator
 
 from tabpipe.config_base import StrictModel
@@ -180,6 +181,26 @@ def _resolve_paths(cfg: PipelineConfig, base: Path) -> PipelineConfig:
     return cfg.model_copy(update=updates)
 
 
+SPACES = {
+    "uniform": lambda lo, hi: stats.uniform(lo, hi - lo),
+    "log_uniform": lambda lo, hi: stats.loguniform(lo, hi),
+    "int_uniform": lambda lo, hi: stats.randint(lo, hi + 1),
+}
+
+
+def parse_space(space):
+    """A search space: a list of values, or ``{uniform|log_uniform|int_uniform: [low, high]}``."""
+    if isinstance(space, list) and space:
+        return space
+    if isinstance(space, dict) and len(space) == 1:
+        (kind, bounds), = space.items()
+        if kind in SPACES and isinstance(bounds, list) and len(bounds) == 2 and bounds[0] < bounds[1]:
+            if kind == "log_uniform" and bounds[0] <= 0:
+                raise ValueError("log_uniform bounds must be positive")
+            return SPACES[kind](*bounds)
+    raise ValueError("a search space is a non-empty list of values or {uniform|log_uniform|int_uniform: [low, high]} with low < high")
+
+
 def import_class(path: str) -> type:
     """Import ``package.module.ClassName``; raises ImportError/AttributeError with the cause."""
     module, _, name = path.rpartition(".")
@@ -211,8 +232,6 @@ def _check_candidates(models: ModelsConfig, path: Path) -> None:
                     raise ConfigError(path, f"{where}.{section}.{key}", f"not a parameter of {cls.__name__}")
         for key, space in cand.search.items():
             try:
-                from tabpipe.components.trainer import parse_space
-
                 parse_space(space)
             except ValueError as exc:
                 raise ConfigError(path, f"{where}.search.{key}", str(exc)) from None

@@ -30,11 +30,12 @@ class TrainingPipeline:
     def __init__(self, settings: Settings, registry: ModelRegistry | None = None):
         self.s = settings
         self.registry = registry or ModelRegistry.from_config(settings.pipeline.registry)
+        self.last_run: Run | None = None  # set as soon as a run folder exists, also when the run fails
 
     def run(self) -> Run:
         """Run every stage; returns the Run (``run.record`` is run.json). Re-raises a stage's error."""
         s, p, schema, seed = self.s, self.s.pipeline, self.s.schema_, self.s.pipeline.run.seed
-        run = Run(p.run.artifacts_dir, s.snapshot)
+        run = self.last_run = Run(p.run.artifacts_dir, s.snapshot)
         try:
             ingestion = run.stage("ingestion", lambda out: DataIngestion(IngestionConfig(
                 p.source, s.base_dir, schema.target.name, p.split.test_size, seed, out)).run())

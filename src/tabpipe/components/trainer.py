@@ -21,11 +21,10 @@ import dill
 import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
-from scipy import stats
 from sklearn.model_selection import ParameterSampler, StratifiedKFold
 
 from tabpipe.components.transformation import split_xy
-from tabpipe.config import Candidate, import_class
+from tabpipe.config import Candidate, import_class, parse_space
 from tabpipe.entities import (
     TrainerArtifact,
     TrainerConfig,
@@ -39,26 +38,6 @@ from tabpipe.preprocessing import build_preprocessor, fit_transform, resample
 from tabpipe.schema import positive_mask
 
 log = logging.getLogger(__name__)
-SPACES = {
-    "uniform": lambda lo, hi: stats.uniform(lo, hi - lo),
-    "log_uniform": lambda lo, hi: stats.loguniform(lo, hi),
-    "int_uniform": lambda lo, hi: stats.randint(lo, hi + 1),
-}
-
-
-def parse_space(space):
-    """A search space: a list of values, or ``{uniform|log_uniform|int_uniform: [low, high]}``."""
-    if isinstance(space, list) and space:
-        return space
-    if isinstance(space, dict) and len(space) == 1:
-        (kind, bounds), = space.items()
-        if kind in SPACES and isinstance(bounds, list) and len(bounds) == 2 and bounds[0] < bounds[1]:
-            if kind == "log_uniform" and bounds[0] <= 0:
-                raise ValueError("log_uniform bounds must be positive")
-            return SPACES[kind](*bounds)
-    raise ValueError("a search space is a non-empty list of values or {uniform|log_uniform|int_uniform: [low, high]} with low < high")
-
-
 @dataclass(frozen=True)
 class Trial:
     candidate: Candidate
