@@ -61,24 +61,45 @@ def _registry(config: Path):
 
 @app.command()
 @cli_errors
-def train(config: Path = ConfigOpt) -> None:
+def train(
+    config: Path = ConfigOpt,
+    run_name: str | None = typer.Option(None, "--run-name", help="Name the run folder; an existing one is resumed "
+                                        "(stages that succeeded there are reused, not re-run)."),
+    until: str | None = typer.Option(None, "--until", help="Stop after this stage (ingestion, validation, "
+                                     "transformation, trainer, evaluation, pusher); resume with the same --run-name."),
+) -> None:
     """Run the training pipeline: ingest, validate, transform, train, evaluate, push."""
     from tabpipe.config import load_settings
     from tabpipe.pipeline import TrainingPipeline
+    from tabpipe.run import run_name as folder_name
+    from tabpipe.stages import check_stage
 
+    if run_name is not None:
+        try:
+            run_name = folder_name(run_name)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--run-name") from None
+    if until is not None:
+        try:
+            check_stage(until)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--until") from None
     settings = load_settings(config)
     _log_to_console()
     pipeline = TrainingPipeline(settings)
     try:
-        run = pipeline.run()
+        run = pipeline.run(run_name=run_name, until=until)
     except Exception as exc:  # the run folder holds the traceback; the person gets one line
         where = f"\nrun folder: {pipeline.last_run.dir}" if pipeline.last_run else ""
         kind = "" if isinstance(exc, TabpipeError) else f"{type(exc).__name__}: "
         err.print(f"[red]training failed:[/] {kind}{exc}{where}", highlight=False)
         raise typer.Exit(1) from None
     rec = run.record
-    m = rec["metrics"]
     out.print(f"run folder: {run.dir}")
+    if rec["status"] == "partial":
+        out.print(f"stopped after stage {until}; continue with: tabpipe train --config {config} --run-name {run.id}")
+        return
+    m = rec["metrics"]
     out.print(f"test roc_auc={m['roc_auc']:.4f} pr_auc={m['pr_auc']:.4f} f1={m['f1']:.4f} "
               f"precision={m['precision']:.4f} recall={m['recall']:.4f}")
     if rec["accepted"]:
