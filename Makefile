@@ -2,6 +2,7 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
+AIRFLOW_VENV := .venv-airflow
 
 .PHONY: train test lint bench clean
 
@@ -18,10 +19,18 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 	$(BIN)/pip install -q -r requirements-dev.txt
 	touch $@
 
+# Airflow in its own virtualenv, for the DAG tests (tests/test_airflow.py) and `make airflow-dags-test`
+$(AIRFLOW_VENV)/.airflow: requirements-airflow.txt setup.py
+	$(PYTHON) -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_VENV)/bin/pip install -q --upgrade pip
+	$(AIRFLOW_VENV)/bin/pip install -q -r requirements-airflow.txt
+	$(AIRFLOW_VENV)/bin/pip install -q --no-deps -e .
+	touch $@
+
 train: $(VENV)/.runtime
 	$(BIN)/tabpipe train --config config/pipeline.yaml
 
-test: $(VENV)/.dev
+test: $(VENV)/.dev $(AIRFLOW_VENV)/.airflow
 	bash scripts/test_deps.sh
 	$(BIN)/python -m pytest -q
 
@@ -32,4 +41,4 @@ bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/serve_bench.py
 
 clean:
-	rm -rf $(VENV) artifacts model_registry
+	rm -rf $(VENV) $(AIRFLOW_VENV) artifacts model_registry

@@ -17,6 +17,7 @@ from pydantic import Field, ValidationError, field_validator
 
 from tabpipe.config_base import StrictModel
 from tabpipe.errors import ConfigError
+from tabpipe.orchestration.spec import OrchestrationSection
 from tabpipe.registry import RegistryConfig
 from tabpipe.schema import Schema
 from tabpipe.sources import FileSource, SourceConfig, SqlSource
@@ -93,6 +94,7 @@ class PipelineConfig(StrictModel):
     evaluation: EvaluationSection = EvaluationSection()
     registry: RegistryConfig = RegistryConfig()
     serve: ServeSection = ServeSection()
+    orchestration: OrchestrationSection = OrchestrationSection()
 
 
 class Candidate(StrictModel):

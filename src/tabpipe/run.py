@@ -137,6 +137,7 @@ class Run:
             self._stop_if_last(name)
             return artifact
         entry = self.record["stages"][name] = {"status": "running", "folder": str(folder)}
+        self.save()  # a crash mid-stage leaves run.json saying which stage was running
         logging.getLogger("tabpipe").info("stage %s started", name)
         start = time.perf_counter()
         try:
