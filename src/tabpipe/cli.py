@@ -175,6 +175,19 @@ def serve(
     os.execv(sys.executable, argv)
 
 
+@app.command()
+@cli_errors
+def flowchart(
+    config: Path = ConfigOpt,
+    out_dir: Path = typer.Option(Path("Flow_Chart"), "--out", help="Folder for the .mmd, .svg and .md files."),
+) -> None:
+    """Write the flow chart (Mermaid + SVG) generated from the pipeline's stages and the scheduled DAGs."""
+    from tabpipe.flowchart import write
+
+    for path in write(out_dir, config):
+        out.print(f"wrote {path}")
+
+
 @models_app.command("list")
 @cli_errors
 def models_list(config: Path = ConfigOpt) -> None:
