@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -22,7 +23,7 @@ import yaml
 from fault_servers import FIRST_BATCH, stalled_tcp_server, stalling_mongo
 from helpers import TABPIPE_BIN, make_project, read_run_json, registry_of, run_dirs
 from mongomock.store import ServerStore
-from pg_server import postgres_url_fixture  # noqa: F401  (session fixture `postgres_url`)
+from pg_server import postgres_server, postgres_url_fixture  # noqa: F401  (session fixture `postgres_url`)
 from pymongo import MongoClient
 from pymongo.errors import NetworkTimeout
 
@@ -223,6 +224,44 @@ def test_pg_backend_killed_mid_query(postgres_url: str) -> None:
     assert killed, "the query never showed up in pg_stat_activity"
     assert isinstance(box.get("error"), DataError), box
     assert "terminating connection due to administrator command" in str(box["error"])
+
+
+def test_pg_server_killed_mid_query() -> None:
+    """SIGKILL the postmaster of a private cluster while a query runs: a clear DataError, then refusal."""
+    with postgres_server() as server:
+        cfg = SqlSource(type="sql", url=f"{server.url}?application_name=tabpipe_crash",
+                        query="SELECT pg_sleep(60) AS slept")
+        admin = sqlalchemy.create_engine(server.url)
+        box: dict = {}
+        reader = threading.Thread(target=lambda: box.update(result=_catch(lambda: read_source(cfg, Path(".")))),
+                                  daemon=True)
+        reader.start()
+        for _ in range(200):  # wait until the query runs
+            with admin.connect() as conn:
+                if conn.execute(sqlalchemy.text("SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                                                "'tabpipe_crash' AND query LIKE 'SELECT pg_sleep%'")).scalar():
+                    break
+            time.sleep(0.05)
+        admin.dispose()
+        postmaster = int((server.data_dir / "postmaster.pid").read_text().split()[0])
+        os.kill(postmaster, signal.SIGKILL)
+        reader.join(60)
+        assert not reader.is_alive(), "the read did not notice the server's death"
+        error = box["result"]
+        assert isinstance(error, DataError), error
+        assert f"SQL source postgresql+psycopg://tabpipe@127.0.0.1:{server.port}/postgres" in str(error)
+        assert "closed the connection" in str(error) or "terminating connection" in str(error)
+        # and while it is down: refused at once, the same clear message shape
+        again = _catch(lambda: read_source(cfg, Path(".")))
+        assert isinstance(again, DataError) and "refused" in str(again).lower()
+
+
+def _catch(fn):
+    """Return ``fn()``'s exception (or its result)."""
+    try:
+        return fn()
+    except Exception as exc:  # noqa: BLE001 — handed back to the test
+        return exc
 
 
 def test_pg_connect_timeout_on_a_hung_host() -> None:
