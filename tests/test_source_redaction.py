@@ -111,6 +111,18 @@ def test_unreachable_mongodb_message_hides_nasty_password(monkeypatch: pytest.Mo
     assert_no_fragment(str(err.value), password)
 
 
+@pytest.mark.parametrize("uri", ["alice:Qx7Lm@127.0.0.1:1", "mongodb:/alice:Qx7Lm@h", "mongodb://alice:Qx7Lm/Rt3Vz@h:1/",
+                                 "mongodb://alice:Qx7Lm@h:notaport/"])
+def test_malformed_mongodb_uri_is_refused_without_echo(monkeypatch: pytest.MonkeyPatch, uri: str) -> None:
+    monkeypatch.setenv("TABPIPE_TEST_BAD_URI", uri)
+    cfg = MongoSource(type="mongodb", uri_env="TABPIPE_TEST_BAD_URI", database="shop", collection="orders",
+                      timeout_ms=100, max_retries=0)
+    with pytest.raises(DataError, match=r"MongoDB source shop\.orders") as err:
+        read_source(cfg, Path("."), mongo_client_factory=MongoClient)
+    assert "$TABPIPE_TEST_BAD_URI" in str(err.value)
+    assert_no_fragment(str(err.value), "Qx7Lm")
+
+
 @pytest.mark.parametrize("url", [
     "postgres//alice:Qx7Lm-secret@127.0.0.1/db",         # missing ':' after the scheme
     "postgresql+psycopg://alice:Qx7Lm@127.0.0.1:port/db",  # port is not a number

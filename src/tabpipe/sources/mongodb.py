@@ -66,7 +66,7 @@ def read_mongodb(cfg: MongoSource, uri: str, *, client_factory: Callable | None 
             time.sleep(pause)
         except (any_mongo_error, ValueError, TypeError) as exc:
             # ValueError/TypeError: pymongo's URI and option parsing
-            raise DataError(f"{where} failed: {_message(exc, uri)}") from None
+            raise DataError(f"{where} (URI from ${cfg.uri_env}) failed: {_message(exc, uri)}") from None
     if not docs:
         raise DataError(f"MongoDB collection {cfg.database}.{cfg.collection} returned no documents for filter "
                         f"{json.dumps(cfg.filter, default=str)}")
