@@ -103,7 +103,7 @@ def test_no_secrets_in_image_or_context():
     assert not re.search(r"(AWS_SECRET|AWS_ACCESS_KEY|PASSWORD|MONGODB_URI)\s*=", text)
     ignored = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
                if line.strip() and not line.startswith("#")]
-    for entry in (".git", ".venv", ".env", "artifacts", "model_registry"):
+    for entry in (".git", ".venv", ".env", "artifacts", "model_registry", ".tabpipe", "keys", "**/*.pem"):
         assert entry in ignored
     assert "data" not in ignored  # the training job needs the bundled sample data
 
