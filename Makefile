@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 AIRFLOW_VENV := .venv-airflow
 
-.PHONY: train test lint bench clean
+.PHONY: train test lint audit bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,13 @@ test: $(VENV)/.dev $(AIRFLOW_VENV)/.airflow
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check src tests benchmarks app.py gunicorn.conf.py
+	$(BIN)/bandit -q -c bandit.yaml -r src
+
+# Known vulnerabilities of the installed dependencies (needs PyPI's JSON API). Accepted findings:
+# pip-audit-ignore.txt, one ID per line with its reason. --strict: a package that cannot be audited fails.
+audit: $(VENV)/.dev
+	$(BIN)/pip-audit --strict --skip-editable --progress-spinner off \
+	  $$(sed -e 's/#.*//' -e '/^[[:space:]]*$$/d' -e 's/^[[:space:]]*\([^[:space:]]*\).*/--ignore-vuln \1/' pip-audit-ignore.txt)
 
 bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/serve_bench.py

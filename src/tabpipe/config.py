@@ -20,7 +20,7 @@ from tabpipe.errors import ConfigError
 from tabpipe.orchestration.spec import OrchestrationSection
 from tabpipe.registry import RegistryConfig
 from tabpipe.schema import Schema
-from tabpipe.sources import FileSource, SourceConfig, SqlSource
+from tabpipe.sources import FileSource, SourceConfig, SqlSource, redact_urls_in
 
 Metric = Literal["roc_auc", "average_precision", "f1"]
 
@@ -116,7 +116,7 @@ class Settings(StrictModel):
     models: ModelsConfig
     schema_: Schema = Field(alias="schema")
     config_path: Path
-    snapshot: dict  # the raw YAML of all three files, for run.json
+    snapshot: dict  # the raw YAML of all three files, for run.json (every URL's password hidden)
 
     @property
     def base_dir(self) -> Path:
@@ -259,5 +259,5 @@ def load_settings(config_path: str | Path, *, check_candidates: bool = True) -> 
         models=models,
         schema=schema,
         config_path=path,
-        snapshot={"pipeline": raw, "schema": schema_raw, "models": models_raw},
+        snapshot=redact_urls_in({"pipeline": raw, "schema": schema_raw, "models": models_raw}),
     )

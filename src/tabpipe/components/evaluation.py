@@ -52,7 +52,8 @@ class ModelEvaluation:
         cfg = self.config
         cfg.out_dir.mkdir(parents=True, exist_ok=True)
         with open(self.trainer.model_path, "rb") as fh:
-            model = dill.load(fh)
+            # bandit B301: the model this run just wrote into its own run folder
+            model = dill.load(fh)  # nosec B301
         test = pd.read_parquet(self.validation.test_path)
         X, y = split_xy(test, model.schema)
         new = holdout_metrics(y, model.predict_proba_typed(X), model.threshold)
