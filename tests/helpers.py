@@ -132,10 +132,14 @@ def read_run_json(run_dir: Path) -> dict:
 
 
 def registry_of(config: Path):
-    from tabpipe.config import load_settings
-    from tabpipe.registry import ModelRegistry
+    """The project's registry, opened as a publisher with the session's keys (from the environment)."""
+    import os
 
-    return ModelRegistry.from_config(load_settings(config).pipeline.registry)
+    from tabpipe.config import load_settings
+    from tabpipe.registry import open_registry
+
+    settings = load_settings(config)
+    return open_registry(settings.pipeline.registry, os.environ, sign=True, config_file=settings.config_path)
 
 
 def stage_dir(run_dir: Path, name: str) -> Path:

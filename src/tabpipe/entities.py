@@ -135,6 +135,7 @@ class EvaluationArtifact:
 
 @dataclass(frozen=True)
 class PusherArtifact:
-    pushed: bool
+    pushed: bool                 # a new version was published
     version: str | None
     reason: str
+    promoted: bool = False       # ...and production now points at it

@@ -1,0 +1,126 @@
+"""`tabpipe keys generate`, `tabpipe models promote` (verify + load first, compare-and-swap),
+`tabpipe models sign` and `models list`'s verified column, on small hand-published registries."""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import stat
+import uuid
+from pathlib import Path
+
+import dill
+import numpy as np
+import pytest
+import yaml
+from sklearn.linear_model import LogisticRegression
+from typer.testing import CliRunner
+
+from helpers import make_project, registry_of
+from tabpipe.cli import app
+
+X = np.array([[0.0, 1.0], [1.0, 0.0], [0.2, 0.9], [0.9, 0.1]])
+Y = np.array([0, 1, 0, 1])
+
+
+@pytest.fixture(autouse=True)
+def wide_console(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "400")
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def _publish(registry, tmp_path: Path, obj) -> str:
+    path = tmp_path / f"m-{uuid.uuid4().hex}.pkl"
+    path.write_bytes(dill.dumps(obj))
+    return registry.publish({"model.pkl": path}, {"metrics": {"roc_auc": 0.8}})
+
+
+@pytest.fixture
+def project(tmp_path):
+    config = make_project(tmp_path / "p", rows=200)
+    registry = registry_of(config)
+    v1 = _publish(registry, tmp_path, LogisticRegression().fit(X, Y))
+    registry.promote(v1)
+    return config, registry
+
+
+def test_keys_generate(tmp_path):
+    result = invoke("keys", "generate", "--dir", tmp_path / "k")
+    assert result.exit_code == 0, result.output
+    private = tmp_path / "k" / "registry-signing.pem"
+    assert stat.S_IMODE(os.stat(private).st_mode) == 0o600 and b"PRIVATE KEY" in private.read_bytes()
+    assert b"PUBLIC KEY" in (tmp_path / "k" / "registry-verify.pem").read_bytes()
+    again = invoke("keys", "generate", "--dir", tmp_path / "k")
+    assert again.exit_code == 1 and "already exists" in again.output
+    assert invoke("keys", "generate", "--dir", tmp_path / "k", "--force").exit_code == 0
+
+
+def test_promote_proves_the_version_loads_and_refuses_tampered(project, tmp_path):
+    config, registry = project
+    v2 = _publish(registry, tmp_path, LogisticRegression(C=2.0).fit(X, Y))
+    not_a_model = _publish(registry, tmp_path, {"weights": [1, 2, 3]})
+    result = invoke("models", "promote", not_a_model, "--config", config)
+    assert result.exit_code == 1 and "not a model with predict_proba" in result.output
+    marker = tmp_path / "pwned"
+    model_path = Path(yaml.safe_load(config.read_text())["registry"]["path"]) / "versions" / v2 / "model.pkl"
+    original = model_path.read_bytes()
+    model_path.write_bytes(pickle.dumps(_Evil(marker)))
+    result = invoke("models", "promote", v2, "--config", config)
+    assert result.exit_code == 1 and "checksum mismatch" in result.output
+    assert not marker.exists() and registry.production_version() == "v0001"
+    model_path.write_bytes(original)
+    result = invoke("models", "promote", v2, "--config", config)
+    assert result.exit_code == 0 and "production: v0001 -> v0002" in result.output
+    assert registry.production_version() == v2
+
+
+def test_promote_needs_the_signing_key(project, monkeypatch):
+    config, registry = project
+    monkeypatch.delenv("TABPIPE_REGISTRY_SIGNING_KEY")  # a serving host: public key only
+    result = invoke("models", "promote", "v0001", "--config", config)
+    assert result.exit_code == 2 and "publishing needs the Ed25519 private key" in result.output
+    listed = invoke("models", "list", "--config", config)  # reading works with the public key
+    assert listed.exit_code == 0 and "v0001" in listed.output
+
+
+def test_models_sign_migrates_an_unsigned_version(project, tmp_path):
+    config, registry = project
+    root = Path(yaml.safe_load(config.read_text())["registry"]["path"])
+    v2 = _publish(registry, tmp_path, LogisticRegression(C=3.0).fit(X, Y))
+    meta_path = root / "versions" / v2 / "metadata.json"
+    meta = json.loads(meta_path.read_text())
+    meta["signature"] = "0" * 64  # as the old HMAC scheme left it
+    meta_path.write_text(json.dumps(meta))
+    listed = invoke("models", "list", "--config", config)
+    assert listed.exit_code == 0 and "NO: it carries an old-style HMAC signature" in listed.output
+    assert invoke("models", "promote", v2, "--config", config).exit_code == 1
+    result = invoke("models", "sign", v2, "--config", config)
+    assert result.exit_code == 0 and f"signed {v2}" in result.output
+    assert invoke("models", "promote", v2, "--config", config).exit_code == 0
+    assert registry.load_model()[0].C == 3.0
+
+
+def test_init_writes_a_keypair_the_config_names(tmp_path):
+    from tabpipe.sample_data import generate
+
+    generate(300, seed=0).to_csv(tmp_path / "d.csv", index=False)
+    result = invoke("init", "--data", tmp_path / "d.csv", "--target", "fault_flag", "--dir", tmp_path / "p")
+    assert result.exit_code == 0, result.output
+    doc = yaml.safe_load((tmp_path / "p" / "pipeline.yaml").read_text())
+    assert doc["registry"]["require_signature"] is True
+    assert (tmp_path / "p" / doc["registry"]["signing_key_file"]).is_file()
+    assert (tmp_path / "p" / doc["registry"]["verify_key_file"]).is_file()
+    assert (tmp_path / "p" / ".tabpipe" / "keys" / ".gitignore").is_file()
+
+
+class _Evil:
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __reduce__(self):
+        import pathlib
+
+        return (pathlib.Path.touch, (self.path,))
