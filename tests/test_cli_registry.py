@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import stat
 import uuid
 from pathlib import Path
@@ -16,7 +15,7 @@ import yaml
 from sklearn.linear_model import LogisticRegression
 from typer.testing import CliRunner
 
-from helpers import make_project, registry_of
+from helpers import evil_pickle, make_project, registry_of
 from tabpipe.cli import app
 
 X = np.array([[0.0, 1.0], [1.0, 0.0], [0.2, 0.9], [0.9, 0.1]])
@@ -67,7 +66,7 @@ def test_promote_proves_the_version_loads_and_refuses_tampered(project, tmp_path
     marker = tmp_path / "pwned"
     model_path = Path(yaml.safe_load(config.read_text())["registry"]["path"]) / "versions" / v2 / "model.pkl"
     original = model_path.read_bytes()
-    model_path.write_bytes(pickle.dumps(_Evil(marker)))
+    model_path.write_bytes(evil_pickle(marker))
     result = invoke("models", "promote", v2, "--config", config)
     assert result.exit_code == 1 and "checksum mismatch" in result.output
     assert not marker.exists() and registry.production_version() == "v0001"
@@ -114,13 +113,3 @@ def test_init_writes_a_keypair_the_config_names(tmp_path):
     assert (tmp_path / "p" / doc["registry"]["signing_key_file"]).is_file()
     assert (tmp_path / "p" / doc["registry"]["verify_key_file"]).is_file()
     assert (tmp_path / "p" / ".tabpipe" / "keys" / ".gitignore").is_file()
-
-
-class _Evil:
-    def __init__(self, path: Path):
-        self.path = path
-
-    def __reduce__(self):
-        import pathlib
-
-        return (pathlib.Path.touch, (self.path,))

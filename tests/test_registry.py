@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import json
-import pathlib
-import pickle
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +15,7 @@ from botocore.config import Config
 from pydantic import ValidationError
 from sklearn.linear_model import LogisticRegression
 
+from helpers import evil_pickle
 from tabpipe.errors import RegistryError
 from tabpipe.registry import ModelRegistry, RegistryConfig, durable
 from tabpipe.registry import local as local_mod
@@ -101,24 +100,10 @@ def _publish(reg: ModelRegistry, folder: Path, c: float, **extra) -> str:
     return reg.publish(files, metadata)
 
 
-class _Evil:
-    """Unpickling this touches a file: proof that tampered bytes were (not) unpickled."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def __reduce__(self):
-        return (pathlib.Path.touch, (self.path,))
-
-
-def _evil_bytes(sentinel: Path) -> bytes:
-    return pickle.dumps(_Evil(sentinel))
-
-
 def test_evil_payload_really_fires(tmp_path):
     """Guard for the tamper tests: the payload does have a side effect when unpickled."""
     sentinel = tmp_path / "fired"
-    dill.loads(_evil_bytes(sentinel))
+    dill.loads(evil_pickle(sentinel))
     assert sentinel.exists()
 
 
@@ -215,7 +200,7 @@ def test_tampered_model_detected_before_unpickling(env, tmp_path):
     _publish(reg, tmp_path, c=1.0)
     reg.promote("v0001")
     sentinel = tmp_path / "unpickled"
-    env.put_raw("versions/v0001/model.pkl", _evil_bytes(sentinel))
+    env.put_raw("versions/v0001/model.pkl", evil_pickle(sentinel))
 
     with pytest.raises(RegistryError, match="checksum mismatch for v0001/model.pkl: expected [0-9a-f]{64}, got"):
         reg.load_model()
@@ -253,7 +238,7 @@ def test_s3_tampered_cache_file_detected(moto_endpoint, tmp_path, registry_keys)
 
     [cached] = (tmp_path / "cache").rglob("model.pkl")
     sentinel = tmp_path / "unpickled"
-    cached.write_bytes(_evil_bytes(sentinel))
+    cached.write_bytes(evil_pickle(sentinel))
     with pytest.raises(RegistryError, match="checksum mismatch for v0001/model.pkl"):
         reg.load_model()
     with pytest.raises(RegistryError, match="checksum mismatch"):

@@ -5,8 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import pathlib
-import pickle
 import stat
 import uuid
 from pathlib import Path
@@ -16,6 +14,7 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
+from helpers import evil_pickle
 from tabpipe.errors import ConfigError, RegistryError
 from tabpipe.registry import Keys, ModelRegistry, RegistryConfig, open_registry
 from tabpipe.registry.base import SIGNING_KEY_ENV, VERIFY_KEY_ENV
@@ -24,16 +23,6 @@ from tabpipe.registry.signing import generate_keypair, load_keys, sign, write_ke
 
 X = np.array([[0.0, 1.0], [1.0, 0.0], [0.2, 0.9], [0.9, 0.1]])
 Y = np.array([0, 1, 0, 1])
-
-
-class _Evil:
-    """Unpickling this creates a file: proof that bytes were (or were not) unpickled."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def __reduce__(self):
-        return (pathlib.Path.touch, (self.path,))
 
 
 def _keys(pem: bytes) -> Keys:
@@ -68,7 +57,7 @@ def _plant_evil_model(root: Path, version: str, marker: Path) -> None:
     """The attack from issue 9: replace model.pkl and write its real SHA-256 into metadata.json."""
     import hashlib
 
-    evil = pickle.dumps(_Evil(marker))
+    evil = evil_pickle(marker)
     (root / "versions" / version / "model.pkl").write_bytes(evil)
     meta = json.loads(_meta_path(root, version).read_text())
     meta["files"]["model.pkl"] = {"sha256": hashlib.sha256(evil).hexdigest(), "bytes": len(evil)}
@@ -83,7 +72,7 @@ def local(tmp_path, registry_keys) -> ModelRegistry:
 def test_evil_pickle_really_runs_code(tmp_path):
     """Guard: the payload used below does have a side effect when unpickled."""
     marker = tmp_path / "fired"
-    dill.loads(pickle.dumps(_Evil(marker)))
+    dill.loads(evil_pickle(marker))
     assert marker.exists()
 
 

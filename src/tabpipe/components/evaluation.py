@@ -7,6 +7,8 @@ Acceptance (written to ``blessing.json``, like TFX's blessing):
   unchanged data, a tie, publishes nothing; a negative margin tolerates a small regression).
 If the production model cannot score the current data (its schema no longer matches), the reason
 says so and only the absolute minimum applies.
+The production version compared against is read once and recorded (``production_version`` in the
+artifact and blessing.json); the pusher promotes only if production is still that version.
 """
 from __future__ import annotations
 

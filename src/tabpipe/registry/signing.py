@@ -160,22 +160,23 @@ def load_keys(cfg: RegistryConfig, environ: Mapping[str, str], *, sign: bool,
     never a silent accept.
     """
     config_file = str(config_file)
+    verify_found = _read_source(environ, cfg.verify_key_env, cfg.verify_key_file)
     signing = None
-    found = _read_source(environ, cfg.signing_key_env, cfg.signing_key_file)
-    if found is not None:
-        signing = _private_key(*found, config_file, "registry.signing_key_env")
-    elif sign and cfg.require_signature:
-        where = f" or the file {cfg.signing_key_file}" if cfg.signing_key_file else ""
-        raise ConfigError(config_file, "registry.require_signature",
-                          f"is on, and publishing needs the Ed25519 private key: set ${cfg.signing_key_env}"
-                          f"{where} (create a keypair with `tabpipe keys generate`)")
+    if sign or verify_found is None:  # a reader touches the private key only to derive a missing public key
+        found = _read_source(environ, cfg.signing_key_env, cfg.signing_key_file)
+        if found is not None:
+            signing = _private_key(*found, config_file, "registry.signing_key_env")
+        elif sign and cfg.require_signature:
+            where = f" or the file {cfg.signing_key_file}" if cfg.signing_key_file else ""
+            raise ConfigError(config_file, "registry.require_signature",
+                              f"is on, and publishing needs the Ed25519 private key: set ${cfg.signing_key_env}"
+                              f"{where} (create a keypair with `tabpipe keys generate`)")
     verify = None
-    found = _read_source(environ, cfg.verify_key_env, cfg.verify_key_file)
-    if found is not None:
-        verify = _public_key(*found, config_file, "registry.verify_key_env")
+    if verify_found is not None:
+        verify = _public_key(*verify_found, config_file, "registry.verify_key_env")
         if signing is not None and key_id(verify) != key_id(signing.public_key()):
             raise ConfigError(config_file, "registry.verify_key_env",
-                              f"the verify key {found[1]} is not the public half of the signing key")
+                              f"the verify key {verify_found[1]} is not the public half of the signing key")
     elif signing is not None:
         verify = signing.public_key()
     elif cfg.require_signature:
