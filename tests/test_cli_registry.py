@@ -113,3 +113,30 @@ def test_init_writes_a_keypair_the_config_names(tmp_path):
     assert (tmp_path / "p" / doc["registry"]["signing_key_file"]).is_file()
     assert (tmp_path / "p" / doc["registry"]["verify_key_file"]).is_file()
     assert (tmp_path / "p" / ".tabpipe" / "keys" / ".gitignore").is_file()
+
+
+def test_predict_never_runs_a_planted_pickle(project, tmp_path):
+    """Issue 9's attack: model.pkl replaced by a pickle that runs code, its real SHA-256 written into
+    metadata.json. `tabpipe predict` (a real process) refuses it before unpickling."""
+    import hashlib
+    import subprocess
+
+    from helpers import TABPIPE_BIN
+
+    config, registry = project
+    root = Path(yaml.safe_load(config.read_text())["registry"]["path"])
+    marker = tmp_path / "pwned"
+    evil = evil_pickle(marker)
+    (root / "versions" / "v0001" / "model.pkl").write_bytes(evil)
+    meta_path = root / "versions" / "v0001" / "metadata.json"
+    meta = json.loads(meta_path.read_text())
+    meta["files"]["model.pkl"] = {"sha256": hashlib.sha256(evil).hexdigest(), "bytes": len(evil)}
+    meta_path.write_text(json.dumps(meta))
+    rows = tmp_path / "rows.csv"
+    rows.write_text("latency_ms\n1\n")
+    result = subprocess.run([str(TABPIPE_BIN), "predict", "-i", str(rows), "-o", str(tmp_path / "out.csv"),
+                             "--config", str(config)], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "COLUMNS": "300"})
+    assert result.returncode == 1, result.stderr
+    assert "v0001" in result.stderr and "forged or altered" in result.stderr
+    assert not marker.exists() and not (tmp_path / "out.csv").exists()

@@ -674,6 +674,29 @@ def test_checksum_mismatch_is_never_loaded(main_project, tmp_path):
         app.extensions["tabpipe"]["holder"].stop()
 
 
+def test_replayed_old_pointer_does_not_roll_the_service_back(main_project, tmp_path):
+    """Someone with bucket write access puts back the old (validly signed) production.json: the
+    running service keeps serving the newer model and reports a registry error."""
+    config = copy_project(main_project, tmp_path / "p", production="v0001")
+    pointer = config.parent / "registry" / "production.json"
+    old_pointer = pointer.read_bytes()
+    app = create_app(config)
+    try:
+        c = app.test_client()
+        holder = app.extensions["tabpipe"]["holder"]
+        assert c.get("/health").get_json()["model_version"] == "v0001"
+        registry_of(config).promote("v0002")
+        wait_until(lambda: c.get("/health").get_json()["model_version"] == "v0002", 5, what="swap to v0002")
+        pointer.write_bytes(old_pointer)
+        wait_until(lambda: holder.last_error, 5, what="the poller to see the replayed pointer")
+        assert "rollback" in holder.last_error
+        r = c.get("/health").get_json()
+        assert r["model_version"] == "v0002" and r["refresh_error_code"] == "registry_error"
+        assert post_json(c, sample_records(main_project, 1)[0]).get_json()["model_version"] == "v0002"
+    finally:
+        app.extensions["tabpipe"]["holder"].stop()
+
+
 def test_health_and_503_never_expose_registry_details(main_project, tmp_path, monkeypatch):
     """An unreachable S3 registry: /health and 503 bodies carry a generic message and a stable code;
     the bucket, endpoint and cache path go to the server log only."""

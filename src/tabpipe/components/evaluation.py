@@ -54,7 +54,7 @@ class ModelEvaluation:
         cfg = self.config
         cfg.out_dir.mkdir(parents=True, exist_ok=True)
         with open(self.trainer.model_path, "rb") as fh:
-            model = dill.load(fh)
+            model = dill.load(fh)  # nosec B301: written moments ago by this run's own trainer, in its own folder
         test = pd.read_parquet(self.validation.test_path)
         X, y = split_xy(test, model.schema)
         new = holdout_metrics(y, model.predict_proba_typed(X), model.threshold)
