@@ -140,3 +140,16 @@ def test_predict_never_runs_a_planted_pickle(project, tmp_path):
     assert result.returncode == 1, result.stderr
     assert "v0001" in result.stderr and "forged or altered" in result.stderr
     assert not marker.exists() and not (tmp_path / "out.csv").exists()
+
+
+def test_models_list_with_an_untrusted_pointer_still_lists(project):
+    config, registry = project
+    root = Path(yaml.safe_load(config.read_text())["registry"]["path"])
+    (root / "production.json").write_text('{"version": "v0001"}')  # unsigned: written by someone without the key
+    result = invoke("models", "list", "--config", config)
+    assert result.exit_code == 0, result.output
+    assert "warning:" in result.output and "it is not signed" in result.output
+    assert "v0001" in result.output and "*" not in result.output.split("v0001")[0].splitlines()[-1]
+    repaired = invoke("models", "promote", "v0001", "--config", config)
+    assert repaired.exit_code == 0 and "untrusted pointer -> v0001" in repaired.output
+    assert registry.production_version() == "v0001"

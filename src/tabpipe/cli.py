@@ -177,7 +177,14 @@ def serve(
 @cli_errors
 def models_list(config: Path = ConfigOpt) -> None:
     """List registry versions with their test metrics; '*' marks production."""
-    versions = _registry(config).list_versions()
+    from tabpipe.errors import RegistryError
+
+    registry = _registry(config)
+    try:
+        registry.production_version()
+    except RegistryError as exc:  # still list the versions: promoting one of them is the repair
+        err.print(f"[yellow]warning:[/] {exc}", highlight=False)
+    versions = registry.list_versions()
     if not versions:
         out.print("registry is empty")
         return

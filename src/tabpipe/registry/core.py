@@ -255,8 +255,15 @@ class ModelRegistry:
     # ---- reading
 
     def list_versions(self) -> list[VersionInfo]:
-        """Complete versions, oldest first; ``problem`` says why one would be refused on load."""
-        production = self.production_version()
+        """Complete versions, oldest first; ``problem`` says why one would be refused on load.
+
+        An untrusted production pointer marks no version as production (``production_version``
+        raises and says why), so the versions can still be listed to choose one to promote.
+        """
+        try:
+            production = self.production_version()
+        except RegistryError:
+            production = None
         infos = []
         for version in self._version_ids():
             raw = self.backend.read_bytes(f"{VERSIONS_DIR}/{version}/{METADATA_FILE}")
