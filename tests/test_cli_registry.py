@@ -68,9 +68,11 @@ def test_promote_proves_the_version_loads_and_refuses_tampered(project, tmp_path
     original = model_path.read_bytes()
     model_path.write_bytes(evil_pickle(marker))
     result = invoke("models", "promote", v2, "--config", config)
-    assert result.exit_code == 1 and "checksum mismatch" in result.output
+    assert result.exit_code == 1 and "v0002 did not load, production unchanged: checksum mismatch" in result.output
     assert not marker.exists() and registry.production_version() == "v0001"
     model_path.write_bytes(original)
+    checked = invoke("models", "verify", v2, "--config", config)
+    assert checked.exit_code == 0 and "v0002: signature, 1 file checksum(s) and loading verified" in checked.output
     result = invoke("models", "promote", v2, "--config", config)
     assert result.exit_code == 0 and "production: v0001 -> v0002" in result.output
     assert registry.production_version() == v2

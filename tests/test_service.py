@@ -745,6 +745,9 @@ def test_service_refuses_to_start_without_a_verify_key(main_project, tmp_path, m
         assert app.test_client().get("/health").status_code == 200
     finally:
         app.extensions["tabpipe"]["holder"].stop()
+    # serve.allow_train makes the host a publisher: then the private key is required up front
+    with pytest.raises(ConfigError, match="publishing needs the Ed25519 private key"):
+        create_app(write_variant(config, "train.yaml", allow_train=True))
 
 
 def test_unloadable_model_does_not_stop_later_swaps(main_project, tmp_path):

@@ -208,9 +208,12 @@ def models_promote(version: str = typer.Argument(..., help="Version to make prod
                    config: Path = ConfigOpt) -> None:
     """Point production at VERSION (also how you roll back), after proving it loads.
 
-    The version's signature and checksums are verified and the model is unpickled first; the pointer
-    then moves only if production is still what it was when this command started (compare-and-swap).
+    ``tabpipe models verify VERSION`` runs first in a separate process (signature, checksums,
+    unpickling), so nothing is unpickled here; the pointer then moves only if production is still
+    what it was when this command started (compare-and-swap).
     """
+    import subprocess
+
     from tabpipe.errors import RegistryError
     from tabpipe.registry import ANY
 
@@ -220,11 +223,28 @@ def models_promote(version: str = typer.Argument(..., help="Version to make prod
     except RegistryError as exc:  # an untrusted pointer (forged, rolled back): this promotion replaces it
         err.print(f"[yellow]warning:[/] {exc}; it will be replaced", highlight=False)
         before = ANY
-    model, _ = registry.load_model(version)
-    if not callable(getattr(model, "predict_proba", None)):
-        raise RegistryError(f"{version}/model.pkl loads, but is not a model with predict_proba")
+    registry.metadata(version)  # fail fast (exit 1, one line) on an unknown or unsigned version
+    proof = subprocess.run([sys.executable, "-m", "tabpipe.cli", "models", "verify", version, "--config", str(config)],
+                           capture_output=True, text=True, timeout=900)
+    if proof.returncode != 0:
+        detail = (proof.stderr.strip() or proof.stdout.strip() or f"exit code {proof.returncode}").removeprefix("error: ")
+        raise RegistryError(f"{version} did not load, production unchanged: {detail}")
     registry.promote(version, expected=before)
     out.print(f"production: {before if before is not ANY else 'untrusted pointer'} -> {version}")
+
+
+@models_app.command("verify")
+@cli_errors
+def models_verify(version: str = typer.Argument(..., help="Version to check, e.g. v0002."),
+                  config: Path = ConfigOpt) -> None:
+    """Prove VERSION loads: signature, file checksums, unpickling, and a model with predict_proba."""
+    from tabpipe.errors import RegistryError
+
+    model, meta = _registry(config).load_model(version)
+    if not callable(getattr(model, "predict_proba", None)):
+        raise RegistryError(f"{version}/model.pkl loads, but is not a model with predict_proba")
+    out.print(f"{version}: signature, {len(meta['files'])} file checksum(s) and loading verified "
+              f"({type(model).__name__})")
 
 
 @models_app.command("sign")
