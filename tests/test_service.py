@@ -666,7 +666,7 @@ def test_checksum_mismatch_is_never_loaded(main_project, tmp_path):
         r = c.get("/health")
         assert r.status_code == 503 and r.get_json()["error_code"] == "registry_error"
         r503 = error_json(post_json(c, sample_records(main_project, 1)[0]), 503)
-        assert r503["code"] == "registry_error"
+        assert r503["error_code"] == "registry_error"
         for body in (r.get_data(as_text=True), json.dumps(r503)):  # no path, no checksum detail
             assert "checksum" not in body and str(config.parent) not in body and "v0002" not in body
         assert "checksum" in holder.last_error and str(config.parent) in holder.last_error
@@ -716,7 +716,7 @@ def test_health_and_503_never_expose_registry_details(main_project, tmp_path, mo
         r = c.get("/health")
         assert r.status_code == 503 and r.get_json()["error_code"] == "registry_error"
         r503 = error_json(post_json(c, sample_records(main_project, 1)[0]), 503)
-        assert r503["code"] == "registry_error"
+        assert r503["error_code"] == "registry_error"
         for body in (r.get_data(as_text=True), json.dumps(r503), c.get("/model").get_data(as_text=True)):
             for secret in ("secret-bucket-name", "hidden/prefix", "127.0.0.1:9", "private-cache"):
                 assert secret not in body, (secret, body)

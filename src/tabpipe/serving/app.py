@@ -86,7 +86,7 @@ def create_app(config: str | Path | None = None, registry: ModelRegistry | None 
     def api_error(exc: ApiError):
         body = {"error": exc.error}
         if exc.code is not None:
-            body["code"] = exc.code
+            body["error_code"] = exc.code
         if exc.details is not None:
             body["details"] = exc.details
         return jsonify(body), exc.status
