@@ -27,7 +27,14 @@ $(AIRFLOW_VENV)/.airflow: requirements-airflow.txt setup.py
 	$(AIRFLOW_VENV)/bin/pip install -q --no-deps -e .
 	touch $@
 
-train: $(VENV)/.runtime
+# A local keypair for signing models (git-ignored, never committed), created on first use; in
+# production the private key lives only on the trainer (docs/deploy.md).
+KEYS := .tabpipe/keys
+
+$(KEYS)/registry-signing.pem: | $(VENV)/.runtime
+	$(BIN)/tabpipe keys generate --dir $(KEYS)
+
+train: $(VENV)/.runtime $(KEYS)/registry-signing.pem
 	$(BIN)/tabpipe train --config config/pipeline.yaml
 
 test: $(VENV)/.dev $(AIRFLOW_VENV)/.airflow

@@ -178,8 +178,11 @@ def _resolve_paths(cfg: PipelineConfig, base: Path) -> PipelineConfig:
         db = cfg.source.url.removeprefix("sqlite:///")
         if db and not db.startswith("/") and db != ":memory:":
             updates["source"] = cfg.source.model_copy(update={"url": f"sqlite:///{_resolve(base, Path(db))}"})
+    registry = {name: _resolve(base, getattr(cfg.registry, name))
+                for name in ("signing_key_file", "verify_key_file") if getattr(cfg.registry, name) is not None}
     if cfg.registry.backend == "local":
-        updates["registry"] = cfg.registry.model_copy(update={"path": _resolve(base, cfg.registry.path)})
+        registry["path"] = _resolve(base, cfg.registry.path)
+    updates["registry"] = cfg.registry.model_copy(update=registry)
     return cfg.model_copy(update=updates)
 
 

@@ -136,9 +136,10 @@ class EvaluationArtifact:
 
 @dataclass(frozen=True)
 class PusherArtifact:
-    pushed: bool
+    pushed: bool                 # a new version was published
     version: str | None
     reason: str
+    promoted: bool = False       # ...and production now points at it
 
 
 ARTIFACT_OF: dict[str, type] = {

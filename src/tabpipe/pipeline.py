@@ -7,6 +7,8 @@ writes into its own folder of the run, and returns an artifact entity recorded i
 """
 from __future__ import annotations
 
+import os
+
 from tabpipe.components.evaluation import ModelEvaluation
 from tabpipe.components.ingestion import DataIngestion
 from tabpipe.components.pusher import ModelPusher
@@ -23,15 +25,18 @@ from tabpipe.entities import (
     ValidationConfig,
     restore_artifact,
 )
-from tabpipe.registry import ModelRegistry
+from tabpipe.registry import ModelRegistry, open_registry
 from tabpipe.run import Run, StopAfterStage, package_versions
 from tabpipe.stages import STAGES
 
 
 class TrainingPipeline:
     def __init__(self, settings: Settings, registry: ModelRegistry | None = None):
+        """``registry``: the caller's (with its keys); by default one opened with the signing key from
+        this process's environment or the configured key file (training publishes and promotes)."""
         self.s = settings
-        self.registry = registry or ModelRegistry.from_config(settings.pipeline.registry)
+        self.registry = registry or open_registry(settings.pipeline.registry, os.environ, sign=True,
+                                                  config_file=settings.config_path)
         self.last_run: Run | None = None  # set as soon as a run folder exists, also when the run fails
 
     def run(self, *, run_name: str | None = None, until: str | None = None) -> Run:
@@ -70,5 +75,5 @@ class TrainingPipeline:
             run.finish(error=exc)
             raise
         run.finish(metrics=evaluation.metrics, accepted=evaluation.accepted, decision=evaluation.reason,
-                   model_version=pusher.version)
+                   model_version=pusher.version, promoted=pusher.promoted, push=pusher.reason)
         return run
