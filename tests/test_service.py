@@ -173,13 +173,12 @@ def test_predict_equals_model_predict_proba(served, name, version, candidate, fa
 
 
 def _edge_records(project: Project) -> list[dict]:
-    """Nulls in every nullable field, omitted nullable fields, unknown allowed categories, offsets, bounds."""
+    """Nulls in every nullable field, unknown allowed categories, offsets, bounds."""
     base = sample_records(project, 1, seed=3)[0]
     schema = yaml.safe_load((project.root / "schema.yaml").read_text())["columns"]
     nullable = [n for n, c in schema.items() if c.get("role", "feature") == "feature" and c.get("nullable", True)]
     recs = [
         {**base, **{n: None for n in nullable}},
-        {k: v for k, v in base.items() if k not in nullable},
         {**base, "vendor": "Acme Radio", "region": "north"},                 # unknown vendor is allowed
         {**base, "timestamp": "2024-03-05T23:30:00+02:00"},                  # offset -> UTC
         {**base, "timestamp": "2024-03-09"},
@@ -198,6 +197,21 @@ def test_predict_edge_values_equal_model(served, name, version):
     s = served(name, version)
     records = _edge_records(s.project)
     assert_matches_model(s, records, post_json(s.client, {"records": records}))
+
+
+def test_omitted_key_is_an_error_for_that_record_only(rf):
+    """A feature key left out (even a nullable one) is absent, as a column missing from a CSV is:
+    that record gets an error, the others are scored; null is how a missing value is sent."""
+    recs = sample_records(rf.project, 3, seed=4)
+    recs[1] = {k: v for k, v in recs[1].items() if k != "sinr_db"}
+    body = post_json(rf.client, {"records": recs}).get_json()
+    assert [p["row"] for p in body["predictions"]] == [0, 1, 2]
+    assert body["predictions"][1]["prediction"] is None and body["predictions"][1]["probability"] is None
+    assert body["predictions"][1]["errors"] == [{"field": "sinr_db", "rule": "missing_column",
+                                                 "message": "is absent from the input (send null or an empty value for a missing value)"}]
+    assert body["predictions"][0]["probability"] is not None and body["predictions"][2]["probability"] is not None
+    assert body["summary"]["failed"] == 1 and body["summary"]["errors"] == {"sinr_db": {"missing_column": 1}}
+    assert post_json(rf.client, {**recs[1], "sinr_db": None}).status_code == 200
 
 
 def test_ext_schema_has_bool_datetime_and_nulls(ext_project):
@@ -323,13 +337,24 @@ def test_form_post_shows_prediction_and_probability(served, name, version):
         assert form.inputs["latency_ms"]["value"] == str(rec["latency_ms"])
 
 
-def test_form_post_out_of_range_shows_field_error(rf):
+def test_form_post_out_of_range_is_scored_with_a_warning(rf):
+    rec = sample_records(rf.project, 1, seed=12)[0]
+    r = rf.client.post("/", data=_form_values({**rec, "latency_ms": 99999}))
+    assert r.status_code == 200
+    form = parse_form(r.get_data(as_text=True))
+    expected = post_json(rf.client, {**rec, "latency_ms": 99999}).get_json()["predictions"][0]
+    assert form.text["probability"].strip() == f"{expected['probability']:.4f}"
+    assert "above the maximum 5000" in form.text["warn-latency_ms"]
+    assert "1 warning" in form.text["warnings"] and "errors" not in form.ids
+
+
+def test_form_post_hard_violation_shows_field_error(rf):
     rec = sample_records(rf.project, 1, seed=12)[0]
     r = rf.client.post("/", data=_form_values({**rec, "latency_ms": 99999, "technology": "6G"}))
     assert r.status_code == 422
     form = parse_form(r.get_data(as_text=True))
-    assert "above the maximum" in form.text["err-latency_ms"]
     assert "allowed categories" in form.text["err-technology"]
+    assert "above the maximum" in form.text["warn-latency_ms"]
     assert "prediction" not in form.text and "errors" in form.ids
 
 
@@ -359,11 +384,16 @@ def test_empty_records_is_400(rf):
     error_json(post_json(rf.client, {"records": []}), 400)
 
 
-def test_records_not_objects_is_422(rf):
+def test_records_not_objects_are_row_errors(rf):
     good = sample_records(rf.project, 1)[0]
-    body = error_json(post_json(rf.client, {"records": [good, 1, "x", [good], None]}), 422)
-    assert [d["row"] for d in body["details"]] == [1, 2, 3, 4]
-    assert all("field" in d and d["message"] for d in body["details"])
+    body = post_json(rf.client, {"records": [good, 1, "x", [good], None]}).get_json()
+    assert body["summary"]["scored"] == 1 and body["summary"]["failed"] == 4
+    assert body["predictions"][0]["probability"] is not None
+    for entry in body["predictions"][1:]:
+        assert entry["probability"] is None and entry["errors"][0]["message"] == "is not a JSON object"
+    body = error_json(post_json(rf.client, {"records": [1, "x", [good], None]}), 422)   # nothing to score
+    assert [d["row"] for d in body["details"]] == [0, 1, 2, 3]
+    assert all("field" in d and d["message"] for d in body["details"]) and body["summary"]["failed"] == 4
 
 
 @pytest.fixture(scope="module")
@@ -400,19 +430,16 @@ def test_too_many_records_is_413(limited):
     assert "5" in body["error"]
 
 
-# schema violations: (field, bad value, words expected in the message)
+# hard violations: (field, bad value, words expected in the message) — the record cannot be scored
 VIOLATIONS = [
-    ("latency_ms", "<missing>", "missing"),
-    ("region", None, "missing"),
+    ("latency_ms", "<missing>", "absent"),
     ("latency_ms", "fast", "not a number"),
     ("latency_ms", True, "not a number"),
-    ("latency_ms", [1], "not a number"),
-    ("latency_ms", {"v": 1}, "not a number"),
+    ("latency_ms", [1], "not a single value"),
+    ("latency_ms", {"v": 1}, "not a single value"),
     ("active_users", 2.5, "whole number"),
-    ("packet_loss_pct", 150, "above the maximum"),
-    ("rsrp_dbm", -200, "below the minimum"),
-    ("throughput_mbps", -0.5, "below the minimum"),
-    ("technology", "6G", "allowed categories"),
+    ("packet_loss_pct", 150, "above the maximum"),          # hard: [range] in the schema
+    ("technology", "6G", "allowed categories"),             # hard: [category]
     ("technology", "4g", "allowed categories"),
     ("vendor", {"name": "x"}, "single value"),
     ("timestamp", "not a date", "date/time"),
@@ -420,23 +447,60 @@ VIOLATIONS = [
 ]
 
 
-@pytest.mark.parametrize("field,value,words", VIOLATIONS, ids=[f"{f}={v!r}" for f, v, _ in VIOLATIONS])
-def test_schema_violation_is_422_with_row_and_field(rf, field, value, words):
-    recs = sample_records(rf.project, 5, seed=5)
-    bad = dict(recs[3])
+def _with(recs: list[dict], row: int, field: str, value) -> list[dict]:
+    recs = [dict(r) for r in recs]
     if value == "<missing>":
-        del bad[field]
+        del recs[row][field]
     else:
-        bad[field] = value
-    recs[3] = bad
-    body = error_json(post_json(rf.client, {"records": recs}), 422)
-    assert len(body["details"]) == 1, body
-    detail = body["details"][0]
-    assert detail["row"] == 3 and detail["field"] == field
-    assert words in detail["message"]
-    # a single record: row 0
-    body = error_json(post_json(rf.client, bad), 422)
+        recs[row][field] = value
+    return recs
+
+
+@pytest.mark.parametrize("field,value,words", VIOLATIONS, ids=[f"{f}={v!r}" for f, v, _ in VIOLATIONS])
+def test_hard_violation_is_a_row_error_in_a_batch_and_422_alone(rf, field, value, words):
+    recs = _with(sample_records(rf.project, 5, seed=5), 3, field, value)
+    body = post_json(rf.client, {"records": recs}).get_json()
+    preds = body["predictions"]
+    assert [p["row"] for p in preds] == [0, 1, 2, 3, 4]
+    (error,) = preds[3]["errors"]
+    assert error["field"] == field and words in error["message"]
+    assert preds[3]["prediction"] is None and preds[3]["probability"] is None
+    others = [recs[i] for i in (0, 1, 2, 4)]
+    np.testing.assert_allclose([preds[i]["probability"] for i in (0, 1, 2, 4)],
+                               rf.model.predict_proba(pd.DataFrame(others)), rtol=0, atol=TOL)
+    assert body["summary"] == {"rows": 5, "scored": 4, "failed": 1, "rows_with_warnings": 0, "warnings": {},
+                               "errors": {field: {error["rule"]: 1}}, "details_truncated": False}
+    # a single record: 422, row 0
+    body = error_json(post_json(rf.client, recs[3]), 422)
     assert [(d["row"], d["field"]) for d in body["details"]] == [(0, field)]
+
+
+# expectations: (field, value, rule, words) — the record is scored as it is, with a warning
+EXPECTATIONS = [
+    ("region", None, "null", "is missing"),
+    ("latency_ms", None, "null", "is missing"),
+    ("latency_ms", "", "null", "is missing"),
+    ("latency_ms", 99999, "range", "above the maximum 5000"),
+    ("rsrp_dbm", -200, "range", "below the minimum -160"),
+    ("throughput_mbps", -0.5, "range", "below the minimum 0"),
+    ("vendor", "Acme Radio", "category", "listed categories"),
+    ("region", "atlantis", "category", "listed categories"),
+]
+
+
+@pytest.mark.parametrize("field,value,rule,words", EXPECTATIONS, ids=[f"{f}={v!r}" for f, v, _, _ in EXPECTATIONS])
+@pytest.mark.parametrize("name,version", [("main", "v0001"), ("main", "v0002")], ids=["forest", "logreg"])
+def test_expectation_is_scored_with_a_warning(served, name, version, field, value, rule, words):
+    s = served(name, version)
+    recs = _with(sample_records(s.project, 4, seed=8), 2, field, value)
+    body = assert_matches_model(s, recs, post_json(s.client, {"records": recs}))
+    (warning,) = body["predictions"][2]["warnings"]
+    assert (warning["field"], warning["rule"]) == (field, rule) and words in warning["message"]
+    assert all("warnings" not in p and "errors" not in p for i, p in enumerate(body["predictions"]) if i != 2)
+    assert body["summary"]["warnings"] == {field: {rule: 1}} and body["summary"]["rows_with_warnings"] == 1
+    single = post_json(s.client, recs[2])
+    assert single.status_code == 200
+    assert single.get_json()["predictions"][0]["warnings"] == [warning]
 
 
 def test_bool_violation_is_422(served):
@@ -452,9 +516,12 @@ def test_many_violations_in_many_rows(rf):
     recs[0]["latency_ms"] = -1
     recs[2]["technology"] = "2G"
     recs[2]["alarm_count"] = "many"
-    body = error_json(post_json(rf.client, {"records": recs}), 422)
-    got = sorted((d["row"], d["field"]) for d in body["details"])
-    assert got == [(0, "latency_ms"), (2, "alarm_count"), (2, "technology")]
+    body = post_json(rf.client, {"records": recs}).get_json()
+    preds = body["predictions"]
+    assert sorted(e["field"] for e in preds[2]["errors"]) == ["alarm_count", "technology"]
+    assert [w["field"] for w in preds[0]["warnings"]] == ["latency_ms"] and preds[0]["probability"] is not None
+    assert [p["probability"] is None for p in preds] == [False, False, True, False]
+    assert body["summary"]["errors"] == {"technology": {"category": 1}, "alarm_count": {"type": 1}}
 
 
 @pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e400", "-1e999"])
@@ -495,10 +562,11 @@ def test_overflowing_number_in_category_field_is_not_500(rf):
     assert [(d["row"], d["field"]) for d in body["details"]] == [(0, "technology")]
 
 
-def test_deeply_nested_json_is_400(rf):
-    body = b"[" * 100_000
+def test_deeply_nested_json_is_400_or_413(rf):
+    error_json(post_raw(rf.client, b"[" * 5_000), 400)          # too deep for the parser
+    body = b"[" * 100_000                                          # more arrays than any allowed request needs
     assert len(body) < rf.app.config["MAX_CONTENT_LENGTH"]
-    error_json(post_raw(rf.client, body), 400)
+    error_json(post_raw(rf.client, body), 413)
 
 
 def test_logreg_large_valid_value_is_scored(served):
@@ -574,18 +642,43 @@ def test_predict_csv_garbage_is_400(rf, garbage):
     error_json(csv_upload(rf.client, garbage), 400)
 
 
-def test_predict_csv_bad_row_is_422_with_row_and_field(rf):
+def test_predict_csv_scores_every_row_it_can_in_order(rf):
     df = pd.read_csv(rf.project.root / "data1.csv").head(20)
-    df.loc[7, "latency_ms"] = -5
+    df.loc[7, "latency_ms"] = -5                       # expectation: scored, warning
+    df.loc[9, "sinr_db"] = np.nan                      # nullable: nothing to say
+    df.loc[10, "rsrp_dbm"] = np.nan                    # a new missing value: scored (imputed), warning
     df["technology"] = df["technology"].astype(object)
-    df.loc[12, "technology"] = "6G"
+    df.loc[12, "technology"] = "6G"                    # hard: [category]: error
+    r = csv_upload(rf.client, _csv(df))
+    assert r.status_code == 200, r.get_data(as_text=True)[:500]
+    out = pd.read_csv(io.BytesIO(r.data))
+    assert list(out["cell_id"]) == list(df["cell_id"])
+    assert list(out.columns) == list(df.columns) + ["prediction", "probability", "warnings", "error"]
+    assert out["probability"].isna().tolist() == [i == 12 for i in range(20)]
+    assert "technology: is not one of the allowed categories" in out.loc[12, "error"]
+    assert out.loc[7, "warnings"] == "latency_ms: is below the minimum 0"
+    assert out.loc[10, "warnings"] == "rsrp_dbm: is missing (column is not nullable)"
+    assert out["warnings"].notna().sum() == 2 and out["error"].notna().sum() == 1
+    keep = [i for i in range(20) if i != 12]
+    np.testing.assert_allclose(out.loc[keep, "probability"], rf.model.predict_proba(df.loc[keep]), rtol=0, atol=TOL)
+    assert (r.headers["X-Rows"], r.headers["X-Scored"], r.headers["X-Failed"]) == ("20", "19", "1")
+    assert r.headers["X-Rows-With-Warnings"] == "2"
+    assert set(r.headers["X-Warning-Counts"].split(";")) == {"latency_ms:range=1", "rsrp_dbm:null=1"}
+
+
+def test_predict_csv_absent_columns_are_one_request_error(rf):
+    df = pd.read_csv(rf.project.root / "data1.csv").head(500)
+    body = error_json(csv_upload(rf.client, _csv(df.drop(columns=["rsrp_dbm", "region"]))), 422)
+    assert "rsrp_dbm" in body["error"] and "region" in body["error"]
+    assert sorted([(d["row"], d["field"]) for d in body["details"]], key=str) == [(None, "region"), (None, "rsrp_dbm")]
+
+
+def test_predict_csv_no_scorable_row_is_422(rf):
+    df = pd.read_csv(rf.project.root / "data1.csv").head(5)
+    df["latency_ms"] = "fast"
     body = error_json(csv_upload(rf.client, _csv(df)), 422)
-    got = sorted((d["row"], d["field"]) for d in body["details"])
-    assert got == [(7, "latency_ms"), (12, "technology")]
-    assert all(d["message"] for d in body["details"])
-    # a missing column: named, without a row
-    body = error_json(csv_upload(rf.client, _csv(df.drop(columns=["rsrp_dbm"]))), 422)
-    assert {"row": None, "field": "rsrp_dbm"} in [{"row": d["row"], "field": d["field"]} for d in body["details"]]
+    assert [(d["row"], d["field"]) for d in body["details"]] == [(i, "latency_ms") for i in range(5)]
+    assert body["summary"]["failed"] == 5 and body["summary"]["errors"] == {"latency_ms": {"type": 5}}
 
 
 def test_predict_csv_duplicate_columns_is_client_error(rf):
@@ -880,7 +973,8 @@ def test_fuzz_json_payloads_never_5xx(rf, base_records, data):
     _assert_no_5xx(resp)
     if resp.status_code == 200:
         body = strict_json(resp)
-        assert all(0.0 <= p["probability"] <= 1.0 for p in body["predictions"])
+        assert all(p["probability"] is None or 0.0 <= p["probability"] <= 1.0 for p in body["predictions"])
+        assert all((p["probability"] is None) == ("errors" in p) for p in body["predictions"])
     elif resp.status_code == 422:
         assert all({"row", "field", "message"} <= set(d) for d in resp.get_json()["details"])
 
@@ -920,8 +1014,12 @@ def test_fuzz_fast_path_matches_model(rf, base_records, data):
            **data.draw(st.dictionaries(st.sampled_from(FEATURES), _typed_value, max_size=4))}
     resp = post_json(rf.client, rec)
     _typed, problems = rf.model.check(pd.DataFrame([rec]))
-    if problems:
+    hard = {(p.column, p.rule, p.message) for p in problems if p.hard}
+    soft = {(p.column, p.rule, p.message) for p in problems if not p.hard}
+    if hard:
         body = error_json(resp, 422)
-        assert {d["field"] for d in body["details"]} == {p.column for p in problems}
+        assert {(d["field"], d["rule"], d["message"]) for d in body["details"]} == hard
     else:
-        assert_matches_model(rf, [rec], resp)
+        body = assert_matches_model(rf, [rec], resp)
+        got = {(w["field"], w["rule"], w["message"]) for w in body["predictions"][0].get("warnings", [])}
+        assert got == soft
