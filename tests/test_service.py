@@ -1023,3 +1023,155 @@ def test_fuzz_fast_path_matches_model(rf, base_records, data):
         body = assert_matches_model(rf, [rec], resp)
         got = {(w["field"], w["rule"], w["message"]) for w in body["predictions"][0].get("warnings", [])}
         assert got == soft
+
+
+# --------------------------------------------------------------------------- hostile inputs: bounded work, bounded answers, no 5xx
+
+
+@pytest.fixture(scope="module")
+def capped(main_project, tmp_path_factory) -> Served:
+    """Serving v0001 with serve.max_csv_rows: 50 and serve.allowed_origins: [https://app.example.com]."""
+    s = Served(main_project, "v0001", tmp_path_factory.mktemp("capped") / "p")
+    s.close()
+    s.app = create_app(write_variant(s.config, "capped.yaml", max_csv_rows=50,
+                                     allowed_origins=["https://app.example.com"]))
+    s.client = s.app.test_client()
+    yield s
+    s.close()
+
+
+def test_json_with_millions_of_objects_is_413_before_parsing(rf, monkeypatch):
+    from tabpipe.serving import inputs
+
+    parsed, real = [], inputs.json.loads
+
+    def spy(text, **kwargs):
+        parsed.append(len(text))
+        return real(text, **kwargs)
+
+    monkeypatch.setattr(inputs.json, "loads", spy)
+    body = b'{"records":[' + b"{}," * 299_999 + b"{}]}"
+    resp = post_raw(rf.client, body)
+    monkeypatch.undo()
+    assert not [n for n in parsed if n >= len(body)]            # never handed to the JSON parser
+    body_json = error_json(resp, 413)
+    assert "serve.max_records=10000" in body_json["error"] and len(resp.data) < 500
+
+
+def test_just_over_max_records_is_413_and_at_the_limit_is_scored(limited):
+    recs = sample_records(limited.project, 6)
+    assert post_json(limited.few, {"records": recs[:5]}).status_code == 200
+    error_json(post_json(limited.few, {"records": recs + [{}] * 20}), 413)       # caught before parsing
+    error_json(post_json(limited.few, {"records": recs}), 413)                   # counted after parsing
+
+
+def test_csv_header_problem_is_one_error_not_one_per_row(rf):
+    data = b"unknown\n" + b"1\n" * 300_000
+    resp = csv_upload(rf.client, data)
+    body = error_json(resp, 422)
+    assert len(body["details"]) == len(FEATURES) and {d["row"] for d in body["details"]} == {None}
+    assert {d["field"] for d in body["details"]} == set(FEATURES)
+    assert len(resp.data) < 10_000
+
+
+def test_csv_rows_are_capped_before_scoring(capped, monkeypatch):
+    from tabpipe.serving import app as app_mod
+
+    df = pd.read_csv(capped.project.root / "data1.csv").head(51)
+    monkeypatch.setattr(app_mod, "score_frame", lambda *a: (_ for _ in ()).throw(AssertionError("scored")))
+    body = error_json(csv_upload(capped.client, _csv(df)), 413)
+    assert "serve.max_csv_rows=50" in body["error"] and "51 rows" in body["error"]
+    monkeypatch.undo()
+    r = csv_upload(capped.client, _csv(df.head(50)))
+    assert r.status_code == 200 and r.headers["X-Scored"] == "50"
+
+
+def test_huge_numbers_in_every_column_never_5xx(rf):
+    cols = FEATURES
+    for cell in ("1e300", "-1e300", "1e400", "99999999999999999999999999"):
+        r = csv_upload(rf.client, (",".join(cols) + "\n" + ",".join([cell] * len(cols)) + "\n").encode())
+        assert r.status_code in (200, 422), (cell, r.status_code, r.get_data(as_text=True)[:300])
+        if r.status_code == 422:
+            fields = {d["field"] for d in r.get_json()["details"]}
+            assert fields <= set(FEATURES) and fields
+    rec = {name: 1e300 for name in FEATURES}
+    r = post_json(rf.client, {"records": [rec, {**sample_records(rf.project, 1)[0]}]})
+    assert r.status_code == 200 and r.get_json()["predictions"][0]["errors"]
+    assert r.get_json()["predictions"][1]["probability"] is not None
+
+
+def test_error_details_are_bounded_and_counts_exact(rf):
+    bad = {name: "x" for name in FEATURES}                 # every field unreadable: 15 errors per record
+    resp = post_json(rf.client, {"records": [bad] * 2000 + [sample_records(rf.project, 1)[0]]})
+    body = resp.get_json()
+    assert resp.status_code == 200
+    details = sum(len(p.get("errors", [])) for p in body["predictions"])
+    assert 2000 <= details <= 2000 + app_module.MAX_DETAILS                   # every failed row keeps one
+    assert all(p.get("errors") for p in body["predictions"][:2000])
+    summary = body["summary"]
+    assert summary["failed"] == 2000 and summary["scored"] == 1 and summary["details_truncated"] is True
+    unreadable = set(FEATURES) - {"region", "vendor"}           # "x" is only an unlisted category there
+    assert summary["errors"] == {name: {"type" if name != "technology" else "category": 2000} for name in unreadable}
+    assert summary["warnings"] == {"region": {"category": 2000}, "vendor": {"category": 2000}}
+
+
+def test_warning_details_are_bounded_and_counts_exact(rf):
+    rec = {**sample_records(rf.project, 1)[0], "latency_ms": 99999, "rsrp_dbm": -500, "region": None}
+    body = post_json(rf.client, {"records": [rec] * 3000}).get_json()
+    shown = sum(len(p.get("warnings", [])) for p in body["predictions"])
+    assert shown == app_module.MAX_DETAILS
+    assert body["summary"]["warnings"] == {"latency_ms": {"range": 3000}, "rsrp_dbm": {"range": 3000},
+                                           "region": {"null": 3000}}
+    assert body["summary"]["rows_with_warnings"] == 3000 and body["summary"]["details_truncated"] is True
+    assert all(p["probability"] is not None for p in body["predictions"])
+
+
+def test_csv_nothing_scorable_details_are_bounded(rf):
+    df = pd.read_csv(rf.project.root / "data1.csv").head(1)
+    big = pd.concat([df] * 5000, ignore_index=True).astype({"latency_ms": object})
+    big["latency_ms"] = "fast"
+    body = error_json(csv_upload(rf.client, _csv(big)), 422)
+    assert len(body["details"]) == app_module.MAX_DETAILS and body["summary"]["failed"] == 5000
+    assert body["summary"]["details_truncated"] is True
+
+
+# --------------------------------------------------------------------------- cross-site browser requests
+
+
+@pytest.mark.parametrize("headers, allowed", [
+    ({}, True),                                                                          # curl, scripts
+    ({"Sec-Fetch-Site": "same-origin", "Origin": "http://localhost"}, True),             # the service's own form
+    ({"Sec-Fetch-Site": "none"}, True),                                                  # typed in by the user
+    ({"Origin": "http://localhost"}, True),                                              # older browser, same origin
+    ({"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"}, False),
+    ({"Sec-Fetch-Site": "same-site", "Origin": "http://localhost:3000"}, False),         # another local app
+    ({"Origin": "https://evil.example"}, False),                                         # older browser, other site
+    ({"Sec-Fetch-Site": "cross-site", "Origin": "null"}, False),                         # sandboxed page
+], ids=["no-headers", "same-origin", "none", "origin-only-same", "cross-site", "same-site", "origin-only-other", "null"])
+@pytest.mark.parametrize("path", ["/predict/csv", "/"])
+def test_cross_site_posts_are_refused(rf, headers, allowed, path):
+    df = pd.read_csv(rf.project.root / "data1.csv").head(2)
+    if path == "/predict/csv":
+        r = rf.client.post(path, data={"file": (io.BytesIO(_csv(df)), "rows.csv")}, content_type="multipart/form-data",
+                           headers=headers)
+    else:
+        r = rf.client.post(path, data=_form_values(sample_records(rf.project, 1)[0]), headers=headers)
+    if allowed:
+        assert r.status_code == 200, r.get_data(as_text=True)[:300]
+    else:
+        body = error_json(r, 403)
+        assert "cross-site request refused" in body["error"] and "serve.allowed_origins" in body["error"]
+
+
+def test_allowed_origin_may_post_and_read(capped):
+    df = pd.read_csv(capped.project.root / "data1.csv").head(2)
+    headers = {"Sec-Fetch-Site": "cross-site", "Origin": "https://app.example.com"}
+    r = capped.client.post("/predict/csv", data={"file": (io.BytesIO(_csv(df)), "rows.csv")},
+                           content_type="multipart/form-data", headers=headers)
+    assert r.status_code == 200
+    assert r.headers["Access-Control-Allow-Origin"] == "https://app.example.com" and "Origin" in r.headers["Vary"]
+    assert "X-Scored" in r.headers["Access-Control-Expose-Headers"]
+    other = {"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"}
+    r = capped.client.post("/predict/csv", data={"file": (io.BytesIO(_csv(df)), "rows.csv")},
+                           content_type="multipart/form-data", headers=other)
+    assert r.status_code == 403 and "Access-Control-Allow-Origin" not in r.headers

@@ -21,7 +21,7 @@ import numbers
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
@@ -203,6 +203,10 @@ def parse_value(value: Any, spec: ColumnSpec) -> tuple[Any, str | None]:
     if kind == "datetime":
         if not isinstance(value, (str, datetime, date, np.datetime64)):
             return None, type_message(spec)
+        if isinstance(value, str):
+            iso = _iso(value.strip())
+            if iso is not None:
+                return (iso, None) if _NS_FIRST <= iso <= _NS_LAST else (None, type_message(spec))
         try:
             ts = pd.Timestamp(value.strip() if isinstance(value, str) else value)
             if ts is pd.NaT:
@@ -213,6 +217,19 @@ def parse_value(value: Any, spec: ColumnSpec) -> tuple[Any, str | None]:
         except (TypeError, ValueError, OverflowError):
             return None, type_message(spec)
     return category_text(value), None
+
+
+_NS_FIRST, _NS_LAST = datetime(1677, 9, 22), datetime(2262, 4, 11)   # what datetime64[ns] holds
+
+
+def _iso(text: str) -> datetime | None:
+    """ISO 8601 text through the standard library's fast parser, as naive UTC; None if not ISO
+    (then pandas' parser has its turn)."""
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return parsed.astimezone(timezone.utc).replace(tzinfo=None) if parsed.tzinfo is not None else parsed
 
 
 # --------------------------------------------------------------------------- the value rules
@@ -357,7 +374,7 @@ def _parse_column(raw: pd.Series, spec: ColumnSpec, missing: np.ndarray) -> tupl
         out[present[~failed]] = np.array([t for t, f in zip(typed, failed) if not f], dtype=float)
     elif kind == "datetime":
         out = np.full(n, np.datetime64("NaT"), dtype="datetime64[ns]")
-        out[present[~failed]] = [t.to_datetime64() for t, f in zip(typed, failed) if not f]
+        out[present[~failed]] = np.array([t for t, f in zip(typed, failed) if not f], dtype="datetime64[ns]")
     else:
         out = np.full(n, np.nan, dtype=object)
         out[present[~failed]] = [t for t, f in zip(typed, failed) if not f]

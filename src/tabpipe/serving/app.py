@@ -285,7 +285,7 @@ def _problem_details(problems: list[Problem], details: Details) -> list[dict]:
     """At most ``details.budget`` row-level details ``{row, field, rule, message}``, ordered by row."""
     items: list[dict] = []
     for p in problems:
-        for row in p.rows[:details.budget]:
+        for row in p.rows[:details.budget + 1]:   # one more than fits: take() then knows it truncated
             items.append({"row": row, "field": p.column, "rule": p.rule, "message": p.message})
     items.sort(key=lambda d: d["row"])
     return details.take(items)
