@@ -308,13 +308,18 @@ def test_form_renders_typed_inputs_from_the_schema(browser, form_server, tmp_pat
     """)
     fields = info["fields"]
     assert info["version"] == "v0001"
-    assert fields["technology"]["tag"] == "select" and fields["technology"]["options"] == ["3G", "4G", "5G"]
-    assert fields["vendor"]["options"] == ["", "Ericsson", "Huawei", "Nokia", "Samsung"]   # nullable: (missing)
-    assert fields["region"]["options"] == ["central", "east", "north", "south", "west"]
+    # hard: [category]: a select of the allowed values ((missing) too: nullable: false is only an expectation)
+    assert fields["technology"]["tag"] == "select" and fields["technology"]["options"] == ["", "3G", "4G", "5G"]
+    # listed categories are suggestions (datalist); other values are scored with a warning
+    assert fields["vendor"]["tag"] == "input" and fields["region"]["tag"] == "input"
+    listed = browser.evaluate("[...document.querySelectorAll('#region-listed option')].map(o => o.value)")
+    assert listed == ["central", "east", "north", "south", "west"]
     assert fields["timestamp"]["type"] == "datetime-local"
-    assert fields["latency_ms"]["type"] == "number" and float(fields["latency_ms"]["max"]) == 5000
-    assert float(fields["rsrp_dbm"]["min"]) == -160 and float(fields["rsrp_dbm"]["max"]) == -20
-    assert fields["latency_ms"]["required"] is True and fields["sinr_db"]["required"] is False
+    # the browser enforces hard ranges only; an expected range is a hint
+    assert fields["packet_loss_pct"]["type"] == "number" and float(fields["packet_loss_pct"]["max"]) == 100
+    assert fields["latency_ms"]["type"] == "number" and fields["latency_ms"]["max"] == ""
+    assert "5000" in browser.evaluate("document.getElementById('latency_ms').placeholder")
+    assert fields["latency_ms"]["required"] is False and fields["sinr_db"]["required"] is False
     assert "cell_id" not in fields
     screenshot(browser, tmp_path / "form.png")
 
@@ -341,11 +346,10 @@ def test_out_of_range_value_is_scored_with_a_warning(browser, form_server, main_
     record = {**sample_records(main_project, 1, seed=42)[0], "latency_ms": 99999}
     browser.navigate(form_server + "/")
     fill_form(browser, record)
-    # the browser's own constraint validation knows the schema's range ...
-    assert browser.evaluate("document.getElementById('latency_ms').checkValidity()") is False
-    assert browser.evaluate("document.querySelector('form').checkValidity()") is False
-    # ... and a client that skips it still gets a prediction, with the expectation named next to it
-    submit(browser, no_validate=True)
+    # an expected range does not stop the browser: the value is sent ...
+    assert browser.evaluate("document.querySelector('form').checkValidity()") is True
+    # ... scored, and the expectation is named next to the result
+    submit(browser)
     warning = text_of(browser, "warn-latency_ms")
     assert warning is not None, browser.evaluate("document.body.innerText")
     assert "latency_ms" in warning and "above the maximum 5000" in warning
@@ -361,7 +365,12 @@ def test_hard_violation_shows_the_field_error(browser, form_server, main_project
     record = sample_records(main_project, 1, seed=43)[0]
     browser.navigate(form_server + "/")
     fill_form(browser, record)
-    # a value the select does not offer (a client that edits the page): technology is hard: [category]
+    # a hard range: the browser's own constraint validation knows it ...
+    browser.evaluate("(() => { document.getElementById('packet_loss_pct').value = '150'; return true; })()")
+    assert browser.evaluate("document.querySelector('form').checkValidity()") is False
+    browser.evaluate("(() => { document.getElementById('packet_loss_pct').value = " + json.dumps(str(record["packet_loss_pct"]))
+                     + "; return true; })()")
+    # ... and the server refuses what a client that edits the page sends: technology is hard: [category]
     browser.evaluate("(() => { const s = document.getElementById('technology'); s.add(new Option('6G', '6G')); "
                      "s.value = '6G'; return true; })()")
     submit(browser, no_validate=True)

@@ -478,3 +478,20 @@ def test_parity_many_rows_mixed_types(field):
             got = {(p.rule, p.hard, p.message) for p in problems if row in p.rows}
             assert got == set(expected), (row, value)
             assert _same_value(typed[field].iloc[row], expected_value), (row, value, typed[field].iloc[row])
+
+
+def test_schema_pickled_before_the_hard_key_still_loads():
+    """Models in a registry were pickled with the ColumnSpec of their time: a field added since gets its default."""
+    import pickle
+
+    spec = make_schema({"x": {"type": "float", "min": 0}}).columns["x"]
+    state = spec.__getstate__()
+    del state["__dict__"]["hard"]                      # what an older pickle holds
+
+    class Old:
+        def __reduce__(self):
+            return (object.__new__, (type(spec),), state)
+
+    loaded = pickle.loads(pickle.dumps(Old()))
+    assert loaded.hard == [] and loaded.is_hard("range") is False and loaded.is_hard("type") is True
+    assert loaded.model_dump()["hard"] == []

@@ -292,9 +292,12 @@ def test_form_is_built_from_the_schema(served):
     assert "cell_id" not in form.inputs  # id column is not a model input
     for name in features:
         spec = cols[name]
-        if spec["type"] == "category":
-            expected = ([""] if spec.get("nullable", True) else []) + spec["categories"]
+        hard = spec.get("hard", [])
+        if spec["type"] == "category" and "category" in hard:          # only the listed values: a select
+            expected = ([""] if "null" not in hard else []) + spec["categories"]
             assert form.selects[name] == expected, name
+        elif spec["type"] == "category":                                # listed values suggested, others allowed
+            assert form.inputs[name]["list"] == f"{name}-listed" and name not in form.selects
         elif spec["type"] == "bool":
             assert form.selects[name] == ["", "true", "false"]
         elif spec["type"] == "datetime":
@@ -303,11 +306,13 @@ def test_form_is_built_from_the_schema(served):
             attrs = form.inputs[name]
             assert attrs["type"] == "number"
             assert attrs["step"] == ("1" if spec["type"] == "int" else "any")
-            if "min" in spec:
-                assert float(attrs["min"]) == spec["min"]
-            if "max" in spec:
-                assert float(attrs["max"]) == spec["max"]
-            assert ("required" in attrs) == (not spec.get("nullable", True)), name
+            if "range" in hard:                                         # the browser enforces hard ranges only
+                assert float(attrs["min"]) == spec["min"] and float(attrs["max"]) == spec["max"], name
+            else:
+                assert "min" not in attrs and "max" not in attrs, name
+                if "max" in spec:
+                    assert f"{spec['max']:g}" in attrs["placeholder"], name
+            assert ("required" in attrs) == ("null" in hard), name       # a missing value is an expectation
     assert form.text["model-version"].strip() == "v0001"
 
 

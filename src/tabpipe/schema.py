@@ -77,6 +77,14 @@ class ColumnSpec(StrictModel):
                 raise ValueError(f"hard: [{rule}] needs {needs[rule][1]}")
         return self
 
+    def __setstate__(self, state: dict) -> None:
+        """Unpickling a model saved before a field existed gives that field its default."""
+        values = state.get("__dict__", {})
+        for name, info in type(self).model_fields.items():
+            if name not in values:
+                values[name] = info.get_default(call_default_factory=True)
+        super().__setstate__(state)
+
     def is_hard(self, rule: str) -> bool:
         """Does breaking ``rule`` refuse the row (True) or only warn (False)?"""
         return rule not in ("range", "category", "null") or rule in self.hard or (
