@@ -161,7 +161,16 @@ def type_message(spec: ColumnSpec) -> str:
 
 def is_missing(value: Any) -> bool:
     """None, NaN, NaT, pd.NA or a blank string: missing, in every path."""
-    if value is None or value is pd.NA or value is pd.NaT:
+    if value is None:
+        return True
+    exact = type(value)
+    if exact is float:
+        return value != value
+    if exact is str:
+        return not value.strip()
+    if exact is int:
+        return False
+    if value is pd.NA or value is pd.NaT:
         return True
     if isinstance(value, str):
         return not value.strip()
@@ -183,9 +192,17 @@ def parse_value(value: Any, spec: ColumnSpec) -> tuple[Any, str | None]:
     Typed values: float for int/float/bool, a naive UTC ``Timestamp`` for datetime, str otherwise.
     Booleans are not numbers, numbers are not dates, text numbers are ASCII (``1_000``, ``0x10`` fail).
     """
+    kind, exact = spec.type, type(value)
+    if exact is str and kind in ("category", "string"):     # the common cases first: no isinstance chain
+        return value, None
+    if (exact is float or exact is int) and kind in ("int", "float"):
+        try:
+            number = float(value)
+        except OverflowError:
+            return None, type_message(spec)
+        return (None, type_message(spec)) if number != number else (number, None)
     if isinstance(value, _NESTED):
         return None, NOT_SINGLE
-    kind = spec.type
     if kind in ("int", "float"):
         if isinstance(value, (bool, np.bool_)):
             return None, type_message(spec)
@@ -260,6 +277,14 @@ def _unlisted(values: Any, spec: ColumnSpec) -> Any:
     return values not in spec.categories
 
 
+def _infinite(values: Any, spec: ColumnSpec) -> Any:
+    return np.isinf(values) if isinstance(values, np.ndarray) else values in (np.inf, -np.inf)
+
+
+def _fractional(values: Any, spec: ColumnSpec) -> Any:
+    return np.mod(values, 1) != 0 if isinstance(values, np.ndarray) else not float(values).is_integer()
+
+
 def _category_message(spec: ColumnSpec) -> str:
     cats = spec.categories or []
     shown = ", ".join(cats[:SHOWN_CATEGORIES]) + (f", ... ({len(cats)} in all)" if len(cats) > SHOWN_CATEGORIES else "")
@@ -267,9 +292,8 @@ def _category_message(spec: ColumnSpec) -> str:
 
 
 VALUE_RULES: tuple[ValueRule, ...] = (
-    ValueRule("type", lambda s: s.type in ("int", "float"), lambda x, s: np.isinf(x), lambda s: "is infinite"),
-    ValueRule("type", lambda s: s.type == "int", lambda x, s: np.mod(x, 1) != 0,
-              lambda s: "is not a whole number (expected int)"),
+    ValueRule("type", lambda s: s.type in ("int", "float"), _infinite, lambda s: "is infinite"),
+    ValueRule("type", lambda s: s.type == "int", _fractional, lambda s: "is not a whole number (expected int)"),
     ValueRule("range", lambda s: s.type in ("int", "float") and s.min is not None, lambda x, s: x < s.min,
               lambda s: f"is below the minimum {s.min:g}"),
     ValueRule("range", lambda s: s.type in ("int", "float") and s.max is not None, lambda x, s: x > s.max,
