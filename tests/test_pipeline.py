@@ -627,3 +627,17 @@ def test_time_budget_stops_the_search(tmp_path, base_data):
     assert rec["config"]["schema"]["columns"]["cell_id"]["role"] == "id"
     assert stage_artifact(rec, "trainer")["configs_tried"] == 1   # fold preparation alone used the budget
     assert len(cv_results(Path(rec["stages"]["trainer"]["folder"]).parent)) == 1
+
+
+def test_numbers_in_a_category_column_train_with_warnings(tmp_path, base_data):
+    """A category column read as floats, one of them 1e300 (a TypeError before): the run succeeds, the
+    unlisted values are counted as warnings, the rows are kept."""
+    data = base_data.head(600).copy()
+    data["vendor"] = np.where(np.arange(600) % 2 == 0, 1.0, 2.0)
+    data.loc[7, "vendor"] = 1e300
+    run = run_pipeline(make_project(tmp_path, data=data))
+    rec = read_run_json(run.dir)
+    assert rec["status"] == "succeeded"
+    val = stage_artifact(rec, "validation")
+    assert val["rows_dropped"] == 0 and val["warning_counts"] == {"vendor": {"category": 600}}
+    assert val["rows_with_warnings"] == 600
