@@ -1006,8 +1006,11 @@ def test_fuzz_csv_uploads_never_5xx(rf, data):
     _assert_no_5xx(csv_upload(rf.client, text.encode()))
 
 
-# validation parity: the fast path accepts exactly what the model's own check accepts, and agrees on the numbers
-_typed_value = st.one_of(st.none(), st.integers(-300, 6000), st.floats(-300, 6000, allow_nan=False),
+# validation parity: the fast path accepts exactly what the model's own check accepts, reports the same
+# (field, rule, message) errors and warnings — booleans, empty strings and omitted keys included — and
+# agrees on the numbers
+_typed_value = st.one_of(st.none(), st.booleans(), st.sampled_from(["", " ", "true", "0", "1e300", "nan"]),
+                         st.integers(-300, 6000), st.floats(-300, 6000, allow_nan=False),
                          st.sampled_from(["3G", "4G", "5G", "6G", "north", "central", "Nokia", "Acme", "abc", "12.5"]),
                          st.sampled_from(["2024-03-01T10:00:00", "2024-03-07 23:59", "2024-02-30", "2024-03-01T05:00Z"]))
 
@@ -1017,6 +1020,8 @@ _typed_value = st.one_of(st.none(), st.integers(-300, 6000), st.floats(-300, 600
 def test_fuzz_fast_path_matches_model(rf, base_records, data):
     rec = {**data.draw(st.sampled_from(base_records)),
            **data.draw(st.dictionaries(st.sampled_from(FEATURES), _typed_value, max_size=4))}
+    for key in data.draw(st.sets(st.sampled_from(FEATURES), max_size=2)):     # omitted keys
+        rec.pop(key, None)
     resp = post_json(rf.client, rec)
     _typed, problems = rf.model.check(pd.DataFrame([rec]))
     hard = {(p.column, p.rule, p.message) for p in problems if p.hard}

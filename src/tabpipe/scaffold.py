@@ -31,7 +31,7 @@ split:
   test_size: 0.2
 
 validation:
-  on_invalid_rows: fail        # or: drop (offending rows are dropped and counted in the report)
+  on_invalid_rows: fail        # rows breaking a hard schema rule: fail, or drop (counted in the report); expectations only warn
   drift:
     fail_on_drift: false       # drift against the production model's training data only warns
 
