@@ -8,6 +8,7 @@ feature columns cannot be scored at all: ``MissingColumns`` names them (never on
 """
 from __future__ import annotations
 
+import csv
 import io
 from collections import Counter
 from dataclasses import dataclass, field
@@ -95,13 +96,34 @@ class TooManyRows(ValueError):
         super().__init__(f"{rows} rows; the limit is {limit}")
 
 
-def read_csv_bytes(data: bytes, *, max_rows: int | None = None, required: list[str] | tuple = ()) -> pd.DataFrame:
+HEADER_SCAN_BYTES = 1 << 20
+
+
+def _check_header(data: bytes, max_columns: int) -> None:
+    """ValueError when the header line is longer than 1 MiB or names more than ``max_columns`` columns:
+    a few hundred kB of commas would otherwise become a frame of 100,000 columns (GBs of overhead)."""
+    end = data.find(b"\n", 0, HEADER_SCAN_BYTES)
+    if end < 0 and len(data) > HEADER_SCAN_BYTES:
+        raise ValueError(f"the header line is longer than {HEADER_SCAN_BYTES // 1024} KiB")
+    header = data[: end if end >= 0 else len(data)]
+    if header.count(b",") + 1 > max_columns:  # quoted commas can only over-count: the exact count is lower
+        columns = len(next(csv.reader([header.decode("utf-8", errors="replace")]), []))
+        if columns > max_columns:
+            raise ValueError(f"the CSV has {columns} columns; at most {max_columns} are accepted")
+
+
+def read_csv_bytes(data: bytes, *, max_rows: int | None = None, required: list[str] | tuple = (),
+                   max_columns: int = 1000) -> pd.DataFrame:
     """Parse CSV bytes with Arrow's multi-threaded reader (several times faster than pandas' C parser).
 
     Checked on Arrow's compact columns, before any Python object per value exists, in this order:
     ValueError for unreadable CSV and repeated column names, ``MissingColumns`` when a ``required``
     column is absent from the header, ``TooManyRows`` above ``max_rows``."""
+    _check_header(data, max_columns)
     table = pa_csv.read_csv(io.BytesIO(data))
+    binary = [f.name for f in table.schema if pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)]
+    if binary:  # Arrow keeps bytes that are not UTF-8 as binary: refuse them here, not when writing the answer
+        raise ValueError(f"the CSV is not UTF-8 text (column {binary[0]!r}); save it as UTF-8")
     names = table.column_names
     if len(set(names)) != len(names):
         repeated = sorted(name for name, count in Counter(names).items() if count > 1)

@@ -30,6 +30,7 @@ from tabpipe.registry import ModelRegistry, open_registry
 from tabpipe.schema import ABSENT, Problem, warning_counts
 from tabpipe.serving.holder import ModelHolder
 from tabpipe.serving.inputs import ApiError, Details, cross_site_refusal, records_from_json
+from tabpipe.serving.openapi import openapi_document
 
 log = logging.getLogger(__name__)
 MAX_DETAILS = 1000      # row-level detail objects per answer beyond the first error of each failed row
@@ -110,6 +111,12 @@ def create_app(config: str | Path | None = None, registry: ModelRegistry | None 
             body["refresh_error"], body["refresh_error_code"] = problem["message"], problem["code"]
         return jsonify(body)
 
+    @app.get("/openapi.json")
+    def openapi():
+        current = holder.current
+        return jsonify(openapi_document(None if current is None else current.model.schema,
+                                        max_records=serve.max_records, train_enabled=serve.allow_train))
+
     @app.get("/model")
     def model_info():
         current = loaded()
@@ -158,7 +165,8 @@ def create_app(config: str | Path | None = None, registry: ModelRegistry | None 
         current = loaded()
         features = current.model.schema.features
         try:
-            frame = read_csv_bytes(upload.read(), max_rows=serve.max_csv_rows, required=features)
+            frame = read_csv_bytes(upload.read(), max_rows=serve.max_csv_rows, required=features,
+                                   max_columns=max(1000, 4 * len(current.model.schema.columns)))
         except MissingColumns as exc:
             raise ApiError(422, str(exc), [{"row": None, "field": name, "rule": "missing_column", "message": ABSENT}
                                            for name in exc.columns]) from None
