@@ -25,7 +25,7 @@ from schemathesis.specs.openapi.checks import (
 
 from faults_figures import record
 from service_helpers import (
-    REPO_SCHEMA, Project, build_project, copy_project, free_port, http_request, registry_of, run_cli,
+    REPO_SCHEMA, Project, build_project, copy_project, http_request, run_cli,
     running_server, sample_records,
 )
 from tabpipe.serving.app import create_app
