@@ -64,6 +64,17 @@ def test_dockerfile_is_hadolint_clean():
     assert "hadolint ignore" not in DOCKERFILE.read_text()
 
 
+def test_airflow_dockerfile_is_hadolint_clean_and_compose_mounts_the_dags():
+    result = _run(_tool("hadolint"), "--failure-threshold", "warning", ROOT / "Dockerfile.airflow")
+    assert result.returncode == 0, result.stdout + result.stderr
+    airflow = _compose()["services"]["airflow"]
+    assert "./dags:/opt/airflow/dags:ro" in airflow["volumes"]
+    env = airflow["environment"]
+    assert env["AIRFLOW_VAR_TABPIPE_CONFIG"] == "/app/config/compose/pipeline.yaml"
+    assert env["AIRFLOW_VAR_TABPIPE_BIN"] == "/opt/tabpipe-venv/bin/tabpipe"
+    assert "TABPIPE_REGISTRY_VERIFY_KEY" not in env                 # a trainer: it signs
+
+
 def test_deploy_script_parses():
     result = _run("bash", "-n", DEPLOY_SCRIPT)
     assert result.returncode == 0, result.stderr
@@ -116,7 +127,8 @@ def _depends(service: dict) -> dict[str, str]:
 
 def test_compose_services_and_start_order():
     services = _compose()["services"]
-    assert set(services) == {"app", "mongo", "minio", "minio-init", "train"}
+    assert set(services) == {"app", "mongo", "minio", "minio-init", "train", "airflow"}
+    assert services["airflow"]["profiles"] == ["airflow"]          # not started by a plain `up`
     assert _depends(services["minio-init"]) == {"minio": "service_healthy"}
     assert _depends(services["train"]) == {"mongo": "service_healthy",
                                            "minio": "service_healthy",
