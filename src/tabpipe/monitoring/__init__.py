@@ -1,0 +1,1 @@
+"""Life after deployment: drift (PSI), label-free estimates, governance, alerts, dashboards, monitoring runs."""
