@@ -129,3 +129,15 @@ def test_frame_psi_bins_each_profiled_column():
     result = frame_psi(profile, frame)
     assert set(result) == {"n", "c"}
     assert result["n"].value == pytest.approx(0.0) and result["c"].value == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize("n_edges", [3, 200])   # the comparison path and the searchsorted path for many edges
+def test_numeric_counts_paths_agree_with_a_plain_loop(n_edges):
+    rng = np.random.default_rng(0)
+    x = np.round(rng.normal(size=5000), 1)
+    x[::17] = np.nan
+    edges = np.unique(np.round(rng.normal(size=n_edges), 1))
+    expected = [0] * (len(edges) + 2)
+    for v in x:
+        expected[-1 if np.isnan(v) else int(sum(v > e for e in edges))] += 1
+    assert numeric_counts(x, edges).tolist() == expected

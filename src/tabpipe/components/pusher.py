@@ -1,7 +1,8 @@
 """ModelPusher: publish a blessed model to the registry and make it production; nothing otherwise.
 
 A version carries the model, its metadata and a reference sample of its training rows (the
-baseline the next run's drift report compares against).
+baseline the next run's drift report compares against) and its reference profile (``profile.json``,
+what ``tabpipe monitor`` bins new rows against).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from tabpipe.entities import (
     TrainerArtifact,
     ValidationArtifact,
 )
+from tabpipe.monitoring.profile import write_profile_for_run
 
 
 class ModelPusher:
@@ -34,6 +36,7 @@ class ModelPusher:
             reference = train.sample(n=min(cfg.reference_rows, len(train)), random_state=cfg.seed)
             ref_path = cfg.out_dir / "reference.parquet"
             reference.to_parquet(ref_path, index=False)
+            profile_path = write_profile_for_run(self.validation, self.trainer.model_path, cfg.out_dir / "profile.json")
             metadata = {
                 "run_id": cfg.run_id,
                 "metrics": dict(ev.metrics),
@@ -44,7 +47,8 @@ class ModelPusher:
                 "blessing": {"reason": ev.reason, "production_version": ev.production_version},
                 **cfg.extra_metadata,
             }
-            version = self.registry.publish({"model.pkl": self.trainer.model_path, "reference.parquet": ref_path}, metadata)
+            version = self.registry.publish({"model.pkl": self.trainer.model_path, "reference.parquet": ref_path,
+                                             "profile.json": profile_path}, metadata)
             self.registry.promote(version)
             result = PusherArtifact(pushed=True, version=version, reason=f"published and promoted {version}")
         (cfg.out_dir / "push.json").write_text(json.dumps({"pushed": result.pushed, "version": result.version,

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import dill
 import numpy as np
 import pandas as pd
 
@@ -114,14 +115,18 @@ def read_profile(path: Path) -> dict:
     return profile
 
 
-def profile_for_run(train_path: Path, test_path: Path, model, out_path: Path) -> tuple[Path, np.ndarray, np.ndarray]:
-    """Write the profile of a training run's typed splits and its model; returns (path, test y, test proba).
-
-    Used by the pusher: ``train_path``/``test_path`` are the validation stage's typed splits.
-    """
+def test_predictions(test_path: Path, model) -> tuple[np.ndarray, np.ndarray]:
+    """(y as 0/1, positive-class probability) of ``model`` on a typed test split (validation stage output)."""
     schema = model.schema
-    train, test = pd.read_parquet(train_path), pd.read_parquet(test_path)
-    y_test = positive_mask(test[schema.target.name], schema.target.positive).astype(np.int64)
-    proba = model.predict_proba_typed(test[schema.features])
-    profile = build_profile(train, model.schema, proba, y_test, model.threshold)
-    return write_profile(out_path, profile), y_test, proba
+    test = pd.read_parquet(test_path)
+    y = positive_mask(test[schema.target.name], schema.target.positive).astype(np.int64)
+    return y, model.predict_proba_typed(test[schema.features])
+
+
+def write_profile_for_run(validation, model_path: Path, out_path: Path) -> Path:
+    """Write the profile of a training run (its typed splits, ``validation``: ValidationArtifact) and model."""
+    with open(model_path, "rb") as fh:
+        model = dill.load(fh)   # the run's own model file, written by its trainer stage
+    y, proba = test_predictions(validation.test_path, model)
+    train = pd.read_parquet(validation.train_path)
+    return write_profile(out_path, build_profile(train, model.schema, proba, y, model.threshold))
