@@ -216,7 +216,7 @@ def _frame(result, time_columns: Iterable[str]) -> pd.DataFrame:
 
 def _plain(value: Any) -> Any:
     """JSON-safe value (numpy scalars, timestamps, NaN -> None)."""
-    if value is None:
+    if value is None or value is pd.NaT:
         return None
     if hasattr(value, "item") and not isinstance(value, (str, bytes)):
         value = value.item()
