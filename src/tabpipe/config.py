@@ -82,6 +82,30 @@ class ServeSection(StrictModel):
     train_token_env: str = "TABPIPE_TRAIN_TOKEN"   # ...and then needs this env var's token as a Bearer token
 
 
+class MonitoringSection(StrictModel):
+    """Where the history store lives and what the prediction log keeps (docs: README, Monitoring)."""
+
+    store_url_env: str = "TABPIPE_HISTORY_URL"   # SQLAlchemy URL from this env var; unset: history.sqlite by the registry
+    log_predictions: bool | float = False        # true | false | sample rate in (0, 1]
+    sensitive: Literal["hash", "drop"] = "hash"  # what happens to `sensitive: true` schema columns in logs
+    hash_key_env: str = "TABPIPE_HASH_KEY"       # HMAC-SHA256 key for `hash`; unset: sensitive columns are dropped
+    queue_rows: int = Field(100_000, gt=0)       # service: rows waiting for the background writer; more are dropped
+    batch_rows: int = Field(1_000, gt=0)         # service: rows per write
+    flush_interval_s: float = Field(1.0, gt=0)   # service: longest wait before a partial batch is written
+
+    @field_validator("log_predictions")
+    @classmethod
+    def _rate(cls, value: bool | float) -> bool | float:
+        if not isinstance(value, bool) and not 0 < value <= 1:
+            raise ValueError("must be true, false or a sample rate in (0, 1]")
+        return value
+
+    @property
+    def sample_rate(self) -> float:
+        """Share of scored rows to log: 0.0 (off) to 1.0 (all)."""
+        return float(self.log_predictions)
+
+
 class PipelineConfig(StrictModel):
     source: SourceConfig
     schema_path: Path = Field(Path("../schema.yaml"), alias="schema")
@@ -93,6 +117,7 @@ class PipelineConfig(StrictModel):
     evaluation: EvaluationSection = EvaluationSection()
     registry: RegistryConfig = RegistryConfig()
     serve: ServeSection = ServeSection()
+    monitoring: MonitoringSection = MonitoringSection()
 
 
 class Candidate(StrictModel):

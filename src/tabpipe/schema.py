@@ -38,6 +38,7 @@ class ColumnSpec(StrictModel):
     categories: list[str] | None = None
     allow_unknown: bool = True
     description: str | None = None
+    sensitive: bool = False  # personal data: keyed hash or dropped in prediction logs, reports, run folders
 
     @model_validator(mode="after")
     def _consistent(self) -> ColumnSpec:

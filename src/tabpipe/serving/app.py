@@ -22,8 +22,10 @@ from werkzeug.exceptions import HTTPException
 
 from tabpipe.batch import read_csv_bytes, score_frame, to_csv_bytes
 from tabpipe.config import load_settings
+from tabpipe.monitoring.edge import prediction_log as build_prediction_log
 from tabpipe.registry import ModelRegistry
 from tabpipe.serving.holder import ModelHolder
+from tabpipe.serving.predlog_hook import add_request_id, log_request
 
 log = logging.getLogger(__name__)
 MAX_DETAILS = 1000
@@ -65,7 +67,9 @@ def create_app(config: str | Path | None = None, registry: ModelRegistry | None 
     holder = ModelHolder(registry, serve.poll_interval_s)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = int(serve.max_body_mb * 1024 * 1024)
-    app.extensions["tabpipe"] = {"holder": holder, "settings": settings}
+    prediction_log = build_prediction_log(settings, os.environ)  # None when monitoring.log_predictions is off
+    app.extensions["tabpipe"] = {"holder": holder, "settings": settings, "prediction_log": prediction_log}
+    app.after_request(add_request_id)
     training = threading.Lock()
 
     def loaded():
@@ -99,6 +103,8 @@ def create_app(config: str | Path | None = None, registry: ModelRegistry | None 
         body = {"status": "ok", "model_loaded": True, "model_version": current.version}
         if holder.last_error:  # still serving the model it has; the newer one failed to load
             body["refresh_error"] = holder.last_error
+        if prediction_log is not None:
+            body["prediction_log"] = prediction_log.stats()
         return jsonify(body)
 
     @app.get("/model")
@@ -128,6 +134,7 @@ def create_app(config: str | Path | None = None, registry: ModelRegistry | None 
             raise ApiError(422, f"{len(problems)} schema violation(s)", problems[:MAX_DETAILS])
         proba = current.scorer.proba(checked)
         labels = current.model.labels_for(proba)
+        log_request(prediction_log, current.version, records, proba, labels)
         return jsonify({"model_version": current.version, "predictions": [
             {"prediction": _native(label), "probability": float(p)} for label, p in zip(labels, proba)]})
 
@@ -147,6 +154,7 @@ def create_app(config: str | Path | None = None, registry: ModelRegistry | None 
         if problems:
             details = [{"row": r, "field": p.column, "message": p.message} for p in problems for r in (p.rows or [None])]
             raise ApiError(422, f"{len(details)} schema violation(s)", details[:MAX_DETAILS])
+        log_request(prediction_log, current.version, frame, scored["probability"].to_numpy(), scored["prediction"].to_numpy())
         return Response(to_csv_bytes(scored), mimetype="text/csv",
                         headers={"X-Model-Version": current.version})
 
