@@ -2,7 +2,8 @@
 
 A version carries the model, its metadata and a reference sample of its training rows (the
 baseline the next run's drift report compares against) and its reference profile (``profile.json``,
-what ``tabpipe monitor`` bins new rows against).
+what ``tabpipe monitor`` bins new rows against). Every run, published or not, leaves its dashboard
+(``dashboard.png``, ``report.html``: the test split's predictions) in this stage's folder.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from tabpipe.entities import (
     TrainerArtifact,
     ValidationArtifact,
 )
+from tabpipe.monitoring.dashboard import write_training_report
 from tabpipe.monitoring.profile import write_profile_for_run
 
 
@@ -29,6 +31,8 @@ class ModelPusher:
     def run(self) -> PusherArtifact:
         cfg, ev = self.config, self.evaluation
         cfg.out_dir.mkdir(parents=True, exist_ok=True)
+        # before publishing: a report that cannot be drawn fails the stage without a half-finished publish
+        write_training_report(cfg.out_dir, validation=self.validation, trainer=self.trainer, evaluation=ev)
         if not ev.accepted:
             result = PusherArtifact(pushed=False, version=None, reason=f"not blessed: {ev.reason}")
         else:
