@@ -38,7 +38,7 @@ def test_full_dashboard_has_six_drawn_panels(scored, tmp_path):
     assert [ax.get_title().split(" (")[0] for ax in axes] == list(PANELS)
     assert len(axes[0].lines) == 2 and len(axes[1].lines) >= 1          # ROC + diagonal, PR curve
     assert axes[2].images and "pred. positive" in [t.get_text() for t in axes[2].get_xticklabels()]
-    assert len(axes[4].lines) == 2                                      # realised and estimated
+    assert len(axes[4].lines) == 3                                      # realised, estimated, the 0.70 line
     assert len(axes[5].patches) == 4 and "d (too few rows)" in [t.get_text() for t in axes[5].get_yticklabels()]
     path = write_png(fig, tmp_path / "d.png")
     assert png_size(path) == (1280, 760)

@@ -1,7 +1,8 @@
 """The ``tabpipe`` command line.
 
 Exit codes: 0 done; 1 a stage or the data failed (message printed, details in the run folder);
-2 usage or configuration error (one line naming the file and key).
+2 usage or configuration error (one line naming the file and key); ``monitor`` also: 3 the
+decision is ``retrain`` (and ``--retrain`` was not given).
 """
 from __future__ import annotations
 
@@ -152,6 +153,161 @@ def serve(
     argv = [sys.executable, "-m", "gunicorn", "--config", gunicorn_conf.__file__, "--bind", f"{host}:{port}",
             "tabpipe.serving.app:create_app()"]
     os.execv(sys.executable, argv)
+
+
+EXIT_RETRAIN = 3
+
+
+@app.command()
+@cli_errors
+def monitor(
+    config: Path = ConfigOpt,
+    since: str | None = typer.Option(None, "--since", help="Window of the prediction log: 7d, 12h, 30m, 2w or an ISO date/time."),
+    until: str | None = typer.Option(None, "--until", help="End of the log window (same forms; default: now)."),
+    input: Path | None = typer.Option(None, "--input", "-i", help="Monitor the rows of a CSV/Parquet file instead of the log."),
+    labels: str | None = typer.Option(None, "--labels", help="Column of --input holding the outcomes (labels)."),
+    model_version: str | None = typer.Option(None, "--model-version", help="Registry version (default: production)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the whole result as ONE JSON document on stdout (logs go to stderr)."),
+    retrain: bool = typer.Option(False, "--retrain", help="When the decision is 'retrain', run the training pipeline; the gate decides."),
+    append_labelled: bool = typer.Option(False, "--append-labelled",
+                                         help="With --retrain: train on the configured source plus the window's labelled rows."),
+) -> None:
+    """Check a window of predictions (drift, quality, performance), decide ok / watch / retrain, alert, report.
+
+    Exit codes: 0 ok or watch (or --retrain ran to completion, accepted or not); 3 retrain decided
+    (without --retrain); 1 an error (or the retraining run failed); 2 usage or configuration error.
+    """
+    import contextlib
+    import json
+    import os
+    from datetime import datetime, timezone
+
+    from tabpipe.config import load_settings
+    from tabpipe.monitoring.edge import open_history
+    from tabpipe.monitoring.monitor import MonitorSettings, parse_since, run_monitor, window_from_file, window_from_log
+    from tabpipe.registry import ModelRegistry
+    from tabpipe.run import new_run_dir
+    from tabpipe.sources import read_file
+
+    if (since is None) == (input is None):
+        raise typer.BadParameter("give exactly one of --since (the prediction log) or --input FILE")
+    if labels is not None and input is None:
+        raise typer.BadParameter("--labels names a column of --input")
+    if until is not None and since is None:
+        raise typer.BadParameter("--until needs --since")
+    if append_labelled and not retrain:
+        raise typer.BadParameter("--append-labelled only applies with --retrain")
+    settings = load_settings(config, check_candidates=retrain)
+    msettings = MonitorSettings.from_settings(settings)
+    _log_to_console()
+    now = datetime.now(timezone.utc)
+    try:
+        start = parse_since(since, now) if since else None
+        end = parse_since(until, now) if until else now
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
+        registry = ModelRegistry.from_config(settings.pipeline.registry)
+        model, meta = registry.load_model(model_version)
+        version, files = meta["version"], meta.get("files", {})
+        profile = None
+        if "profile.json" in files:
+            from tabpipe.monitoring.profile import read_profile
+
+            profile = read_profile(registry.fetch(version, "profile.json"))
+        else:
+            logging.getLogger("tabpipe").warning("%s has no profile.json (published before monitoring): no PSI, no estimate",
+                                                 version)
+        reference = None
+        if msettings.evidently and "reference.parquet" in files:
+            import pandas as pd
+
+            reference = pd.read_parquet(registry.fetch(version, "reference.parquet"))
+        store = open_history(settings, os.environ)
+        try:
+            if input is not None:
+                window = window_from_file(read_file(input), input.name, labels, now)
+            else:
+                window = window_from_log(store.predictions(since=start, until=end, version=version), start, end)
+            out_dir = new_run_dir(settings.pipeline.run.artifacts_dir / "monitoring")
+            result = run_monitor(window, model=model, version=version, profile=profile, reference=reference,
+                                 out_dir=out_dir, settings=msettings, store=store,
+                                 webhook_url=os.environ.get(msettings.alerts.webhook_url_env) or None, now=now)
+        finally:
+            store.close()
+        if retrain and result["decision"] == "retrain":
+            result["retrain"] = _retrain(settings, window, model, out_dir, append_labelled)
+            (out_dir / "monitor.json").write_text(json.dumps(result, indent=2, default=str))
+    if as_json:
+        print(json.dumps(result, default=str))
+    else:
+        _print_monitoring(result)
+    if result.get("retrain", {}).get("status") == "failed":
+        raise typer.Exit(1)
+    if result["decision"] == "retrain" and "retrain" not in result:
+        raise typer.Exit(EXIT_RETRAIN)
+
+
+def _retrain(settings, window, model, out_dir: Path, append_labelled: bool) -> dict:
+    """Run the training pipeline (optionally on source + the window's labelled rows); the gate decides."""
+    from tabpipe.monitoring.monitor import labelled_rows
+    from tabpipe.pipeline import TrainingPipeline
+
+    used, info = settings, {"data": "the configured source"}
+    if append_labelled:
+        import pandas as pd
+
+        from tabpipe.sources import FileSource, read_source
+
+        extra = labelled_rows(window, settings.schema_.target.name, model.labels)
+        if len(extra) == 0:
+            info["note"] = "the window has no labelled rows: nothing appended"
+        else:
+            base = read_source(settings.pipeline.source, settings.base_dir)
+            combined = pd.concat([base, extra[[c for c in extra.columns if c in base.columns]]], ignore_index=True)
+            path = out_dir / "retrain_data.csv"
+            combined.to_csv(path, index=False)
+            used = settings.model_copy(update={"pipeline": settings.pipeline.model_copy(
+                update={"source": FileSource(type="file", path=path)})})
+            info = {"data": f"the configured source ({len(base)} rows) + {len(extra)} labelled rows of the window",
+                    "data_file": str(path)}
+    pipeline = TrainingPipeline(used)
+    try:
+        run = pipeline.run()
+    except Exception as exc:  # the run folder holds the traceback; the result says where
+        return {"status": "failed", "error": f"{type(exc).__name__}: {exc}",
+                "run_folder": str(pipeline.last_run.dir) if pipeline.last_run else None, **info}
+    rec = run.record
+    return {"status": "succeeded", "run_folder": str(run.dir), "accepted": rec["accepted"], "decision": rec["decision"],
+            "model_version": rec["model_version"], "metrics": rec["metrics"], **info}
+
+
+def _print_monitoring(result: dict) -> None:
+    colour = {"ok": "green", "watch": "yellow", "retrain": "red"}[result["decision"]]
+    w = result["window"]
+    out.print(f"model {result['model_version']}, {w['description']}: {w['rows']} rows "
+              f"({w['scored_rows']} scored, {w['labelled_rows']} with outcomes)")
+    out.print(f"decision: [{colour}]{result['decision']}[/]")
+    for reason in result["reasons"]:
+        out.print(f"  - {reason['message']}", highlight=False)
+    for note in result["not_checked"]:
+        out.print(f"  (not checked: {note})", highlight=False)
+    for kind in ("realised", "estimated"):
+        m = result["metrics"][kind]
+        if m:
+            out.print(f"{kind}: roc_auc={m['roc_auc']:.4f} pr_auc={m['pr_auc']:.4f} precision={m['precision']:.4f} "
+                      f"recall={m['recall']:.4f} f1={m['f1']:.4f}")
+    if result["alert"]:
+        d = result["alert"]["delivery"]
+        out.print(f"alert: {d['status']}" + (f" ({d['error']})" if d["error"] else ""), highlight=False)
+    out.print(f"report: {result['reports']['html']}")
+    if "retrain" in result:
+        r = result["retrain"]
+        if r["status"] == "failed":
+            err.print(f"[red]retraining failed:[/] {r['error']}\nrun folder: {r['run_folder']}", highlight=False)
+        else:
+            verdict = f"[green]accepted[/]: {r['model_version']}" if r["accepted"] else "[yellow]not accepted[/]"
+            out.print(f"retrained ({r['data']}), run folder {r['run_folder']}: {verdict} — {r['decision']}")
 
 
 @models_app.command("list")

@@ -42,9 +42,10 @@ def _has_both_classes(y) -> bool:
 
 def figure(*, proba: np.ndarray | None, y: np.ndarray | None, threshold: float,
            trend: Sequence[Mapping] = (), psi: Mapping[str, float | None] | None = None,
-           psi_lines: tuple[float, float] = (0.1, 0.2), title: str = ""):
+           psi_lines: tuple[float, float] = (0.1, 0.2), auc_line: float = 0.70, title: str = ""):
     """The 6-panel figure. ``trend``: rows ``{"window", "realised", "estimated"}`` (ROC-AUC, None if
-    unknown), oldest first; ``psi``: feature -> PSI (None = insufficient data)."""
+    unknown), oldest first; ``psi``: feature -> PSI (None = insufficient data); ``psi_lines`` (watch,
+    retrain) and ``auc_line`` are the governance thresholds drawn on the panels."""
     fig, axes = plt.subplots(2, 3, figsize=(16, 9.5))
     ax_roc, ax_pr, ax_cm, ax_dist, ax_trend, ax_psi = axes.ravel()
     proba = None if proba is None else np.asarray(proba, dtype=float)
@@ -97,6 +98,9 @@ def figure(*, proba: np.ndarray | None, y: np.ndarray | None, threshold: float,
                 ax_trend.plot(x, values, style, label=f"ROC-AUC {key}")
         ax_trend.set_xticks(x, [str(t.get("window", i))[:16] for i, t in enumerate(points)], rotation=30,
                             ha="right", fontsize=8)
+        seen = [v for t in points for v in (t.get("realised"), t.get("estimated")) if _finite(v)]
+        ax_trend.axhline(auc_line, color="#d62728", ls=":", lw=1, label=f"retrain below {auc_line:g}")
+        ax_trend.set_ylim(max(0.0, min(min(seen), auc_line) - 0.05), min(1.0, max(seen) + 0.05))
         ax_trend.set(title=PANELS[4], ylabel="ROC-AUC")
         ax_trend.legend()
 
