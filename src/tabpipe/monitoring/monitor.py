@@ -372,6 +372,24 @@ def labelled_rows(window: Window, target: str, labels: tuple) -> pd.DataFrame:
     return rows.assign(**{target: np.where(positive_mask(outcomes[known], labels[1]), labels[1], labels[0])})
 
 
+def latest_dashboard(settings, environ: Mapping[str, str]) -> Path | None:
+    """``latest_report`` for validated settings; the store is only read (never created or migrated
+    here), and a store that cannot be read leaves the training reports (logged)."""
+    from tabpipe.monitoring.edge import history_url
+    from tabpipe.monitoring.store import HistoryStore, StoreError
+
+    store = None
+    try:
+        store = HistoryStore.open(history_url(settings, environ), migrate_to=None)
+        return latest_report(store, settings.pipeline.run.artifacts_dir)
+    except StoreError as exc:
+        log.warning("dashboard: history store not readable (%s); showing the newest training report", exc)
+        return latest_report(None, settings.pipeline.run.artifacts_dir)
+    finally:
+        if store is not None:
+            store.close()
+
+
 def latest_report(store, artifacts_dir: Path) -> Path | None:
     """The newest dashboard: the last succeeded monitoring run's report (from the store), else the
     newest training run's (``artifacts/*/06_pusher/report.html``); None if there is neither."""

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from flask import Flask, Response, jsonify, render_template, request
+from flask import Flask, Response, jsonify, render_template, request, send_file
 from werkzeug.exceptions import HTTPException
 
 from tabpipe.batch import read_csv_bytes, score_frame, to_csv_bytes
@@ -173,6 +173,16 @@ def create_app(config: str | Path | None = None, registry: ModelRegistry | None 
         fields = [] if current is None else [(n, current.model.schema.columns[n]) for n in current.model.schema.features]
         return render_template("form.html", current=current, fields=fields, result=result, errors=errors,
                                values=values), status
+
+    @app.get("/dashboard")
+    def dashboard():
+        """The newest dashboard: the last monitoring run's HTML report (PNG embedded), else the last training run's."""
+        from tabpipe.monitoring.monitor import latest_dashboard
+
+        page = latest_dashboard(settings, os.environ)
+        if page is None:
+            raise ApiError(404, "no dashboard yet: run `tabpipe train` or `tabpipe monitor` first")
+        return send_file(page, mimetype="text/html", max_age=0)
 
     @app.post("/train")
     def train():
