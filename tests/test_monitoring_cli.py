@@ -50,9 +50,17 @@ def project(tmp_path_factory) -> Path:
     }, sort_keys=False))
     done = subprocess.run([str(TABPIPE_BIN), "train", "--config", str(config)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
+    doc = yaml.safe_load(config.read_text())   # the same project without evidently (slow), for most tests
+    doc["validation"]["drift"]["enabled"] = False
+    (root / "fast.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
     generate(2000, seed=11, shift=1.0).to_csv(root / "shifted.csv", index=False)
     generate(2000, seed=12).to_csv(root / "same.csv", index=False)
     return config
+
+
+def fast(config: Path) -> Path:
+    """The project's config with evidently off (PSI, estimate, governance, store and alerts unchanged)."""
+    return config.parent / "fast.yaml"
 
 
 def store_of(config: Path) -> HistoryStore:
@@ -98,12 +106,12 @@ def test_shifted_file_is_flagged_reported_stored_and_alerted(project):
         assert "sample of 500 of the window's 2000 rows" in result["drift"]["sample_note"]
         assert result["quality"]["rows"] == 2000
         # 2. a working webhook: delivered (the failed one does not count for the cool-down)
-        second = json.loads(monitor_cli(project, "--input", str(project.parent / "shifted.csv"), "--json",
+        second = json.loads(monitor_cli(fast(project), "--input", str(project.parent / "shifted.csv"), "--json",
                                         env={HOOK_ENV: hooks[1].url}).stdout)
         assert second["alert"]["delivery"]["status"] == "sent" and len(hooks[1].bodies) == 1
         assert second["metrics"]["realised"] is None and second["metrics"]["estimated"] is not None   # no --labels
         # 3. the same alert again within the cool-down: suppressed, not sent
-        third = json.loads(monitor_cli(project, "--input", str(project.parent / "shifted.csv"), "--json",
+        third = json.loads(monitor_cli(fast(project), "--input", str(project.parent / "shifted.csv"), "--json",
                                        env={HOOK_ENV: hooks[1].url}).stdout)
         assert third["alert"]["delivery"]["status"] == "suppressed" and len(hooks[1].bodies) == 1
     finally:
@@ -124,7 +132,7 @@ def test_shifted_file_is_flagged_reported_stored_and_alerted(project):
 
 
 def test_unshifted_file_is_not_a_retrain(project):
-    done = monitor_cli(project, "--input", str(project.parent / "same.csv"), "--labels", "fault_flag", "--json")
+    done = monitor_cli(fast(project), "--input", str(project.parent / "same.csv"), "--labels", "fault_flag", "--json")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["decision"] in ("ok", "watch")
@@ -133,7 +141,7 @@ def test_unshifted_file_is_not_a_retrain(project):
 
 
 def test_retrain_runs_the_gate_on_source_plus_labelled_rows(project):
-    done = monitor_cli(project, "--input", str(project.parent / "shifted.csv"), "--labels", "fault_flag",
+    done = monitor_cli(fast(project), "--input", str(project.parent / "shifted.csv"), "--labels", "fault_flag",
                        "--retrain", "--append-labelled", "--json", timeout=600)
     assert done.returncode == 0, done.stderr
     retrain = json.loads(done.stdout)["retrain"]
@@ -161,14 +169,14 @@ def test_prediction_log_window(project, tmp_path):
         store.log_predictions([{"request_id": "req", "row_index": i, "model_version": meta["version"], "inputs": rec,
                                 "probability": float(p), "prediction": None} for i, (rec, p) in enumerate(zip(records, proba))])
         store.attach_outcomes({f"req:{i}": int(y) for i, y in enumerate(rows["fault_flag"])})
-    done = monitor_cli(project, "--since", "1d", "--json")
+    done = monitor_cli(fast(project), "--since", "1d", "--json")
     assert done.returncode in (0, 3), done.stderr
     result = json.loads(done.stdout)
     assert result["model_version"] == meta["version"] and result["window"]["rows"] == 800
     assert result["window"]["labelled_rows"] == 800 and result["window"]["description"].startswith("log ")
     assert result["metrics"]["realised"]["rows"] == 800
     assert all(r["status"] == "ok" for r in result["psi"].values())
-    empty = json.loads(monitor_cli(project, "--since", "2020-01-01", "--until", "2020-01-02", "--json").stdout)
+    empty = json.loads(monitor_cli(fast(project), "--since", "2020-01-01", "--until", "2020-01-02", "--json").stdout)
     assert empty["window"]["rows"] == 0 and empty["decision"] == "ok"
     assert any(n.startswith("psi: no feature has enough rows") for n in empty["not_checked"])
 
@@ -183,10 +191,15 @@ def test_prediction_log_window(project, tmp_path):
     (["--input", "missing.csv"], 1, "data file not found"),
 ])
 def test_usage_and_data_errors(project, args, code, message):
+    """In process (typer's runner): the checks happen before anything is written."""
+    from typer.testing import CliRunner
+
+    from tabpipe.cli import app
+
     args = [str(project.parent / a) if a.endswith(".csv") else a for a in args]
-    done = monitor_cli(project, *args, env={"COLUMNS": "200"})
-    assert done.returncode == code, (done.stdout, done.stderr)
-    assert message in " ".join((done.stdout + done.stderr).split())
+    done = CliRunner().invoke(app, ["monitor", "--config", str(fast(project)), *args], env={"COLUMNS": "200"})
+    assert done.exit_code == code, done.output
+    assert message in " ".join(done.output.split())
 
 
 def test_parse_since():
