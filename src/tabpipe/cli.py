@@ -184,7 +184,14 @@ def monitor(
 
     from tabpipe.config import load_settings
     from tabpipe.monitoring.edge import open_history
-    from tabpipe.monitoring.monitor import MonitorSettings, parse_since, run_monitor, window_from_file, window_from_log
+    from tabpipe.monitoring.monitor import (
+        MonitorSettings,
+        jsonable,
+        parse_since,
+        run_monitor,
+        window_from_file,
+        window_from_log,
+    )
     from tabpipe.registry import ModelRegistry
     from tabpipe.run import new_run_dir
     from tabpipe.sources import read_file
@@ -236,10 +243,10 @@ def monitor(
         finally:
             store.close()
         if retrain and result["decision"] == "retrain":
-            result["retrain"] = _retrain(settings, window, model, out_dir, append_labelled)
-            (out_dir / "monitor.json").write_text(json.dumps(result, indent=2, default=str))
+            result["retrain"] = jsonable(_retrain(settings, window, model, out_dir, append_labelled))
+            (out_dir / "monitor.json").write_text(json.dumps(result, indent=2, allow_nan=False))
     if as_json:
-        print(json.dumps(result, default=str))
+        print(json.dumps(result, allow_nan=False))
     else:
         _print_monitoring(result)
     if result.get("retrain", {}).get("status") == "failed":

@@ -280,9 +280,10 @@ def _monitor(window: Window, rows: pd.DataFrame, *, model, version: str, profile
         "store": getattr(store, "url", None),
         "profile": "profile.json" if profile else "none: the version has no profile.json (published before monitoring existed)",
     }
+    result = jsonable(result)
     _write_report(out_dir, result, png, model, version)
-    (out_dir / RESULT_FILE).write_text(json.dumps(result, indent=2, default=_json_default))
-    return json.loads(json.dumps(result, default=_json_default))
+    (out_dir / RESULT_FILE).write_text(json.dumps(result, indent=2, allow_nan=False))
+    return result
 
 
 def _metric_values(metrics: Mapping) -> dict[str, float]:
@@ -353,11 +354,18 @@ def _write_report(out_dir: Path, result: dict, png: Path, model, version: str) -
                evidently_html=result["reports"]["evidently_html"])
 
 
-def _json_default(value):
-    if isinstance(value, (np.integer, np.floating)):
-        return value.item()
-    if isinstance(value, (datetime, pd.Timestamp, Path)):
-        return str(value)
+def jsonable(value):
+    """Strict-JSON-ready copy: numpy scalars as Python numbers, NaN/inf as None (null), paths/times as text."""
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, (np.integer, np.floating, np.bool_)):
+        value = value.item()
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    if value is None or isinstance(value, (str, int, bool)):
+        return value
     return str(value)
 
 
