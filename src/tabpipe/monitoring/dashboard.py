@@ -36,6 +36,16 @@ def _empty(ax, title: str, message: str) -> None:
     ax.set_yticks([])
 
 
+def _thin(*curves: np.ndarray, points: int = 2000) -> tuple[np.ndarray, ...]:
+    """At most ``points`` evenly spaced points of each curve (ends kept): a million-point line draws
+    slowly and looks the same."""
+    n = len(curves[0])
+    if n <= points:
+        return curves
+    keep = np.unique(np.linspace(0, n - 1, points).round().astype(int))
+    return tuple(c[keep] for c in curves)
+
+
 def _has_both_classes(y) -> bool:
     return y is not None and len(y) > 0 and 0 < int(np.sum(y)) < len(y)
 
@@ -53,12 +63,12 @@ def figure(*, proba: np.ndarray | None, y: np.ndarray | None, threshold: float,
     no_outcomes = "no outcomes (labels) for these rows:\nsee the label-free estimate"
 
     if labelled:
-        fpr, tpr, _ = roc_curve(y, proba)
+        fpr, tpr = _thin(*roc_curve(y, proba)[:2])
         ax_roc.plot(fpr, tpr, lw=2, label=f"ROC-AUC {roc_auc_score(y, proba):.3f}")
         ax_roc.plot([0, 1], [0, 1], ls="--", color="grey", lw=1)
         ax_roc.set(title=PANELS[0], xlabel="false positive rate", ylabel="true positive rate")
         ax_roc.legend(loc="lower right")
-        precision, recall, _ = precision_recall_curve(y, proba)
+        precision, recall = _thin(*precision_recall_curve(y, proba)[:2])
         ax_pr.plot(recall, precision, lw=2)
         ax_pr.axhline(float(np.mean(y)), ls="--", color="grey", lw=1, label=f"base rate {np.mean(y):.3f}")
         ax_pr.set(title=PANELS[1], xlabel="recall", ylabel="precision", ylim=(0, 1.02))
