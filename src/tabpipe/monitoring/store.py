@@ -202,6 +202,10 @@ def utc(value: datetime | str | pd.Timestamp | None) -> datetime | None:
     return ts.to_pydatetime()
 
 
+def _aware(value: datetime | None) -> pd.Timestamp | None:
+    return None if value is None else pd.Timestamp(value).tz_localize("UTC")
+
+
 def now_utc() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
@@ -465,6 +469,16 @@ class HistoryStore:
         with self._read("predictions") as conn:
             return _frame(conn.execute(query), ("logged_at", "outcome_at"))
 
+    def prediction_summary(self, *, version: str | None = None) -> dict:
+        """{"logged", "labelled", "first", "last"} over the log (of ``version``), computed in the database."""
+        query = select(func.count(), func.count(PREDICTIONS.c.outcome), func.min(PREDICTIONS.c.logged_at),
+                       func.max(PREDICTIONS.c.logged_at))
+        if version is not None:
+            query = query.where(PREDICTIONS.c.model_version == version)
+        with self._read("prediction_summary") as conn:
+            logged, labelled, first, last = conn.execute(query).one()
+        return {"logged": int(logged), "labelled": int(labelled), "first": _aware(first), "last": _aware(last)}
+
     def count_predictions(self, *, version: str | None = None) -> int:
         query = select(func.count()).select_from(PREDICTIONS)
         if version is not None:
@@ -603,10 +617,13 @@ class HistoryStore:
                 record[name] = record[name].replace(tzinfo=timezone.utc)
         return record
 
-    def alerts(self, *, version: str | None = None, limit: int = 100) -> pd.DataFrame:
+    def alerts(self, *, version: str | None = None, run_id: str | None = None, limit: int = 100) -> pd.DataFrame:
+        """The newest alerts first (of ``version`` / raised by ``run_id`` when given)."""
         query = select(ALERTS).order_by(ALERTS.c.created_at.desc(), ALERTS.c.id.desc()).limit(limit)
         if version is not None:
             query = query.where(ALERTS.c.model_version == version)
+        if run_id is not None:
+            query = query.where(ALERTS.c.run_id == run_id)
         with self._read("alerts") as conn:
             return _frame(conn.execute(query), ("window_start", "window_end", "created_at", "delivered_at"))
 
