@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import atexit
+import itertools
 import logging
 import os
 import random
@@ -35,8 +36,16 @@ MAX_RETRY_S = 30.0
 WRITE_CHUNK = 5000
 
 
+_PROCESS_IDS: dict[int, tuple[str, itertools.count]] = {}
+
+
 def new_request_id() -> str:
-    return uuid.uuid4().hex
+    """A unique request id, cheap enough for every request: a random per-process prefix + a counter."""
+    pid = os.getpid()
+    if pid not in _PROCESS_IDS:
+        _PROCESS_IDS[pid] = (uuid.uuid4().hex[:16], itertools.count())
+    prefix, counter = _PROCESS_IDS[pid]
+    return f"{prefix}-{next(counter)}"
 
 
 class RowFormat:
