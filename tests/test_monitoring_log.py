@@ -321,3 +321,29 @@ def test_runs_and_lineage_commands(project, store_of):
     assert f"trained by run {meta['run_id']}" in text and "1/2 features drifted" in text
     unknown = _cli("lineage", "v0099", "--config", project, check=False)
     assert unknown.returncode == 1 and "version v0099 not found" in unknown.stderr
+
+
+def test_forked_worker_does_not_inherit_the_parents_queue(tmp_path):
+    """gunicorn forks workers: a child writes only its own rows, with its own writer and connections."""
+    import multiprocessing
+
+    url = f"sqlite:///{tmp_path / 'h.sqlite'}"
+    schema = Schema.model_validate(_schema())
+    log = PredictionLog(lambda: HistoryStore.open(url), RowFormat(schema, Protector([], mode="drop", key=None), 1.0),
+                        batch_rows=1000, flush_interval_s=5.0)
+    log.submit("parent-flushed", "v0001", [{"latency_ms": 1.0}], np.array([0.5]), ["0"])
+    assert log.flush(30)
+    log.submit("parent-queued", "v0001", [{"latency_ms": 2.0}], np.array([0.5]), ["0"])  # still queued at the fork
+
+    def child() -> None:
+        log.submit("child", "v0001", [{"latency_ms": 3.0}], np.array([0.5]), ["0"])
+        raise SystemExit(0 if log.flush(30) else 3)
+
+    proc = multiprocessing.get_context("fork").Process(target=child)
+    proc.start()
+    proc.join(60)
+    assert proc.exitcode == 0
+    assert log.flush(30)
+    with HistoryStore.open(url) as store:
+        assert sorted(store.predictions()["request_id"]) == ["child", "parent-flushed", "parent-queued"]
+    log.close()

@@ -122,9 +122,10 @@ def predict(
     rows are recorded in the history store."""
     from tabpipe.batch import score_file
     from tabpipe.config import load_settings
+    from tabpipe.registry import ModelRegistry
 
     settings = load_settings(config, check_candidates=False)
-    model, meta = _registry(config).load_model(model_version)
+    model, meta = ModelRegistry.from_config(settings.pipeline.registry).load_model(model_version)
     logger = _BatchLogger(settings, meta["version"], str(input), request_id)
     result = score_file(model.use_all_cores(), input, output, on_scored=logger)
     out.print(f"model {meta['version']}: scored {result.scored} of {result.rows} rows -> {output}")

@@ -117,6 +117,14 @@ class PredictionLog:
         self._counters = {"logged_rows": 0, "dropped_rows": 0, "failed_writes": 0, "errors": 0}
         self.last_error: str | None = None
         atexit.register(self.close, 2.0)
+        os.register_at_fork(after_in_child=self._after_fork)
+
+    def _after_fork(self) -> None:
+        """In a forked child: the parent's queue, lock, writer and connections are not ours."""
+        if self._store is not None:
+            self._store.engine.dispose(close=False)
+        self._store, self._pid, self._cond = None, None, threading.Condition()
+        self._items, self._queued, self._writing = deque(), 0, 0
 
     # ---- request side: O(1), never raises, never waits for the store
 
@@ -193,7 +201,7 @@ class PredictionLog:
     def _start_writer(self) -> None:
         with self._cond:  # first use in this process (also after a fork): start its writer
             if self._pid != os.getpid():
-                self._pid, self._store, self._writing = os.getpid(), None, 0
+                self._pid = os.getpid()
                 threading.Thread(target=self._write_loop, name="tabpipe-prediction-log", daemon=True).start()
 
     def _take(self) -> list[dict]:
