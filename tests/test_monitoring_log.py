@@ -347,3 +347,32 @@ def test_forked_worker_does_not_inherit_the_parents_queue(tmp_path):
     with HistoryStore.open(url) as store:
         assert sorted(store.predictions()["request_id"]) == ["child", "parent-flushed", "parent-queued"]
     log.close()
+
+
+def test_gunicorn_workers_log_concurrently_and_flush_on_shutdown(project, store_of, tmp_path):
+    """Two gunicorn workers log at once into one SQLite store; rows still queued when the server is
+    stopped (SIGTERM) are written by each worker on its way out."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from service_helpers import http_request, running_server
+
+    config = _config(project.parent, "gunicorn.yaml", flush_interval_s=60, batch_rows=100_000)
+    records = json_records(_data(60, seed=31, offset=900_000), ["cell_id", *Schema.model_validate(_schema()).features])
+
+    with running_server(config, tmp_path / "server.log", workers=2, env={KEY_ENV: KEY}) as server:
+        server.wait_healthy()
+
+        def post(i: int) -> int:
+            status, headers, _ = http_request(server.port, "POST", "/predict", json.dumps(records[i]).encode(),
+                                              {"Content-Type": "application/json", "X-Request-ID": f"gun-{i}"})
+            assert headers["x-request-id"] == f"gun-{i}"
+            return status
+
+        with ThreadPoolExecutor(6) as pool:
+            assert list(pool.map(post, range(60))) == [200] * 60
+        assert store_of(config).predictions(labelled=None).query("request_id.str.startswith('gun-')").empty
+        assert server.stop() == 0
+    logged = store_of(config).predictions()
+    logged = logged[logged["request_id"].str.startswith("gun-")]
+    assert sorted(logged["request_id"]) == sorted(f"gun-{i}" for i in range(60))
+    assert set(logged["row_id"]) == {_token(r["cell_id"]) for r in records}
