@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,9 +59,14 @@ def to_csv_bytes(df: pd.DataFrame) -> bytes:
     return sink.getvalue()
 
 
-def score_file(model: TabularModel, input_path: Path, output_path: Path) -> BatchResult:
+def score_file(model: TabularModel, input_path: Path, output_path: Path,
+               on_scored: Callable[[pd.DataFrame, pd.DataFrame], None] | None = None) -> BatchResult:
+    """Score a file into ``output_path``; ``on_scored(input_rows, scored_rows)`` is called once after
+    scoring (the prediction log)."""
     df = read_file(Path(input_path))
     scored, problems = score_frame(model, df)
+    if on_scored is not None:
+        on_scored(df, scored)
     output_path = Path(output_path)
     output_path.parent.mkdir(parents=True, exist_ok=True)
     if output_path.suffix.lower() == ".parquet":

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import atexit
+import itertools
 import logging
 import os
 import random
@@ -35,8 +36,16 @@ MAX_RETRY_S = 30.0
 WRITE_CHUNK = 5000
 
 
+_PROCESS_IDS: dict[int, tuple[str, itertools.count]] = {}
+
+
 def new_request_id() -> str:
-    return uuid.uuid4().hex
+    """A unique request id, cheap enough for every request: a random per-process prefix + a counter."""
+    pid = os.getpid()
+    if pid not in _PROCESS_IDS:
+        _PROCESS_IDS[pid] = (uuid.uuid4().hex[:16], itertools.count())
+    prefix, counter = _PROCESS_IDS[pid]
+    return f"{prefix}-{next(counter)}"
 
 
 class RowFormat:
@@ -88,15 +97,6 @@ def log_batch(store: HistoryStore, fmt: RowFormat, request_id: str, version: str
     return len(rows)
 
 
-class _Pending:
-    """Rows queued by one request, turned into log rows by the writer thread (not the request)."""
-
-    __slots__ = ("rows", "build")
-
-    def __init__(self, rows: int, build: Callable[[], list[dict]]):
-        self.rows, self.build = rows, build
-
-
 class PredictionLog:
     """Background, batched, bounded writer of one process's prediction log."""
 
@@ -105,7 +105,10 @@ class PredictionLog:
         self._open_store, self.fmt = open_store, fmt
         self.queue_rows, self.batch_rows, self.flush_interval_s = queue_rows, batch_rows, flush_interval_s
         self._store: HistoryStore | None = None
-        self._items: deque[_Pending] = deque()
+        # one tuple per request: (rows, kind, request_id, version, records, proba, labels, warnings, epoch s),
+        # kind "records" | "frame"; or (rows, "rows", formatted rows) for a batch put back after a failed write.
+        # Rows are formatted by the writer thread; one small object per request keeps the GC's work low.
+        self._items: deque[tuple] = deque()
         self._queued = 0            # rows in _items
         self._writing = 0           # rows taken by the writer, not yet written or put back
         self._cond = threading.Condition()
@@ -114,36 +117,52 @@ class PredictionLog:
         self._counters = {"logged_rows": 0, "dropped_rows": 0, "failed_writes": 0, "errors": 0}
         self.last_error: str | None = None
         atexit.register(self.close, 2.0)
+        os.register_at_fork(after_in_child=self._after_fork)
+
+    def _after_fork(self) -> None:
+        """In a forked child: the parent's queue, lock, writer and connections are not ours."""
+        if self._store is not None:
+            self._store.engine.dispose(close=False)
+        self._store, self._pid, self._cond = None, None, threading.Condition()
+        self._items, self._queued, self._writing = deque(), 0, 0
 
     # ---- request side: O(1), never raises, never waits for the store
 
     def submit(self, request_id: str, version: str, records: Sequence[Mapping[str, Any]], proba: Sequence[float],
                labels: Sequence[Any], warnings: Sequence[Sequence[str]] | None = None) -> None:
         """Queue the scored records (dicts) of one request."""
-        stamp = datetime.now(timezone.utc)
-        self._enqueue(len(records), lambda: self.fmt.rows(request_id, version, records, proba, labels, warnings, stamp))
+        self._enqueue((len(records), "records", request_id, version, records, proba, labels, warnings, time.time()))
 
     def submit_frame(self, request_id: str, version: str, frame, proba: Sequence[float], labels: Sequence[Any],
                      warnings: Sequence[Sequence[str]] | None = None) -> None:
         """Queue the scored rows of a DataFrame (converted to records by the writer, not the request)."""
-        stamp = datetime.now(timezone.utc)
-        self._enqueue(len(frame), lambda: self.fmt.rows(request_id, version, frame.to_dict("records"), proba,
-                                                        labels, warnings, stamp))
+        self._enqueue((len(frame), "frame", request_id, version, frame, proba, labels, warnings, time.time()))
 
-    def _enqueue(self, rows: int, build: Callable[[], list[dict]]) -> None:
+    def _enqueue(self, item: tuple) -> None:
         try:
-            self._ensure_writer()
+            if self._pid != os.getpid():
+                self._start_writer()
             with self._cond:
-                if self._queued + self._writing + rows > self.queue_rows:
-                    self._counters["dropped_rows"] += rows
+                if self._queued + self._writing + item[0] > self.queue_rows:
+                    self._counters["dropped_rows"] += item[0]
                     return
-                self._items.append(_Pending(rows, build))
-                self._queued += rows
+                self._items.append(item)
+                self._queued += item[0]
                 if self._queued >= self.batch_rows:
                     self._cond.notify()
         except Exception as exc:  # noqa: BLE001 — logging must never fail a prediction
             self._counters["errors"] += 1
             self.last_error = f"{type(exc).__name__}: {exc}"
+
+    def _build(self, item: tuple) -> list[dict]:
+        """Log rows of one queued item (writer thread)."""
+        if item[1] == "rows":
+            return item[2]
+        _, kind, request_id, version, records, proba, labels, warnings, epoch = item
+        if kind == "frame":
+            records = records.to_dict("records")
+        return self.fmt.rows(request_id, version, records, proba, labels, warnings,
+                             datetime.fromtimestamp(epoch, timezone.utc))
 
     def stats(self) -> dict:
         """Counters for /health: rows logged, dropped (queue full), failed writes, rows waiting, last error."""
@@ -179,12 +198,10 @@ class PredictionLog:
     def _writer_alive(self) -> bool:
         return self._pid == os.getpid() and not self._stop
 
-    def _ensure_writer(self) -> None:
-        if self._pid == os.getpid():
-            return
+    def _start_writer(self) -> None:
         with self._cond:  # first use in this process (also after a fork): start its writer
             if self._pid != os.getpid():
-                self._pid, self._store, self._writing = os.getpid(), None, 0
+                self._pid = os.getpid()
                 threading.Thread(target=self._write_loop, name="tabpipe-prediction-log", daemon=True).start()
 
     def _take(self) -> list[dict]:
@@ -193,20 +210,21 @@ class PredictionLog:
                 self._cond.wait(self.flush_interval_s)
             if self._queued < self.batch_rows and not self._stop:
                 self._cond.wait(self.flush_interval_s)  # let a partial batch fill (flush wakes us early)
-            taken: list[_Pending] = []
-            while self._items and sum(item.rows for item in taken) < self.batch_rows:
+            taken: list[tuple] = []
+            count = 0
+            while self._items and count < self.batch_rows:
                 taken.append(self._items.popleft())
-            count = sum(item.rows for item in taken)
+                count += taken[-1][0]
             self._queued -= count
             self._writing = count
         rows: list[dict] = []
         for item in taken:
             try:
-                rows.extend(item.build())
+                rows.extend(self._build(item))
             except Exception as exc:  # noqa: BLE001 — a row that cannot be formatted is counted, not retried
                 self._counters["errors"] += 1
                 self.last_error = f"{type(exc).__name__}: {exc}"
-                log.warning("prediction log: could not format %d rows: %s", item.rows, self.last_error)
+                log.warning("prediction log: could not format %d rows: %s", item[0], self.last_error)
         return rows
 
     def _write_loop(self) -> None:
@@ -247,6 +265,6 @@ class PredictionLog:
             keep = rows[:max(room, 0)]
             self._counters["dropped_rows"] += len(rows) - len(keep)
             if keep:
-                self._items.appendleft(_Pending(len(keep), lambda: keep))
+                self._items.appendleft((len(keep), "rows", keep))
                 self._queued += len(keep)
             self._cond.notify_all()

@@ -18,6 +18,7 @@ next to a local registry, or in the artifacts folder for an S3 registry).
 """
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -200,6 +201,42 @@ def utc(value: datetime | str | pd.Timestamp | None) -> datetime | None:
     if ts.tzinfo is not None:
         ts = ts.tz_convert("UTC").tz_localize(None)
     return ts.to_pydatetime()
+
+
+_LOG_COLUMNS = ("request_id", "row_index", "row_id", "logged_at", "model_version", "inputs", "probability",
+                "prediction", "warnings")
+SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"  # SQLAlchemy's SQLite DateTime text (compares correctly as text)
+
+
+def _naive_utc(value) -> datetime | None:
+    """``utc`` with a fast path for datetime objects (no pandas per row)."""
+    if isinstance(value, datetime) and not isinstance(value, pd.Timestamp):
+        return value.astimezone(timezone.utc).replace(tzinfo=None) if value.tzinfo is not None else value
+    return utc(value)
+
+
+def _json_default(value: Any) -> Any:
+    if value is pd.NaT:
+        return None
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(type(value).__name__)
+
+
+def _json_text(value: Any) -> str | None:
+    """JSON text of a log value; NaN becomes null (the fast C encoder first, the careful path if needed)."""
+    if value is None:
+        return None
+    try:
+        return json.dumps(value, allow_nan=False, default=_json_default, separators=(",", ":"))
+    except (ValueError, TypeError):
+        return json.dumps(_plain(value), separators=(",", ":"))
+
+
+def _aware(value: datetime | None) -> pd.Timestamp | None:
+    return None if value is None else pd.Timestamp(value).tz_localize("UTC")
 
 
 def now_utc() -> datetime:
@@ -434,16 +471,24 @@ class HistoryStore:
         if not rows:
             return 0
         stamp = now_utc()
-        values = [{
-            "request_id": str(row["request_id"]), "row_index": int(row["row_index"]),
-            "row_id": str(row["row_id"]) if row.get("row_id") is not None else f"{row['request_id']}:{row['row_index']}",
-            "logged_at": utc(row.get("logged_at")) or stamp, "model_version": str(row["model_version"]),
-            "inputs": _plain(row.get("inputs")), "probability": _plain(row.get("probability")),
-            "prediction": None if row.get("prediction") is None else str(_plain(row["prediction"])),
-            "warnings": _plain(row.get("warnings") or []),
-        } for row in rows]
+        values = [(
+            str(row["request_id"]), int(row["row_index"]),
+            str(row["row_id"]) if row.get("row_id") is not None else f"{row['request_id']}:{row['row_index']}",
+            _naive_utc(row.get("logged_at")) or stamp, str(row["model_version"]), _json_text(row.get("inputs")),
+            _plain(row.get("probability")),
+            None if row.get("prediction") is None else str(_plain(row["prediction"])),
+            _json_text(row.get("warnings") or []),
+        ) for row in rows]
         with self._write("log_predictions") as conn:
-            conn.execute(PREDICTIONS.insert(), values)
+            # the hot path of the service's writer: one executemany straight to the driver, values
+            # already converted (SQLAlchemy's per-row bind processing costs ~10x more)
+            sqlite = conn.dialect.name == "sqlite"
+            if sqlite:
+                values = [(*v[:3], v[3].strftime(SQLITE_TIME), *v[4:]) for v in values]
+            mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+            conn.exec_driver_sql(
+                f"INSERT INTO predictions ({', '.join(_LOG_COLUMNS)}) VALUES ({', '.join([mark] * len(_LOG_COLUMNS))})",
+                values)
         return len(values)
 
     def predictions(self, *, since: datetime | str | None = None, until: datetime | str | None = None,
@@ -464,6 +509,16 @@ class HistoryStore:
             query = query.limit(limit)
         with self._read("predictions") as conn:
             return _frame(conn.execute(query), ("logged_at", "outcome_at"))
+
+    def prediction_summary(self, *, version: str | None = None) -> dict:
+        """{"logged", "labelled", "first", "last"} over the log (of ``version``), computed in the database."""
+        query = select(func.count(), func.count(PREDICTIONS.c.outcome), func.min(PREDICTIONS.c.logged_at),
+                       func.max(PREDICTIONS.c.logged_at))
+        if version is not None:
+            query = query.where(PREDICTIONS.c.model_version == version)
+        with self._read("prediction_summary") as conn:
+            logged, labelled, first, last = conn.execute(query).one()
+        return {"logged": int(logged), "labelled": int(labelled), "first": _aware(first), "last": _aware(last)}
 
     def count_predictions(self, *, version: str | None = None) -> int:
         query = select(func.count()).select_from(PREDICTIONS)
@@ -603,10 +658,13 @@ class HistoryStore:
                 record[name] = record[name].replace(tzinfo=timezone.utc)
         return record
 
-    def alerts(self, *, version: str | None = None, limit: int = 100) -> pd.DataFrame:
+    def alerts(self, *, version: str | None = None, run_id: str | None = None, limit: int = 100) -> pd.DataFrame:
+        """The newest alerts first (of ``version`` / raised by ``run_id`` when given)."""
         query = select(ALERTS).order_by(ALERTS.c.created_at.desc(), ALERTS.c.id.desc()).limit(limit)
         if version is not None:
             query = query.where(ALERTS.c.model_version == version)
+        if run_id is not None:
+            query = query.where(ALERTS.c.run_id == run_id)
         with self._read("alerts") as conn:
             return _frame(conn.execute(query), ("window_start", "window_end", "created_at", "delivered_at"))
 

@@ -10,19 +10,22 @@ from __future__ import annotations
 
 import re
 
-from flask import g, request
+from flask import request
 
 from tabpipe.monitoring.predlog import PredictionLog, new_request_id
 
 _CLIENT_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+_ENVIRON_KEY = "tabpipe.request_id"
 
 
 def request_id() -> str:
     """This request's id (the client's X-Request-ID when well-formed, else a new one)."""
-    if "request_id" not in g:
-        given = request.headers.get("X-Request-ID", "")
-        g.request_id = given if _CLIENT_ID.fullmatch(given) else new_request_id()
-    return g.request_id
+    environ = request.environ
+    current = environ.get(_ENVIRON_KEY)
+    if current is None:
+        given = environ.get("HTTP_X_REQUEST_ID")
+        current = environ[_ENVIRON_KEY] = given if given and _CLIENT_ID.fullmatch(given) else new_request_id()
+    return current
 
 
 def log_request(prediction_log: PredictionLog | None, version: str, rows, proba, labels, warnings=None) -> None:
@@ -37,6 +40,7 @@ def log_request(prediction_log: PredictionLog | None, version: str, rows, proba,
 
 def add_request_id(response):
     """after_request: tell the client the id its rows were logged under."""
-    if "request_id" in g:
-        response.headers["X-Request-ID"] = g.request_id
+    current = request.environ.get(_ENVIRON_KEY)
+    if current is not None:
+        response.headers.add("X-Request-ID", current)
     return response
