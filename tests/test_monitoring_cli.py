@@ -153,6 +153,10 @@ def test_retrain_runs_the_gate_on_source_plus_labelled_rows(project):
     assert retrain["accepted"] == blessing["accepted"] and retrain["decision"] == blessing["reason"]
     if retrain["accepted"]:
         assert retrain["model_version"] == "v0002"
+    with store_of(project) as store:                       # the retraining run is in the history like any other
+        recorded = store.run(Path(retrain["run_folder"]).name)
+        assert recorded["kind"] == "train" and recorded["status"] == "succeeded"
+        assert recorded["source"] == f"file {retrain['data_file']}"
 
 
 def test_prediction_log_window(project, tmp_path):
