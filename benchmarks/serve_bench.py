@@ -10,6 +10,11 @@ Measures, for the service (``tabpipe.serving``) and the naive app (``benchmarks/
 3. end-to-end seconds of POST /predict/csv with 100,000 rows through gunicorn;
 and checks that the service's probabilities equal the saved model's ``predict_proba`` (max abs diff).
 Each figure is the median over ``--repeats`` runs. Prints a Markdown table for BENCHMARKS.md.
+
+``--log-predictions`` also measures (1) for two in-process services built from the same config,
+prediction log off and on (``monitoring.log_predictions``), alternating in every repeat, and prints
+both p50s and their ratio. ``--latency-only`` skips the gunicorn/wrk/CSV figures (no ``wrk`` needed).
+Logged rows go to a temporary SQLite history store (``TABPIPE_HISTORY_URL``), never to the registry's.
 """
 from __future__ import annotations
 
@@ -106,6 +111,48 @@ def csv_seconds(port: int, payload: bytes) -> tuple[float, pd.DataFrame]:
     return elapsed, pd.read_csv(pd.io.common.BytesIO(resp.content))
 
 
+def config_variant(config: Path, log_predictions: bool) -> Path:
+    """A copy of ``config`` (same folder, so relative paths still resolve) with the prediction log on/off."""
+    import yaml
+
+    doc = yaml.safe_load(config.read_text())
+    doc["monitoring"] = {**(doc.get("monitoring") or {}), "log_predictions": log_predictions}
+    path = config.with_name(f".{config.stem}.bench-log-{'on' if log_predictions else 'off'}.yaml")
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def print_logging_comparison(config: Path, record: dict, args) -> None:
+    """p50/p99 of one-row /predict with the prediction log off and on, alternating, same process."""
+    variants = {flag: config_variant(config, flag) for flag in (False, True)}
+    try:
+        apps = {flag: create_app(path) for flag, path in variants.items()}
+    finally:
+        for path in variants.values():
+            path.unlink()
+    for app in apps.values():
+        app.extensions["tabpipe"]["holder"].stop()
+    lat: dict[bool, list] = {False: [], True: []}
+    for _ in range(args.repeats):
+        for flag in (False, True):
+            lat[flag].append(latency_ms(apps[flag], record, args.latency_requests))
+    log = apps[True].extensions["tabpipe"]["prediction_log"]
+    log.flush(60)
+    stats = log.stats()
+    med = statistics.median
+    off, on = med(p for p, _ in lat[False]), med(p for p, _ in lat[True])
+    print(f"\n### Prediction log overhead — {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.node()}, "
+          f"{os.cpu_count()} cores; medians of {args.repeats} runs x {args.latency_requests} requests, "
+          f"alternating; `{' '.join(['python'] + sys.argv)}`\n")
+    print("| one-row POST /predict, server-side | log off | log on | on / off |")
+    print("|---|---:|---:|---:|")
+    print(f"| p50 (ms) | {off:.3f} | {on:.3f} | {on / off:.3f} |")
+    p99_off, p99_on = med(p for _, p in lat[False]), med(p for _, p in lat[True])
+    print(f"| p99 (ms) | {p99_off:.3f} | {p99_on:.3f} | {p99_on / p99_off:.3f} |")
+    print(f"\nrows logged {stats['logged_rows']}, dropped {stats['dropped_rows']}, failed writes "
+          f"{stats['failed_writes']} (SQLite history store, background writer)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", type=Path, default=ROOT / "config/pipeline.yaml")
@@ -114,10 +161,15 @@ def main() -> None:
     ap.add_argument("--seconds", type=int, default=10, help="wrk duration per repeat")
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--csv-rows", type=int, default=100_000)
+    ap.add_argument("--log-predictions", action="store_true",
+                    help="also compare one-row /predict p50 with the prediction log off and on")
+    ap.add_argument("--latency-only", action="store_true", help="only the in-process latency figures")
     args = ap.parse_args()
-    if shutil.which("wrk") is None:
-        sys.exit("wrk is needed for the throughput figures: apt-get install wrk")
+    if shutil.which("wrk") is None and not args.latency_only:
+        sys.exit("wrk is needed for the throughput figures: apt-get install wrk (or pass --latency-only)")
     config = args.config.resolve()
+    history = tempfile.TemporaryDirectory(prefix="tabpipe-bench-history-")
+    os.environ["TABPIPE_HISTORY_URL"] = f"sqlite:///{history.name}/history.sqlite"  # also for the gunicorn servers
     settings = load_settings(config)
     model, meta = open_registry(settings.pipeline.registry, os.environ, sign=False,
                                 config_file=settings.config_path).load_model()
@@ -132,6 +184,13 @@ def main() -> None:
     for _ in range(args.repeats):
         lat["service"].append(latency_ms(fast_app, record, args.latency_requests))
         lat["naive"].append(latency_ms(naive_app, record, max(200, args.latency_requests // 10)))
+    if args.log_predictions:
+        print_logging_comparison(config, record, args)
+    if args.latency_only:
+        med = statistics.median
+        print(f"\none-row POST /predict server-side p50: service {med(p for p, _ in lat['service']):.3f} ms, "
+              f"naive {med(p for p, _ in lat['naive']):.3f} ms (medians of {args.repeats} runs)")
+        return
 
     # equality of the fast path with the saved model, on 2,000 real rows
     sample = data.head(2000)

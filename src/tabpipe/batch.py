@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -144,13 +145,17 @@ def to_csv_bytes(df: pd.DataFrame) -> bytes:
     return sink.getvalue()
 
 
-def score_file(model: TabularModel, input_path: Path, output_path: Path) -> BatchResult:
-    """Score a CSV/Parquet file into ``output_path`` (.csv or .parquet); MissingColumns writes nothing."""
+def score_file(model: TabularModel, input_path: Path, output_path: Path,
+               on_scored: Callable[[pd.DataFrame, pd.DataFrame], None] | None = None) -> BatchResult:
+    """Score a CSV/Parquet file into ``output_path`` (.csv or .parquet); MissingColumns writes nothing.
+    ``on_scored(input_rows, scored_rows)`` is called once after scoring (the prediction log)."""
     df = read_file(Path(input_path))
     try:
         scored, problems = score_frame(model, df)
     except MissingColumns as exc:
         raise MissingColumns(exc.columns, str(input_path)) from None
+    if on_scored is not None:
+        on_scored(df, scored)
     output_path = Path(output_path)
     output_path.parent.mkdir(parents=True, exist_ok=True)
     if output_path.suffix.lower() == ".parquet":

@@ -1,7 +1,8 @@
 """The ``tabpipe`` command line.
 
 Exit codes: 0 done; 1 a stage or the data failed (message printed, details in the run folder);
-2 usage or configuration error (one line naming the file and key).
+2 usage or configuration error (one line naming the file and key); ``monitor`` also: 3 the
+decision is ``retrain`` (and ``--retrain`` was not given).
 """
 from __future__ import annotations
 
@@ -22,9 +23,11 @@ app = typer.Typer(help="Train, gate, version and serve tabular classifiers from 
 data_app = typer.Typer(help="Sample data and data loading helpers.", no_args_is_help=True)
 models_app = typer.Typer(help="The model registry: list versions, promote (or roll back).", no_args_is_help=True)
 keys_app = typer.Typer(help="The Ed25519 keypair that signs registry versions.", no_args_is_help=True)
+runs_app = typer.Typer(help="The history store's runs: train, predict, monitor, outcomes.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(models_app, name="models")
 app.add_typer(keys_app, name="keys")
+app.add_typer(runs_app, name="runs")
 # no hard wrapping at 80 columns when piped (CI logs, files): one message stays one line
 err = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 200)
 out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
@@ -100,10 +103,12 @@ def train(
     try:
         run = pipeline.run(run_name=run_name, until=until)
     except Exception as exc:  # the run folder holds the traceback; the person gets one line
+        _record_train_run(settings, pipeline.last_run)
         where = f"\nrun folder: {pipeline.last_run.dir}" if pipeline.last_run else ""
         kind = "" if isinstance(exc, TabpipeError) else f"{type(exc).__name__}: "
         err.print(f"[red]training failed:[/] {kind}{exc}{where}", highlight=False)
         raise typer.Exit(1) from None
+    _record_train_run(settings, run)
     rec = run.record
     out.print(f"run folder: {run.dir}")
     if rec["status"] == "partial":
@@ -120,6 +125,22 @@ def train(
         out.print(f"[yellow]model not accepted[/]: {rec['decision']}")
 
 
+def _record_train_run(settings, run) -> None:
+    """Copy a finished or failed training run into the history store; a store problem only warns."""
+    import os
+
+    from tabpipe.monitoring.edge import open_history
+    from tabpipe.monitoring.lineage import describe_source, record_train_run
+
+    if run is None:
+        return
+    try:
+        with open_history(settings, os.environ) as store:
+            record_train_run(store, run.record, run.dir, describe_source(settings.pipeline.source))
+    except TabpipeError as exc:
+        err.print(f"[yellow]warning:[/] run not recorded in the history store: {exc}", highlight=False)
+
+
 @app.command()
 @cli_errors
 def predict(
@@ -127,15 +148,22 @@ def predict(
     output: Path = typer.Option(..., "--output", "-o", help="Where to write rows + prediction + probability (.csv/.parquet)."),
     config: Path = ConfigOpt,
     model_version: str | None = typer.Option(None, "--model-version", help="Registry version (default: production)."),
+    request_id: str | None = typer.Option(None, "--request-id", help="Id the rows are logged under (default: a new one; "
+                                          "rows without a schema id column join outcomes as REQUEST_ID:ROW_INDEX)."),
 ) -> None:
     """Score a file with the production model (or --model-version). Every row that can be scored is
     scored; rows that break a hard schema rule get an 'error' text instead of a guess (exit 1), rows
-    that only break expectations are scored and named in the 'warnings' column (exit 0)."""
+    that only break expectations are scored and named in the 'warnings' column (exit 0).
+    With monitoring.log_predictions on, the scored rows are recorded in the history store."""
     from tabpipe.batch import score_file
-
+    from tabpipe.config import load_settings
+    settings = load_settings(config, check_candidates=False)
     model, meta = _registry(config).load_model(model_version)
-    result = score_file(model.use_all_cores(), input, output)
+    logger = _BatchLogger(settings, meta["version"], str(input), request_id)
+    result = score_file(model.use_all_cores(), input, output, on_scored=logger)
     out.print(f"model {meta['version']}: scored {result.scored} of {result.rows} rows -> {output}")
+    if logger.message:
+        (err if logger.failed else out).print(logger.message, highlight=False)
     if result.warning_counts:
         counts = ", ".join(f"{column} {rule} {n}" for column, rules in result.warning_counts.items()
                            for rule, n in rules.items())
@@ -211,6 +239,348 @@ def flowchart(
 
     for path in write(out_dir, config):
         out.print(f"wrote {path}")
+
+
+class _BatchLogger:
+    """``score_file``'s hook: records the predict run and its scored rows in the history store."""
+
+    def __init__(self, settings, version: str, source: str, request_id: str | None):
+        self.settings, self.version, self.source = settings, version, source
+        self.request_id = request_id or None
+        self.message, self.failed = "", False
+
+    def __call__(self, rows, scored) -> None:
+        import os
+
+        from tabpipe.monitoring.edge import open_history, row_format
+        from tabpipe.monitoring.predlog import log_batch, new_request_id
+
+        if self.settings.pipeline.monitoring.sample_rate == 0:
+            return
+        request_id = self.request_id or new_request_id()
+        try:
+            with open_history(self.settings, os.environ) as store:
+                store.record_run(kind="predict", run_id=request_id, model_version=self.version, source=self.source,
+                                 rows=len(rows))
+                logged = log_batch(store, row_format(self.settings, os.environ), request_id, self.version, rows,
+                                   scored["probability"].to_numpy(), scored["prediction"].to_numpy())
+                store.finish_run(request_id, status="succeeded")
+        except TabpipeError as exc:
+            self.message, self.failed = f"[yellow]warning:[/] predictions not logged: {exc}", True
+            return
+        self.message = f"logged {logged} rows to the history store as request {request_id}"
+
+
+def _open_history(config: Path):
+    import os
+
+    from tabpipe.config import load_settings
+    from tabpipe.monitoring.edge import open_history
+
+    settings = load_settings(config, check_candidates=False)
+    return settings, open_history(settings, os.environ)
+
+
+def _print_json(document) -> None:
+    import json
+
+    print(json.dumps(document, indent=2, default=str))
+
+
+EXIT_RETRAIN = 3
+
+
+@app.command()
+@cli_errors
+def monitor(
+    config: Path = ConfigOpt,
+    since: str | None = typer.Option(None, "--since", help="Window of the prediction log: 7d, 12h, 30m, 2w or an ISO date/time."),
+    until: str | None = typer.Option(None, "--until", help="End of the log window (same forms; default: now)."),
+    input: Path | None = typer.Option(None, "--input", "-i", help="Monitor the rows of a CSV/Parquet file instead of the log."),
+    labels: str | None = typer.Option(None, "--labels", help="Column of --input holding the outcomes (labels)."),
+    model_version: str | None = typer.Option(None, "--model-version", help="Registry version (default: production)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the whole result as ONE JSON document on stdout (logs go to stderr)."),
+    retrain: bool = typer.Option(False, "--retrain", help="When the decision is 'retrain', run the training pipeline; the gate decides."),
+    append_labelled: bool = typer.Option(False, "--append-labelled",
+                                         help="With --retrain: train on the configured source plus the window's labelled rows."),
+) -> None:
+    """Check a window of predictions (drift, quality, performance), decide ok / watch / retrain, alert, report.
+
+    Exit codes: 0 ok or watch (or --retrain ran to completion, accepted or not); 3 retrain decided
+    (without --retrain); 1 an error (or the retraining run failed); 2 usage or configuration error.
+    """
+    import contextlib
+    import json
+    import os
+    from datetime import datetime, timezone
+
+    from tabpipe.config import load_settings
+    from tabpipe.monitoring.edge import open_history
+    from tabpipe.monitoring.monitor import (
+        MonitorSettings,
+        jsonable,
+        parse_since,
+        run_monitor,
+        window_from_file,
+        window_from_log,
+    )
+    from tabpipe.run import new_run_dir
+    from tabpipe.sources import read_file
+
+    if (since is None) == (input is None):
+        raise typer.BadParameter("give exactly one of --since (the prediction log) or --input FILE")
+    if labels is not None and input is None:
+        raise typer.BadParameter("--labels names a column of --input")
+    if until is not None and since is None:
+        raise typer.BadParameter("--until needs --since")
+    if append_labelled and not retrain:
+        raise typer.BadParameter("--append-labelled only applies with --retrain")
+    settings = load_settings(config, check_candidates=retrain)
+    msettings = MonitorSettings.from_settings(settings)
+    _log_to_console()
+    now = datetime.now(timezone.utc)
+    try:
+        start = parse_since(since, now) if since else None
+        end = parse_since(until, now) if until else now
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
+        registry = _registry(config)
+        model, meta = registry.load_model(model_version)
+        version, files = meta["version"], meta.get("files", {})
+        profile = None
+        if "profile.json" in files:
+            from tabpipe.monitoring.profile import read_profile
+
+            profile = read_profile(registry.fetch(version, "profile.json"))
+        else:
+            logging.getLogger("tabpipe").warning("%s has no profile.json (published before monitoring): no PSI, no estimate",
+                                                 version)
+        reference = None
+        if msettings.evidently and "reference.parquet" in files:
+            import pandas as pd
+
+            reference = pd.read_parquet(registry.fetch(version, "reference.parquet"))
+        store = open_history(settings, os.environ)
+        try:
+            if input is not None:
+                window = window_from_file(read_file(input), input.name, labels, now)
+            else:
+                window = window_from_log(store.predictions(since=start, until=end, version=version), start, end)
+            out_dir = new_run_dir(settings.pipeline.run.artifacts_dir / "monitoring")
+            result = run_monitor(window, model=model, version=version, profile=profile, reference=reference,
+                                 out_dir=out_dir, settings=msettings, store=store,
+                                 webhook_url=os.environ.get(msettings.alerts.webhook_url_env) or None, now=now)
+        finally:
+            store.close()
+        if retrain and result["decision"] == "retrain":
+            result["retrain"] = jsonable(_retrain(settings, window, model, out_dir, append_labelled))
+            (out_dir / "monitor.json").write_text(json.dumps(result, indent=2, allow_nan=False))
+    if as_json:
+        print(json.dumps(result, allow_nan=False))
+    else:
+        _print_monitoring(result)
+    if result.get("retrain", {}).get("status") == "failed":
+        raise typer.Exit(1)
+    if result["decision"] == "retrain" and "retrain" not in result:
+        raise typer.Exit(EXIT_RETRAIN)
+
+
+def _retrain(settings, window, model, out_dir: Path, append_labelled: bool) -> dict:
+    """Run the training pipeline (optionally on source + the window's labelled rows); the gate decides."""
+    from tabpipe.monitoring.monitor import labelled_rows
+    from tabpipe.pipeline import TrainingPipeline
+
+    used, info = settings, {"data": "the configured source"}
+    if append_labelled:
+        import pandas as pd
+
+        from tabpipe.sources import FileSource, read_source
+
+        extra = labelled_rows(window, settings.schema_.target.name, model.labels)
+        if len(extra) == 0:
+            info["note"] = "the window has no labelled rows: nothing appended"
+        else:
+            base = read_source(settings.pipeline.source, settings.base_dir)
+            combined = pd.concat([base, extra[[c for c in extra.columns if c in base.columns]]], ignore_index=True)
+            path = out_dir / "retrain_data.csv"
+            combined.to_csv(path, index=False)
+            used = settings.model_copy(update={"pipeline": settings.pipeline.model_copy(
+                update={"source": FileSource(type="file", path=path)})})
+            info = {"data": f"the configured source ({len(base)} rows) + {len(extra)} labelled rows of the window",
+                    "data_file": str(path)}
+    pipeline = TrainingPipeline(used)
+    try:
+        run = pipeline.run()
+    except Exception as exc:  # the run folder holds the traceback; the result says where
+        _record_train_run(used, pipeline.last_run)
+        return {"status": "failed", "error": f"{type(exc).__name__}: {exc}",
+                "run_folder": str(pipeline.last_run.dir) if pipeline.last_run else None, **info}
+    _record_train_run(used, run)
+    rec = run.record
+    return {"status": "succeeded", "run_folder": str(run.dir), "accepted": rec["accepted"], "decision": rec["decision"],
+            "model_version": rec["model_version"], "metrics": rec["metrics"], **info}
+
+
+def _print_monitoring(result: dict) -> None:
+    colour = {"ok": "green", "watch": "yellow", "retrain": "red"}[result["decision"]]
+    w = result["window"]
+    out.print(f"model {result['model_version']}, {w['description']}: {w['rows']} rows "
+              f"({w['scored_rows']} scored, {w['labelled_rows']} with outcomes)")
+    out.print(f"decision: [{colour}]{result['decision']}[/]")
+    for reason in result["reasons"]:
+        out.print(f"  - {reason['message']}", highlight=False)
+    for note in result["not_checked"]:
+        out.print(f"  (not checked: {note})", highlight=False)
+    for kind in ("realised", "estimated"):
+        m = result["metrics"][kind]
+        if m:
+            out.print(f"{kind}: roc_auc={m['roc_auc']:.4f} pr_auc={m['pr_auc']:.4f} precision={m['precision']:.4f} "
+                      f"recall={m['recall']:.4f} f1={m['f1']:.4f}")
+    if result["alert"]:
+        d = result["alert"]["delivery"]
+        out.print(f"alert: {d['status']}" + (f" ({d['error']})" if d["error"] else ""), highlight=False)
+    out.print(f"report: {result['reports']['html']}")
+    if "retrain" in result:
+        r = result["retrain"]
+        if r["status"] == "failed":
+            err.print(f"[red]retraining failed:[/] {r['error']}\nrun folder: {r['run_folder']}", highlight=False)
+        else:
+            verdict = f"[green]accepted[/]: {r['model_version']}" if r["accepted"] else "[yellow]not accepted[/]"
+            out.print(f"retrained ({r['data']}), run folder {r['run_folder']}: {verdict} — {r['decision']}")
+
+
+@app.command()
+@cli_errors
+def outcomes(
+    input: Path = typer.Option(..., "--input", "-i", help="CSV or Parquet with an id column and a label column."),
+    id_column: str = typer.Option(..., "--id-column", help="Column holding each scored row's id (see README: Outcomes)."),
+    label_column: str | None = typer.Option(None, "--label-column", help="Column holding the outcome (default: the schema's target)."),
+    model_version: str | None = typer.Option(None, "--model-version", help="Only attach to predictions of this version."),
+    config: Path = ConfigOpt,
+    as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON document."),
+) -> None:
+    """Join arriving labels to logged predictions and record the realised metrics."""
+    import os
+    from dataclasses import asdict
+
+    from tabpipe.monitoring.edge import protector
+    from tabpipe.monitoring.outcomes import read_labels, record_outcomes
+
+    labels = read_labels(input)
+    settings, store = _open_history(config)
+    with store:
+        run_id = store.record_run(kind="outcomes", source=f"file {input}", rows=len(labels))
+        try:
+            result = record_outcomes(store, labels, id_column=id_column,
+                                     label_column=label_column or settings.schema_.target.name,
+                                     positive=settings.schema_.target.positive, protector=protector(settings, os.environ),
+                                     version=model_version, where=str(input), run_id=run_id)
+        except TabpipeError as exc:
+            store.finish_run(run_id, status="failed", error=str(exc))
+            raise
+        store.finish_run(run_id, status="succeeded", rows=result.matched)
+    if as_json:
+        _print_json(asdict(result))
+        return
+    out.print(f"{result.labels} labelled ids ({result.skipped} rows without id or label skipped): "
+              f"{result.matched} logged predictions labelled, {result.unmatched_ids} ids not found in the log")
+    for window in result.windows:
+        m = window["metrics"]
+        auc = "n/a (one class)" if m["roc_auc"] is None else f"{m['roc_auc']:.4f}"
+        out.print(f"{window['version']} {window['window_start'][:19]} .. {window['window_end'][:19]}: {window['rows']} rows, "
+                  f"roc_auc={auc} precision={m['precision']:.4f} recall={m['recall']:.4f} f1={m['f1']:.4f}")
+
+
+@runs_app.command("list")
+@cli_errors
+def runs_list(config: Path = ConfigOpt, kind: str | None = typer.Option(None, "--kind", help="train | predict | monitor | outcomes"),
+              limit: int = typer.Option(20, "--limit", min=1)) -> None:
+    """The newest runs recorded in the history store."""
+    _, store = _open_history(config)
+    with store:
+        runs = store.runs(kind=kind, limit=limit)
+    if runs.empty:
+        out.print(f"no runs in the history store {store.url}")
+        return
+    import pandas as pd
+
+    table = Table("run", "kind", "status", "started (UTC)", "seconds", "rows", "model")
+    for run in runs.itertuples():
+        seconds = "" if pd.isna(run.finished_at) else f"{(run.finished_at - run.started_at).total_seconds():.1f}"
+        table.add_row(run.run_id, run.kind, run.status, str(run.started_at)[:19], seconds,
+                      "" if pd.isna(run.rows) else str(int(run.rows)), "" if pd.isna(run.model_version) else run.model_version)
+    out.print(table)
+
+
+@runs_app.command("show")
+@cli_errors
+def runs_show(run_id: str = typer.Argument(..., help="Run id, as shown by `tabpipe runs list`."),
+              config: Path = ConfigOpt, as_json: bool = typer.Option(False, "--json")) -> None:
+    """One run: status, timings per stage, source, data quality, drift and alerts it recorded."""
+    from tabpipe.monitoring.lineage import run_details
+
+    _, store = _open_history(config)
+    with store:
+        details = run_details(store, run_id)
+    if details is None:
+        err.print(f"[red]error:[/] no run {run_id!r} in the history store {store.url}", highlight=False)
+        raise typer.Exit(1)
+    if as_json:
+        _print_json(details)
+        return
+    for key in ("run_id", "kind", "status", "error", "started_at", "finished_at", "model_version", "rows",
+                "data_fingerprint", "source", "config_ref"):
+        if details.get(key) is not None:
+            out.print(f"{key}: {details[key]}", highlight=False)
+    for name, seconds in (details.get("stage_seconds") or {}).items():
+        out.print(f"  stage {name}: {seconds}s")
+    for row in details["quality"]:
+        out.print(f"  quality {row['column_name'] or 'overall'}: " + ", ".join(
+            f"{k}={v:.4g}" for k, v in row.items() if k not in ("id", "run_id", "column_name") and v is not None))
+    for row in details["drift"]:
+        psi = "n/a" if row["psi"] is None else f"{row['psi']:.3f}"
+        out.print(f"  drift {row['feature']}: psi={psi} {row['verdict']}")
+    for row in details["alerts"]:
+        out.print(f"  alert {row['rule']}: observed={row['observed']} threshold={row['threshold']} {row['status']}")
+
+
+@app.command()
+@cli_errors
+def lineage(version: str = typer.Argument(..., help="Registry version, e.g. v0002."), config: Path = ConfigOpt,
+            as_json: bool = typer.Option(False, "--json", help="Print everything as one JSON document.")) -> None:
+    """From a model version back to its run, config snapshot, data and source; forward to its
+    monitoring windows, drift and alerts."""
+    from tabpipe.monitoring.lineage import lineage as trace
+
+    registry = _registry(config)
+    meta = registry.metadata(version)
+    _, store = _open_history(config)
+    with store:
+        document = trace(version, meta, store, is_production=registry.production_version() == version)
+    if as_json:
+        _print_json(document)
+        return
+    training, model = document["training"], document["model"]
+    out.print(f"model {version}{' (production)' if document['is_production'] else ''}: {model['candidate']}, "
+              f"created {model['created_at']}", highlight=False)
+    out.print(f"  trained by run {training['run_id']} ({training['status'] or 'not in the store'}) on "
+              f"{training['rows']} rows, data fingerprint {training['data_fingerprint']}", highlight=False)
+    out.print(f"  source: {training['source']}", highlight=False)
+    out.print(f"  config snapshot: {training['config_ref']}" + (f" ({training['note']})" if training.get("note") else ""),
+              highlight=False)
+    p = document["predictions"]
+    out.print(f"  predictions logged: {p['logged']} ({p['labelled']} with outcomes) {p['first'] or ''} .. {p['last'] or ''}",
+              highlight=False)
+    for window in document["windows"]:
+        out.print(f"  window {str(window['window_start'])[:19]} .. {str(window['window_end'])[:19]} {window['metric']}: "
+                  f"estimated={window['estimated']} realised={window['realised']}", highlight=False)
+    for item in document["drift"]:
+        out.print(f"  drift {str(item['window_start'])[:19]}: {item['drifted']}/{item['features']} features drifted, "
+                  f"max psi {item['max_psi']}", highlight=False)
+    for alert in document["alerts"]:
+        out.print(f"  alert {alert['created_at'][:19]} {alert['rule']}: observed={alert['observed']} "
+                  f"threshold={alert['threshold']} ({alert['status']})", highlight=False)
 
 
 @models_app.command("list")

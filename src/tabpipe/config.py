@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import yaml
 from scipy import stats
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from tabpipe.config_base import StrictModel
 from tabpipe.errors import ConfigError
@@ -95,6 +95,60 @@ class ServeSection(StrictModel):
         return value
 
 
+class RulesSection(StrictModel):
+    """Governance thresholds of ``tabpipe monitor`` (docs/monitoring.md)."""
+
+    retrain_roc_auc_below: float = Field(0.70, ge=0, le=1)      # realised ROC-AUC, else the label-free estimate
+    retrain_psi_at_least: float = Field(0.2, ge=0)              # any feature
+    retrain_drift_share_at_least: float = Field(0.5, ge=0, le=1)  # share of drifted columns (evidently)
+    watch_psi_at_least: float = Field(0.1, ge=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RulesSection:
+        if self.watch_psi_at_least > self.retrain_psi_at_least:
+            raise ValueError("watch_psi_at_least must not exceed retrain_psi_at_least")
+        return self
+
+
+class AlertsSection(StrictModel):
+    """Webhook alerts of ``tabpipe monitor``: the URL is read from the environment variable named here."""
+
+    webhook_url_env: str = "TABPIPE_ALERT_WEBHOOK_URL"
+    timeout_s: float = Field(3.0, gt=0)       # per attempt
+    retries: int = Field(2, ge=0)
+    backoff_s: float = Field(0.5, ge=0)
+    total_s: float = Field(10.0, gt=0)        # the whole delivery never takes longer
+    cooldown_s: float = Field(21_600, ge=0)   # the same alert for the same version is not re-sent sooner
+
+
+class MonitoringSection(StrictModel):
+    """Where the history store lives and what the prediction log keeps (docs: README, Monitoring)."""
+
+    store_url_env: str = "TABPIPE_HISTORY_URL"   # SQLAlchemy URL from this env var; unset: history.sqlite by the registry
+    log_predictions: bool | float = False        # true | false | sample rate in (0, 1]
+    sensitive: Literal["hash", "drop"] = "hash"  # what happens to `sensitive: true` schema columns in logs
+    hash_key_env: str = "TABPIPE_HASH_KEY"       # HMAC-SHA256 key for `hash`; unset: sensitive columns are dropped
+    queue_rows: int = Field(100_000, gt=0)       # service: rows waiting for the background writer; more are dropped
+    batch_rows: int = Field(1_000, gt=0)         # service: rows per write
+    flush_interval_s: float = Field(1.0, gt=0)   # service: longest wait before a partial batch is written
+    rules: RulesSection = RulesSection()         # `tabpipe monitor`: ok | watch | retrain
+    alerts: AlertsSection = AlertsSection()
+    psi_min_rows: int = Field(500, ge=1)         # fewer rows in a window: PSI is insufficient_data, never an alert
+    evidently: bool = True                       # also write evidently's drift report (sampled to validation.drift.max_rows)
+
+    @field_validator("log_predictions")
+    @classmethod
+    def _rate(cls, value: bool | float) -> bool | float:
+        if not isinstance(value, bool) and not 0 < value <= 1:
+            raise ValueError("must be true, false or a sample rate in (0, 1]")
+        return value
+
+    @property
+    def sample_rate(self) -> float:
+        """Share of scored rows to log: 0.0 (off) to 1.0 (all)."""
+        return float(self.log_predictions)
+
+
 class PipelineConfig(StrictModel):
     source: SourceConfig
     schema_path: Path = Field(Path("../schema.yaml"), alias="schema")
@@ -107,6 +161,7 @@ class PipelineConfig(StrictModel):
     registry: RegistryConfig = RegistryConfig()
     serve: ServeSection = ServeSection()
     orchestration: OrchestrationSection = OrchestrationSection()
+    monitoring: MonitoringSection = MonitoringSection()
 
 
 class Candidate(StrictModel):

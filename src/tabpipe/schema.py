@@ -56,6 +56,7 @@ class ColumnSpec(StrictModel):
     allow_unknown: bool = True
     hard: list[SoftRule] = []
     description: str | None = None
+    sensitive: bool = False  # personal data: keyed hash or dropped in prediction logs, reports, run folders
 
     @model_validator(mode="after")
     def _consistent(self) -> ColumnSpec:

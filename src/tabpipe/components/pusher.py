@@ -5,7 +5,9 @@ another run (or a person) moved production meanwhile, the new version stays publ
 promoted, and the run says so — a model is never made production on a comparison that is stale.
 
 A version carries the model, its metadata and a reference sample of its training rows (the
-baseline the next run's drift report compares against).
+baseline the next run's drift report compares against) and its reference profile (``profile.json``,
+what ``tabpipe monitor`` bins new rows against). Every run, published or not, leaves its dashboard
+(``dashboard.png``, ``report.html``: the test split's predictions) in this stage's folder.
 """
 from __future__ import annotations
 
@@ -21,6 +23,8 @@ from tabpipe.entities import (
     TrainerArtifact,
     ValidationArtifact,
 )
+from tabpipe.monitoring.dashboard import write_training_report
+from tabpipe.monitoring.profile import write_profile_for_run
 from tabpipe.registry import PromotionConflict
 
 log = logging.getLogger(__name__)
@@ -35,6 +39,8 @@ class ModelPusher:
     def run(self) -> PusherArtifact:
         cfg, ev = self.config, self.evaluation
         cfg.out_dir.mkdir(parents=True, exist_ok=True)
+        # before publishing: a report that cannot be drawn fails the stage without a half-finished publish
+        write_training_report(cfg.out_dir, validation=self.validation, trainer=self.trainer, evaluation=ev)
         if not ev.accepted:
             result = PusherArtifact(pushed=False, version=None, reason=f"not blessed: {ev.reason}")
         else:
@@ -42,6 +48,7 @@ class ModelPusher:
             reference = train.sample(n=min(cfg.reference_rows, len(train)), random_state=cfg.seed)
             ref_path = cfg.out_dir / "reference.parquet"
             reference.to_parquet(ref_path, index=False)
+            profile_path = write_profile_for_run(self.validation, self.trainer.model_path, cfg.out_dir / "profile.json")
             metadata = {
                 "run_id": cfg.run_id,
                 "metrics": dict(ev.metrics),
@@ -52,7 +59,8 @@ class ModelPusher:
                 "blessing": {"reason": ev.reason, "production_version": ev.production_version},
                 **cfg.extra_metadata,
             }
-            version = self.registry.publish({"model.pkl": self.trainer.model_path, "reference.parquet": ref_path}, metadata)
+            version = self.registry.publish({"model.pkl": self.trainer.model_path, "reference.parquet": ref_path,
+                                             "profile.json": profile_path}, metadata)
             try:  # only if production is still the version the evaluation beat (compare-and-swap)
                 self.registry.promote(version, expected=ev.production_version)
             except PromotionConflict as exc:

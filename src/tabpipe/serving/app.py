@@ -21,16 +21,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from flask import Flask, Response, jsonify, render_template, request
+from flask import Flask, Response, jsonify, render_template, request, send_file
 from werkzeug.exceptions import HTTPException
 
 from tabpipe.batch import MissingColumns, TooManyRows, read_csv_bytes, score_frame, to_csv_bytes
 from tabpipe.config import load_settings
+from tabpipe.monitoring.edge import prediction_log as build_prediction_log
 from tabpipe.registry import ModelRegistry, open_registry
 from tabpipe.schema import ABSENT, Problem, warning_counts
 from tabpipe.serving.holder import ModelHolder
 from tabpipe.serving.inputs import ApiError, Details, cross_site_refusal, records_from_json
 from tabpipe.serving.openapi import openapi_document
+from tabpipe.serving.predlog_hook import add_request_id, log_request
 
 log = logging.getLogger(__name__)
 MAX_DETAILS = 1000      # row-level detail objects per answer beyond the first error of each failed row
@@ -52,7 +54,9 @@ def create_app(config: str | Path | None = None, registry: ModelRegistry | None 
     holder = ModelHolder(registry, serve.poll_interval_s)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = int(serve.max_body_mb * 1024 * 1024)
-    app.extensions["tabpipe"] = {"holder": holder, "settings": settings}
+    prediction_log = build_prediction_log(settings, os.environ)  # None when monitoring.log_predictions is off
+    app.extensions["tabpipe"] = {"holder": holder, "settings": settings, "prediction_log": prediction_log}
+    app.after_request(add_request_id)
     training = threading.Lock()
 
     def loaded():
@@ -109,6 +113,8 @@ def create_app(config: str | Path | None = None, registry: ModelRegistry | None 
         body = {"status": "ok", "model_loaded": True, "model_version": current.version}
         if problem:  # still serving the model it has; the newer one failed to load
             body["refresh_error"], body["refresh_error_code"] = problem["message"], problem["code"]
+        if prediction_log is not None:
+            body["prediction_log"] = prediction_log.stats()
         return jsonify(body)
 
     @app.get("/openapi.json")
@@ -153,6 +159,11 @@ def create_app(config: str | Path | None = None, registry: ModelRegistry | None 
         proba = current.scorer.proba([rows[i][0] for i in scorable])
         labels = current.model.labels_for(proba)
         scored = {i: (_native(label), float(p)) for i, label, p in zip(scorable, labels, proba)}
+        all_proba = [scored[i][1] if i in scored else float("nan") for i in range(len(rows))]
+        all_labels = [scored[i][0] if i in scored else None for i in range(len(rows))]
+        row_warnings = [[f"{d['field']} ({d['rule']}): {d['message']}" for d in warns] for _, _, warns in rows]
+        log_request(prediction_log, current.version, [r if isinstance(r, dict) else {} for r in records],
+                    all_proba, all_labels, row_warnings)
         return jsonify({"model_version": current.version, **_batch_answer(rows, scored)})
 
     @app.post("/predict/csv")
@@ -189,6 +200,9 @@ def create_app(config: str | Path | None = None, registry: ModelRegistry | None 
                    "X-Failed": str(counts["failed"]), "X-Rows-With-Warnings": str(counts["rows_with_warnings"]),
                    "X-Warning-Counts": ";".join(f"{c}:{r}={n}" for c, rules in counts["warnings"].items()
                                                 for r, n in rules.items())}
+        log_request(prediction_log, current.version, frame, scored["probability"].to_numpy(),
+                    scored["prediction"].to_numpy(),
+                    [[w] if isinstance(w, str) and w else [] for w in scored["warnings"]])
         return Response(to_csv_bytes(scored), mimetype="text/csv", headers=headers)
 
     @app.route("/", methods=["GET", "POST"])
@@ -208,6 +222,16 @@ def create_app(config: str | Path | None = None, registry: ModelRegistry | None 
         fields = [] if current is None else [(n, current.model.schema.columns[n]) for n in current.model.schema.features]
         return render_template("form.html", current=current, fields=fields, result=result, errors=errors,
                                warnings=warnings, values=values), status
+
+    @app.get("/dashboard")
+    def dashboard():
+        """The newest dashboard: the last monitoring run's HTML report (PNG embedded), else the last training run's."""
+        from tabpipe.monitoring.monitor import latest_dashboard
+
+        page = latest_dashboard(settings, os.environ)
+        if page is None:
+            raise ApiError(404, "no dashboard yet: run `tabpipe train` or `tabpipe monitor` first")
+        return send_file(page, mimetype="text/html", max_age=0)
 
     @app.post("/train")
     def train():

@@ -1,0 +1,108 @@
+"""Label-free performance estimate from calibrated probabilities (confidence-based performance estimation).
+
+If a calibrated probability ``c`` says "this row is positive with probability c", then over a window
+the EXPECTED confusion counts at the model's threshold are sums of probabilities:
+
+    TP = sum(c * pred)    FP = sum((1 - c) * pred)    FN = sum(c * (1 - pred))    TN = the rest
+
+and the expected ROC curve follows the same way: walking the rows from the highest raw score down,
+expected TPR = cumulative sum(c) / sum(c), expected FPR = cumulative sum(1 - c) / sum(1 - c)
+(ties in the raw score are taken together); the expected ROC-AUC is the area under it, and the
+expected PR-AUC (average precision) sums precision x recall increments along the same walk.
+Precision, recall and F1 are ratios of expected counts (a good approximation of the expected
+ratios for windows of hundreds of rows). This is the CBPE method popularised by NannyML.
+
+The rows are RANKED by the model's raw probability (what the threshold is applied to); only the
+expected labels use the calibrated one. Calibration (``apply_calibration``) is a monotone map
+fitted on held-out rows at publish time (``tabpipe.monitoring.profile``): the training rows are
+resampled (SMOTE), which inflates the raw probabilities.
+
+It is right only under its assumptions, which every result lists (``ASSUMPTIONS``): no concept
+drift (P(label | features) is what it was on the calibration rows — covariate shift alone is
+fine), a calibration that holds in the window's score range, and enough rows.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+ASSUMPTIONS = (
+    "no concept drift: P(label | features) is unchanged since the calibration rows (a shift of the "
+    "features alone is allowed)",
+    "the calibration map, fitted on held-out rows at publish time, holds in the window's score range",
+    "expected counts: precision, recall and F1 are ratios of expected counts, not expected ratios",
+)
+
+
+def apply_calibration(proba: np.ndarray, calibration: dict) -> np.ndarray:
+    """Calibrated probabilities: ``{"method": "isotonic", "x": [...], "y": [...]}`` (piecewise linear,
+    clipped at the ends, as scikit-learn's IsotonicRegression predicts) or
+    ``{"method": "platt", "a": a, "b": b}`` (1 / (1 + exp(-(a * logit(p) + b))))."""
+    p = np.asarray(proba, dtype=float)
+    if calibration["method"] == "isotonic":
+        return np.interp(p, np.asarray(calibration["x"], dtype=float), np.asarray(calibration["y"], dtype=float))
+    if calibration["method"] == "platt":
+        z = np.log(np.clip(p, 1e-12, 1 - 1e-12) / np.clip(1 - p, 1e-12, 1))
+        return 1.0 / (1.0 + np.exp(-(calibration["a"] * z + calibration["b"])))
+    if calibration["method"] == "identity":
+        return p
+    raise ValueError(f"unknown calibration method {calibration['method']!r}")
+
+
+def _ranked_expectations(score: np.ndarray, calibrated: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Expected cumulative (TP, FP) after each distinct raw score, highest score first."""
+    order = np.argsort(-score, kind="mergesort")
+    s, c = score[order], calibrated[order]
+    cum_tp, cum_fp = np.cumsum(c), np.cumsum(1.0 - c)
+    last_of_tie = np.r_[np.flatnonzero(np.diff(s) != 0), len(s) - 1]
+    return cum_tp[last_of_tie], cum_fp[last_of_tie]
+
+
+def expected_roc_auc(score: np.ndarray, calibrated: np.ndarray) -> float:
+    """Area under the expected ROC curve; NaN when the expected positives or negatives are zero."""
+    tp, fp = _ranked_expectations(np.asarray(score, float), np.asarray(calibrated, float))
+    if len(tp) == 0 or tp[-1] <= 0 or fp[-1] <= 0:
+        return float("nan")
+    tpr, fpr = np.r_[0.0, tp / tp[-1]], np.r_[0.0, fp / fp[-1]]
+    return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
+
+
+def expected_average_precision(score: np.ndarray, calibrated: np.ndarray) -> float:
+    """Expected average precision (PR-AUC as scikit-learn defines it: sum of (R_k - R_k-1) * P_k)."""
+    tp, fp = _ranked_expectations(np.asarray(score, float), np.asarray(calibrated, float))
+    if len(tp) == 0 or tp[-1] <= 0:
+        return float("nan")
+    recall = np.r_[0.0, tp / tp[-1]]
+    precision = tp / np.maximum(tp + fp, 1e-12)
+    return float(np.sum(np.diff(recall) * precision))
+
+
+def expected_confusion(calibrated: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    """Expected TP, FP, FN, TN for 0/1 ``predicted`` labels."""
+    c, pred = np.asarray(calibrated, float), np.asarray(predicted, bool)
+    return {"tp": float(c[pred].sum()), "fp": float((1 - c[pred]).sum()),
+            "fn": float(c[~pred].sum()), "tn": float((1 - c[~pred]).sum())}
+
+
+def estimate(proba: np.ndarray, threshold: float, calibration: dict) -> dict:
+    """Expected roc_auc, pr_auc, precision, recall, f1 and confusion counts of a window, with assumptions.
+
+    ``proba``: the model's raw positive-class probabilities; ``threshold``: its decision threshold.
+    """
+    p = np.asarray(proba, dtype=float)
+    c = apply_calibration(p, calibration)
+    cm = expected_confusion(c, p >= threshold)
+    tp, fp, fn = cm["tp"], cm["fp"], cm["fn"]
+    return {
+        "roc_auc": expected_roc_auc(p, c) if len(p) else float("nan"),
+        "pr_auc": expected_average_precision(p, c) if len(p) else float("nan"),
+        "precision": tp / (tp + fp) if tp + fp > 0 else float("nan"),
+        "recall": tp / (tp + fn) if tp + fn > 0 else float("nan"),
+        "f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn > 0 else float("nan"),
+        "expected_confusion": cm,
+        "expected_positive_rate": float(c.mean()) if len(c) else float("nan"),
+        "rows": len(p),
+        "threshold": float(threshold),
+        "method": "CBPE (confidence-based performance estimation)",
+        "calibration": {k: calibration[k] for k in ("method", "fitted_on") if k in calibration},
+        "assumptions": list(ASSUMPTIONS),
+    }

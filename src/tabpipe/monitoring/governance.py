@@ -1,0 +1,124 @@
+"""The governance decision of one monitoring window: ``ok``, ``watch`` or ``retrain`` (pure, no I/O).
+
+Rules (thresholds from config, defaults below), each checked on the window's observations:
+- ``roc_auc_below``: retrain when ROC-AUC < 0.70 — the realised ROC-AUC when the window has
+  outcomes, else the label-free estimate (the reason says which);
+- ``psi_retrain``: retrain when any feature's PSI >= 0.2;
+- ``drift_share``: retrain when the share of drifted columns >= 0.5;
+- ``psi_watch``: watch when any feature's PSI >= 0.1.
+The decision is the most severe level among the rules that fired. Every fired rule is reported
+with the rule, the observed value, the threshold, the window and its row count. A rule that
+cannot be checked (no AUC, every PSI ``insufficient_data``) never fires; it is listed under
+``not_checked`` with the reason, so "ok" never hides "could not tell".
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+LEVELS = ("ok", "watch", "retrain")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Rules:
+    """Thresholds of the governance rules (``monitoring.rules`` in pipeline.yaml)."""
+
+    retrain_roc_auc_below: float = 0.70
+    retrain_psi_at_least: float = 0.2
+    retrain_drift_share_at_least: float = 0.5
+    watch_psi_at_least: float = 0.1
+
+    def __post_init__(self):
+        for name in ("retrain_roc_auc_below", "retrain_drift_share_at_least", "retrain_psi_at_least", "watch_psi_at_least"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"rules.{name} must be a finite number >= 0, got {value!r}")
+        if self.watch_psi_at_least > self.retrain_psi_at_least:
+            raise ValueError("rules.watch_psi_at_least must not exceed rules.retrain_psi_at_least")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Observations:
+    """What a monitoring window measured. ``psi`` maps feature -> PSI (None = insufficient data)."""
+
+    window: str
+    rows: int
+    roc_auc: float | None = None                 # realised, when outcomes exist
+    estimated_roc_auc: float | None = None       # label-free estimate
+    psi: dict[str, float | None] = field(default_factory=dict)
+    drift_share: float | None = None
+    drift_share_source: str = "evidently"
+
+
+@dataclass(frozen=True)
+class Reason:
+    rule: str
+    level: str
+    observed: float
+    threshold: float
+    window: str
+    rows: int
+    message: str
+    feature: str | None = None
+
+    def as_dict(self) -> dict:
+        return {"rule": self.rule, "level": self.level, "observed": self.observed, "threshold": self.threshold,
+                "window": self.window, "rows": self.rows, "feature": self.feature, "message": self.message}
+
+
+@dataclass(frozen=True)
+class Decision:
+    decision: str
+    reasons: tuple[Reason, ...]
+    not_checked: tuple[str, ...]
+
+    def as_dict(self) -> dict:
+        return {"decision": self.decision, "reasons": [r.as_dict() for r in self.reasons],
+                "not_checked": list(self.not_checked)}
+
+
+def _known(value: float | None) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
+def decide(obs: Observations, rules: Rules = Rules()) -> Decision:
+    """Apply ``rules`` to ``obs``; reasons are ordered most severe first, then by rule."""
+    reasons: list[Reason] = []
+    skipped: list[str] = []
+
+    def fire(rule: str, level: str, observed: float, threshold: float, what: str, feature: str | None = None) -> None:
+        reasons.append(Reason(rule, level, float(observed), float(threshold), obs.window, obs.rows,
+                              f"{what} (window {obs.window}, {obs.rows} rows)", feature))
+
+    auc, source = (obs.roc_auc, "realised") if _known(obs.roc_auc) else (obs.estimated_roc_auc, "estimated")
+    if not _known(auc):
+        skipped.append("roc_auc_below: no ROC-AUC for this window (no outcomes and no estimate)")
+    elif auc < rules.retrain_roc_auc_below:
+        fire("roc_auc_below", "retrain", auc, rules.retrain_roc_auc_below,
+             f"{source} ROC-AUC {auc:.4f} < {rules.retrain_roc_auc_below}")
+
+    known_psi = {name: v for name, v in obs.psi.items() if _known(v)}
+    if not known_psi:
+        skipped.append("psi: no feature has enough rows in the window for a PSI" if obs.psi
+                       else "psi: no feature was binned")
+    else:
+        for name, value in sorted(known_psi.items(), key=lambda kv: (-kv[1], kv[0])):
+            if value >= rules.retrain_psi_at_least:
+                fire("psi_retrain", "retrain", value, rules.retrain_psi_at_least,
+                     f"PSI of {name} = {value:.4f} >= {rules.retrain_psi_at_least}", name)
+            elif value >= rules.watch_psi_at_least:
+                fire("psi_watch", "watch", value, rules.watch_psi_at_least,
+                     f"PSI of {name} = {value:.4f} >= {rules.watch_psi_at_least}", name)
+        missing = sorted(set(obs.psi) - set(known_psi))
+        if missing:
+            skipped.append(f"psi: insufficient data for {', '.join(missing)}")
+
+    if not _known(obs.drift_share):
+        skipped.append("drift_share: no drift share for this window")
+    elif obs.drift_share >= rules.retrain_drift_share_at_least:
+        fire("drift_share", "retrain", obs.drift_share, rules.retrain_drift_share_at_least,
+             f"drift share ({obs.drift_share_source}) {obs.drift_share:.2f} >= {rules.retrain_drift_share_at_least}")
+
+    reasons.sort(key=lambda r: -LEVELS.index(r.level))  # stable: rule order kept within a level
+    level = max((LEVELS.index(r.level) for r in reasons), default=0)
+    return Decision(LEVELS[level], tuple(reasons), tuple(skipped))

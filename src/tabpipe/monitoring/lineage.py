@@ -1,0 +1,113 @@
+"""Lineage: a model version back to its training run, config snapshot, data fingerprint and source,
+and forward to the monitoring windows, drift and alerts recorded for it. Also how a training run
+is recorded in the history store (``record_train_run``, called once by the CLI after a run).
+
+Sources: the registry's version metadata (run_id, data_fingerprint, rows, candidate, metrics),
+the store's ``runs`` row (source description, stage seconds, where run.json is), and run.json
+itself (the config snapshot) when that file is still on this machine.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from tabpipe.monitoring.store import HistoryStore
+
+
+def describe_source(source) -> str:
+    """A one-line description of a source config, never containing credentials."""
+    from tabpipe.sources import redact_url
+
+    kind = getattr(source, "type", "?")
+    if kind == "file":
+        return f"file {source.path}"
+    if kind == "mongodb":
+        return f"mongodb {source.database}.{source.collection} (URI from ${source.uri_env}) filter={json.dumps(source.filter, default=str)}"
+    if kind == "sql":
+        where = f"URL from ${source.url_env}" if source.url_env else redact_url(source.url or "")
+        return f"sql {where}: {source.query}"
+    return str(kind)
+
+
+def record_train_run(store: HistoryStore, record: dict, run_dir: Path, source: str) -> None:
+    """Copy a training run's run.json ``record`` (finished or failed) into the store's ``runs`` table."""
+    ingestion = (record.get("stages", {}).get("ingestion") or {}).get("artifact") or {}
+    stage_seconds = {name: stage.get("seconds") for name, stage in record.get("stages", {}).items()}
+    store.record_run(kind="train", run_id=record["run_id"], started_at=record.get("started_at"),
+                     data_fingerprint=ingestion.get("fingerprint"), source=source,
+                     config_ref=str(Path(run_dir) / "run.json"), rows=ingestion.get("n_rows"))
+    store.finish_run(record["run_id"], status=record.get("status", "failed"), error=record.get("error"),
+                     finished_at=record.get("finished_at"), stage_seconds=stage_seconds,
+                     model_version=record.get("model_version"))
+
+
+def _records(frame: pd.DataFrame) -> list[dict]:
+    """JSON-ready rows (timestamps as ISO text, NaN as None)."""
+    out = frame.astype(object).where(frame.notna(), None)
+    return [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row.items()}
+            for row in out.to_dict("records")]
+
+
+def lineage(version: str, metadata: dict, store: HistoryStore, *, is_production: bool = False) -> dict:
+    """Everything known about ``version``: ``model`` (registry metadata), ``training`` (run, data,
+    source, config snapshot), ``predictions`` (logged / labelled counts), ``windows`` (metric trend,
+    estimated vs realised), ``drift`` (per window: features checked, drifted, max PSI) and ``alerts``."""
+    run_id = metadata.get("run_id")
+    run = store.run(run_id) if run_id else None
+    snapshot, snapshot_note = None, None
+    if run and run.get("config_ref"):
+        path = Path(run["config_ref"])
+        if path.is_file():
+            snapshot = json.loads(path.read_text()).get("config")
+        else:
+            snapshot_note = f"run.json not on this machine: {path}"
+    logged = store.prediction_summary(version=version)
+    drift = store.drift(version=version)
+    drift_summary = []
+    if not drift.empty:
+        grouped = drift.groupby(["window_start", "window_end"], dropna=False)
+        for (start, end), part in grouped:
+            drift_summary.append({
+                "window_start": None if pd.isna(start) else start.isoformat(),
+                "window_end": None if pd.isna(end) else end.isoformat(),
+                "features": int(len(part)), "drifted": int((part["verdict"] == "drift").sum()),
+                "max_psi": None if part["psi"].isna().all() else float(part["psi"].max()),
+                "run_id": part["run_id"].iloc[-1]})
+    return {
+        "version": version,
+        "is_production": is_production,
+        "model": {key: metadata.get(key) for key in ("created_at", "candidate", "metrics", "run_id")},
+        "training": {
+            "run_id": run_id,
+            "data_fingerprint": metadata.get("data_fingerprint") or (run or {}).get("data_fingerprint"),
+            "rows": metadata.get("rows") or (run or {}).get("rows"),
+            "source": (run or {}).get("source"),
+            "status": (run or {}).get("status"),
+            "started_at": (run or {}).get("started_at").isoformat() if run else None,
+            "stage_seconds": (run or {}).get("stage_seconds"),
+            "config_ref": (run or {}).get("config_ref"),
+            "config_snapshot": snapshot,
+            **({"note": snapshot_note} if snapshot_note else {}),
+            **({} if run else {"note": f"run {run_id} is not in the history store {store.url}"}),
+        },
+        "predictions": {key: (value.isoformat() if hasattr(value, "isoformat") else value) for key, value in logged.items()},
+        "windows": _records(store.metric_trend(version)),
+        "drift": drift_summary,
+        "alerts": _records(store.alerts(version=version)[["created_at", "rule", "observed", "threshold", "window_start",
+                                                           "window_end", "status", "attempts", "message"]]),
+        "monitor_runs": _records(store.runs(kind="monitor", model_version=version)[["run_id", "status", "started_at", "rows"]]),
+    }
+
+
+def run_details(store: HistoryStore, run_id: str) -> dict | None:
+    """One run with the data quality, drift and alerts recorded under it (JSON-ready), or None."""
+    run = store.run(run_id)
+    if run is None:
+        return None
+    details = {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in run.items()}
+    details["quality"] = _records(store.quality(run_id))
+    details["drift"] = _records(store.drift(run_id=run_id))
+    details["alerts"] = _records(store.alerts(run_id=run_id))
+    return details

@@ -1,0 +1,416 @@
+"""One monitoring run (``tabpipe monitor``): a window of rows checked against the model's frozen profile.
+
+Steps, in order, all written into the run folder and the history store:
+1. data quality: the model's own schema check (``model.check``) on every row -> per column the null
+   rate and the share of rows breaking each rule (expectations warn; rows that cannot be scored
+   are refused by ``score_frame``, the same path as ``tabpipe predict``);
+2. probabilities: the logged ones (prediction log) or the model's (file input);
+3. drift: PSI of every profiled feature and of the score against ``profile.json`` (no training data
+   is reloaded), plus evidently's report on a sample (``validation.drift.max_rows``) when enabled;
+4. performance: realised metrics on the rows with outcomes (both classes needed), and always the
+   label-free estimate (so the store holds both side by side for the same window);
+5. the governance decision (``ok | watch | retrain``) with its reasons;
+6. the dashboard (PNG + HTML, metric trend from the store) and, unless ``ok``, an alert.
+``run_monitor`` takes everything it needs as arguments (model, profile, store, webhook URL); the
+CLI reads configuration and environment and calls it.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import confusion_matrix
+
+from tabpipe.batch import score_frame
+from tabpipe.errors import DataError
+from tabpipe.metrics import holdout_metrics
+from tabpipe.monitoring.alerts import Alert, AlertSettings, deliver
+from tabpipe.monitoring.dashboard import figure, write_html, write_png
+from tabpipe.monitoring.estimate import estimate
+from tabpipe.monitoring.governance import Observations, Rules, decide
+from tabpipe.monitoring.psi import MIN_ROWS, feature_psi, frame_psi
+from tabpipe.schema import positive_mask
+
+log = logging.getLogger(__name__)
+DELIVERY_STATUS = {"sent": "delivered", "failed": "failed", "suppressed": "suppressed", "not_configured": "logged"}
+RESULT_FILE = "monitor.json"
+REPORT_FILE = "report.html"
+_SINCE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([mhdw])\s*$")
+_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class MonitorSettings:
+    """What a monitoring run is configured with (built from ``pipeline.yaml`` at the edge)."""
+
+    rules: Rules = Rules()
+    alerts: AlertSettings = AlertSettings()
+    psi_min_rows: int = MIN_ROWS
+    evidently: bool = True
+    evidently_max_rows: int = 20_000
+    evidently_drift_share: float = 0.5
+    seed: int = 42
+
+    @classmethod
+    def from_settings(cls, settings) -> MonitorSettings:
+        """From validated ``tabpipe.config.Settings``."""
+        p = settings.pipeline
+        m = p.monitoring
+        return cls(rules=Rules(**m.rules.model_dump()), alerts=AlertSettings(**m.alerts.model_dump()),
+                   psi_min_rows=m.psi_min_rows, evidently=m.evidently and p.validation.drift.enabled,
+                   evidently_max_rows=p.validation.drift.max_rows,
+                   evidently_drift_share=p.validation.drift.drift_share, seed=p.run.seed)
+
+
+@dataclass(frozen=True)
+class Window:
+    """The rows of one monitoring run. ``proba``: logged probabilities (None: score them now);
+    ``outcomes``: label values as given, NaN where unknown (None: no outcomes at all)."""
+
+    rows: pd.DataFrame
+    description: str
+    start: datetime
+    end: datetime
+    proba: np.ndarray | None = None
+    outcomes: pd.Series | None = None
+
+
+def parse_since(text: str, now: datetime) -> datetime:
+    """``7d`` / ``12h`` / ``30m`` / ``2w`` before ``now``, or an ISO date/time (UTC if no zone)."""
+    match = _SINCE.match(text)
+    if match:
+        return now - timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
+    try:
+        when = pd.Timestamp(text)
+    except ValueError:
+        raise ValueError(f"--since {text!r}: expected a duration such as 7d, 12h, 30m, 2w or an ISO date") from None
+    return (when.tz_localize("UTC") if when.tzinfo is None else when.tz_convert("UTC")).to_pydatetime()
+
+
+def window_from_file(frame: pd.DataFrame, name: str, labels: str | None, now: datetime) -> Window:
+    """A file's rows; ``labels``: the column holding outcomes (DataError if it is missing)."""
+    outcomes = None
+    if labels is not None:
+        if labels not in frame.columns:
+            raise DataError(f"{name}: no column {labels!r} for --labels; columns: {', '.join(map(str, frame.columns))}")
+        outcomes = frame[labels]
+    return Window(frame, f"file {name}", now, now, None, outcomes)
+
+
+def window_from_log(log_rows: pd.DataFrame, since: datetime, until: datetime) -> Window:
+    """Rows of the prediction log (``HistoryStore.predictions``): inputs, logged probability, outcome."""
+    rows = pd.DataFrame.from_records(list(log_rows["inputs"])) if len(log_rows) else pd.DataFrame()
+    outcomes = log_rows["outcome"].reset_index(drop=True) if len(log_rows) else None
+    if outcomes is not None and outcomes.isna().all():
+        outcomes = None
+    description = f"log {since:%Y-%m-%d %H:%M} .. {until:%Y-%m-%d %H:%M} UTC"
+    return Window(rows, description, since, until, log_rows["probability"].to_numpy(dtype=float) if len(log_rows) else None,
+                  outcomes)
+
+
+def _quality(typed: pd.DataFrame, problems: list, n: int, features: list[str]) -> dict:
+    """Null rate per feature, the share of rows breaking each rule — hard rules (the row cannot be
+    scored) and expectations (scored with a warning) apart — and one score (share of clean rows)."""
+    per_column: dict[str, dict] = {name: {"null_rate": float(typed[name].isna().mean()) if n else 0.0,
+                                          "rule_violation_rate": 0.0, "expectation_violation_rate": 0.0}
+                                   for name in features}
+    rules, bad_rows = [], set()
+    column_rows: dict[tuple[str, bool], set] = {}
+    for p in problems:
+        rows = set(p.rows) if p.rows else set(range(n))
+        bad_rows |= rows
+        column_rows.setdefault((p.column, p.hard), set()).update(rows)
+        rules.append({"column": p.column, "rule": p.rule, "message": p.message, "rows": len(rows),
+                      "rate": len(rows) / n if n else 0.0, "hard": p.hard})
+    for (column, hard), rows in column_rows.items():
+        key = "rule_violation_rate" if hard else "expectation_violation_rate"
+        per_column.setdefault(column, {"null_rate": None})[key] = len(rows) / n if n else 0.0
+    return {"rows": n, "rows_with_problems": len(bad_rows), "score": 1 - len(bad_rows) / n if n else 1.0,
+            "columns": per_column, "rules": rules}
+
+
+def _realised(y: np.ndarray, proba: np.ndarray, threshold: float) -> dict | None:
+    if len(y) == 0 or y.min() == y.max():
+        return None
+    metrics = holdout_metrics(y, proba, threshold)
+    tn, fp, fn, tp = confusion_matrix(y, (proba >= threshold).astype(int), labels=[0, 1]).ravel()
+    return {**metrics, "confusion": {"tn": int(tn), "fp": int(fp), "fn": int(fn), "tp": int(tp)}}
+
+
+def _psi_verdict(value: float | None, rules: Rules) -> str:
+    if value is None:
+        return "insufficient_data"
+    return "drift" if value >= rules.retrain_psi_at_least else "watch" if value >= rules.watch_psi_at_least else "ok"
+
+
+def _evidently(reference: pd.DataFrame | None, typed: pd.DataFrame, out_dir: Path, s: MonitorSettings) -> dict:
+    if not s.evidently:
+        return {"status": "disabled", "message": "monitoring.evidently or validation.drift.enabled is false"}
+    if reference is None:
+        return {"status": "no_reference", "message": "the model version has no reference.parquet"}
+    if len(typed) == 0:
+        return {"status": "no_rows", "message": "no rows in the window"}
+    from tabpipe.drift import drift_report
+
+    try:
+        summary = drift_report(reference, typed, out_dir, drift_share=s.evidently_drift_share,
+                               max_rows=s.evidently_max_rows, seed=s.seed)
+    except Exception as exc:  # noqa: BLE001 — evidently failing must not lose the rest of the run; it is reported
+        log.exception("evidently drift report failed")
+        return {"status": "failed", "message": f"{type(exc).__name__}: {exc}"}
+    rows = summary.get("current_rows", len(typed))
+    summary["sample_note"] = (f"evidently ran on a random sample of {rows} of the window's {len(typed)} rows "
+                              f"(validation.drift.max_rows={s.evidently_max_rows}, seed {s.seed})"
+                              if rows < len(typed) else f"evidently ran on all {len(typed)} rows")
+    return summary
+
+
+def run_monitor(window: Window, *, model, version: str, profile: dict | None, reference: pd.DataFrame | None,
+                out_dir: Path, settings: MonitorSettings, store=None, webhook_url: str | None = None,
+                run_id: str | None = None, now: datetime | None = None) -> dict:
+    """Monitor ``window`` for ``model`` (registry ``version``); returns the result (also ``monitor.json``).
+
+    ``store``: a ``HistoryStore`` (None: nothing recorded, no trend, no de-duplication).
+    """
+    now = now or datetime.now(timezone.utc)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    run_id = run_id or out_dir.name
+    rows = window.rows.reset_index(drop=True)
+    n = len(rows)
+    if store is not None:
+        store.record_run(kind="monitor", run_id=run_id, model_version=version, rows=n, source=window.description,
+                         config_ref=str(out_dir / RESULT_FILE), started_at=now)
+    try:
+        result = _monitor(window, rows, model=model, version=version, profile=profile, reference=reference,
+                          out_dir=out_dir, s=settings, store=store, webhook_url=webhook_url, run_id=run_id, now=now)
+    except BaseException as exc:
+        if store is not None:
+            store.finish_run(run_id, status="failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+    if store is not None:
+        store.finish_run(run_id, status="succeeded", rows=n)
+    return result
+
+
+def _monitor(window: Window, rows: pd.DataFrame, *, model, version: str, profile: dict | None,
+             reference: pd.DataFrame | None, out_dir: Path, s: MonitorSettings, store, webhook_url: str | None,
+             run_id: str, now: datetime) -> dict:
+    n, schema, threshold = len(rows), model.schema, float(model.threshold)
+    typed, problems = model.check(rows) if n else (pd.DataFrame(columns=schema.features), [])
+    quality = _quality(typed, problems, n, schema.features)
+    if window.proba is not None:
+        proba = np.asarray(window.proba, dtype=float)
+    elif n:
+        proba = score_frame(model, rows)[0]["probability"].to_numpy(dtype=float)
+    else:
+        proba = np.empty(0)
+    scored = ~np.isnan(proba)
+
+    y, labelled = None, np.zeros(n, dtype=bool)
+    if window.outcomes is not None:
+        outcomes = window.outcomes.reset_index(drop=True)
+        labelled = outcomes.notna().to_numpy() & scored
+        y = np.zeros(n, dtype=np.int64)
+        y[labelled] = positive_mask(outcomes[labelled], schema.target.positive).astype(np.int64)
+    realised = _realised(y[labelled], proba[labelled], threshold) if y is not None else None
+
+    calibration = (profile or {}).get("calibration")
+    estimated = estimate(proba[scored], threshold, calibration) if calibration else None
+    psi = frame_psi(profile["features"], typed, min_rows=s.psi_min_rows) if profile else {}
+    score_psi = feature_psi("probability", profile["scores"], proba[scored], min_rows=s.psi_min_rows) if profile else None
+    drift = _evidently(reference, typed, out_dir, s)
+
+    obs = Observations(window=window.description, rows=n,
+                       roc_auc=realised["roc_auc"] if realised else None,
+                       estimated_roc_auc=estimated["roc_auc"] if estimated else None,
+                       psi={name: r.value for name, r in psi.items()},
+                       drift_share=drift.get("drift_share"), drift_share_source="evidently")
+    decision = decide(obs, s.rules)
+
+    if store is not None:
+        window_kw = dict(window_start=window.start, window_end=window.end, run_id=run_id)
+        if realised:
+            store.record_window_metrics(version, _metric_values(realised), estimated=False,
+                                        rows=int(labelled.sum()), **window_kw)
+        if estimated:
+            store.record_window_metrics(version, _metric_values(estimated), estimated=True,
+                                        rows=int(scored.sum()), **window_kw)
+        drift_rows = [{"feature": name, "psi": r.value, "method": "psi", "verdict": _psi_verdict(r.value, s.rules)}
+                      for name, r in psi.items()]
+        if score_psi is not None:
+            drift_rows.append({"feature": "__score__", "psi": score_psi.value, "method": "psi",
+                               "verdict": _psi_verdict(score_psi.value, s.rules)})
+        store.record_drift(version, drift_rows, rows=n, **window_kw)
+        store.record_quality(run_id, {c: {k: v for k, v in q.items() if v is not None}
+                                      for c, q in quality["columns"].items()}, score=quality["score"])
+
+    trend = _trend(store, version)
+    # ROC / PR / confusion / by-class panels: the rows with outcomes; without any, every scored row
+    panel_proba, panel_y = (proba[labelled], y[labelled]) if realised else (proba[scored], None)
+    png = write_png(figure(proba=panel_proba, y=panel_y, threshold=threshold, trend=trend, psi={k: r.value for k, r in psi.items()},
+                           psi_lines=(s.rules.watch_psi_at_least, s.rules.retrain_psi_at_least),
+                           auc_line=s.rules.retrain_roc_auc_below,
+                           title=f"monitoring {version}: {window.description} ({n} rows)"),
+                    out_dir / "dashboard.png")
+    reports = {"png": str(png), "html": str(out_dir / REPORT_FILE), "result": str(out_dir / RESULT_FILE),
+               "evidently_html": drift.get("html"), "evidently_json": drift.get("json")}
+
+    alert = None
+    if decision.decision != "ok":
+        alert = _alert(decision, version, window, n, run_id, reports["html"], s.alerts, store, webhook_url, now)
+
+    result = {
+        "run_id": run_id, "model_version": version, "decision": decision.decision,
+        "reasons": [r.as_dict() for r in decision.reasons], "not_checked": list(decision.not_checked),
+        "window": {"description": window.description, "start": window.start.isoformat(),
+                   "end": window.end.isoformat(), "rows": n, "scored_rows": int(scored.sum()),
+                   "labelled_rows": int(labelled.sum())},
+        "metrics": {"realised": realised, "estimated": estimated,
+                    "note": None if realised else "no outcomes with both classes in this window: only the estimate"},
+        "psi": {name: r.as_dict() for name, r in psi.items()},
+        "score_psi": score_psi.as_dict() if score_psi else None,
+        "drift": {k: v for k, v in drift.items() if k != "columns"},
+        "quality": quality,
+        "alert": alert,
+        "reports": reports,
+        "store": getattr(store, "url", None),
+        "profile": "profile.json" if profile else "none: the version has no profile.json (published before monitoring existed)",
+    }
+    result = jsonable(result)
+    _write_report(out_dir, result, png, model, version)
+    (out_dir / RESULT_FILE).write_text(json.dumps(result, indent=2, allow_nan=False))
+    return result
+
+
+def _metric_values(metrics: Mapping) -> dict[str, float]:
+    return {k: float(metrics[k]) for k in ("roc_auc", "pr_auc", "precision", "recall", "f1")
+            if k in metrics and metrics[k] is not None}
+
+
+def _trend(store, version: str) -> list[dict]:
+    if store is None:
+        return []
+    trend = store.metric_trend(version, "roc_auc")
+    return [{"window": (row.window_start.strftime("%m-%d %H:%M") if pd.notna(row.window_start) else "test split"),
+             "realised": None if pd.isna(row.realised) else float(row.realised),
+             "estimated": None if pd.isna(row.estimated) else float(row.estimated)}
+            for row in trend.itertuples()]
+
+
+def _alert(decision, version: str, window: Window, n: int, run_id: str, report: str, settings: AlertSettings,
+           store, webhook_url: str | None, now: datetime) -> dict:
+    alert = Alert(model_version=version, decision=decision.decision, window=window.description, rows=n,
+                  reasons=tuple(r.as_dict() for r in decision.reasons), run_id=run_id, report=report)
+    rule = alert.key.split("|", 1)[1]           # decision|rules; the version has its own column
+    log.warning("%s", alert.summary)
+    last_sent = None
+    if store is not None:
+        last = store.last_alert(rule, version, status="delivered")
+        last_sent = (last.get("delivered_at") or last.get("created_at")) if last else None
+    delivery = deliver(alert, webhook_url, settings, last_sent=last_sent, now=now)
+    if delivery.status == "failed":
+        log.warning("alert delivery failed after %d attempt(s): %s", delivery.attempts, delivery.error)
+    first = decision.reasons[0]
+    if store is not None:
+        store.record_alert(rule=rule, version=version, observed=first.observed, threshold=first.threshold,
+                           status=DELIVERY_STATUS[delivery.status], attempts=delivery.attempts,
+                           message=alert.summary + (f" — delivery: {delivery.error}" if delivery.error else ""),
+                           window_start=window.start, window_end=window.end, rows=n, run_id=run_id, created_at=now)
+    return {"key": alert.key, "summary": alert.summary, "delivery": delivery.as_dict()}
+
+
+def _write_report(out_dir: Path, result: dict, png: Path, model, version: str) -> None:
+    m = result["metrics"]
+    metrics = {}
+    for kind in ("realised", "estimated"):
+        for name, value in (m[kind] or {}).items():
+            if name in ("roc_auc", "pr_auc", "precision", "recall", "f1"):
+                metrics[f"{name} ({kind})"] = value
+    if m["realised"]:
+        metrics["confusion (realised)"] = m["realised"]["confusion"]
+    if m["estimated"]:
+        metrics["estimate assumptions"] = "; ".join(m["estimated"]["assumptions"])
+    drift = {f"PSI {name}": (r["psi"] if r["psi"] is not None else f"insufficient data: {r['message']}")
+             for name, r in sorted(result["psi"].items(), key=lambda kv: -(kv[1]["psi"] or 0))}
+    if result["score_psi"]:
+        drift["PSI of the score"] = result["score_psi"]["psi"]
+    drift["evidently"] = result["drift"].get("sample_note") or result["drift"].get("message")
+    drift["evidently drift share"] = result["drift"].get("drift_share")
+    q = result["quality"]
+    quality = {"rows": q["rows"], "rows with problems": q["rows_with_problems"], "quality score": q["score"]}
+    for rule in q["rules"]:
+        quality[f"{rule['column']}: {rule['message']}"] = f"{rule['rows']} rows ({rule['rate']:.2%})"
+    card = {"version": version, "candidate": getattr(model, "candidate", ""), "threshold": model.threshold,
+            "labels": list(model.labels), "features": ", ".join(model.features), "window": result["window"]["description"],
+            "alert": (result["alert"] or {}).get("delivery", {}).get("status", "none")}
+    write_html(out_dir / REPORT_FILE, title=f"tabpipe monitoring — {version} — {result['window']['description']}",
+               png=png, metrics=metrics, model_card=card, drift=drift, quality=quality,
+               decision={"decision": result["decision"], "reasons": result["reasons"],
+                         "not_checked": result["not_checked"]},
+               evidently_html=result["reports"]["evidently_html"])
+
+
+def jsonable(value):
+    """Strict-JSON-ready copy: numpy scalars as Python numbers, NaN/inf as None (null), paths/times as text."""
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, (np.integer, np.floating, np.bool_)):
+        value = value.item()
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    if value is None or isinstance(value, (str, int, bool)):
+        return value
+    return str(value)
+
+
+def labelled_rows(window: Window, target: str, labels: tuple) -> pd.DataFrame:
+    """The window's rows that have an outcome, with the target column in the model's label values
+    (``labels`` = (negative, positive)) — what ``--retrain --append-labelled`` adds to the training data."""
+    if window.outcomes is None:
+        return window.rows.iloc[0:0]
+    outcomes = window.outcomes.reset_index(drop=True)
+    known = outcomes.notna().to_numpy()
+    rows = window.rows.reset_index(drop=True)[known].copy()
+    return rows.assign(**{target: np.where(positive_mask(outcomes[known], labels[1]), labels[1], labels[0])})
+
+
+def latest_dashboard(settings, environ: Mapping[str, str]) -> Path | None:
+    """``latest_report`` for validated settings; the store is only read (never created or migrated
+    here), and a store that cannot be read leaves the training reports (logged)."""
+    from tabpipe.monitoring.edge import history_url
+    from tabpipe.monitoring.store import HistoryStore, StoreError
+
+    store = None
+    try:
+        store = HistoryStore.open(history_url(settings, environ), migrate_to=None)
+        return latest_report(store, settings.pipeline.run.artifacts_dir)
+    except StoreError as exc:
+        log.warning("dashboard: history store not readable (%s); showing the newest training report", exc)
+        return latest_report(None, settings.pipeline.run.artifacts_dir)
+    finally:
+        if store is not None:
+            store.close()
+
+
+def latest_report(store, artifacts_dir: Path) -> Path | None:
+    """The newest dashboard: the last succeeded monitoring run's report (from the store), else the
+    newest training run's (``artifacts/*/06_pusher/report.html``); None if there is neither."""
+    if store is not None:
+        runs = store.runs(kind="monitor", limit=20)
+        for row in runs.itertuples():
+            if row.status == "succeeded" and row.config_ref:
+                page = Path(row.config_ref).with_name(REPORT_FILE)
+                if page.is_file():
+                    return page
+    training = sorted(Path(artifacts_dir).glob("*/*_pusher/report.html"))
+    return training[-1] if training else None

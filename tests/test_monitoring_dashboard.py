@@ -1,0 +1,79 @@
+"""The 6-panel dashboard PNG and the self-contained HTML report."""
+from __future__ import annotations
+
+import re
+import struct
+
+import numpy as np
+import pytest
+
+from tabpipe.monitoring.dashboard import PANELS, figure, write_html, write_png
+
+
+def png_size(path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24])
+
+
+def panel_texts(ax) -> str:
+    return " ".join(t.get_text() for t in ax.texts)
+
+
+@pytest.fixture
+def scored():
+    rng = np.random.default_rng(0)
+    y = (rng.random(2000) < 0.1).astype(int)
+    proba = np.clip(0.3 * y + rng.random(2000) * 0.7, 0, 1)
+    return y, proba
+
+
+def test_full_dashboard_has_six_drawn_panels(scored, tmp_path):
+    y, proba = scored
+    fig = figure(proba=proba, y=y, threshold=0.5, trend=[{"window": "w1", "realised": 0.8, "estimated": 0.79},
+                                                         {"window": "w2", "realised": None, "estimated": 0.7}],
+                 psi={"a": 0.05, "b": 0.15, "c": 0.4, "d": None})
+    axes = fig.get_axes()
+    assert len(axes) == 6
+    assert [ax.get_title().split(" (")[0] for ax in axes] == list(PANELS)
+    assert len(axes[0].lines) == 2 and len(axes[1].lines) >= 1          # ROC + diagonal, PR curve
+    assert axes[2].images and "pred. positive" in [t.get_text() for t in axes[2].get_xticklabels()]
+    assert len(axes[4].lines) == 3                                      # realised, estimated, the 0.70 line
+    assert len(axes[5].patches) == 4 and "d (too few rows)" in [t.get_text() for t in axes[5].get_yticklabels()]
+    path = write_png(fig, tmp_path / "d.png")
+    assert png_size(path) == (1280, 760)
+
+
+def test_panels_without_data_say_so(scored, tmp_path):
+    _, proba = scored
+    fig = figure(proba=proba, y=None, threshold=0.5, trend=[], psi=None)
+    axes = fig.get_axes()
+    assert len(axes) == 6
+    for ax in axes[:3]:
+        assert "no outcomes" in panel_texts(ax)
+    assert "no monitoring windows recorded yet" in panel_texts(axes[4])
+    assert "no feature was binned" in panel_texts(axes[5])
+    assert axes[3].patches                                              # the distribution is still drawn
+    nothing = figure(proba=np.array([]), y=None, threshold=0.5)
+    assert "no scored rows" in panel_texts(nothing.get_axes()[0])
+    assert png_size(write_png(nothing, tmp_path / "e.png")) == (1280, 760)
+
+
+def test_one_class_only_is_treated_as_unlabelled(scored):
+    _, proba = scored
+    fig = figure(proba=proba, y=np.zeros(len(proba), int), threshold=0.5)
+    assert "no outcomes" in panel_texts(fig.get_axes()[0])
+
+
+def test_html_report_is_self_contained(scored, tmp_path):
+    y, proba = scored
+    png = write_png(figure(proba=proba, y=y, threshold=0.5), tmp_path / "d.png")
+    page = write_html(tmp_path / "r.html", title="report <x>", png=png, metrics={"roc_auc": 0.81234},
+                      model_card={"version": "v0001"}, drift={"psi max": 0.3}, quality={"null rate": 0.01},
+                      decision={"decision": "retrain", "reasons": [{"message": "PSI of a = 0.3 >= 0.2"}],
+                                "not_checked": ["drift_share: none"]},
+                      evidently_html="/x/drift_report.html").read_text()
+    assert "data:image/png;base64," in page and "report &lt;x&gt;" in page
+    assert "0.8123" in page and "v0001" in page and "PSI of a = 0.3 &gt;= 0.2" in page
+    assert "href='/x/drift_report.html'" in page and "not checked: drift_share: none" in page
+    assert not re.search(r"<(script|link)\b", page) and "src='http" not in page
