@@ -157,6 +157,7 @@ def predict(
     With monitoring.log_predictions on, the scored rows are recorded in the history store."""
     from tabpipe.batch import score_file
     from tabpipe.config import load_settings
+
     settings = load_settings(config, check_candidates=False)
     model, meta = _registry(config).load_model(model_version)
     logger = _BatchLogger(settings, meta["version"], str(input), request_id)
