@@ -282,54 +282,74 @@ def test_load_with_two_promotions_no_failed_request_and_flat_memory(main_project
     seconds = int(os.environ.get("TABPIPE_LOAD_SECONDS", "60"))
     config = copy_project(main_project, tmp_path / "p", production="v0001")
     record_ = sample_records(main_project, 1)[0]
+    body = json.dumps(record_).encode()
     script = tmp_path / "post.lua"
     script.write_text('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
                       f"wrk.body = [[{json.dumps(record_)}]]\n")
     with running_server(config, tmp_path / "server.log", workers=2) as server:
         server.wait_healthy()
         for _ in range(50):
-            http_request(server.port, "POST", "/predict", json.dumps(record_).encode(), {"Content-Type": "application/json"})
+            http_request(server.port, "POST", "/predict", body, {"Content-Type": "application/json"})
         watch = _Watch(server).start()
-        seen = set()
+        probe = _Probe(server.port, body).start()      # which model answers, while wrk saturates the service
+        t0 = time.monotonic()
         wrk = subprocess.Popen(["wrk", "-t1", "-c8", f"-d{seconds}s", "-s", str(script),
                                 f"http://127.0.0.1:{server.port}/predict"], stdout=subprocess.PIPE, text=True)
         promotions = []
         for at, version in ((seconds / 3, "v0002"), (2 * seconds / 3, "v0001")):
-            while time.monotonic() - watch_start(watch) < at:
-                seen.add(_health_version(server.port))
-                time.sleep(0.2)
+            time.sleep(max(0.0, at - (time.monotonic() - t0)))
             done = run_cli("models", "promote", version, "--config", str(config))
-            promotions.append((version, done.returncode))
+            promotions.append((version, done.returncode, done.stderr[-500:]))
         out, _ = wrk.communicate(timeout=seconds + 60)
-        growth_series = _rss_series(watch)
+        probe.stop()
         growth = watch.finish()
-        seen.add(_health_version(server.port))
     requests_ = int(re.search(r"(\d+) requests in", out).group(1))
     non2xx = int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", out)) else 0
     socket_errors = sum(int(x) for x in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     record("load_with_promotions", seconds=seconds, requests=requests_, requests_per_s=rps, non_2xx=non2xx,
-           socket_errors=socket_errors, promotions=promotions, versions_seen=sorted(v for v in seen if v),
-           max_worker_rss_growth_mb=round(growth, 1), rss_mb_samples=growth_series)
-    assert all(rc == 0 for _, rc in promotions), promotions
+           socket_errors=socket_errors, promotions=[p[:2] for p in promotions], probe_requests=probe.count,
+           probe_failures=len(probe.failures), versions_in_order=probe.switches,
+           probe_max_latency_s=round(probe.max_latency, 3), max_worker_rss_growth_mb=round(growth, 1))
+    assert all(rc == 0 for _, rc, _ in promotions), promotions
     assert non2xx == 0 and socket_errors == 0, out
-    assert {"v0001", "v0002"} <= seen
+    assert not probe.failures, probe.failures[:5]
+    assert probe.switches == ["v0001", "v0002", "v0001"], probe.switches   # both promotions took effect, in order
     assert growth < 100, f"worker memory grew by {growth:.0f} MB under steady load"
 
 
-def watch_start(watch: _Watch) -> float:
-    if not hasattr(watch, "_t0"):
-        watch._t0 = time.monotonic()
-    return watch._t0
+class _Probe:
+    """POSTs the record every 0.2 s during the load; records the answering model version, failures, latency."""
+
+    def __init__(self, port: int, body: bytes):
+        self.port, self.body = port, body
+        self.count, self.failures, self.switches, self.max_latency = 0, [], [], 0.0
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def _run(self):
+        while not self.stop_event.is_set():
+            started = time.monotonic()
+            try:
+                status, _, raw = http_request(self.port, "POST", "/predict", self.body,
+                                              {"Content-Type": "application/json"}, timeout=30)
+                version = json.loads(raw).get("model_version") if status == 200 else None
+                if status != 200:
+                    self.failures.append(status)
+                elif not self.switches or self.switches[-1] != version:
+                    self.switches.append(version)
+            except (OSError, http.client.HTTPException) as exc:
+                self.failures.append(repr(exc))
+            self.count += 1
+            self.max_latency = max(self.max_latency, time.monotonic() - started)
+            time.sleep(0.2)
+
+    def stop(self):
+        self.stop_event.set()
+        self.thread.join(35)
 
 
-def _health_version(port: int):
-    try:
-        status, _, body = http_request(port, "GET", "/health", timeout=5)
-        return json.loads(body).get("model_version") if status == 200 else None
-    except OSError:
-        return None
-
-
-def _rss_series(watch: _Watch) -> dict:
-    return {pid: round(rss / 2**20, 1) for pid, rss in watch.peak.items()}
