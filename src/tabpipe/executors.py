@@ -167,6 +167,18 @@ class WorkerPool:
         task after each outcome; a True answer stops it (status "cancelled")."""
         queue = deque(tasks)
         running: dict[int, _Worker] = {}
+        try:
+            yield from self._run(queue, running, cancel)
+        finally:   # the caller stopped early (an error, Ctrl-C, enough results): abandon what still runs
+            for worker in running.values():
+                self._replace(worker)
+
+    def start(self) -> None:
+        """Start every worker now (e.g. in a thread while the caller does something else)."""
+        while len(self._workers) < self.n_workers:
+            self._workers.append(_Worker(self._ctx, self.threads))
+
+    def _run(self, queue: deque, running: dict[int, _Worker], cancel: Callable[[Any], bool]) -> Iterator[Outcome]:
         while queue or running:
             while queue and len(running) < self.n_workers:
                 task = queue.popleft()

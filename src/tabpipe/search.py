@@ -83,10 +83,11 @@ def predicted_seconds(seconds: float, rows_from: float, rows_to: float) -> float
 
 
 def config_share(remaining_s: float, rungs_left: int, configs_in_rung: int) -> float:
-    """Wall seconds one configuration may use in this rung: up to three times its fair part of the
-    rung's slice of the remaining budget (rungs get equal slices), never more than what remains."""
+    """Wall seconds one configuration may use in this rung: three times its fair part of the rung's
+    slice of the remaining budget (rungs get equal slices), at least half the slice (costs differ
+    widely between model families), never more than what remains."""
     rung_slice = remaining_s / max(1, rungs_left)
-    return min(remaining_s, rung_slice * min(1.0, 3.0 / max(1, configs_in_rung)))
+    return min(remaining_s, rung_slice * max(0.5, min(1.0, 3.0 / max(1, configs_in_rung))))
 
 
 def waves(k_folds: int, workers: int) -> int:

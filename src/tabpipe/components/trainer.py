@@ -22,6 +22,7 @@ import logging
 import math
 import os
 import shutil
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,7 +71,9 @@ log = logging.getLogger(__name__)
 
 PROBE_ABOVE = 20_000          # training rows above which the search sample is sized by a timed probe
 PROBE_ROWS = (2_000, 8_000)
-PREP_SHARE = 0.25             # of the budget, for preparing the folds
+PREP_SHARE = 0.25             # of the budget, for preparing the folds (planned from the probe) ...
+PREP_LIMIT = 0.5              # ... and at most (then it starts again on fewer rows)
+MIN_SEARCH_ROWS = 5_000
 MAX_SEARCH_ROWS = 250_000
 Y_COLUMN = "__tabpipe_y__"
 
@@ -154,6 +157,10 @@ def original_labels(target: pd.Series, positive) -> tuple:
     return tuple(native)
 
 
+class _OutOfTime(Exception):
+    """Preparing the folds took longer than its part of the budget."""
+
+
 class _Inline:
     """Runs tasks in this process, one after another (preparation with a single worker)."""
 
@@ -187,9 +194,12 @@ class ModelTrainer:
         try:
             with WorkerPool(self.workers, threads_per_worker=max(1, cpu_count() // self.workers),
                             preload=(__name__,)) as pool:
+                warm_up = threading.Thread(target=pool.start, name="start-workers", daemon=True)
+                warm_up.start()   # workers import scikit-learn while this process sizes the search sample
                 sample = self._search_sample(X, y, kinds)
+                warm_up.join()
                 t0 = time.monotonic()
-                folds, val_index = self._prepare(pool, X.iloc[sample], y[sample], kinds, work)
+                folds, val_index, sample = self._prepare_in_time(pool, X, y, sample, kinds, work)
                 prep_seconds = time.monotonic() - t0
                 y_s = y[sample]
                 evaluations = self._halving(pool, todo, folds, val_index, y_s)
@@ -230,16 +240,16 @@ class ModelTrainer:
         cfg, n = self.config, len(y)
         if n <= PROBE_ABOVE:
             return np.arange(n)
-        probe = []
-        for rows in PROBE_ROWS:
-            idx = self._stratified(y, rows, salt=rows)
+        probe, k = [], cfg.cv_folds
+        for rows in PROBE_ROWS:   # one fold's work: fit + transform its training rows, transform its validation rows
+            idx = self._stratified(y, rows + rows // (k - 1), salt=rows)
+            tr, va = train_test_split(idx, train_size=rows, stratify=y[idx], random_state=cfg.seed)
             t0 = time.monotonic()
-            X_tr = fit_transform(build_preprocessor(cfg.schema, cfg.max_categories), X.iloc[idx])[0]
+            X_tr = fit_transform(build_preprocessor(cfg.schema, cfg.max_categories), X.iloc[tr], X.iloc[va])[0]
             for kind in kinds:
-                resample(X_tr, y[idx], kind, cfg.seed)
+                resample(X_tr, y[tr], kind, cfg.seed)
             probe.append((rows, time.monotonic() - t0))
-        k = cfg.cv_folds
-        allowed = PREP_SHARE * cfg.time_budget_s * k / waves(k, self.workers)
+        allowed = PREP_SHARE * cfg.time_budget_s   # no credit for parallel workers: start-up and I/O eat into it
         rows = min(affordable_rows(n, probe, allowed, k, floor_rows=PROBE_ROWS[-1]), MAX_SEARCH_ROWS)
         log.info("fold preparation probe (%s): %s; search sample: %d of %d training rows", "+".join(kinds),
                  ", ".join(f"{r} rows {s:.2f}s" for r, s in probe), rows, n)
@@ -253,8 +263,26 @@ class ModelTrainer:
 
     # ------------------------------------------------------------------ 2. folds
 
+    def _prepare_in_time(self, pool: WorkerPool, X: pd.DataFrame, y: np.ndarray, sample: np.ndarray,
+                         kinds: tuple[str, ...], work: Path):
+        """Prepare the folds of ``sample``; if that outlives PREP_LIMIT of the budget (a busy machine, a
+        wrong estimate), start again on a quarter of the rows. Returns (folds, validation rows, sample)."""
+        deadline = self.deadline - (1 - PREP_LIMIT) * self.config.time_budget_s
+        while True:
+            last = len(sample) <= MIN_SEARCH_ROWS
+            try:
+                folds, val_index = self._prepare(pool, X.iloc[sample], y[sample], kinds, work,
+                                                 math.inf if last else deadline)
+                return folds, val_index, sample
+            except _OutOfTime:
+                rows = max(MIN_SEARCH_ROWS, len(sample) // 4)
+                log.warning("preparing the folds of %d rows outlived %.0f%% of training.time_budget_s; "
+                            "starting again on %d rows", len(sample), 100 * PREP_LIMIT, rows)
+                shutil.rmtree(work, ignore_errors=True)
+                sample = self._stratified(y, rows, salt=len(sample))
+
     def _prepare(self, pool: WorkerPool, X: pd.DataFrame, y: np.ndarray, kinds: tuple[str, ...],
-                 work: Path) -> tuple[dict[str, list[FoldFiles]], list[np.ndarray]]:
+                 work: Path, deadline: float) -> tuple[dict[str, list[FoldFiles]], list[np.ndarray]]:
         cfg = self.config
         work.mkdir(parents=True, exist_ok=True)
         sample_path = work / "sample.parquet"
@@ -268,9 +296,11 @@ class ModelTrainer:
         if self.workers == 1:
             prepared = _Inline.map(prepare_fold, calls)
         else:
-            far = math.inf   # preparation is sized to fit the budget; it is not stopped midway
             prepared = [None] * len(calls)
-            for out in pool.run([Task(i, prepare_fold, args, timeout_s=far, deadline=far) for i, args in enumerate(calls)]):
+            for out in pool.run([Task(i, prepare_fold, args, timeout_s=math.inf, deadline=deadline)
+                                 for i, args in enumerate(calls)]):
+                if out.status == "timeout":
+                    raise _OutOfTime
                 if out.status != "done":
                     raise DataError(f"preparing fold {out.key + 1} failed: {out.value}")
                 prepared[out.key] = out.value
@@ -421,8 +451,10 @@ class ModelTrainer:
         limit = max(0.1 * self.config.time_budget_s, 10.0)
         log.warning("no configuration was cross-validated within training.time_budget_s=%.0f; evaluating %s anyway "
                     "(at most %.0fs more)", self.config.time_budget_s, e.trial.candidate.name, limit)
-        self.deadline = time.monotonic() + limit
-        self._rung(pool, evaluations, [e], 0, len(fractions), fractions[0], limit, folds, val_index, y)
+        k = self.config.cv_folds
+        self.deadline = time.monotonic() + limit * waves(k, self.workers)
+        self._rung(pool, evaluations, [e], 0, len(fractions), fractions[0], limit * waves(k, self.workers), folds,
+                   val_index, y)
         if e.score is None:
             raise ModelQualityError(f"no configuration could be cross-validated within training.time_budget_s="
                                     f"{self.config.time_budget_s:.0f} (the last one tried: {e.note}); raise the budget")
