@@ -70,10 +70,11 @@ from tabpipe.search import (
 log = logging.getLogger(__name__)
 
 PROBE_ABOVE = 20_000          # training rows above which the search sample is sized by a timed probe
-PROBE_ROWS = (2_000, 8_000)
+PROBE_ROWS = (1_000, 4_000)
 PREP_SHARE = 0.25             # of the budget, for preparing the folds (planned from the probe) ...
-PREP_LIMIT = 0.5              # ... and at most (then it starts again on fewer rows)
+PREP_LIMIT = 0.5              # ... and at most this share of what is left (then it starts again on fewer rows)
 MIN_SEARCH_ROWS = 5_000
+LAST_RESORT_ROWS = 2_000      # rows per fold when nothing could be evaluated within the budget
 MAX_SEARCH_ROWS = 250_000
 Y_COLUMN = "__tabpipe_y__"
 
@@ -250,7 +251,7 @@ class ModelTrainer:
                 resample(X_tr, y[tr], kind, cfg.seed)
             probe.append((rows, time.monotonic() - t0))
         allowed = PREP_SHARE * cfg.time_budget_s   # no credit for parallel workers: start-up and I/O eat into it
-        rows = min(affordable_rows(n, probe, allowed, k, floor_rows=PROBE_ROWS[-1]), MAX_SEARCH_ROWS)
+        rows = min(affordable_rows(n, probe, allowed, k, floor_rows=MIN_SEARCH_ROWS), MAX_SEARCH_ROWS)
         log.info("fold preparation probe (%s): %s; search sample: %d of %d training rows", "+".join(kinds),
                  ", ".join(f"{r} rows {s:.2f}s" for r, s in probe), rows, n)
         return np.arange(n) if rows >= n else self._stratified(y, rows, salt=0)
@@ -265,10 +266,10 @@ class ModelTrainer:
 
     def _prepare_in_time(self, pool: WorkerPool, X: pd.DataFrame, y: np.ndarray, sample: np.ndarray,
                          kinds: tuple[str, ...], work: Path):
-        """Prepare the folds of ``sample``; if that outlives PREP_LIMIT of the budget (a busy machine, a
+        """Prepare the folds of ``sample``; if that outlives PREP_LIMIT of the time left (a busy machine, a
         wrong estimate), start again on a quarter of the rows. Returns (folds, validation rows, sample)."""
-        deadline = self.deadline - (1 - PREP_LIMIT) * self.config.time_budget_s
         while True:
+            deadline = time.monotonic() + PREP_LIMIT * (self.deadline - time.monotonic())
             last = len(sample) <= MIN_SEARCH_ROWS
             try:
                 folds, val_index = self._prepare(pool, X.iloc[sample], y[sample], kinds, work,
@@ -447,13 +448,14 @@ class ModelTrainer:
         if not candidates:
             raise ModelQualityError("every configuration failed in cross-validation; the first error: "
                                     f"{evaluations[0].trial.candidate.name}: {evaluations[0].note}")
-        e = candidates[0]
-        limit = max(0.1 * self.config.time_budget_s, 10.0)
+        e, k = candidates[0], self.config.cv_folds
+        limit = max(0.05 * self.config.time_budget_s, 5.0)   # per fit, on at most LAST_RESORT_ROWS rows
+        fraction = min(fractions[0], LAST_RESORT_ROWS / min(f.n_fit for f in folds[e.trial.fold_key]))
         log.warning("no configuration was cross-validated within training.time_budget_s=%.0f; evaluating %s anyway "
-                    "(at most %.0fs more)", self.config.time_budget_s, e.trial.candidate.name, limit)
-        k = self.config.cv_folds
+                    "on %.0f%% of the rows (at most %.0fs per fit)", self.config.time_budget_s, e.trial.candidate.name,
+                    100 * fraction, limit)
         self.deadline = time.monotonic() + limit * waves(k, self.workers)
-        self._rung(pool, evaluations, [e], 0, len(fractions), fractions[0], limit * waves(k, self.workers), folds,
+        self._rung(pool, evaluations, [e], 0, len(fractions), fraction, limit * waves(k, self.workers), folds,
                    val_index, y)
         if e.score is None:
             raise ModelQualityError(f"no configuration could be cross-validated within training.time_budget_s="
