@@ -162,14 +162,6 @@ class _OutOfTime(Exception):
     """Preparing the folds took longer than its part of the budget."""
 
 
-class _Inline:
-    """Runs tasks in this process, one after another (preparation with a single worker)."""
-
-    @staticmethod
-    def map(fn, calls):
-        return [fn(*args) for args in calls]
-
-
 # --------------------------------------------------------------------------- the trainer
 
 class ModelTrainer:
@@ -206,6 +198,8 @@ class ModelTrainer:
                 evaluations = self._halving(pool, todo, folds, val_index, y_s)
         finally:
             shutil.rmtree(work, ignore_errors=True)
+        target = train[cfg.schema.target.name]
+        del train, X   # the refit works on the transformation stage's arrays
         search_seconds = time.monotonic() - start
         (cfg.out_dir / "cv_results.json").write_text(json.dumps([e.record() for e in evaluations], indent=2, default=str))
         best = best_of(evaluations)
@@ -217,7 +211,7 @@ class ModelTrainer:
                                     f"in cross-validation, below training.min_cv_score={cfg.min_cv_score}")
         threshold, _ = best_f1_threshold(y_s, best.oof)
         t0 = time.monotonic()
-        model = self._fit_final(best.trial, threshold, train[cfg.schema.target.name])
+        model = self._fit_final(best.trial, threshold, target)
         refit_seconds = time.monotonic() - t0
         log.info("final refit of %s on %d training rows: %.1fs", best.trial.candidate.name, len(y), refit_seconds)
         with open(cfg.out_dir / "model.pkl", "wb") as fh:
@@ -294,8 +288,8 @@ class ModelTrainer:
         t0 = time.monotonic()
         calls = [(sample_path, cfg.schema, cfg.max_categories, tr, va, kinds, cfg.seed, work / f"fold{i}")
                  for i, (tr, va) in enumerate(splits)]
-        if self.workers == 1:
-            prepared = _Inline.map(prepare_fold, calls)
+        if self.workers == 1:   # in this process, one fold after another
+            prepared = [prepare_fold(*args) for args in calls]
         else:
             prepared = [None] * len(calls)
             for out in pool.run([Task(i, prepare_fold, args, timeout_s=math.inf, deadline=deadline)
