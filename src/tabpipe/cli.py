@@ -9,6 +9,7 @@ import functools
 import logging
 import signal
 import sys
+import threading
 from pathlib import Path
 
 import typer
@@ -107,7 +108,8 @@ def train(config: Path = ConfigOpt) -> None:
 
     settings = load_settings(config)
     _log_to_console()
-    signal.signal(signal.SIGTERM, _raise_interrupted)
+    main_thread = threading.current_thread() is threading.main_thread()   # signal handlers live there only
+    previous = signal.signal(signal.SIGTERM, _raise_interrupted) if main_thread else None
     pipeline = TrainingPipeline(settings, progress=SearchBar(err) if err.is_terminal else None)
     try:
         run = pipeline.run()
@@ -120,6 +122,9 @@ def train(config: Path = ConfigOpt) -> None:
         kind = "" if isinstance(exc, TabpipeError) else f"{type(exc).__name__}: "
         err.print(f"[red]training failed:[/] {kind}{exc}{where}", highlight=False)
         raise typer.Exit(1) from None
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
     rec = run.record
     m = rec["metrics"]
     out.print(f"run folder: {run.dir}")
