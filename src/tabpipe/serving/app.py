@@ -22,7 +22,7 @@ from werkzeug.exceptions import HTTPException
 
 from tabpipe.batch import read_csv_bytes, score_frame, to_csv_bytes
 from tabpipe.config import load_settings
-from tabpipe.registry import ModelRegistry
+from tabpipe.registry import ModelRegistry, open_registry
 from tabpipe.serving.holder import ModelHolder
 
 log = logging.getLogger(__name__)
@@ -30,8 +30,8 @@ MAX_DETAILS = 1000
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, error: str, details: list | None = None):
-        self.status, self.error, self.details = status, error, details
+    def __init__(self, status: int, error: str, details: list | None = None, code: str | None = None):
+        self.status, self.error, self.details, self.code = status, error, details, code
 
 
 def _records_from_json(body: bytes, max_records: int) -> list[dict]:
@@ -58,10 +58,17 @@ def _records_from_json(body: bytes, max_records: int) -> list[dict]:
 
 
 def create_app(config: str | Path | None = None, registry: ModelRegistry | None = None) -> Flask:
-    """Build the app for ``config`` (default: $TABPIPE_CONFIG or config/pipeline.yaml)."""
+    """Build the app for ``config`` (default: $TABPIPE_CONFIG or config/pipeline.yaml).
+
+    Keys and the cache folder are read here, once, from the environment (or the configured key
+    files): the verify key only, plus the signing key when ``serve.allow_train`` makes this host a
+    publisher. With ``registry.require_signature`` on and no key this raises: the service refuses
+    to start rather than serve models it cannot verify.
+    """
     settings = load_settings(config or os.environ.get("TABPIPE_CONFIG", "config/pipeline.yaml"))
     serve = settings.pipeline.serve
-    registry = registry or ModelRegistry.from_config(settings.pipeline.registry)
+    registry = registry or open_registry(settings.pipeline.registry, os.environ, sign=serve.allow_train,
+                                         config_file=settings.config_path)
     holder = ModelHolder(registry, serve.poll_interval_s)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = int(serve.max_body_mb * 1024 * 1024)
@@ -70,13 +77,16 @@ def create_app(config: str | Path | None = None, registry: ModelRegistry | None 
 
     def loaded():
         current = holder.current
-        if current is None:
-            raise ApiError(503, "no production model is loaded" + (f": {holder.last_error}" if holder.last_error else ""))
+        if current is None:  # generic message and stable code; the detail is in the server log only
+            problem = holder.public_error
+            raise ApiError(503, f"no production model is loaded: {problem['message']}", code=problem["code"])
         return current
 
     @app.errorhandler(ApiError)
     def api_error(exc: ApiError):
         body = {"error": exc.error}
+        if exc.code is not None:
+            body["error_code"] = exc.code
         if exc.details is not None:
             body["details"] = exc.details
         return jsonify(body), exc.status
@@ -92,13 +102,13 @@ def create_app(config: str | Path | None = None, registry: ModelRegistry | None 
 
     @app.get("/health")
     def health():
-        current = holder.current
+        current, problem = holder.current, holder.public_error  # never paths, bucket or endpoint
         if current is None:
             return jsonify({"status": "no_model", "model_loaded": False, "model_version": None,
-                            "error": holder.last_error}), 503
+                            "error": problem["message"], "error_code": problem["code"]}), 503
         body = {"status": "ok", "model_loaded": True, "model_version": current.version}
-        if holder.last_error:  # still serving the model it has; the newer one failed to load
-            body["refresh_error"] = holder.last_error
+        if problem:  # still serving the model it has; the newer one failed to load
+            body["refresh_error"], body["refresh_error_code"] = problem["message"], problem["code"]
         return jsonify(body)
 
     @app.get("/model")
