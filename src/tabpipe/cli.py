@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import functools
 import logging
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from tabpipe.errors import ConfigError, TabpipeError
@@ -72,6 +75,43 @@ def _registry(config: Path, *, sign: bool = False):
     return open_registry(settings.pipeline.registry, os.environ, sign=sign, config_file=settings.config_path)
 
 
+class SearchBar:
+    """The model search on a terminal: evaluations done of planned, configurations left, best CV score,
+    budget used. (Not on a terminal, the trainer's log lines say the same.)"""
+
+    def __init__(self, console: Console):
+        self.console = console
+        self.progress: Progress | None = None
+
+    def begin(self, configs: int, evaluations: int, budget_s: float) -> None:
+        self.progress = Progress(TextColumn("{task.description:>6}"), BarColumn(), TextColumn("{task.fields[info]}"),
+                                 TimeElapsedColumn(), console=self.console)
+        self.search = self.progress.add_task("search", total=evaluations,
+                                             info=f"0/{evaluations} evaluations · {configs} configurations left")
+        self.budget = self.progress.add_task("budget", total=budget_s, info=f"0 of {budget_s:.0f}s")
+        self.progress.start()
+
+    def update(self, *, done: int, planned: int, settled: int, configs: int, best: float | None,
+               elapsed_s: float, budget_s: float) -> None:
+        best_text = "" if best is None else f" · best CV score {best:.4f}"
+        self.progress.update(self.search, completed=done, total=max(planned, done),
+                             info=f"{done}/{planned} evaluations · {configs - settled} of {configs} configurations left"
+                                  f"{best_text}")
+        self.progress.update(self.budget, completed=min(elapsed_s, budget_s), info=f"{elapsed_s:.0f} of {budget_s:.0f}s")
+
+    def end(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: the run is recorded as stopped and its worker processes are ended."""
+
+
+def _raise_interrupted(signum, _frame) -> None:
+    raise Interrupted(signal.Signals(signum).name)
+
+
 @app.command()
 @cli_errors
 def train(
@@ -99,15 +139,24 @@ def train(
             raise typer.BadParameter(str(exc), param_hint="--until") from None
     settings = load_settings(config)
     _log_to_console()
-    pipeline = TrainingPipeline(settings)
+    main_thread = threading.current_thread() is threading.main_thread()   # signal handlers live there only
+    previous = signal.signal(signal.SIGTERM, _raise_interrupted) if main_thread else None
+    pipeline = TrainingPipeline(settings, progress=SearchBar(err) if err.is_terminal else None)
     try:
         run = pipeline.run(run_name=run_name, until=until)
+    except KeyboardInterrupt as exc:
+        where = f"\nrun folder: {pipeline.last_run.dir}" if pipeline.last_run else ""
+        err.print(f"[red]training stopped[/] ({exc or 'SIGINT'}){where}", highlight=False)
+        raise typer.Exit(143 if isinstance(exc, Interrupted) else 130) from None
     except Exception as exc:  # the run folder holds the traceback; the person gets one line
         _record_train_run(settings, pipeline.last_run)
         where = f"\nrun folder: {pipeline.last_run.dir}" if pipeline.last_run else ""
         kind = "" if isinstance(exc, TabpipeError) else f"{type(exc).__name__}: "
         err.print(f"[red]training failed:[/] {kind}{exc}{where}", highlight=False)
         raise typer.Exit(1) from None
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
     _record_train_run(settings, run)
     rec = run.record
     out.print(f"run folder: {run.dir}")

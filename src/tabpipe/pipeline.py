@@ -27,14 +27,18 @@ from tabpipe.entities import (
 )
 from tabpipe.registry import ModelRegistry, open_registry
 from tabpipe.run import Run, StopAfterStage, package_versions
+from tabpipe.search import SearchProgress
 from tabpipe.stages import STAGES
 
 
 class TrainingPipeline:
-    def __init__(self, settings: Settings, registry: ModelRegistry | None = None):
+    def __init__(self, settings: Settings, registry: ModelRegistry | None = None,
+                 progress: SearchProgress | None = None):
         """``registry``: the caller's (with its keys); by default one opened with the signing key from
-        this process's environment or the configured key file (training publishes and promotes)."""
+        this process's environment or the configured key file (training publishes and promotes).
+        ``progress``: shows the model search as it runs (e.g. a terminal progress bar)."""
         self.s = settings
+        self.progress = progress
         self.registry = registry or open_registry(settings.pipeline.registry, os.environ, sign=True,
                                                   config_file=settings.config_path)
         self.last_run: Run | None = None  # set as soon as a run folder exists, also when the run fails
@@ -59,7 +63,7 @@ class TrainingPipeline:
             trainer = run.stage("trainer", lambda out: ModelTrainer(TrainerConfig(
                 schema, tuple(s.models.candidates), p.training.cv_folds, p.training.metric, p.training.time_budget_s,
                 p.training.n_jobs, p.training.min_cv_score, p.transformation.resampling,
-                p.transformation.max_categories, seed, out), validation, transformation).run())
+                p.transformation.max_categories, seed, out), validation, transformation, self.progress).run())
             evaluation = run.stage("evaluation", lambda out: ModelEvaluation(EvaluationConfig(
                 p.evaluation.metric, p.evaluation.min_score, p.evaluation.min_improvement, out),
                 validation, trainer, self.registry).run())
