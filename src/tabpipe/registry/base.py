@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
 from tabpipe.config_base import StrictModel
 
@@ -52,6 +52,10 @@ class RegistryConfig(StrictModel):
     endpoint_url: str | None = None
     region: str | None = None
     require_signature: bool = True
+    # S3: seconds to connect / to wait for an answer, attempts per request: a stalled endpoint fails the
+    # operation after at most ~attempts x (connect + read) seconds instead of hanging a run or a worker
+    timeout_s: float = Field(20.0, gt=0, le=600)
+    max_attempts: int = Field(3, ge=1, le=10)
     signing_key_env: str = SIGNING_KEY_ENV
     signing_key_file: Path | None = None
     verify_key_env: str = VERIFY_KEY_ENV

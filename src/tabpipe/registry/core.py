@@ -90,7 +90,7 @@ class ModelRegistry:
             if cache_dir is None:
                 raise ValueError("an S3 registry needs a cache_dir from the caller")
             backend = S3Backend(cfg.bucket, cfg.prefix, cache_dir=cache_dir, endpoint_url=cfg.endpoint_url,
-                                region=cfg.region)
+                                region=cfg.region, timeout_s=cfg.timeout_s, max_attempts=cfg.max_attempts)
             return cls(backend, keys=keys, require_signature=cfg.require_signature,
                        state_file=backend.cache_dir / STATE_FILE)
         return cls(LocalBackend(cfg.path), keys=keys, require_signature=cfg.require_signature)

@@ -33,15 +33,15 @@ class S3Backend:
     """Registry stored under ``s3://<bucket>/<prefix>/``; downloads are cached under ``cache_dir``."""
 
     def __init__(self, bucket: str, prefix: str, *, cache_dir: Path, endpoint_url: str | None = None,
-                 region: str | None = None, client=None):
+                 region: str | None = None, client=None, timeout_s: float = 20.0, max_attempts: int = 3):
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.endpoint_url = endpoint_url
-        self._client = client if client is not None else self._make_client(endpoint_url, region)
+        self._client = client if client is not None else self._make_client(endpoint_url, region, timeout_s, max_attempts)
         self.cache_dir = Path(cache_dir) / "s3" / bucket / (self.prefix or "_")
 
     @staticmethod
-    def _make_client(endpoint_url: str | None, region: str | None):
+    def _make_client(endpoint_url: str | None, region: str | None, timeout_s: float, max_attempts: int):
         """A boto3 S3 client; credentials come from the standard AWS chain only.
 
         Uses boto3's default session (cheap after the first client); boto3 sessions are not
@@ -50,7 +50,8 @@ class S3Backend:
         import boto3
         from botocore.config import Config
 
-        config = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=10)
+        config = Config(retries={"max_attempts": max_attempts, "mode": "standard"}, connect_timeout=timeout_s,
+                        read_timeout=timeout_s)
         with _CLIENT_LOCK:
             return boto3.client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
 
