@@ -28,8 +28,9 @@ test: $(VENV)/.dev
 lint: $(VENV)/.dev
 	$(BIN)/ruff check src tests benchmarks app.py gunicorn.conf.py
 
+# `make bench BENCH_ARGS="--only drift --repeats 3"`; see `python -m benchmarks --help`
 bench: $(VENV)/.dev
-	$(BIN)/python benchmarks/serve_bench.py
+	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) artifacts model_registry
