@@ -51,8 +51,9 @@ audit: $(VENV)/.dev
 	$(BIN)/pip-audit --strict --skip-editable --progress-spinner off \
 	  $$(sed -e 's/#.*//' -e '/^[[:space:]]*$$/d' -e 's/^[[:space:]]*\([^[:space:]]*\).*/--ignore-vuln \1/' pip-audit-ignore.txt)
 
+# `make bench BENCH_ARGS="--only drift --repeats 3"`; see `python -m benchmarks --help`
 bench: $(VENV)/.dev
-	$(BIN)/python benchmarks/serve_bench.py
+	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(AIRFLOW_VENV) artifacts model_registry

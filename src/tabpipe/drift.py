@@ -1,61 +1,207 @@
-"""Data drift: an evidently (0.7 API) DataDrift report of new data against a reference sample.
+"""Data drift of new data against a reference sample: evidently 0.7's DataDriftPreset rules, computed directly.
 
 The reference is the training data of the current production model, stored with it in the
-registry. Per column evidently picks a test (K-S / chi-square / Z-test p-values for small samples,
-Wasserstein / Jensen-Shannon distances for large ones); a column drifts when a p-value is below
-its threshold, or a distance is at or above it.
+registry. The verdicts come from ``check_drift``, which applies on the full frames what
+evidently's ``DataDriftPreset()`` does by default (``evidently/core/datasets.py::infer_column_type``,
+``legacy/calculations/stattests/registry.py::_get_default_stattest``, ``legacy/calculations/data_drift.py``):
+
+- a column's type is inferred from the current frame: float -> numerical; int -> categorical up to
+  10 distinct values, else numerical; bool/category -> categorical; strings -> categorical, or
+  text when more than half the values are distinct (text is not checked here); anything else is left out;
+- NaN and +-inf are dropped per column; the test depends on the reference size and the number of
+  distinct values in both frames: up to 1,000 reference values, K-S (numerical, > 5 values,
+  drift when p <= 0.05), chi-square (> 2 values) or a two-proportion Z-test (p < 0.05); above,
+  the normed Wasserstein distance (numerical, > 5 values) or the Jensen-Shannon distance of the
+  value shares (>= 0.1 is drift);
+- the data drift when the share of drifted columns is at least ``drift_share``.
+
+evidently's HTML and JSON report are still written, on at most ``max_rows`` rows of each frame
+(evidently's own computation is slow on large frames); the summary and the HTML say when it is sampled.
 """
 from __future__ import annotations
 
+import html as html_lib
 import json
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+from scipy import stats
+from scipy.spatial import distance
+
+INTEGER_CARDINALITY_LIMIT = 10   # evidently: an int column with at most this many values is categorical
+SMALL_REFERENCE = 1_000          # evidently: p-value tests up to this many reference values, distances above
 
 
-def _column_drift(metric: dict) -> tuple[str, bool, float, str] | None:
-    config = metric.get("config", {})
-    if not config.get("type", "").endswith("ValueDrift"):
+@dataclass(frozen=True)
+class ColumnDrift:
+    """One column's verdict: evidently's method name, its score and threshold."""
+
+    kind: str            # "num" | "cat"
+    method: str
+    score: float
+    threshold: float
+    drifted: bool
+
+
+def column_kind(values: pd.Series) -> str | None:
+    """evidently's inferred type of a column: "num", "cat", "text", or None (not checked)."""
+    name = values.dtype.name
+    if name.startswith("float"):
+        return "num"
+    if name.startswith("int"):
+        return "cat" if values.nunique() <= INTEGER_CARDINALITY_LIMIT else "num"
+    if name in ("string", "str"):
+        return "text" if values.nunique() > values.count() * 0.5 else "cat"
+    if name == "object":
+        present = values.dropna()
+        if len(present) == 0:
+            return None
+        if isinstance(present.iloc[0], str) and isinstance(present.iloc[-1], str):
+            return "text" if values.nunique() > values.count() * 0.5 else "cat"
         return None
-    method, value, threshold = config.get("method", ""), float(metric["value"]), float(config.get("threshold", 0.05))
-    drifted = value < threshold if "p_value" in method else value >= threshold
-    return config["column"], drifted, value, method
+    if name in ("bool", "category"):
+        return "cat"
+    return None
+
+
+def _clean(values: pd.Series) -> pd.Series:
+    if values.dtype.kind == "f":
+        array = values.to_numpy()
+        return pd.Series(array[np.isfinite(array)])
+    return values.dropna()
+
+
+def _counts(ref: pd.Series, cur: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Counts of every value seen in either frame, aligned (unused levels of a categorical dtype left out)."""
+    both = pd.concat([ref.value_counts(), cur.value_counts()], axis=1, sort=False).fillna(0)
+    ref_counts, cur_counts = both.iloc[:, 0].to_numpy(dtype=float), both.iloc[:, 1].to_numpy(dtype=float)
+    seen = (ref_counts + cur_counts) > 0
+    return ref_counts[seen], cur_counts[seen]
+
+
+def _z_test(ref: pd.Series, cur: pd.Series) -> float:
+    """Two-sided two-proportion Z-test p-value of "equals the smallest value" (evidently's z_stattest)."""
+    ref_values, cur_values = ref.unique(), cur.unique()
+    if len(ref_values) == 1 and len(cur_values) == 1 and ref_values[0] == cur_values[0]:
+        return 1.0
+    first = sorted(set(ref_values) | set(cur_values))[0]
+    n1, n2 = len(ref), len(cur)
+    p1, p2 = float((ref != first).sum()) / n1, float((cur != first).sum()) / n2
+    pooled = (p1 * n1 + p2 * n2) / (n1 + n2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = (p1 - p2) / np.sqrt(pooled * (1 - pooled) * (1.0 / n1 + 1.0 / n2))
+    return float(2 * (1 - stats.norm.cdf(np.abs(z))))
+
+
+def _chi_square(ref: pd.Series, cur: pd.Series) -> float:
+    ref_counts, cur_counts = _counts(ref, cur)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return float(stats.chisquare(cur_counts, ref_counts * (len(cur) / len(ref)))[1])
+
+
+def column_drift(ref: pd.Series, cur: pd.Series, kind: str) -> ColumnDrift:
+    """evidently's default drift test for one column (NaN/inf already kept in, dropped here)."""
+    ref, cur = _clean(ref), _clean(cur)
+    n_values = pd.concat([ref, cur], ignore_index=True).nunique()
+    if len(ref) <= SMALL_REFERENCE:
+        if kind == "num" and n_values > 5:
+            p = float(stats.ks_2samp(ref.to_numpy(), cur.to_numpy())[1])
+            return ColumnDrift(kind=kind, method="K-S p_value", score=p, threshold=0.05, drifted=p <= 0.05)
+        if n_values > 2:
+            p = _chi_square(ref, cur)
+            return ColumnDrift(kind=kind, method="chi-square p_value", score=p, threshold=0.05, drifted=p < 0.05)
+        p = _z_test(ref, cur)
+        return ColumnDrift(kind=kind, method="Z-test p_value", score=p, threshold=0.05, drifted=p < 0.05)
+    if kind == "num" and n_values > 5:
+        ref_values = ref.to_numpy(dtype=float)
+        norm = max(float(np.std(ref_values)), 0.001)
+        score = float(stats.wasserstein_distance(ref_values, cur.to_numpy(dtype=float))) / norm
+        return ColumnDrift(kind=kind, method="Wasserstein distance (normed)", score=score, threshold=0.1,
+                           drifted=score >= 0.1)
+    ref_counts, cur_counts = _counts(ref, cur)
+    score = float(distance.jensenshannon(ref_counts / len(ref), cur_counts / len(cur)))
+    return ColumnDrift(kind=kind, method="Jensen-Shannon distance", score=score, threshold=0.1, drifted=score >= 0.1)
+
+
+def drift_columns(reference: pd.DataFrame, current: pd.DataFrame) -> tuple[list[str], dict[str, str]]:
+    """Columns evidently's preset would test (typed from ``current``), and the others with the reason."""
+    checked, skipped = [], {}
+    for name in current.columns:
+        if name not in reference.columns:
+            skipped[name] = "not in the reference"
+            continue
+        kind = column_kind(current[name])
+        if kind is None:
+            skipped[name] = f"type {current[name].dtype} is not checked (datetime, mixed or empty)"
+        elif kind == "text":
+            skipped[name] = "free text (more than half the values distinct) is not checked"
+        elif _clean(reference[name]).empty or _clean(current[name]).empty:
+            skipped[name] = "no values in one of the frames"
+        else:
+            checked.append(name)
+    return checked, skipped
+
+
+def check_drift(reference: pd.DataFrame, current: pd.DataFrame) -> dict[str, ColumnDrift]:
+    """Per-column verdicts on the full frames, for the columns ``drift_columns`` selects."""
+    columns, _ = drift_columns(reference, current)
+    return {name: column_drift(reference[name], current[name], column_kind(current[name])) for name in columns}
+
+
+def _evidently_report(reference: pd.DataFrame, current: pd.DataFrame, out_dir: Path, drift_share: float,
+                      note: str) -> tuple[Path, Path]:
+    from evidently import Report  # slow import (~5 s): only when a reference exists
+    from evidently.presets import DataDriftPreset
+
+    snapshot = Report([DataDriftPreset(drift_share=drift_share)]).run(current_data=current, reference_data=reference)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    html, raw_json = out_dir / "drift_report.html", out_dir / "drift_report.json"
+    snapshot.save_html(str(html))
+    page = html.read_text()
+    banner = (f'<div style="font-family:sans-serif;padding:8px;background:#fff3cd;border:1px solid #e0c36c">'
+              f"{html_lib.escape(note)}</div>")
+    html.write_text(page.replace("<body>", "<body>" + banner, 1) if "<body>" in page else banner + page)
+    raw = {"tabpipe_note": note, **snapshot.dict()}
+    raw_json.write_text(json.dumps(raw, indent=2, default=str))
+    return html, raw_json
 
 
 def drift_report(reference: pd.DataFrame, current: pd.DataFrame, out_dir: Path, *, drift_share: float,
                  max_rows: int, seed: int) -> dict:
-    """Run evidently on the common columns (sampled to ``max_rows``), save HTML + JSON, return a summary.
+    """Verdicts on the full frames, evidently's HTML + JSON on at most ``max_rows`` rows of each; a summary.
 
     Summary: ``{"status": "drift"|"no_drift", "drift_share", "drifted_columns", "columns": {name:
-    {"drifted", "score", "method"}}, "html", "json"}``; datetime columns are left out.
+    {"drifted", "score", "method", "threshold"}}, "skipped_columns", "reference_rows", "current_rows",
+    "report_sampled", "report_reference_rows", "report_current_rows", "html", "json"}``.
     """
-    from evidently import Report  # slow import (~5 s): only when a reference exists
-    from evidently.presets import DataDriftPreset
-
-    cols = [c for c in reference.columns if c in current.columns and not pd.api.types.is_datetime64_any_dtype(reference[c])]
-    ref = reference[cols].sample(n=min(max_rows, len(reference)), random_state=seed)
-    cur = current[cols].sample(n=min(max_rows, len(current)), random_state=seed)
-    snapshot = Report([DataDriftPreset(drift_share=drift_share)]).run(current_data=cur, reference_data=ref)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    html, raw_json = out_dir / "drift_report.html", out_dir / "drift_report.json"
-    snapshot.save_html(str(html))
-    raw = snapshot.dict()
-    raw_json.write_text(json.dumps(raw, indent=2, default=str))
-    columns = {}
-    for metric in raw.get("metrics", []):
-        found = _column_drift(metric)
-        if found:
-            name, drifted, score, method = found
-            columns[name] = {"drifted": drifted, "score": score, "method": method}
-    drifted = sorted(n for n, c in columns.items() if c["drifted"])
-    share = len(drifted) / len(columns) if columns else 0.0
-    return {
-        "status": "drift" if columns and share >= drift_share else "no_drift",
+    verdicts = check_drift(reference, current)
+    columns, skipped = drift_columns(reference, current)
+    ref = reference[columns].sample(n=min(max_rows, len(reference)), random_state=seed) if columns else reference
+    cur = current[columns].sample(n=min(max_rows, len(current)), random_state=seed) if columns else current
+    sampled = len(ref) < len(reference) or len(cur) < len(current)
+    note = (f"tabpipe drift verdicts are computed on all rows ({len(reference):,} reference, {len(current):,} "
+            f"current) with evidently's default tests; this evidently report "
+            + (f"is on a random sample of {len(ref):,} reference and {len(cur):,} current rows, so its "
+               f"figures can differ slightly." if sampled else "is on all rows."))
+    html, raw_json = (_evidently_report(ref, cur, out_dir, drift_share, note) if columns
+                      else (None, None))
+    drifted = sorted(n for n, c in verdicts.items() if c.drifted)
+    share = len(drifted) / len(verdicts) if verdicts else 0.0
+    summary = {
+        "status": "drift" if verdicts and share >= drift_share else "no_drift",
         "drift_share": share,
         "drifted_columns": drifted,
-        "columns": columns,
-        "reference_rows": len(ref),
-        "current_rows": len(cur),
-        "html": str(html),
-        "json": str(raw_json),
+        "columns": {n: {k: v for k, v in asdict(c).items() if k != "kind"} for n, c in verdicts.items()},
+        "skipped_columns": skipped,
+        "reference_rows": len(reference),
+        "current_rows": len(current),
+        "report_sampled": sampled,
+        "report_reference_rows": len(ref),
+        "report_current_rows": len(cur),
+        "report_note": note,
     }
+    if html is not None:
+        summary.update(html=str(html), json=str(raw_json))
+    return summary

@@ -4,19 +4,20 @@ Numeric: median imputation (+ missing-value indicators) then robust scaling (5-9
 Categorical: a ``__missing__`` level, then one-hot; unseen categories at predict time are pooled
 with the rare ones (or ignored when there are none). Datetimes: hour of day and day of week.
 Resampling (``smotetomek`` / ``smote`` / ``none``) is an imbalanced-learn sampler that the
-trainer applies to training rows only.
+trainer applies to training rows only; ``smotetomek`` removes imbalanced-learn's Tomek links in
+near-linear time (``tabpipe.resampling``).
 """
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from imblearn.combine import SMOTETomek
 from imblearn.over_sampling import SMOTE
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, RobustScaler
 
+from tabpipe.resampling import smote_tomek
 from tabpipe.schema import Schema
 
 MISSING = "__missing__"
@@ -60,14 +61,15 @@ def make_sampler(kind: str, seed: int, y: np.ndarray):
     """imbalanced-learn sampler for ``kind``, or None (``none``, or too few minority rows to synthesise).
 
     SMOTE's neighbour count is capped by the minority class size so small folds still work.
+    ``smotetomek`` is imbalanced-learn's ``SMOTETomek`` with the same output, computed faster.
     """
     if kind == "none":
         return None
     minority = int(min(np.bincount(y.astype(int), minlength=2)))
     if minority < 2:
         return None
-    smote = SMOTE(random_state=seed, k_neighbors=min(5, minority - 1))
-    return SMOTETomek(smote=smote, random_state=seed) if kind == "smotetomek" else smote
+    k_neighbors = min(5, minority - 1)
+    return smote_tomek(seed, k_neighbors) if kind == "smotetomek" else SMOTE(random_state=seed, k_neighbors=k_neighbors)
 
 
 def resample(X: np.ndarray, y: np.ndarray, kind: str, seed: int) -> tuple[np.ndarray, np.ndarray]:

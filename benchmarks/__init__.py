@@ -1,0 +1,1 @@
+"""Benchmarks of tabpipe against the usual tools, run with ``python -m benchmarks`` (see __main__.py)."""

@@ -1,0 +1,160 @@
+"""One measured run, in its own process so its peak memory is its own: ``python -m benchmarks.task NAME JSON``.
+
+Prints ``RESULT {json}`` as its last line: the timed section's seconds (data generation is not timed)
+and what the comparison needs (output digests, per-column verdicts, test ROC-AUC, stage seconds).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+import tabpipe  # noqa: F401  (sets OMP_WAIT_POLICY before scikit-learn loads)
+from tabpipe.sample_data import generate  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def sample_matrix(rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Generated rows through the bundled schema's preprocessing: (rows, 30) float64, ~5 % positives."""
+    from tabpipe.components.transformation import split_xy
+    from tabpipe.preprocessing import build_preprocessor
+    from tabpipe.schema import coerce_frame, load_schema
+
+    schema = load_schema(ROOT / "schema.yaml")
+    typed, _ = coerce_frame(generate(rows, seed=seed), schema, with_target=True)
+    X, y = split_xy(typed, schema)
+    return build_preprocessor(schema).fit_transform(X).astype(np.float64), np.asarray(y, dtype=np.int64)
+
+
+def wide(rows: int, seed: int, shift: float = 0.0) -> pd.DataFrame:
+    """30 columns: two generated frames side by side (the second's columns suffixed ``_2``), no target."""
+    first = generate(rows, seed=seed, shift=shift).drop(columns=["fault_flag"])
+    second = generate(rows, seed=seed + 1000, shift=shift).drop(columns=["fault_flag", "timestamp"]).add_suffix("_2")
+    return pd.concat([first, second], axis=1)
+
+
+def drift_frames(rows: int, scenario: str, seed: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Reference and current frame of a drift scenario: no_shift, mean_shift, variance_shift, new_categories."""
+    ref, cur = wide(rows, seed), wide(rows, seed + 1)
+    numeric = [c for c in cur.columns if cur[c].dtype.kind == "f"]
+    if scenario == "mean_shift":
+        cur[numeric[::2]] += 0.25 * ref[numeric[::2]].std()
+    elif scenario == "variance_shift":
+        centre = cur[numeric[1::2]].mean()
+        cur[numeric[1::2]] = centre + 1.6 * (cur[numeric[1::2]] - centre)
+    elif scenario == "new_categories":
+        replace = np.random.default_rng(seed).random(rows) < 0.3
+        for column in ("region", "vendor_2", "technology"):
+            cur[column] = cur[column].where(~replace, f"NEW-{column}")
+    elif scenario != "no_shift":
+        raise ValueError(f"unknown drift scenario {scenario!r}")
+    return ref, cur
+
+
+def _digest(*arrays: np.ndarray) -> str:
+    h = hashlib.sha256()
+    for a in arrays:
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()[:16]
+
+
+def resample(rows: int, impl: str, seed: int = 0) -> dict:
+    from imblearn.combine import SMOTETomek
+    from imblearn.over_sampling import SMOTE
+
+    from tabpipe.resampling import smote_tomek
+
+    X, y = sample_matrix(rows, seed=1)
+    sampler = smote_tomek(seed) if impl == "tabpipe" else SMOTETomek(smote=SMOTE(random_state=seed), random_state=seed)
+    start = time.perf_counter()
+    X_out, y_out = sampler.fit_resample(X, y)
+    return {"seconds": time.perf_counter() - start, "rows_out": len(y_out), "digest": _digest(X_out, y_out),
+            "shape_in": list(X.shape)}
+
+
+def evidently_verdicts(ref: pd.DataFrame, cur: pd.DataFrame) -> dict[str, bool]:
+    from evidently import Report
+    from evidently.presets import DataDriftPreset
+
+    raw = Report([DataDriftPreset()]).run(current_data=cur, reference_data=ref).dict()
+    verdicts = {}
+    for metric in raw["metrics"]:
+        config = metric["config"]
+        if config["type"].endswith("ValueDrift"):
+            method, value, threshold = config["method"], float(metric["value"]), float(config["threshold"])
+            verdicts[config["column"]] = (value <= threshold if method.startswith("K-S") else
+                                          value < threshold if "p_value" in method else value >= threshold)
+    return verdicts
+
+
+def drift(rows: int, impl: str, scenario: str) -> dict:
+    from tabpipe.drift import check_drift, drift_report
+
+    ref, cur = drift_frames(rows, scenario)
+    if impl == "evidently":
+        import evidently  # noqa: F401  (import not timed, as for tabpipe)
+    start = time.perf_counter()
+    if impl == "tabpipe":
+        verdicts = {name: c.drifted for name, c in check_drift(ref, cur).items()}
+    elif impl == "tabpipe_report":
+        with tempfile.TemporaryDirectory() as tmp:
+            summary = drift_report(ref, cur, Path(tmp), drift_share=0.5, max_rows=20_000, seed=0)
+        verdicts = {name: c["drifted"] for name, c in summary["columns"].items()}
+    else:
+        verdicts = evidently_verdicts(ref, cur)
+    return {"seconds": time.perf_counter() - start, "verdicts": verdicts, "columns": int(ref.shape[1])}
+
+
+def _project(tmp: Path, rows: int, seed: int) -> Path:
+    data = tmp / "data.parquet"
+    generate(rows, seed=seed).to_parquet(data, index=False)
+    cfg = yaml.safe_load((ROOT / "config/pipeline.yaml").read_text())
+    cfg["source"] = {"type": "file", "path": str(data)}
+    cfg["schema"] = str(ROOT / "schema.yaml")
+    cfg["run"]["artifacts_dir"] = str(tmp / "artifacts")
+    cfg["training"]["models"] = str(ROOT / "src/tabpipe/defaults/model.yaml")
+    cfg["registry"] = {"backend": "local", "path": str(tmp / "registry")}
+    path = tmp / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def train(rows: int, impl: str, seed: int = 11) -> dict:
+    """``tabpipe train``'s pipeline (shipped config, default candidates) or the usual recipe, same data."""
+    if impl == "recipe":
+        from benchmarks import recipe
+        from tabpipe.schema import load_schema
+
+        df = generate(rows, seed=seed)
+        start = time.perf_counter()
+        result = recipe.run(df, load_schema(ROOT / "schema.yaml"), seed=42)
+        return {"seconds": time.perf_counter() - start, "stages": result.pop("seconds"), **result}
+    from tabpipe.config import load_settings
+    from tabpipe.pipeline import TrainingPipeline
+
+    with tempfile.TemporaryDirectory() as tmp:
+        config = _project(Path(tmp), rows, seed)
+        start = time.perf_counter()
+        run = TrainingPipeline(load_settings(config)).run()
+        seconds = time.perf_counter() - start
+        record = run.record
+    stages = {name: stage["seconds"] for name, stage in record["stages"].items()}
+    return {"seconds": seconds, "stages": stages, "test_roc_auc": record.get("metrics", {}).get("roc_auc"),
+            "status": record.get("status"),
+            "configurations": record["stages"].get("trainer", {}).get("artifact", {}).get("configs_tried")}
+
+
+TASKS = {"resample": resample, "drift": drift, "train": train}
+
+
+if __name__ == "__main__":
+    result = TASKS[sys.argv[1]](**json.loads(sys.argv[2]))
+    print("RESULT " + json.dumps(result, default=str))
