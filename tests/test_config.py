@@ -221,6 +221,16 @@ def test_duplicate_candidate_names_and_empty_list(project):
     assert config_error(project).key == "candidates"
 
 
+def test_candidate_resampling_values(project):
+    path = write_models(project, [{"name": "a", "class": LR}, {"name": "b", "class": LR, "resampling": "adasyn"}])
+    err = config_error(project)
+    assert err.file == str(path) and err.key == "candidates[1].resampling" and "smotetomek" in err.message
+    write_models(project, [{"name": "a", "class": LR}, {"name": "b", "class": LR, "resampling": "none"}])
+    a, b = load_settings(project).models.candidates
+    assert (a.resampling, b.resampling) == ("inherit", "none")
+    assert (a.resampling_or("smote"), b.resampling_or("smote")) == ("smote", "none")
+
+
 def test_unknown_key_in_candidate(project):
     write_models(project, [{"name": "a", "class": LR, "parms": {}}])
     assert config_error(project).key == "candidates[0].parms"

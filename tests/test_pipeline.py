@@ -614,3 +614,47 @@ def test_time_budget_stops_the_search(tmp_path, base_data):
     assert rec["config"]["schema"]["columns"]["cell_id"]["role"] == "id"
     assert stage_artifact(rec, "trainer")["configs_tried"] == 1   # fold preparation alone used the budget
     assert len(cv_results(Path(rec["stages"]["trainer"]["folder"]).parent)) == 1
+
+
+# --------------------------------------------------------------------------- per-candidate resampling
+
+def test_per_candidate_resampling_prepares_each_kind_once_on_training_rows(tmp_path, monkeypatch):
+    models = {"candidates": [
+        {"name": "weighted", "class": "sklearn.linear_model.LogisticRegression", "resampling": "none",
+         "params": {"max_iter": 300, "class_weight": "balanced"}, "search": {"C": [0.1, 1.0]}, "n_iter": 2},
+        {"name": "smoted", "class": "sklearn.linear_model.LogisticRegression", "params": {"max_iter": 300},
+         "search": {"C": [0.1, 1.0]}, "n_iter": 2},  # inherits the pipeline's smote
+    ]}
+    config = make_project(tmp_path, rows=1000, seed=3, models=models, pipeline=NO_DRIFT)
+    fits, samples = [], []
+    real_fit_transform, real_resample = trainer_mod.fit_transform, trainer_mod.resample
+
+    def spy_fit_transform(pre, train, *others):
+        fits.append(train.index.copy())
+        return real_fit_transform(pre, train, *others)
+
+    def spy_resample(X, y, kind, seed):
+        out = real_resample(X, y, kind, seed)
+        samples.append({"rows": len(X), "kind": kind, "out_rows": len(out[1])})
+        return out
+
+    monkeypatch.setattr(trainer_mod, "fit_transform", spy_fit_transform)
+    monkeypatch.setattr(trainer_mod, "resample", spy_resample)
+    rec = read_run_json(run_pipeline(config).dir)
+    assert rec["status"] == "succeeded"
+    k, n_train = 3, stage_artifact(rec, "ingestion")["n_train"]
+    assert len(fits) == k                                   # preprocessing fitted once per fold, shared by both kinds
+    search = samples[:-1]
+    assert sorted(s["kind"] for s in search) == ["none"] * k + ["smote"] * k   # each kind prepared once per fold
+    assert all(s["rows"] < n_train for s in search)         # fold training rows only
+    assert all(s["out_rows"] == s["rows"] for s in search if s["kind"] == "none")
+    assert all(s["out_rows"] > s["rows"] for s in search if s["kind"] == "smote")
+    results = cv_results(Path(rec["stages"]["trainer"]["folder"]).parent)
+    assert {(r["candidate"], r["resampling"]) for r in results} == {("weighted", "none"), ("smoted", "smote")}
+    best = max(results, key=lambda r: r["score"])
+    trainer = stage_artifact(rec, "trainer")
+    assert trainer["best_resampling"] == best["resampling"]
+    assert samples[-1]["kind"] == best["resampling"] and samples[-1]["rows"] == n_train   # the refit uses it
+    with open(trainer["model_path"], "rb") as fh:
+        assert dill.load(fh).resampling == best["resampling"]
+    assert registry_of(config).list_versions()[0].metadata["resampling"] == best["resampling"]

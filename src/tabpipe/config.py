@@ -22,6 +22,7 @@ from tabpipe.schema import Schema
 from tabpipe.sources import FileSource, SourceConfig, SqlSource
 
 Metric = Literal["roc_auc", "average_precision", "f1"]
+Resampling = Literal["smotetomek", "smote", "none"]
 
 
 class RunSection(StrictModel):
@@ -47,7 +48,7 @@ class ValidationSection(StrictModel):
 
 
 class TransformationSection(StrictModel):
-    resampling: Literal["smotetomek", "smote", "none"] = "smotetomek"
+    resampling: Resampling = "smotetomek"
     max_categories: int = Field(30, ge=2)   # one-hot columns per categorical; rarer values pooled
 
 
@@ -101,6 +102,13 @@ class Candidate(StrictModel):
     params: dict[str, Any] = {}
     search: dict[str, Any] = {}
     n_iter: int = Field(4, ge=1)
+    # resampling of this candidate's training rows; inherit = transformation.resampling of pipeline.yaml.
+    # `none` with class weights (e.g. class_weight: balanced) is the cheap equivalent of SMOTE(Tomek).
+    resampling: Literal["inherit", "smotetomek", "smote", "none"] = "inherit"
+
+    def resampling_or(self, default: str) -> str:
+        """The resampling this candidate's fits use, given the pipeline's default."""
+        return default if self.resampling == "inherit" else self.resampling
 
 
 class ModelsConfig(StrictModel):

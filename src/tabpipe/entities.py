@@ -52,7 +52,7 @@ class TrainerConfig:
     time_budget_s: float
     n_jobs: int
     min_cv_score: float
-    resampling: str
+    resampling: str               # pipeline default; a candidate may set its own
     max_categories: int
     seed: int
     out_dir: Path
@@ -118,6 +118,7 @@ class TrainerArtifact:
     cv_results_path: Path
     best_candidate: str
     best_params: Mapping[str, Any]
+    best_resampling: str      # smotetomek | smote | none: the chosen candidate's resampling, used by the refit
     cv_score: float
     threshold: float
     configs_tried: int

@@ -24,6 +24,7 @@ class TabularModel:
     threshold: float             # P(positive) >= threshold -> positive label
     labels: tuple[Any, Any]      # (negative label, positive label) as in the training data
     candidate: str = ""
+    resampling: str = ""         # how the estimator's training rows were resampled (smotetomek | smote | none)
 
     @property
     def features(self) -> list[str]:

@@ -39,6 +39,7 @@ class ModelPusher:
                 "metrics": dict(ev.metrics),
                 "candidate": self.trainer.best_candidate,
                 "params": dict(self.trainer.best_params),
+                "resampling": self.trainer.best_resampling,
                 "cv_score": self.trainer.cv_score,
                 "threshold": self.trainer.threshold,
                 "blessing": {"reason": ev.reason, "production_version": ev.production_version},

@@ -42,15 +42,18 @@ log = logging.getLogger(__name__)
 class Trial:
     candidate: Candidate
     params: dict
+    resampling: str        # resolved: smotetomek | smote | none
 
 
-def trials(candidates: tuple[Candidate, ...], seed: int) -> list[Trial]:
-    """Every configuration to try, interleaved across candidates (round-robin) so a budget cut is fair."""
+def trials(candidates: tuple[Candidate, ...], seed: int, resampling: str) -> list[Trial]:
+    """Every configuration to try, interleaved across candidates (round-robin) so a budget cut is fair.
+    ``resampling`` is the pipeline's default for candidates that inherit it."""
     per_candidate = []
     for cand in candidates:
         space = {k: parse_space(v) for k, v in cand.search.items()}
         sampled = list(ParameterSampler(space, n_iter=cand.n_iter, random_state=seed)) if space else [{}]
-        per_candidate.append([Trial(cand, {**cand.params, **_native(s)}) for s in sampled])
+        per_candidate.append([Trial(cand, {**cand.params, **_native(s)}, cand.resampling_or(resampling))
+                              for s in sampled])
     return [t for group in itertools.zip_longest(*per_candidate) for t in group if t is not None]
 
 
@@ -77,11 +80,24 @@ class Fold:
     val_index: np.ndarray
 
 
-def _prepare_fold(X: pd.DataFrame, y: np.ndarray, tr: np.ndarray, va: np.ndarray, cfg: TrainerConfig) -> Fold:
+@dataclass
+class Encoded:
+    """One CV fold preprocessed (fitted on its training rows), before any resampling."""
+    X_tr: np.ndarray
+    y_tr: np.ndarray
+    X_val: np.ndarray
+    val_index: np.ndarray
+
+
+def _encode_fold(X: pd.DataFrame, y: np.ndarray, tr: np.ndarray, va: np.ndarray, cfg: TrainerConfig) -> Encoded:
     pre = build_preprocessor(cfg.schema, cfg.max_categories)
     X_tr, X_va = fit_transform(pre, X.iloc[tr], X.iloc[va])
-    X_fit, y_fit = resample(X_tr, y[tr], cfg.resampling, cfg.seed)
-    return Fold(X_fit, y_fit, X_va, va)
+    return Encoded(X_tr, y[tr], X_va, va)
+
+
+def _resample_fold(enc: Encoded, kind: str, seed: int) -> Fold:
+    X_fit, y_fit = resample(enc.X_tr, enc.y_tr, kind, seed)
+    return Fold(X_fit, y_fit, enc.X_val, enc.val_index)
 
 
 def _fit_predict(trial: Trial, fold: Fold, seed: int) -> np.ndarray:
@@ -109,7 +125,7 @@ class ModelTrainer:
         if min(np.bincount(y, minlength=2)) < cfg.cv_folds:
             raise DataError(f"the training split has {y.sum()} positive and {len(y) - y.sum()} negative rows; "
                             f"training.cv_folds={cfg.cv_folds} needs at least that many of each")
-        if cfg.resampling == "smotetomek" and len(X) > 50_000:
+        if any(c.resampling_or(cfg.resampling) == "smotetomek" for c in cfg.candidates) and len(X) > 50_000:
             log.warning("SMOTETomek on %d training rows: its Tomek-link step compares every row with every other, "
                         "so preparing the folds can take long; transformation.resampling: smote grows linearly", len(X))
         results, best, oof = self._search(X, y)
@@ -124,7 +140,8 @@ class ModelTrainer:
             dill.dump(model, fh)
         return TrainerArtifact(
             model_path=cfg.out_dir / "model.pkl", cv_results_path=cfg.out_dir / "cv_results.json",
-            best_candidate=best["candidate"], best_params=best["params"], cv_score=best["score"],
+            best_candidate=best["candidate"], best_params=best["params"], best_resampling=best["resampling"],
+            cv_score=best["score"],
             threshold=threshold, configs_tried=len(results),
         )
 
@@ -133,11 +150,20 @@ class ModelTrainer:
         start = time.perf_counter()
         splitter = StratifiedKFold(n_splits=cfg.cv_folds, shuffle=True, random_state=cfg.seed)
         parallel = Parallel(n_jobs=cfg.n_jobs, max_nbytes=None)  # no memmaps: avoids loky resource-tracker errors
-        log.info("preparing %d folds: preprocessing + %s on ~%d training rows each", cfg.cv_folds, cfg.resampling,
-                 len(y) * (cfg.cv_folds - 1) // cfg.cv_folds)
-        folds = parallel(delayed(_prepare_fold)(X, y, tr, va, cfg) for tr, va in splitter.split(X, y))
-        log.info("prepared %d folds (preprocess + %s) in %.1fs", len(folds), cfg.resampling, time.perf_counter() - start)
-        todo = trials(cfg.candidates, cfg.seed)
+        encoded: list[Encoded] = []
+        prepared: dict[str, list[Fold]] = {}  # per resampling kind, built the first time a configuration needs it
+
+        def folds_for(kind: str) -> list[Fold]:
+            if kind not in prepared:
+                t0 = time.perf_counter()
+                if not encoded:
+                    encoded.extend(parallel(delayed(_encode_fold)(X, y, tr, va, cfg) for tr, va in splitter.split(X, y)))
+                prepared[kind] = parallel(delayed(_resample_fold)(enc, kind, cfg.seed) for enc in encoded)
+                log.info("prepared %d folds (preprocess + %s) on ~%d training rows each in %.1fs", len(encoded), kind,
+                         len(y) * (cfg.cv_folds - 1) // cfg.cv_folds, time.perf_counter() - t0)
+            return prepared[kind]
+
+        todo = trials(cfg.candidates, cfg.seed, cfg.resampling)
         results, best, best_oof = [], None, None
         last_seconds: dict[str, float] = {}  # per candidate: what its previous configuration took
         for i, trial in enumerate(todo, 1):
@@ -147,12 +173,14 @@ class ModelTrainer:
                          trial.candidate.name, cfg.time_budget_s)
                 continue
             t0 = time.perf_counter()
+            folds = folds_for(trial.resampling)
             probas = parallel(delayed(_fit_predict)(trial, fold, cfg.seed) for fold in folds)
             oof = np.empty(len(y))
             for fold, proba in zip(folds, probas):
                 oof[fold.val_index] = proba
             scores = [ranking_score(cfg.metric, y[f.val_index], p) for f, p in zip(folds, probas)]
-            row = {"candidate": trial.candidate.name, "params": trial.params, "score": float(np.mean(scores)),
+            row = {"candidate": trial.candidate.name, "params": trial.params, "resampling": trial.resampling,
+                   "score": float(np.mean(scores)),
                    "score_std": float(np.std(scores)), "fold_scores": scores, "seconds": round(time.perf_counter() - t0, 2)}
             results.append(row)
             last_seconds[trial.candidate.name] = row["seconds"]
@@ -166,9 +194,10 @@ class ModelTrainer:
         """Fit the chosen estimator on the whole (resampled) training split, behind the fitted preprocessor."""
         cfg, art = self.config, self.transformation
         X, y = np.load(art.x_train_path), np.load(art.y_train_path)
-        X_fit, y_fit = resample(X, y, cfg.resampling, cfg.seed)
+        X_fit, y_fit = resample(X, y, trial.resampling, cfg.seed)
         estimator = make_estimator(trial, cfg.seed).fit(X_fit, y_fit)
         with open(art.preprocessor_path, "rb") as fh:
             preprocessor = dill.load(fh)
         return TabularModel(schema=cfg.schema, preprocessor=preprocessor, estimator=estimator, threshold=threshold,
-                            labels=original_labels(target, cfg.schema.target.positive), candidate=trial.candidate.name)
+                            labels=original_labels(target, cfg.schema.target.positive), candidate=trial.candidate.name,
+                            resampling=trial.resampling)
