@@ -23,7 +23,7 @@ class LinearBoostingBlend(ClassifierMixin, BaseEstimator):
     """
 
     def __init__(self, *, linear_weight: float = 0.5, C: float = 1.0, max_iter_linear: int = 2000,
-                 learning_rate: float = 0.05, max_iter: int = 300, max_leaf_nodes: int = 15,
+                 learning_rate: float = 0.05, max_iter: int = 100, max_leaf_nodes: int = 15,
                  min_samples_leaf: int = 40, l2_regularization: float = 1.0, max_features: float = 1.0,
                  early_stopping: str | bool = "auto", random_state=None):
         self.linear_weight = linear_weight
