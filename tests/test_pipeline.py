@@ -612,8 +612,13 @@ def test_time_budget_stops_the_search(tmp_path, base_data):
     rec = read_run_json(run_pipeline(config).dir)
     assert rec["status"] == "succeeded"
     assert rec["config"]["schema"]["columns"]["cell_id"]["role"] == "id"
-    assert stage_artifact(rec, "trainer")["configs_tried"] == 1   # fold preparation alone used the budget
-    assert len(cv_results(Path(rec["stages"]["trainer"]["folder"]).parent)) == 1
+    trainer = stage_artifact(rec, "trainer")
+    assert trainer["configs_tried"] == 1   # fold preparation alone used the budget: one configuration, evaluated anyway
+    results = cv_results(Path(rec["stages"]["trainer"]["folder"]).parent)
+    assert len(results) == trainer["configs_total"] == 5   # every configuration is listed, with why it stopped
+    assert results[0]["stopped"] == "finished" and "after the budget ran out" in results[0]["note"]
+    assert all(r["stopped"] == "out_of_budget" and r["score"] is None for r in results[1:])
+    assert trainer["stopped"] == {"finished": 1, "out_of_budget": 4}
 
 
 # --------------------------------------------------------------------------- per-candidate resampling

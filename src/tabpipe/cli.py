@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import functools
 import logging
+import signal
 import sys
 from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from tabpipe.errors import ConfigError, TabpipeError
@@ -59,6 +61,43 @@ def _registry(config: Path):
     return ModelRegistry.from_config(load_settings(config, check_candidates=False).pipeline.registry)
 
 
+class SearchBar:
+    """The model search on a terminal: evaluations done of planned, configurations left, best CV score,
+    budget used. (Not on a terminal, the trainer's log lines say the same.)"""
+
+    def __init__(self, console: Console):
+        self.console = console
+        self.progress: Progress | None = None
+
+    def begin(self, configs: int, evaluations: int, budget_s: float) -> None:
+        self.progress = Progress(TextColumn("{task.description:>6}"), BarColumn(), TextColumn("{task.fields[info]}"),
+                                 TimeElapsedColumn(), console=self.console)
+        self.search = self.progress.add_task("search", total=evaluations,
+                                             info=f"0/{evaluations} evaluations · {configs} configurations left")
+        self.budget = self.progress.add_task("budget", total=budget_s, info=f"0 of {budget_s:.0f}s")
+        self.progress.start()
+
+    def update(self, *, done: int, planned: int, settled: int, configs: int, best: float | None,
+               elapsed_s: float, budget_s: float) -> None:
+        best_text = "" if best is None else f" · best CV score {best:.4f}"
+        self.progress.update(self.search, completed=done, total=max(planned, done),
+                             info=f"{done}/{planned} evaluations · {configs - settled} of {configs} configurations left"
+                                  f"{best_text}")
+        self.progress.update(self.budget, completed=min(elapsed_s, budget_s), info=f"{elapsed_s:.0f} of {budget_s:.0f}s")
+
+    def end(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: the run is recorded as stopped and its worker processes are ended."""
+
+
+def _raise_interrupted(signum, _frame) -> None:
+    raise Interrupted(signal.Signals(signum).name)
+
+
 @app.command()
 @cli_errors
 def train(config: Path = ConfigOpt) -> None:
@@ -68,9 +107,14 @@ def train(config: Path = ConfigOpt) -> None:
 
     settings = load_settings(config)
     _log_to_console()
-    pipeline = TrainingPipeline(settings)
+    signal.signal(signal.SIGTERM, _raise_interrupted)
+    pipeline = TrainingPipeline(settings, progress=SearchBar(err) if err.is_terminal else None)
     try:
         run = pipeline.run()
+    except KeyboardInterrupt as exc:
+        where = f"\nrun folder: {pipeline.last_run.dir}" if pipeline.last_run else ""
+        err.print(f"[red]training stopped[/] ({exc or 'SIGINT'}){where}", highlight=False)
+        raise typer.Exit(143 if isinstance(exc, Interrupted) else 130) from None
     except Exception as exc:  # the run folder holds the traceback; the person gets one line
         where = f"\nrun folder: {pipeline.last_run.dir}" if pipeline.last_run else ""
         kind = "" if isinstance(exc, TabpipeError) else f"{type(exc).__name__}: "

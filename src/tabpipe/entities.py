@@ -121,7 +121,13 @@ class TrainerArtifact:
     best_resampling: str      # smotetomek | smote | none: the chosen candidate's resampling, used by the refit
     cv_score: float
     threshold: float
-    configs_tried: int
+    configs_tried: int        # configurations with a CV score
+    configs_total: int
+    stopped: Mapping[str, int]  # configurations per stop reason: finished, pruned, out_of_budget, failed
+    search_rows: int          # training rows the search used (all of them, or a stratified sample)
+    search_seconds: float     # everything the budget covers: probe, fold preparation, search
+    prep_seconds: float       # of which preparing the folds
+    refit_seconds: float      # the final refit on every training row, after the budget
 
 
 @dataclass(frozen=True)

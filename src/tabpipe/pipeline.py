@@ -24,11 +24,14 @@ from tabpipe.entities import (
 )
 from tabpipe.registry import ModelRegistry
 from tabpipe.run import Run, package_versions
+from tabpipe.search import SearchProgress
 
 
 class TrainingPipeline:
-    def __init__(self, settings: Settings, registry: ModelRegistry | None = None):
+    def __init__(self, settings: Settings, registry: ModelRegistry | None = None,
+                 progress: SearchProgress | None = None):
         self.s = settings
+        self.progress = progress  # shows the model search as it runs (e.g. a terminal progress bar)
         self.registry = registry or ModelRegistry.from_config(settings.pipeline.registry)
         self.last_run: Run | None = None  # set as soon as a run folder exists, also when the run fails
 
@@ -46,7 +49,7 @@ class TrainingPipeline:
             trainer = run.stage("trainer", lambda out: ModelTrainer(TrainerConfig(
                 schema, tuple(s.models.candidates), p.training.cv_folds, p.training.metric, p.training.time_budget_s,
                 p.training.n_jobs, p.training.min_cv_score, p.transformation.resampling,
-                p.transformation.max_categories, seed, out), validation, transformation).run())
+                p.transformation.max_categories, seed, out), validation, transformation, self.progress).run())
             evaluation = run.stage("evaluation", lambda out: ModelEvaluation(EvaluationConfig(
                 p.evaluation.metric, p.evaluation.min_score, p.evaluation.min_improvement, out),
                 validation, trainer, self.registry).run())

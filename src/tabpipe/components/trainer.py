@@ -1,30 +1,38 @@
 """ModelTrainer: pick a model by stratified k-fold CV on the training split, tune its threshold, fit it.
 
-Candidates come from ``model.yaml`` (class path, fixed params, search space). Each CV fold fits its
-own preprocessing and resampling on the fold's training rows only; the prepared folds are built
-once and shared by every configuration tried, so the search pays for SMOTETomek k times, not k x n.
-Configurations are tried round-robin across candidates until the time budget runs out. The decision
-threshold maximises F1 on the out-of-fold predictions of the chosen configuration (never the test
-split). The result is one ``TabularModel``: preprocessing + estimator + threshold.
-The budget covers fold preparation and the search; a configuration is skipped when its candidate's
-previous one would not fit in what is left; the final refit comes after the budget.
+Candidates come from ``model.yaml`` (class path, fixed params, search space, resampling). The
+budget ``training.time_budget_s`` covers everything before the final refit (reported apart):
+1. Search sample: above ``PROBE_ABOVE`` rows, preparing one fold is timed on two small samples and
+   the search runs on the largest stratified sample whose folds are predicted to be prepared in
+   ``PREP_SHARE`` of the budget (the refit uses every training row).
+2. Folds, prepared once: each fold's preprocessing is fitted on its training rows only, then each
+   resampling kind that some configuration uses is applied to those rows only; the prepared folds
+   are written once (float32 .npy, rows in a stratified order so any prefix is a stratified sample)
+   and memory-mapped by every fit.
+3. Successive halving on rows (``tabpipe.search``): each fit runs in a worker process
+   (``tabpipe.executors``) and is stopped when it outlives its configuration's share of the budget
+   or the budget itself.
+The decision threshold maximises F1 on the chosen configuration's out-of-fold predictions (never
+the test split). The result is one ``TabularModel``: preprocessing + estimator + threshold.
 """
 from __future__ import annotations
 
-import itertools
 import json
 import logging
+import math
+import os
+import shutil
+import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import dill
 import numpy as np
 import pandas as pd
-from joblib import Parallel, delayed
-from sklearn.model_selection import ParameterSampler, StratifiedKFold
+from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from tabpipe.components.transformation import split_xy
-from tabpipe.config import Candidate, import_class, parse_space
 from tabpipe.entities import (
     TrainerArtifact,
     TrainerConfig,
@@ -32,77 +40,114 @@ from tabpipe.entities import (
     ValidationArtifact,
 )
 from tabpipe.errors import DataError, ModelQualityError
+from tabpipe.executors import Task, WorkerPool
 from tabpipe.metrics import best_f1_threshold, ranking_score
 from tabpipe.model import TabularModel
 from tabpipe.preprocessing import build_preprocessor, fit_transform, resample
-from tabpipe.schema import positive_mask
+from tabpipe.schema import Schema, positive_mask
+from tabpipe.search import (
+    ETA,
+    FAILED,
+    FINISHED,
+    OUT_OF_BUDGET,
+    PENDING,
+    PRUNED,
+    Evaluation,
+    NoProgress,
+    SearchProgress,
+    Trial,
+    affordable_rows,
+    best_of,
+    config_share,
+    make_estimator,
+    predicted_seconds,
+    promote,
+    rung_fractions,
+    trials,
+    waves,
+)
 
 log = logging.getLogger(__name__)
+
+PROBE_ABOVE = 20_000          # training rows above which the search sample is sized by a timed probe
+PROBE_ROWS = (1_000, 4_000)
+PREP_SHARE = 0.25             # of the budget, for preparing the folds (planned from the probe) ...
+PREP_LIMIT = 0.5              # ... and at most this share of what is left (then it starts again on fewer rows)
+MIN_SEARCH_ROWS = 5_000
+LAST_RESORT_ROWS = 2_000      # rows per fold when nothing could be evaluated within the budget
+MAX_SEARCH_ROWS = 250_000
+Y_COLUMN = "__tabpipe_y__"
+
+
+def cpu_count() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def stratified_order(y: np.ndarray, seed: int) -> np.ndarray:
+    """A permutation of rows whose every prefix holds each class in (nearly) its overall share."""
+    rng = np.random.default_rng(seed)
+    rank = np.empty(len(y))
+    for cls in np.unique(y):
+        idx = np.flatnonzero(y == cls)
+        rank[idx] = (rng.permutation(len(idx)) + rng.random(len(idx))) / len(idx)
+    return np.argsort(rank, kind="stable")
+
+
+# --------------------------------------------------------------------------- prepared folds (files)
+
 @dataclass(frozen=True)
-class Trial:
-    candidate: Candidate
-    params: dict
-    resampling: str        # resolved: smotetomek | smote | none
+class FoldFiles:
+    """One prepared fold for one resampling kind: training rows (resampled, stratified order) and validation rows."""
+    x_fit: Path
+    y_fit: Path
+    x_val: Path
+    n_fit: int
 
 
-def trials(candidates: tuple[Candidate, ...], seed: int, resampling: str) -> list[Trial]:
-    """Every configuration to try, interleaved across candidates (round-robin) so a budget cut is fair.
-    ``resampling`` is the pipeline's default for candidates that inherit it."""
-    per_candidate = []
-    for cand in candidates:
-        space = {k: parse_space(v) for k, v in cand.search.items()}
-        sampled = list(ParameterSampler(space, n_iter=cand.n_iter, random_state=seed)) if space else [{}]
-        per_candidate.append([Trial(cand, {**cand.params, **_native(s)}, cand.resampling_or(resampling))
-                              for s in sampled])
-    return [t for group in itertools.zip_longest(*per_candidate) for t in group if t is not None]
+_CACHE: dict[str, object] = {}   # per process: the search sample and memory-mapped folds, read once
 
 
-def _native(params: dict) -> dict:
-    """numpy scalars from the sampler as plain Python values (readable logs, clean JSON)."""
-    return {k: (round(v.item(), 6) if isinstance(v.item(), float) else v.item()) if hasattr(v, "item") else v
-            for k, v in params.items()}
+def _load(path: Path) -> np.ndarray:
+    key = str(path)
+    if key not in _CACHE:
+        _CACHE[key] = np.load(path, mmap_mode="c")   # copy-on-write: shared pages, writable for estimators
+    return _CACHE[key]
 
 
-def make_estimator(trial: Trial, seed: int):
-    """Unfitted estimator; ``random_state`` is set from the run seed unless the config fixes it."""
-    est = import_class(trial.candidate.class_path)()
-    params = dict(trial.params)
-    if "random_state" in est.get_params() and "random_state" not in params:
-        params["random_state"] = seed
-    return est.set_params(**params)
+def _sample(path: Path) -> tuple[pd.DataFrame, np.ndarray]:
+    key = str(path)
+    if key not in _CACHE:
+        frame = pd.read_parquet(path)
+        _CACHE[key] = (frame.drop(columns=Y_COLUMN), frame[Y_COLUMN].to_numpy())
+    return _CACHE[key]
 
 
-@dataclass
-class Fold:
-    X_fit: np.ndarray      # fold-train rows, preprocessed then resampled
-    y_fit: np.ndarray
-    X_val: np.ndarray      # fold-validation rows, preprocessed only
-    val_index: np.ndarray
-
-
-@dataclass
-class Encoded:
-    """One CV fold preprocessed (fitted on its training rows), before any resampling."""
-    X_tr: np.ndarray
-    y_tr: np.ndarray
-    X_val: np.ndarray
-    val_index: np.ndarray
-
-
-def _encode_fold(X: pd.DataFrame, y: np.ndarray, tr: np.ndarray, va: np.ndarray, cfg: TrainerConfig) -> Encoded:
-    pre = build_preprocessor(cfg.schema, cfg.max_categories)
+def prepare_fold(sample_path: Path, schema: Schema, max_categories: int, tr: np.ndarray, va: np.ndarray,
+                 kinds: tuple[str, ...], seed: int, out: Path) -> dict[str, FoldFiles]:
+    """Fit the preprocessing on the fold's training rows, resample those rows once per kind, write the files."""
+    X, y = _sample(sample_path)
+    pre = build_preprocessor(schema, max_categories)
     X_tr, X_va = fit_transform(pre, X.iloc[tr], X.iloc[va])
-    return Encoded(X_tr, y[tr], X_va, va)
+    out.mkdir(parents=True, exist_ok=True)
+    np.save(out / "x_val.npy", X_va.astype(np.float32))
+    files = {}
+    for kind in kinds:
+        X_fit, y_fit = resample(X_tr, y[tr], kind, seed)
+        order = stratified_order(y_fit, seed)
+        paths = FoldFiles(out / f"x_fit_{kind}.npy", out / f"y_fit_{kind}.npy", out / "x_val.npy", len(y_fit))
+        np.save(paths.x_fit, np.asarray(X_fit)[order].astype(np.float32))
+        np.save(paths.y_fit, np.asarray(y_fit)[order])
+        files[kind] = paths
+    return files
 
 
-def _resample_fold(enc: Encoded, kind: str, seed: int) -> Fold:
-    X_fit, y_fit = resample(enc.X_tr, enc.y_tr, kind, seed)
-    return Fold(X_fit, y_fit, enc.X_val, enc.val_index)
-
-
-def _fit_predict(trial: Trial, fold: Fold, seed: int) -> np.ndarray:
-    est = make_estimator(trial, seed).fit(fold.X_fit, fold.y_fit)
-    return est.predict_proba(fold.X_val)[:, list(est.classes_).index(1)]
+def fit_fold(trial: Trial, fold: FoldFiles, rows: int, seed: int) -> np.ndarray:
+    """Fit ``trial`` on the first ``rows`` training rows of a prepared fold; P(positive) of its validation rows."""
+    X, y = _load(fold.x_fit)[:rows], _load(fold.y_fit)[:rows]
+    if len(np.unique(y)) < 2:
+        raise DataError(f"the first {rows} training rows of a fold hold only one class")
+    est = make_estimator(trial, seed).fit(X, y)
+    return est.predict_proba(_load(fold.x_val))[:, list(est.classes_).index(1)]
 
 
 def original_labels(target: pd.Series, positive) -> tuple:
@@ -113,82 +158,306 @@ def original_labels(target: pd.Series, positive) -> tuple:
     return tuple(native)
 
 
+class _OutOfTime(Exception):
+    """Preparing the folds took longer than its part of the budget."""
+
+
+# --------------------------------------------------------------------------- the trainer
+
 class ModelTrainer:
-    def __init__(self, config: TrainerConfig, validation: ValidationArtifact, transformation: TransformationArtifact):
+    def __init__(self, config: TrainerConfig, validation: ValidationArtifact, transformation: TransformationArtifact,
+                 progress: SearchProgress | None = None):
         self.config, self.validation, self.transformation = config, validation, transformation
+        self.progress = progress or NoProgress()
+        self.workers = cpu_count() if config.n_jobs < 0 else config.n_jobs
 
     def run(self) -> TrainerArtifact:
         cfg = self.config
+        start = time.monotonic()
+        self.deadline = start + cfg.time_budget_s
         cfg.out_dir.mkdir(parents=True, exist_ok=True)
         train = pd.read_parquet(self.validation.train_path)
         X, y = split_xy(train, cfg.schema)
         if min(np.bincount(y, minlength=2)) < cfg.cv_folds:
             raise DataError(f"the training split has {y.sum()} positive and {len(y) - y.sum()} negative rows; "
                             f"training.cv_folds={cfg.cv_folds} needs at least that many of each")
-        if any(c.resampling_or(cfg.resampling) == "smotetomek" for c in cfg.candidates) and len(X) > 50_000:
-            log.warning("SMOTETomek on %d training rows: its Tomek-link step compares every row with every other, "
-                        "so preparing the folds can take long; transformation.resampling: smote grows linearly", len(X))
-        results, best, oof = self._search(X, y)
-        (cfg.out_dir / "cv_results.json").write_text(json.dumps(results, indent=2, default=str))
-        log.info("best: %s %s=%.4f", best["candidate"], cfg.metric, best["score"])
-        if best["score"] < cfg.min_cv_score:
-            raise ModelQualityError(f"best candidate {best['candidate']} scored {cfg.metric}={best['score']:.4f} "
+        todo = trials(cfg.candidates, cfg.seed, cfg.resampling)
+        kinds = tuple(dict.fromkeys(t.fold_key for t in todo))   # only the kinds some configuration uses
+        work = cfg.out_dir / "folds"
+        try:
+            with WorkerPool(self.workers, threads_per_worker=max(1, cpu_count() // self.workers),
+                            preload=(__name__,)) as pool:
+                warm_up = threading.Thread(target=pool.start, name="start-workers", daemon=True)
+                warm_up.start()   # workers import scikit-learn while this process sizes the search sample
+                sample = self._search_sample(X, y, kinds)
+                warm_up.join()
+                t0 = time.monotonic()
+                folds, val_index, sample = self._prepare_in_time(pool, X, y, sample, kinds, work)
+                prep_seconds = time.monotonic() - t0
+                y_s = y[sample]
+                evaluations = self._halving(pool, todo, folds, val_index, y_s)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        target = train[cfg.schema.target.name]
+        del train, X   # the refit works on the transformation stage's arrays
+        search_seconds = time.monotonic() - start
+        (cfg.out_dir / "cv_results.json").write_text(json.dumps([e.record() for e in evaluations], indent=2, default=str))
+        best = best_of(evaluations)
+        log.info("search: %.1fs of training.time_budget_s=%.0f (folds %.1fs); best: %s %s=%.4f on %d rows per fold",
+                 search_seconds, cfg.time_budget_s, prep_seconds, best.trial.candidate.name, cfg.metric, best.score,
+                 best.rows)
+        if best.score < cfg.min_cv_score:
+            raise ModelQualityError(f"best candidate {best.trial.candidate.name} scored {cfg.metric}={best.score:.4f} "
                                     f"in cross-validation, below training.min_cv_score={cfg.min_cv_score}")
-        threshold, _ = best_f1_threshold(y, oof)
-        model = self._fit_final(best["trial"], threshold, train[cfg.schema.target.name])
+        threshold, _ = best_f1_threshold(y_s, best.oof)
+        t0 = time.monotonic()
+        model = self._fit_final(best.trial, threshold, target)
+        refit_seconds = time.monotonic() - t0
+        log.info("final refit of %s on %d training rows: %.1fs", best.trial.candidate.name, len(y), refit_seconds)
         with open(cfg.out_dir / "model.pkl", "wb") as fh:
             dill.dump(model, fh)
+        stopped = {}
+        for e in evaluations:
+            stopped[e.stopped] = stopped.get(e.stopped, 0) + 1
         return TrainerArtifact(
             model_path=cfg.out_dir / "model.pkl", cv_results_path=cfg.out_dir / "cv_results.json",
-            best_candidate=best["candidate"], best_params=best["params"], best_resampling=best["resampling"],
-            cv_score=best["score"],
-            threshold=threshold, configs_tried=len(results),
+            best_candidate=best.trial.candidate.name, best_params=best.trial.params,
+            best_resampling=best.trial.resampling, cv_score=best.score, threshold=threshold,
+            configs_tried=sum(e.score is not None for e in evaluations), configs_total=len(evaluations),
+            stopped=stopped, search_rows=len(sample), search_seconds=round(search_seconds, 2),
+            prep_seconds=round(prep_seconds, 2), refit_seconds=round(refit_seconds, 2),
         )
 
-    def _search(self, X: pd.DataFrame, y: np.ndarray) -> tuple[list[dict], dict, np.ndarray]:
+    # ------------------------------------------------------------------ 1. search sample
+
+    def _search_sample(self, X: pd.DataFrame, y: np.ndarray, kinds: tuple[str, ...]) -> np.ndarray:
+        """Row positions the search uses: all, or a stratified sample whose folds can be prepared in time."""
+        cfg, n = self.config, len(y)
+        if n <= PROBE_ABOVE:
+            return np.arange(n)
+        probe, k = [], cfg.cv_folds
+        for rows in PROBE_ROWS:   # one fold's work: fit + transform its training rows, transform its validation rows
+            idx = self._stratified(y, rows + rows // (k - 1), salt=rows)
+            tr, va = train_test_split(idx, train_size=rows, stratify=y[idx], random_state=cfg.seed)
+            t0 = time.monotonic()
+            X_tr = fit_transform(build_preprocessor(cfg.schema, cfg.max_categories), X.iloc[tr], X.iloc[va])[0]
+            for kind in kinds:
+                resample(X_tr, y[tr], kind, cfg.seed)
+            probe.append((rows, time.monotonic() - t0))
+        allowed = PREP_SHARE * cfg.time_budget_s   # no credit for parallel workers: start-up and I/O eat into it
+        rows = min(affordable_rows(n, probe, allowed, k, floor_rows=MIN_SEARCH_ROWS), MAX_SEARCH_ROWS)
+        log.info("fold preparation probe (%s): %s; search sample: %d of %d training rows", "+".join(kinds),
+                 ", ".join(f"{r} rows {s:.2f}s" for r, s in probe), rows, n)
+        return np.arange(n) if rows >= n else self._stratified(y, rows, salt=0)
+
+    def _stratified(self, y: np.ndarray, rows: int, salt: int) -> np.ndarray:
+        if rows >= len(y):
+            return np.arange(len(y))
+        idx, _ = train_test_split(np.arange(len(y)), train_size=rows, stratify=y, random_state=self.config.seed + salt)
+        return np.sort(idx)
+
+    # ------------------------------------------------------------------ 2. folds
+
+    def _prepare_in_time(self, pool: WorkerPool, X: pd.DataFrame, y: np.ndarray, sample: np.ndarray,
+                         kinds: tuple[str, ...], work: Path):
+        """Prepare the folds of ``sample``; if that outlives PREP_LIMIT of the time left (a busy machine, a
+        wrong estimate), start again on a quarter of the rows. Returns (folds, validation rows, sample)."""
+        while True:
+            deadline = time.monotonic() + PREP_LIMIT * (self.deadline - time.monotonic())
+            last = len(sample) <= MIN_SEARCH_ROWS
+            try:
+                folds, val_index = self._prepare(pool, X.iloc[sample], y[sample], kinds, work,
+                                                 math.inf if last else deadline)
+                return folds, val_index, sample
+            except _OutOfTime:
+                rows = max(MIN_SEARCH_ROWS, len(sample) // 4)
+                log.warning("preparing the folds of %d rows outlived %.0f%% of training.time_budget_s; "
+                            "starting again on %d rows", len(sample), 100 * PREP_LIMIT, rows)
+                shutil.rmtree(work, ignore_errors=True)
+                sample = self._stratified(y, rows, salt=len(sample))
+
+    def _prepare(self, pool: WorkerPool, X: pd.DataFrame, y: np.ndarray, kinds: tuple[str, ...],
+                 work: Path, deadline: float) -> tuple[dict[str, list[FoldFiles]], list[np.ndarray]]:
         cfg = self.config
-        start = time.perf_counter()
-        splitter = StratifiedKFold(n_splits=cfg.cv_folds, shuffle=True, random_state=cfg.seed)
-        parallel = Parallel(n_jobs=cfg.n_jobs, max_nbytes=None)  # no memmaps: avoids loky resource-tracker errors
-        encoded: list[Encoded] = []
-        prepared: dict[str, list[Fold]] = {}  # per resampling kind, built the first time a configuration needs it
+        work.mkdir(parents=True, exist_ok=True)
+        sample_path = work / "sample.parquet"
+        X.assign(**{Y_COLUMN: y}).to_parquet(sample_path)
+        splits = list(StratifiedKFold(n_splits=cfg.cv_folds, shuffle=True, random_state=cfg.seed).split(X, y))
+        log.info("preparing %d folds: preprocessing + %s on ~%d training rows each", len(splits), " / ".join(kinds),
+                 len(y) * (cfg.cv_folds - 1) // cfg.cv_folds)
+        t0 = time.monotonic()
+        calls = [(sample_path, cfg.schema, cfg.max_categories, tr, va, kinds, cfg.seed, work / f"fold{i}")
+                 for i, (tr, va) in enumerate(splits)]
+        if self.workers == 1:   # in this process, one fold after another
+            prepared = [prepare_fold(*args) for args in calls]
+        else:
+            prepared = [None] * len(calls)
+            for out in pool.run([Task(i, prepare_fold, args, timeout_s=math.inf, deadline=deadline)
+                                 for i, args in enumerate(calls)]):
+                if out.status == "timeout":
+                    raise _OutOfTime
+                if out.status != "done":
+                    raise DataError(f"preparing fold {out.key + 1} failed: {out.value}")
+                prepared[out.key] = out.value
+        log.info("prepared %d folds (preprocess + %s) in %.1fs", len(splits), " / ".join(kinds), time.monotonic() - t0)
+        return {kind: [p[kind] for p in prepared] for kind in kinds}, [va for _, va in splits]
 
-        def folds_for(kind: str) -> list[Fold]:
-            if kind not in prepared:
-                t0 = time.perf_counter()
-                if not encoded:
-                    encoded.extend(parallel(delayed(_encode_fold)(X, y, tr, va, cfg) for tr, va in splitter.split(X, y)))
-                prepared[kind] = parallel(delayed(_resample_fold)(enc, kind, cfg.seed) for enc in encoded)
-                log.info("prepared %d folds (preprocess + %s) on ~%d training rows each in %.1fs", len(encoded), kind,
-                         len(y) * (cfg.cv_folds - 1) // cfg.cv_folds, time.perf_counter() - t0)
-            return prepared[kind]
+    # ------------------------------------------------------------------ 3. successive halving
 
-        todo = trials(cfg.candidates, cfg.seed, cfg.resampling)
-        results, best, best_oof = [], None, None
-        last_seconds: dict[str, float] = {}  # per candidate: what its previous configuration took
-        for i, trial in enumerate(todo, 1):
-            elapsed = time.perf_counter() - start
-            if results and elapsed + last_seconds.get(trial.candidate.name, 0.0) > cfg.time_budget_s:
-                log.info("[%d/%d] %s skipped: would exceed training.time_budget_s=%.0f", i, len(todo),
-                         trial.candidate.name, cfg.time_budget_s)
+    def _halving(self, pool: WorkerPool, todo: list[Trial], folds: dict[str, list[FoldFiles]],
+                 val_index: list[np.ndarray], y: np.ndarray) -> list[Evaluation]:
+        cfg = self.config
+        evaluations = [Evaluation(i, trial) for i, trial in enumerate(todo)]
+        fold_rows = min(len(y) - len(va) for va in val_index)
+        fractions = rung_fractions(len(evaluations), fold_rows)
+        planned, n = 0, len(evaluations)
+        for _ in fractions:
+            planned, n = planned + n, math.ceil(n / ETA)
+        self._counts = {"done": 0, "planned": planned, "last_rung": len(fractions) - 1}
+        self.progress.begin(len(evaluations), planned, cfg.time_budget_s)
+        log.info("search: %d configurations, %d rung%s (%s of each fold's training rows), %d worker%s", len(evaluations),
+                 len(fractions), "s" if len(fractions) > 1 else "", ", ".join(f"{f:.0%}" for f in fractions),
+                 self.workers, "s" if self.workers > 1 else "")
+        alive = list(evaluations)
+        try:
+            for r, fraction in enumerate(fractions):
+                remaining = self.deadline - time.monotonic()
+                if r > 0:
+                    alive = self._affordable(alive, fractions[r - 1], fraction, remaining, len(fractions) - r)
+                if not alive:
+                    break
+                share = config_share(remaining, len(fractions) - r, len(alive))
+                self._rung(pool, evaluations, alive, r, len(fractions), fraction, share, folds, val_index, y)
+                finished = [e for e in alive if e.rung == r]
+                if r == len(fractions) - 1:
+                    for e in finished:
+                        e.stopped = FINISHED
+                    break
+                alive, pruned = promote(finished)
+                for e in pruned:
+                    e.stopped, e.note = PRUNED, f"not in the best 1/{ETA} of rung {r + 1}"
+            for e in evaluations:
+                if e.stopped == PENDING:
+                    e.stopped, e.note = OUT_OF_BUDGET, e.note or "the budget ran out first"
+            if best_of(evaluations) is None:
+                self._last_resort(pool, evaluations, fractions, folds, val_index, y)
+        finally:
+            self.progress.end()
+        return evaluations
+
+    def _affordable(self, alive: list[Evaluation], frac_from: float, frac_to: float, remaining: float,
+                    rungs_left: int) -> list[Evaluation]:
+        """Survivors that can run the next rung: predicted to fit their share, and all together the time left
+        (the weaker ones give way first)."""
+        k, share = self.config.cv_folds, config_share(remaining, rungs_left, len(alive))
+        kept, total = [], 0.0
+        for e in alive:   # best first
+            fit_s = predicted_seconds(e.history[-1]["fit_seconds"], frac_from, frac_to)
+            wall = fit_s / k * waves(k, self.workers)
+            if wall > share or (kept and total + fit_s / self.workers > remaining):
+                e.stopped = OUT_OF_BUDGET
+                e.note = f"rung {len(e.history) + 1} predicted {wall:.0f}s, more than the {share:.0f}s it could have"
+                log.info("%s %s: %s", e.trial.candidate.name, e.trial.params, e.note)
                 continue
-            t0 = time.perf_counter()
-            folds = folds_for(trial.resampling)
-            probas = parallel(delayed(_fit_predict)(trial, fold, cfg.seed) for fold in folds)
-            oof = np.empty(len(y))
-            for fold, proba in zip(folds, probas):
-                oof[fold.val_index] = proba
-            scores = [ranking_score(cfg.metric, y[f.val_index], p) for f, p in zip(folds, probas)]
-            row = {"candidate": trial.candidate.name, "params": trial.params, "resampling": trial.resampling,
-                   "score": float(np.mean(scores)),
-                   "score_std": float(np.std(scores)), "fold_scores": scores, "seconds": round(time.perf_counter() - t0, 2)}
-            results.append(row)
-            last_seconds[trial.candidate.name] = row["seconds"]
-            log.info("[%d/%d] %s %s %s=%.4f ± %.4f (%.1fs)", i, len(todo), trial.candidate.name, trial.params,
-                     cfg.metric, row["score"], row["score_std"], row["seconds"])
-            if best is None or row["score"] > best["score"]:
-                best, best_oof = {**row, "trial": trial}, oof
-        return results, best, best_oof
+            kept.append(e)
+            total += fit_s / self.workers
+        return kept
+
+    def _rung(self, pool: WorkerPool, evaluations: list[Evaluation], alive: list[Evaluation], r: int, rungs: int,
+              fraction: float, share: float, folds: dict[str, list[FoldFiles]], val_index: list[np.ndarray],
+              y: np.ndarray) -> None:
+        cfg, k = self.config, self.config.cv_folds
+        timeout = share / waves(k, self.workers)
+        tasks = []
+        for e in alive:
+            for i, fold in enumerate(folds[e.trial.fold_key]):
+                rows = max(2, int(round(fold.n_fit * fraction)))
+                tasks.append(Task((e.index, i), fit_fold, (e.trial, fold, rows, cfg.seed), timeout, self.deadline))
+        probas: dict[int, dict[int, np.ndarray]] = {e.index: {} for e in alive}
+        spans: dict[int, list[float]] = {e.index: [math.inf, 0.0, 0.0] for e in alive}  # first start, last end, fit s
+        dropped: set[int] = set()
+        for out in pool.run(tasks, cancel=lambda key: key[0] in dropped):
+            index, fold_no = out.key
+            e, now = evaluations[index], time.monotonic()
+            span = spans[index]
+            span[0], span[1], span[2] = min(span[0], now - out.seconds), max(span[1], now), span[2] + out.seconds
+            if out.status == "done":
+                probas[index][fold_no] = out.value
+                if len(probas[index]) == k:
+                    self._score(e, r, fraction, probas.pop(index), span, val_index, y, folds)
+                    self._report(evaluations, e, r, rungs)
+            elif out.status in ("failed", "timeout") and index not in dropped:
+                dropped.add(index)
+                e.seconds += span[1] - span[0]
+                if out.status == "failed":
+                    e.stopped, e.note = FAILED, f"fold {fold_no + 1}: {out.value}"
+                elif now >= self.deadline - 0.05:
+                    e.stopped, e.note = OUT_OF_BUDGET, f"stopped in rung {r + 1}: training.time_budget_s ran out"
+                else:
+                    e.stopped = OUT_OF_BUDGET
+                    e.note = f"stopped in rung {r + 1} after {out.seconds:.1f}s: over its share of {share:.1f}s"
+                log.info("[rung %d/%d] %s %s resampling=%s: %s", r + 1, rungs, e.trial.candidate.name, e.trial.params,
+                         e.trial.resampling, e.note)
+                self._counts["done"] += 1
+                self._update(evaluations)
+
+    def _score(self, e: Evaluation, r: int, fraction: float, probas: dict[int, np.ndarray], span: list[float],
+               val_index: list[np.ndarray], y: np.ndarray, folds: dict[str, list[FoldFiles]]) -> None:
+        metric = self.config.metric
+        oof = np.empty(len(y))
+        scores = []
+        for fold_no, va in enumerate(val_index):
+            oof[va] = probas[fold_no]
+            scores.append(ranking_score(metric, y[va], probas[fold_no]))
+        rows = int(round(min(f.n_fit for f in folds[e.trial.fold_key]) * fraction))
+        e.rung, e.rows, e.oof = r, rows, oof
+        e.score, e.score_std, e.fold_scores = float(np.mean(scores)), float(np.std(scores)), scores
+        e.seconds += span[1] - span[0]
+        e.fit_seconds += span[2]
+        e.history.append({"rung": r + 1, "rows": rows, "score": e.score, "seconds": round(span[1] - span[0], 2),
+                          "fit_seconds": round(span[2], 2)})
+
+    def _report(self, evaluations: list[Evaluation], e: Evaluation, r: int, rungs: int) -> None:
+        self._counts["done"] += 1
+        best = best_of(evaluations)
+        log.info("[rung %d/%d · %d/%d] %s %s resampling=%s %s=%.4f ± %.4f on %d rows (%.1fs) · best %.4f · %.0f/%.0fs",
+                 r + 1, rungs, self._counts["done"], self._counts["planned"], e.trial.candidate.name, e.trial.params,
+                 e.trial.resampling, self.config.metric, e.score, e.score_std, e.rows, e.history[-1]["seconds"],
+                 best.score, self.config.time_budget_s - (self.deadline - time.monotonic()), self.config.time_budget_s)
+        self._update(evaluations)
+
+    def _update(self, evaluations: list[Evaluation]) -> None:
+        best = best_of(evaluations)
+        self.progress.update(done=self._counts["done"], planned=self._counts["planned"],
+                             settled=sum(e.stopped != PENDING or e.rung == self._counts["last_rung"]
+                                         for e in evaluations),
+                             configs=len(evaluations), best=None if best is None else best.score,
+                             elapsed_s=self.config.time_budget_s - (self.deadline - time.monotonic()),
+                             budget_s=self.config.time_budget_s)
+
+    def _last_resort(self, pool: WorkerPool, evaluations: list[Evaluation], fractions: list[float],
+                     folds: dict[str, list[FoldFiles]], val_index: list[np.ndarray], y: np.ndarray) -> None:
+        """No configuration finished within the budget: evaluate the first that did not fail on the
+        smallest rung anyway (bounded), so the run still ends with a model, and say so."""
+        candidates = [e for e in evaluations if e.stopped != FAILED]
+        if not candidates:
+            raise ModelQualityError("every configuration failed in cross-validation; the first error: "
+                                    f"{evaluations[0].trial.candidate.name}: {evaluations[0].note}")
+        e, k = candidates[0], self.config.cv_folds
+        limit = max(0.05 * self.config.time_budget_s, 5.0)   # per fit, on at most LAST_RESORT_ROWS rows
+        fraction = min(fractions[0], LAST_RESORT_ROWS / min(f.n_fit for f in folds[e.trial.fold_key]))
+        log.warning("no configuration was cross-validated within training.time_budget_s=%.0f; evaluating %s anyway "
+                    "on %.0f%% of the rows (at most %.0fs per fit)", self.config.time_budget_s, e.trial.candidate.name,
+                    100 * fraction, limit)
+        self.deadline = time.monotonic() + limit * waves(k, self.workers)
+        self._rung(pool, evaluations, [e], 0, len(fractions), fraction, limit * waves(k, self.workers), folds,
+                   val_index, y)
+        if e.score is None:
+            raise ModelQualityError(f"no configuration could be cross-validated within training.time_budget_s="
+                                    f"{self.config.time_budget_s:.0f} (the last one tried: {e.note}); raise the budget")
+        e.stopped, e.note = FINISHED, "evaluated after the budget ran out: a run needs one evaluated configuration"
+
+    # ------------------------------------------------------------------ final refit
 
     def _fit_final(self, trial: Trial, threshold: float, target: pd.Series) -> TabularModel:
         """Fit the chosen estimator on the whole (resampled) training split, behind the fitted preprocessor."""

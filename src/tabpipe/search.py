@@ -1,0 +1,180 @@
+"""The search strategy: which configurations to try, on how many rows, and when to stop them.
+
+Successive halving on rows (as scikit-learn's ``HalvingRandomSearchCV``): every configuration is
+first cross-validated on a small stratified part of each prepared fold's training rows; the best
+1/ETA go on to ETA times more rows, up to the whole fold. Scores are compared within a rung only.
+With few configurations or few rows there is one rung: a plain cross-validated random search.
+
+Everything here is pure (no processes, files or clock; times are passed in), so the schedule is a
+function of config + seed + data size, and the budget rules are testable alone:
+- a configuration may use at most ``share_s`` of wall time in a rung (its fits are stopped beyond it);
+- a rung is not started for configurations whose cost, predicted from the rung before, does not fit.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sklearn.model_selection import ParameterSampler
+
+from tabpipe.config import Candidate, import_class, parse_space
+
+ETA = 3                      # keep the best third at each rung, give it three times the rows
+MIN_RUNG_ROWS = 2_000        # the smallest rung still has this many training rows per fold
+COST_EXPONENT = 1.15         # fit seconds grow a little faster than rows (trees: n log n)
+
+# why a configuration stopped (cv_results.json "stopped"); PENDING while the search still may run it
+FINISHED, PRUNED, OUT_OF_BUDGET, FAILED, PENDING = "finished", "pruned", "out_of_budget", "failed", "pending"
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One configuration: a candidate with sampled parameters and its resolved resampling."""
+    candidate: Candidate
+    params: dict
+    resampling: str          # smotetomek | smote | none (a candidate's ``inherit`` resolved)
+
+    @property
+    def fold_key(self) -> str:
+        """Which prepared folds this configuration fits on."""
+        return self.resampling
+
+
+def trials(candidates: tuple[Candidate, ...], seed: int, resampling: str) -> list[Trial]:
+    """Every configuration to try, interleaved across candidates (round-robin) so that a budget cut is fair.
+    ``resampling`` is the pipeline's default for candidates that inherit it."""
+    per_candidate = []
+    for cand in candidates:
+        space = {k: parse_space(v) for k, v in cand.search.items()}
+        sampled = list(ParameterSampler(space, n_iter=cand.n_iter, random_state=seed)) if space else [{}]
+        per_candidate.append([Trial(cand, {**cand.params, **_native(s)}, cand.resampling_or(resampling))
+                              for s in sampled])
+    return [t for group in itertools.zip_longest(*per_candidate) for t in group if t is not None]
+
+
+def _native(params: dict) -> dict:
+    """numpy scalars from the sampler as plain Python values (readable logs, clean JSON)."""
+    return {k: (round(v.item(), 6) if isinstance(v.item(), float) else v.item()) if hasattr(v, "item") else v
+            for k, v in params.items()}
+
+
+def make_estimator(trial: Trial, seed: int):
+    """Unfitted estimator; ``random_state`` is set from the run seed unless the config fixes it."""
+    est = import_class(trial.candidate.class_path)()
+    params = dict(trial.params)
+    if "random_state" in est.get_params() and "random_state" not in params:
+        params["random_state"] = seed
+    return est.set_params(**params)
+
+
+def rung_fractions(n_configs: int, fold_rows: int, eta: int = ETA, min_rows: int = MIN_RUNG_ROWS) -> list[float]:
+    """Share of each fold's training rows used at each rung, smallest first; the last is always 1.0."""
+    rungs = 0
+    while eta ** (rungs + 1) <= n_configs and fold_rows / eta ** (rungs + 1) >= min_rows:
+        rungs += 1
+    return [1.0 / eta ** (rungs - r) for r in range(rungs + 1)]
+
+
+def predicted_seconds(seconds: float, rows_from: float, rows_to: float) -> float:
+    """Cost of a fit on ``rows_to`` rows, from one measured on ``rows_from``."""
+    return seconds * (rows_to / rows_from) ** COST_EXPONENT
+
+
+def config_share(remaining_s: float, rungs_left: int, configs_in_rung: int) -> float:
+    """Wall seconds one configuration may use in this rung: three times its fair part of the rung's
+    slice of the remaining budget (rungs get equal slices), at least half the slice (costs differ
+    widely between model families), never more than what remains."""
+    rung_slice = remaining_s / max(1, rungs_left)
+    return min(remaining_s, rung_slice * max(0.5, min(1.0, 3.0 / max(1, configs_in_rung))))
+
+
+def waves(k_folds: int, workers: int) -> int:
+    """How many rounds of fits one configuration's k folds take on ``workers`` processes."""
+    return math.ceil(k_folds / max(1, workers))
+
+
+def affordable_rows(n_rows: int, probe: list[tuple[int, float]], seconds_allowed: float, k_folds: int,
+                    floor_rows: int) -> int:
+    """Largest number of rows (<= n_rows, rounded down to two significant figures) whose fold
+    preparation is predicted to take at most ``seconds_allowed``.
+
+    ``probe``: (rows, seconds) of preparing one fold's training part at two sizes; the growth
+    exponent is fitted from them (clipped to [1, 2]: linear to quadratic, as Tomek links can be)."""
+    (r1, t1), (r2, t2) = probe
+    exponent = 1.0 if r2 <= r1 or t1 <= 0 or t2 <= 0 else min(2.0, max(1.0, math.log(t2 / t1) / math.log(r2 / r1)))
+
+    def cost(rows: int) -> float:
+        return k_folds * t2 * (rows * (k_folds - 1) / k_folds / r2) ** exponent
+
+    if cost(n_rows) <= seconds_allowed:
+        return n_rows
+    rows = r2 * k_folds / (k_folds - 1) * (seconds_allowed / (k_folds * t2)) ** (1 / exponent)
+    rows = int(max(floor_rows, min(rows, n_rows)))
+    digits = max(0, len(str(rows)) - 2)
+    return min(n_rows, rows // 10 ** digits * 10 ** digits)
+
+
+@dataclass
+class Evaluation:
+    """Everything the search learned about one configuration (one row of cv_results.json)."""
+    index: int
+    trial: Trial
+    stopped: str = PENDING
+    rung: int = -1                    # highest rung completed
+    rows: int = 0                     # training rows per fold at that rung
+    score: float | None = None
+    score_std: float | None = None
+    fold_scores: list[float] = field(default_factory=list)
+    seconds: float = 0.0              # wall seconds over all its rungs
+    fit_seconds: float = 0.0          # summed seconds of its fits (what it would cost on one core)
+    note: str = ""
+    history: list[dict] = field(default_factory=list)
+    oof: Any = None                   # out-of-fold probabilities at its highest rung (not recorded)
+
+    def record(self) -> dict:
+        return {"candidate": self.trial.candidate.name, "params": self.trial.params, "resampling": self.trial.resampling,
+                "score": self.score, "score_std": self.score_std, "fold_scores": self.fold_scores,
+                "rung": self.rung, "rows": self.rows, "seconds": round(self.seconds, 2), "stopped": self.stopped,
+                "note": self.note, "rungs": self.history}
+
+
+def promote(finished: list[Evaluation], eta: int = ETA) -> tuple[list[Evaluation], list[Evaluation]]:
+    """(survivors, pruned): the best ceil(n/eta) by score go on; ties keep the earlier configuration."""
+    ranked = sorted(finished, key=lambda e: (-e.score, e.index))
+    keep = math.ceil(len(ranked) / eta)
+    return ranked[:keep], ranked[keep:]
+
+
+def best_of(evaluations: list[Evaluation]) -> Evaluation | None:
+    """Best score at the highest rung any configuration completed (scores compare within a rung only)."""
+    done = [e for e in evaluations if e.score is not None]
+    if not done:
+        return None
+    top = max(e.rung for e in done)
+    return min((e for e in done if e.rung == top), key=lambda e: (-e.score, e.index))
+
+
+class SearchProgress(Protocol):
+    """What the trainer reports while it searches (a terminal progress bar, or nothing)."""
+
+    def begin(self, configs: int, evaluations: int, budget_s: float) -> None: ...
+
+    def update(self, *, done: int, planned: int, settled: int, configs: int, best: float | None,
+               elapsed_s: float, budget_s: float) -> None: ...
+
+    def end(self) -> None: ...
+
+
+class NoProgress:
+    """The default: the trainer's log lines are the only report."""
+
+    def begin(self, configs: int, evaluations: int, budget_s: float) -> None:
+        pass
+
+    def update(self, **_state) -> None:
+        pass
+
+    def end(self) -> None:
+        pass

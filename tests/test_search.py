@@ -1,0 +1,78 @@
+"""The search strategy's pure rules: rungs, promotion, the best configuration, budget shares, sample sizing."""
+from __future__ import annotations
+
+import pytest
+
+from tabpipe.config import Candidate
+from tabpipe.search import (
+    Evaluation,
+    affordable_rows,
+    best_of,
+    config_share,
+    promote,
+    rung_fractions,
+    trials,
+)
+
+LR = "sklearn.linear_model.LogisticRegression"
+
+
+def cand(name, **kw):
+    return Candidate.model_validate({"name": name, "class": LR, **kw})
+
+
+def test_trials_round_robin_with_resolved_resampling():
+    todo = trials((cand("a", search={"C": [0.1, 1.0, 10.0]}, n_iter=3),
+                   cand("b", resampling="none", params={"class_weight": "balanced"})), seed=0, resampling="smotetomek")
+    assert [t.candidate.name for t in todo] == ["a", "b", "a", "a"]
+    assert [t.resampling for t in todo] == ["smotetomek", "none", "smotetomek", "smotetomek"]
+    assert todo[1].params == {"class_weight": "balanced"} and todo[1].fold_key == "none"
+    again = trials((cand("a", search={"C": [0.1, 1.0, 10.0]}, n_iter=3),), seed=0, resampling="smote")
+    assert [t.params for t in again] == [t.params for t in todo if t.candidate.name == "a"]   # same seed, same configs
+
+
+@pytest.mark.parametrize("configs, rows, expected", [
+    (2, 1_000_000, [1.0]),                     # too few configurations to halve
+    (10, 1_000, [1.0]),                        # too few rows: a plain cross-validated search
+    (10, 20_000, [1 / 9, 1 / 3, 1.0]),
+    (10, 10_000, [1 / 3, 1.0]),                # 10_000 / 9 would fall under 2_000 rows
+    (30, 1_000_000, [1 / 27, 1 / 9, 1 / 3, 1.0]),
+])
+def test_rung_fractions(configs, rows, expected):
+    assert rung_fractions(configs, rows) == pytest.approx(expected)
+
+
+def ev(index, score, rung=0):
+    e = Evaluation(index, trial=None)
+    e.score, e.rung = score, rung
+    return e
+
+
+def test_promote_keeps_the_best_third_ties_to_the_earlier():
+    finished = [ev(0, 0.7), ev(1, 0.9), ev(2, 0.8), ev(3, 0.9), ev(4, 0.6)]
+    keep, pruned = promote(finished)
+    assert [e.index for e in keep] == [1, 3] and sorted(e.index for e in pruned) == [0, 2, 4]
+
+
+def test_best_is_taken_at_the_highest_rung_reached():
+    evaluations = [ev(0, 0.95, rung=0), ev(1, 0.90, rung=1), ev(2, 0.91, rung=1), ev(3, None)]
+    assert best_of(evaluations).index == 2       # 0.95 on fewer rows does not compare with rung-1 scores
+    assert best_of([ev(0, None)]) is None
+
+
+def test_config_share():
+    assert config_share(90, rungs_left=3, configs_in_rung=10) == pytest.approx(15.0)   # half of its rung's 30 s
+    assert config_share(90, rungs_left=3, configs_in_rung=4) == pytest.approx(22.5)    # 3 x its 1/4 of 30 s
+    assert config_share(90, rungs_left=1, configs_in_rung=2) == pytest.approx(90.0)   # last rung: all that is left
+    assert config_share(-1, rungs_left=2, configs_in_rung=5) < 0                       # nothing left: stops at once
+
+
+def test_affordable_rows():
+    linear = [(2_000, 0.1), (8_000, 0.4)]   # 5e-5 s per row
+    assert affordable_rows(100_000, linear, seconds_allowed=100, k_folds=5, floor_rows=8_000) == 100_000
+    rows = affordable_rows(1_000_000, linear, seconds_allowed=10, k_folds=5, floor_rows=8_000)
+    assert rows == 50_000                    # 5 folds x 40k training rows each x 5e-5 s per row = 10 s
+    quadratic = [(2_000, 0.1), (8_000, 1.6)]
+    rows_q = affordable_rows(1_000_000, quadratic, seconds_allowed=10, k_folds=5, floor_rows=8_000)
+    assert 8_000 <= rows_q < 40_000          # quadratic growth leaves far fewer rows
+    assert affordable_rows(1_000_000, quadratic, seconds_allowed=0.001, k_folds=5, floor_rows=8_000) == 8_000

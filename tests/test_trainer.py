@@ -1,0 +1,187 @@
+"""The trainer's search as a user runs it: the budget holds on a large table, every configuration says why it
+stopped, progress is shown, and stopping `tabpipe train` in any way leaves no process behind."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import psutil
+import pytest
+from rich.console import Console
+
+from helpers import TABPIPE_BIN, make_project, read_run_json, run_dirs, run_pipeline, stage_dir
+from tabpipe.cli import SearchBar
+from tabpipe.sample_data import generate
+from test_executors import assert_all_gone
+
+STOP_REASONS = {"finished", "pruned", "out_of_budget", "failed"}
+MIXED_MODELS = {"candidates": [
+    {"name": "logreg", "class": "sklearn.linear_model.LogisticRegression", "params": {"max_iter": 300},
+     "search": {"C": {"log_uniform": [0.01, 10.0]}}, "n_iter": 3},
+    {"name": "weighted_logreg", "class": "sklearn.linear_model.LogisticRegression", "resampling": "none",
+     "params": {"max_iter": 300, "class_weight": "balanced"}, "search": {"C": {"log_uniform": [0.01, 10.0]}}, "n_iter": 2},
+    {"name": "hgb", "class": "sklearn.ensemble.HistGradientBoostingClassifier",
+     "params": {"max_iter": 60, "early_stopping": False},
+     "search": {"learning_rate": [0.05, 0.1, 0.2], "max_leaf_nodes": [15, 31]}, "n_iter": 3},
+    {"name": "forest", "class": "sklearn.ensemble.RandomForestClassifier", "params": {"n_estimators": 40, "n_jobs": 1},
+     "search": {"max_depth": [6, 10], "min_samples_leaf": [1, 20]}, "n_iter": 2},
+]}
+
+
+def wide_table(rows: int, categoricals: int, seed: int, max_levels: int = 12) -> pd.DataFrame:
+    """The sample data plus random categorical columns of 3 to ``max_levels`` levels."""
+    df = generate(rows, seed=seed)
+    rng = np.random.default_rng(seed)
+    for j in range(categoricals):
+        levels = int(rng.integers(3, max_levels + 1))
+        df[f"cat_{j:02d}"] = pd.Series(rng.integers(0, levels, size=rows)).map(lambda c: f"L{c}")
+    return df
+
+
+# cheap to refit on 240k rows (the refit is not what the budget test is about); one candidate needs SMOTE folds
+BUDGET_MODELS = {"candidates": [
+    {"name": "logreg", "class": "sklearn.linear_model.LogisticRegression", "params": {"max_iter": 100},
+     "resampling": "smote", "search": {"C": {"log_uniform": [0.01, 10.0]}}, "n_iter": 2},
+    {"name": "weighted_logreg", "class": "sklearn.linear_model.LogisticRegression",
+     "params": {"max_iter": 100, "class_weight": "balanced"}, "search": {"C": {"log_uniform": [0.01, 10.0]}}, "n_iter": 3},
+    {"name": "hgb", "class": "sklearn.ensemble.HistGradientBoostingClassifier",
+     "params": {"max_iter": 40, "early_stopping": False},
+     "search": {"learning_rate": [0.05, 0.1, 0.2], "max_leaf_nodes": [15, 31]}, "n_iter": 3},
+    {"name": "forest", "class": "sklearn.ensemble.RandomForestClassifier", "params": {"n_estimators": 20, "n_jobs": 1},
+     "search": {"max_depth": [6, 10], "min_samples_leaf": [5, 20]}, "n_iter": 2},
+]}
+
+
+def cv_results(run_dir: Path) -> list[dict]:
+    return json.loads((stage_dir(run_dir, "trainer") / "cv_results.json").read_text())
+
+
+# --------------------------------------------------------------------------- stop reasons, halving, progress lines
+
+@pytest.fixture(scope="module")
+def halving_run(tmp_path_factory):
+    """A real `tabpipe train` process (not a terminal) on 12k rows: 10 configurations, 3 rungs."""
+    root = tmp_path_factory.mktemp("halving")
+    config = make_project(root, data=generate(12_000, seed=4), models=MIXED_MODELS,
+                          pipeline={"validation": {"drift": {"enabled": False}},
+                                    "training": {"time_budget_s": 120, "n_jobs": 2}})
+    proc = subprocess.run([str(TABPIPE_BIN), "train", "--config", str(config)], capture_output=True, text=True,
+                          cwd=root, env={**os.environ, "COLUMNS": "300"}, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (run_dir,) = run_dirs(config)
+    return proc, read_run_json(run_dir), cv_results(run_dir)
+
+
+def test_every_configuration_says_why_it_stopped(halving_run):
+    _, rec, results = halving_run
+    trainer = rec["stages"]["trainer"]["artifact"]
+    assert len(results) == trainer["configs_total"] == 10
+    assert {r["stopped"] for r in results} <= STOP_REASONS and "pruned" in {r["stopped"] for r in results}
+    for r in results:
+        assert r["seconds"] >= 0 and isinstance(r["note"], str)
+        if r["score"] is not None:
+            assert r["history"] if "history" in r else r["rungs"]
+            assert r["rows"] == r["rungs"][-1]["rows"] and r["score"] == r["rungs"][-1]["score"]
+    assert {r["resampling"] for r in results} == {"smote", "none"}
+    # halving: everyone ran the smallest rung on fewer rows; the rows grow from rung to rung
+    assert all(r["rungs"][0]["rung"] == 1 for r in results if r["score"] is not None)
+    firsts = {r["rungs"][0]["rows"] for r in results if r["resampling"] == "smote" and r["rungs"]}
+    finished = [r for r in results if r["stopped"] == "finished"]
+    assert finished and all(r["rows"] > max(firsts) for r in finished)
+    assert all(r["stopped"] == "pruned" and len(r["rungs"]) == r["rung"] + 1 for r in results
+               if r["stopped"] == "pruned")
+    best = [r for r in finished if r["candidate"] == trainer["best_candidate"] and r["params"] == trainer["best_params"]]
+    assert best and best[0]["score"] == max(r["score"] for r in finished) == trainer["cv_score"]
+    assert trainer["configs_tried"] == sum(r["score"] is not None for r in results)
+    assert sum(trainer["stopped"].values()) == 10
+    assert trainer["search_seconds"] <= 120 * 1.1 and trainer["refit_seconds"] >= 0
+
+
+def test_progress_is_plain_log_lines_when_not_a_terminal(halving_run):
+    proc, rec, results = halving_run
+    lines = [line for line in proc.stderr.splitlines() if "[rung " in line]
+    evaluated = sum(len(r["rungs"]) for r in results)
+    assert len(lines) >= evaluated                          # one line per evaluation (and per stopped one)
+    assert any("best " in line and "/120s" in line for line in lines)
+    assert "\x1b[" not in proc.stderr and "━" not in proc.stderr   # no progress bar, no terminal codes
+
+
+def test_search_bar_on_a_terminal():
+    buffer = io.StringIO()
+    bar = SearchBar(Console(file=buffer, force_terminal=True, width=200))
+    bar.begin(configs=10, evaluations=14, budget_s=60)
+    bar.update(done=5, planned=14, settled=2, configs=10, best=0.91234, elapsed_s=12.0, budget_s=60)
+    bar.end()
+    text = buffer.getvalue()
+    assert "5/14 evaluations" in text and "8 of 10 configurations left" in text
+    assert "best CV score 0.9123" in text and "12 of 60s" in text
+
+
+# --------------------------------------------------------------------------- the budget on a large table
+
+def test_budget_holds_on_300k_rows_with_many_categoricals(tmp_path):
+    budget = 30
+    config = make_project(tmp_path, data=wide_table(300_000, 20, seed=2), data_format="parquet", schema="infer",
+                          models=BUDGET_MODELS,
+                          pipeline={"validation": {"drift": {"enabled": False}}, "transformation": {"resampling": "none"},
+                                    "training": {"time_budget_s": budget, "n_jobs": 2, "cv_folds": 5}})
+    rec = read_run_json(run_pipeline(config).dir)
+    assert rec["status"] == "succeeded"
+    trainer = rec["stages"]["trainer"]["artifact"]
+    # budget + 10 %, plus slack for a loaded CI machine: the parts that cannot be stopped midway (reading the
+    # split, the probe, the last retry of fold preparation on 5,000 rows) slow down with the machine
+    assert trainer["search_seconds"] <= budget * 1.1 + 10
+    assert trainer["search_rows"] < 240_000                   # searched on a sample, sized by the probe ...
+    assert trainer["refit_seconds"] > 0                        # ... refitted on all training rows (reported apart)
+    results = cv_results(Path(rec["stages"]["trainer"]["folder"]).parent)
+    assert trainer["configs_tried"] >= 1 and {r["stopped"] for r in results} <= STOP_REASONS
+
+
+# --------------------------------------------------------------------------- stopping a run leaves nothing behind
+
+def start_training(tmp_path: Path) -> tuple[subprocess.Popen, Path]:
+    config = make_project(tmp_path, data=generate(30_000, seed=5), models=MIXED_MODELS,
+                          pipeline={"validation": {"drift": {"enabled": False}},
+                                    "training": {"time_budget_s": 300, "n_jobs": 2}})
+    proc = subprocess.Popen([str(TABPIPE_BIN), "train", "--config", str(config)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, cwd=tmp_path)
+    return proc, config
+
+
+def wait_for_workers(proc: subprocess.Popen, timeout: float = 120) -> list[psutil.Process]:
+    """Descendants of ``proc`` once a worker (a grandchild, forked by the fork server) is computing."""
+    parent, end = psutil.Process(proc.pid), time.monotonic() + timeout
+    while time.monotonic() < end:
+        kids = parent.children(recursive=True)
+        if any(k.ppid() != proc.pid for k in kids if k.is_running()):
+            return kids
+        assert proc.poll() is None, proc.stdout.read().decode()
+        time.sleep(0.2)
+    raise AssertionError("no worker process appeared")
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGKILL, -9), (signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_stopping_train_leaves_no_process(tmp_path, sig, code):
+    proc, config = start_training(tmp_path)
+    try:
+        kids = wait_for_workers(proc)
+        time.sleep(1.0)
+        kids = psutil.Process(proc.pid).children(recursive=True)   # every process of the run at this moment
+        assert len(kids) >= 2
+        proc.send_signal(sig)
+        assert proc.wait(timeout=60) == code
+        assert_all_gone(kids, within=10)
+    finally:
+        proc.kill()
+    if sig != signal.SIGKILL:   # handled: the run is recorded as stopped
+        (run_dir,) = run_dirs(config)
+        rec = read_run_json(run_dir)
+        assert rec["status"] == "failed" and "Interrupt" in rec["error"]
+        assert not (stage_dir(run_dir, "trainer") / "folds").exists()   # prepared folds cleaned up
