@@ -155,6 +155,26 @@ def test_generic_estimator_path_matches_model(served):
     np.testing.assert_allclose(got, model.predict_proba(pd.DataFrame(records)), rtol=0, atol=TOL)
 
 
+def test_compiled_blend_matches_model(served):
+    """The default candidate LinearBoostingBlend compiles to its two members' weighted mean, equal to predict_proba."""
+    import copy
+
+    from tabpipe.estimators import LinearBoostingBlend
+    from tabpipe.serving.scorer import RecordScorer
+
+    s = served("ext", "v0001")
+    model = copy.copy(s.holder.current.model)
+    train = sample_records(s.project, 400, seed=11)
+    X = model.preprocessor.transform(model.check(pd.DataFrame(train))[0])
+    y = (X[:, 0] + np.random.default_rng(0).normal(size=len(X)) > np.median(X[:, 0])).astype(int)
+    model.estimator = LinearBoostingBlend(linear_weight=0.3, max_iter=30, random_state=0).fit(X, y)
+    scorer = RecordScorer(model)
+    assert type(scorer.fast_estimator).__name__ == "_Blend"
+    records = sample_records(s.project, 80, seed=3) + _edge_records(s.project)
+    got = scorer.proba([scorer.check(r)[0] for r in records])
+    np.testing.assert_allclose(got, model.predict_proba(pd.DataFrame(records)), rtol=0, atol=TOL)
+
+
 @pytest.mark.parametrize("name,version,candidate,fast", CASES, ids=["forest", "logreg", "hgb-ext", "logreg-ext"])
 def test_predict_equals_model_predict_proba(served, name, version, candidate, fast):
     s = served(name, version)

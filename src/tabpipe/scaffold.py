@@ -36,7 +36,7 @@ validation:
     fail_on_drift: false       # drift against the production model's training data only warns
 
 transformation:
-  resampling: {resampling}  # smotetomek | smote | none (training rows only){resampling_note}
+  resampling: {resampling}  # smotetomek | smote | none (training rows only); model.yaml candidates may override it{resampling_note}
 
 training:
   models: model.yaml

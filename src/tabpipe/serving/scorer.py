@@ -8,8 +8,8 @@
 - ``features``: reproduces the fitted ColumnTransformer (median imputation + missing indicators +
   robust scaling; one-hot with rare/unknown pooling; datetime parts) with the fitted statistics;
 - ``proba``: linear models as a dot product, random forests / extra trees / histogram gradient
-  boosting as a lock-step numpy traversal of all trees, any other estimator through its own
-  ``predict_proba``.
+  boosting as a lock-step numpy traversal of all trees, tabpipe's linear + boosting blend as the
+  weighted mean of those two, any other estimator through its own ``predict_proba``.
 
 Equality with ``TabularModel.predict_proba`` is tested (to 1e-9 for features, 1e-6 for probabilities);
 anything the compiler does not recognise falls back to the model's own path.
@@ -191,6 +191,16 @@ class _Boosting(_Forest):
         return float(expit(self.baseline + self.leaf_value[nodes].sum()))
 
 
+class _Blend:
+    """``tabpipe.estimators.LinearBoostingBlend``: the weighted mean of its two compiled members."""
+
+    def __init__(self, est, linear: _Linear, boosting: _Boosting):
+        self.weight, self.linear, self.boosting = float(est.linear_weight), linear, boosting
+
+    def __call__(self, x: np.ndarray) -> float:
+        return self.weight * self.linear(x) + (1.0 - self.weight) * self.boosting(x)
+
+
 def _compile_estimator(est):
     classes = list(getattr(est, "classes_", []))
     if classes != [0, 1]:
@@ -206,6 +216,10 @@ def _compile_estimator(est):
             return _Boosting(est)
         except NotCompilable:
             return None
+    if name == "LinearBoostingBlend":
+        linear, boosting = _compile_estimator(est.linear_), _compile_estimator(est.boosting_)
+        if isinstance(linear, _Linear) and isinstance(boosting, _Boosting):
+            return _Blend(est, linear, boosting)
     return None
 
 

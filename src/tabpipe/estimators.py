@@ -1,0 +1,69 @@
+"""Estimators tabpipe ships for its default candidates (scikit-learn API, flat parameters for model.yaml).
+
+``LinearBoostingBlend``: the probability is a weighted mean of a logistic regression's and a
+histogram gradient boosting model's, both fitted on the same rows. The two make different errors
+(a smooth additive fit vs axis-aligned interactions), so their mean ranks rows better than either
+on most tables; its parameters are flat so ``model.yaml`` can search them like any other class.
+"""
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.utils.multiclass import unique_labels
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+
+class LinearBoostingBlend(ClassifierMixin, BaseEstimator):
+    """P(y=1) = linear_weight * logistic regression + (1 - linear_weight) * histogram gradient boosting.
+
+    Binary labels only. ``C`` and ``max_iter_linear`` configure the logistic regression; the other
+    parameters are HistGradientBoostingClassifier's own (see its documentation).
+    """
+
+    def __init__(self, *, linear_weight: float = 0.5, C: float = 1.0, max_iter_linear: int = 2000,
+                 learning_rate: float = 0.05, max_iter: int = 100, max_leaf_nodes: int = 15,
+                 min_samples_leaf: int = 40, l2_regularization: float = 1.0, max_features: float = 1.0,
+                 early_stopping: str | bool = "auto", random_state=None):
+        self.linear_weight = linear_weight
+        self.C = C
+        self.max_iter_linear = max_iter_linear
+        self.learning_rate = learning_rate
+        self.max_iter = max_iter
+        self.max_leaf_nodes = max_leaf_nodes
+        self.min_samples_leaf = min_samples_leaf
+        self.l2_regularization = l2_regularization
+        self.max_features = max_features
+        self.early_stopping = early_stopping
+        self.random_state = random_state
+
+    def fit(self, X, y, sample_weight=None):
+        """Fit both models on (X, y); y must hold exactly two classes."""
+        if not 0.0 <= self.linear_weight <= 1.0:
+            raise ValueError(f"linear_weight must be within [0, 1], got {self.linear_weight!r}")
+        X, y = validate_data(self, X, y, ensure_all_finite="allow-nan")
+        self.classes_ = unique_labels(y)
+        if len(self.classes_) != 2:
+            raise ValueError(f"LinearBoostingBlend is a binary classifier; y has {len(self.classes_)} classes")
+        if np.isnan(X).any():
+            raise ValueError("LinearBoostingBlend needs imputed input: X contains NaN")
+        self.linear_ = LogisticRegression(C=self.C, max_iter=self.max_iter_linear).fit(X, y, sample_weight=sample_weight)
+        self.boosting_ = HistGradientBoostingClassifier(
+            learning_rate=self.learning_rate, max_iter=self.max_iter, max_leaf_nodes=self.max_leaf_nodes,
+            min_samples_leaf=self.min_samples_leaf, l2_regularization=self.l2_regularization,
+            max_features=self.max_features, early_stopping=self.early_stopping, random_state=self.random_state,
+        ).fit(X, y, sample_weight=sample_weight)
+        return self
+
+    def predict_proba(self, X) -> np.ndarray:
+        """(n, 2) class probabilities, columns in ``classes_`` order."""
+        check_is_fitted(self, "boosting_")
+        X = validate_data(self, X, reset=False, ensure_all_finite="allow-nan")
+        w = self.linear_weight
+        positive = w * self.linear_.predict_proba(X)[:, 1] + (1.0 - w) * self.boosting_.predict_proba(X)[:, 1]
+        return np.column_stack([1.0 - positive, positive])
+
+    def predict(self, X) -> np.ndarray:
+        """Class labels at probability 0.5 (tabpipe itself applies its tuned threshold to predict_proba)."""
+        return self.classes_[(self.predict_proba(X)[:, 1] >= 0.5).astype(int)]
