@@ -672,7 +672,7 @@ def models_promote(version: str = typer.Argument(..., help="Version to make prod
     unpickling), so nothing is unpickled here; the pointer then moves only if production is still
     what it was when this command started (compare-and-swap).
     """
-    import subprocess
+    import subprocess  # nosec B404 -- runs this interpreter's own `tabpipe models verify`
 
     from tabpipe.errors import RegistryError
     from tabpipe.registry import ANY
@@ -684,7 +684,7 @@ def models_promote(version: str = typer.Argument(..., help="Version to make prod
         err.print(f"[yellow]warning:[/] {exc}; it will be replaced", highlight=False)
         before = ANY
     registry.metadata(version)  # fail fast (exit 1, one line) on an unknown or unsigned version
-    proof = subprocess.run([sys.executable, "-m", "tabpipe.cli", "models", "verify", version, "--config", str(config)],
+    proof = subprocess.run([sys.executable, "-m", "tabpipe.cli", "models", "verify", version, "--config", str(config)],  # nosec B603 -- fixed argv, no shell
                            capture_output=True, text=True, timeout=900)
     if proof.returncode != 0:
         detail = (proof.stderr.strip() or proof.stdout.strip() or f"exit code {proof.returncode}").removeprefix("error: ")

@@ -19,6 +19,7 @@ import json
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -106,12 +107,14 @@ def slack_payload(alert: Alert) -> dict:
 def _post_once(url: str, body: bytes, timeout: float) -> tuple[int | None, str | None]:
     """(HTTP status, error text) of one POST, bounded by ``timeout`` even if the server trickles."""
     outcome: dict = {}
+    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        return None, "the webhook URL must start with http:// or https://"
 
     def attempt() -> None:
         request = urllib.request.Request(url, data=body, method="POST",
                                          headers={"Content-Type": "application/json", "User-Agent": "tabpipe-monitor"})
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:   # noqa: S310 (URL from config)
+            with urllib.request.urlopen(request, timeout=timeout) as response:  # nosec B310 -- scheme checked above
                 response.read(65536)
                 outcome["status"] = response.status
         except urllib.error.HTTPError as exc:

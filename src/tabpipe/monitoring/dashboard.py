@@ -208,7 +208,7 @@ def write_training_report(out_dir: Path, *, validation, trainer, evaluation) -> 
     from tabpipe.monitoring.profile import test_predictions
 
     with open(trainer.model_path, "rb") as fh:
-        model = dill.load(fh)   # the run's own model file, written by its trainer stage
+        model = dill.load(fh)  # nosec B301 -- the run's own model file, written by its trainer stage
     y, proba = test_predictions(validation.test_path, model)
     png = write_png(figure(proba=proba, y=y, threshold=model.threshold,
                            title=f"training run: test split ({len(y)} rows), candidate {trainer.best_candidate}"),

@@ -57,7 +57,7 @@ class RowFormat:
         self.id_column = ids[0] if ids else None
         self.protector = protector
         self.sample_rate = float(sample_rate)
-        self._random = (rng or random.Random()).random
+        self._random = (rng or random.Random()).random  # nosec B311 -- log sampling, not security
 
     def _row_id(self, record: Mapping[str, Any]) -> str | None:
         value = record.get(self.id_column) if self.id_column else None

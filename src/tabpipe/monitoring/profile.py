@@ -126,7 +126,7 @@ def test_predictions(test_path: Path, model) -> tuple[np.ndarray, np.ndarray]:
 def write_profile_for_run(validation, model_path: Path, out_path: Path) -> Path:
     """Write the profile of a training run (its typed splits, ``validation``: ValidationArtifact) and model."""
     with open(model_path, "rb") as fh:
-        model = dill.load(fh)   # the run's own model file, written by its trainer stage
+        model = dill.load(fh)  # nosec B301 -- the run's own model file, written by its trainer stage
     y, proba = test_predictions(validation.test_path, model)
     train = pd.read_parquet(validation.train_path)
     return write_profile(out_path, build_profile(train, model.schema, proba, y, model.threshold))

@@ -487,7 +487,7 @@ class HistoryStore:
                 values = [(*v[:3], v[3].strftime(SQLITE_TIME), *v[4:]) for v in values]
             mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
             conn.exec_driver_sql(
-                f"INSERT INTO predictions ({', '.join(_LOG_COLUMNS)}) VALUES ({', '.join([mark] * len(_LOG_COLUMNS))})",
+                f"INSERT INTO predictions ({', '.join(_LOG_COLUMNS)}) VALUES ({', '.join([mark] * len(_LOG_COLUMNS))})",  # nosec B608 -- constant column names, values bound
                 values)
         return len(values)
 
