@@ -47,6 +47,12 @@ def _check_registry(config: Path, allowed_production: set[str]) -> dict:
         registry.load_model(version)            # checksums (and signatures) verify, the pickle loads
     for run_json in (config.parent / "artifacts").glob("*/run.json"):
         json.loads(run_json.read_text())        # never a torn run.json
+    history = config.parent / "registry" / "history.sqlite"
+    if history.exists():                        # the history store (train runs are recorded there)
+        import sqlite3
+
+        with sqlite3.connect(f"file:{history}?mode=ro", uri=True) as conn:
+            assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     return {"production": production, "versions": versions}
 
 
