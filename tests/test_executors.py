@@ -82,9 +82,10 @@ def test_workers_die_with_their_parent(tmp_path, sig):
     script.write_text(textwrap.dedent("""
         import time
         from tabpipe.executors import Task, WorkerPool
-        with WorkerPool(2) as pool:
-            for _ in pool.run([Task(i, time.sleep, (600,), 600, time.monotonic() + 600) for i in range(2)]):
-                pass
+        if __name__ == "__main__":   # the fork server re-imports this script: no pool at import time
+            with WorkerPool(2) as pool:
+                for _ in pool.run([Task(i, time.sleep, (600,), 600, time.monotonic() + 600) for i in range(2)]):
+                    pass
     """))
     proc = subprocess.Popen([sys.executable, str(script)], env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     try:

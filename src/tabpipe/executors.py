@@ -31,27 +31,32 @@ from typing import Any
 PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent(parent_pid: int) -> None:
-    """Make this process end when ``parent_pid`` does (kernel signal where available, watchdog always)."""
+def _die_with_owner(lifeline: Connection) -> None:
+    """End this worker when the pool's process ends, however it ends (``kill -9`` included).
+
+    ``lifeline`` is the read end of a pipe whose only write end the pool's process holds: the kernel
+    closes it when that process dies (even before it is reaped), and the read returns EOF. The
+    parent pid is no signal here: a worker's parent is the fork server, which by design lives as
+    long as any of its children does. ``PR_SET_PDEATHSIG`` is kept as a second, kernel-side path
+    for workers whose parent is the pool itself (the spawn start method)."""
     if sys.platform.startswith("linux"):
         try:
             ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         except (OSError, AttributeError):
             pass
-    if os.getppid() != parent_pid:   # the parent died before the kernel hook was set
-        os._exit(1)
 
     def watch() -> None:
-        while True:
-            time.sleep(0.5)
-            if os.getppid() != parent_pid:
-                os._exit(1)
+        try:
+            lifeline.recv()      # nothing is ever sent: returns only by EOF, when the owner is gone
+        except (EOFError, OSError):
+            pass
+        os._exit(1)
 
-    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
+    threading.Thread(target=watch, name="owner-watchdog", daemon=True).start()
 
 
-def _worker_main(conn: Connection, threads: int) -> None:
-    _die_with_parent(os.getppid())   # the fork server or this pool's process: either ends when the pool's does
+def _worker_main(conn: Connection, threads: int, lifeline: Connection) -> None:
+    _die_with_owner(lifeline)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from threadpoolctl import threadpool_limits
 
@@ -91,9 +96,9 @@ class Outcome:
 
 
 class _Worker:
-    def __init__(self, ctx, threads: int):
+    def __init__(self, ctx, threads: int, lifeline: Connection):
         self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=_worker_main, args=(child, threads), daemon=True,
+        self.process = ctx.Process(target=_worker_main, args=(child, threads, lifeline), daemon=True,
                                    name="tabpipe-worker")
         self.process.start()
         child.close()
@@ -126,6 +131,8 @@ class WorkerPool:
             self._ctx = multiprocessing.get_context("spawn")
         self._workers: list[_Worker] = []
         self._ids = itertools.count()
+        # workers watch the read end; only this process holds the write end (see _die_with_owner)
+        self._lifeline, self._lifeline_w = self._ctx.Pipe(duplex=False)
 
     def __enter__(self) -> WorkerPool:
         return self
@@ -151,7 +158,7 @@ class WorkerPool:
             if w.task is None and w.process.is_alive():
                 return w
         self._workers = [w for w in self._workers if w.process.is_alive() or w.task is not None]
-        worker = _Worker(self._ctx, self.threads)
+        worker = _Worker(self._ctx, self.threads, self._lifeline)
         self._workers.append(worker)
         return worker
 
@@ -176,7 +183,7 @@ class WorkerPool:
     def start(self) -> None:
         """Start every worker now (e.g. in a thread while the caller does something else)."""
         while len(self._workers) < self.n_workers:
-            self._workers.append(_Worker(self._ctx, self.threads))
+            self._workers.append(_Worker(self._ctx, self.threads, self._lifeline))
 
     def _run(self, queue: deque, running: dict[int, _Worker], cancel: Callable[[Any], bool]) -> Iterator[Outcome]:
         while queue or running:
