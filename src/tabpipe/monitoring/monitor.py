@@ -165,9 +165,10 @@ def _evidently(reference: pd.DataFrame | None, typed: pd.DataFrame, out_dir: Pat
     except Exception as exc:  # noqa: BLE001 — evidently failing must not lose the rest of the run; it is reported
         log.exception("evidently drift report failed")
         return {"status": "failed", "message": f"{type(exc).__name__}: {exc}"}
-    rows = summary.get("current_rows", len(typed))
-    summary["sample_note"] = (f"evidently ran on a random sample of {rows} of the window's {len(typed)} rows "
-                              f"(validation.drift.max_rows={s.evidently_max_rows}, seed {s.seed})"
+    rows = summary.get("report_current_rows", len(typed))   # the verdicts use every row; the report a sample
+    summary["sample_note"] = (f"evidently's report ran on a random sample of {rows} of the window's {len(typed)} "
+                              f"rows (validation.drift.max_rows={s.evidently_max_rows}, seed {s.seed}); the per-column "
+                              "drift verdicts use every row"
                               if rows < len(typed) else f"evidently ran on all {len(typed)} rows")
     return summary
 
