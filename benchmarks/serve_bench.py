@@ -34,7 +34,7 @@ import requests
 
 import tabpipe  # noqa: F401  (sets OMP_WAIT_POLICY before scikit-learn loads)
 from tabpipe.config import load_settings
-from tabpipe.registry import ModelRegistry
+from tabpipe.registry import open_registry
 from tabpipe.serving.app import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -119,7 +119,8 @@ def main() -> None:
         sys.exit("wrk is needed for the throughput figures: apt-get install wrk")
     config = args.config.resolve()
     settings = load_settings(config)
-    model, meta = ModelRegistry.from_config(settings.pipeline.registry).load_model()
+    model, meta = open_registry(settings.pipeline.registry, os.environ, sign=False,
+                                config_file=settings.config_path).load_model()
     features = model.schema.features
     data = pd.read_csv(settings.pipeline.source.path)[features]
     record = {k: (None if pd.isna(v) else v) for k, v in data.iloc[3].items()}

@@ -25,7 +25,7 @@ CHEAP_MODELS = {
     ]
 }
 
-# The bundled schema's rules (tight, hand-written) for the generated telecom data.
+# The bundled schema's rules (hand-written, as in schema.yaml) for the generated telecom data.
 SCHEMA = {
     "target": {"name": TARGET, "positive": 1},
     "columns": {
@@ -33,17 +33,17 @@ SCHEMA = {
         "timestamp": {"type": "datetime"},
         "region": {"type": "category", "nullable": False, "categories": ["central", "east", "north", "south", "west"]},
         "vendor": {"type": "category", "categories": ["Ericsson", "Huawei", "Nokia", "Samsung"]},
-        "technology": {"type": "category", "nullable": False, "allow_unknown": False, "categories": ["3G", "4G", "5G"]},
+        "technology": {"type": "category", "nullable": False, "categories": ["3G", "4G", "5G"], "hard": ["category"]},
         "throughput_mbps": {"type": "float", "min": 0},
         "latency_ms": {"type": "float", "nullable": False, "min": 0, "max": 5000},
-        "packet_loss_pct": {"type": "float", "nullable": False, "min": 0, "max": 100},
-        "call_drop_rate_pct": {"type": "float", "nullable": False, "min": 0, "max": 100},
+        "packet_loss_pct": {"type": "float", "nullable": False, "min": 0, "max": 100, "hard": ["range"]},
+        "call_drop_rate_pct": {"type": "float", "nullable": False, "min": 0, "max": 100, "hard": ["range"]},
         "rsrp_dbm": {"type": "float", "nullable": False, "min": -160, "max": -20},
         "sinr_db": {"type": "float", "min": -30, "max": 50},
-        "prb_utilization_pct": {"type": "float", "nullable": False, "min": 0, "max": 100},
+        "prb_utilization_pct": {"type": "float", "nullable": False, "min": 0, "max": 100, "hard": ["range"]},
         "active_users": {"type": "int", "nullable": False, "min": 0},
         "alarm_count": {"type": "int", "nullable": False, "min": 0},
-        "handover_success_pct": {"type": "float", "min": 0, "max": 100},
+        "handover_success_pct": {"type": "float", "min": 0, "max": 100, "hard": ["range"]},
         "temperature_c": {"type": "float", "min": -60, "max": 120},
     },
 }
@@ -132,10 +132,14 @@ def read_run_json(run_dir: Path) -> dict:
 
 
 def registry_of(config: Path):
-    from tabpipe.config import load_settings
-    from tabpipe.registry import ModelRegistry
+    """The project's registry, opened as a publisher with the session's keys (from the environment)."""
+    import os
 
-    return ModelRegistry.from_config(load_settings(config).pipeline.registry)
+    from tabpipe.config import load_settings
+    from tabpipe.registry import open_registry
+
+    settings = load_settings(config)
+    return open_registry(settings.pipeline.registry, os.environ, sign=True, config_file=settings.config_path)
 
 
 def stage_dir(run_dir: Path, name: str) -> Path:
@@ -143,3 +147,20 @@ def stage_dir(run_dir: Path, name: str) -> Path:
     found = [p for p in Path(run_dir).iterdir() if p.is_dir() and p.name.split("_", 1)[-1] == name]
     assert len(found) == 1, f"expected one folder for stage {name!r} in {run_dir}, found {found}"
     return found[0]
+
+
+class _CodeOnUnpickle:
+    """Unpickling this creates a file: proof that bytes were (or were not) unpickled."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def evil_pickle(marker: Path) -> bytes:
+    """A pickle that runs code when loaded (it creates ``marker``): the payload of the tamper tests."""
+    import pickle
+
+    return pickle.dumps(_CodeOnUnpickle(Path(marker)))

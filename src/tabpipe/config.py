@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,9 +18,10 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from tabpipe.config_base import StrictModel
 from tabpipe.errors import ConfigError
+from tabpipe.orchestration.spec import OrchestrationSection
 from tabpipe.registry import RegistryConfig
 from tabpipe.schema import Schema
-from tabpipe.sources import FileSource, SourceConfig, SqlSource
+from tabpipe.sources import FileSource, SourceConfig, SqlSource, redact_urls_in
 
 Metric = Literal["roc_auc", "average_precision", "f1"]
 Resampling = Literal["smotetomek", "smote", "none"]
@@ -99,8 +101,19 @@ class ServeSection(StrictModel):
     poll_interval_s: float = Field(5.0, ge=0)      # how often to look for a new production model; 0 = never
     max_body_mb: float = Field(32, gt=0)           # larger requests get HTTP 413
     max_records: int = Field(10_000, gt=0)         # per JSON request
+    max_csv_rows: int = Field(100_000, gt=0)       # per CSV upload, checked before any row is scored
+    allowed_origins: list[str] = []                # other web origins whose pages may POST here (none by default)
     allow_train: bool = False                      # POST /train is off unless this is true...
     train_token_env: str = "TABPIPE_TRAIN_TOKEN"   # ...and then needs this env var's token as a Bearer token
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if not re.fullmatch(r"https?://[^/\s*]+", origin):
+                raise ValueError(f"{origin!r} is not an origin like https://app.example.com (scheme://host[:port], "
+                                 "no path, no wildcard)")
+        return value
 
 
 class PipelineConfig(StrictModel):
@@ -114,6 +127,7 @@ class PipelineConfig(StrictModel):
     evaluation: EvaluationSection = EvaluationSection()
     registry: RegistryConfig = RegistryConfig()
     serve: ServeSection = ServeSection()
+    orchestration: OrchestrationSection = OrchestrationSection()
 
 
 class Candidate(StrictModel):
@@ -142,7 +156,7 @@ class Settings(StrictModel):
     models: ModelsConfig
     schema_: Schema = Field(alias="schema")
     config_path: Path
-    snapshot: dict  # the raw YAML of all three files, for run.json
+    snapshot: dict  # the raw YAML of all three files, for run.json (every URL's password hidden)
 
     @property
     def base_dir(self) -> Path:
@@ -204,8 +218,11 @@ def _resolve_paths(cfg: PipelineConfig, base: Path) -> PipelineConfig:
         db = cfg.source.url.removeprefix("sqlite:///")
         if db and not db.startswith("/") and db != ":memory:":
             updates["source"] = cfg.source.model_copy(update={"url": f"sqlite:///{_resolve(base, Path(db))}"})
+    registry = {name: _resolve(base, getattr(cfg.registry, name))
+                for name in ("signing_key_file", "verify_key_file") if getattr(cfg.registry, name) is not None}
     if cfg.registry.backend == "local":
-        updates["registry"] = cfg.registry.model_copy(update={"path": _resolve(base, cfg.registry.path)})
+        registry["path"] = _resolve(base, cfg.registry.path)
+    updates["registry"] = cfg.registry.model_copy(update=registry)
     return cfg.model_copy(update=updates)
 
 
@@ -285,5 +302,5 @@ def load_settings(config_path: str | Path, *, check_candidates: bool = True) -> 
         models=models,
         schema=schema,
         config_path=path,
-        snapshot={"pipeline": raw, "schema": schema_raw, "models": models_raw},
+        snapshot=redact_urls_in({"pipeline": raw, "schema": schema_raw, "models": models_raw}),
     )

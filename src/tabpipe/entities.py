@@ -6,6 +6,7 @@ the validated YAML (``tabpipe.config.Settings``).
 """
 from __future__ import annotations
 
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,6 +102,8 @@ class ValidationArtifact:
     drift_share: float | None
     drift_html: Path | None
     drift_json: Path | None
+    rows_with_warnings: int = 0   # rows kept although they break an expectation (range, category, null)
+    warning_counts: Mapping[str, Mapping[str, int]] = field(default_factory=dict)  # {column: {rule: rows}}
 
 
 @dataclass(frozen=True)
@@ -143,6 +146,31 @@ class EvaluationArtifact:
 
 @dataclass(frozen=True)
 class PusherArtifact:
-    pushed: bool
+    pushed: bool                 # a new version was published
     version: str | None
     reason: str
+    promoted: bool = False       # ...and production now points at it
+
+
+ARTIFACT_OF: dict[str, type] = {
+    "ingestion": IngestionArtifact, "validation": ValidationArtifact, "transformation": TransformationArtifact,
+    "trainer": TrainerArtifact, "evaluation": EvaluationArtifact, "pusher": PusherArtifact,
+}
+
+
+def restore_artifact(stage: str, recorded: Mapping[str, Any]):
+    """The artifact entity of ``stage`` rebuilt from its JSON form in run.json (paths and tuples restored),
+    so a resumed run can hand a finished stage's artifact to the next stage without running it again."""
+    cls = ARTIFACT_OF[stage]
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for name, hint in hints.items():
+        if name not in recorded:
+            continue
+        value, text = recorded[name], str(hint)
+        if value is not None and "Path" in text:
+            value = Path(value)
+        elif isinstance(value, list) and "tuple" in text:
+            value = tuple(value)
+        values[name] = value
+    return cls(**values)
