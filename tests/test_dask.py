@@ -12,13 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from distributed import Client, LocalCluster
+from distributed import Client
 
 from helpers import make_project, read_run_json, run_dirs, run_pipeline
 from tabpipe.config import ExecutorSection
 from tabpipe.errors import ConfigError
 from tabpipe.executors import Task
-from tabpipe.executors_dask import DaskPool
+from tabpipe.executors_dask import DaskPool, local_cluster
 from tabpipe.sample_data import generate
 
 MODELS = {"candidates": [
@@ -34,7 +34,7 @@ ROWS = 4000
 
 @pytest.fixture(scope="module")
 def cluster():
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as local:
+    with local_cluster(2) as local:
         yield local
 
 

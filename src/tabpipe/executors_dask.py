@@ -135,20 +135,32 @@ def _forget(run: str) -> None:
 
 # --------------------------------------------------------------------------- in this process
 
+def local_cluster(n_workers: int):
+    """A ``distributed.LocalCluster`` of ``n_workers`` separate processes, one thread each, dashboard on a free port.
+
+    Its workers run without Dask's default ``MALLOC_TRIM_THRESHOLD_=65536``: with it, scikit-learn's
+    HistGradientBoosting fits measured 3x slower here (memory returned to the OS and faulted back in
+    every iteration). Workers started elsewhere (``address``) keep their own settings."""
+    import dask
+    from distributed import LocalCluster
+
+    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+        return LocalCluster(n_workers=max(1, n_workers), threads_per_worker=1, processes=True, dashboard_address=":0")
+
+
 class DaskPool:
     """``run(tasks)`` on a Dask cluster: at ``address`` (``tcp://host:port``), or a ``distributed.LocalCluster``
     of ``n_workers`` separate processes started here when ``address`` is None. Use as a context manager."""
 
     def __init__(self, address: str | None, *, n_workers: int, files_under: Path, threads_per_worker: int = 1,
                  preload: tuple[str, ...] = ()):
-        from distributed import Client, LocalCluster
+        from distributed import Client
 
         self.files_under = Path(files_under).resolve()
         self.threads = max(1, threads_per_worker)
         self._cluster = None
         if address is None:
-            self._cluster = LocalCluster(n_workers=max(1, n_workers), threads_per_worker=1, processes=True,
-                                         dashboard_address=":0")
+            self._cluster = local_cluster(n_workers)
             self.client = Client(self._cluster)
         else:
             self.client = Client(address)

@@ -47,14 +47,16 @@ class Partition:
 
 
 def partitions(folder: Path) -> list[Partition]:
-    """The dataset's files in path order (a ``DataError`` when the folder holds no .parquet file)."""
+    """The dataset's .parquet files in path order, hidden and ``_``-prefixed ones skipped (``DataError`` when none)."""
     from tabpipe.errors import DataError
 
-    dataset = ds.dataset(str(Path(folder).resolve()), format="parquet", partitioning="hive",
-                         exclude_invalid_files=False, ignore_prefixes=[".", "_"])
-    found = sorted(dataset.get_fragments(), key=lambda f: f.path)
-    if not found:
+    root = Path(folder).resolve()
+    files = sorted(str(p) for p in root.rglob("*.parquet")
+                   if p.is_file() and not any(part.startswith((".", "_")) for part in p.relative_to(root).parts))
+    if not files:
         raise DataError(f"{folder} holds no .parquet file")
+    dataset = ds.dataset(files, format="parquet", partitioning="hive", partition_base_dir=str(root))
+    found = sorted(dataset.get_fragments(), key=lambda f: f.path)
     return [Partition(f.path, f.partition_expression, dataset.schema) for f in found]
 
 
@@ -202,10 +204,11 @@ def _empty_schema(model: TabularModel, part: Partition) -> pa.Schema:
 def _on_dask(model: TabularModel, parts: list[Partition], address: str | None,
              n_workers: int) -> Iterator[tuple]:
     """``score_partition`` of each file as a Dask task; results in partition order, a bounded number in flight."""
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
-    cluster = None if address else LocalCluster(n_workers=max(1, n_workers), threads_per_worker=1, processes=True,
-                                                dashboard_address=":0")
+    from tabpipe.executors_dask import local_cluster
+
+    cluster = None if address else local_cluster(n_workers)
     client = Client(address or cluster)
     try:
         shared = client.scatter(model, broadcast=True)
