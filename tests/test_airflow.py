@@ -43,6 +43,7 @@ if "--until" in args and args[args.index("--until") + 1] == "trainer" and not ma
         except (OSError, ValueError):
             pass
         time.sleep(0.01)
+    time.sleep(0.5)                      # well inside the stage: it has logged its start and is fitting
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     sys.exit(1)

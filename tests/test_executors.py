@@ -34,8 +34,7 @@ def test_results_failures_and_timeouts():
         assert outcomes["after"].status == "done" and outcomes["after"].value == 120   # the pool goes on
         pids = pool.pids()
         assert pids and all(psutil.pid_exists(p) for p in pids)
-    time.sleep(0.2)
-    assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in pids)
+    assert_all_gone([psutil.Process(p) for p in pids if psutil.pid_exists(p)], within=5)
 
 
 def test_deadline_and_cancel():
@@ -58,9 +57,23 @@ def descendants_after(proc: subprocess.Popen, wait_for: int, timeout: float = 60
     raise AssertionError(f"only {parent.children(recursive=True)} after {timeout}s")
 
 
-def assert_all_gone(processes: list[psutil.Process], within: float = 10.0) -> None:
-    gone, alive = psutil.wait_procs(processes, timeout=within)
-    assert not alive, f"still running {within}s after the kill: {[(p.pid, p.cmdline()) for p in alive]}"
+def running(proc: psutil.Process) -> bool:
+    """Still there and not a zombie (an exited process its new parent, here PID 1, has not reaped yet)."""
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def assert_all_gone(processes: list[psutil.Process], within: float = 10.0) -> float:
+    """Wait until none of ``processes`` runs; return how long that took."""
+    start = time.monotonic()
+    while time.monotonic() - start < within:
+        if not any(running(p) for p in processes):
+            return time.monotonic() - start
+        time.sleep(0.1)
+    alive = [(p.pid, p.cmdline()) for p in processes if running(p)]
+    raise AssertionError(f"still running {within}s after the kill: {alive}")
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])

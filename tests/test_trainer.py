@@ -71,23 +71,34 @@ def halving_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("halving")
     config = make_project(root, data=generate(12_000, seed=4), models=MIXED_MODELS,
                           pipeline={"validation": {"drift": {"enabled": False}},
-                                    "training": {"time_budget_s": 120, "n_jobs": 2}})
+                                    "training": {"time_budget_s": 600, "n_jobs": 2}})   # not binding
     proc = subprocess.run([str(TABPIPE_BIN), "train", "--config", str(config)], capture_output=True, text=True,
                           cwd=root, env={**os.environ, "COLUMNS": "300"}, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (run_dir,) = run_dirs(config)
-    return proc, read_run_json(run_dir), cv_results(run_dir)
+    return proc, read_run_json(run_dir), cv_results(run_dir), config
+
+
+def test_same_seed_same_halving_and_choice(halving_run):
+    """The budget is not binding here: a second run repeats every rung's scores and the choice."""
+    _, rec, results, config = halving_run
+    again = read_run_json(run_pipeline(config).dir)
+    again_results = cv_results(Path(again["stages"]["trainer"]["folder"]).parent)
+    key = ("candidate", "params", "resampling", "score", "rows", "stopped")
+    assert [[r[k] for k in key] for r in again_results] == [[r[k] for k in key] for r in results]
+    for field in ("best_candidate", "best_params", "best_resampling", "cv_score", "threshold"):
+        assert again["stages"]["trainer"]["artifact"][field] == rec["stages"]["trainer"]["artifact"][field]
 
 
 def test_every_configuration_says_why_it_stopped(halving_run):
-    _, rec, results = halving_run
+    _, rec, results, _ = halving_run
     trainer = rec["stages"]["trainer"]["artifact"]
     assert len(results) == trainer["configs_total"] == 10
     assert {r["stopped"] for r in results} <= STOP_REASONS and "pruned" in {r["stopped"] for r in results}
     for r in results:
         assert r["seconds"] >= 0 and isinstance(r["note"], str)
         if r["score"] is not None:
-            assert r["history"] if "history" in r else r["rungs"]
+            assert r["rungs"] and r["rungs"][-1]["rung"] == r["rung"] + 1
             assert r["rows"] == r["rungs"][-1]["rows"] and r["score"] == r["rungs"][-1]["score"]
     assert {r["resampling"] for r in results} == {"smote", "none"}
     # halving: everyone ran the smallest rung on fewer rows; the rows grow from rung to rung
@@ -101,15 +112,15 @@ def test_every_configuration_says_why_it_stopped(halving_run):
     assert best and best[0]["score"] == max(r["score"] for r in finished) == trainer["cv_score"]
     assert trainer["configs_tried"] == sum(r["score"] is not None for r in results)
     assert sum(trainer["stopped"].values()) == 10
-    assert trainer["search_seconds"] <= 120 * 1.1 and trainer["refit_seconds"] >= 0
+    assert trainer["search_seconds"] <= 600 * 1.1 and trainer["refit_seconds"] >= 0
 
 
 def test_progress_is_plain_log_lines_when_not_a_terminal(halving_run):
-    proc, rec, results = halving_run
+    proc, rec, results, _ = halving_run
     lines = [line for line in proc.stderr.splitlines() if "[rung " in line]
     evaluated = sum(len(r["rungs"]) for r in results)
     assert len(lines) >= evaluated                          # one line per evaluation (and per stopped one)
-    assert any("best " in line and "/120s" in line for line in lines)
+    assert any("best " in line and "/600s" in line for line in lines)
     assert "\x1b[" not in proc.stderr and "━" not in proc.stderr   # no progress bar, no terminal codes
 
 
@@ -177,7 +188,7 @@ def test_stopping_train_leaves_no_process(tmp_path, sig, code):
         assert len(kids) >= 2
         proc.send_signal(sig)
         assert proc.wait(timeout=60) == code
-        assert_all_gone(kids, within=10)
+        assert_all_gone(kids, within=20)   # workers go at once; the idle fork server exits in seconds
     finally:
         proc.kill()
     if sig != signal.SIGKILL:   # handled: the run is recorded as stopped

@@ -9,6 +9,7 @@ import functools
 import logging
 import signal
 import sys
+import threading
 from pathlib import Path
 
 import typer
@@ -135,7 +136,8 @@ def train(
             raise typer.BadParameter(str(exc), param_hint="--until") from None
     settings = load_settings(config)
     _log_to_console()
-    signal.signal(signal.SIGTERM, _raise_interrupted)
+    main_thread = threading.current_thread() is threading.main_thread()   # signal handlers live there only
+    previous = signal.signal(signal.SIGTERM, _raise_interrupted) if main_thread else None
     pipeline = TrainingPipeline(settings, progress=SearchBar(err) if err.is_terminal else None)
     try:
         run = pipeline.run(run_name=run_name, until=until)
@@ -148,6 +150,9 @@ def train(
         kind = "" if isinstance(exc, TabpipeError) else f"{type(exc).__name__}: "
         err.print(f"[red]training failed:[/] {kind}{exc}{where}", highlight=False)
         raise typer.Exit(1) from None
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
     rec = run.record
     out.print(f"run folder: {run.dir}")
     if rec["status"] == "partial":

@@ -36,7 +36,7 @@ class TrainingPipeline:
                  progress: SearchProgress | None = None):
         """``registry``: the caller's (with its keys); by default one opened with the signing key from
         this process's environment or the configured key file (training publishes and promotes).
-        ``progress`` shows the model search as it runs (e.g. a terminal progress bar)."""
+        ``progress``: shows the model search as it runs (e.g. a terminal progress bar)."""
         self.s = settings
         self.progress = progress
         self.registry = registry or open_registry(settings.pipeline.registry, os.environ, sign=True,

@@ -325,7 +325,7 @@ class ModelTrainer:
         planned, n = 0, len(evaluations)
         for _ in fractions:
             planned, n = planned + n, math.ceil(n / ETA)
-        self._counts = {"done": 0, "planned": planned}
+        self._counts = {"done": 0, "planned": planned, "last_rung": len(fractions) - 1}
         self.progress.begin(len(evaluations), planned, cfg.time_budget_s)
         log.info("search: %d configurations, %d rung%s (%s of each fold's training rows), %d worker%s", len(evaluations),
                  len(fractions), "s" if len(fractions) > 1 else "", ", ".join(f"{f:.0%}" for f in fractions),
@@ -441,7 +441,8 @@ class ModelTrainer:
     def _update(self, evaluations: list[Evaluation]) -> None:
         best = best_of(evaluations)
         self.progress.update(done=self._counts["done"], planned=self._counts["planned"],
-                             settled=sum(e.stopped != PENDING for e in evaluations),
+                             settled=sum(e.stopped != PENDING or e.rung == self._counts["last_rung"]
+                                         for e in evaluations),
                              configs=len(evaluations), best=None if best is None else best.score,
                              elapsed_s=self.config.time_budget_s - (self.deadline - time.monotonic()),
                              budget_s=self.config.time_budget_s)
