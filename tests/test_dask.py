@@ -16,7 +16,7 @@ from distributed import Client
 
 from helpers import make_project, read_run_json, run_dirs, run_pipeline
 from tabpipe.config import ExecutorSection
-from tabpipe.errors import ConfigError
+from tabpipe.errors import ConfigError, TabpipeError
 from tabpipe.executors import Task
 from tabpipe.executors_dask import DaskPool, local_cluster
 from tabpipe.sample_data import generate
@@ -158,6 +158,16 @@ def test_a_task_past_its_deadline_is_abandoned_as_timeout(cluster, tmp_path):
         assert outs["slow"].status == "timeout" and outs["fast"].status == "done"
         failed = list(pool.run([Task("bad", _sleep, ("x",), math.inf, math.inf)]))
         assert failed[0].status == "failed" and "TypeError" in failed[0].value
+
+
+def test_an_unreachable_scheduler_is_one_clear_error(tmp_path):
+    import socket
+
+    with socket.socket() as sock:   # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(TabpipeError, match=f"cannot reach the Dask scheduler at tcp://127.0.0.1:{port}"):
+        DaskPool(f"tcp://127.0.0.1:{port}", n_workers=1, files_under=tmp_path)
 
 
 def test_executor_config_is_checked(tmp_path):

@@ -33,7 +33,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from tabpipe.errors import TabpipeError
 from tabpipe.executors import Outcome, Task
+
+CONNECT_TIMEOUT_S = 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,7 +166,11 @@ class DaskPool:
             self._cluster = local_cluster(n_workers)
             self.client = Client(self._cluster)
         else:
-            self.client = Client(address)
+            try:
+                self.client = Client(address, timeout=CONNECT_TIMEOUT_S)
+            except OSError as exc:   # refused, unreachable, timed out
+                raise TabpipeError(f"training.executor.address: cannot reach the Dask scheduler at {address} "
+                                   f"({exc})") from None
         self.client.wait_for_workers(1)
         self.n_workers = max(1, sum(self.client.nthreads().values()))
         self._run_id = uuid.uuid4().hex
