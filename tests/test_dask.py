@@ -145,8 +145,9 @@ def test_files_are_scattered_once_and_written_files_come_back(cluster, tmp_path)
         (made,) = list(pool.run([Task("w", _write_array, (work / "out", 2.0), math.inf, math.inf)]))
         assert made.status == "done" and made.value == work / "out" / "a.npy"
         assert not made.value.exists()   # the bytes are held here, not written to this machine's folder
-        (read,) = list(pool.run([Task("r", _read_sum, (made.value,), math.inf, math.inf)]))
-        assert read.value == 2000.0
+        reads = list(pool.run([Task(i, _read_sum, (made.value,), math.inf, math.inf) for i in range(4)]))
+        assert {o.value for o in reads} == {2000.0}
+        assert list(pool._written) == [made.value] and len(pool._scattered) == 1   # scattered once, on arrival
 
 
 def test_a_task_past_its_deadline_is_abandoned_as_timeout(cluster, tmp_path):

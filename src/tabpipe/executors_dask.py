@@ -10,7 +10,8 @@ Invariants:
   mid-search does not lose the only copy); every later task refers to it by its future and each
   worker writes it once to its own local folder, where the task memory-maps it. A folder under
   ``files_under`` in the arguments becomes a folder of the worker's own; the files a task writes
-  there come back once with its result and are scattered in turn when a later task names them;
+  there come back once with its result, are scattered once (this process keeps only the future)
+  and are named by their path under ``files_under`` in the outcome, for later tasks;
 - a task past its deadline (or ``timeout_s`` after its start) is abandoned: its future is cancelled
   and the outcome is "timeout". Dask cannot kill a running task: the worker thread finishes it and
   the result is dropped (the local pool kills the worker process instead);
@@ -20,7 +21,6 @@ Invariants:
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import importlib
 import itertools
 import os
@@ -174,8 +174,8 @@ class DaskPool:
         self.client.wait_for_workers(1)
         self.n_workers = max(1, sum(self.client.nthreads().values()))
         self._run_id = uuid.uuid4().hex
-        self._scattered: dict[tuple, Any] = {}   # (path, mtime, size) or written bytes' digest -> scattered future
-        self._written: dict[Path, bytes] = {}    # files tasks wrote, by the path this process knows them as
+        self._scattered: dict[tuple, Any] = {}   # (path, mtime, size) of files read here -> scattered future
+        self._written: dict[Path, Any] = {}      # files tasks wrote (scattered), by the path this process knows them as
         self._ids = itertools.count()
         self._preload = preload
 
@@ -222,8 +222,7 @@ class DaskPool:
             if not path.is_relative_to(self.files_under):
                 return leaf
             if path in self._written:
-                data = self._written[path]
-                future = self._scatter(("written", hashlib.blake2b(data, digest_size=16).hexdigest()), data)
+                future = self._written[path]
             elif path.is_file():
                 stat = path.stat()
                 key = (str(path), stat.st_mtime_ns, stat.st_size)
@@ -237,11 +236,12 @@ class DaskPool:
         return marked, files
 
     def _result(self, value: Any, written: dict[str, bytes]) -> Any:
-        """The task's value with the files it wrote as paths under ``files_under`` (kept here as bytes)."""
+        """The task's value with the files it wrote as paths under ``files_under``; their bytes are scattered."""
         def to_path(leaf):
             if isinstance(leaf, _Written):
                 path = self.files_under / leaf.rel
-                self._written[path] = written[leaf.rel]
+                if leaf.rel in written:   # scattered now, once; this process keeps only the future
+                    self._written[path] = self.client.scatter(written.pop(leaf.rel), broadcast=True, hash=True)
                 return path
             return leaf
 
@@ -257,7 +257,7 @@ class DaskPool:
         try:
             yield from self._run(queue, running, finished, cancel)
         finally:   # the caller stopped early: abandon what still runs
-            for _, future, _, _ in running.values():
+            for _, future, _ in running.values():
                 future.cancel()
 
     def _run(self, queue: deque, running: dict, finished: queue_mod.SimpleQueue,
@@ -275,12 +275,12 @@ class DaskPool:
                 args, files = self._prepare_args(task.args)
                 future = self.client.submit(_call, task.fn, args, files, self._run_id, self.threads,
                                             key=f"tabpipe-{self._run_id[:8]}-{next(self._ids)}", pure=False)
-                running[future.key] = (task, future, now, task.args)
+                running[future.key] = (task, future, now)
                 future.add_done_callback(lambda f: finished.put(f.key))
             if not running:
                 continue
             now = time.monotonic()
-            soonest = min(min(started + task.timeout_s, task.deadline) for task, _, started, _ in running.values())
+            soonest = min(min(started + task.timeout_s, task.deadline) for task, _, started in running.values())
             try:
                 done_keys = [finished.get(timeout=min(60.0, max(0.0, soonest - now)))]
             except queue_mod.Empty:
@@ -294,20 +294,20 @@ class DaskPool:
             for key in done_keys:
                 if key not in running:   # already cancelled or timed out
                     continue
-                task, future, started, args = running.pop(key)
-                yield self._outcome(task, future, now - started, args)
-            for key, (task, future, started, _) in list(running.items()):
+                task, future, started = running.pop(key)
+                yield self._outcome(task, future, now - started)
+            for key, (task, future, started) in list(running.items()):
                 if now >= min(started + task.timeout_s, task.deadline):
                     del running[key]
                     future.cancel()
                     yield Outcome(task.key, "timeout", None, now - started)
-            for key, (task, future, started, _) in list(running.items()):
+            for key, (task, future, started) in list(running.items()):
                 if cancel(task.key):
                     del running[key]
                     future.cancel()
                     yield Outcome(task.key, "cancelled", None, time.monotonic() - started)
 
-    def _outcome(self, task: Task, future, seconds: float, args: tuple) -> Outcome:
+    def _outcome(self, task: Task, future, seconds: float) -> Outcome:
         if future.status == "finished":
             value, written = future.result()
             return Outcome(task.key, "done", self._result(value, written), seconds)
