@@ -190,10 +190,25 @@ def _record_train_run(settings, run) -> None:
         err.print(f"[yellow]warning:[/] run not recorded in the history store: {exc}", highlight=False)
 
 
+def _score_folder(model, folder: Path, output: Path, config: Path):
+    """A partitioned Parquet folder, file by file: here, or one task per file on Dask (``training.executor``)."""
+    import os
+
+    from tabpipe.config import load_settings
+    from tabpipe.partitions import score_dataset
+
+    training = load_settings(config, check_candidates=False).pipeline.training
+    if training.executor.type != "dask":
+        return score_dataset(model.use_all_cores(), folder, output)
+    workers = training.executor.n_workers or (training.n_jobs if training.n_jobs > 0 else os.cpu_count() or 1)
+    return score_dataset(model, folder, output, dask=True, dask_address=training.executor.address, n_workers=workers)
+
+
 @app.command()
 @cli_errors
 def predict(
-    input: Path = typer.Option(..., "--input", "-i", help="CSV or Parquet of rows to score (no target needed)."),
+    input: Path = typer.Option(..., "--input", "-i", help="CSV or Parquet of rows to score (no target needed), or a "
+                               "folder of Parquet files (a partitioned dataset, scored file by file)."),
     output: Path = typer.Option(..., "--output", "-o", help="Where to write rows + prediction + probability (.csv/.parquet)."),
     config: Path = ConfigOpt,
     model_version: str | None = typer.Option(None, "--model-version", help="Registry version (default: production)."),
@@ -210,7 +225,10 @@ def predict(
     settings = load_settings(config, check_candidates=False)
     model, meta = _registry(config).load_model(model_version)
     logger = _BatchLogger(settings, meta["version"], str(input), request_id)
-    result = score_file(model.use_all_cores(), input, output, on_scored=logger)
+    if input.is_dir():   # a partitioned Parquet dataset, file by file (not written to the prediction log)
+        result = _score_folder(model, input, output, config)
+    else:
+        result = score_file(model.use_all_cores(), input, output, on_scored=logger)
     out.print(f"model {meta['version']}: scored {result.scored} of {result.rows} rows -> {output}")
     if logger.message:
         (err if logger.failed else out).print(logger.message, highlight=False)

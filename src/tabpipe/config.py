@@ -54,6 +54,26 @@ class TransformationSection(StrictModel):
     max_categories: int = Field(30, ge=2)   # one-hot columns per categorical; rarer values pooled
 
 
+class ExecutorSection(StrictModel):
+    """Where the search's tasks run: worker processes of this machine, or a Dask cluster."""
+    type: Literal["local", "dask"] = "local"
+    address: str | None = None           # dask: tcp://scheduler:8786; None = a LocalCluster started by the run
+    n_workers: int | None = Field(None, ge=1)   # LocalCluster processes (default: training.n_jobs)
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        if value is not None and "://" not in value:
+            raise ValueError("must be a scheduler address such as tcp://host:8786 (or null for a local cluster)")
+        return value
+
+    @model_validator(mode="after")
+    def _dask_only(self) -> ExecutorSection:
+        if self.type == "local" and (self.address is not None or self.n_workers is not None):
+            raise ValueError("address and n_workers apply to type: dask only")
+        return self
+
+
 class TrainingSection(StrictModel):
     models: Path = Path("model.yaml")
     cv_folds: int = Field(5, ge=2, le=20)
@@ -61,7 +81,7 @@ class TrainingSection(StrictModel):
     time_budget_s: float = Field(600, gt=0)
     n_jobs: int = -1                             # -1 = all cores; 0 is rejected
     min_cv_score: float = Field(0.0, ge=0, le=1)
-
+    executor: ExecutorSection = ExecutorSection()
 
     @field_validator("n_jobs")
     @classmethod

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tabpipe.config import Candidate, DriftSection
+from tabpipe.config import Candidate, DriftSection, ExecutorSection
 from tabpipe.schema import Schema
 from tabpipe.sources import SourceConfig
 
@@ -57,6 +57,7 @@ class TrainerConfig:
     max_categories: int
     seed: int
     out_dir: Path
+    executor: ExecutorSection = ExecutorSection()   # local worker processes, or a Dask cluster
 
 
 @dataclass(frozen=True)

@@ -185,8 +185,7 @@ class ModelTrainer:
         kinds = tuple(dict.fromkeys(t.fold_key for t in todo))   # only the kinds some configuration uses
         work = cfg.out_dir / "folds"
         try:
-            with WorkerPool(self.workers, threads_per_worker=max(1, cpu_count() // self.workers),
-                            preload=(__name__,)) as pool:
+            with self._pool(work) as pool:
                 warm_up = threading.Thread(target=pool.start, name="start-workers", daemon=True)
                 warm_up.start()   # workers import scikit-learn while this process sizes the search sample
                 sample = self._search_sample(X, y, kinds)
@@ -227,6 +226,19 @@ class ModelTrainer:
             stopped=stopped, search_rows=len(sample), search_seconds=round(search_seconds, 2),
             prep_seconds=round(prep_seconds, 2), refit_seconds=round(refit_seconds, 2),
         )
+
+    def _pool(self, work: Path) -> WorkerPool:
+        """Where the tasks run (``training.executor``): local worker processes, or a Dask cluster whose
+        size then sets ``self.workers``."""
+        executor = self.config.executor
+        if executor.type == "dask":
+            from tabpipe.executors_dask import DaskPool
+
+            pool = DaskPool(executor.address, n_workers=executor.n_workers or self.workers, files_under=work,
+                            preload=(__name__,))
+            self.workers = pool.n_workers
+            return pool
+        return WorkerPool(self.workers, threads_per_worker=max(1, cpu_count() // self.workers), preload=(__name__,))
 
     # ------------------------------------------------------------------ 1. search sample
 
