@@ -25,7 +25,7 @@ CHEAP_MODELS = {
     ]
 }
 
-# The bundled schema's rules (tight, hand-written) for the generated telecom data.
+# The bundled schema's rules (hand-written, as in schema.yaml) for the generated telecom data.
 SCHEMA = {
     "target": {"name": TARGET, "positive": 1},
     "columns": {
@@ -33,17 +33,17 @@ SCHEMA = {
         "timestamp": {"type": "datetime"},
         "region": {"type": "category", "nullable": False, "categories": ["central", "east", "north", "south", "west"]},
         "vendor": {"type": "category", "categories": ["Ericsson", "Huawei", "Nokia", "Samsung"]},
-        "technology": {"type": "category", "nullable": False, "allow_unknown": False, "categories": ["3G", "4G", "5G"]},
+        "technology": {"type": "category", "nullable": False, "categories": ["3G", "4G", "5G"], "hard": ["category"]},
         "throughput_mbps": {"type": "float", "min": 0},
         "latency_ms": {"type": "float", "nullable": False, "min": 0, "max": 5000},
-        "packet_loss_pct": {"type": "float", "nullable": False, "min": 0, "max": 100},
-        "call_drop_rate_pct": {"type": "float", "nullable": False, "min": 0, "max": 100},
+        "packet_loss_pct": {"type": "float", "nullable": False, "min": 0, "max": 100, "hard": ["range"]},
+        "call_drop_rate_pct": {"type": "float", "nullable": False, "min": 0, "max": 100, "hard": ["range"]},
         "rsrp_dbm": {"type": "float", "nullable": False, "min": -160, "max": -20},
         "sinr_db": {"type": "float", "min": -30, "max": 50},
-        "prb_utilization_pct": {"type": "float", "nullable": False, "min": 0, "max": 100},
+        "prb_utilization_pct": {"type": "float", "nullable": False, "min": 0, "max": 100, "hard": ["range"]},
         "active_users": {"type": "int", "nullable": False, "min": 0},
         "alarm_count": {"type": "int", "nullable": False, "min": 0},
-        "handover_success_pct": {"type": "float", "min": 0, "max": 100},
+        "handover_success_pct": {"type": "float", "min": 0, "max": 100, "hard": ["range"]},
         "temperature_c": {"type": "float", "min": -60, "max": 120},
     },
 }

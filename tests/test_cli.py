@@ -112,7 +112,8 @@ def test_predict_writes_rows_in_order(trained, tmp_path):
     assert "scored 40 of 40 rows" in flat(result.output)
     scored = pd.read_csv(out)
     assert len(scored) == len(inp) == 40
-    assert list(scored.columns) == list(inp.columns) + ["prediction", "probability"]
+    assert list(scored.columns) == list(inp.columns) + ["prediction", "probability", "warnings", "error"]
+    assert scored["warnings"].isna().all() and scored["error"].isna().all()
     assert scored["cell_id"].tolist() == inp["cell_id"].tolist()
     assert scored["measured_at"].tolist() == inp["measured_at"].tolist()
     assert set(scored["prediction"]) <= {"yes", "no"} and scored["prediction"].notna().all()
@@ -145,7 +146,7 @@ def test_predict_reports_invalid_rows_and_scores_the_rest(trained, tmp_path):
     assert invoke("predict", "-i", tmp_path / "good.csv", "-o", tmp_path / "good_out.csv", "-c", trained.config).exit_code == 0
     result = invoke("predict", "-i", tmp_path / "bad.csv", "-o", tmp_path / "bad_out.csv", "-c", trained.config)
     assert result.exit_code == 1
-    assert "1 row violates the schema" in result.output and "latency_ms" in result.output
+    assert "1 row could not be scored" in result.output and "latency_ms" in result.output
     assert "Traceback" not in result.output
     good = pd.read_csv(tmp_path / "good_out.csv")
     bad = pd.read_csv(tmp_path / "bad_out.csv")
@@ -158,6 +159,56 @@ def test_predict_reports_invalid_rows_and_scores_the_rest(trained, tmp_path):
     assert bad.loc[others, "error"].isna().all()
     assert bad.loc[others, "prediction"].tolist() == good.loc[others, "prediction"].tolist()
     assert bad.loc[others, "probability"].to_numpy() == pytest.approx(good.loc[others, "probability"].to_numpy())
+
+
+def test_predict_expectations_warn_and_score_every_row(trained, tmp_path):
+    """init's inferred ranges, category lists and never-missing columns are expectations: the rows are
+    scored as they are (exit 0), each named in the 'warnings' column, counts printed per column/rule."""
+    assert trained.proc.returncode == 0
+    schema = yaml.safe_load((trained.project / "schema.yaml").read_text())["columns"]
+    assert schema["latency_ms"].get("nullable", True) is False and "max" in schema["latency_ms"]
+    df = trained.data.head(12).drop(columns=["churn"]).reset_index(drop=True)
+    df.loc[2, "latency_ms"] = schema["latency_ms"]["max"] * 2        # twice the inferred maximum
+    df.loc[5, "region"] = "atlantis"                                 # a category never seen
+    df.loc[8, "latency_ms"] = np.nan                                 # a new missing value
+    df.to_csv(tmp_path / "drifted.csv", index=False)
+    result = invoke("predict", "-i", tmp_path / "drifted.csv", "-o", tmp_path / "out.csv", "-c", trained.config)
+    assert result.exit_code == 0, result.output
+    text = flat(result.output)
+    assert "scored 12 of 12 rows" in text and "3 rows scored with warnings" in text
+    assert "latency_ms range 1" in text and "latency_ms null 1" in text and "region category 1" in text
+    scored = pd.read_csv(tmp_path / "out.csv")
+    assert scored["probability"].notna().all() and scored["error"].isna().all()
+    assert "latency_ms: is above the maximum" in scored.loc[2, "warnings"]
+    assert "region: is not one of the listed categories" in scored.loc[5, "warnings"]
+    assert "latency_ms: is missing" in scored.loc[8, "warnings"]
+    assert scored["warnings"].notna().sum() == 3
+    model, _ = registry_of(trained.config).load_model()
+    assert scored["probability"].to_numpy() == pytest.approx(model.predict_proba(df))   # scored as they are
+
+
+def test_predict_absent_column_is_one_error_and_no_output(trained, tmp_path):
+    assert trained.proc.returncode == 0
+    df = trained.data.head(50).drop(columns=["churn", "latency_ms", "region"])
+    df.to_csv(tmp_path / "short.csv", index=False)
+    result = invoke("predict", "-i", tmp_path / "short.csv", "-o", tmp_path / "out.csv", "-c", trained.config)
+    assert result.exit_code == 1
+    text = flat(result.output)
+    assert "has no columns latency_ms, region" in text or "has no columns region, latency_ms" in text
+    assert text.count("latency_ms") == 1 and "Traceback" not in text
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_predict_huge_number_in_a_category_column_is_no_traceback(trained, tmp_path):
+    assert trained.proc.returncode == 0
+    df = trained.data.head(5).drop(columns=["churn"]).astype(object)
+    df.loc[1, "region"] = 1e300
+    df.loc[2, "vendor"] = "1e300"
+    df.to_csv(tmp_path / "odd.csv", index=False)
+    result = invoke("predict", "-i", tmp_path / "odd.csv", "-o", tmp_path / "out.csv", "-c", trained.config)
+    assert result.exit_code == 0, result.output
+    scored = pd.read_csv(tmp_path / "out.csv")
+    assert scored["probability"].notna().all() and "region" in scored.loc[1, "warnings"]
 
 
 def test_predict_model_version_option(trained, tmp_path):
@@ -265,8 +316,8 @@ def test_models_list_empty_registry_and_predict_without_model(tmp_path):
 def test_predict_int_labels(two_versions, tmp_path):
     """Original 0/1 labels come back as 0/1 (not 0.0/1.0) even when some rows are invalid."""
     df = generate(8, seed=9).drop(columns=["fault_flag"])
-    df["rsrp_dbm"] = df["rsrp_dbm"].astype(object)
-    df.loc[1, "rsrp_dbm"] = 12.0  # above the max -20
+    df["packet_loss_pct"] = df["packet_loss_pct"].astype(object)
+    df.loc[1, "packet_loss_pct"] = 150.0  # above the max 100, a hard range in this schema
     df.to_csv(tmp_path / "in.csv", index=False)
     result = invoke("predict", "-i", tmp_path / "in.csv", "-o", tmp_path / "out.csv", "-c", two_versions.config)
     assert result.exit_code == 1

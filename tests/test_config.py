@@ -119,6 +119,27 @@ def test_out_of_domain_values(project, section, key, value, dotted):
     assert config_error(project).key == dotted
 
 
+@pytest.mark.parametrize("origin", ["*", "https://app.example.com/", "app.example.com", "https://*.example.com",
+                                    "ftp://x.example.com", "https://app.example.com/path"])
+def test_allowed_origins_must_be_origins(project, origin):
+    edit_yaml(project, lambda d: d.setdefault("serve", {}).update(allowed_origins=[origin]))
+    err = config_error(project)
+    assert err.key.startswith("serve.allowed_origins") and "not an origin" in err.message
+
+
+def test_serve_input_limits_default_and_validate(project):
+    from tabpipe.config import load_settings
+
+    serve = load_settings(project, check_candidates=False).pipeline.serve
+    assert serve.allowed_origins == [] and serve.max_csv_rows == 100_000 and serve.max_records == 10_000
+    edit_yaml(project, lambda d: d.setdefault("serve", {}).update(allowed_origins=["https://app.example.com:8443"],
+                                                                   max_csv_rows=5))
+    serve = load_settings(project, check_candidates=False).pipeline.serve
+    assert serve.allowed_origins == ["https://app.example.com:8443"] and serve.max_csv_rows == 5
+    edit_yaml(project, lambda d: d["serve"].update(max_csv_rows=0))
+    assert config_error(project).key == "serve.max_csv_rows"
+
+
 def test_n_jobs_zero_is_a_config_error(project):
     edit_yaml(project, lambda d: d["training"].update(n_jobs=0))
     assert config_error(project).key == "training.n_jobs"

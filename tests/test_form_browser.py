@@ -308,13 +308,18 @@ def test_form_renders_typed_inputs_from_the_schema(browser, form_server, tmp_pat
     """)
     fields = info["fields"]
     assert info["version"] == "v0001"
-    assert fields["technology"]["tag"] == "select" and fields["technology"]["options"] == ["3G", "4G", "5G"]
-    assert fields["vendor"]["options"] == ["", "Ericsson", "Huawei", "Nokia", "Samsung"]   # nullable: (missing)
-    assert fields["region"]["options"] == ["central", "east", "north", "south", "west"]
+    # hard: [category]: a select of the allowed values ((missing) too: nullable: false is only an expectation)
+    assert fields["technology"]["tag"] == "select" and fields["technology"]["options"] == ["", "3G", "4G", "5G"]
+    # listed categories are suggestions (datalist); other values are scored with a warning
+    assert fields["vendor"]["tag"] == "input" and fields["region"]["tag"] == "input"
+    listed = browser.evaluate("[...document.querySelectorAll('#region-listed option')].map(o => o.value)")
+    assert listed == ["central", "east", "north", "south", "west"]
     assert fields["timestamp"]["type"] == "datetime-local"
-    assert fields["latency_ms"]["type"] == "number" and float(fields["latency_ms"]["max"]) == 5000
-    assert float(fields["rsrp_dbm"]["min"]) == -160 and float(fields["rsrp_dbm"]["max"]) == -20
-    assert fields["latency_ms"]["required"] is True and fields["sinr_db"]["required"] is False
+    # the browser enforces hard ranges only; an expected range is a hint
+    assert fields["packet_loss_pct"]["type"] == "number" and float(fields["packet_loss_pct"]["max"]) == 100
+    assert fields["latency_ms"]["type"] == "number" and fields["latency_ms"]["max"] == ""
+    assert "5000" in browser.evaluate("document.getElementById('latency_ms').placeholder")
+    assert fields["latency_ms"]["required"] is False and fields["sinr_db"]["required"] is False
     assert "cell_id" not in fields
     screenshot(browser, tmp_path / "form.png")
 
@@ -337,20 +342,88 @@ def test_fill_and_submit_shows_the_api_prediction(browser, form_server, main_pro
         assert browser.evaluate("document.getElementById('latency_ms').value") == values["latency_ms"]
 
 
-def test_out_of_range_value_shows_the_field_error(browser, form_server, main_project, tmp_path):
+def test_out_of_range_value_is_scored_with_a_warning(browser, form_server, main_project, tmp_path):
     record = {**sample_records(main_project, 1, seed=42)[0], "latency_ms": 99999}
     browser.navigate(form_server + "/")
     fill_form(browser, record)
-    # the browser's own constraint validation knows the schema's range ...
-    assert browser.evaluate("document.getElementById('latency_ms').checkValidity()") is False
+    # an expected range does not stop the browser: the value is sent ...
+    assert browser.evaluate("document.querySelector('form').checkValidity()") is True
+    # ... scored, and the expectation is named next to the result
+    submit(browser)
+    warning = text_of(browser, "warn-latency_ms")
+    assert warning is not None, browser.evaluate("document.body.innerText")
+    assert "latency_ms" in warning and "above the maximum 5000" in warning
+    expected = api_predict(form_server, record)
+    assert text_of(browser, "probability") == f"{expected['probability']:.4f}"
+    assert "1 warning" in text_of(browser, "warnings") and text_of(browser, "errors") is None
+    assert browser.evaluate("document.getElementById('latency_ms').value") == "99999"
+    png = screenshot(browser, tmp_path / "warning.png")
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_hard_violation_shows_the_field_error(browser, form_server, main_project, tmp_path):
+    record = sample_records(main_project, 1, seed=43)[0]
+    browser.navigate(form_server + "/")
+    fill_form(browser, record)
+    # a hard range: the browser's own constraint validation knows it ...
+    browser.evaluate("(() => { document.getElementById('packet_loss_pct').value = '150'; return true; })()")
     assert browser.evaluate("document.querySelector('form').checkValidity()") is False
-    # ... and the server checks it too when a client skips that validation
+    browser.evaluate("(() => { document.getElementById('packet_loss_pct').value = " + json.dumps(str(record["packet_loss_pct"]))
+                     + "; return true; })()")
+    # ... and the server refuses what a client that edits the page sends: technology is hard: [category]
+    browser.evaluate("(() => { const s = document.getElementById('technology'); s.add(new Option('6G', '6G')); "
+                     "s.value = '6G'; return true; })()")
     submit(browser, no_validate=True)
-    error = text_of(browser, "err-latency_ms")
-    assert error is not None, browser.evaluate("document.body.innerText")
-    assert "latency_ms" in error and "above the maximum 5000" in error
+    error = text_of(browser, "err-technology")
+    assert error is not None and "allowed categories" in error, browser.evaluate("document.body.innerText")
     assert text_of(browser, "prediction") is None
     assert text_of(browser, "errors") == "Please fix the highlighted fields."
-    assert browser.evaluate("document.getElementById('latency_ms').value") == "99999"
-    png = screenshot(browser, tmp_path / "error.png")
-    assert png.read_bytes()[:4] == b"\x89PNG"
+    screenshot(browser, tmp_path / "error.png")
+
+
+@pytest.fixture(scope="module")
+def other_site(tmp_path_factory):
+    """A page on another site (http://localhost:PORT vs the service's http://127.0.0.1:PORT)."""
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    root = tmp_path_factory.mktemp("other-site")
+    handler = lambda *a, **k: SimpleHTTPRequestHandler(*a, directory=str(root), **k)  # noqa: E731
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield root, f"http://localhost:{server.server_port}"
+    server.shutdown()
+    thread.join(10)
+
+
+def test_cross_site_page_cannot_post_a_csv(browser, form_server, other_site, main_project):
+    """Any web page could make a browser send a multipart POST (a "simple" request, no preflight):
+    the service refuses it, while the same upload from the service's own origin is scored."""
+    root, base = other_site
+    csv = ",".join(sample_records(main_project, 1)[0]) + "\n"
+    rec = sample_records(main_project, 1, seed=44)[0]
+    csv += ",".join("" if v is None else str(v) for v in rec.values()) + "\n"
+    page = """<!doctype html><form id="f" method="post" enctype="multipart/form-data" action="__TARGET__/predict/csv">
+    <input type="file" name="file" id="file"></form>
+    <script>
+      const dt = new DataTransfer();
+      dt.items.add(new File([__CSV__], 'rows.csv', {type: 'text/csv'}));
+      document.getElementById('file').files = dt.files;
+    </script>""".replace("__TARGET__", form_server).replace("__CSV__", json.dumps(csv))
+    (root / "attack.html").write_text(page)
+    browser.navigate(base + "/attack.html")
+    browser.events.clear()
+    browser.evaluate("document.getElementById('f').submit(); true")
+    browser.wait_event("Page.loadEventFired", 20)
+    text = browser.evaluate("document.body.innerText")
+    assert browser.evaluate("location.href") == form_server + "/predict/csv"
+    assert "cross-site request refused" in text and "serve.allowed_origins" in text, text[:500]
+    # the same multipart upload from the service's own page (Origin and Sec-Fetch-Site: same-origin)
+    browser.navigate(form_server + "/")
+    answer = browser.evaluate("""(async () => {
+      const body = new FormData();
+      body.append('file', new File([__CSV__], 'rows.csv', {type: 'text/csv'}));
+      const r = await fetch('/predict/csv', {method: 'POST', body});
+      return {status: r.status, text: await r.text()};
+    })()""".replace("__CSV__", json.dumps(csv)))
+    assert answer["status"] == 200 and "probability" in answer["text"].splitlines()[0], answer

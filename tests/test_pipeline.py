@@ -160,7 +160,9 @@ def test_validation_report_first_run_says_no_reference(first):
     assert report["drift"]["status"] == "no_reference"
     assert "no reference" in report["drift"]["message"]
     for split, n in (("train", 1600), ("test", 400)):
-        assert report["schema_checks"][split] == {"rows_checked": n, "rows_with_problems": 0, "columns": {}}
+        assert report["schema_checks"][split] == {"rows_checked": n, "rows_with_errors": 0, "errors": {},
+                                                  "rows_with_warnings": 0, "warnings": {}}
+    assert art["rows_with_warnings"] == 0 and art["warning_counts"] == {}
     assert not list(stage_dir(first.dir, "validation").glob("drift_report.*"))
 
 
@@ -521,17 +523,21 @@ def test_run_records_failed_stage(tmp_path):
 # --------------------------------------------------------------------------- 11. invalid rows
 
 def corrupt(df: pd.DataFrame) -> tuple[pd.DataFrame, set[int]]:
-    """Break a few rows (by position) in ways the hand-written schema forbids."""
+    """Break a few rows (by position) in ways the hand-written schema forbids (hard rules) or does not
+    expect (rows 5 and 31: kept with a warning; see ``EXPECTED_ONLY``); returns the hard rows."""
     df = df.copy()
     for name in ("latency_ms", "active_users"):
         df[name] = df[name].astype(object)
-    df.loc[5, "latency_ms"] = -10.0                 # below min
+    df.loc[5, "latency_ms"] = -10.0                 # below min: an expectation, kept with a warning
     df.loc[17, "latency_ms"] = "fast"               # not a number
-    df.loc[23, "technology"] = "6G"                 # unknown category, allow_unknown false
-    df.loc[31, "rsrp_dbm"] = np.nan                 # null in a non-nullable column
+    df.loc[23, "technology"] = "6G"                 # unknown category, hard: [category]
+    df.loc[31, "rsrp_dbm"] = np.nan                 # null in a non-nullable column: an expectation
     df.loc[47, "active_users"] = 3.5                # not a whole number
-    df.loc[47, "prb_utilization_pct"] = 250.0       # same row, two problems
-    return df, {5, 17, 23, 31, 47}
+    df.loc[47, "prb_utilization_pct"] = 250.0       # same row, two problems (hard: [range])
+    return df, {17, 23, 47}
+
+
+EXPECTED_ONLY = {5: ("latency_ms", "range"), 31: ("rsrp_dbm", "null")}
 
 
 def test_invalid_rows_fail_by_default(tmp_path, base_data):
@@ -552,8 +558,8 @@ def test_invalid_rows_fail_by_default(tmp_path, base_data):
     in_train = sum(tuple(r) in bad_keys for r in train[keys].astype(str).to_numpy())
     assert in_train > 0
     report = json.loads((stage_dir(run_dir, "validation") / "validation_report.json").read_text())
-    assert report["schema_checks"]["train"]["rows_with_problems"] == in_train
-    for column in report["schema_checks"]["train"]["columns"]:
+    assert report["schema_checks"]["train"]["rows_with_errors"] == in_train
+    for column in report["schema_checks"]["train"]["errors"]:
         assert f"  {column}: " in message
 
 
@@ -571,9 +577,14 @@ def test_validation_row_numbers_point_at_the_source_rows(tmp_path, base_data):
                                                  0, tmp_path / "val"), ingestion, registry_of(s.config_path)).run()
     assert validation.rows_dropped == len(bad)
     report = json.loads(validation.report_path.read_text())
-    reported = {row for split in report["schema_checks"].values() for problems in split["columns"].values()
+    reported = {row for split in report["schema_checks"].values() for problems in split["errors"].values()
                 for p in problems for row in p["example_rows"]}
     assert reported == bad
+    warned = {row: (column, p["rule"]) for split in report["schema_checks"].values()
+              for column, problems in split["warnings"].items() for p in problems for row in p["example_rows"]}
+    assert warned == EXPECTED_ONLY
+    assert validation.rows_with_warnings == 2
+    assert validation.warning_counts == {"latency_ms": {"range": 1}, "rsrp_dbm": {"null": 1}}
 
 
 def test_invalid_rows_dropped_and_counted(tmp_path, base_data):
@@ -583,18 +594,20 @@ def test_invalid_rows_dropped_and_counted(tmp_path, base_data):
     rec = read_run_json(run.dir)
     assert rec["status"] == "succeeded"
     val = stage_artifact(rec, "validation")
-    assert val["rows_dropped"] == len(bad) == 5
-    assert val["n_train"] + val["n_test"] == 800 - 5
+    assert val["rows_dropped"] == len(bad) == 3
+    assert val["n_train"] + val["n_test"] == 800 - 3
+    assert val["warning_counts"] == {"latency_ms": {"range": 1}, "rsrp_dbm": {"null": 1}}   # in run.json
     assert stage_artifact(rec, "ingestion")["n_rows"] == 800
     report = json.loads(Path(val["report_path"]).read_text())
     checks = report["schema_checks"]
-    assert checks["train"]["rows_with_problems"] + checks["test"]["rows_with_problems"] == 5
-    rules = {(col, p["rule"]) for split in checks.values() for col, ps in split["columns"].items() for p in ps}
-    assert {("latency_ms", "range"), ("latency_ms", "type"), ("technology", "category"), ("rsrp_dbm", "null"),
-            ("active_users", "type"), ("prb_utilization_pct", "range")} == rules
+    assert checks["train"]["rows_with_errors"] + checks["test"]["rows_with_errors"] == 3
+    assert checks["train"]["rows_with_warnings"] + checks["test"]["rows_with_warnings"] == 2
+    rules = {(col, p["rule"]) for split in checks.values() for col, ps in split["errors"].items() for p in ps}
+    assert {("latency_ms", "type"), ("technology", "category"), ("active_users", "type"),
+            ("prb_utilization_pct", "range")} == rules
     kept = pd.concat([pd.read_parquet(val["train_path"]), pd.read_parquet(val["test_path"])])
-    assert len(kept) == 795 and kept["latency_ms"].min() >= 0 and set(kept["technology"]) <= {"3G", "4G", "5G"}
-    assert kept["rsrp_dbm"].notna().all()
+    assert len(kept) == 797 and set(kept["technology"]) <= {"3G", "4G", "5G"}
+    assert (kept["latency_ms"] == -10.0).sum() == 1 and kept["rsrp_dbm"].isna().sum() == 1   # expectations: kept
     x_train = np.load(stage_artifact(rec, "transformation")["x_train_path"])
     assert x_train.shape[0] == val["n_train"]
 
@@ -614,3 +627,17 @@ def test_time_budget_stops_the_search(tmp_path, base_data):
     assert rec["config"]["schema"]["columns"]["cell_id"]["role"] == "id"
     assert stage_artifact(rec, "trainer")["configs_tried"] == 1   # fold preparation alone used the budget
     assert len(cv_results(Path(rec["stages"]["trainer"]["folder"]).parent)) == 1
+
+
+def test_numbers_in_a_category_column_train_with_warnings(tmp_path, base_data):
+    """A category column read as floats, one of them 1e300 (a TypeError before): the run succeeds, the
+    unlisted values are counted as warnings, the rows are kept."""
+    data = base_data.head(600).copy()
+    data["vendor"] = np.where(np.arange(600) % 2 == 0, 1.0, 2.0)
+    data.loc[7, "vendor"] = 1e300
+    run = run_pipeline(make_project(tmp_path, data=data))
+    rec = read_run_json(run.dir)
+    assert rec["status"] == "succeeded"
+    val = stage_artifact(rec, "validation")
+    assert val["rows_dropped"] == 0 and val["warning_counts"] == {"vendor": {"category": 600}}
+    assert val["rows_with_warnings"] == 600

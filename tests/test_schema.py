@@ -9,7 +9,8 @@ from pydantic import ValidationError
 
 import tabpipe  # noqa: F401
 from tabpipe.schema import (
-    Schema, coerce_frame, infer_schema, positive_mask, problems_report, summarize, target_problems,
+    Schema, check_value, coerce_frame, infer_schema, positive_mask, problems_report, summarize, target_problems,
+    warning_counts,
 )
 
 
@@ -70,27 +71,47 @@ def test_wrong_type_rows_and_value_becomes_missing():
     assert len(problems) == 1  # the None is allowed (nullable by default)
 
 
-def test_out_of_range_rows():
+def test_out_of_range_is_an_expectation_by_default():
     schema = make_schema({"x": {"type": "float", "min": 0, "max": 100}})
     df = pd.DataFrame({"x": [0, -0.1, 50, 100, 100.5, -7, None], "y": [0, 1] * 3 + [0]})
     typed, problems = coerce_frame(df, schema, with_target=True)
     low, high = by_rule([p for p in problems if "below" in p.message], "x", "range"), \
         by_rule([p for p in problems if "above" in p.message], "x", "range")
-    assert low.rows == (1, 5)
-    assert high.rows == (4,)
+    assert low.rows == (1, 5) and not low.hard
+    assert high.rows == (4,) and not high.hard
+    assert typed["x"].tolist()[:6] == [0, -0.1, 50, 100, 100.5, -7]          # kept as they are
+    assert np.isnan(typed["x"].iloc[6])
+
+
+def test_hard_range_refuses_and_blanks_the_value():
+    schema = make_schema({"x": {"type": "float", "min": 0, "max": 100, "hard": ["range"]}})
+    df = pd.DataFrame({"x": [0, -0.1, 50, 100, 100.5, -7, None], "y": [0, 1] * 3 + [0]})
+    typed, problems = coerce_frame(df, schema, with_target=True)
+    assert {(p.rule, p.rows, p.hard) for p in problems} == {("range", (1, 5), True), ("range", (4,), True)}
     assert typed["x"].isna().tolist() == [False, True, False, False, True, True, True]  # bounds inclusive
 
 
-def test_unknown_category_only_when_not_allowed():
+def test_unknown_category_warns_unless_hard():
     cats = ["3G", "4G", "5G"]
     strict = make_schema({"t": {"type": "category", "categories": cats, "allow_unknown": False}})
+    hard = make_schema({"t": {"type": "category", "categories": cats, "hard": ["category"]}})
     loose = make_schema({"t": {"type": "category", "categories": cats}})
     df = pd.DataFrame({"t": ["4G", "6G", None, "5G", "wifi"], "y": [0, 1, 0, 1, 0]})
-    typed, problems = coerce_frame(df, strict, with_target=True)
-    assert by_rule(problems, "t", "category").rows == (1, 4)
-    assert pd.isna(typed["t"].iloc[1]) and typed["t"].iloc[3] == "5G"
-    _, problems = coerce_frame(df, loose, with_target=True)
-    assert problems == []
+    for schema in (strict, hard):
+        typed, problems = coerce_frame(df, schema, with_target=True)
+        p = by_rule(problems, "t", "category")
+        assert p.rows == (1, 4) and p.hard and "allowed categories [3G, 4G, 5G]" in p.message
+        assert pd.isna(typed["t"].iloc[1]) and typed["t"].iloc[3] == "5G"
+    typed, problems = coerce_frame(df, loose, with_target=True)
+    p = by_rule(problems, "t", "category")
+    assert p.rows == (1, 4) and not p.hard and "listed categories" in p.message
+    assert typed["t"].iloc[1] == "6G" and typed["t"].iloc[4] == "wifi"     # the encoder's unknown handling decides
+
+
+def test_long_category_lists_are_shortened_in_messages():
+    schema = make_schema({"t": {"type": "category", "categories": [f"c{i}" for i in range(40)]}})
+    _, problems = coerce_frame(pd.DataFrame({"t": ["zz"], "y": [1]}), schema, with_target=False)
+    assert problems[0].message.endswith("c9, ... (40 in all)]")
 
 
 def test_numeric_categories_compare_as_text():
@@ -101,12 +122,15 @@ def test_numeric_categories_compare_as_text():
     assert typed["n"].iloc[0] == "1"
 
 
-def test_null_in_non_nullable_column():
-    schema = make_schema({"x": {"type": "float", "nullable": False}, "c": {"type": "category", "nullable": False}})
-    df = pd.DataFrame({"x": [1.0, np.nan, 3.0, None], "c": ["a", None, "b", "c"], "y": [0, 1, 0, 1]})
+def test_null_in_non_nullable_column_warns_unless_hard():
+    schema = make_schema({"x": {"type": "float", "nullable": False}, "c": {"type": "category", "nullable": False},
+                          "h": {"type": "int", "nullable": False, "hard": ["null"]}})
+    df = pd.DataFrame({"x": [1.0, np.nan, 3.0, None], "c": ["a", None, "b", " "], "h": [1, 2, None, 4],
+                       "y": [0, 1, 0, 1]})
     _, problems = coerce_frame(df, schema, with_target=True)
-    assert by_rule(problems, "x", "null").rows == (1, 3)
-    assert by_rule(problems, "c", "null").rows == (1,)
+    assert by_rule(problems, "x", "null").rows == (1, 3) and not by_rule(problems, "x", "null").hard
+    assert by_rule(problems, "c", "null").rows == (1, 3)              # a blank string is missing too
+    assert by_rule(problems, "h", "null").rows == (2,) and by_rule(problems, "h", "null").hard
 
 
 def test_infinite_values():
@@ -153,7 +177,24 @@ def test_multiple_rules_on_one_column_are_all_reported():
     schema = make_schema({"x": {"type": "float", "min": 0, "nullable": False}})
     df = pd.DataFrame({"x": ["a", -1, None, 5], "y": [0, 1, 0, 1]})
     _, problems = coerce_frame(df, schema, with_target=True)
-    assert {p.rule: p.rows for p in problems} == {"type": (0,), "range": (1,), "null": (2,)}
+    assert {p.rule: (p.rows, p.hard) for p in problems} == {"type": ((0,), True), "range": ((1,), False),
+                                                           "null": ((2,), False)}
+
+
+def test_id_column_problems_are_only_warnings():
+    schema = make_schema({"x": {"type": "float"}, "key": {"type": "int", "role": "id"}})
+    typed, problems = coerce_frame(pd.DataFrame({"x": [1.0, 2.0], "key": [7, "K-8"]}), schema, with_target=False)
+    assert [(p.column, p.rule, p.rows, p.hard) for p in problems] == [("key", "type", (1,), False)]
+    assert list(typed.columns) == ["x"]
+
+
+@pytest.mark.parametrize("value", [1e300, -1e300, 1e400, float("-inf"), 2**70, "1e300", True, 3.0, 2.5])
+def test_any_value_in_a_category_column_is_read_never_raises(value):
+    schema = make_schema({"c": {"type": "category", "categories": ["a"]}, "x": {"type": "float"}})
+    for column in ([value, "a"], [value], [value, None]):
+        typed, problems = coerce_frame(pd.DataFrame({"c": column, "x": 1.0}), schema, with_target=False)
+        assert typed["c"].iloc[0] == check_value(value, schema.columns["c"])[0]
+        assert [p.rule for p in problems] == ["category"]
 
 
 # --------------------------------------------------------------------------- target
@@ -205,10 +246,16 @@ def test_problems_report_and_summary():
     _, problems = coerce_frame(df, schema, with_target=True)
     report = problems_report(problems, len(df))
     assert report["rows_checked"] == 8
-    assert report["rows_with_problems"] == 6  # rows 0,1,3,4,5,6
-    (rng,) = report["columns"]["x"]
+    assert report["rows_with_warnings"] == 6 and report["rows_with_errors"] == 0  # rows 0,1,3,4,5,6
+    assert report["errors"] == {}
+    (rng,) = report["warnings"]["x"]
     assert rng["rule"] == "range" and rng["count"] == 6 and rng["example_rows"] == [0, 1, 3, 4, 5]
-    assert report["columns"]["c"][0]["example_rows"] == [1]
+    assert report["warnings"]["c"][0]["example_rows"] == [1]
+    assert warning_counts(problems) == {"x": {"range": 6}, "c": {"null": 1}}
+    hard = make_schema({"x": {"type": "float", "min": 0, "hard": ["range"]}, "c": {"type": "category"}})
+    _, hard_problems = coerce_frame(df, hard, with_target=True)
+    report = problems_report(hard_problems, len(df))
+    assert report["rows_with_errors"] == 6 and report["errors"]["x"][0]["count"] == 6 and report["warnings"] == {}
     text = summarize(problems)
     assert "x: 6 rows is below the minimum 0 (rows 0, 1, 3, 4, 5, ...)" in text
     assert "c: 1 row is missing (column is not nullable) (rows 1)" in text
@@ -218,6 +265,11 @@ def test_problems_report_and_summary():
 
 @pytest.mark.parametrize("spec, fragment", [
     ({"type": "category", "min": 0}, "min/max only apply"),
+    ({"type": "bool", "max": 1}, "min/max only apply to int/float"),
+    ({"type": "float", "hard": ["range"]}, "hard: \\[range\\] needs min or max"),
+    ({"type": "category", "hard": ["category"]}, "needs a list of categories"),
+    ({"type": "float", "hard": ["null"]}, "needs nullable: false"),
+    ({"type": "float", "min": 0, "hard": ["type"]}, "hard"),
     ({"type": "float", "min": 5, "max": 1}, "greater than max"),
     ({"type": "float", "categories": ["a"]}, "categories only apply"),
     ({"type": "category", "allow_unknown": False}, "needs a list of categories"),
@@ -253,7 +305,9 @@ def mixed_frame() -> pd.DataFrame:
         "plan": np.where(rng.random(n) < 0.05, None, rng.choice(["basic", "pro"], n)),
         "signup": pd.date_range("2024-01-01", periods=n, freq="D").strftime("%Y-%m-%d"),  # dates as strings
         "active": rng.random(n) < 0.5,
-        "is_vip": rng.integers(0, 2, n),                                       # 0/1 ints -> bool
+        "is_vip": rng.integers(0, 2, n),                                       # 0/1 ints stay int
+        "opted_in": np.where(rng.random(n) < 0.5, "True", "false"),            # true/false text -> bool
+        "flag_obj": pd.Series(np.where(rng.random(n) < 0.5, True, False), dtype=object).where(rng.random(n) < 0.9),
         "churn": np.where(rng.random(n) < 0.2, "yes", "no"),
     })
 
@@ -275,8 +329,19 @@ def test_infer_schema_types_and_roles(mixed_frame):
     assert cols["colour"].allow_unknown
     assert cols["plan"].type == "category" and cols["plan"].nullable and cols["plan"].categories == ["basic", "pro"]
     assert cols["signup"].type == "datetime"
-    assert cols["active"].type == "bool" and cols["is_vip"].type == "bool"
-    assert set(schema.features) == {"count", "delta", "ratio", "colour", "plan", "signup", "active", "is_vip"}
+    assert cols["active"].type == "bool" and cols["opted_in"].type == "bool" and cols["flag_obj"].type == "bool"
+    assert cols["flag_obj"].nullable
+    assert cols["is_vip"].type == "int" and cols["is_vip"].min == 0 and cols["is_vip"].max >= 1
+    assert set(schema.features) == {"count", "delta", "ratio", "colour", "plan", "signup", "active", "is_vip",
+                                    "opted_in", "flag_obj"}
+
+
+def test_inferred_zero_one_int_column_takes_a_two():
+    df = pd.DataFrame({"code": [0, 1] * 20, "y": [0, 1, 1, 0] * 10})
+    schema = infer_schema(df, "y")
+    assert schema.columns["code"].type == "int"
+    typed, problems = coerce_frame(pd.DataFrame({"code": [2, 0]}), schema, with_target=False)
+    assert not [p for p in problems if p.hard] and typed["code"].tolist() == [2.0, 0.0]
 
 
 def test_inferred_schema_accepts_its_own_data_and_round_trips_yaml(mixed_frame, tmp_path):
@@ -340,3 +405,93 @@ def test_positive_mask_bool_positive_matches_truthy_labels():
     assert yaml.safe_load("positive: yes")["positive"] is True
     assert positive_mask(pd.Series(["yes", "no"]), True).tolist() == [True, False]
     assert positive_mask(pd.Series([1, 0]), True).tolist() == [True, False]
+
+
+# --------------------------------------------------------------------------- one rule set: the record path and the frame path agree
+
+PARITY_SCHEMA = make_schema({
+    "f": {"type": "float", "min": -10, "max": 10},
+    "i": {"type": "int", "min": 0, "nullable": False},
+    "h": {"type": "float", "max": 5, "hard": ["range"]},
+    "b": {"type": "bool"},
+    "c": {"type": "category", "categories": ["a", "b", "1"]},
+    "s": {"type": "category", "categories": ["x", "y"], "allow_unknown": False, "nullable": False, "hard": ["null"]},
+    "d": {"type": "datetime"},
+})
+PARITY_VALUES = [None, "", " ", True, False, 0, 1, 2, -1, 3.0, 2.5, 11, -11.5, 1e300, -1e300, float("inf"), 2**70,
+                 "1", "0", "1.0", "2.5", " 7 ", "1e3", "1_000", "0x10", "١٢", "nan", "NaN", "inf", "-Infinity",
+                 "true", "FALSE", "yes", "n", "maybe", "a", "b", "x", "z", "2024-03-01T10:00", "2024-03-01T05:00Z",
+                 "2024-02-30", "2024", "not a date", "NaT", [1], {"k": 1}, (), "None"]
+
+
+def _frame_view(record: dict) -> tuple[dict, set]:
+    typed, problems = coerce_frame(pd.DataFrame([record]), PARITY_SCHEMA, with_target=False)
+    values = {name: typed[name].iloc[0] for name in PARITY_SCHEMA.features}
+    return values, {(p.column, p.rule, p.hard, p.message) for p in problems}
+
+
+def _same_value(a, b) -> bool:
+    if a is None or (not isinstance(a, str) and pd.isna(a)):
+        return b is None or (not isinstance(b, str) and pd.isna(b))
+    return a == b
+
+
+@pytest.mark.parametrize("value", PARITY_VALUES, ids=repr)
+@pytest.mark.parametrize("field", PARITY_SCHEMA.features)
+def test_parity_table_one_value(field, value):
+    """The same (field, rule, hard, message) and the same typed value, whichever path checks it."""
+    from tabpipe.schema import RecordChecker
+
+    base = {"f": 1.0, "i": 3, "h": 1.0, "b": True, "c": "a", "s": "x", "d": "2024-03-01T10:00"}
+    record = {**base, field: value}
+    values, problems = RecordChecker(PARITY_SCHEMA)(record)
+    frame_values, frame_problems = _frame_view(record)
+    assert {tuple(p) for p in problems} == frame_problems
+    for name, got in zip(PARITY_SCHEMA.features, values):
+        assert _same_value(frame_values[name], got), (name, frame_values[name], got)
+
+
+@pytest.mark.parametrize("field", PARITY_SCHEMA.features)
+def test_parity_omitted_key_is_absent_in_both_paths(field):
+    from tabpipe.schema import ABSENT, RecordChecker
+
+    record = {k: v for k, v in {"f": 1.0, "i": 3, "h": 1.0, "b": True, "c": "a", "s": "x", "d": "2024-03-01"}.items()
+              if k != field}
+    _, problems = RecordChecker(PARITY_SCHEMA)(record)
+    assert problems == [(field, "missing_column", True, ABSENT)]
+    assert _frame_view(record)[1] == {(field, "missing_column", True, ABSENT)}
+
+
+@pytest.mark.parametrize("field", PARITY_SCHEMA.features)
+def test_parity_many_rows_mixed_types(field):
+    """A column mixing every kind of value (the batch path reads it value by value or per distinct
+    text): each row gets exactly what the record path says for that value."""
+    from tabpipe.schema import check_value
+
+    spec = PARITY_SCHEMA.columns[field]
+    texts = [v for v in PARITY_VALUES if isinstance(v, str)]
+    for column in (PARITY_VALUES, texts * 3):
+        typed, problems = coerce_frame(pd.DataFrame({field: pd.Series(column, dtype=object)}),
+                                       make_schema({field: spec.model_dump()}), with_target=False)
+        for row, value in enumerate(column):
+            expected_value, expected = check_value(value, spec)
+            got = {(p.rule, p.hard, p.message) for p in problems if row in p.rows}
+            assert got == set(expected), (row, value)
+            assert _same_value(typed[field].iloc[row], expected_value), (row, value, typed[field].iloc[row])
+
+
+def test_schema_pickled_before_the_hard_key_still_loads():
+    """Models in a registry were pickled with the ColumnSpec of their time: a field added since gets its default."""
+    import pickle
+
+    spec = make_schema({"x": {"type": "float", "min": 0}}).columns["x"]
+    state = spec.__getstate__()
+    del state["__dict__"]["hard"]                      # what an older pickle holds
+
+    class Old:
+        def __reduce__(self):
+            return (object.__new__, (type(spec),), state)
+
+    loaded = pickle.loads(pickle.dumps(Old()))
+    assert loaded.hard == [] and loaded.is_hard("range") is False and loaded.is_hard("type") is True
+    assert loaded.model_dump()["hard"] == []

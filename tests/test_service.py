@@ -173,13 +173,12 @@ def test_predict_equals_model_predict_proba(served, name, version, candidate, fa
 
 
 def _edge_records(project: Project) -> list[dict]:
-    """Nulls in every nullable field, omitted nullable fields, unknown allowed categories, offsets, bounds."""
+    """Nulls in every nullable field, unknown allowed categories, offsets, bounds."""
     base = sample_records(project, 1, seed=3)[0]
     schema = yaml.safe_load((project.root / "schema.yaml").read_text())["columns"]
     nullable = [n for n, c in schema.items() if c.get("role", "feature") == "feature" and c.get("nullable", True)]
     recs = [
         {**base, **{n: None for n in nullable}},
-        {k: v for k, v in base.items() if k not in nullable},
         {**base, "vendor": "Acme Radio", "region": "north"},                 # unknown vendor is allowed
         {**base, "timestamp": "2024-03-05T23:30:00+02:00"},                  # offset -> UTC
         {**base, "timestamp": "2024-03-09"},
@@ -198,6 +197,21 @@ def test_predict_edge_values_equal_model(served, name, version):
     s = served(name, version)
     records = _edge_records(s.project)
     assert_matches_model(s, records, post_json(s.client, {"records": records}))
+
+
+def test_omitted_key_is_an_error_for_that_record_only(rf):
+    """A feature key left out (even a nullable one) is absent, as a column missing from a CSV is:
+    that record gets an error, the others are scored; null is how a missing value is sent."""
+    recs = sample_records(rf.project, 3, seed=4)
+    recs[1] = {k: v for k, v in recs[1].items() if k != "sinr_db"}
+    body = post_json(rf.client, {"records": recs}).get_json()
+    assert [p["row"] for p in body["predictions"]] == [0, 1, 2]
+    assert body["predictions"][1]["prediction"] is None and body["predictions"][1]["probability"] is None
+    assert body["predictions"][1]["errors"] == [{"field": "sinr_db", "rule": "missing_column",
+                                                 "message": "is absent from the input (send null or an empty value for a missing value)"}]
+    assert body["predictions"][0]["probability"] is not None and body["predictions"][2]["probability"] is not None
+    assert body["summary"]["failed"] == 1 and body["summary"]["errors"] == {"sinr_db": {"missing_column": 1}}
+    assert post_json(rf.client, {**recs[1], "sinr_db": None}).status_code == 200
 
 
 def test_ext_schema_has_bool_datetime_and_nulls(ext_project):
@@ -278,9 +292,12 @@ def test_form_is_built_from_the_schema(served):
     assert "cell_id" not in form.inputs  # id column is not a model input
     for name in features:
         spec = cols[name]
-        if spec["type"] == "category":
-            expected = ([""] if spec.get("nullable", True) else []) + spec["categories"]
+        hard = spec.get("hard", [])
+        if spec["type"] == "category" and "category" in hard:          # only the listed values: a select
+            expected = ([""] if "null" not in hard else []) + spec["categories"]
             assert form.selects[name] == expected, name
+        elif spec["type"] == "category":                                # listed values suggested, others allowed
+            assert form.inputs[name]["list"] == f"{name}-listed" and name not in form.selects
         elif spec["type"] == "bool":
             assert form.selects[name] == ["", "true", "false"]
         elif spec["type"] == "datetime":
@@ -289,11 +306,13 @@ def test_form_is_built_from_the_schema(served):
             attrs = form.inputs[name]
             assert attrs["type"] == "number"
             assert attrs["step"] == ("1" if spec["type"] == "int" else "any")
-            if "min" in spec:
-                assert float(attrs["min"]) == spec["min"]
-            if "max" in spec:
-                assert float(attrs["max"]) == spec["max"]
-            assert ("required" in attrs) == (not spec.get("nullable", True)), name
+            if "range" in hard:                                         # the browser enforces hard ranges only
+                assert float(attrs["min"]) == spec["min"] and float(attrs["max"]) == spec["max"], name
+            else:
+                assert "min" not in attrs and "max" not in attrs, name
+                if "max" in spec:
+                    assert f"{spec['max']:g}" in attrs["placeholder"], name
+            assert ("required" in attrs) == ("null" in hard), name       # a missing value is an expectation
     assert form.text["model-version"].strip() == "v0001"
 
 
@@ -323,13 +342,24 @@ def test_form_post_shows_prediction_and_probability(served, name, version):
         assert form.inputs["latency_ms"]["value"] == str(rec["latency_ms"])
 
 
-def test_form_post_out_of_range_shows_field_error(rf):
+def test_form_post_out_of_range_is_scored_with_a_warning(rf):
+    rec = sample_records(rf.project, 1, seed=12)[0]
+    r = rf.client.post("/", data=_form_values({**rec, "latency_ms": 99999}))
+    assert r.status_code == 200
+    form = parse_form(r.get_data(as_text=True))
+    expected = post_json(rf.client, {**rec, "latency_ms": 99999}).get_json()["predictions"][0]
+    assert form.text["probability"].strip() == f"{expected['probability']:.4f}"
+    assert "above the maximum 5000" in form.text["warn-latency_ms"]
+    assert "1 warning" in form.text["warnings"] and "errors" not in form.ids
+
+
+def test_form_post_hard_violation_shows_field_error(rf):
     rec = sample_records(rf.project, 1, seed=12)[0]
     r = rf.client.post("/", data=_form_values({**rec, "latency_ms": 99999, "technology": "6G"}))
     assert r.status_code == 422
     form = parse_form(r.get_data(as_text=True))
-    assert "above the maximum" in form.text["err-latency_ms"]
     assert "allowed categories" in form.text["err-technology"]
+    assert "above the maximum" in form.text["warn-latency_ms"]
     assert "prediction" not in form.text and "errors" in form.ids
 
 
@@ -359,11 +389,16 @@ def test_empty_records_is_400(rf):
     error_json(post_json(rf.client, {"records": []}), 400)
 
 
-def test_records_not_objects_is_422(rf):
+def test_records_not_objects_are_row_errors(rf):
     good = sample_records(rf.project, 1)[0]
-    body = error_json(post_json(rf.client, {"records": [good, 1, "x", [good], None]}), 422)
-    assert [d["row"] for d in body["details"]] == [1, 2, 3, 4]
-    assert all("field" in d and d["message"] for d in body["details"])
+    body = post_json(rf.client, {"records": [good, 1, "x", [good], None]}).get_json()
+    assert body["summary"]["scored"] == 1 and body["summary"]["failed"] == 4
+    assert body["predictions"][0]["probability"] is not None
+    for entry in body["predictions"][1:]:
+        assert entry["probability"] is None and entry["errors"][0]["message"] == "is not a JSON object"
+    body = error_json(post_json(rf.client, {"records": [1, "x", [good], None]}), 422)   # nothing to score
+    assert [d["row"] for d in body["details"]] == [0, 1, 2, 3]
+    assert all("field" in d and d["message"] for d in body["details"]) and body["summary"]["failed"] == 4
 
 
 @pytest.fixture(scope="module")
@@ -400,19 +435,16 @@ def test_too_many_records_is_413(limited):
     assert "5" in body["error"]
 
 
-# schema violations: (field, bad value, words expected in the message)
+# hard violations: (field, bad value, words expected in the message) — the record cannot be scored
 VIOLATIONS = [
-    ("latency_ms", "<missing>", "missing"),
-    ("region", None, "missing"),
+    ("latency_ms", "<missing>", "absent"),
     ("latency_ms", "fast", "not a number"),
     ("latency_ms", True, "not a number"),
-    ("latency_ms", [1], "not a number"),
-    ("latency_ms", {"v": 1}, "not a number"),
+    ("latency_ms", [1], "not a single value"),
+    ("latency_ms", {"v": 1}, "not a single value"),
     ("active_users", 2.5, "whole number"),
-    ("packet_loss_pct", 150, "above the maximum"),
-    ("rsrp_dbm", -200, "below the minimum"),
-    ("throughput_mbps", -0.5, "below the minimum"),
-    ("technology", "6G", "allowed categories"),
+    ("packet_loss_pct", 150, "above the maximum"),          # hard: [range] in the schema
+    ("technology", "6G", "allowed categories"),             # hard: [category]
     ("technology", "4g", "allowed categories"),
     ("vendor", {"name": "x"}, "single value"),
     ("timestamp", "not a date", "date/time"),
@@ -420,23 +452,60 @@ VIOLATIONS = [
 ]
 
 
-@pytest.mark.parametrize("field,value,words", VIOLATIONS, ids=[f"{f}={v!r}" for f, v, _ in VIOLATIONS])
-def test_schema_violation_is_422_with_row_and_field(rf, field, value, words):
-    recs = sample_records(rf.project, 5, seed=5)
-    bad = dict(recs[3])
+def _with(recs: list[dict], row: int, field: str, value) -> list[dict]:
+    recs = [dict(r) for r in recs]
     if value == "<missing>":
-        del bad[field]
+        del recs[row][field]
     else:
-        bad[field] = value
-    recs[3] = bad
-    body = error_json(post_json(rf.client, {"records": recs}), 422)
-    assert len(body["details"]) == 1, body
-    detail = body["details"][0]
-    assert detail["row"] == 3 and detail["field"] == field
-    assert words in detail["message"]
-    # a single record: row 0
-    body = error_json(post_json(rf.client, bad), 422)
+        recs[row][field] = value
+    return recs
+
+
+@pytest.mark.parametrize("field,value,words", VIOLATIONS, ids=[f"{f}={v!r}" for f, v, _ in VIOLATIONS])
+def test_hard_violation_is_a_row_error_in_a_batch_and_422_alone(rf, field, value, words):
+    recs = _with(sample_records(rf.project, 5, seed=5), 3, field, value)
+    body = post_json(rf.client, {"records": recs}).get_json()
+    preds = body["predictions"]
+    assert [p["row"] for p in preds] == [0, 1, 2, 3, 4]
+    (error,) = preds[3]["errors"]
+    assert error["field"] == field and words in error["message"]
+    assert preds[3]["prediction"] is None and preds[3]["probability"] is None
+    others = [recs[i] for i in (0, 1, 2, 4)]
+    np.testing.assert_allclose([preds[i]["probability"] for i in (0, 1, 2, 4)],
+                               rf.model.predict_proba(pd.DataFrame(others)), rtol=0, atol=TOL)
+    assert body["summary"] == {"rows": 5, "scored": 4, "failed": 1, "rows_with_warnings": 0, "warnings": {},
+                               "errors": {field: {error["rule"]: 1}}, "details_truncated": False}
+    # a single record: 422, row 0
+    body = error_json(post_json(rf.client, recs[3]), 422)
     assert [(d["row"], d["field"]) for d in body["details"]] == [(0, field)]
+
+
+# expectations: (field, value, rule, words) — the record is scored as it is, with a warning
+EXPECTATIONS = [
+    ("region", None, "null", "is missing"),
+    ("latency_ms", None, "null", "is missing"),
+    ("latency_ms", "", "null", "is missing"),
+    ("latency_ms", 99999, "range", "above the maximum 5000"),
+    ("rsrp_dbm", -200, "range", "below the minimum -160"),
+    ("throughput_mbps", -0.5, "range", "below the minimum 0"),
+    ("vendor", "Acme Radio", "category", "listed categories"),
+    ("region", "atlantis", "category", "listed categories"),
+]
+
+
+@pytest.mark.parametrize("field,value,rule,words", EXPECTATIONS, ids=[f"{f}={v!r}" for f, v, _, _ in EXPECTATIONS])
+@pytest.mark.parametrize("name,version", [("main", "v0001"), ("main", "v0002")], ids=["forest", "logreg"])
+def test_expectation_is_scored_with_a_warning(served, name, version, field, value, rule, words):
+    s = served(name, version)
+    recs = _with(sample_records(s.project, 4, seed=8), 2, field, value)
+    body = assert_matches_model(s, recs, post_json(s.client, {"records": recs}))
+    (warning,) = body["predictions"][2]["warnings"]
+    assert (warning["field"], warning["rule"]) == (field, rule) and words in warning["message"]
+    assert all("warnings" not in p and "errors" not in p for i, p in enumerate(body["predictions"]) if i != 2)
+    assert body["summary"]["warnings"] == {field: {rule: 1}} and body["summary"]["rows_with_warnings"] == 1
+    single = post_json(s.client, recs[2])
+    assert single.status_code == 200
+    assert single.get_json()["predictions"][0]["warnings"] == [warning]
 
 
 def test_bool_violation_is_422(served):
@@ -452,9 +521,12 @@ def test_many_violations_in_many_rows(rf):
     recs[0]["latency_ms"] = -1
     recs[2]["technology"] = "2G"
     recs[2]["alarm_count"] = "many"
-    body = error_json(post_json(rf.client, {"records": recs}), 422)
-    got = sorted((d["row"], d["field"]) for d in body["details"])
-    assert got == [(0, "latency_ms"), (2, "alarm_count"), (2, "technology")]
+    body = post_json(rf.client, {"records": recs}).get_json()
+    preds = body["predictions"]
+    assert sorted(e["field"] for e in preds[2]["errors"]) == ["alarm_count", "technology"]
+    assert [w["field"] for w in preds[0]["warnings"]] == ["latency_ms"] and preds[0]["probability"] is not None
+    assert [p["probability"] is None for p in preds] == [False, False, True, False]
+    assert body["summary"]["errors"] == {"technology": {"category": 1}, "alarm_count": {"type": 1}}
 
 
 @pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e400", "-1e999"])
@@ -495,10 +567,11 @@ def test_overflowing_number_in_category_field_is_not_500(rf):
     assert [(d["row"], d["field"]) for d in body["details"]] == [(0, "technology")]
 
 
-def test_deeply_nested_json_is_400(rf):
-    body = b"[" * 100_000
+def test_deeply_nested_json_is_400_or_413(rf):
+    error_json(post_raw(rf.client, b"[" * 5_000), 400)          # too deep for the parser
+    body = b"[" * 100_000                                          # more arrays than any allowed request needs
     assert len(body) < rf.app.config["MAX_CONTENT_LENGTH"]
-    error_json(post_raw(rf.client, body), 400)
+    error_json(post_raw(rf.client, body), 413)
 
 
 def test_logreg_large_valid_value_is_scored(served):
@@ -574,18 +647,43 @@ def test_predict_csv_garbage_is_400(rf, garbage):
     error_json(csv_upload(rf.client, garbage), 400)
 
 
-def test_predict_csv_bad_row_is_422_with_row_and_field(rf):
+def test_predict_csv_scores_every_row_it_can_in_order(rf):
     df = pd.read_csv(rf.project.root / "data1.csv").head(20)
-    df.loc[7, "latency_ms"] = -5
+    df.loc[7, "latency_ms"] = -5                       # expectation: scored, warning
+    df.loc[9, "sinr_db"] = np.nan                      # nullable: nothing to say
+    df.loc[10, "rsrp_dbm"] = np.nan                    # a new missing value: scored (imputed), warning
     df["technology"] = df["technology"].astype(object)
-    df.loc[12, "technology"] = "6G"
+    df.loc[12, "technology"] = "6G"                    # hard: [category]: error
+    r = csv_upload(rf.client, _csv(df))
+    assert r.status_code == 200, r.get_data(as_text=True)[:500]
+    out = pd.read_csv(io.BytesIO(r.data))
+    assert list(out["cell_id"]) == list(df["cell_id"])
+    assert list(out.columns) == list(df.columns) + ["prediction", "probability", "warnings", "error"]
+    assert out["probability"].isna().tolist() == [i == 12 for i in range(20)]
+    assert "technology: is not one of the allowed categories" in out.loc[12, "error"]
+    assert out.loc[7, "warnings"] == "latency_ms: is below the minimum 0"
+    assert out.loc[10, "warnings"] == "rsrp_dbm: is missing (column is not nullable)"
+    assert out["warnings"].notna().sum() == 2 and out["error"].notna().sum() == 1
+    keep = [i for i in range(20) if i != 12]
+    np.testing.assert_allclose(out.loc[keep, "probability"], rf.model.predict_proba(df.loc[keep]), rtol=0, atol=TOL)
+    assert (r.headers["X-Rows"], r.headers["X-Scored"], r.headers["X-Failed"]) == ("20", "19", "1")
+    assert r.headers["X-Rows-With-Warnings"] == "2"
+    assert set(r.headers["X-Warning-Counts"].split(";")) == {"latency_ms:range=1", "rsrp_dbm:null=1"}
+
+
+def test_predict_csv_absent_columns_are_one_request_error(rf):
+    df = pd.read_csv(rf.project.root / "data1.csv").head(500)
+    body = error_json(csv_upload(rf.client, _csv(df.drop(columns=["rsrp_dbm", "region"]))), 422)
+    assert "rsrp_dbm" in body["error"] and "region" in body["error"]
+    assert sorted([(d["row"], d["field"]) for d in body["details"]], key=str) == [(None, "region"), (None, "rsrp_dbm")]
+
+
+def test_predict_csv_no_scorable_row_is_422(rf):
+    df = pd.read_csv(rf.project.root / "data1.csv").head(5)
+    df["latency_ms"] = "fast"
     body = error_json(csv_upload(rf.client, _csv(df)), 422)
-    got = sorted((d["row"], d["field"]) for d in body["details"])
-    assert got == [(7, "latency_ms"), (12, "technology")]
-    assert all(d["message"] for d in body["details"])
-    # a missing column: named, without a row
-    body = error_json(csv_upload(rf.client, _csv(df.drop(columns=["rsrp_dbm"]))), 422)
-    assert {"row": None, "field": "rsrp_dbm"} in [{"row": d["row"], "field": d["field"]} for d in body["details"]]
+    assert [(d["row"], d["field"]) for d in body["details"]] == [(i, "latency_ms") for i in range(5)]
+    assert body["summary"]["failed"] == 5 and body["summary"]["errors"] == {"latency_ms": {"type": 5}}
 
 
 def test_predict_csv_duplicate_columns_is_client_error(rf):
@@ -880,7 +978,8 @@ def test_fuzz_json_payloads_never_5xx(rf, base_records, data):
     _assert_no_5xx(resp)
     if resp.status_code == 200:
         body = strict_json(resp)
-        assert all(0.0 <= p["probability"] <= 1.0 for p in body["predictions"])
+        assert all(p["probability"] is None or 0.0 <= p["probability"] <= 1.0 for p in body["predictions"])
+        assert all((p["probability"] is None) == ("errors" in p) for p in body["predictions"])
     elif resp.status_code == 422:
         assert all({"row", "field", "message"} <= set(d) for d in resp.get_json()["details"])
 
@@ -907,8 +1006,11 @@ def test_fuzz_csv_uploads_never_5xx(rf, data):
     _assert_no_5xx(csv_upload(rf.client, text.encode()))
 
 
-# validation parity: the fast path accepts exactly what the model's own check accepts, and agrees on the numbers
-_typed_value = st.one_of(st.none(), st.integers(-300, 6000), st.floats(-300, 6000, allow_nan=False),
+# validation parity: the fast path accepts exactly what the model's own check accepts, reports the same
+# (field, rule, message) errors and warnings — booleans, empty strings and omitted keys included — and
+# agrees on the numbers
+_typed_value = st.one_of(st.none(), st.booleans(), st.sampled_from(["", " ", "true", "0", "1e300", "nan"]),
+                         st.integers(-300, 6000), st.floats(-300, 6000, allow_nan=False),
                          st.sampled_from(["3G", "4G", "5G", "6G", "north", "central", "Nokia", "Acme", "abc", "12.5"]),
                          st.sampled_from(["2024-03-01T10:00:00", "2024-03-07 23:59", "2024-02-30", "2024-03-01T05:00Z"]))
 
@@ -918,10 +1020,168 @@ _typed_value = st.one_of(st.none(), st.integers(-300, 6000), st.floats(-300, 600
 def test_fuzz_fast_path_matches_model(rf, base_records, data):
     rec = {**data.draw(st.sampled_from(base_records)),
            **data.draw(st.dictionaries(st.sampled_from(FEATURES), _typed_value, max_size=4))}
+    for key in data.draw(st.sets(st.sampled_from(FEATURES), max_size=2)):     # omitted keys
+        rec.pop(key, None)
     resp = post_json(rf.client, rec)
     _typed, problems = rf.model.check(pd.DataFrame([rec]))
-    if problems:
+    hard = {(p.column, p.rule, p.message) for p in problems if p.hard}
+    soft = {(p.column, p.rule, p.message) for p in problems if not p.hard}
+    if hard:
         body = error_json(resp, 422)
-        assert {d["field"] for d in body["details"]} == {p.column for p in problems}
+        assert {(d["field"], d["rule"], d["message"]) for d in body["details"]} == hard
     else:
-        assert_matches_model(rf, [rec], resp)
+        body = assert_matches_model(rf, [rec], resp)
+        got = {(w["field"], w["rule"], w["message"]) for w in body["predictions"][0].get("warnings", [])}
+        assert got == soft
+
+
+# --------------------------------------------------------------------------- hostile inputs: bounded work, bounded answers, no 5xx
+
+
+@pytest.fixture(scope="module")
+def capped(main_project, tmp_path_factory) -> Served:
+    """Serving v0001 with serve.max_csv_rows: 50 and serve.allowed_origins: [https://app.example.com]."""
+    s = Served(main_project, "v0001", tmp_path_factory.mktemp("capped") / "p")
+    s.close()
+    s.app = create_app(write_variant(s.config, "capped.yaml", max_csv_rows=50,
+                                     allowed_origins=["https://app.example.com"]))
+    s.client = s.app.test_client()
+    yield s
+    s.close()
+
+
+def test_json_with_millions_of_objects_is_413_before_parsing(rf, monkeypatch):
+    from tabpipe.serving import inputs
+
+    parsed, real = [], inputs.json.loads
+
+    def spy(text, **kwargs):
+        parsed.append(len(text))
+        return real(text, **kwargs)
+
+    monkeypatch.setattr(inputs.json, "loads", spy)
+    body = b'{"records":[' + b"{}," * 299_999 + b"{}]}"
+    resp = post_raw(rf.client, body)
+    monkeypatch.undo()
+    assert not [n for n in parsed if n >= len(body)]            # never handed to the JSON parser
+    body_json = error_json(resp, 413)
+    assert "serve.max_records=10000" in body_json["error"] and len(resp.data) < 500
+
+
+def test_just_over_max_records_is_413_and_at_the_limit_is_scored(limited):
+    recs = sample_records(limited.project, 6)
+    assert post_json(limited.few, {"records": recs[:5]}).status_code == 200
+    error_json(post_json(limited.few, {"records": recs + [{}] * 20}), 413)       # caught before parsing
+    error_json(post_json(limited.few, {"records": recs}), 413)                   # counted after parsing
+
+
+def test_csv_header_problem_is_one_error_not_one_per_row(rf):
+    data = b"unknown\n" + b"1\n" * 300_000
+    resp = csv_upload(rf.client, data)
+    body = error_json(resp, 422)
+    assert len(body["details"]) == len(FEATURES) and {d["row"] for d in body["details"]} == {None}
+    assert {d["field"] for d in body["details"]} == set(FEATURES)
+    assert len(resp.data) < 10_000
+
+
+def test_csv_rows_are_capped_before_scoring(capped, monkeypatch):
+    from tabpipe.serving import app as app_mod
+
+    df = pd.read_csv(capped.project.root / "data1.csv").head(51)
+    monkeypatch.setattr(app_mod, "score_frame", lambda *a: (_ for _ in ()).throw(AssertionError("scored")))
+    body = error_json(csv_upload(capped.client, _csv(df)), 413)
+    assert "serve.max_csv_rows=50" in body["error"] and "51 rows" in body["error"]
+    monkeypatch.undo()
+    r = csv_upload(capped.client, _csv(df.head(50)))
+    assert r.status_code == 200 and r.headers["X-Scored"] == "50"
+
+
+def test_huge_numbers_in_every_column_never_5xx(rf):
+    cols = FEATURES
+    for cell in ("1e300", "-1e300", "1e400", "99999999999999999999999999"):
+        r = csv_upload(rf.client, (",".join(cols) + "\n" + ",".join([cell] * len(cols)) + "\n").encode())
+        assert r.status_code in (200, 422), (cell, r.status_code, r.get_data(as_text=True)[:300])
+        if r.status_code == 422:
+            fields = {d["field"] for d in r.get_json()["details"]}
+            assert fields <= set(FEATURES) and fields
+    rec = {name: 1e300 for name in FEATURES}
+    r = post_json(rf.client, {"records": [rec, {**sample_records(rf.project, 1)[0]}]})
+    assert r.status_code == 200 and r.get_json()["predictions"][0]["errors"]
+    assert r.get_json()["predictions"][1]["probability"] is not None
+
+
+def test_error_details_are_bounded_and_counts_exact(rf):
+    bad = {name: "x" for name in FEATURES}                 # every field unreadable: 15 errors per record
+    resp = post_json(rf.client, {"records": [bad] * 2000 + [sample_records(rf.project, 1)[0]]})
+    body = resp.get_json()
+    assert resp.status_code == 200
+    details = sum(len(p.get("errors", [])) for p in body["predictions"])
+    assert 2000 <= details <= 2000 + app_module.MAX_DETAILS                   # every failed row keeps one
+    assert all(p.get("errors") for p in body["predictions"][:2000])
+    summary = body["summary"]
+    assert summary["failed"] == 2000 and summary["scored"] == 1 and summary["details_truncated"] is True
+    unreadable = set(FEATURES) - {"region", "vendor"}           # "x" is only an unlisted category there
+    assert summary["errors"] == {name: {"type" if name != "technology" else "category": 2000} for name in unreadable}
+    assert summary["warnings"] == {"region": {"category": 2000}, "vendor": {"category": 2000}}
+
+
+def test_warning_details_are_bounded_and_counts_exact(rf):
+    rec = {**sample_records(rf.project, 1)[0], "latency_ms": 99999, "rsrp_dbm": -500, "region": None}
+    body = post_json(rf.client, {"records": [rec] * 3000}).get_json()
+    shown = sum(len(p.get("warnings", [])) for p in body["predictions"])
+    assert shown == app_module.MAX_DETAILS
+    assert body["summary"]["warnings"] == {"latency_ms": {"range": 3000}, "rsrp_dbm": {"range": 3000},
+                                           "region": {"null": 3000}}
+    assert body["summary"]["rows_with_warnings"] == 3000 and body["summary"]["details_truncated"] is True
+    assert all(p["probability"] is not None for p in body["predictions"])
+
+
+def test_csv_nothing_scorable_details_are_bounded(rf):
+    df = pd.read_csv(rf.project.root / "data1.csv").head(1)
+    big = pd.concat([df] * 5000, ignore_index=True).astype({"latency_ms": object})
+    big["latency_ms"] = "fast"
+    body = error_json(csv_upload(rf.client, _csv(big)), 422)
+    assert len(body["details"]) == app_module.MAX_DETAILS and body["summary"]["failed"] == 5000
+    assert body["summary"]["details_truncated"] is True
+
+
+# --------------------------------------------------------------------------- cross-site browser requests
+
+
+@pytest.mark.parametrize("headers, allowed", [
+    ({}, True),                                                                          # curl, scripts
+    ({"Sec-Fetch-Site": "same-origin", "Origin": "http://localhost"}, True),             # the service's own form
+    ({"Sec-Fetch-Site": "none"}, True),                                                  # typed in by the user
+    ({"Origin": "http://localhost"}, True),                                              # older browser, same origin
+    ({"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"}, False),
+    ({"Sec-Fetch-Site": "same-site", "Origin": "http://localhost:3000"}, False),         # another local app
+    ({"Origin": "https://evil.example"}, False),                                         # older browser, other site
+    ({"Sec-Fetch-Site": "cross-site", "Origin": "null"}, False),                         # sandboxed page
+], ids=["no-headers", "same-origin", "none", "origin-only-same", "cross-site", "same-site", "origin-only-other", "null"])
+@pytest.mark.parametrize("path", ["/predict/csv", "/"])
+def test_cross_site_posts_are_refused(rf, headers, allowed, path):
+    df = pd.read_csv(rf.project.root / "data1.csv").head(2)
+    if path == "/predict/csv":
+        r = rf.client.post(path, data={"file": (io.BytesIO(_csv(df)), "rows.csv")}, content_type="multipart/form-data",
+                           headers=headers)
+    else:
+        r = rf.client.post(path, data=_form_values(sample_records(rf.project, 1)[0]), headers=headers)
+    if allowed:
+        assert r.status_code == 200, r.get_data(as_text=True)[:300]
+    else:
+        body = error_json(r, 403)
+        assert "cross-site request refused" in body["error"] and "serve.allowed_origins" in body["error"]
+
+
+def test_allowed_origin_may_post_and_read(capped):
+    df = pd.read_csv(capped.project.root / "data1.csv").head(2)
+    headers = {"Sec-Fetch-Site": "cross-site", "Origin": "https://app.example.com"}
+    r = capped.client.post("/predict/csv", data={"file": (io.BytesIO(_csv(df)), "rows.csv")},
+                           content_type="multipart/form-data", headers=headers)
+    assert r.status_code == 200
+    assert r.headers["Access-Control-Allow-Origin"] == "https://app.example.com" and "Origin" in r.headers["Vary"]
+    assert "X-Scored" in r.headers["Access-Control-Expose-Headers"]
+    other = {"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"}
+    r = capped.client.post("/predict/csv", data={"file": (io.BytesIO(_csv(df)), "rows.csv")},
+                           content_type="multipart/form-data", headers=other)
+    assert r.status_code == 403 and "Access-Control-Allow-Origin" not in r.headers

@@ -1,9 +1,17 @@
-"""Batch scoring of a file: input rows in order + ``prediction`` + ``probability`` (+ ``error``)."""
+"""Batch scoring of a table: input rows in order + ``prediction``, ``probability``, ``warnings``, ``error``.
+
+Every row that can be scored is scored. A row that breaks a hard rule of the schema (a value that
+cannot be read as its type, or a rule the column lists under ``hard:``) gets an ``error`` text and
+no prediction; a row that only breaks expectations (range, category list, ``nullable: false``) is
+scored as it is and its ``warnings`` text names field and rule. A table without one of the model's
+feature columns cannot be scored at all: ``MissingColumns`` names them (never one error per row).
+"""
 from __future__ import annotations
 
 import io
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -11,45 +19,101 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 
+from tabpipe.errors import DataError
 from tabpipe.model import TabularModel
-from tabpipe.schema import summarize
+from tabpipe.schema import Problem, absent_columns, summarize, warning_counts
 from tabpipe.sources import read_file
+
+ROW_TEXT_ITEMS = 3   # per row, the warnings/error text names at most this many fields, then "(+k more)"
+
+
+class MissingColumns(DataError):
+    """The table lacks feature columns of the model's schema, so no row can be scored."""
+
+    def __init__(self, columns: list[str], where: str = "the data"):
+        self.columns = columns
+        super().__init__(f"{where} has no column{'s' if len(columns) != 1 else ''} {', '.join(columns)} "
+                         f"(every feature of the model's schema is needed; leave values empty for missing ones)")
 
 
 @dataclass(frozen=True)
 class BatchResult:
     rows: int
     scored: int
-    problems: str      # readable summary, "" when every row was valid
+    errors: str                                  # readable summary of the hard problems, "" when every row was scored
+    warning_counts: dict[str, dict[str, int]] = field(default_factory=dict)   # {column: {rule: rows}}
+    rows_with_warnings: int = 0
 
 
-def score_frame(model: TabularModel, df: pd.DataFrame) -> tuple[pd.DataFrame, list]:
-    """Rows of ``df`` with prediction/probability; rows breaking the schema get an ``error`` instead."""
-    typed, problems = model.check(df)
-    errors: dict[int, list[str]] = {}
+def _row_texts(problems: list[Problem], n: int) -> dict[int, str]:
+    """{row: "field: message; field: message (+k more)"}, at most ROW_TEXT_ITEMS items per row."""
+    items: dict[int, list[str]] = {}
     for p in problems:
-        for row in (p.rows or range(len(df))):
-            errors.setdefault(row, []).append(f"{p.column}: {p.message}")
-    valid = np.ones(len(df), dtype=bool)
-    valid[list(errors)] = False
-    proba = np.full(len(df), np.nan)
+        text = f"{p.column}: {p.message}"
+        for row in p.rows:
+            items.setdefault(row, []).append(text)
+    return {row: "; ".join(texts[:ROW_TEXT_ITEMS]) + (f" (+{len(texts) - ROW_TEXT_ITEMS} more)"
+                                                      if len(texts) > ROW_TEXT_ITEMS else "")
+            for row, texts in items.items()}
+
+
+def score_frame(model: TabularModel, df: pd.DataFrame) -> tuple[pd.DataFrame, list[Problem]]:
+    """Rows of ``df`` (in order) with prediction/probability/warnings/error, and every problem found.
+
+    Raises ``MissingColumns`` when a feature column is absent."""
+    absent = absent_columns(df.columns, model.schema)
+    if absent:
+        raise MissingColumns(absent)
+    typed, problems = model.check(df)
+    n = len(df)
+    hard = [p for p in problems if p.hard]
+    soft = [p for p in problems if not p.hard]
+    valid = np.ones(n, dtype=bool)
+    for p in hard:
+        valid[list(p.rows)] = False
+    proba = np.full(n, np.nan)
     proba[valid] = model.predict_proba_typed(typed[valid])
     result = df.reset_index(drop=True).copy()
-    result["prediction"] = pd.Series(model.labels_for(proba[valid]), index=np.flatnonzero(valid)).reindex(range(len(df)))
+    result["prediction"] = pd.Series(model.labels_for(proba[valid]), index=np.flatnonzero(valid)).reindex(range(n))
     result["probability"] = proba
-    if errors:
-        result["error"] = pd.Series({row: "; ".join(msgs) for row, msgs in errors.items()}).reindex(range(len(df)))
+    result["warnings"] = pd.Series(_row_texts(soft, n), dtype=object).reindex(range(n))
+    result["error"] = pd.Series(_row_texts(hard, n), dtype=object).reindex(range(n))
     return result, problems
 
 
-def read_csv_bytes(data: bytes) -> pd.DataFrame:
+def summary(problems: list[Problem], rows: int, scored: int) -> BatchResult:
+    """Counts for a scored table: rows, rows scored, the hard problems as text, warnings per column and rule."""
+    warned = {r for p in problems if not p.hard for r in p.rows}
+    return BatchResult(rows=rows, scored=scored, errors=summarize([p for p in problems if p.hard]),
+                       warning_counts=warning_counts(problems), rows_with_warnings=len(warned))
+
+
+class TooManyRows(ValueError):
+    """A table longer than the configured limit (checked before any row is converted or scored)."""
+
+    def __init__(self, rows: int, limit: int):
+        self.rows, self.limit = rows, limit
+        super().__init__(f"{rows} rows; the limit is {limit}")
+
+
+def read_csv_bytes(data: bytes, *, max_rows: int | None = None, required: list[str] | tuple = ()) -> pd.DataFrame:
     """Parse CSV bytes with Arrow's multi-threaded reader (several times faster than pandas' C parser).
-    Raises ValueError for unreadable CSV and for repeated column names."""
-    frame = pd.read_csv(io.BytesIO(data), engine="pyarrow")
-    repeated = frame.columns[frame.columns.duplicated()].unique().tolist()
-    if repeated:
-        raise ValueError(f"repeated column names: {', '.join(map(str, repeated))}")
-    return frame
+
+    Checked on Arrow's compact columns, before any Python object per value exists, in this order:
+    ValueError for unreadable CSV and repeated column names, ``MissingColumns`` when a ``required``
+    column is absent from the header, ``TooManyRows`` above ``max_rows``."""
+    table = pa_csv.read_csv(io.BytesIO(data))
+    names = table.column_names
+    if len(set(names)) != len(names):
+        repeated = sorted(name for name, count in Counter(names).items() if count > 1)
+        raise ValueError(f"repeated column names: {', '.join(repeated[:20])}")
+    present = set(names)
+    absent = [name for name in required if name not in present]
+    if absent:
+        raise MissingColumns(absent, "the CSV header")
+    if max_rows is not None and table.num_rows > max_rows:
+        raise TooManyRows(table.num_rows, max_rows)
+    return table.to_pandas()
 
 
 def to_csv_bytes(df: pd.DataFrame) -> bytes:
@@ -61,10 +125,13 @@ def to_csv_bytes(df: pd.DataFrame) -> bytes:
 
 def score_file(model: TabularModel, input_path: Path, output_path: Path,
                on_scored: Callable[[pd.DataFrame, pd.DataFrame], None] | None = None) -> BatchResult:
-    """Score a file into ``output_path``; ``on_scored(input_rows, scored_rows)`` is called once after
-    scoring (the prediction log)."""
+    """Score a CSV/Parquet file into ``output_path`` (.csv or .parquet); MissingColumns writes nothing.
+    ``on_scored(input_rows, scored_rows)`` is called once after scoring (the prediction log)."""
     df = read_file(Path(input_path))
-    scored, problems = score_frame(model, df)
+    try:
+        scored, problems = score_frame(model, df)
+    except MissingColumns as exc:
+        raise MissingColumns(exc.columns, str(input_path)) from None
     if on_scored is not None:
         on_scored(df, scored)
     output_path = Path(output_path)
@@ -73,4 +140,4 @@ def score_file(model: TabularModel, input_path: Path, output_path: Path,
         scored.to_parquet(output_path, index=False)
     else:
         output_path.write_bytes(to_csv_bytes(scored))
-    return BatchResult(rows=len(df), scored=int(scored["probability"].notna().sum()), problems=summarize(problems))
+    return summary(problems, len(df), int(scored["probability"].notna().sum()))

@@ -117,9 +117,10 @@ def predict(
     request_id: str | None = typer.Option(None, "--request-id", help="Id the rows are logged under (default: a new one; "
                                           "rows without a schema id column join outcomes as REQUEST_ID:ROW_INDEX)."),
 ) -> None:
-    """Score a file with the production model (or --model-version). Rows that break the schema are
-    reported (error column, exit 1), never guessed. With monitoring.log_predictions on, the scored
-    rows are recorded in the history store."""
+    """Score a file with the production model (or --model-version). Every row that can be scored is
+    scored; rows that break a hard schema rule get an 'error' text instead of a guess (exit 1), rows
+    that only break expectations are scored and named in the 'warnings' column (exit 0). With
+    monitoring.log_predictions on, the scored rows are recorded in the history store."""
     from tabpipe.batch import score_file
     from tabpipe.config import load_settings
     from tabpipe.registry import ModelRegistry
@@ -131,11 +132,15 @@ def predict(
     out.print(f"model {meta['version']}: scored {result.scored} of {result.rows} rows -> {output}")
     if logger.message:
         (err if logger.failed else out).print(logger.message, highlight=False)
-    if result.problems:
+    if result.warning_counts:
+        counts = ", ".join(f"{column} {rule} {n}" for column, rules in result.warning_counts.items()
+                           for rule, n in rules.items())
+        err.print(f"[yellow]{result.rows_with_warnings} row{'s' if result.rows_with_warnings != 1 else ''} scored "
+                  f"with warnings[/] (see the 'warnings' column); rows per column and rule: {counts}", highlight=False)
+    if result.scored < result.rows:
         bad = result.rows - result.scored
-        err.print(f"[yellow]{bad} row{'s' if bad != 1 else ''} violate{'s' if bad == 1 else ''} the schema[/] "
-                  f"(see the 'error' column):\n{result.problems}",
-                  highlight=False)
+        err.print(f"[red]{bad} row{'s' if bad != 1 else ''} could not be scored[/] "
+                  f"(see the 'error' column):\n{result.errors}", highlight=False)
         raise typer.Exit(1)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -78,8 +79,19 @@ class ServeSection(StrictModel):
     poll_interval_s: float = Field(5.0, ge=0)      # how often to look for a new production model; 0 = never
     max_body_mb: float = Field(32, gt=0)           # larger requests get HTTP 413
     max_records: int = Field(10_000, gt=0)         # per JSON request
+    max_csv_rows: int = Field(100_000, gt=0)       # per CSV upload, checked before any row is scored
+    allowed_origins: list[str] = []                # other web origins whose pages may POST here (none by default)
     allow_train: bool = False                      # POST /train is off unless this is true...
     train_token_env: str = "TABPIPE_TRAIN_TOKEN"   # ...and then needs this env var's token as a Bearer token
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if not re.fullmatch(r"https?://[^/\s*]+", origin):
+                raise ValueError(f"{origin!r} is not an origin like https://app.example.com (scheme://host[:port], "
+                                 "no path, no wildcard)")
+        return value
 
 
 class MonitoringSection(StrictModel):

@@ -100,6 +100,8 @@ class ValidationArtifact:
     drift_share: float | None
     drift_html: Path | None
     drift_json: Path | None
+    rows_with_warnings: int = 0   # rows kept although they break an expectation (range, category, null)
+    warning_counts: Mapping[str, Mapping[str, int]] = field(default_factory=dict)  # {column: {rule: rows}}
 
 
 @dataclass(frozen=True)

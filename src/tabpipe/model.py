@@ -42,10 +42,12 @@ class TabularModel:
         return self.estimator.predict_proba(X)[:, list(self.estimator.classes_).index(1)]
 
     def predict_proba(self, rows: pd.DataFrame | list[dict]) -> np.ndarray:
-        """(n,) probabilities of the positive class; DataError listing the problems if any row is invalid."""
+        """(n,) probabilities of the positive class; DataError listing the hard problems if any row
+        cannot be scored (broken expectations are not errors: those rows are scored as they are)."""
         typed, problems = self.check(rows)
-        if problems:
-            raise DataError("rows violate the schema:\n" + summarize(problems))
+        hard = [p for p in problems if p.hard]
+        if hard:
+            raise DataError("rows violate the schema:\n" + summarize(hard))
         return self.predict_proba_typed(typed)
 
     def use_all_cores(self) -> TabularModel:

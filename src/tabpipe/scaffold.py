@@ -31,7 +31,7 @@ split:
   test_size: 0.2
 
 validation:
-  on_invalid_rows: fail        # or: drop (offending rows are dropped and counted in the report)
+  on_invalid_rows: fail        # rows breaking a hard schema rule: fail, or drop (counted in the report); expectations only warn
   drift:
     fail_on_drift: false       # drift against the production model's training data only warns
 
@@ -81,7 +81,10 @@ def scaffold(data: Path, target: str, directory: Path, *, force: bool = False) -
     schema_doc = schema.model_dump(mode="json", exclude_defaults=True)
     header = (f"# Data contract for {Path(data).name}, inferred by `tabpipe init` from {len(df)} rows: edit freely.\n"
               "# types: int float bool category datetime string; role: feature | id | ignore.\n"
-              "# Rows breaking a rule fail validation and are refused at prediction time.\n")
+              "# Presence and type are hard rules: a row with an unreadable value is refused (training: see\n"
+              "# validation.on_invalid_rows; prediction: an error for that row). min/max, categories and\n"
+              "# nullable: false are expectations inferred from a sample: rows past them are used and scored\n"
+              "# with a warning. List a column's rules under `hard: [range, category, null]` to refuse instead.\n")
     paths[1].write_text(header + yaml.safe_dump(schema_doc, sort_keys=False, allow_unicode=True))
     paths[2].write_text(resources.files("tabpipe").joinpath("defaults/model.yaml").read_text())
     return paths

@@ -1,9 +1,11 @@
 """DataValidation: check both splits against the schema, then compare the data with the reference.
 
-Hard rules (missing column, wrong type, out of range, unknown category where forbidden, null where
-not nullable, target not binary) fail the run with a readable summary — or, with
-``on_invalid_rows: drop``, offending rows are dropped and counted (a missing column or a bad
-target still fails). Drift needs a reference: the training sample stored with the production model.
+Hard rules (missing column, a value that cannot be read as its type, target not binary, and the
+range/category/null rules a column lists under ``hard:``) fail the run with a readable summary — or,
+with ``on_invalid_rows: drop``, offending rows are dropped and counted (a missing column or a bad
+target still fails). Broken expectations (inferred ranges, category lists, ``nullable: false``) keep
+their rows and are counted per column and rule in the report and in the artifact (``run.json``).
+Drift needs a reference: the training sample stored with the production model.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import pandas as pd
 from tabpipe.drift import drift_report
 from tabpipe.entities import IngestionArtifact, ValidationArtifact, ValidationConfig
 from tabpipe.errors import DataError
-from tabpipe.schema import Problem, coerce_frame, problems_report, summarize
+from tabpipe.schema import Problem, coerce_frame, problems_report, summarize, warning_counts
 
 log = logging.getLogger(__name__)
 FRAME_RULES = {"missing_column", "classes"}
@@ -31,7 +33,16 @@ def _source_rows(df: pd.DataFrame, typed: pd.DataFrame, problems: list[Problem])
 
 
 def _bad_rows(problems: list[Problem]) -> set[int]:
-    return {row for p in problems for row in p.rows}
+    return {row for p in problems if p.hard for row in p.rows}
+
+
+def _merge_counts(*counts: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+    merged: dict[str, dict[str, int]] = {}
+    for per_column in counts:
+        for column, rules in per_column.items():
+            for rule, n in rules.items():
+                merged.setdefault(column, {})[rule] = merged.get(column, {}).get(rule, 0) + n
+    return merged
 
 
 class DataValidation:
@@ -39,10 +50,11 @@ class DataValidation:
         self.config, self.ingestion, self.registry = config, ingestion, registry
 
     def _keep_valid(self, name: str, typed: pd.DataFrame, problems: list[Problem]) -> pd.DataFrame:
-        """Typed rows that broke no rule; raises DataError when the policy or a frame-level rule says so."""
-        fatal = [p for p in problems if p.rule in FRAME_RULES]
-        if fatal or (problems and self.config.on_invalid_rows == "fail"):
-            raise DataError(f"{name} data violates the schema:\n{summarize(fatal or problems)}\n"
+        """Typed rows that broke no hard rule; raises DataError when the policy or a frame-level rule says so."""
+        hard = [p for p in problems if p.hard]
+        fatal = [p for p in hard if p.rule in FRAME_RULES]
+        if fatal or (hard and self.config.on_invalid_rows == "fail"):
+            raise DataError(f"{name} data violates the schema:\n{summarize(fatal or hard)}\n"
                             f"(full report: {self.config.out_dir / 'validation_report.json'})")
         keep = ~typed.index.isin(list(_bad_rows(problems)))
         return typed[keep].reset_index(drop=True)
@@ -59,6 +71,11 @@ class DataValidation:
         dropped = sum(len(frames[n]) - len(typed[n]) for n in frames)
         if dropped:
             log.warning("dropped %d rows that violate the schema (see validation_report.json)", dropped)
+        warned = _merge_counts(*(warning_counts(p) for _, p in checked.values()))
+        rows_warned = sum(report["schema_checks"][n]["rows_with_warnings"] for n in frames)
+        if warned:
+            log.warning("%d rows break expectations of the schema (kept): %s", rows_warned,
+                        "; ".join(f"{c}: {', '.join(f'{r} {k}' for r, k in rules.items())}" for c, rules in warned.items()))
         drift = self._drift(pd.concat([typed["train"], typed["test"]], ignore_index=True))
         report["drift"] = drift
         (cfg.out_dir / "validation_report.json").write_text(json.dumps(report, indent=2, default=str))
@@ -74,6 +91,7 @@ class DataValidation:
             report_path=cfg.out_dir / "validation_report.json",
             train_path=paths["train"], test_path=paths["test"],
             n_train=len(typed["train"]), n_test=len(typed["test"]), rows_dropped=dropped,
+            rows_with_warnings=rows_warned, warning_counts=warned,
             drift_status=drift["status"], drift_share=drift.get("drift_share"),
             drift_html=Path(drift["html"]) if "html" in drift else None,
             drift_json=Path(drift["json"]) if "json" in drift else None,

@@ -3,12 +3,16 @@
 Endpoints: ``GET /`` (HTML form from the model's schema), ``POST /predict`` (JSON), ``POST /predict/csv``
 (multipart CSV), ``GET /health``, ``GET /model``, and ``POST /train`` only when enabled in config
 and called with the token from the environment. Errors are JSON with the right status: 400 malformed,
-415 wrong content type, 413 too large, 422 schema violations (with row/field details), 503 no model.
+403 cross-site browser request, 413 too large, 415 wrong content type, 422 nothing could be scored
+(with row/field details), 503 no model.
+
+Batches (``{"records": [...]}`` and CSV uploads) score every row that can be scored and answer, in
+input order, a prediction or the row's errors, with warnings (broken expectations) alongside; see
+``_batch_answer`` and README "Prediction service" for the shapes.
 """
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 import os
 import threading
@@ -20,43 +24,18 @@ import pyarrow as pa
 from flask import Flask, Response, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
-from tabpipe.batch import read_csv_bytes, score_frame, to_csv_bytes
+from tabpipe.batch import MissingColumns, TooManyRows, read_csv_bytes, score_frame, to_csv_bytes
 from tabpipe.config import load_settings
 from tabpipe.monitoring.edge import prediction_log as build_prediction_log
 from tabpipe.registry import ModelRegistry
+from tabpipe.schema import ABSENT, Problem, warning_counts
 from tabpipe.serving.holder import ModelHolder
+from tabpipe.serving.inputs import ApiError, Details, cross_site_refusal, records_from_json
 from tabpipe.serving.predlog_hook import add_request_id, log_request
 
 log = logging.getLogger(__name__)
-MAX_DETAILS = 1000
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, error: str, details: list | None = None):
-        self.status, self.error, self.details = status, error, details
-
-
-def _records_from_json(body: bytes, max_records: int) -> list[dict]:
-    try:
-        payload = json.loads(body)  # NaN/Infinity literals parse to floats, then fail the field check (422)
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        raise ApiError(400, f"malformed JSON: {str(exc)[:200]}") from None
-    if isinstance(payload, dict) and set(payload) == {"records"}:
-        records = payload["records"]
-        if not isinstance(records, list):
-            raise ApiError(400, "'records' must be a list of objects")
-    elif isinstance(payload, dict):
-        records = [payload]
-    else:
-        raise ApiError(400, "expected one record (a JSON object) or {\"records\": [...]}")
-    if not records:
-        raise ApiError(400, "'records' is empty")
-    if len(records) > max_records:
-        raise ApiError(413, f"{len(records)} records in one request; the limit is serve.max_records={max_records}")
-    bad = [{"row": i, "field": None, "message": "is not a JSON object"} for i, r in enumerate(records) if not isinstance(r, dict)]
-    if bad:
-        raise ApiError(422, "records must be JSON objects", bad[:MAX_DETAILS])
-    return records
+MAX_DETAILS = 1000      # row-level detail objects per answer beyond the first error of each failed row
+NOT_AN_OBJECT = {"field": None, "rule": "type", "message": "is not a JSON object"}
 
 
 def create_app(config: str | Path | None = None, registry: ModelRegistry | None = None) -> Flask:
@@ -83,7 +62,27 @@ def create_app(config: str | Path | None = None, registry: ModelRegistry | None 
         body = {"error": exc.error}
         if exc.details is not None:
             body["details"] = exc.details
-        return jsonify(body), exc.status
+        return jsonify({**body, **exc.extra}), exc.status
+
+    allowed_origins = set(serve.allowed_origins)
+
+    @app.before_request
+    def same_site_only():
+        if request.method == "POST":
+            refusal = cross_site_refusal(request.headers, request.host_url.rstrip("/"), allowed_origins)
+            if refusal:
+                raise ApiError(403, refusal)
+
+    @app.after_request
+    def allowed_cross_origin(response: Response):
+        origin = request.headers.get("Origin")
+        if origin is not None and origin in allowed_origins:
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Access-Control-Allow-Methods"] = "GET, POST"
+            response.headers["Access-Control-Allow-Headers"] = "Content-Type"
+            response.headers["Access-Control-Expose-Headers"] = ", ".join(CSV_SUMMARY_HEADERS)
+            response.vary.add("Origin")
+        return response
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
@@ -124,19 +123,31 @@ def create_app(config: str | Path | None = None, registry: ModelRegistry | None 
         if not request.is_json:
             raise ApiError(415, "send Content-Type: application/json")
         current = loaded()
-        records = _records_from_json(request.get_data(), serve.max_records)
-        checked, problems = [], []
+        records, is_batch = records_from_json(request.get_data(), serve.max_records)
+        rows = []                      # per record: (checked values or None, errors, warnings)
         for i, record in enumerate(records):
-            values, issues = current.scorer.check(record, i)
-            checked.append(values)
-            problems += issues
-        if problems:
-            raise ApiError(422, f"{len(problems)} schema violation(s)", problems[:MAX_DETAILS])
-        proba = current.scorer.proba(checked)
+            if not isinstance(record, dict):
+                rows.append((None, [{"row": i, **NOT_AN_OBJECT}], []))
+                continue
+            values, problems = current.scorer.check(record, i)
+            errors = [_detail(p) for p in problems if p["hard"]]
+            rows.append((None if errors else values, errors, [_detail(p) for p in problems if not p["hard"]]))
+        scorable = [i for i, (values, _, _) in enumerate(rows) if values is not None]
+        if not scorable:
+            details = Details(MAX_DETAILS)
+            errors = [d for _, errs, _ in rows for d in details.take(errs, first_free=True)]
+            what = f"{len(rows[0][1])} schema violation(s)" if not is_batch else \
+                f"none of the {len(rows)} records could be scored"
+            raise ApiError(422, what, errors, {"summary": _summary(rows, details)} if is_batch else None)
+        proba = current.scorer.proba([rows[i][0] for i in scorable])
         labels = current.model.labels_for(proba)
-        log_request(prediction_log, current.version, records, proba, labels)
-        return jsonify({"model_version": current.version, "predictions": [
-            {"prediction": _native(label), "probability": float(p)} for label, p in zip(labels, proba)]})
+        scored = {i: (_native(label), float(p)) for i, label, p in zip(scorable, labels, proba)}
+        if prediction_log is not None:   # every record keeps its input index (the row id outcomes join on)
+            log_request(prediction_log, current.version, [r if isinstance(r, dict) else {} for r in records],
+                        [scored[i][1] if i in scored else float("nan") for i in range(len(records))],
+                        [scored[i][0] if i in scored else None for i in range(len(records))],
+                        [[f"{w['field']}: {w['rule']}" for w in warns] for _, _, warns in rows])
+        return jsonify({"model_version": current.version, **_batch_answer(rows, scored)})
 
     @app.post("/predict/csv")
     def predict_csv():
@@ -146,33 +157,52 @@ def create_app(config: str | Path | None = None, registry: ModelRegistry | None 
         if upload is None:
             raise ApiError(400, "no file field named 'file' in the upload")
         current = loaded()
+        features = current.model.schema.features
         try:
-            frame = read_csv_bytes(upload.read())
+            frame = read_csv_bytes(upload.read(), max_rows=serve.max_csv_rows, required=features)
+        except MissingColumns as exc:
+            raise ApiError(422, str(exc), [{"row": None, "field": name, "rule": "missing_column", "message": ABSENT}
+                                           for name in exc.columns]) from None
+        except TooManyRows as exc:
+            raise ApiError(413, f"the CSV has {exc.rows} rows; the limit is serve.max_csv_rows={exc.limit} "
+                                "(split the file, or score it with `tabpipe predict`)") from None
         except (ValueError, UnicodeDecodeError, pd.errors.ParserError, pa.ArrowException) as exc:
-            raise ApiError(400, f"could not read the CSV: {exc}") from None
+            raise ApiError(400, f"could not read the CSV: {str(exc)[:300]}") from None
+        if frame.empty:
+            raise ApiError(400, "the CSV has a header but no rows")
         scored, problems = score_frame(current.model, frame)
-        if problems:
-            details = [{"row": r, "field": p.column, "message": p.message} for p in problems for r in (p.rows or [None])]
-            raise ApiError(422, f"{len(details)} schema violation(s)", details[:MAX_DETAILS])
-        log_request(prediction_log, current.version, frame, scored["probability"].to_numpy(), scored["prediction"].to_numpy())
-        return Response(to_csv_bytes(scored), mimetype="text/csv",
-                        headers={"X-Model-Version": current.version})
+        n_scored = int(scored["probability"].notna().sum())
+        counts = _csv_counts(problems, len(frame), n_scored)
+        if n_scored == 0:
+            details = Details(MAX_DETAILS)
+            raise ApiError(422, f"none of the {len(frame)} rows could be scored",
+                           _problem_details([p for p in problems if p.hard], details),
+                           {"summary": {**counts, "details_truncated": details.truncated}})
+        log_request(prediction_log, current.version, frame, scored["probability"].to_numpy(),
+                    scored["prediction"].to_numpy())
+        headers = {"X-Model-Version": current.version, "X-Rows": str(counts["rows"]), "X-Scored": str(n_scored),
+                   "X-Failed": str(counts["failed"]), "X-Rows-With-Warnings": str(counts["rows_with_warnings"]),
+                   "X-Warning-Counts": ";".join(f"{c}:{r}={n}" for c, rules in counts["warnings"].items()
+                                                for r, n in rules.items())}
+        return Response(to_csv_bytes(scored), mimetype="text/csv", headers=headers)
 
     @app.route("/", methods=["GET", "POST"])
     def form():
         current = holder.current
-        result, errors, values, status = None, {}, {}, 200
+        result, errors, warnings, values, status = None, {}, {}, {}, 200
         if current is not None and request.method == "POST":
             values = {k: v for k, v in request.form.items()}
             checked, problems = current.scorer.check(values)
-            if problems:
-                errors, status = {p["field"]: p["message"] for p in problems}, 422
+            errors = {p["field"]: p["message"] for p in problems if p["hard"]}
+            warnings = {p["field"]: p["message"] for p in problems if not p["hard"]}
+            if errors:
+                status = 422
             else:
                 p = float(current.scorer.proba([checked])[0])
                 result = {"prediction": _native(current.model.labels_for(np.array([p]))[0]), "probability": p}
         fields = [] if current is None else [(n, current.model.schema.columns[n]) for n in current.model.schema.features]
         return render_template("form.html", current=current, fields=fields, result=result, errors=errors,
-                               values=values), status
+                               warnings=warnings, values=values), status
 
     @app.post("/train")
     def train():
@@ -206,3 +236,69 @@ def _train_in_background(settings, lock: threading.Lock, holder: ModelHolder) ->
 
 def _native(value):
     return value.item() if hasattr(value, "item") else value
+
+
+CSV_SUMMARY_HEADERS = ("X-Model-Version", "X-Rows", "X-Scored", "X-Failed", "X-Rows-With-Warnings", "X-Warning-Counts")
+
+
+def _detail(problem: dict) -> dict:
+    return {k: problem[k] for k in ("row", "field", "rule", "message")}
+
+
+def _count(details: list[dict], counts: dict[str, dict[str, int]]) -> None:
+    for d in details:
+        per_rule = counts.setdefault(str(d["field"]), {})
+        per_rule[d["rule"]] = per_rule.get(d["rule"], 0) + 1
+
+
+def _summary(rows: list[tuple], details: Details) -> dict:
+    """Exact counts of a JSON batch: rows, scored, failed, rows with warnings, per field and rule."""
+    errors: dict[str, dict[str, int]] = {}
+    warnings: dict[str, dict[str, int]] = {}
+    for _, errs, warns in rows:
+        _count(errs, errors)
+        _count(warns, warnings)
+    failed = sum(1 for _, errs, _ in rows if errs)
+    return {"rows": len(rows), "scored": len(rows) - failed, "failed": failed,
+            "rows_with_warnings": sum(1 for _, _, warns in rows if warns), "warnings": warnings, "errors": errors,
+            "details_truncated": details.truncated}
+
+
+def _batch_answer(rows: list[tuple], scored: dict[int, tuple]) -> dict:
+    """``predictions``: one entry per record, in order — ``{row, prediction, probability[, warnings]}``
+    or ``{row, prediction: null, probability: null, errors[, warnings]}`` — and the exact ``summary``.
+    Detail lists are bounded: each failed row keeps its first error, then MAX_DETAILS more in all."""
+    details = Details(MAX_DETAILS)
+    predictions = []
+    for i, (_, errs, warns) in enumerate(rows):
+        prediction, probability = scored.get(i, (None, None))
+        entry: dict = {"row": i, "prediction": prediction, "probability": probability}
+        if errs:
+            entry["errors"] = [{k: d[k] for k in ("field", "rule", "message")} for d in details.take(errs, first_free=True)]
+        if warns:
+            kept = details.take(warns)
+            if kept:
+                entry["warnings"] = [{k: d[k] for k in ("field", "rule", "message")} for d in kept]
+        predictions.append(entry)
+    return {"predictions": predictions, "summary": _summary(rows, details)}
+
+
+def _csv_counts(problems: list[Problem], rows: int, scored: int) -> dict:
+    hard = {r for p in problems if p.hard for r in p.rows}
+    warned = {r for p in problems if not p.hard for r in p.rows}
+    errors: dict[str, dict[str, int]] = {}
+    for p in problems:
+        if p.hard:
+            errors.setdefault(p.column, {})[p.rule] = errors.get(p.column, {}).get(p.rule, 0) + p.count
+    return {"rows": rows, "scored": scored, "failed": len(hard), "rows_with_warnings": len(warned),
+            "warnings": warning_counts(problems), "errors": errors}
+
+
+def _problem_details(problems: list[Problem], details: Details) -> list[dict]:
+    """At most ``details.budget`` row-level details ``{row, field, rule, message}``, ordered by row."""
+    items: list[dict] = []
+    for p in problems:
+        for row in p.rows[:details.budget + 1]:   # one more than fits: take() then knows it truncated
+            items.append({"row": row, "field": p.column, "rule": p.rule, "message": p.message})
+    items.sort(key=lambda d: d["row"])
+    return details.take(items)

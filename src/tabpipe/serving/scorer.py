@@ -2,8 +2,9 @@
 
 ``RecordScorer`` is compiled once from a fitted ``TabularModel``:
 
-- ``check``: validates and converts a record (dict) against the model's schema in plain Python,
-  returning problems as ``{"row", "field", "message"}`` (same rules as ``schema.coerce_frame``);
+- ``check``: validates and converts a record (dict) against the model's schema in plain Python with
+  ``schema.RecordChecker`` (the rule table ``coerce_frame`` also runs), returning problems as
+  ``{"row", "field", "rule", "message", "hard"}``;
 - ``features``: reproduces the fitted ColumnTransformer (median imputation + missing indicators +
   robust scaling; one-hot with rare/unknown pooling; datetime parts) with the fitted statistics;
 - ``proba``: linear models as a dot product, random forests / extra trees / histogram gradient
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -25,70 +27,11 @@ from sklearn import config_context
 from sklearn.pipeline import Pipeline
 
 from tabpipe.model import TabularModel
-from tabpipe.schema import FALSE_STRINGS, TRUE_STRINGS, ColumnSpec
+from tabpipe.schema import RecordChecker
 
 
 class NotCompilable(Exception):
     """The fitted preprocessing has a shape this compiler does not know; use the model's own path."""
-
-
-# ------------------------------------------------------------------ record checks (pure Python)
-
-def _number(value, spec: ColumnSpec) -> tuple[float | None, str | None]:
-    if isinstance(value, bool) and spec.type != "bool":
-        return None, f"is not a number (expected {spec.type})"
-    if spec.type == "bool":
-        if isinstance(value, bool):
-            return float(value), None
-        text = str(value).strip().lower()
-        if text in TRUE_STRINGS:
-            return 1.0, None
-        if text in FALSE_STRINGS:
-            return 0.0, None
-        return None, "is not a boolean (true/false/yes/no/1/0)"
-    if isinstance(value, str) and "_" in value:  # float() accepts "1_000"; the batch path does not
-        return None, f"is not a number (expected {spec.type})"
-    try:
-        x = float(value)
-    except (TypeError, ValueError, OverflowError):
-        return None, f"is not a number (expected {spec.type})"
-    if math.isnan(x):
-        return None, "is NaN (send null for a missing value)"
-    if math.isinf(x):
-        return None, "is infinite"
-    if spec.type == "int" and not x.is_integer():
-        return None, "is not a whole number (expected int)"
-    if spec.min is not None and x < spec.min:
-        return None, f"is below the minimum {spec.min:g}"
-    if spec.max is not None and x > spec.max:
-        return None, f"is above the maximum {spec.max:g}"
-    return x, None
-
-
-def check_value(value, spec: ColumnSpec):
-    """(converted value or None for missing, error message or None) for one field."""
-    if value is None or (isinstance(value, str) and value.strip() == ""):
-        return None, (None if spec.nullable else "is missing (column is not nullable)")
-    if isinstance(value, float) and math.isnan(value):
-        return None, "is NaN (send null for a missing value)"
-    if spec.type in ("int", "float", "bool"):
-        return _number(value, spec)
-    if spec.type == "datetime":
-        try:
-            ts = pd.Timestamp(value)
-        except (TypeError, ValueError, OverflowError):
-            return None, "is not a date/time"
-        if ts is pd.NaT:
-            return None, "is not a date/time"
-        if ts.tzinfo is not None:
-            ts = ts.tz_convert("UTC").tz_localize(None)
-        return ts.to_pydatetime(), None
-    if isinstance(value, (dict, list)):
-        return None, "is not a single value"
-    text = str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
-    if spec.type == "category" and not spec.allow_unknown and spec.categories and text not in spec.categories:
-        return None, f"is not one of the allowed categories {spec.categories}"
-    return text, None
 
 
 # ------------------------------------------------------------------ compiled preprocessing
@@ -272,7 +215,7 @@ class RecordScorer:
     def __init__(self, model: TabularModel):
         self.model = model
         self.features = model.schema.features
-        self.specs = [model.schema.columns[f] for f in self.features]
+        self.checker = RecordChecker(model.schema)
         index = {f: i for i, f in enumerate(self.features)}
         try:
             self.blocks = _compile_blocks(model, index)
@@ -280,19 +223,13 @@ class RecordScorer:
             self.blocks = None
         self.fast_estimator = _compile_estimator(model.estimator) if self.blocks is not None else None
 
-    def check(self, record: dict, row: int = 0) -> tuple[list, list[dict]]:
-        """Converted feature values (schema order) and problems ``{"row", "field", "message"}``."""
-        values, problems = [], []
-        for name, spec in zip(self.features, self.specs):
-            if name not in record and not spec.nullable:
-                problems.append({"row": row, "field": name, "message": "is missing"})
-                values.append(None)
-                continue
-            value, error = check_value(record.get(name), spec)
-            if error:
-                problems.append({"row": row, "field": name, "message": error})
-            values.append(value)
-        return values, problems
+    def check(self, record: Any, row: int = 0) -> tuple[list, list[dict]]:
+        """Converted feature values (schema order) and problems ``{"row", "field", "rule", "message", "hard"}``.
+
+        A hard problem means the record cannot be scored; the others are warnings about a scorable record."""
+        values, problems = self.checker(record)
+        return values, [{"row": row, "field": field, "rule": rule, "message": message, "hard": hard}
+                        for field, rule, hard, message in problems]
 
     def vector(self, values: list) -> np.ndarray:
         """(n_features_out,) float64: the fitted preprocessing applied to one checked record."""

@@ -1,0 +1,84 @@
+"""What the service accepts from a request, checked before any work: JSON records, the origin of a
+browser request, and a bounded list of row-level details for the answer.
+
+- JSON: the body (already capped by ``serve.max_body_mb``) is refused with 413 when it holds more
+  JSON objects/arrays than ``serve.max_records`` records can need, counted on the raw bytes before
+  parsing, so a ``{"records": [{}, {}, ...]}`` body never becomes millions of Python objects.
+  ``NaN``/``Infinity`` literals (not JSON) are read as the strings "NaN"/"Infinity", which the
+  schema's type rule refuses with the row and field named.
+- Browsers: a POST whose ``Sec-Fetch-Site``/``Origin`` shows another site (multipart and form posts
+  are "simple" requests any web page can send) is refused with 403 unless its origin is listed in
+  ``serve.allowed_origins``; clients that are not browsers send neither header and are not affected.
+- Details: every row that failed keeps its first error; beyond that at most ``max_details`` detail
+  objects are returned, while every count stays exact.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+
+CONTAINER_SLACK = 64   # objects/arrays allowed beyond two per record (the wrapper, braces inside strings)
+
+
+class ApiError(Exception):
+    """An answer other than 200: status, one-line error and optional row/field details."""
+
+    def __init__(self, status: int, error: str, details: list | None = None, extra: dict | None = None):
+        self.status, self.error, self.details, self.extra = status, error, details, extra or {}
+
+
+def _not_json_constant(name: str) -> str:
+    return name   # NaN / Infinity / -Infinity stay text: the field's type rule names them
+
+
+def records_from_json(body: bytes, max_records: int) -> tuple[list, bool]:
+    """(records, is_batch) from a ``{...}`` or ``{"records": [...]}`` body; ApiError 400/413 otherwise."""
+    limit = 2 * max_records + CONTAINER_SLACK
+    containers = body.count(b"{") + body.count(b"[")
+    if containers > limit:
+        raise ApiError(413, f"the body holds {containers} JSON objects/arrays; a request may carry at most "
+                            f"serve.max_records={max_records} records")
+    try:
+        payload = json.loads(body, parse_constant=_not_json_constant)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise ApiError(400, f"malformed JSON: {str(exc)[:200]}") from None
+    if isinstance(payload, dict) and set(payload) == {"records"}:
+        records = payload["records"]
+        if not isinstance(records, list):
+            raise ApiError(400, "'records' must be a list of objects")
+        if not records:
+            raise ApiError(400, "'records' is empty")
+        if len(records) > max_records:
+            raise ApiError(413, f"{len(records)} records in one request; the limit is serve.max_records={max_records}")
+        return records, True
+    if isinstance(payload, dict):
+        return [payload], False
+    raise ApiError(400, "expected one record (a JSON object) or {\"records\": [...]}")
+
+
+def cross_site_refusal(headers: Mapping[str, str], own_origin: str, allowed: Iterable[str]) -> str | None:
+    """Why a browser request from another site is refused, or None when it may proceed."""
+    origin = headers.get("Origin")
+    if origin is not None and origin in allowed:
+        return None
+    site = headers.get("Sec-Fetch-Site")
+    if site in ("cross-site", "same-site") or (site is None and origin is not None and origin != own_origin):
+        return (f"cross-site request refused (Origin {origin or 'not sent'}, Sec-Fetch-Site {site or 'not sent'}); "
+                "list the origin under serve.allowed_origins to allow it")
+    return None
+
+
+class Details:
+    """Row-level details for an answer: the first error of every failed row, then at most ``budget`` more."""
+
+    def __init__(self, budget: int):
+        self.budget, self.truncated = budget, False
+
+    def take(self, items: list[dict], first_free: bool = False) -> list[dict]:
+        """The items that fit (the first one always when ``first_free``)."""
+        free = 1 if first_free and items else 0
+        room = free + max(0, min(self.budget, len(items) - free))
+        self.budget -= room - free
+        if room < len(items):
+            self.truncated = True
+        return items[:room]
