@@ -7,6 +7,9 @@ writes into its own folder of the run, and returns an artifact entity recorded i
 """
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
+
 from tabpipe.components.evaluation import ModelEvaluation
 from tabpipe.components.ingestion import DataIngestion
 from tabpipe.components.pusher import ModelPusher
@@ -27,8 +30,10 @@ from tabpipe.run import Run, package_versions
 
 
 class TrainingPipeline:
-    def __init__(self, settings: Settings, registry: ModelRegistry | None = None):
+    def __init__(self, settings: Settings, registry: ModelRegistry | None = None,
+                 environ: Mapping[str, str] | None = None):
         self.s = settings
+        self.environ = os.environ if environ is None else environ   # the history store URL (uploaded rows)
         self.registry = registry or ModelRegistry.from_config(settings.pipeline.registry)
         self.last_run: Run | None = None  # set as soon as a run folder exists, also when the run fails
 
@@ -38,7 +43,8 @@ class TrainingPipeline:
         run = self.last_run = Run(p.run.artifacts_dir, s.snapshot)
         try:
             ingestion = run.stage("ingestion", lambda out: DataIngestion(IngestionConfig(
-                p.source, s.base_dir, schema.target.name, p.split.test_size, seed, out)).run())
+                p.source, s.base_dir, schema.target.name, p.split.test_size, seed, out,
+                self._uploaded_rows if p.includes_uploaded_rows else None)).run())
             validation = run.stage("validation", lambda out: DataValidation(ValidationConfig(
                 schema, p.validation.on_invalid_rows, p.validation.drift, seed, out), ingestion, self.registry).run())
             transformation = run.stage("transformation", lambda out: DataTransformation(TransformationConfig(
@@ -61,3 +67,10 @@ class TrainingPipeline:
         run.finish(metrics=evaluation.metrics, accepted=evaluation.accepted, decision=evaluation.reason,
                    model_version=pusher.version)
         return run
+
+    def _uploaded_rows(self):
+        """The rows uploaded with POST /data, read from the configured history store."""
+        from tabpipe.monitoring.edge import open_history
+
+        with open_history(self.s, self.environ) as store:
+            return store.training_rows()

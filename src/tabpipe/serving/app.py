@@ -26,12 +26,14 @@ from werkzeug.exceptions import HTTPException
 
 from tabpipe.batch import MissingColumns, TooManyRows, read_csv_bytes, score_frame, to_csv_bytes
 from tabpipe.config import load_settings
+from tabpipe.monitoring.edge import open_history, protector
 from tabpipe.monitoring.edge import prediction_log as build_prediction_log
 from tabpipe.registry import ModelRegistry
 from tabpipe.schema import ABSENT, Problem, warning_counts
 from tabpipe.serving.holder import ModelHolder
 from tabpipe.serving.inputs import ApiError, Details, cross_site_refusal, records_from_json
-from tabpipe.serving.predlog_hook import add_request_id, log_request
+from tabpipe.serving import uploads
+from tabpipe.serving.predlog_hook import add_request_id, log_request, request_id
 
 log = logging.getLogger(__name__)
 MAX_DETAILS = 1000      # row-level detail objects per answer beyond the first error of each failed row
@@ -218,6 +220,30 @@ def create_app(config: str | Path | None = None, registry: ModelRegistry | None 
             raise ApiError(409, "a training run is already in progress")
         threading.Thread(target=_train_in_background, args=(settings, training, holder), daemon=True).start()
         return jsonify({"status": "started"}), 202
+
+    upload_store = uploads.StoreHandle(lambda: open_history(settings, os.environ))
+
+    @app.post("/outcomes")
+    def post_outcomes():
+        """Labels for logged predictions: ``{"records": [{"id": ..., "label": ...}]}`` or a CSV (id, label)."""
+        uploads.authorize(serve, os.environ, request.headers.get("Authorization"))
+        current = loaded()
+        upload = uploads.read_upload(request, serve, (uploads.ID_FIELD, uploads.LABEL_FIELD))
+        status, body = uploads.outcomes(upload_store.get(), upload, schema=settings.schema_,
+                                        classes=tuple(current.model.labels),
+                                        protector=protector(settings, os.environ), upload_id=request_id())
+        return jsonify(body), status
+
+    @app.post("/data")
+    def post_data():
+        """New labelled training rows (the schema's columns and the target), JSON records or a CSV."""
+        uploads.authorize(serve, os.environ, request.headers.get("Authorization"))
+        current = loaded()
+        schema = settings.schema_
+        upload = uploads.read_upload(request, serve, (*schema.features, schema.target.name))
+        status, body = uploads.training_rows(upload_store.get(), upload, schema=schema,
+                                             classes=tuple(current.model.labels), upload_id=request_id())
+        return jsonify(body), status
 
     return app
 
