@@ -242,9 +242,10 @@ def test_data_json_hard_rules_refuse_expectations_warn_in_input_order(project, m
     store = _store(project)
     try:
         stored = store.training_rows()
-        mine = stored[stored["cell_id"].isin([good[0]["cell_id"], good[2]["cell_id"]])]
-        assert mine["cell_id"].tolist() == [good[0]["cell_id"], good[2]["cell_id"]]
+        mine = stored.tail(2)      # this upload's rows, in input order; the sensitive id column is not stored
+        assert "cell_id" not in stored.columns and int(mine.index.max()) == body["last_row_id"]
         assert mine["latency_ms"].tolist() == [good[0]["latency_ms"], 9000.0]
+        assert mine["region"].tolist() == [good[0]["region"], good[2]["region"]]
         assert int(mine.index.max()) == body["last_row_id"]
     finally:
         store.close()
@@ -257,8 +258,6 @@ def test_data_json_hard_rules_refuse_expectations_warn_in_input_order(project, m
 
 def test_uploads_over_a_real_server_then_train_includes_the_rows(project, tmp_path):
     """gunicorn serves the uploads; `tabpipe train` then appends every uploaded row before the split."""
-    import os
-
     store = _store(project)
     try:
         before = len(store.training_rows())
@@ -295,11 +294,12 @@ def test_uploads_over_a_real_server_then_train_includes_the_rows(project, tmp_pa
     assert ingestion["uploaded_rows"] == before + 200 and ingestion["uploaded_through_id"] == last_id
     assert ingestion["n_rows"] == SOURCE_ROWS + before + 200 == first["n_rows"] + before + 200
     assert ingestion["n_train"] > first["n_train"]
-    train = pd.read_parquet(ingestion["train_path"])
-    test = pd.read_parquet(ingestion["test_path"])
-    ids = set(train["cell_id"]) | set(test["cell_id"])
-    assert set(new["cell_id"]) <= ids
-    assert os.path.exists(ingestion["raw_path"])
+    raw = pd.read_parquet(ingestion["raw_path"])            # source rows, then the uploaded ones in upload order
+    assert raw["cell_id"].iloc[:SOURCE_ROWS].notna().all() and raw["cell_id"].iloc[SOURCE_ROWS:].isna().all()
+    assert raw["latency_ms"].iloc[-200:].tolist() == pytest.approx(new["latency_ms"].tolist())
+    assert raw["fault_flag"].iloc[-200:].astype(int).tolist() == new["fault_flag"].astype(int).tolist()
+    split = pd.concat([pd.read_parquet(ingestion["train_path"]), pd.read_parquet(ingestion["test_path"])])
+    assert sorted(split.index) == list(range(len(raw)))      # every uploaded row is in the train or test split
 
     off = _config(project.parent, "no-uploaded.yaml")
     doc = yaml.safe_load(off.read_text())
@@ -350,3 +350,24 @@ def test_store_training_rows_and_logged_ids_after_upgrading_from_0002(empty_url)
         assert rows["a"].iloc[[0, 2]].tolist() == [1.5, 3] and pd.isna(rows["a"].iloc[1])
         assert len(store.training_rows(through_id=last)) == 2
         assert len(store.predictions()) == 3    # the upgrade kept the logged rows
+
+
+def test_store_down_is_503_and_nothing_is_half_written(project, make_app, env, monkeypatch):
+    from pg_server import free_port
+
+    store = _store(project)
+    try:
+        before = len(store.training_rows())
+    finally:
+        store.close()
+    monkeypatch.setenv("TABPIPE_HISTORY_URL", f"postgresql+psycopg://u:Secret-9@127.0.0.1:{free_port()}/gone")
+    client = make_app(project).test_client()
+    resp = client.post("/data", json={"records": _labelled_records(_rows(2, 11, "DOWN"))}, headers=AUTH)
+    assert resp.status_code == 503 and "history store" in resp.get_json()["error"]
+    assert "Secret-9" not in resp.get_data(as_text=True)
+    monkeypatch.delenv("TABPIPE_HISTORY_URL")
+    store = _store(project)
+    try:
+        assert len(store.training_rows()) == before
+    finally:
+        store.close()

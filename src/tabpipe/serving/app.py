@@ -229,9 +229,10 @@ def create_app(config: str | Path | None = None, registry: ModelRegistry | None 
         uploads.authorize(serve, os.environ, request.headers.get("Authorization"))
         current = loaded()
         upload = uploads.read_upload(request, serve, (uploads.ID_FIELD, uploads.LABEL_FIELD))
-        status, body = uploads.outcomes(upload_store.get(), upload, schema=settings.schema_,
-                                        classes=tuple(current.model.labels),
-                                        protector=protector(settings, os.environ), upload_id=request_id())
+        with uploads.store_errors():
+            status, body = uploads.outcomes(upload_store.get(), upload, schema=settings.schema_,
+                                            classes=tuple(current.model.labels),
+                                            protector=protector(settings, os.environ), upload_id=request_id())
         return jsonify(body), status
 
     @app.post("/data")
@@ -241,8 +242,9 @@ def create_app(config: str | Path | None = None, registry: ModelRegistry | None 
         current = loaded()
         schema = settings.schema_
         upload = uploads.read_upload(request, serve, (*schema.features, schema.target.name))
-        status, body = uploads.training_rows(upload_store.get(), upload, schema=schema,
-                                             classes=tuple(current.model.labels), upload_id=request_id())
+        with uploads.store_errors():
+            status, body = uploads.training_rows(upload_store.get(), upload, schema=schema,
+                                                 classes=tuple(current.model.labels), upload_id=request_id())
         return jsonify(body), status
 
     return app

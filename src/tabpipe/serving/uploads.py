@@ -16,14 +16,16 @@ training rows (``POST /data``), written to the history store.
   and realised metrics as ``tabpipe outcomes``).
 - Training rows: each record has the schema's columns and the target. Checked with ``coerce_frame``
   (the rules of batch scoring and training): a hard rule refuses the row, an expectation warns and
-  keeps it; the target must be one of the model's two classes. Accepted rows are stored as uploaded.
+  keeps it; the target must be one of the model's two classes. Accepted rows are stored as uploaded
+  (features, target, id/ignore columns), except sensitive id/ignore columns, which are not stored.
 """
 from __future__ import annotations
 
 import hmac
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 
 import pandas as pd
 import pyarrow as pa
@@ -32,7 +34,7 @@ from tabpipe.batch import MissingColumns, TooManyRows, read_csv_bytes
 from tabpipe.errors import TabpipeError
 from tabpipe.monitoring.outcomes import record_outcomes
 from tabpipe.monitoring.sensitive import Protector, canonical
-from tabpipe.monitoring.store import HistoryStore
+from tabpipe.monitoring.store import HistoryStore, StoreError
 from tabpipe.schema import ABSENT, Schema, coerce_frame, is_missing
 from tabpipe.serving.inputs import ApiError, Details, records_from_json
 
@@ -67,6 +69,15 @@ class StoreHandle:
                 except TabpipeError as exc:
                     raise ApiError(503, f"the history store is not available: {exc}") from None
             return self._store
+
+
+@contextmanager
+def store_errors() -> Iterator[None]:
+    """A history store that fails while an upload is written: 503 (the upload can be sent again)."""
+    try:
+        yield
+    except StoreError as exc:
+        raise ApiError(503, f"the upload was not stored: {exc}") from None
 
 
 def read_upload(request, serve, required: tuple[str, ...]) -> list | pd.DataFrame:
@@ -188,6 +199,13 @@ def outcomes(store: HistoryStore, upload: list | pd.DataFrame, *, schema: Schema
 # --------------------------------------------------------------------------- POST /data
 
 
+def _private(schema: Schema, name: str) -> bool:
+    """A sensitive column training does not use (id/ignore): never stored. Sensitive features are stored
+    as uploaded, like the source rows they join (training needs their values)."""
+    spec = schema.columns.get(name)
+    return spec is not None and spec.sensitive and spec.role != "feature"
+
+
 def training_rows(store: HistoryStore, upload: list | pd.DataFrame, *, schema: Schema, classes: tuple,
                   upload_id: str) -> tuple[int, dict]:
     """Validate new labelled rows with the schema's rules and append the good ones; (HTTP status, answer)."""
@@ -224,8 +242,9 @@ def training_rows(store: HistoryStore, upload: list | pd.DataFrame, *, schema: S
                 errors.append(_error(positions[r], target, "classes", message))
         refused = {e["row"] for e in errors}
     errors.sort(key=lambda e: e["row"])
-    accepted = [(positions[r], record) for r, record in enumerate(
-        frame[[c for c in wanted if c in frame.columns]].to_dict("records")) if positions[r] not in refused]
+    stored = [c for c in wanted if c in frame.columns and not _private(schema, c)]
+    accepted = [(positions[r], record) for r, record in enumerate(frame[stored].to_dict("records"))
+                if positions[r] not in refused]
     warnings = [w for w in warnings if w["row"] not in refused]
     body = {"upload_id": upload_id, **_answer(n, errors, warnings), "accepted": len(accepted)}
     if not accepted:
