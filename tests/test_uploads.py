@@ -184,6 +184,8 @@ def test_outcomes_json_per_row_errors_then_realised_metrics(project, make_app, e
         assert all(logged["outcome"] == [expected[i] for i in logged["row_index"]])
         realised = store.metrics("v0001").query("not estimated and metric == 'roc_auc'")
         assert not realised.empty and body["windows"] and body["windows"][-1]["metrics"]["roc_auc"] is not None
+        trend = store.metric_trend("v0001", "roc_auc")
+        assert trend["realised"].iloc[-1] == pytest.approx(body["windows"][-1]["metrics"]["roc_auc"])
         run = store.runs(kind="outcomes", limit=1).iloc[0]
         assert (run["status"], run["rows"]) == ("succeeded", 26) and body["upload_id"] in run["source"]
     finally:
@@ -247,6 +249,13 @@ def test_data_json_hard_rules_refuse_expectations_warn_in_input_order(project, m
         assert mine["latency_ms"].tolist() == [good[0]["latency_ms"], 9000.0]
         assert mine["region"].tolist() == [good[0]["region"], good[2]["region"]]
         assert int(mine.index.max()) == body["last_row_id"]
+    finally:
+        store.close()
+    retried = client.post("/data", json={"records": records}, headers={**AUTH, "X-Request-ID": body["upload_id"]})
+    assert retried.status_code == 409 and retried.get_json()["last_row_id"] == body["last_row_id"]
+    store = _store(project)
+    try:
+        assert int(store.training_rows().index.max()) == body["last_row_id"]      # nothing added by the retry
     finally:
         store.close()
     refused = client.post("/data", json={"records": records[1:2]}, headers=AUTH)
@@ -349,6 +358,8 @@ def test_store_training_rows_and_logged_ids_after_upgrading_from_0002(empty_url)
         assert rows["b"].tolist() == ["x", "2026-01-02T00:00:00", "z"] and rows["y"].tolist() == [1, 0, 1]
         assert rows["a"].iloc[[0, 2]].tolist() == [1.5, 3] and pd.isna(rows["a"].iloc[1])
         assert len(store.training_rows(through_id=last)) == 2
+        assert store.add_training_rows("up-1", [(0, {"a": 9})]) == (0, last)   # a retried upload adds nothing
+        assert len(store.training_rows()) == 3
         assert len(store.predictions()) == 3    # the upgrade kept the logged rows
 
 

@@ -578,16 +578,20 @@ class HistoryStore:
     def add_training_rows(self, upload_id: str, rows: Iterable[tuple[int, Mapping[str, Any]]],
                           *, at: datetime | str | None = None) -> tuple[int, int | None]:
         """Append validated training rows ``(row_index, {column: value})`` of one upload in one transaction;
-        returns (rows written, id of the last one)."""
+        returns (rows written, id of the last one). An ``upload_id`` already stored writes nothing and
+        returns (0, the id of its last row): a client retrying an upload under the same id adds no duplicates."""
         stamp = utc(at) or now_utc()
         values = [{"upload_id": str(upload_id), "row_index": int(index), "uploaded_at": stamp,
                    "record": _plain(dict(record))} for index, record in rows]
         if not values:
             return 0, None
+        last_of_upload = select(func.max(TRAINING_ROWS.c.id)).where(TRAINING_ROWS.c.upload_id == str(upload_id))
         with self._write("add_training_rows") as conn:
+            earlier = conn.execute(last_of_upload).scalar_one()
+            if earlier is not None:
+                return 0, int(earlier)
             conn.execute(TRAINING_ROWS.insert(), values)
-            last = conn.execute(select(func.max(TRAINING_ROWS.c.id))
-                                .where(TRAINING_ROWS.c.upload_id == str(upload_id))).scalar_one()
+            last = conn.execute(last_of_upload).scalar_one()
         return len(values), int(last)
 
     def training_rows(self, *, through_id: int | None = None) -> pd.DataFrame:

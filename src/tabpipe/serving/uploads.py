@@ -250,5 +250,8 @@ def training_rows(store: HistoryStore, upload: list | pd.DataFrame, *, schema: S
     if not accepted:
         return 422, {"error": f"none of the {n} rows could be accepted", **body}
     written, last_id = store.add_training_rows(upload_id, accepted)
+    if written == 0:
+        return 409, {"error": f"upload {upload_id!r} is already stored (store ids up to {last_id}); "
+                              "send new rows under a new X-Request-ID", **body, "accepted": 0, "last_row_id": last_id}
     body.update(accepted=written, last_row_id=last_id)
     return 200, body
