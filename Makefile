@@ -2,8 +2,9 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
+AIRFLOW_VENV := .venv-airflow
 
-.PHONY: train test lint bench clean
+.PHONY: train test lint audit bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,18 +19,40 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 	$(BIN)/pip install -q -r requirements-dev.txt
 	touch $@
 
-train: $(VENV)/.runtime
+# Airflow in its own virtualenv, for the DAG tests (tests/test_airflow.py) and `make airflow-dags-test`
+$(AIRFLOW_VENV)/.airflow: requirements-airflow.txt setup.py
+	$(PYTHON) -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_VENV)/bin/pip install -q --upgrade pip
+	$(AIRFLOW_VENV)/bin/pip install -q -r requirements-airflow.txt
+	$(AIRFLOW_VENV)/bin/pip install -q --no-deps -e .
+	touch $@
+
+# A local keypair for signing models (git-ignored, never committed), created on first use; in
+# production the private key lives only on the trainer (docs/deploy.md).
+KEYS := .tabpipe/keys
+
+$(KEYS)/registry-signing.pem: | $(VENV)/.runtime
+	$(BIN)/tabpipe keys generate --dir $(KEYS)
+
+train: $(VENV)/.runtime $(KEYS)/registry-signing.pem
 	$(BIN)/tabpipe train --config config/pipeline.yaml
 
-test: $(VENV)/.dev
+test: $(VENV)/.dev $(AIRFLOW_VENV)/.airflow
 	bash scripts/test_deps.sh
 	$(BIN)/python -m pytest -q
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check src tests benchmarks app.py gunicorn.conf.py
+	$(BIN)/bandit -q -c bandit.yaml -r src
+
+# Known vulnerabilities of the installed dependencies (needs PyPI's JSON API). Accepted findings:
+# pip-audit-ignore.txt, one ID per line with its reason. --strict: a package that cannot be audited fails.
+audit: $(VENV)/.dev
+	$(BIN)/pip-audit --strict --skip-editable --progress-spinner off \
+	  $$(sed -e 's/#.*//' -e '/^[[:space:]]*$$/d' -e 's/^[[:space:]]*\([^[:space:]]*\).*/--ignore-vuln \1/' pip-audit-ignore.txt)
 
 bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/serve_bench.py
 
 clean:
-	rm -rf $(VENV) artifacts model_registry
+	rm -rf $(VENV) $(AIRFLOW_VENV) artifacts model_registry

@@ -12,12 +12,13 @@ from flask import Flask, Response, jsonify, request
 
 import tabpipe  # noqa: F401  (sets OMP_WAIT_POLICY before scikit-learn loads)
 from tabpipe.config import load_settings
-from tabpipe.registry import ModelRegistry
+from tabpipe.registry import open_registry
 
 
 def create_naive_app(config: str | None = None) -> Flask:
     settings = load_settings(config or os.environ.get("TABPIPE_CONFIG", "config/pipeline.yaml"))
-    model, meta = ModelRegistry.from_config(settings.pipeline.registry).load_model()
+    model, meta = open_registry(settings.pipeline.registry, os.environ, sign=False,
+                                config_file=settings.config_path).load_model()
     app = Flask(__name__)
 
     @app.post("/predict")

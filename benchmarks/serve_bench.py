@@ -39,7 +39,7 @@ import requests
 
 import tabpipe  # noqa: F401  (sets OMP_WAIT_POLICY before scikit-learn loads)
 from tabpipe.config import load_settings
-from tabpipe.registry import ModelRegistry
+from tabpipe.registry import open_registry
 from tabpipe.serving.app import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -171,7 +171,8 @@ def main() -> None:
     history = tempfile.TemporaryDirectory(prefix="tabpipe-bench-history-")
     os.environ["TABPIPE_HISTORY_URL"] = f"sqlite:///{history.name}/history.sqlite"  # also for the gunicorn servers
     settings = load_settings(config)
-    model, meta = ModelRegistry.from_config(settings.pipeline.registry).load_model()
+    model, meta = open_registry(settings.pipeline.registry, os.environ, sign=False,
+                                config_file=settings.config_path).load_model()
     features = model.schema.features
     data = pd.read_csv(settings.pipeline.source.path)[features]
     record = {k: (None if pd.isna(v) else v) for k, v in data.iloc[3].items()}

@@ -23,6 +23,7 @@ import yaml
 import tabpipe  # noqa: F401  (sets OMP_WAIT_POLICY before scikit-learn loads)
 from tabpipe.config import load_settings
 from tabpipe.pipeline import TrainingPipeline
+from tabpipe.registry.signing import write_keypair
 from tabpipe.sample_data import generate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,7 +38,9 @@ def project(tmp: Path, rows: int, resampling: str, seed: int) -> Path:
     cfg["run"]["artifacts_dir"] = str(tmp / "artifacts")
     cfg["training"]["models"] = str(ROOT / "config/model.yaml")
     cfg["transformation"]["resampling"] = resampling
-    cfg["registry"] = {"backend": "local", "path": str(tmp / "registry")}
+    private, public = write_keypair(tmp / "keys")  # a throwaway keypair: models are signed as in production
+    cfg["registry"] = {"backend": "local", "path": str(tmp / "registry"), "signing_key_file": str(private),
+                       "verify_key_file": str(public)}
     path = tmp / "pipeline.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path

@@ -132,10 +132,14 @@ def read_run_json(run_dir: Path) -> dict:
 
 
 def registry_of(config: Path):
-    from tabpipe.config import load_settings
-    from tabpipe.registry import ModelRegistry
+    """The project's registry, opened as a publisher with the session's keys (from the environment)."""
+    import os
 
-    return ModelRegistry.from_config(load_settings(config).pipeline.registry)
+    from tabpipe.config import load_settings
+    from tabpipe.registry import open_registry
+
+    settings = load_settings(config)
+    return open_registry(settings.pipeline.registry, os.environ, sign=True, config_file=settings.config_path)
 
 
 def stage_dir(run_dir: Path, name: str) -> Path:
@@ -143,3 +147,20 @@ def stage_dir(run_dir: Path, name: str) -> Path:
     found = [p for p in Path(run_dir).iterdir() if p.is_dir() and p.name.split("_", 1)[-1] == name]
     assert len(found) == 1, f"expected one folder for stage {name!r} in {run_dir}, found {found}"
     return found[0]
+
+
+class _CodeOnUnpickle:
+    """Unpickling this creates a file: proof that bytes were (or were not) unpickled."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def evil_pickle(marker: Path) -> bytes:
+    """A pickle that runs code when loaded (it creates ``marker``): the payload of the tamper tests."""
+    import pickle
+
+    return pickle.dumps(_CodeOnUnpickle(Path(marker)))

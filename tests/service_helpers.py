@@ -128,10 +128,14 @@ class Project:
 
 
 def registry_of(config: Path):
-    from tabpipe.config import load_settings
-    from tabpipe.registry import ModelRegistry
+    """The project's registry, opened as a publisher with the session's keys (from the environment)."""
+    import os
 
-    return ModelRegistry.from_config(load_settings(config).pipeline.registry)
+    from tabpipe.config import load_settings
+    from tabpipe.registry import open_registry
+
+    settings = load_settings(config)
+    return open_registry(settings.pipeline.registry, os.environ, sign=True, config_file=settings.config_path)
 
 
 def _build_project(root: Path, schema: dict, frames: list[pd.DataFrame], models: list[dict]) -> Project:

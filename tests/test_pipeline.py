@@ -314,7 +314,7 @@ def test_min_improvement_rejects_second_model(first, tmp_path, base_data):
     blessing = json.loads((stage_dir(run_dir, "evaluation") / "blessing.json").read_text())
     assert blessing["accepted"] is False and blessing["production_version"] == "v0001"
     push = json.loads((stage_dir(run_dir, "pusher") / "push.json").read_text())
-    assert push == {"pushed": False, "version": None, "reason": push["reason"]} and "not blessed" in push["reason"]
+    assert push == {"pushed": False, "version": None, "promoted": False, "reason": push["reason"]} and "not blessed" in push["reason"]
     assert rec["stages"]["pusher"]["artifact"]["pushed"] is False
 
 

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import json
-import pathlib
-import pickle
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,13 +12,15 @@ import dill
 import numpy as np
 import pytest
 from botocore.config import Config
-from moto.server import ThreadedMotoServer
 from pydantic import ValidationError
 from sklearn.linear_model import LogisticRegression
 
-import tabpipe.registry as registry_mod
+from helpers import evil_pickle
 from tabpipe.errors import RegistryError
-from tabpipe.registry import LocalBackend, ModelRegistry, RegistryConfig, S3Backend
+from tabpipe.registry import ModelRegistry, RegistryConfig, durable
+from tabpipe.registry import local as local_mod
+from tabpipe.registry.local import LocalBackend
+from tabpipe.registry.s3 import S3Backend
 
 PREFIX = "team/tabpipe"
 
@@ -28,27 +28,9 @@ PREFIX = "team/tabpipe"
 # --------------------------------------------------------------------------- fixtures
 
 
-@pytest.fixture(scope="session")
-def moto_endpoint():
-    """A moto S3 server on 127.0.0.1 (any free port) for the whole session."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{server._server.server_port}"
-    finally:
-        server.stop()
-
-
 @pytest.fixture(autouse=True)
-def aws_env(monkeypatch, tmp_path):
-    """Fake credentials through the standard AWS chain, and a private download cache."""
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("TABPIPE_CACHE_DIR", str(tmp_path / "cache"))
+def aws_env(aws_credentials):
+    """Fake credentials through the standard AWS chain (conftest) for every test here."""
 
 
 @dataclass
@@ -71,8 +53,8 @@ def _new_bucket(endpoint: str) -> str:
 
 
 @pytest.fixture(params=["local", "s3"])
-def env(request, tmp_path) -> Env:
-    """The same registry API on both backends."""
+def env(request, tmp_path, registry_keys) -> Env:
+    """The same registry API on both backends (signing on, with the session's keys)."""
     if request.param == "local":
         root = tmp_path / "registry"
 
@@ -80,7 +62,7 @@ def env(request, tmp_path) -> Env:
             (root / key).parent.mkdir(parents=True, exist_ok=True)
             (root / key).write_bytes(data)
 
-        return Env("local", ModelRegistry.from_config(RegistryConfig(path=root)), put_raw)
+        return Env("local", ModelRegistry.from_config(RegistryConfig(path=root), keys=registry_keys), put_raw)
 
     endpoint = request.getfixturevalue("moto_endpoint")
     bucket = _new_bucket(endpoint)
@@ -90,7 +72,7 @@ def env(request, tmp_path) -> Env:
     def put_raw(key: str, data: bytes) -> None:
         client.put_object(Bucket=bucket, Key=f"{PREFIX}/{key}", Body=data)
 
-    return Env("s3", ModelRegistry.from_config(cfg), put_raw)
+    return Env("s3", ModelRegistry.from_config(cfg, keys=registry_keys, cache_dir=tmp_path / "cache"), put_raw)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -118,24 +100,10 @@ def _publish(reg: ModelRegistry, folder: Path, c: float, **extra) -> str:
     return reg.publish(files, metadata)
 
 
-class _Evil:
-    """Unpickling this touches a file: proof that tampered bytes were (not) unpickled."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def __reduce__(self):
-        return (pathlib.Path.touch, (self.path,))
-
-
-def _evil_bytes(sentinel: Path) -> bytes:
-    return pickle.dumps(_Evil(sentinel))
-
-
 def test_evil_payload_really_fires(tmp_path):
     """Guard for the tamper tests: the payload does have a side effect when unpickled."""
     sentinel = tmp_path / "fired"
-    dill.loads(_evil_bytes(sentinel))
+    dill.loads(evil_pickle(sentinel))
     assert sentinel.exists()
 
 
@@ -232,7 +200,7 @@ def test_tampered_model_detected_before_unpickling(env, tmp_path):
     _publish(reg, tmp_path, c=1.0)
     reg.promote("v0001")
     sentinel = tmp_path / "unpickled"
-    env.put_raw("versions/v0001/model.pkl", _evil_bytes(sentinel))
+    env.put_raw("versions/v0001/model.pkl", evil_pickle(sentinel))
 
     with pytest.raises(RegistryError, match="checksum mismatch for v0001/model.pkl: expected [0-9a-f]{64}, got"):
         reg.load_model()
@@ -260,16 +228,17 @@ def test_missing_file_reported(env, tmp_path):
         reg.load_model("v0001")
 
 
-def test_s3_tampered_cache_file_detected(moto_endpoint, tmp_path):
+def test_s3_tampered_cache_file_detected(moto_endpoint, tmp_path, registry_keys):
     bucket = _new_bucket(moto_endpoint)
-    reg = ModelRegistry(S3Backend(bucket, PREFIX, endpoint_url=moto_endpoint))
+    reg = ModelRegistry(S3Backend(bucket, PREFIX, endpoint_url=moto_endpoint, cache_dir=tmp_path / "cache"),
+                        keys=registry_keys)
     _publish(reg, tmp_path, c=1.0)
     reg.promote("v0001")
     assert reg.load_model()[0].C == 1.0  # populates the cache
 
     [cached] = (tmp_path / "cache").rglob("model.pkl")
     sentinel = tmp_path / "unpickled"
-    cached.write_bytes(_evil_bytes(sentinel))
+    cached.write_bytes(evil_pickle(sentinel))
     with pytest.raises(RegistryError, match="checksum mismatch for v0001/model.pkl"):
         reg.load_model()
     with pytest.raises(RegistryError, match="checksum mismatch"):
@@ -290,9 +259,9 @@ def test_crash_while_moving_pointer_keeps_old_production(env, tmp_path, monkeypa
         raise OSError("simulated crash while writing the pointer")
 
     if env.kind == "local":
-        monkeypatch.setattr(registry_mod.os, "replace", crash)  # temp pointer written, not yet swapped
+        monkeypatch.setattr(durable.os, "replace", crash)  # temp pointer written, not yet swapped
     else:
-        monkeypatch.setattr(reg.backend, "replace_bytes", crash)
+        monkeypatch.setattr(reg.backend._client, "put_object", crash)
     with pytest.raises(OSError, match="simulated crash"):
         reg.promote("v0002")
     monkeypatch.undo()
@@ -320,8 +289,8 @@ def test_crash_midway_through_publish_leaves_registry_intact(env, tmp_path, monk
         return wrapper
 
     if env.kind == "local":
-        monkeypatch.setattr(registry_mod, "_copy_durable", crash_on_second_file(registry_mod._copy_durable))
-        monkeypatch.setattr(registry_mod.shutil, "rmtree", lambda *a, **k: None)  # a real crash cleans nothing
+        monkeypatch.setattr(durable, "copy_durable", crash_on_second_file(durable.copy_durable))
+        monkeypatch.setattr(local_mod.shutil, "rmtree", lambda *a, **k: None)  # a real crash cleans nothing
     else:
         monkeypatch.setattr(reg.backend, "put_file", crash_on_second_file(reg.backend.put_file))
     with pytest.raises(RuntimeError, match="simulated crash"):
@@ -382,49 +351,35 @@ def test_racing_publisher_takes_next_number(env, tmp_path, monkeypatch):
 # --------------------------------------------------------------------------- S3 errors and config
 
 
-def test_s3_missing_bucket_names_the_bucket(moto_endpoint):
+def test_s3_missing_bucket_names_the_bucket(moto_endpoint, tmp_path, registry_keys):
     cfg = RegistryConfig(backend="s3", bucket="no-such-bucket-tabpipe", endpoint_url=moto_endpoint)
-    reg = ModelRegistry.from_config(cfg)
+    reg = ModelRegistry.from_config(cfg, keys=registry_keys, cache_dir=tmp_path)
     with pytest.raises(RegistryError, match="S3 bucket 'no-such-bucket-tabpipe' does not exist"):
         reg.production_version()
     with pytest.raises(RegistryError, match="no-such-bucket-tabpipe"):
         reg.list_versions()
 
 
-def test_s3_unreachable_endpoint_names_the_bucket():
+def test_s3_unreachable_endpoint_names_the_bucket(tmp_path, registry_keys):
     endpoint = "http://127.0.0.1:9"  # discard port: nothing listens
     client = boto3.client(
         "s3", endpoint_url=endpoint, region_name="us-east-1",
         config=Config(retries={"max_attempts": 1}, connect_timeout=2),
     )
-    reg = ModelRegistry(S3Backend("models", "p", endpoint_url=endpoint, client=client))
+    reg = ModelRegistry(S3Backend("models", "p", endpoint_url=endpoint, client=client, cache_dir=tmp_path),
+                        keys=registry_keys)
     with pytest.raises(RegistryError, match="bucket 'models'"):
         reg.production_version()
 
 
-def test_config_validation(tmp_path):
+def test_config_validation(tmp_path, registry_keys):
     with pytest.raises(ValidationError, match="registry.bucket is not set"):
         RegistryConfig(backend="s3")
     with pytest.raises(ValidationError):
         RegistryConfig(backend="s3", bucket="b", aws_secret_access_key="x")  # credentials never from config
-    assert isinstance(ModelRegistry.from_config(RegistryConfig(path=tmp_path)).backend, LocalBackend)
-    s3 = ModelRegistry.from_config(RegistryConfig(backend="s3", bucket="b", prefix="/p/")).backend
+    assert RegistryConfig().require_signature is True  # on by default
+    assert isinstance(ModelRegistry.from_config(RegistryConfig(path=tmp_path), keys=registry_keys).backend, LocalBackend)
+    s3 = ModelRegistry.from_config(RegistryConfig(backend="s3", bucket="b", prefix="/p/"), keys=registry_keys,
+                                   cache_dir=tmp_path).backend
     assert isinstance(s3, S3Backend) and s3.where == "s3://b/p"
-
-
-def test_signing_key_rejects_unsigned_and_forged_versions(env, tmp_path, monkeypatch):
-    """With TABPIPE_REGISTRY_SIGNING_KEY set, only versions signed with that key are unpickled."""
-    reg = env.registry
-    unsigned = _publish(reg, tmp_path, 1.0)
-    monkeypatch.setenv("TABPIPE_REGISTRY_SIGNING_KEY", "s3cret")
-    signed = _publish(reg, tmp_path, 2.0)
-    assert reg.metadata(signed)["signature"]
-    model, meta = reg.load_model(signed)
-    assert meta["version"] == signed and model.C == 2.0
-    with pytest.raises(RegistryError, match="not signed"):
-        reg.load_model(unsigned)
-    monkeypatch.setenv("TABPIPE_REGISTRY_SIGNING_KEY", "another key")  # a forger without the real key
-    forged = _publish(reg, tmp_path, 3.0)
-    monkeypatch.setenv("TABPIPE_REGISTRY_SIGNING_KEY", "s3cret")
-    with pytest.raises(RegistryError, match="not signed"):
-        reg.load_model(forged)
+    assert s3.cache_dir == tmp_path / "s3" / "b" / "p"  # the caller's cache folder, not the environment

@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
+import subprocess
 import threading
 import time
 from html.parser import HTMLParser
@@ -18,8 +20,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from service_helpers import (
-    BOOL_COLUMN, REPO_SCHEMA, Project, build_project, copy_project, registry_of, sample_records, wait_until, write_variant,
+    BOOL_COLUMN, REPO_SCHEMA, TABPIPE_BIN, Project, build_project, copy_project, registry_of, sample_records, wait_until,
+    write_variant,
 )
+from tabpipe.errors import ConfigError
 from tabpipe.serving import app as app_module
 from tabpipe.serving.app import create_app
 
@@ -747,17 +751,101 @@ def test_checksum_mismatch_is_never_loaded(main_project, tmp_path):
         wait_until(lambda: holder.last_error, 5, what="the poller to try v0002")
         r = c.get("/health")
         assert r.status_code == 200 and r.get_json()["model_version"] == "v0001"
+        assert r.get_json()["refresh_error_code"] == "registry_error"
         assert post_json(c, sample_records(main_project, 1)[0]).get_json()["model_version"] == "v0001"
-        assert "checksum" in holder.last_error
+        assert "checksum" in holder.last_error  # the detail stays on the server
     finally:
         app.extensions["tabpipe"]["holder"].stop()
-    # a fresh service whose production model is corrupt: starts, reports 503 with the reason
+    # a fresh service whose production model is corrupt: starts, reports 503 with a stable code only
     app = create_app(config)
     try:
-        r = app.test_client().get("/health")
-        assert r.status_code == 503 and "checksum" in (r.get_json()["error"] or "")
+        c = app.test_client()
+        holder = app.extensions["tabpipe"]["holder"]
+        r = c.get("/health")
+        assert r.status_code == 503 and r.get_json()["error_code"] == "registry_error"
+        r503 = error_json(post_json(c, sample_records(main_project, 1)[0]), 503)
+        assert r503["error_code"] == "registry_error"
+        for body in (r.get_data(as_text=True), json.dumps(r503)):  # no path, no checksum detail
+            assert "checksum" not in body and str(config.parent) not in body and "v0002" not in body
+        assert "checksum" in holder.last_error and str(config.parent) in holder.last_error
     finally:
         app.extensions["tabpipe"]["holder"].stop()
+
+
+def test_replayed_old_pointer_does_not_roll_the_service_back(main_project, tmp_path):
+    """Someone with bucket write access puts back the old (validly signed) production.json: the
+    running service keeps serving the newer model and reports a registry error."""
+    config = copy_project(main_project, tmp_path / "p", production="v0001")
+    pointer = config.parent / "registry" / "production.json"
+    old_pointer = pointer.read_bytes()
+    app = create_app(config)
+    try:
+        c = app.test_client()
+        holder = app.extensions["tabpipe"]["holder"]
+        assert c.get("/health").get_json()["model_version"] == "v0001"
+        registry_of(config).promote("v0002")
+        wait_until(lambda: c.get("/health").get_json()["model_version"] == "v0002", 5, what="swap to v0002")
+        pointer.write_bytes(old_pointer)
+        wait_until(lambda: holder.last_error, 5, what="the poller to see the replayed pointer")
+        assert "rollback" in holder.last_error
+        r = c.get("/health").get_json()
+        assert r["model_version"] == "v0002" and r["refresh_error_code"] == "registry_error"
+        assert post_json(c, sample_records(main_project, 1)[0]).get_json()["model_version"] == "v0002"
+    finally:
+        app.extensions["tabpipe"]["holder"].stop()
+
+
+def test_health_and_503_never_expose_registry_details(main_project, tmp_path, monkeypatch):
+    """An unreachable S3 registry: /health and 503 bodies carry a generic message and a stable code;
+    the bucket, endpoint and cache path go to the server log only."""
+    config = copy_project(main_project, tmp_path / "p")
+    variant = yaml.safe_load(config.read_text())
+    variant["registry"] = {"backend": "s3", "bucket": "secret-bucket-name", "prefix": "hidden/prefix",
+                           "endpoint_url": "http://127.0.0.1:9", "region": "us-east-1"}
+    s3_config = config.parent / "s3.yaml"
+    s3_config.write_text(yaml.safe_dump(variant))
+    for name, value in (("AWS_ACCESS_KEY_ID", "x"), ("AWS_SECRET_ACCESS_KEY", "x"), ("AWS_EC2_METADATA_DISABLED", "true"),
+                        ("AWS_MAX_ATTEMPTS", "1"), ("TABPIPE_CACHE_DIR", str(tmp_path / "private-cache"))):
+        monkeypatch.setenv(name, value)
+    app = create_app(s3_config)
+    try:
+        c = app.test_client()
+        holder = app.extensions["tabpipe"]["holder"]
+        r = c.get("/health")
+        assert r.status_code == 503 and r.get_json()["error_code"] == "registry_error"
+        r503 = error_json(post_json(c, sample_records(main_project, 1)[0]), 503)
+        assert r503["error_code"] == "registry_error"
+        for body in (r.get_data(as_text=True), json.dumps(r503), c.get("/model").get_data(as_text=True)):
+            for secret in ("secret-bucket-name", "hidden/prefix", "127.0.0.1:9", "private-cache"):
+                assert secret not in body, (secret, body)
+        assert "secret-bucket-name" in holder.last_error  # the operator still gets the detail
+    finally:
+        app.extensions["tabpipe"]["holder"].stop()
+
+
+def test_service_refuses_to_start_without_a_verify_key(main_project, tmp_path, monkeypatch):
+    """registry.require_signature (the default) and no key anywhere: create_app raises, `tabpipe serve` exits 2."""
+    config = copy_project(main_project, tmp_path / "p")
+    verify_pem = os.environ["TABPIPE_REGISTRY_VERIFY_KEY"]
+    monkeypatch.delenv("TABPIPE_REGISTRY_SIGNING_KEY")
+    monkeypatch.delenv("TABPIPE_REGISTRY_VERIFY_KEY")
+    with pytest.raises(ConfigError, match="registry.require_signature: is on, and reading models needs the Ed25519 "
+                                          r"public key: set \$TABPIPE_REGISTRY_VERIFY_KEY"):
+        create_app(config)
+    result = subprocess.run([str(TABPIPE_BIN), "serve", "--config", str(config), "--port", "1"],
+                            capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "300"})
+    assert result.returncode == 2, result.stderr
+    assert "TABPIPE_REGISTRY_VERIFY_KEY" in result.stderr
+    # with only the public key (what a serving host gets), it starts and serves
+    monkeypatch.setenv("TABPIPE_REGISTRY_VERIFY_KEY", verify_pem)
+    app = create_app(config)
+    try:
+        assert app.test_client().get("/health").status_code == 200
+    finally:
+        app.extensions["tabpipe"]["holder"].stop()
+    # serve.allow_train makes the host a publisher: then the private key is required up front
+    with pytest.raises(ConfigError, match="publishing needs the Ed25519 private key"):
+        create_app(write_variant(config, "train.yaml", allow_train=True))
 
 
 def test_unloadable_model_does_not_stop_later_swaps(main_project, tmp_path):

@@ -1,4 +1,7 @@
-"""Tests of tabpipe.sources: files, MongoDB (mongomock + a real unreachable port), SQLite and a real PostgreSQL."""
+"""Tests of tabpipe.sources: files, MongoDB (mongomock + a real unreachable port), SQLite and a real PostgreSQL.
+
+Redaction and timeouts/outages have their own modules: test_source_redaction.py, test_source_outages.py.
+"""
 from __future__ import annotations
 
 import datetime as dt
@@ -19,7 +22,7 @@ from pydantic import TypeAdapter, ValidationError
 from pymongo import MongoClient
 from pymongo.errors import AutoReconnect
 
-from tabpipe import sources
+from tabpipe.sources import mongodb as mongodb_reader
 from tabpipe.errors import DataError
 from tabpipe.sources import (
     FileSource,
@@ -146,7 +149,7 @@ def test_push_then_read_round_trip(mock_factory, mongo_env) -> None:
     assert raw["amount"] is None and raw["city"] is None and raw["seen"] is None  # missing -> null
     assert type(raw["id"]) is int and type(raw["flag"]) is bool
 
-    got = read_mongodb(mongo_cfg(mongo_env), client_factory=mock_factory)
+    got = read_source(mongo_cfg(mongo_env), Path("."), mongo_client_factory=mock_factory)
     assert "_id" not in got.columns
     assert list(got.columns) == list(df.columns)
     pd.testing.assert_frame_equal(got, df, check_dtype=False)
@@ -165,7 +168,7 @@ def test_nested_documents_are_flattened(mock_factory, mongo_env) -> None:
         {"id": 1, "customer": {"age": 31, "address": {"city": "Paris"}}},
         {"id": 2, "customer": {"age": 45}},
     ])
-    got = read_mongodb(mongo_cfg(mongo_env), client_factory=mock_factory)
+    got = read_mongodb(mongo_cfg(mongo_env), MOCK_URI, client_factory=mock_factory)
     assert set(got.columns) == {"id", "customer.age", "customer.address.city"}
     assert got["customer.address.city"].iloc[0] == "Paris" and pd.isna(got["customer.address.city"].iloc[1])
 
@@ -195,7 +198,7 @@ def test_push_converts_numpy_and_timestamps_in_batches() -> None:
 
     df = pd.DataFrame({"n": np.arange(5, dtype=np.int32), "obj": [np.int64(7), np.float32(0.5), pd.NA, "s", None],
                        "when": pd.to_datetime(["2024-01-01"] * 4 + [None], utc=True)})
-    count = push_to_mongo(df, "mongodb://x", "shop", "orders", batch_size=2, client_factory=lambda uri: FakeClient())
+    count = push_to_mongo(df, "mongodb://x", "shop", "orders", batch_size=2, client_factory=lambda uri, **options: FakeClient())
     assert count == 5 and [len(docs) for docs, _ in calls] == [2, 2, 1]
     assert all(ordered is False for _, ordered in calls) and FakeClient.closed
     first, last = calls[0][0][0], calls[-1][0][0]
@@ -208,19 +211,19 @@ def test_push_converts_numpy_and_timestamps_in_batches() -> None:
 def test_uri_env_unset(monkeypatch: pytest.MonkeyPatch, mock_factory) -> None:
     monkeypatch.delenv("TABPIPE_NO_SUCH_URI", raising=False)
     with pytest.raises(DataError, match="TABPIPE_NO_SUCH_URI"):
-        read_mongodb(mongo_cfg("TABPIPE_NO_SUCH_URI"), client_factory=mock_factory)
+        read_source(mongo_cfg("TABPIPE_NO_SUCH_URI"), Path("."), mongo_client_factory=mock_factory)
 
 
 def test_empty_result_names_collection_and_filter(mock_factory, mongo_env) -> None:
     push_to_mongo(sample_frame(), MOCK_URI, "shop", "orders", client_factory=mock_factory)
     with pytest.raises(DataError, match=r"shop\.orders.*\"label\": 7"):
-        read_mongodb(mongo_cfg(mongo_env, filter={"label": 7}), client_factory=mock_factory)
+        read_mongodb(mongo_cfg(mongo_env, filter={"label": 7}), MOCK_URI, client_factory=mock_factory)
 
 
 def test_retries_with_exponential_backoff(monkeypatch: pytest.MonkeyPatch, mock_factory, mongo_env) -> None:
     push_to_mongo(sample_frame(), MOCK_URI, "shop", "orders", client_factory=mock_factory)
     sleeps: list[float] = []
-    monkeypatch.setattr(sources.time, "sleep", sleeps.append)
+    monkeypatch.setattr(mongodb_reader.time, "sleep", sleeps.append)
     failures = iter([AutoReconnect("blip"), AutoReconnect("blip")])
 
     def flaky(uri, **kwargs):
@@ -229,7 +232,7 @@ def test_retries_with_exponential_backoff(monkeypatch: pytest.MonkeyPatch, mock_
             raise error
         return mock_factory(uri, **kwargs)
 
-    got = read_mongodb(mongo_cfg(mongo_env, max_retries=3, retry_backoff_s=0.5), client_factory=flaky)
+    got = read_mongodb(mongo_cfg(mongo_env, max_retries=3, retry_backoff_s=0.5), MOCK_URI, client_factory=flaky)
     assert len(got) == 4 and sleeps == [0.5, 1.0]
 
 
@@ -238,10 +241,10 @@ def test_unreachable_server_is_reported_without_password(monkeypatch: pytest.Mon
     monkeypatch.setenv("TABPIPE_TEST_DEAD_URI", f"mongodb://alice:Sup3r-Secret@127.0.0.1:{port}/?authSource=admin")
     cfg = mongo_cfg("TABPIPE_TEST_DEAD_URI", timeout_ms=150, retry_backoff_s=0, max_retries=1)
     with pytest.raises(DataError, match="unreachable") as err:
-        read_mongodb(cfg, client_factory=MongoClient)
+        read_source(cfg, Path("."), mongo_client_factory=MongoClient)
     message = str(err.value)
     assert "Sup3r-Secret" not in message
-    assert f"alice:REDACTED@127.0.0.1:{port}" in message and "after 2 attempts" in message
+    assert f"alice:***@127.0.0.1:{port}" in message and "after 2 attempt(s)" in message
 
 
 @pytest.mark.skipif(not os.environ.get("TABPIPE_TEST_MONGODB_URI"),
@@ -254,7 +257,7 @@ def test_real_mongodb_round_trip(monkeypatch: pytest.MonkeyPatch) -> None:
         assert push_to_mongo(sample_frame(), uri, "tabpipe_test", collection) == 4
         cfg = MongoSource(type="mongodb", uri_env="TABPIPE_TEST_REAL_URI", database="tabpipe_test",
                           collection=collection, timeout_ms=3000, max_retries=1)
-        got = read_mongodb(cfg).sort_values("id", ignore_index=True)
+        got = read_source(cfg, Path(".")).sort_values("id", ignore_index=True)
         pd.testing.assert_frame_equal(got, sample_frame(), check_dtype=False)
     finally:
         client = MongoClient(uri, serverSelectionTimeoutMS=3000)
@@ -282,20 +285,20 @@ def test_sqlite_bad_query(tmp_path: Path) -> None:
     engine.dispose()
     cfg = SqlSource(type="sql", url="sqlite:///x.db", query="SELECT * FROM missing_table")
     with pytest.raises(DataError, match="no such table: missing_table"):
-        read_sql(cfg, tmp_path)
+        read_sql(cfg, cfg.url, tmp_path)
 
 
 def test_sqlite_missing_file_is_not_created(tmp_path: Path) -> None:
     cfg = SqlSource(type="sql", url="sqlite:///nope.db", query="SELECT 1")
     with pytest.raises(DataError, match=re.escape(f"SQLite database file not found: {tmp_path / 'nope.db'}")):
-        read_sql(cfg, tmp_path)
+        read_source(cfg, tmp_path)
     assert not (tmp_path / "nope.db").exists()
 
 
 def test_sql_url_env_unset(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("TABPIPE_NO_SUCH_DB_URL", raising=False)
     with pytest.raises(DataError, match="TABPIPE_NO_SUCH_DB_URL"):
-        read_sql(SqlSource(type="sql", url_env="TABPIPE_NO_SUCH_DB_URL", query="SELECT 1"), tmp_path)
+        read_source(SqlSource(type="sql", url_env="TABPIPE_NO_SUCH_DB_URL", query="SELECT 1"), tmp_path)
 
 
 # --------------------------------------------------------------------------- SQL: real PostgreSQL
@@ -311,7 +314,7 @@ def test_postgres_round_trip_with_nulls_and_timestamps(postgres_url: str, monkey
     monkeypatch.setenv("TABPIPE_TEST_PG_URL", postgres_url)
     cfg = SqlSource(type="sql", url_env="TABPIPE_TEST_PG_URL", query="SELECT * FROM orders_rt ORDER BY id",
                     chunk_size=chunk_size)
-    got = read_sql(cfg, Path("."))
+    got = read_source(cfg, Path("."))
     assert pd.api.types.is_datetime64_any_dtype(got["seen"])
     assert got["seen"].isna().tolist() == [False, True, False, False]
     assert got["amount"].isna().tolist() == [False, True, False, False]
@@ -322,20 +325,20 @@ def test_postgres_round_trip_with_nulls_and_timestamps(postgres_url: str, monkey
 def test_postgres_bad_sql_reports_db_message(postgres_url: str) -> None:
     cfg = SqlSource(type="sql", url=postgres_url, query="SELEC oops")
     with pytest.raises(DataError, match="syntax error"):
-        read_sql(cfg, Path("."))
+        read_source(cfg, Path("."))
 
 
 def test_postgres_unknown_database_redacts_password(postgres_url: str) -> None:
     url = postgres_url.replace("tabpipe@", "tabpipe:Pg-Secret-42@").rsplit("/", 1)[0] + "/no_such_db"
     with pytest.raises(DataError, match='database "no_such_db" does not exist') as err:
-        read_sql(SqlSource(type="sql", url=url, query="SELECT 1"), Path("."))
-    assert "Pg-Secret-42" not in str(err.value) and "tabpipe:REDACTED@" in str(err.value)
+        read_source(SqlSource(type="sql", url=url, query="SELECT 1"), Path("."))
+    assert "Pg-Secret-42" not in str(err.value) and "tabpipe:***@" in str(err.value)
 
 
 def test_postgres_unreachable_redacts_password() -> None:
     url = f"postgresql+psycopg://tabpipe:Pg-Secret-42@127.0.0.1:{free_port()}/postgres"
     with pytest.raises(DataError) as err:
-        read_sql(SqlSource(type="sql", url=url, query="SELECT 1"), Path("."))
+        read_source(SqlSource(type="sql", url=url, query="SELECT 1"), Path("."))
     message = str(err.value)
-    assert "Pg-Secret-42" not in message and "REDACTED" in message
+    assert "Pg-Secret-42" not in message and "tabpipe:***@" in message
     assert "refused" in message.lower() or "failed" in message.lower()

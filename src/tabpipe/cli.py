@@ -22,14 +22,17 @@ app = typer.Typer(help="Train, gate, version and serve tabular classifiers from 
 data_app = typer.Typer(help="Sample data and data loading helpers.", no_args_is_help=True)
 models_app = typer.Typer(help="The model registry: list versions, promote (or roll back).", no_args_is_help=True)
 runs_app = typer.Typer(help="The history store's runs: train, predict, monitor, outcomes.", no_args_is_help=True)
+keys_app = typer.Typer(help="The Ed25519 keypair that signs registry versions.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(models_app, name="models")
+app.add_typer(keys_app, name="keys")
 app.add_typer(runs_app, name="runs")
 # no hard wrapping at 80 columns when piped (CI logs, files): one message stays one line
 err = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 200)
 out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 DEFAULT_CONFIG = Path("config/pipeline.yaml")
 ConfigOpt = typer.Option(DEFAULT_CONFIG, "--config", "-c", help="pipeline.yaml to use.")
+DEFAULT_KEYS_DIR = Path(".tabpipe/keys")
 
 
 def cli_errors(fn):
@@ -54,25 +57,50 @@ def _log_to_console(level: int = logging.INFO) -> None:
         logger.addHandler(RichHandler(console=err, show_path=False, markup=False))
 
 
-def _registry(config: Path):
-    from tabpipe.config import load_settings
-    from tabpipe.registry import ModelRegistry
+def _registry(config: Path, *, sign: bool = False):
+    """The registry of ``config``, keys and cache folder from this process's environment.
 
-    return ModelRegistry.from_config(load_settings(config, check_candidates=False).pipeline.registry)
+    ``sign``: also load the private key (publishing, promoting); readers get the public key only.
+    """
+    import os
+
+    from tabpipe.config import load_settings
+    from tabpipe.registry import open_registry
+
+    settings = load_settings(config, check_candidates=False)
+    return open_registry(settings.pipeline.registry, os.environ, sign=sign, config_file=settings.config_path)
 
 
 @app.command()
 @cli_errors
-def train(config: Path = ConfigOpt) -> None:
+def train(
+    config: Path = ConfigOpt,
+    run_name: str | None = typer.Option(None, "--run-name", help="Name the run folder; an existing one is resumed "
+                                        "(stages that succeeded there are reused, not re-run)."),
+    until: str | None = typer.Option(None, "--until", help="Stop after this stage (ingestion, validation, "
+                                     "transformation, trainer, evaluation, pusher); resume with the same --run-name."),
+) -> None:
     """Run the training pipeline: ingest, validate, transform, train, evaluate, push."""
     from tabpipe.config import load_settings
     from tabpipe.pipeline import TrainingPipeline
+    from tabpipe.run import run_name as folder_name
+    from tabpipe.stages import check_stage
 
+    if run_name is not None:
+        try:
+            run_name = folder_name(run_name)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--run-name") from None
+    if until is not None:
+        try:
+            check_stage(until)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--until") from None
     settings = load_settings(config)
     _log_to_console()
     pipeline = TrainingPipeline(settings)
     try:
-        run = pipeline.run()
+        run = pipeline.run(run_name=run_name, until=until)
     except Exception as exc:  # the run folder holds the traceback; the person gets one line
         _record_train_run(settings, pipeline.last_run)
         where = f"\nrun folder: {pipeline.last_run.dir}" if pipeline.last_run else ""
@@ -81,12 +109,17 @@ def train(config: Path = ConfigOpt) -> None:
         raise typer.Exit(1) from None
     _record_train_run(settings, run)
     rec = run.record
-    m = rec["metrics"]
     out.print(f"run folder: {run.dir}")
+    if rec["status"] == "partial":
+        out.print(f"stopped after stage {until}; continue with: tabpipe train --config {config} --run-name {run.id}")
+        return
+    m = rec["metrics"]
     out.print(f"test roc_auc={m['roc_auc']:.4f} pr_auc={m['pr_auc']:.4f} f1={m['f1']:.4f} "
               f"precision={m['precision']:.4f} recall={m['recall']:.4f}")
-    if rec["accepted"]:
+    if rec["accepted"] and rec.get("promoted"):
         out.print(f"[green]model accepted[/]: {rec['decision']}\nproduction model: {rec['model_version']}")
+    elif rec["accepted"]:
+        out.print(f"[yellow]model accepted but not promoted[/]: {rec['decision']}\n{rec['push']}")
     else:
         out.print(f"[yellow]model not accepted[/]: {rec['decision']}")
 
@@ -123,10 +156,9 @@ def predict(
     monitoring.log_predictions on, the scored rows are recorded in the history store."""
     from tabpipe.batch import score_file
     from tabpipe.config import load_settings
-    from tabpipe.registry import ModelRegistry
 
     settings = load_settings(config, check_candidates=False)
-    model, meta = ModelRegistry.from_config(settings.pipeline.registry).load_model(model_version)
+    model, meta = _registry(config).load_model(model_version)
     logger = _BatchLogger(settings, meta["version"], str(input), request_id)
     result = score_file(model.use_all_cores(), input, output, on_scored=logger)
     out.print(f"model {meta['version']}: scored {result.scored} of {result.rows} rows -> {output}")
@@ -155,7 +187,11 @@ def init(
     """Scaffold pipeline.yaml, schema.yaml (inferred from the data) and model.yaml for a new dataset."""
     from tabpipe.scaffold import scaffold
 
+    from tabpipe.registry.signing import SIGNING_KEY_NAME, write_keypair
+
     written = scaffold(data, target, dir, force=force)
+    if not (dir / DEFAULT_KEYS_DIR / SIGNING_KEY_NAME).exists():  # the keypair the scaffolded config names
+        written += write_keypair(dir / DEFAULT_KEYS_DIR)
     for path in written:
         out.print(f"wrote {path}")
     out.print(f"next: review {written[1]}, then run: tabpipe train --config {written[0]}")
@@ -173,8 +209,11 @@ def serve(
     import os
 
     from tabpipe.config import load_settings
+    from tabpipe.registry.signing import load_keys
 
-    load_settings(config)  # fail fast, with exit 2, on a bad config
+    settings = load_settings(config)  # fail fast, with exit 2, on a bad config or missing keys
+    load_keys(settings.pipeline.registry, os.environ, sign=settings.pipeline.serve.allow_train,
+              config_file=settings.config_path)
     os.environ["TABPIPE_CONFIG"] = str(config.resolve())
     if dev:
         from tabpipe.serving.app import create_app
@@ -185,7 +224,21 @@ def serve(
 
     argv = [sys.executable, "-m", "gunicorn", "--config", gunicorn_conf.__file__, "--bind", f"{host}:{port}",
             "tabpipe.serving.app:create_app()"]
-    os.execv(sys.executable, argv)
+    # bandit B606: a fixed argv run by this very interpreter, no shell involved
+    os.execv(sys.executable, argv)  # nosec B606
+
+
+@app.command()
+@cli_errors
+def flowchart(
+    config: Path = ConfigOpt,
+    out_dir: Path = typer.Option(Path("Flow_Chart"), "--out", help="Folder for the .mmd, .svg and .md files."),
+) -> None:
+    """Write the flow chart (Mermaid + SVG) generated from the pipeline's stages and the scheduled DAGs."""
+    from tabpipe.flowchart import write
+
+    for path in write(out_dir, config):
+        out.print(f"wrote {path}")
 
 
 class _BatchLogger:
@@ -371,28 +424,105 @@ def lineage(version: str = typer.Argument(..., help="Registry version, e.g. v000
 @cli_errors
 def models_list(config: Path = ConfigOpt) -> None:
     """List registry versions with their test metrics; '*' marks production."""
-    versions = _registry(config).list_versions()
+    from tabpipe.errors import RegistryError
+
+    registry = _registry(config)
+    try:
+        registry.production_version()
+    except RegistryError as exc:  # still list the versions: promoting one of them is the repair
+        err.print(f"[yellow]warning:[/] {exc}", highlight=False)
+    versions = registry.list_versions()
     if not versions:
         out.print("registry is empty")
         return
-    table = Table("", "version", "created (UTC)", "candidate", "roc_auc", "pr_auc", "run")
+    table = Table("", "version", "created (UTC)", "candidate", "roc_auc", "pr_auc", "run", "verified")
     for v in versions:
         m = v.metadata.get("metrics", {})
+        m = m if isinstance(m, dict) else {}
         table.add_row("*" if v.is_production else "", v.version, v.created_at[:19], str(v.metadata.get("candidate", "")),
-                      f"{m.get('roc_auc', float('nan')):.4f}", f"{m.get('pr_auc', float('nan')):.4f}",
-                      str(v.metadata.get("run_id", "")))
+                      _number(m.get("roc_auc")), _number(m.get("pr_auc")), str(v.metadata.get("run_id", "")),
+                      "yes" if v.problem is None else f"NO: {v.problem}")
     out.print(table)
+
+
+def _number(value) -> str:
+    return f"{value:.4f}" if isinstance(value, (int, float)) else "-"
 
 
 @models_app.command("promote")
 @cli_errors
 def models_promote(version: str = typer.Argument(..., help="Version to make production, e.g. v0002."),
                    config: Path = ConfigOpt) -> None:
-    """Point production at VERSION (also how you roll back)."""
-    registry = _registry(config)
-    before = registry.production_version()
-    registry.promote(version)
-    out.print(f"production: {before} -> {version}")
+    """Point production at VERSION (also how you roll back), after proving it loads.
+
+    ``tabpipe models verify VERSION`` runs first in a separate process (signature, checksums,
+    unpickling), so nothing is unpickled here; the pointer then moves only if production is still
+    what it was when this command started (compare-and-swap).
+    """
+    import subprocess
+
+    from tabpipe.errors import RegistryError
+    from tabpipe.registry import ANY
+
+    registry = _registry(config, sign=True)
+    try:
+        before = registry.production_version()
+    except RegistryError as exc:  # an untrusted pointer (forged, rolled back): this promotion replaces it
+        err.print(f"[yellow]warning:[/] {exc}; it will be replaced", highlight=False)
+        before = ANY
+    registry.metadata(version)  # fail fast (exit 1, one line) on an unknown or unsigned version
+    proof = subprocess.run([sys.executable, "-m", "tabpipe.cli", "models", "verify", version, "--config", str(config)],
+                           capture_output=True, text=True, timeout=900)
+    if proof.returncode != 0:
+        detail = (proof.stderr.strip() or proof.stdout.strip() or f"exit code {proof.returncode}").removeprefix("error: ")
+        raise RegistryError(f"{version} did not load, production unchanged: {detail}")
+    registry.promote(version, expected=before)
+    out.print(f"production: {before if before is not ANY else 'untrusted pointer'} -> {version}")
+
+
+@models_app.command("verify")
+@cli_errors
+def models_verify(version: str = typer.Argument(..., help="Version to check, e.g. v0002."),
+                  config: Path = ConfigOpt) -> None:
+    """Prove VERSION loads: signature, file checksums, unpickling, and a model with predict_proba."""
+    from tabpipe.errors import RegistryError
+
+    model, meta = _registry(config).load_model(version)
+    if not callable(getattr(model, "predict_proba", None)):
+        raise RegistryError(f"{version}/model.pkl loads, but is not a model with predict_proba")
+    out.print(f"{version}: signature, {len(meta['files'])} file checksum(s) and loading verified "
+              f"({type(model).__name__})")
+
+
+@models_app.command("sign")
+@cli_errors
+def models_sign(version: str = typer.Argument(..., help="Version to sign, e.g. v0002."),
+                config: Path = ConfigOpt) -> None:
+    """Sign VERSION with the signing key after checking its files against their checksums.
+
+    For versions published unsigned or by an older tabpipe (HMAC): signing vouches for them, so
+    sign only versions you know are genuine.
+    """
+    meta = _registry(config, sign=True).sign_version(version)
+    out.print(f"signed {version} (key {meta['signature']['key_id']}, {len(meta['files'])} files checked)")
+
+
+@keys_app.command("generate")
+@cli_errors
+def keys_generate(
+    dir: Path = typer.Option(DEFAULT_KEYS_DIR, "--dir", help="Folder for the keypair (kept out of git)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing keypair (old versions then no longer verify)."),
+) -> None:
+    """Write a new Ed25519 keypair: the private key (mode 0600) signs on the trainer only; the
+    public key goes to every host that loads models."""
+    from tabpipe.registry.signing import write_keypair
+
+    try:
+        private, public = write_keypair(dir, force=force)
+    except FileExistsError as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    out.print(f"wrote {private} (private: the trainer only, mode 0600)\nwrote {public} (public: every server)")
 
 
 @data_app.command("generate")

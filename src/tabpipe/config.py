@@ -18,9 +18,10 @@ from pydantic import Field, ValidationError, field_validator
 
 from tabpipe.config_base import StrictModel
 from tabpipe.errors import ConfigError
+from tabpipe.orchestration.spec import OrchestrationSection
 from tabpipe.registry import RegistryConfig
 from tabpipe.schema import Schema
-from tabpipe.sources import FileSource, SourceConfig, SqlSource
+from tabpipe.sources import FileSource, SourceConfig, SqlSource, redact_urls_in
 
 Metric = Literal["roc_auc", "average_precision", "f1"]
 
@@ -132,6 +133,7 @@ class PipelineConfig(StrictModel):
     evaluation: EvaluationSection = EvaluationSection()
     registry: RegistryConfig = RegistryConfig()
     serve: ServeSection = ServeSection()
+    orchestration: OrchestrationSection = OrchestrationSection()
     monitoring: MonitoringSection = MonitoringSection()
 
     @property
@@ -160,7 +162,7 @@ class Settings(StrictModel):
     models: ModelsConfig
     schema_: Schema = Field(alias="schema")
     config_path: Path
-    snapshot: dict  # the raw YAML of all three files, for run.json
+    snapshot: dict  # the raw YAML of all three files, for run.json (every URL's password hidden)
 
     @property
     def base_dir(self) -> Path:
@@ -222,8 +224,11 @@ def _resolve_paths(cfg: PipelineConfig, base: Path) -> PipelineConfig:
         db = cfg.source.url.removeprefix("sqlite:///")
         if db and not db.startswith("/") and db != ":memory:":
             updates["source"] = cfg.source.model_copy(update={"url": f"sqlite:///{_resolve(base, Path(db))}"})
+    registry = {name: _resolve(base, getattr(cfg.registry, name))
+                for name in ("signing_key_file", "verify_key_file") if getattr(cfg.registry, name) is not None}
     if cfg.registry.backend == "local":
-        updates["registry"] = cfg.registry.model_copy(update={"path": _resolve(base, cfg.registry.path)})
+        registry["path"] = _resolve(base, cfg.registry.path)
+    updates["registry"] = cfg.registry.model_copy(update=registry)
     return cfg.model_copy(update=updates)
 
 
@@ -303,5 +308,5 @@ def load_settings(config_path: str | Path, *, check_candidates: bool = True) -> 
         models=models,
         schema=schema,
         config_path=path,
-        snapshot={"pipeline": raw, "schema": schema_raw, "models": models_raw},
+        snapshot=redact_urls_in({"pipeline": raw, "schema": schema_raw, "models": models_raw}),
     )

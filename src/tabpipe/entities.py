@@ -6,17 +6,15 @@ the validated YAML (``tabpipe.config.Settings``).
 """
 from __future__ import annotations
 
+import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tabpipe.config import Candidate, DriftSection
 from tabpipe.schema import Schema
 from tabpipe.sources import SourceConfig
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 # ------------------------------------------------------------------ config entities
 
@@ -28,7 +26,7 @@ class IngestionConfig:
     test_size: float
     seed: int
     out_dir: Path
-    uploaded_rows: Callable[[], pd.DataFrame] | None = None   # reads rows uploaded with POST /data (None: not used)
+    uploaded_rows: Callable[[], Any] | None = None   # reads rows uploaded with POST /data (None: not used)
 
 
 @dataclass(frozen=True)
@@ -143,6 +141,31 @@ class EvaluationArtifact:
 
 @dataclass(frozen=True)
 class PusherArtifact:
-    pushed: bool
+    pushed: bool                 # a new version was published
     version: str | None
     reason: str
+    promoted: bool = False       # ...and production now points at it
+
+
+ARTIFACT_OF: dict[str, type] = {
+    "ingestion": IngestionArtifact, "validation": ValidationArtifact, "transformation": TransformationArtifact,
+    "trainer": TrainerArtifact, "evaluation": EvaluationArtifact, "pusher": PusherArtifact,
+}
+
+
+def restore_artifact(stage: str, recorded: Mapping[str, Any]):
+    """The artifact entity of ``stage`` rebuilt from its JSON form in run.json (paths and tuples restored),
+    so a resumed run can hand a finished stage's artifact to the next stage without running it again."""
+    cls = ARTIFACT_OF[stage]
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for name, hint in hints.items():
+        if name not in recorded:
+            continue
+        value, text = recorded[name], str(hint)
+        if value is not None and "Path" in text:
+            value = Path(value)
+        elif isinstance(value, list) and "tuple" in text:
+            value = tuple(value)
+        values[name] = value
+    return cls(**values)

@@ -24,23 +24,35 @@ from tabpipe.entities import (
     TrainerConfig,
     TransformationConfig,
     ValidationConfig,
+    restore_artifact,
 )
-from tabpipe.registry import ModelRegistry
-from tabpipe.run import Run, package_versions
+from tabpipe.registry import ModelRegistry, open_registry
+from tabpipe.run import Run, StopAfterStage, package_versions
+from tabpipe.stages import STAGES
 
 
 class TrainingPipeline:
     def __init__(self, settings: Settings, registry: ModelRegistry | None = None,
                  environ: Mapping[str, str] | None = None):
+        """``registry``: the caller's (with its keys); by default one opened with the signing key from
+        this process's environment or the configured key file (training publishes and promotes).
+        ``environ``: where the history store URL is read when uploaded rows are included (default os.environ)."""
         self.s = settings
-        self.environ = os.environ if environ is None else environ   # the history store URL (uploaded rows)
-        self.registry = registry or ModelRegistry.from_config(settings.pipeline.registry)
+        self.environ = os.environ if environ is None else environ
+        self.registry = registry or open_registry(settings.pipeline.registry, os.environ, sign=True,
+                                                  config_file=settings.config_path)
         self.last_run: Run | None = None  # set as soon as a run folder exists, also when the run fails
 
-    def run(self) -> Run:
-        """Run every stage; returns the Run (``run.record`` is run.json). Re-raises a stage's error."""
+    def run(self, *, run_name: str | None = None, until: str | None = None) -> Run:
+        """Run every stage; returns the Run (``run.record`` is run.json). Re-raises a stage's error.
+
+        ``run_name`` names the run folder and resumes it if it exists (stages that succeeded there are reused,
+        not re-run); ``until`` stops after that stage (status ``partial``). Together they let an orchestrator
+        run each stage as its own task and retry a failed stage alone.
+        """
         s, p, schema, seed = self.s, self.s.pipeline, self.s.schema_, self.s.pipeline.run.seed
-        run = self.last_run = Run(p.run.artifacts_dir, s.snapshot)
+        run = self.last_run = Run(p.run.artifacts_dir, s.snapshot, name=run_name, restore=restore_artifact,
+                                  stop_after=None if until == STAGES[-1] else until)
         try:
             ingestion = run.stage("ingestion", lambda out: DataIngestion(IngestionConfig(
                 p.source, s.base_dir, schema.target.name, p.split.test_size, seed, out,
@@ -61,11 +73,14 @@ class TrainingPipeline:
                     "data_fingerprint": ingestion.fingerprint, "rows": ingestion.n_rows,
                     "schema": schema.model_dump(mode="json"), "package_versions": package_versions(),
                 }, out), evaluation, trainer, validation, self.registry).run())
+        except StopAfterStage:
+            run.pause()
+            return run
         except BaseException as exc:
             run.finish(error=exc)
             raise
         run.finish(metrics=evaluation.metrics, accepted=evaluation.accepted, decision=evaluation.reason,
-                   model_version=pusher.version)
+                   model_version=pusher.version, promoted=pusher.promoted, push=pusher.reason)
         return run
 
     def _uploaded_rows(self):

@@ -53,6 +53,9 @@ evaluation:
 registry:
   backend: local
   path: model_registry
+  require_signature: true      # models are signed (Ed25519) when published and verified before loading
+  signing_key_file: .tabpipe/keys/registry-signing.pem   # private: the trainer only ($TABPIPE_REGISTRY_SIGNING_KEY wins)
+  verify_key_file: .tabpipe/keys/registry-verify.pem     # public: servers ($TABPIPE_REGISTRY_VERIFY_KEY wins)
 """
 
 

@@ -7,6 +7,8 @@ Acceptance (written to ``blessing.json``, like TFX's blessing):
   unchanged data, a tie, publishes nothing; a negative margin tolerates a small regression).
 If the production model cannot score the current data (its schema no longer matches), the reason
 says so and only the absolute minimum applies.
+The production version compared against is read once and recorded (``production_version`` in the
+artifact and blessing.json); the pusher promotes only if production is still that version.
 """
 from __future__ import annotations
 
@@ -52,7 +54,7 @@ class ModelEvaluation:
         cfg = self.config
         cfg.out_dir.mkdir(parents=True, exist_ok=True)
         with open(self.trainer.model_path, "rb") as fh:
-            model = dill.load(fh)
+            model = dill.load(fh)  # nosec B301: written moments ago by this run's own trainer, in its own folder
         test = pd.read_parquet(self.validation.test_path)
         X, y = split_xy(test, model.schema)
         new = holdout_metrics(y, model.predict_proba_typed(X), model.threshold)

@@ -1,11 +1,16 @@
 """ModelPusher: publish a blessed model to the registry and make it production; nothing otherwise.
 
+Promotion is a compare-and-swap against the production version the evaluation compared with: if
+another run (or a person) moved production meanwhile, the new version stays published but is not
+promoted, and the run says so — a model is never made production on a comparison that is stale.
+
 A version carries the model, its metadata and a reference sample of its training rows (the
 baseline the next run's drift report compares against).
 """
 from __future__ import annotations
 
 import json
+import logging
 
 import pandas as pd
 
@@ -16,6 +21,9 @@ from tabpipe.entities import (
     TrainerArtifact,
     ValidationArtifact,
 )
+from tabpipe.registry import PromotionConflict
+
+log = logging.getLogger(__name__)
 
 
 class ModelPusher:
@@ -45,8 +53,16 @@ class ModelPusher:
                 **cfg.extra_metadata,
             }
             version = self.registry.publish({"model.pkl": self.trainer.model_path, "reference.parquet": ref_path}, metadata)
-            self.registry.promote(version)
-            result = PusherArtifact(pushed=True, version=version, reason=f"published and promoted {version}")
+            try:  # only if production is still the version the evaluation beat (compare-and-swap)
+                self.registry.promote(version, expected=ev.production_version)
+            except PromotionConflict as exc:
+                log.warning("%s published but not promoted: %s", version, exc)
+                result = PusherArtifact(pushed=True, version=version, promoted=False,
+                                        reason=f"published {version} but did not promote it: {exc}")
+            else:
+                result = PusherArtifact(pushed=True, version=version, promoted=True,
+                                        reason=f"published and promoted {version}")
         (cfg.out_dir / "push.json").write_text(json.dumps({"pushed": result.pushed, "version": result.version,
-                                                            "reason": result.reason}, indent=2))
+                                                            "promoted": result.promoted, "reason": result.reason},
+                                                           indent=2))
         return result

@@ -169,6 +169,7 @@ class ModelTrainer:
         X_fit, y_fit = resample(X, y, cfg.resampling, cfg.seed)
         estimator = make_estimator(trial, cfg.seed).fit(X_fit, y_fit)
         with open(art.preprocessor_path, "rb") as fh:
-            preprocessor = dill.load(fh)
+            # bandit B301: written by this run's transformation stage
+            preprocessor = dill.load(fh)  # nosec B301
         return TabularModel(schema=cfg.schema, preprocessor=preprocessor, estimator=estimator, threshold=threshold,
                             labels=original_labels(target, cfg.schema.target.positive), candidate=trial.candidate.name)

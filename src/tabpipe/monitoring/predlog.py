@@ -185,12 +185,13 @@ class PredictionLog:
 
     def close(self, timeout: float = 5.0) -> None:
         """Write what is queued (up to ``timeout``), then stop the writer and close the store."""
-        if self._writer_alive():
+        alive = self._writer_alive()
+        if alive:
             self.flush(timeout)
         with self._cond:
             self._stop = True
             self._cond.notify_all()
-        if self._store is not None:
+        if not alive and self._store is not None:  # else the writer closes it on its way out
             self._store.close()
 
     # ---- writer side
@@ -250,6 +251,8 @@ class PredictionLog:
                 self._counters["logged_rows"] += written
                 self._writing = 0
                 self._cond.notify_all()
+        if self._store is not None:
+            self._store.close()
 
     def _fail(self, rows: list[dict], exc: Exception, *, logged: int) -> None:
         self.last_error = f"{type(exc).__name__}: {exc}"[:500]

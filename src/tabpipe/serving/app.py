@@ -28,7 +28,7 @@ from tabpipe.batch import MissingColumns, TooManyRows, read_csv_bytes, score_fra
 from tabpipe.config import load_settings
 from tabpipe.monitoring.edge import open_history, protector
 from tabpipe.monitoring.edge import prediction_log as build_prediction_log
-from tabpipe.registry import ModelRegistry
+from tabpipe.registry import ModelRegistry, open_registry
 from tabpipe.schema import ABSENT, Problem, warning_counts
 from tabpipe.serving.holder import ModelHolder
 from tabpipe.serving.inputs import ApiError, Details, cross_site_refusal, records_from_json
@@ -41,10 +41,17 @@ NOT_AN_OBJECT = {"field": None, "rule": "type", "message": "is not a JSON object
 
 
 def create_app(config: str | Path | None = None, registry: ModelRegistry | None = None) -> Flask:
-    """Build the app for ``config`` (default: $TABPIPE_CONFIG or config/pipeline.yaml)."""
+    """Build the app for ``config`` (default: $TABPIPE_CONFIG or config/pipeline.yaml).
+
+    Keys and the cache folder are read here, once, from the environment (or the configured key
+    files): the verify key only, plus the signing key when ``serve.allow_train`` makes this host a
+    publisher. With ``registry.require_signature`` on and no key this raises: the service refuses
+    to start rather than serve models it cannot verify.
+    """
     settings = load_settings(config or os.environ.get("TABPIPE_CONFIG", "config/pipeline.yaml"))
     serve = settings.pipeline.serve
-    registry = registry or ModelRegistry.from_config(settings.pipeline.registry)
+    registry = registry or open_registry(settings.pipeline.registry, os.environ, sign=serve.allow_train,
+                                         config_file=settings.config_path)
     holder = ModelHolder(registry, serve.poll_interval_s)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = int(serve.max_body_mb * 1024 * 1024)
@@ -55,13 +62,16 @@ def create_app(config: str | Path | None = None, registry: ModelRegistry | None 
 
     def loaded():
         current = holder.current
-        if current is None:
-            raise ApiError(503, "no production model is loaded" + (f": {holder.last_error}" if holder.last_error else ""))
+        if current is None:  # generic message and stable code; the detail is in the server log only
+            problem = holder.public_error
+            raise ApiError(503, f"no production model is loaded: {problem['message']}", code=problem["code"])
         return current
 
     @app.errorhandler(ApiError)
     def api_error(exc: ApiError):
         body = {"error": exc.error}
+        if exc.code is not None:
+            body["error_code"] = exc.code
         if exc.details is not None:
             body["details"] = exc.details
         return jsonify({**body, **exc.extra}), exc.status
@@ -97,13 +107,13 @@ def create_app(config: str | Path | None = None, registry: ModelRegistry | None 
 
     @app.get("/health")
     def health():
-        current = holder.current
+        current, problem = holder.current, holder.public_error  # never paths, bucket or endpoint
         if current is None:
             return jsonify({"status": "no_model", "model_loaded": False, "model_version": None,
-                            "error": holder.last_error}), 503
+                            "error": problem["message"], "error_code": problem["code"]}), 503
         body = {"status": "ok", "model_loaded": True, "model_version": current.version}
-        if holder.last_error:  # still serving the model it has; the newer one failed to load
-            body["refresh_error"] = holder.last_error
+        if problem:  # still serving the model it has; the newer one failed to load
+            body["refresh_error"], body["refresh_error_code"] = problem["message"], problem["code"]
         if prediction_log is not None:
             body["prediction_log"] = prediction_log.stats()
         return jsonify(body)

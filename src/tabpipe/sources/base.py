@@ -1,0 +1,209 @@
+"""Source configs, URL redaction and the one environment lookup of the sources package.
+
+Invariants:
+
+- A password in a URL never leaves this package in clear: messages show :func:`redact_url`'s form
+  (``scheme://user:***@host/...``) and driver messages pass through :func:`scrub` first. A URL that
+  cannot be parsed is never echoed at all.
+- Readers take their URL/URI as an argument; only :func:`source_url` reads the environment, and
+  :func:`tabpipe.sources.core.read_source` (the package's edge) is its only caller.
+- Every network read is bounded in time: connect, server-selection and per-reply (socket/statement)
+  timeouts have safe defaults, and MongoDB retries are bounded in count and in total time.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import quote, quote_plus, unquote
+
+from pydantic import Field, TypeAdapter, model_validator
+
+from tabpipe.config_base import StrictModel
+from tabpipe.errors import DataError
+
+log = logging.getLogger(__name__)
+
+HIDDEN = "***"                     # what a password becomes (SQLAlchemy's own hide_password marker)
+MALFORMED = "<malformed URL, not shown>"
+
+# --------------------------------------------------------------------------- configs
+
+
+class FileSource(StrictModel):
+    """A CSV or Parquet file; ``format: auto`` picks the reader from the extension."""
+
+    type: Literal["file"]
+    path: Path
+    format: Literal["auto", "csv", "parquet"] = "auto"
+    sep: str = ","
+
+
+class MongoSource(StrictModel):
+    """A MongoDB collection; the URI comes from the environment variable named by ``uri_env``.
+
+    Timeouts bound every wait: ``timeout_ms`` to find a server, ``connect_timeout_ms`` to open a
+    connection, ``socket_timeout_ms`` for any one reply (so a stalled cursor fails instead of hanging).
+    Connection failures and timeouts are retried at most ``max_retries`` times, sleeping
+    ``retry_backoff_s * 2**attempt`` in between, and no retry starts after ``max_retry_time_s``.
+    """
+
+    type: Literal["mongodb"]
+    uri_env: str = "MONGODB_URI"
+    database: str
+    collection: str
+    filter: dict = Field(default_factory=dict)
+    projection: dict | None = None
+    batch_size: int = Field(10_000, gt=0)
+    max_retries: int = Field(4, ge=0, le=20)
+    retry_backoff_s: float = Field(0.5, ge=0, le=60)
+    max_retry_time_s: float = Field(120.0, gt=0)
+    timeout_ms: int = Field(5000, gt=0)               # server selection
+    connect_timeout_ms: int = Field(10_000, gt=0)
+    socket_timeout_ms: int = Field(120_000, gt=0)     # longest wait for one batch of the cursor
+
+
+class SqlSource(StrictModel):
+    """A SQL query against a SQLAlchemy URL given by env var (``url_env``, preferred) or inline (``url``).
+
+    ``connect_timeout_s`` bounds opening the connection and ``statement_timeout_s`` the query
+    (enforced by the server on PostgreSQL and MySQL; see docs/deploy.md for other databases).
+    An inline ``url`` holding a password is accepted with a warning (it is redacted from run.json
+    and every message, but it sits in the YAML file): put such URLs in an env var named by ``url_env``.
+    """
+
+    type: Literal["sql"]
+    url: str | None = None
+    url_env: str | None = None
+    query: str
+    chunk_size: int = Field(50_000, gt=0)
+    connect_timeout_s: int = Field(10, gt=0)
+    statement_timeout_s: float = Field(1800.0, gt=0)
+
+    @model_validator(mode="after")
+    def _exactly_one_url(self) -> SqlSource:
+        """Require exactly one of ``url`` and ``url_env``; warn about a password written inline."""
+        if (self.url is None) == (self.url_env is None):
+            raise ValueError("give exactly one of 'url' (inline) or 'url_env' (name of an env var)")
+        if self.url is not None and url_password(self.url):
+            log.warning("source.url %s holds a password in the config file; put the URL in an environment "
+                        "variable and name it with source.url_env instead", redact_url(self.url))
+        return self
+
+
+SourceConfig = Annotated[FileSource | MongoSource | SqlSource, Field(discriminator="type")]
+SOURCE_ADAPTER: TypeAdapter = TypeAdapter(SourceConfig)
+
+
+# --------------------------------------------------------------------------- environment
+
+
+def env_value(name: str, what: str, environ: Mapping[str, str] | None = None) -> str:
+    """Return the non-empty value of environment variable ``name`` or raise DataError."""
+    value = (os.environ if environ is None else environ).get(name, "")
+    if not value.strip():
+        raise DataError(f"environment variable {name} is not set (it should hold the {what})")
+    return value
+
+
+def source_url(cfg: MongoSource | SqlSource, environ: Mapping[str, str] | None = None) -> str:
+    """Return the URL/URI ``cfg`` points at: inline, or read from the env var it names."""
+    if isinstance(cfg, MongoSource):
+        return env_value(cfg.uri_env, "MongoDB URI", environ)
+    if cfg.url is not None:
+        return cfg.url
+    return env_value(cfg.url_env, "SQLAlchemy database URL", environ)
+
+
+# --------------------------------------------------------------------------- redaction
+
+
+def _split_credentials(url: str) -> tuple[str, str, str | None, str] | None:
+    """Split ``scheme://user:password@rest`` into (scheme, user, password or None, rest).
+
+    The credentials end at the LAST ``@`` of the URL, so a password holding unescaped ``@ : / ? #``
+    is still cut out whole (an ``@`` later in the URL only widens what is hidden). None when the
+    URL has no ``://``.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return None
+    userinfo, at, hosts = rest.rpartition("@")
+    if not at:
+        return scheme, "", None, rest
+    user, colon, password = userinfo.partition(":")
+    return scheme, user, password if colon else None, hosts
+
+
+def redact_url(url: Any) -> str:
+    """Return ``url`` fit for messages and files: the password replaced by ``***``.
+
+    ``url`` is a string or a SQLAlchemy ``URL`` (rendered with ``hide_password=True``). A string that
+    is not ``scheme://...`` is not shown at all (it could be a password-bearing URL missing its ``//``).
+    """
+    if hasattr(url, "render_as_string"):
+        return url.render_as_string(hide_password=True)
+    parts = _split_credentials(str(url))
+    if parts is None:
+        return MALFORMED
+    scheme, user, password, hosts = parts
+    if password is None:
+        return str(url)
+    return f"{scheme}://{user}:{HIDDEN}@{hosts}"
+
+
+def url_password(url: str) -> str | None:
+    """Return the password written in ``url`` (as written), or None."""
+    parts = _split_credentials(url)
+    return parts[2] if parts else None
+
+
+def scrub(text: str, url: str) -> str:
+    """Remove ``url`` and every spelling of its password (raw, percent-decoded/encoded) from ``text``."""
+    secrets = {url}
+    password = url_password(url)
+    if _split_credentials(url) is None and "@" in url:
+        password = url.rpartition("@")[0]  # unparseable: hide everything before the host
+    if password:
+        secrets |= {password, unquote(password), quote(password, safe=""), quote_plus(password)}
+    for secret in sorted(secrets, key=len, reverse=True):
+        if secret:
+            text = text.replace(secret, redact_url(url) if secret == url else HIDDEN)
+    return text
+
+
+def redact_urls_in(value: Any, *, key: str | None = None) -> Any:
+    """Return a copy of a parsed config with every URL redacted (for run.json and logs).
+
+    Strings under a key named ``url``/``uri`` (or ending in ``_url``/``_uri``) and any string holding
+    ``://`` go through :func:`redact_url`.
+    """
+    if isinstance(value, Mapping):
+        return {k: redact_urls_in(v, key=str(k)) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact_urls_in(v) for v in value]
+    if isinstance(value, str):
+        named = key is not None and (key in ("url", "uri") or key.endswith(("_url", "_uri")))
+        if "://" in value or (named and "@" in value):
+            return redact_url(value)
+    return value
+
+
+def mongo_location(uri: str) -> str:
+    """Return ``[user:***@]host:port[,host:port]`` of a MongoDB URI (no database, no options)."""
+    parts = _split_credentials(uri)
+    if parts is None:
+        return MALFORMED
+    _, user, password, hosts = parts
+    hosts = hosts.split("/", 1)[0].split("?", 1)[0]
+    if password is not None:
+        return f"{user}:{HIDDEN}@{hosts}"
+    return f"{user}@{hosts}" if user else hosts
+
+
+def resolve_path(path: Path, base_dir: Path) -> Path:
+    """Return ``path`` unchanged if absolute, else joined onto ``base_dir``."""
+    path = Path(path).expanduser()
+    return path if path.is_absolute() else Path(base_dir) / path
