@@ -86,7 +86,19 @@ def build(folder: Path) -> Path:
     return config
 
 
+def _signing_keys() -> dict:
+    """A throw-away Ed25519 keypair in the environment (registry.require_signature is on by default)."""
+    try:
+        from tabpipe.registry.base import SIGNING_KEY_ENV, VERIFY_KEY_ENV
+        from tabpipe.registry.signing import generate_keypair
+    except ImportError:   # a checkout from before signed registries
+        return {}
+    signing, verify = (pem.decode() for pem in generate_keypair())
+    return {SIGNING_KEY_ENV: signing, VERIFY_KEY_ENV: verify}
+
+
 def main() -> None:
+    os.environ.update(_signing_keys())
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mb", type=float, default=32.0, help="body size (the default serve.max_body_mb)")
     parser.add_argument("--bodies", default="json_empty_records,csv_one_unknown_column,csv_blank_feature_rows")

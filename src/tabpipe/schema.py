@@ -273,8 +273,10 @@ class ValueRule:
 
 
 def _unlisted(values: Any, spec: ColumnSpec) -> Any:
-    if isinstance(values, np.ndarray):
-        return ~pd.Series(values, dtype=object).isin(spec.categories).to_numpy()
+    if isinstance(values, np.ndarray):   # hash each row once, test each distinct value once
+        codes, distinct = pd.factorize(values)
+        listed = set(spec.categories)
+        return np.array([v not in listed for v in distinct], dtype=bool)[codes] if len(values) else np.zeros(0, bool)
     return values not in spec.categories
 
 
@@ -397,10 +399,12 @@ def _parse_column(raw: pd.Series, spec: ColumnSpec, missing: np.ndarray) -> tupl
         return np.where(missing, np.nan, raw.astype(str).to_numpy(dtype=object)), []
     present = np.flatnonzero(~missing)
     items = raw.to_numpy(dtype=object)[present]
-    if kind in ("category", "string") and len(items) and pd.api.types.infer_dtype(items, skipna=False) == "string":
-        typed, errors = list(items), [None] * len(items)
-    else:
-        typed, errors = _parse_objects(items, spec)
+    if kind in ("category", "string") and (pd.api.types.is_string_dtype(raw.dtype) and raw.dtype != object or (
+            len(items) and pd.api.types.infer_dtype(items, skipna=False) == "string")):
+        out = np.full(n, np.nan, dtype=object)   # text is its own category text
+        out[present] = items
+        return out, []
+    typed, errors = _parse_objects(items, spec)
     failed = np.array([e is not None for e in errors], dtype=bool)
     if kind in ("int", "float", "bool"):
         out = np.full(n, np.nan)
@@ -448,6 +452,7 @@ def _coerce_column(raw: pd.Series, spec: ColumnSpec) -> tuple[pd.Series, list[tu
         values = np.where(usable | missing, values, np.datetime64("NaT"))
     else:
         values = np.where(usable | missing, values, np.nan).astype(object)
+        return pd.Series(values, index=raw.index, dtype=object), issues
     return pd.Series(values, index=raw.index), issues
 
 

@@ -23,8 +23,9 @@ CONTAINER_SLACK = 64   # objects/arrays allowed beyond two per record (the wrapp
 class ApiError(Exception):
     """An answer other than 200: status, one-line error and optional row/field details."""
 
-    def __init__(self, status: int, error: str, details: list | None = None, extra: dict | None = None):
-        self.status, self.error, self.details, self.extra = status, error, details, extra or {}
+    def __init__(self, status: int, error: str, details: list | None = None, extra: dict | None = None,
+                 code: str | None = None):
+        self.status, self.error, self.details, self.extra, self.code = status, error, details, extra or {}, code
 
 
 def _not_json_constant(name: str) -> str:
