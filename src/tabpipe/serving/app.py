@@ -2,7 +2,8 @@
 
 Endpoints: ``GET /`` (HTML form from the model's schema), ``POST /predict`` (JSON), ``POST /predict/csv``
 (multipart CSV), ``GET /health``, ``GET /model``, and ``POST /train`` only when enabled in config
-and called with the token from the environment. Errors are JSON with the right status: 400 malformed,
+and called with the token from the environment; likewise ``POST /outcomes`` and ``POST /data``
+(``serve.allow_uploads``, ``serving/uploads.py``, docs/uploads.md). Errors are JSON with the right status: 400 malformed,
 403 cross-site browser request, 413 too large, 415 wrong content type, 422 nothing could be scored
 (with row/field details), 503 no model.
 
