@@ -282,10 +282,9 @@ def test_batch_predict_logs_then_outcomes_record_realised_metrics(project, store
 
 
 def test_runs_and_lineage_commands(project, store_of):
-    from tabpipe.registry import ModelRegistry
-    from tabpipe.config import load_settings
+    from service_helpers import registry_of
 
-    meta = ModelRegistry.from_config(load_settings(project).pipeline.registry).metadata("v0001")
+    meta = registry_of(project).metadata("v0001")
     store = store_of()
     store.record_window_metrics("v0001", {"roc_auc": 0.71}, estimated=True, window_start="2026-01-01",
                                 window_end="2026-01-08", rows=900, run_id="monitor-1")
