@@ -179,9 +179,9 @@ def test_predict_expectations_warn_and_score_every_row(trained, tmp_path):
     assert "latency_ms range 1" in text and "latency_ms null 1" in text and "region category 1" in text
     scored = pd.read_csv(tmp_path / "out.csv")
     assert scored["probability"].notna().all() and scored["error"].isna().all()
-    assert "latency_ms: is above the maximum" in scored.loc[2, "warnings"]
-    assert "region: is not one of the listed categories" in scored.loc[5, "warnings"]
-    assert "latency_ms: is missing" in scored.loc[8, "warnings"]
+    assert "latency_ms (range): is above the maximum" in scored.loc[2, "warnings"]
+    assert "region (category): is not one of the listed categories" in scored.loc[5, "warnings"]
+    assert "latency_ms (null): is missing" in scored.loc[8, "warnings"]
     assert scored["warnings"].notna().sum() == 3
     model, _ = registry_of(trained.config).load_model()
     assert scored["probability"].to_numpy() == pytest.approx(model.predict_proba(df))   # scored as they are

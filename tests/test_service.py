@@ -664,9 +664,9 @@ def test_predict_csv_scores_every_row_it_can_in_order(rf):
     assert list(out["cell_id"]) == list(df["cell_id"])
     assert list(out.columns) == list(df.columns) + ["prediction", "probability", "warnings", "error"]
     assert out["probability"].isna().tolist() == [i == 12 for i in range(20)]
-    assert "technology: is not one of the allowed categories" in out.loc[12, "error"]
-    assert out.loc[7, "warnings"] == "latency_ms: is below the minimum 0"
-    assert out.loc[10, "warnings"] == "rsrp_dbm: is missing (column is not nullable)"
+    assert "technology (category): is not one of the allowed categories" in out.loc[12, "error"]
+    assert out.loc[7, "warnings"] == "latency_ms (range): is below the minimum 0"
+    assert out.loc[10, "warnings"] == "rsrp_dbm (null): is missing (column is not nullable)"
     assert out["warnings"].notna().sum() == 2 and out["error"].notna().sum() == 1
     keep = [i for i in range(20) if i != 12]
     np.testing.assert_allclose(out.loc[keep, "probability"], rf.model.predict_proba(df.loc[keep]), rtol=0, atol=TOL)

@@ -46,10 +46,10 @@ class BatchResult:
 
 
 def _row_texts(problems: list[Problem], n: int) -> dict[int, str]:
-    """{row: "field: message; field: message (+k more)"}, at most ROW_TEXT_ITEMS items per row."""
+    """{row: "field (rule): message; ... (+k more)"}, at most ROW_TEXT_ITEMS items per row."""
     items: dict[int, list[str]] = {}
     for p in problems:
-        text = f"{p.column}: {p.message}"
+        text = f"{p.column} ({p.rule}): {p.message}"
         for row in p.rows:
             items.setdefault(row, []).append(text)
     return {row: "; ".join(texts[:ROW_TEXT_ITEMS]) + (f" (+{len(texts) - ROW_TEXT_ITEMS} more)"
