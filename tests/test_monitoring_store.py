@@ -44,11 +44,11 @@ def store(empty_url):
 
 def test_migrations_create_exactly_the_declared_schema(empty_url):
     with HistoryStore.open(empty_url) as opened:
-        assert current_revision(opened.engine) == "0002"
+        assert current_revision(opened.engine) == "0003"
         with opened.engine.connect() as conn:
             assert compare_metadata(MigrationContext.configure(conn), METADATA) == []
     with HistoryStore.open(empty_url) as again:  # opening an up-to-date store changes nothing
-        assert current_revision(again.engine) == "0002"
+        assert current_revision(again.engine) == "0003"
 
 
 def test_upgrade_from_the_first_revision_keeps_logged_rows(empty_url):
@@ -60,7 +60,7 @@ def test_upgrade_from_the_first_revision_keeps_logged_rows(empty_url):
                 "INSERT INTO predictions (request_id, row_index, logged_at, model_version, probability, prediction) "
                 "VALUES ('req1', 3, :at, 'v0001', 0.25, '0')"), {"at": T0.replace(tzinfo=None)})
     with HistoryStore.open(empty_url) as new:
-        assert current_revision(new.engine) == "0002"
+        assert current_revision(new.engine) == "0003"
         logged = new.predictions()
         assert logged[["request_id", "row_index", "row_id", "probability"]].values.tolist() == [["req1", 3, "req1:3", 0.25]]
         assert new.attach_outcomes({"req1:3": 1}) == 1

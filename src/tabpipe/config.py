@@ -82,6 +82,8 @@ class TrainingSection(StrictModel):
     n_jobs: int = -1                             # -1 = all cores; 0 is rejected
     min_cv_score: float = Field(0.0, ge=0, le=1)
     executor: ExecutorSection = ExecutorSection()
+    include_uploaded_rows: bool | None = None    # append rows uploaded with POST /data; unset: serve.allow_uploads
+
 
     @field_validator("n_jobs")
     @classmethod
@@ -105,6 +107,8 @@ class ServeSection(StrictModel):
     allowed_origins: list[str] = []                # other web origins whose pages may POST here (none by default)
     allow_train: bool = False                      # POST /train is off unless this is true...
     train_token_env: str = "TABPIPE_TRAIN_TOKEN"   # ...and then needs this env var's token as a Bearer token
+    allow_uploads: bool = False                    # POST /outcomes and POST /data are off unless this is true...
+    upload_token_env: str = "TABPIPE_UPLOAD_TOKEN" # ...and then need this env var's token as a Bearer token
 
     @field_validator("allowed_origins")
     @classmethod
@@ -183,6 +187,12 @@ class PipelineConfig(StrictModel):
     serve: ServeSection = ServeSection()
     orchestration: OrchestrationSection = OrchestrationSection()
     monitoring: MonitoringSection = MonitoringSection()
+
+    @property
+    def includes_uploaded_rows(self) -> bool:
+        """Whether training appends the rows uploaded with POST /data (default: when uploads are enabled)."""
+        explicit = self.training.include_uploaded_rows
+        return self.serve.allow_uploads if explicit is None else explicit
 
 
 class Candidate(StrictModel):

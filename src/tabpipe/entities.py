@@ -7,7 +7,7 @@ the validated YAML (``tabpipe.config.Settings``).
 from __future__ import annotations
 
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ class IngestionConfig:
     test_size: float
     seed: int
     out_dir: Path
+    uploaded_rows: Callable[[], Any] | None = None   # reads rows uploaded with POST /data (None: not used)
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,8 @@ class IngestionArtifact:
     n_train: int
     n_test: int
     fingerprint: str          # sha256 of the data's content (column names, dtypes, values)
+    uploaded_rows: int = 0    # rows uploaded with POST /data appended after the source's rows
+    uploaded_through_id: int | None = None   # ...every uploaded row with a store id up to this one
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ writes into its own folder of the run, and returns an artifact entity recorded i
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
 from tabpipe.components.evaluation import ModelEvaluation
 from tabpipe.components.ingestion import DataIngestion
@@ -33,12 +34,14 @@ from tabpipe.stages import STAGES
 
 class TrainingPipeline:
     def __init__(self, settings: Settings, registry: ModelRegistry | None = None,
-                 progress: SearchProgress | None = None):
+                 progress: SearchProgress | None = None, environ: Mapping[str, str] | None = None):
         """``registry``: the caller's (with its keys); by default one opened with the signing key from
         this process's environment or the configured key file (training publishes and promotes).
-        ``progress``: shows the model search as it runs (e.g. a terminal progress bar)."""
+        ``progress``: shows the model search as it runs (e.g. a terminal progress bar).
+        ``environ``: where the history store URL is read when uploaded rows are included (default os.environ)."""
         self.s = settings
         self.progress = progress
+        self.environ = os.environ if environ is None else environ
         self.registry = registry or open_registry(settings.pipeline.registry, os.environ, sign=True,
                                                   config_file=settings.config_path)
         self.last_run: Run | None = None  # set as soon as a run folder exists, also when the run fails
@@ -55,7 +58,8 @@ class TrainingPipeline:
                                   stop_after=None if until == STAGES[-1] else until)
         try:
             ingestion = run.stage("ingestion", lambda out: DataIngestion(IngestionConfig(
-                p.source, s.base_dir, schema.target.name, p.split.test_size, seed, out)).run())
+                p.source, s.base_dir, schema.target.name, p.split.test_size, seed, out,
+                self._uploaded_rows if p.includes_uploaded_rows else None)).run())
             validation = run.stage("validation", lambda out: DataValidation(ValidationConfig(
                 schema, p.validation.on_invalid_rows, p.validation.drift, seed, out), ingestion, self.registry).run())
             transformation = run.stage("transformation", lambda out: DataTransformation(TransformationConfig(
@@ -81,3 +85,10 @@ class TrainingPipeline:
         run.finish(metrics=evaluation.metrics, accepted=evaluation.accepted, decision=evaluation.reason,
                    model_version=pusher.version, promoted=pusher.promoted, push=pusher.reason)
         return run
+
+    def _uploaded_rows(self):
+        """The rows uploaded with POST /data, read from the configured history store."""
+        from tabpipe.monitoring.edge import open_history
+
+        with open_history(self.s, self.environ) as store:
+            return store.training_rows()

@@ -1,4 +1,9 @@
-"""DataIngestion: read the configured source, snapshot it, split train/test (stratified, seeded)."""
+"""DataIngestion: read the configured source, snapshot it, split train/test (stratified, seeded).
+
+With ``training.include_uploaded_rows`` the rows uploaded with ``POST /data`` (history store table
+``training_rows``) are appended after the source's rows, before the split; how many and up to which
+store id is recorded in the artifact (run.json). Only the source's columns are kept.
+"""
 from __future__ import annotations
 
 import hashlib
@@ -47,6 +52,9 @@ class DataIngestion:
         df.columns = [str(c) for c in df.columns]
         df = df.reset_index(drop=True)  # row numbers 0..n-1 in source order
         log.info("read %d rows x %d columns", len(df), df.shape[1])
+        uploaded, through = 0, None
+        if cfg.uploaded_rows is not None:
+            df, uploaded, through = append_uploaded(df, cfg.uploaded_rows())
         train, test = split(df, cfg.target, cfg.test_size, cfg.seed)
         cfg.out_dir.mkdir(parents=True, exist_ok=True)
         paths = {name: cfg.out_dir / f"{name}.parquet" for name in ("raw", "train", "test")}
@@ -55,7 +63,20 @@ class DataIngestion:
         return IngestionArtifact(
             raw_path=paths["raw"], train_path=paths["train"], test_path=paths["test"],
             n_rows=len(df), n_train=len(train), n_test=len(test), fingerprint=fingerprint(df),
+            uploaded_rows=uploaded, uploaded_through_id=through,
         )
+
+
+def append_uploaded(df: pd.DataFrame, uploaded: pd.DataFrame) -> tuple[pd.DataFrame, int, int | None]:
+    """``df`` followed by the uploaded rows (source columns only; a column an upload lacks is missing),
+    the number of rows appended and the store id of the last one."""
+    if uploaded.empty:
+        log.info("no uploaded training rows to append")
+        return df, 0, None
+    through = int(uploaded.index.max())
+    extra = uploaded.reindex(columns=df.columns)
+    log.info("appending %d uploaded training rows (store ids up to %d)", len(extra), through)
+    return pd.concat([df, extra], ignore_index=True), len(extra), through
 
 
 def _to_parquet(df: pd.DataFrame, path) -> None:

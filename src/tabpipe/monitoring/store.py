@@ -170,6 +170,17 @@ PREDICTIONS = Table(
 )
 
 
+TRAINING_ROWS = Table(
+    "training_rows", METADATA,                            # revision 0003: rows uploaded with POST /data
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("upload_id", String(64), nullable=False),      # the request id of the upload
+    Column("row_index", Integer, nullable=False),         # the row's position in that upload
+    Column("uploaded_at", DateTime, nullable=False),
+    Column("record", JSON, nullable=False),               # {column: value} as uploaded (schema columns + target)
+    Index("ix_training_rows_upload", "upload_id"),
+)
+
+
 # --------------------------------------------------------------------------- URL rule
 
 
@@ -550,6 +561,49 @@ class HistoryStore:
                 matched += conn.execute(counted).scalar_one()
                 conn.execute(statement, chunk)
         return int(matched)
+
+    def logged_row_ids(self, row_ids: Iterable[str]) -> set[str]:
+        """The ``row_ids`` that at least one logged prediction carries (what outcomes can attach to)."""
+        wanted = sorted({str(key) for key in row_ids})
+        found: set[str] = set()
+        with self._read("logged_row_ids") as conn:
+            for start in range(0, len(wanted), CHUNK):
+                query = select(PREDICTIONS.c.row_id).distinct().where(
+                    PREDICTIONS.c.row_id.in_(wanted[start:start + CHUNK]))
+                found.update(conn.execute(query).scalars())
+        return found
+
+    # ---- uploaded training rows
+
+    def add_training_rows(self, upload_id: str, rows: Iterable[tuple[int, Mapping[str, Any]]],
+                          *, at: datetime | str | None = None) -> tuple[int, int | None]:
+        """Append validated training rows ``(row_index, {column: value})`` of one upload in one transaction;
+        returns (rows written, id of the last one). An ``upload_id`` already stored writes nothing and
+        returns (0, the id of its last row): a client retrying an upload under the same id adds no duplicates."""
+        stamp = utc(at) or now_utc()
+        values = [{"upload_id": str(upload_id), "row_index": int(index), "uploaded_at": stamp,
+                   "record": _plain(dict(record))} for index, record in rows]
+        if not values:
+            return 0, None
+        last_of_upload = select(func.max(TRAINING_ROWS.c.id)).where(TRAINING_ROWS.c.upload_id == str(upload_id))
+        with self._write("add_training_rows") as conn:
+            earlier = conn.execute(last_of_upload).scalar_one()
+            if earlier is not None:
+                return 0, int(earlier)
+            conn.execute(TRAINING_ROWS.insert(), values)
+            last = conn.execute(last_of_upload).scalar_one()
+        return len(values), int(last)
+
+    def training_rows(self, *, through_id: int | None = None) -> pd.DataFrame:
+        """Uploaded training rows in upload order, one column per uploaded field; the index (``upload_row``)
+        is the row's store id, so ``frame.index.max()`` is the "through id" a training run records."""
+        query = select(TRAINING_ROWS.c.id, TRAINING_ROWS.c.record).order_by(TRAINING_ROWS.c.id)
+        if through_id is not None:
+            query = query.where(TRAINING_ROWS.c.id <= int(through_id))
+        with self._read("training_rows") as conn:
+            rows = conn.execute(query).all()
+        frame = pd.DataFrame([record for _, record in rows], index=pd.Index([i for i, _ in rows], name="upload_row"))
+        return frame
 
     # ---- model metrics
 

@@ -2,7 +2,8 @@
 
 Endpoints: ``GET /`` (HTML form from the model's schema), ``POST /predict`` (JSON), ``POST /predict/csv``
 (multipart CSV), ``GET /health``, ``GET /model``, and ``POST /train`` only when enabled in config
-and called with the token from the environment. Errors are JSON with the right status: 400 malformed,
+and called with the token from the environment; likewise ``POST /outcomes`` and ``POST /data``
+(``serve.allow_uploads``, ``serving/uploads.py``, docs/uploads.md). Errors are JSON with the right status: 400 malformed,
 403 cross-site browser request, 413 too large, 415 wrong content type, 422 nothing could be scored
 (with row/field details), 503 no model.
 
@@ -26,13 +27,15 @@ from werkzeug.exceptions import HTTPException
 
 from tabpipe.batch import MissingColumns, TooManyRows, read_csv_bytes, score_frame, to_csv_bytes
 from tabpipe.config import load_settings
+from tabpipe.monitoring.edge import open_history, protector
 from tabpipe.monitoring.edge import prediction_log as build_prediction_log
 from tabpipe.registry import ModelRegistry, open_registry
 from tabpipe.schema import ABSENT, Problem, warning_counts
 from tabpipe.serving.holder import ModelHolder
 from tabpipe.serving.inputs import ApiError, Details, cross_site_refusal, records_from_json
+from tabpipe.serving import uploads
 from tabpipe.serving.openapi import openapi_document
-from tabpipe.serving.predlog_hook import add_request_id, log_request
+from tabpipe.serving.predlog_hook import add_request_id, log_request, request_id
 
 log = logging.getLogger(__name__)
 MAX_DETAILS = 1000      # row-level detail objects per answer beyond the first error of each failed row
@@ -196,6 +199,8 @@ def create_app(config: str | Path | None = None, registry: ModelRegistry | None 
             raise ApiError(422, f"none of the {len(frame)} rows could be scored",
                            _problem_details([p for p in problems if p.hard], details),
                            {"summary": {**counts, "details_truncated": details.truncated}})
+        log_request(prediction_log, current.version, frame, scored["probability"].to_numpy(),
+                    scored["prediction"].to_numpy())
         headers = {"X-Model-Version": current.version, "X-Rows": str(counts["rows"]), "X-Scored": str(n_scored),
                    "X-Failed": str(counts["failed"]), "X-Rows-With-Warnings": str(counts["rows_with_warnings"]),
                    "X-Warning-Counts": ";".join(f"{c}:{r}={n}" for c, rules in counts["warnings"].items()
@@ -247,6 +252,32 @@ def create_app(config: str | Path | None = None, registry: ModelRegistry | None 
             raise ApiError(409, "a training run is already in progress")
         threading.Thread(target=_train_in_background, args=(settings, training, holder), daemon=True).start()
         return jsonify({"status": "started"}), 202
+
+    upload_store = uploads.StoreHandle(lambda: open_history(settings, os.environ))
+
+    @app.post("/outcomes")
+    def post_outcomes():
+        """Labels for logged predictions: ``{"records": [{"id": ..., "label": ...}]}`` or a CSV (id, label)."""
+        uploads.authorize(serve, os.environ, request.headers.get("Authorization"))
+        current = loaded()
+        upload = uploads.read_upload(request, serve, (uploads.ID_FIELD, uploads.LABEL_FIELD))
+        with uploads.store_errors():
+            status, body = uploads.outcomes(upload_store.get(), upload, schema=settings.schema_,
+                                            classes=tuple(current.model.labels),
+                                            protector=protector(settings, os.environ), upload_id=request_id())
+        return jsonify(body), status
+
+    @app.post("/data")
+    def post_data():
+        """New labelled training rows (the schema's columns and the target), JSON records or a CSV."""
+        uploads.authorize(serve, os.environ, request.headers.get("Authorization"))
+        current = loaded()
+        schema = settings.schema_
+        upload = uploads.read_upload(request, serve, (*schema.features, schema.target.name))
+        with uploads.store_errors():
+            status, body = uploads.training_rows(upload_store.get(), upload, schema=schema,
+                                                 classes=tuple(current.model.labels), upload_id=request_id())
+        return jsonify(body), status
 
     return app
 
