@@ -154,3 +154,26 @@ def postgres_url_fixture() -> Iterator[str]:
         yield server.url
     finally:
         context.__exit__(None, None, None)
+
+
+def fresh_database(server_url: str, prefix: str = "t") -> str:
+    """A new empty database on the test server; returns its URL."""
+    import uuid
+
+    import sqlalchemy
+
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    engine = sqlalchemy.create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    engine.dispose()
+    return server_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"], name="empty_url")
+def empty_url_fixture(request, tmp_path) -> str:
+    """URL of an empty database: an SQLite file, or a fresh database on the real PostgreSQL server
+    (import ``empty_url_fixture`` with ``postgres_url_fixture``)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'history.sqlite'}"
+    return fresh_database(request.getfixturevalue("postgres_url"))

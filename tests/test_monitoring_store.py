@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import uuid
 from datetime import datetime, timedelta, timezone
 
 import pandas as pd
@@ -12,28 +11,12 @@ import sqlalchemy
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from pg_server import free_port, postgres_url_fixture  # noqa: F401  (session fixture `postgres_url`)
+from pg_server import empty_url_fixture, free_port, postgres_url_fixture  # noqa: F401  (session fixture `postgres_url`)
 from tabpipe.monitoring.store import METADATA, HistoryStore, StoreError, current_revision, store_url
 
 T0 = datetime(2026, 3, 1, tzinfo=timezone.utc)
 
 
-def _fresh_pg_database(server_url: str) -> str:
-    """A new empty database on the test server; returns its URL."""
-    name = f"h_{uuid.uuid4().hex[:12]}"
-    engine = sqlalchemy.create_engine(server_url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.exec_driver_sql(f"CREATE DATABASE {name}")
-    engine.dispose()
-    return server_url.rsplit("/", 1)[0] + f"/{name}"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def empty_url(request, tmp_path) -> str:
-    """URL of an empty database: an SQLite file, or a fresh database on the real PostgreSQL server."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'history.sqlite'}"
-    return _fresh_pg_database(request.getfixturevalue("postgres_url"))
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy
 import yaml
 
-from pg_server import postgres_url_fixture  # noqa: F401  (session fixture `postgres_url`)
+from pg_server import empty_url_fixture, postgres_url_fixture  # noqa: F401  (session fixture `postgres_url`)
 from service_helpers import LOGREG, REPO_SCHEMA, json_records, running_server, run_cli, wait_until, write_pipeline
 from tabpipe.monitoring.store import HistoryStore, current_revision
 from tabpipe.sample_data import generate
@@ -323,20 +323,6 @@ def test_uploads_over_a_real_server_then_train_includes_the_rows(project, tmp_pa
 # --------------------------------------------------------------------------- the store (SQLite and PostgreSQL)
 
 
-def _fresh_pg_database(server_url: str) -> str:
-    name = f"u_{uuid.uuid4().hex[:12]}"
-    engine = sqlalchemy.create_engine(server_url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.exec_driver_sql(f"CREATE DATABASE {name}")
-    engine.dispose()
-    return server_url.rsplit("/", 1)[0] + f"/{name}"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def empty_url(request, tmp_path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'history.sqlite'}"
-    return _fresh_pg_database(request.getfixturevalue("postgres_url"))
 
 
 def test_store_training_rows_and_logged_ids_after_upgrading_from_0002(empty_url):

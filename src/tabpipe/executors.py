@@ -95,6 +95,16 @@ class Outcome:
     seconds: float
 
 
+def not_started(task: Task, cancel: Callable[[Any], bool], now: float) -> Outcome | None:
+    """The outcome of a queued task that must not start (cancelled, or already past its deadline), else None.
+    One rule for every executor (this pool, ``executors_dask.DaskPool``)."""
+    if cancel(task.key):
+        return Outcome(task.key, "cancelled", None, 0.0)
+    if now >= task.deadline:
+        return Outcome(task.key, "timeout", None, 0.0)
+    return None
+
+
 class _Worker:
     def __init__(self, ctx, threads: int, lifeline: Connection):
         self.conn, child = ctx.Pipe()
@@ -190,11 +200,8 @@ class WorkerPool:
             while queue and len(running) < self.n_workers:
                 task = queue.popleft()
                 now = time.monotonic()
-                if cancel(task.key):
-                    yield Outcome(task.key, "cancelled", None, 0.0)
-                    continue
-                if now >= task.deadline:
-                    yield Outcome(task.key, "timeout", None, 0.0)
+                if (skipped := not_started(task, cancel, now)) is not None:
+                    yield skipped
                     continue
                 worker = self._idle_worker()
                 worker.task, worker.task_id, worker.started = task, next(self._ids), now

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from tabpipe.errors import TabpipeError
-from tabpipe.executors import Outcome, Task
+from tabpipe.executors import Outcome, Task, not_started
 
 CONNECT_TIMEOUT_S = 20
 
@@ -266,11 +266,8 @@ class DaskPool:
             while queue and len(running) < self.n_workers:
                 task = queue.popleft()
                 now = time.monotonic()
-                if cancel(task.key):
-                    yield Outcome(task.key, "cancelled", None, 0.0)
-                    continue
-                if now >= task.deadline:
-                    yield Outcome(task.key, "timeout", None, 0.0)
+                if (skipped := not_started(task, cancel, now)) is not None:
+                    yield skipped
                     continue
                 args, files = self._prepare_args(task.args)
                 future = self.client.submit(_call, task.fn, args, files, self._run_id, self.threads,
