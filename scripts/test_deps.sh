@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# System packages the test suite drives for real: a PostgreSQL server and a headless Chromium.
+# System packages the test suite drives for real: a PostgreSQL server, a headless Chromium and wrk
+# (the load generator of the fault suite's 60 s load test).
 # Installs what is missing with apt-get when run as root (CI, fresh machines); otherwise says what to install.
 set -euo pipefail
 missing=()
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || command -v initdb >/dev/null || missing+=(postgresql)
 [ -n "${TABPIPE_TEST_CHROMIUM:-}" ] || command -v chromium >/dev/null || command -v chromium-browser >/dev/null \
   || command -v google-chrome >/dev/null || missing+=(chromium)
+command -v wrk >/dev/null || missing+=(wrk)
 [ ${#missing[@]} -eq 0 ] && exit 0
 sudo=""
 [ "$(id -u)" -eq 0 ] || { command -v sudo >/dev/null && sudo -n true 2>/dev/null && sudo="sudo"; }
