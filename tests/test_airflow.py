@@ -68,6 +68,7 @@ def _project(root: Path) -> Path:
         "run": {"artifacts_dir": "artifacts", "seed": 0}, "transformation": {"resampling": "smote"},
         "training": {"models": "model.yaml", "cv_folds": 3, "time_budget_s": 30, "n_jobs": 1},
         "registry": {"backend": "local", "path": "registry"},
+        "monitoring": {"log_predictions": True},      # the inference DAG's rows are what monitoring reads
         "orchestration": {
             "tabpipe_bin": str(wrapper),
             "training": {"retries": 1, "retry_delay_s": 0},
@@ -146,6 +147,6 @@ def test_the_three_dags_run_end_to_end_in_airflow(tmp_path):
     assert state == "success", proc.stdout[-5000:] + proc.stderr[-5000:]
     assert tasks["monitor"] == "success" and tasks["decide"] == "success"
     assert tasks["retrain"] == "success" and tasks["keep_model"] == "skipped"
-    runs = sorted(p for p in (config.parent / "artifacts").iterdir() if p.is_dir())
+    runs = sorted(p.parent for p in (config.parent / "artifacts").glob("*/run.json"))   # training runs only
     assert len(runs) == 2                                            # the retraining run
     assert json.loads((runs[-1] / "run.json").read_text())["status"] == "succeeded"
