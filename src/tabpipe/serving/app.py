@@ -162,11 +162,11 @@ def create_app(config: str | Path | None = None, registry: ModelRegistry | None 
         proba = current.scorer.proba([rows[i][0] for i in scorable])
         labels = current.model.labels_for(proba)
         scored = {i: (_native(label), float(p)) for i, label, p in zip(scorable, labels, proba)}
-        all_proba = [scored[i][1] if i in scored else float("nan") for i in range(len(rows))]
-        all_labels = [scored[i][0] if i in scored else None for i in range(len(rows))]
-        row_warnings = [[f"{d['field']} ({d['rule']}): {d['message']}" for d in warns] for _, _, warns in rows]
-        log_request(prediction_log, current.version, [r if isinstance(r, dict) else {} for r in records],
-                    all_proba, all_labels, row_warnings)
+        if prediction_log is not None:   # every record keeps its input index (the row id outcomes join on)
+            log_request(prediction_log, current.version, [r if isinstance(r, dict) else {} for r in records],
+                        [scored[i][1] if i in scored else float("nan") for i in range(len(rows))],
+                        [scored[i][0] if i in scored else None for i in range(len(rows))],
+                        [[f"{d['field']} ({d['rule']}): {d['message']}" for d in warns] for _, _, warns in rows])
         return jsonify({"model_version": current.version, **_batch_answer(rows, scored)})
 
     @app.post("/predict/csv")
@@ -199,8 +199,6 @@ def create_app(config: str | Path | None = None, registry: ModelRegistry | None 
             raise ApiError(422, f"none of the {len(frame)} rows could be scored",
                            _problem_details([p for p in problems if p.hard], details),
                            {"summary": {**counts, "details_truncated": details.truncated}})
-        log_request(prediction_log, current.version, frame, scored["probability"].to_numpy(),
-                    scored["prediction"].to_numpy())
         headers = {"X-Model-Version": current.version, "X-Rows": str(counts["rows"]), "X-Scored": str(n_scored),
                    "X-Failed": str(counts["failed"]), "X-Rows-With-Warnings": str(counts["rows_with_warnings"]),
                    "X-Warning-Counts": ";".join(f"{c}:{r}={n}" for c, rules in counts["warnings"].items()
