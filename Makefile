@@ -19,7 +19,7 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 	$(BIN)/pip install -q -r requirements-dev.txt
 	touch $@
 
-# Airflow in its own virtualenv, for the DAG tests (tests/test_airflow.py) and `make airflow-dags-test`
+# Airflow in its own virtualenv (its pins never touch tabpipe's), for the DAG tests (tests/test_airflow.py)
 $(AIRFLOW_VENV)/.airflow: requirements-airflow.txt setup.py
 	$(PYTHON) -m venv $(AIRFLOW_VENV)
 	$(AIRFLOW_VENV)/bin/pip install -q --upgrade pip
