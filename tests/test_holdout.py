@@ -93,4 +93,4 @@ def test_grown_data_gate_leaves_out_the_rows_production_was_trained_on(tmp_path)
     y = positive_mask(unseen[TARGET], 1).astype(int)
     expected = roc_auc_score(y, model.predict_proba(unseen.drop(columns=[TARGET])))
     assert blessing["production"]["roc_auc"] == pytest.approx(expected)
-    assert ("on the %d test rows production was not trained on" % int((~seen).sum())) in blessing["reason"]
+    assert f"on the {int((~seen).sum())} test rows production was not trained on" in blessing["reason"]
