@@ -645,7 +645,7 @@ def lineage(version: str = typer.Argument(..., help="Registry version, e.g. v000
                   f"estimated={window['estimated']} realised={window['realised']}", highlight=False)
     for item in document["drift"]:
         out.print(f"  drift {str(item['window_start'])[:19]}: {item['drifted']}/{item['features']} features drifted, "
-                  f"max psi {item['max_psi']}", highlight=False)
+                  f"max psi {item['max_psi']}, score psi {item['score_psi']} (run {item['run_id']})", highlight=False)
     for alert in document["alerts"]:
         out.print(f"  alert {alert['created_at'][:19]} {alert['rule']}: observed={alert['observed']} "
                   f"threshold={alert['threshold']} ({alert['status']})", highlight=False)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from tabpipe.monitoring.store import HistoryStore
+from tabpipe.monitoring.store import SCORE_FEATURE, HistoryStore
 
 
 def describe_source(source) -> str:
@@ -53,7 +53,8 @@ def _records(frame: pd.DataFrame) -> list[dict]:
 def lineage(version: str, metadata: dict, store: HistoryStore, *, is_production: bool = False) -> dict:
     """Everything known about ``version``: ``model`` (registry metadata), ``training`` (run, data,
     source, config snapshot), ``predictions`` (logged / labelled counts), ``windows`` (metric trend,
-    estimated vs realised), ``drift`` (per window: features checked, drifted, max PSI) and ``alerts``."""
+    estimated vs realised), ``drift`` (per window: features checked, drifted, their max PSI, and the
+    PSI of the score apart) and ``alerts``."""
     run_id = metadata.get("run_id")
     run = store.run(run_id) if run_id else None
     snapshot, snapshot_note = None, None
@@ -69,11 +70,14 @@ def lineage(version: str, metadata: dict, store: HistoryStore, *, is_production:
     if not drift.empty:
         grouped = drift.groupby(["window_start", "window_end"], dropna=False)
         for (start, end), part in grouped:
+            score = part[part["feature"] == SCORE_FEATURE]      # the probabilities' PSI: reported, not a feature
+            features = part[part["feature"] != SCORE_FEATURE]
             drift_summary.append({
                 "window_start": None if pd.isna(start) else start.isoformat(),
                 "window_end": None if pd.isna(end) else end.isoformat(),
-                "features": int(len(part)), "drifted": int((part["verdict"] == "drift").sum()),
-                "max_psi": None if part["psi"].isna().all() else float(part["psi"].max()),
+                "features": int(len(features)), "drifted": int((features["verdict"] == "drift").sum()),
+                "max_psi": None if features["psi"].isna().all() else float(features["psi"].max()),
+                "score_psi": None if score["psi"].isna().all() else float(score["psi"].iloc[-1]),
                 "run_id": part["run_id"].iloc[-1]})
     return {
         "version": version,
@@ -95,7 +99,7 @@ def lineage(version: str, metadata: dict, store: HistoryStore, *, is_production:
         "predictions": {key: (value.isoformat() if hasattr(value, "isoformat") else value) for key, value in logged.items()},
         "windows": _records(store.metric_trend(version)),
         "drift": drift_summary,
-        "alerts": _records(store.alerts(version=version)[["created_at", "rule", "observed", "threshold", "window_start",
+        "alerts": _records(store.alerts(version=version)[["created_at", "run_id", "rule", "observed", "threshold", "window_start",
                                                            "window_end", "status", "attempts", "message"]]),
         "monitor_runs": _records(store.runs(kind="monitor", model_version=version)[["run_id", "status", "started_at", "rows"]]),
     }

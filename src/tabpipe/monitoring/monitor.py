@@ -36,6 +36,7 @@ from tabpipe.monitoring.dashboard import figure, write_html, write_png
 from tabpipe.monitoring.estimate import estimate
 from tabpipe.monitoring.governance import Observations, Rules, decide
 from tabpipe.monitoring.psi import MIN_ROWS, feature_psi, frame_psi
+from tabpipe.monitoring.store import SCORE_FEATURE
 from tabpipe.schema import positive_mask
 
 log = logging.getLogger(__name__)
@@ -247,7 +248,7 @@ def _monitor(window: Window, rows: pd.DataFrame, *, model, version: str, profile
         drift_rows = [{"feature": name, "psi": r.value, "method": "psi", "verdict": _psi_verdict(r.value, s.rules)}
                       for name, r in psi.items()]
         if score_psi is not None:
-            drift_rows.append({"feature": "__score__", "psi": score_psi.value, "method": "psi",
+            drift_rows.append({"feature": SCORE_FEATURE, "psi": score_psi.value, "method": "psi",
                                "verdict": _psi_verdict(score_psi.value, s.rules)})
         store.record_drift(version, drift_rows, rows=n, **window_kw)
         store.record_quality(run_id, {c: {k: v for k, v in q.items() if v is not None}

@@ -58,6 +58,7 @@ MIGRATION_LOCK_KEY = 0x7AB9_1CE5   # PostgreSQL advisory lock id held while migr
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 CHUNK = 5000                       # ids per IN (...) list: below every database's parameter limit
 RUN_KINDS = ("train", "predict", "monitor", "outcomes")
+SCORE_FEATURE = "__score__"        # the drift row of the predicted probabilities (not a feature)
 
 
 class StoreError(TabpipeError):
@@ -121,7 +122,7 @@ DRIFT = Table(
     Column("model_version", String(32), nullable=False),
     Column("window_start", DateTime),
     Column("window_end", DateTime),
-    Column("feature", String(255), nullable=False),
+    Column("feature", String(255), nullable=False),       # SCORE_FEATURE: the PSI of the predicted probabilities
     Column("psi", Float),                                 # NULL when the window is too small to mean anything
     Column("method", String(64)),
     Column("verdict", String(32)),                        # e.g. ok | watch | drift | too_few_rows
