@@ -380,10 +380,12 @@ def monitor(
     import contextlib
     import json
     import os
+    import time
     from datetime import datetime, timezone
 
     from tabpipe.config import load_settings
     from tabpipe.monitoring.edge import open_history
+    from tabpipe.monitoring.logread import read_window
     from tabpipe.monitoring.monitor import (
         MonitorSettings,
         jsonable,
@@ -432,13 +434,19 @@ def monitor(
         store = open_history(settings, os.environ)
         try:
             if input is not None:
+                reading = time.perf_counter()
                 window = window_from_file(read_file(input), input.name, labels, now)
+                read_seconds = {"read": round(time.perf_counter() - reading, 4)}
             else:
-                window = window_from_log(store.predictions(since=start, until=end, version=version), start, end)
+                reading = time.perf_counter()
+                logged = read_window(store, model.schema, since=start, until=end, version=version)
+                window = window_from_log(logged, start, end)
+                read_seconds = {"read": round(time.perf_counter() - reading, 4)}
             out_dir = new_run_dir(settings.pipeline.run.artifacts_dir / "monitoring")
             result = run_monitor(window, model=model, version=version, profile=profile, reference=reference,
                                  out_dir=out_dir, settings=msettings, store=store,
-                                 webhook_url=os.environ.get(msettings.alerts.webhook_url_env) or None, now=now)
+                                 webhook_url=os.environ.get(msettings.alerts.webhook_url_env) or None, now=now,
+                                 stage_seconds=read_seconds)
         finally:
             store.close()
         if retrain and result["decision"] == "retrain":

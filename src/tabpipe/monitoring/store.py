@@ -26,6 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import (
     JSON,
@@ -40,6 +41,7 @@ from sqlalchemy import (
     Table,
     Text,
     bindparam,
+    cast,
     create_engine,
     event,
     func,
@@ -521,6 +523,26 @@ class HistoryStore:
             query = query.limit(limit)
         with self._read("predictions") as conn:
             return _frame(conn.execute(query), ("logged_at", "outcome_at"))
+
+    def prediction_chunks(self, *, since: datetime | str | None = None, until: datetime | str | None = None,
+                          version: str | None = None, chunk_rows: int = 100_000,
+                          ) -> Iterator[tuple[list[str | None], np.ndarray, list[str | None]]]:
+        """The logged predictions of a window (as ``predictions`` selects and orders them), streamed in
+        chunks of ``chunk_rows``: (``inputs`` as the stored JSON text, ``probability`` as float64, ``outcome``).
+        The JSON is not parsed here: ``monitoring.logread`` turns the text into columns in bulk."""
+        query = select(cast(PREDICTIONS.c.inputs, Text), PREDICTIONS.c.probability, PREDICTIONS.c.outcome)
+        query = query.order_by(PREDICTIONS.c.logged_at, PREDICTIONS.c.id)
+        if since is not None:
+            query = query.where(PREDICTIONS.c.logged_at >= utc(since))
+        if until is not None:
+            query = query.where(PREDICTIONS.c.logged_at < utc(until))
+        if version is not None:
+            query = query.where(PREDICTIONS.c.model_version == version)
+        with self._read("prediction_chunks") as conn:
+            result = conn.execution_options(stream_results=True, yield_per=chunk_rows).execute(query)
+            for part in result.partitions():
+                texts, proba, outcomes = zip(*part)
+                yield list(texts), np.asarray(proba, dtype=float), list(outcomes)
 
     def prediction_summary(self, *, version: str | None = None) -> dict:
         """{"logged", "labelled", "first", "last"} over the log (of ``version``), computed in the database."""
