@@ -104,6 +104,9 @@ def test_prediction_log_filters_and_outcomes(store):
     assert labelled["row_id"].tolist() == ["id0", "id5"] and labelled["outcome"].tolist() == ["0", "1"]
     assert labelled["outcome_at"].notna().all()
     assert len(store.predictions(labelled=False)) == 4
+    lean = store.predictions(labelled=True, with_inputs=False)       # what outcomes reads: no JSON to parse
+    assert "inputs" not in lean and "warnings" not in lean
+    pd.testing.assert_frame_equal(lean, labelled.drop(columns=["inputs", "warnings"]))
     assert store.attach_outcomes({"id1": 1}, version="v0002") == 0  # id1 belongs to v0001
 
 

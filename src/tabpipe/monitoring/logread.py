@@ -3,7 +3,8 @@
 The log stores each row's inputs as one JSON object. Parsing a million of them one by one and
 building a frame from a million dicts took over a minute; here the stored text is streamed from the
 store in chunks and parsed in bulk by Arrow's JSON reader straight into typed columns (float64 for
-the schema's int/float columns, bool, text for the rest: no date or number is guessed out of text).
+the schema's int/float columns, bool, text for the rest: no date or number is guessed out of text);
+a worker thread parses one chunk while the next is fetched (Arrow releases the GIL).
 
 Invariant: the frame holds exactly what ``pd.DataFrame.from_records(json.loads(text) for text in
 texts)`` holds for the schema's columns — the same values, the same missing values, a column absent
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import io
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -26,6 +28,7 @@ import pyarrow.json as pa_json
 
 from tabpipe.monitoring.store import HistoryStore
 
+BLOCK_BYTES = 1 << 20   # Arrow parses the text in blocks of this size, in parallel
 _ARROW_TYPES = {"int": pa.float64(), "float": pa.float64(), "bool": pa.bool_()}   # anything else: text
 
 
@@ -56,7 +59,7 @@ def _bulk(texts: list[str | None], types: pa.Schema) -> pa.Table | None:
     options = pa_json.ParseOptions(explicit_schema=types, unexpected_field_behavior="ignore")
     try:
         return pa_json.read_json(io.BytesIO(blob), parse_options=options,
-                                 read_options=pa_json.ReadOptions(block_size=max(1 << 20, len(blob) // 2 + 1)))
+                                 read_options=pa_json.ReadOptions(block_size=BLOCK_BYTES))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
 
@@ -80,14 +83,16 @@ def inputs_frame(texts: list[str | None], schema) -> pd.DataFrame:
 
 
 def read_window(store: HistoryStore, schema, *, since: datetime | None, until: datetime | None,
-                version: str | None, chunk_rows: int = 100_000) -> LogRows:
+                version: str | None, chunk_rows: int = 20_000) -> LogRows:
     """The log rows of ``version`` logged in ``[since, until)``, read in chunks of ``chunk_rows``."""
     frames, probas, outcomes = [], [], []
-    for texts, proba, outcome in store.prediction_chunks(since=since, until=until, version=version,
-                                                         chunk_rows=chunk_rows):
-        frames.append(inputs_frame(texts, schema))
-        probas.append(proba)
-        outcomes.extend(outcome)
+    with ThreadPoolExecutor(1, thread_name_prefix="tabpipe-logread") as parser:   # parse one chunk while
+        for texts, proba, outcome in store.prediction_chunks(since=since, until=until, version=version,  # the next
+                                                             chunk_rows=chunk_rows):                   # is fetched
+            frames.append(parser.submit(inputs_frame, texts, schema))
+            probas.append(proba)
+            outcomes.extend(outcome)
+        frames = [future.result() for future in frames]
     if not frames:
         return LogRows(pd.DataFrame(), np.empty(0), pd.Series([], dtype=object))
     rows = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)

@@ -507,10 +507,12 @@ class HistoryStore:
 
     def predictions(self, *, since: datetime | str | None = None, until: datetime | str | None = None,
                     version: str | None = None, labelled: bool | None = None,
-                    limit: int | None = None) -> pd.DataFrame:
+                    limit: int | None = None, with_inputs: bool = True) -> pd.DataFrame:
         """Logged predictions with ``since <= logged_at < until`` (oldest first); ``labelled``: only rows
-        with (True) or without (False) an outcome. ``inputs``/``warnings`` come back parsed."""
-        query = select(PREDICTIONS).order_by(PREDICTIONS.c.logged_at, PREDICTIONS.c.id)
+        with (True) or without (False) an outcome. ``inputs``/``warnings`` come back parsed (left out,
+        with the cost of parsing them, when ``with_inputs`` is false)."""
+        columns = PREDICTIONS.c if with_inputs else [c for c in PREDICTIONS.c if c.name not in ("inputs", "warnings")]
+        query = select(*columns).order_by(PREDICTIONS.c.logged_at, PREDICTIONS.c.id)
         if since is not None:
             query = query.where(PREDICTIONS.c.logged_at >= utc(since))
         if until is not None:
