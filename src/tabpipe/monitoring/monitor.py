@@ -20,8 +20,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -118,32 +117,38 @@ def window_from_log(log: LogRows, since: datetime, until: datetime) -> Window:
     return Window(log.rows, description, since, until, log.proba if n else None, outcomes)
 
 
+class Stopwatch:
+    """Seconds per stage of one run: ``lap("psi")`` charges the time since the previous lap to ``psi``.
+    Starts from the stages the caller timed (e.g. ``{"read": 1.2}``)."""
+
+    def __init__(self, initial: Mapping[str, float] | None = None):
+        self.seconds: dict[str, float] = dict(initial or {})
+        self._last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.seconds[stage] = round(self.seconds.get(stage, 0.0) + now - self._last, 4)
+        self._last = now
+
+
 def _quality(typed: pd.DataFrame, problems: list, n: int, features: list[str]) -> dict:
     """Null rate per feature, the share of rows breaking each rule — hard rules (the row cannot be
-    scored) and expectations (scored with a warning) apart — and one score (share of clean rows).
-    A problem without row numbers (a missing column) concerns every row."""
+    scored) and expectations (scored with a warning) apart — and one score (share of clean rows)."""
     per_column: dict[str, dict] = {name: {"null_rate": float(typed[name].isna().mean()) if n else 0.0,
                                           "rule_violation_rate": 0.0, "expectation_violation_rate": 0.0}
                                    for name in features}
-    rules, bad_rows = [], np.zeros(n, dtype=bool)
-    column_rows: dict[tuple[str, bool], np.ndarray] = {}
+    rules, bad_rows = [], set()
+    column_rows: dict[tuple[str, bool], set] = {}
     for p in problems:
-        rows = np.zeros(n, dtype=bool)
-        if p.rows:
-            rows[np.fromiter(p.rows, dtype=np.int64, count=len(p.rows))] = True
-        else:
-            rows[:] = True
+        rows = set(p.rows) if p.rows else set(range(n))
         bad_rows |= rows
-        key = (p.column, p.hard)
-        column_rows[key] = column_rows[key] | rows if key in column_rows else rows
-        count = int(rows.sum())
-        rules.append({"column": p.column, "rule": p.rule, "message": p.message, "rows": count,
-                      "rate": count / n if n else 0.0, "hard": p.hard})
+        column_rows.setdefault((p.column, p.hard), set()).update(rows)
+        rules.append({"column": p.column, "rule": p.rule, "message": p.message, "rows": len(rows),
+                      "rate": len(rows) / n if n else 0.0, "hard": p.hard})
     for (column, hard), rows in column_rows.items():
         key = "rule_violation_rate" if hard else "expectation_violation_rate"
-        per_column.setdefault(column, {"null_rate": None})[key] = int(rows.sum()) / n if n else 0.0
-    bad = int(bad_rows.sum())
-    return {"rows": n, "rows_with_problems": bad, "score": 1 - bad / n if n else 1.0,
+        per_column.setdefault(column, {"null_rate": None})[key] = len(rows) / n if n else 0.0
+    return {"rows": n, "rows_with_problems": len(bad_rows), "score": 1 - len(bad_rows) / n if n else 1.0,
             "columns": per_column, "rules": rules}
 
 
@@ -191,7 +196,7 @@ def run_monitor(window: Window, *, model, version: str, profile: dict | None, re
     """Monitor ``window`` for ``model`` (registry ``version``); returns the result (also ``monitor.json``).
 
     ``store``: a ``HistoryStore`` (None: nothing recorded, no trend, no de-duplication).
-    ``stage_seconds``: stages the caller timed before (e.g. ``{"read": 1.2}``); the run adds its own
+    ``stage_seconds``: stages the caller timed (e.g. reading the window); the run adds its own
     (``result["stage_seconds"]``, also in the store's ``runs`` row).
     """
     clock = Stopwatch(stage_seconds)
@@ -221,17 +226,18 @@ def _monitor(window: Window, rows: pd.DataFrame, *, model, version: str, profile
              reference: pd.DataFrame | None, out_dir: Path, s: MonitorSettings, store, webhook_url: str | None,
              run_id: str, now: datetime, clock: Stopwatch) -> dict:
     n, schema, threshold = len(rows), model.schema, float(model.threshold)
-    with clock("schema_check"):
-        typed, problems = model.check(rows) if n else (pd.DataFrame(columns=schema.features), [])
-        quality = _quality(typed, problems, n, schema.features)
-    with clock("score"):
-        if window.proba is not None:
-            proba = np.asarray(window.proba, dtype=float)
-        elif n:
-            proba = score_frame(model, rows)[0]["probability"].to_numpy(dtype=float)
-        else:
-            proba = np.empty(0)
+    clock.lap("setup")
+    typed, problems = model.check(rows) if n else (pd.DataFrame(columns=schema.features), [])
+    quality = _quality(typed, problems, n, schema.features)
+    clock.lap("schema_check")
+    if window.proba is not None:
+        proba = np.asarray(window.proba, dtype=float)
+    elif n:
+        proba = score_frame(model, rows)[0]["probability"].to_numpy(dtype=float)
+    else:
+        proba = np.empty(0)
     scored = ~np.isnan(proba)
+    clock.lap("score")
 
     y, labelled = None, np.zeros(n, dtype=bool)
     if window.outcomes is not None:
@@ -239,15 +245,16 @@ def _monitor(window: Window, rows: pd.DataFrame, *, model, version: str, profile
         labelled = outcomes.notna().to_numpy() & scored
         y = np.zeros(n, dtype=np.int64)
         y[labelled] = positive_mask(outcomes[labelled], schema.target.positive).astype(np.int64)
-    with clock("performance"):
-        realised = _realised(y[labelled], proba[labelled], threshold) if y is not None else None
-        calibration = (profile or {}).get("calibration")
-        estimated = estimate(proba[scored], threshold, calibration) if calibration else None
-    with clock("psi"):
-        psi = frame_psi(profile["features"], typed, min_rows=s.psi_min_rows) if profile else {}
-        score_psi = feature_psi("probability", profile["scores"], proba[scored], min_rows=s.psi_min_rows) if profile else None
-    with clock("evidently"):
-        drift = _evidently(reference, typed, out_dir, s)
+    realised = _realised(y[labelled], proba[labelled], threshold) if y is not None else None
+
+    calibration = (profile or {}).get("calibration")
+    estimated = estimate(proba[scored], threshold, calibration) if calibration else None
+    clock.lap("performance")
+    psi = frame_psi(profile["features"], typed, min_rows=s.psi_min_rows) if profile else {}
+    score_psi = feature_psi("probability", profile["scores"], proba[scored], min_rows=s.psi_min_rows) if profile else None
+    clock.lap("psi")
+    drift = _evidently(reference, typed, out_dir, s)
+    clock.lap("evidently")
 
     obs = Observations(window=window.description, rows=n,
                        roc_auc=realised["roc_auc"] if realised else None,
@@ -255,30 +262,42 @@ def _monitor(window: Window, rows: pd.DataFrame, *, model, version: str, profile
                        psi={name: r.value for name, r in psi.items()},
                        drift_share=drift.get("drift_share"), drift_share_source="evidently")
     decision = decide(obs, s.rules)
+    clock.lap("governance")
 
     if store is not None:
-        with clock("store"):
-            _record(store, version, window, run_id, n, s, realised=realised, estimated=estimated,
-                    labelled=int(labelled.sum()), scored=int(scored.sum()), psi=psi, score_psi=score_psi, quality=quality)
-            trend = _trend(store, version)
-    else:
-        trend = []
-    with clock("dashboard"):
-        # ROC / PR / confusion / by-class panels: the rows with outcomes; without any, every scored row
-        panel_proba, panel_y = (proba[labelled], y[labelled]) if realised else (proba[scored], None)
-        png = write_png(figure(proba=panel_proba, y=panel_y, threshold=threshold, trend=trend,
-                               psi={k: r.value for k, r in psi.items()},
-                               psi_lines=(s.rules.watch_psi_at_least, s.rules.retrain_psi_at_least),
-                               auc_line=s.rules.retrain_roc_auc_below,
-                               title=f"monitoring {version}: {window.description} ({n} rows)"),
-                        out_dir / "dashboard.png")
+        window_kw = dict(window_start=window.start, window_end=window.end, run_id=run_id)
+        if realised:
+            store.record_window_metrics(version, _metric_values(realised), estimated=False,
+                                        rows=int(labelled.sum()), **window_kw)
+        if estimated:
+            store.record_window_metrics(version, _metric_values(estimated), estimated=True,
+                                        rows=int(scored.sum()), **window_kw)
+        drift_rows = [{"feature": name, "psi": r.value, "method": "psi", "verdict": _psi_verdict(r.value, s.rules)}
+                      for name, r in psi.items()]
+        if score_psi is not None:
+            drift_rows.append({"feature": SCORE_FEATURE, "psi": score_psi.value, "method": "psi",
+                               "verdict": _psi_verdict(score_psi.value, s.rules)})
+        store.record_drift(version, drift_rows, rows=n, **window_kw)
+        store.record_quality(run_id, {c: {k: v for k, v in q.items() if v is not None}
+                                      for c, q in quality["columns"].items()}, score=quality["score"])
+
+    trend = _trend(store, version)
+    clock.lap("store")
+    # ROC / PR / confusion / by-class panels: the rows with outcomes; without any, every scored row
+    panel_proba, panel_y = (proba[labelled], y[labelled]) if realised else (proba[scored], None)
+    png = write_png(figure(proba=panel_proba, y=panel_y, threshold=threshold, trend=trend, psi={k: r.value for k, r in psi.items()},
+                           psi_lines=(s.rules.watch_psi_at_least, s.rules.retrain_psi_at_least),
+                           auc_line=s.rules.retrain_roc_auc_below,
+                           title=f"monitoring {version}: {window.description} ({n} rows)"),
+                    out_dir / "dashboard.png")
+    clock.lap("dashboard")
     reports = {"png": str(png), "html": str(out_dir / REPORT_FILE), "result": str(out_dir / RESULT_FILE),
                "evidently_html": drift.get("html"), "evidently_json": drift.get("json")}
 
     alert = None
     if decision.decision != "ok":
-        with clock("alert"):
-            alert = _alert(decision, version, window, n, run_id, reports["html"], s.alerts, store, webhook_url, now)
+        alert = _alert(decision, version, window, n, run_id, reports["html"], s.alerts, store, webhook_url, now)
+    clock.lap("alert")
 
     result = {
         "run_id": run_id, "model_version": version, "decision": decision.decision,
@@ -297,45 +316,12 @@ def _monitor(window: Window, rows: pd.DataFrame, *, model, version: str, profile
         "store": getattr(store, "url", None),
         "profile": "profile.json" if profile else "none: the version has no profile.json (published before monitoring existed)",
     }
-    with clock("report"):
-        result = jsonable(result)
-        _write_report(out_dir, result, png, model, version)
+    result = jsonable(result)
+    _write_report(out_dir, result, png, model, version)
+    clock.lap("report")
     result["stage_seconds"] = dict(clock.seconds)
     (out_dir / RESULT_FILE).write_text(json.dumps(result, indent=2, allow_nan=False))
     return result
-
-
-def _record(store, version: str, window: Window, run_id: str, n: int, s: MonitorSettings, *, realised: dict | None,
-            estimated: dict | None, labelled: int, scored: int, psi: dict, score_psi, quality: dict) -> None:
-    """The window's metrics (realised and estimated side by side), drift per feature and data quality."""
-    window_kw = dict(window_start=window.start, window_end=window.end, run_id=run_id)
-    if realised:
-        store.record_window_metrics(version, _metric_values(realised), estimated=False, rows=labelled, **window_kw)
-    if estimated:
-        store.record_window_metrics(version, _metric_values(estimated), estimated=True, rows=scored, **window_kw)
-    drift_rows = [{"feature": name, "psi": r.value, "method": "psi", "verdict": _psi_verdict(r.value, s.rules)}
-                  for name, r in psi.items()]
-    if score_psi is not None:
-        drift_rows.append({"feature": SCORE_FEATURE, "psi": score_psi.value, "method": "psi",
-                           "verdict": _psi_verdict(score_psi.value, s.rules)})
-    store.record_drift(version, drift_rows, rows=n, **window_kw)
-    store.record_quality(run_id, {c: {k: v for k, v in q.items() if v is not None}
-                                  for c, q in quality["columns"].items()}, score=quality["score"])
-
-
-class Stopwatch:
-    """Seconds per stage of one run (``with clock("psi"): ...``), starting from the caller's stages."""
-
-    def __init__(self, initial: Mapping[str, float] | None = None):
-        self.seconds: dict[str, float] = dict(initial or {})
-
-    @contextmanager
-    def __call__(self, stage: str) -> Iterator[None]:
-        started = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[stage] = round(self.seconds.get(stage, 0.0) + time.perf_counter() - started, 4)
 
 
 def _metric_values(metrics: Mapping) -> dict[str, float]:
