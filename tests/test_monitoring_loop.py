@@ -203,7 +203,7 @@ def test_serve_log_outcomes_monitor_retrain_promote(project, tmp_path):
         assert sorted(trains["model_version"]) == ["v0001", "v0002"] and set(trains["status"]) == {"succeeded"}
         retrain_run = store.run(Path(retrain["run_folder"]).name)
         assert retrain_run["source"] == f"file {retrain['data_file']}"
-        assert retrain_run["rows"] == 1500 + len(batch)
+        assert retrain_run["rows"] == 1500 + len(batch) and retrain_run["trigger_run_id"] == done["run_id"]
         monitors = store.runs(kind="monitor")
         assert set(monitors["run_id"]) == {result["run_id"], done["run_id"]} and set(monitors["status"]) == {"succeeded"}
         assert len(store.runs(kind="outcomes")) == 1
@@ -229,3 +229,11 @@ def test_serve_log_outcomes_monitor_retrain_promote(project, tmp_path):
     assert new["training"]["run_id"] == Path(retrain["run_folder"]).name
     assert new["training"]["source"] == f"file {retrain['data_file']}"
     assert new["predictions"]["logged"] >= 5
+    trigger = new["training"]["triggered_by"]                   # back from v0002 to the window and alert behind it
+    assert (trigger["run_id"], trigger["model_version"], trigger["rows"]) == (done["run_id"], "v0001", len(batch))
+    assert trigger["window"] == done["window"]["description"]
+    assert pd.Timestamp(trigger["window_start"]) == pd.Timestamp(done["window"]["start"])
+    assert [a["rule"] for a in trigger["alerts"]] == [done["alert"]["key"].split("|", 1)[1]]
+    assert old["training"]["triggered_by"] is None
+    text = ok(cli("lineage", "v0002", "--config", project)).stdout
+    assert f"retrained after monitoring run {done['run_id']} of v0001" in " ".join(text.split())

@@ -174,8 +174,9 @@ def train(
         out.print(f"[yellow]model not accepted[/]: {rec['decision']}")
 
 
-def _record_train_run(settings, run) -> None:
-    """Copy a finished or failed training run into the history store; a store problem only warns."""
+def _record_train_run(settings, run, trigger_run_id: str | None = None) -> None:
+    """Copy a finished or failed training run into the history store (``trigger_run_id``: the monitoring
+    run that started it); a store problem only warns."""
     import os
 
     from tabpipe.monitoring.edge import open_history
@@ -185,7 +186,7 @@ def _record_train_run(settings, run) -> None:
         return
     try:
         with open_history(settings, os.environ) as store:
-            record_train_run(store, run.record, run.dir, describe_source(settings.pipeline.source))
+            record_train_run(store, run.record, run.dir, describe_source(settings.pipeline.source), trigger_run_id)
     except TabpipeError as exc:
         err.print(f"[yellow]warning:[/] run not recorded in the history store: {exc}", highlight=False)
 
@@ -450,7 +451,7 @@ def monitor(
         finally:
             store.close()
         if retrain and result["decision"] == "retrain":
-            result["retrain"] = jsonable(_retrain(settings, window, model, out_dir, append_labelled))
+            result["retrain"] = jsonable(_retrain(settings, window, model, out_dir, append_labelled, result["run_id"]))
             (out_dir / "monitor.json").write_text(json.dumps(result, indent=2, allow_nan=False))
     if as_json:
         print(json.dumps(result, allow_nan=False))
@@ -462,8 +463,9 @@ def monitor(
         raise typer.Exit(EXIT_RETRAIN)
 
 
-def _retrain(settings, window, model, out_dir: Path, append_labelled: bool) -> dict:
-    """Run the training pipeline (optionally on source + the window's labelled rows); the gate decides."""
+def _retrain(settings, window, model, out_dir: Path, append_labelled: bool, monitor_run_id: str) -> dict:
+    """Run the training pipeline (optionally on source + the window's labelled rows); the gate decides.
+    The training run is recorded as started by the monitoring run ``monitor_run_id``."""
     from tabpipe.monitoring.monitor import labelled_rows
     from tabpipe.pipeline import TrainingPipeline
 
@@ -489,10 +491,10 @@ def _retrain(settings, window, model, out_dir: Path, append_labelled: bool) -> d
     try:
         run = pipeline.run()
     except Exception as exc:  # the run folder holds the traceback; the result says where
-        _record_train_run(used, pipeline.last_run)
+        _record_train_run(used, pipeline.last_run, monitor_run_id)
         return {"status": "failed", "error": f"{type(exc).__name__}: {exc}",
                 "run_folder": str(pipeline.last_run.dir) if pipeline.last_run else None, **info}
-    _record_train_run(used, run)
+    _record_train_run(used, run, monitor_run_id)
     rec = run.record
     return {"status": "succeeded", "run_folder": str(run.dir), "accepted": rec["accepted"], "decision": rec["decision"],
             "model_version": rec["model_version"], "metrics": rec["metrics"], **info}
@@ -645,6 +647,11 @@ def lineage(version: str = typer.Argument(..., help="Registry version, e.g. v000
     out.print(f"  source: {training['source']}", highlight=False)
     out.print(f"  config snapshot: {training['config_ref']}" + (f" ({training['note']})" if training.get("note") else ""),
               highlight=False)
+    trigger = training.get("triggered_by")
+    if trigger:
+        rules = ", ".join(sorted({a["rule"] for a in trigger["alerts"]})) or "no alert recorded"
+        out.print(f"  retrained after monitoring run {trigger['run_id']} of {trigger['model_version']} "
+                  f"({trigger['window']}, {trigger['rows']} rows; alerts: {rules})", highlight=False)
     p = document["predictions"]
     out.print(f"  predictions logged: {p['logged']} ({p['labelled']} with outcomes) {p['first'] or ''} .. {p['last'] or ''}",
               highlight=False)

@@ -31,13 +31,16 @@ def describe_source(source) -> str:
     return str(kind)
 
 
-def record_train_run(store: HistoryStore, record: dict, run_dir: Path, source: str) -> None:
-    """Copy a training run's run.json ``record`` (finished or failed) into the store's ``runs`` table."""
+def record_train_run(store: HistoryStore, record: dict, run_dir: Path, source: str,
+                     trigger_run_id: str | None = None) -> None:
+    """Copy a training run's run.json ``record`` (finished or failed) into the store's ``runs`` table;
+    ``trigger_run_id``: the monitoring run that started it (``monitor --retrain``)."""
     ingestion = (record.get("stages", {}).get("ingestion") or {}).get("artifact") or {}
     stage_seconds = {name: stage.get("seconds") for name, stage in record.get("stages", {}).items()}
     store.record_run(kind="train", run_id=record["run_id"], started_at=record.get("started_at"),
                      data_fingerprint=ingestion.get("fingerprint"), source=source,
-                     config_ref=str(Path(run_dir) / "run.json"), rows=ingestion.get("n_rows"))
+                     config_ref=str(Path(run_dir) / "run.json"), rows=ingestion.get("n_rows"),
+                     trigger_run_id=trigger_run_id)
     store.finish_run(record["run_id"], status=record.get("status", "failed"), error=record.get("error"),
                      finished_at=record.get("finished_at"), stage_seconds=stage_seconds,
                      model_version=record.get("model_version"))
@@ -52,7 +55,8 @@ def _records(frame: pd.DataFrame) -> list[dict]:
 
 def lineage(version: str, metadata: dict, store: HistoryStore, *, is_production: bool = False) -> dict:
     """Everything known about ``version``: ``model`` (registry metadata), ``training`` (run, data,
-    source, config snapshot), ``predictions`` (logged / labelled counts), ``windows`` (metric trend,
+    source, config snapshot, and for a retrained version the monitoring run — window, alerts — that
+    started it), ``predictions`` (logged / labelled counts), ``windows`` (metric trend,
     estimated vs realised), ``drift`` (per window: features checked, drifted, their max PSI, and the
     PSI of the score apart) and ``alerts``."""
     run_id = metadata.get("run_id")
@@ -93,6 +97,7 @@ def lineage(version: str, metadata: dict, store: HistoryStore, *, is_production:
             "stage_seconds": (run or {}).get("stage_seconds"),
             "config_ref": (run or {}).get("config_ref"),
             "config_snapshot": snapshot,
+            "triggered_by": _trigger(store, (run or {}).get("trigger_run_id")),
             **({"note": snapshot_note} if snapshot_note else {}),
             **({} if run else {"note": f"run {run_id} is not in the history store {store.url}"}),
         },
@@ -103,6 +108,22 @@ def lineage(version: str, metadata: dict, store: HistoryStore, *, is_production:
                                                            "window_end", "status", "attempts", "message"]]),
         "monitor_runs": _records(store.runs(kind="monitor", model_version=version)[["run_id", "status", "started_at", "rows"]]),
     }
+
+
+def _trigger(store: HistoryStore, run_id: str | None) -> dict | None:
+    """The monitoring run that started a training run: its window, rows, and the alerts it raised."""
+    if run_id is None:
+        return None
+    run = store.run(run_id)
+    alerts = store.alerts(run_id=run_id)
+    drift = store.drift(run_id=run_id)
+    window = drift if not drift.empty else alerts
+    start = window["window_start"].iloc[0] if not window.empty else None
+    end = window["window_end"].iloc[0] if not window.empty else None
+    return {"run_id": run_id, "model_version": (run or {}).get("model_version"), "window": (run or {}).get("source"),
+            "window_start": None if start is None or pd.isna(start) else start.isoformat(),
+            "window_end": None if end is None or pd.isna(end) else end.isoformat(), "rows": (run or {}).get("rows"),
+            "alerts": _records(alerts[["created_at", "rule", "observed", "threshold", "status", "message"]])}
 
 
 def run_details(store: HistoryStore, run_id: str) -> dict | None:

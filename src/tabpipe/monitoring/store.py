@@ -85,6 +85,7 @@ RUNS = Table(
     Column("data_fingerprint", String(128)),
     Column("source", Text),                               # source description, credentials redacted
     Column("config_ref", Text),                           # where the config snapshot lives (run.json)
+    Column("trigger_run_id", String(64)),                 # revision 0004: the monitoring run that started this one
     Index("ix_runs_kind_started", "kind", "started_at"),
     Index("ix_runs_model_version", "model_version"),
 )
@@ -403,8 +404,9 @@ class HistoryStore:
     def record_run(self, *, kind: str, run_id: str | None = None, status: str = "running",
                    started_at: datetime | str | None = None, model_version: str | None = None,
                    data_fingerprint: str | None = None, source: str | None = None,
-                   config_ref: str | None = None, rows: int | None = None) -> str:
-        """Insert a run (``kind``: train | predict | monitor | outcomes); returns its id (new uuid if not given)."""
+                   config_ref: str | None = None, rows: int | None = None, trigger_run_id: str | None = None) -> str:
+        """Insert a run (``kind``: train | predict | monitor | outcomes); returns its id (new uuid if not given).
+        ``trigger_run_id``: the monitoring run whose decision started this run (``monitor --retrain``)."""
         if kind not in RUN_KINDS:
             raise ValueError(f"run kind must be one of {RUN_KINDS}, not {kind!r}")
         run_id = run_id or uuid.uuid4().hex
@@ -412,7 +414,7 @@ class HistoryStore:
             conn.execute(RUNS.insert().values(
                 run_id=run_id, kind=kind, status=status, started_at=utc(started_at) or now_utc(),
                 model_version=model_version, data_fingerprint=data_fingerprint, source=source,
-                config_ref=config_ref, rows=rows))
+                config_ref=config_ref, rows=rows, trigger_run_id=trigger_run_id))
         return run_id
 
     def finish_run(self, run_id: str, *, status: str, error: str | None = None,
