@@ -181,15 +181,16 @@ def build_log_project(work: Path, rows: int) -> Path:
                                          config_file=config).load_model()
             logged = make_rows(rows, seed=1, shift=0.3)
             proba = model.predict_proba(logged)
-            now = pd.Timestamp.now(tz="UTC")
-            stamps = now - pd.to_timedelta(np.linspace(3 * 86400, 60, rows), unit="s")
-            records = logged.astype(object).where(logged.notna(), None).to_dict("records")
+            now = pd.Timestamp.now(tz="UTC").floor("s")
+            stamps = (now - pd.to_timedelta(np.linspace(3 * 86400, 60, rows).round(), unit="s")).to_pydatetime()
             started = time.perf_counter()
             for start in range(0, rows, 50_000):
+                part = logged.iloc[start:start + 50_000]
+                records = part.astype(object).where(part.notna(), None).to_dict("records")   # JSON null, as a client sends
                 store.log_predictions([{
-                    "request_id": f"bench-{start // 50_000}", "row_index": i - start, "model_version": meta["version"],
-                    "logged_at": stamps[i], "inputs": records[i], "probability": float(proba[i]),
-                    "prediction": int(proba[i] >= model.threshold)} for i in range(start, min(rows, start + 50_000))])
+                    "request_id": f"bench-{start // 50_000}", "row_index": i, "model_version": meta["version"],
+                    "logged_at": stamps[start + i], "inputs": record, "probability": float(proba[start + i]),
+                    "prediction": int(proba[start + i] >= model.threshold)} for i, record in enumerate(records)])
             labelled = np.flatnonzero(np.random.default_rng(4).random(rows) < 0.3)
             outcome_rng = np.random.default_rng(5)
             store.attach_outcomes({f"bench-{i // 50_000}:{i % 50_000}": int(outcome_rng.random() < proba[i])
