@@ -71,6 +71,7 @@ class EvaluationConfig:
 
 @dataclass(frozen=True)
 class PusherConfig:
+    schema: Schema
     reference_rows: int
     seed: int
     run_id: str
