@@ -360,7 +360,7 @@ class RecordChecker:
 # --------------------------------------------------------------------------- whole columns
 
 def _rows(mask: np.ndarray) -> tuple[int, ...]:
-    return tuple(int(i) for i in np.flatnonzero(mask))
+    return tuple(np.flatnonzero(mask).tolist())
 
 
 def _missing(raw: pd.Series) -> np.ndarray:
