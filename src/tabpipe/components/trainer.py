@@ -176,7 +176,7 @@ class ModelTrainer:
         start = time.monotonic()
         self.deadline = start + cfg.time_budget_s
         cfg.out_dir.mkdir(parents=True, exist_ok=True)
-        train = pd.read_parquet(self.validation.train_path)
+        train = cfg.rows.read_frame(self.validation.train_path)
         X, y = split_xy(train, cfg.schema)
         if min(np.bincount(y, minlength=2)) < cfg.cv_folds:
             raise DataError(f"the training split has {y.sum()} positive and {len(y) - y.sum()} negative rows; "
@@ -474,7 +474,7 @@ class ModelTrainer:
     def _fit_final(self, trial: Trial, threshold: float, target: pd.Series) -> TabularModel:
         """Fit the chosen estimator on the whole (resampled) training split, behind the fitted preprocessor."""
         cfg, art = self.config, self.transformation
-        X, y = np.load(art.x_train_path), np.load(art.y_train_path)
+        X, y = cfg.rows.read_array(art.x_train_path), cfg.rows.read_array(art.y_train_path)
         X_fit, y_fit = resample(X, y, trial.resampling, cfg.seed)
         estimator = make_estimator(trial, cfg.seed).fit(X_fit, y_fit)
         with open(art.preprocessor_path, "rb") as fh:
