@@ -10,11 +10,13 @@ The model must still learn from the sensitive features.
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
 import subprocess
 from pathlib import Path
 
+import dill
 import numpy as np
 import pandas as pd
 import pytest
@@ -104,14 +106,16 @@ def _cli(*args, env: dict | None = None) -> subprocess.CompletedProcess:
 
 def _project(root: Path, *, mode: str = "hash", rows: int = 1500) -> Path:
     return make_project(root, data=_data(rows, seed=0), schema=_schema(), rows=rows, pipeline={
-        "monitoring": {"log_predictions": True, "sensitive": mode, "hash_key_env": KEY_ENV},
+        "monitoring": {"log_predictions": True, "sensitive": mode, "hash_key_env": KEY_ENV,
+                       "rules": {"retrain_roc_auc_below": 1.0}},   # monitor always decides "retrain"
         "training": {"time_budget_s": 30},
     })
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> tuple[Path, np.ndarray]:
-    """A project trained twice with `tabpipe train`, then `predict` and `monitor --input` on new rows."""
+    """A project trained twice with `tabpipe train`, then `predict` and `monitor --input` on new rows, and
+    `monitor --retrain --append-labelled` (a third training run, on the source + the new labelled rows)."""
     root = tmp_path_factory.mktemp("sensitive")
     config = _project(root)
     new = _data(800, seed=7)
@@ -122,6 +126,11 @@ def trained(tmp_path_factory) -> tuple[Path, np.ndarray]:
     _cli("train", "--config", config)          # production exists now: drift against its reference
     _cli("predict", "--config", config, "--input", new_path, "--output", root / "incoming" / "scored.csv")
     _cli("monitor", "--config", config, "--input", new_path, "--labels", TARGET)
+    done = _cli("monitor", "--config", config, "--input", new_path, "--labels", TARGET, "--retrain",
+                "--append-labelled", "--json")
+    retrain = json.loads(done.stdout)["retrain"]
+    assert retrain["status"] == "succeeded" and retrain["data_file"] is None, retrain
+    assert "800 labelled rows" in retrain["data"]
     return config, _numbers(_data(1500, seed=0), new)
 
 
@@ -137,13 +146,19 @@ def test_no_clear_sensitive_value_in_run_folders_registry_or_store(trained):
 
 
 def _medians(config: Path) -> set[float]:
-    """The fill values of the production model's numeric features (the column medians of its training split)."""
-    model, _ = registry_of(config).load_model(None)
-    numeric = model.preprocessor.named_transformers_["num"]
-    columns = next(cols for name, _, cols in model.preprocessor.transformers_ if name == "num")
-    median = float(numeric[0].statistics_[list(columns).index("throughput_mbps")])
-    assert median in set(numeric[-1].center_)
-    return {median}
+    """The medians of throughput_mbps the project's trained models impute with and centre on (one per
+    training data: each run's model.pkl, loaded as the test's own files)."""
+    medians = set()
+    for path in (config.parent / "artifacts").rglob("model.pkl"):
+        with open(path, "rb") as fh:
+            preprocessor = dill.load(fh).preprocessor  # nosec B301 -- written by this test's own runs
+        numeric = preprocessor.named_transformers_["num"]
+        columns = next(cols for name, _, cols in preprocessor.transformers_ if name == "num")
+        median = float(numeric[0].statistics_[list(columns).index("throughput_mbps")])
+        assert median == numeric[-1].center_[list(columns).index("throughput_mbps")]
+        medians.add(median)
+    assert medians
+    return medians
 
 
 def test_model_still_learns_from_the_sensitive_features(trained):
