@@ -202,3 +202,23 @@ def test_resume_refuses_a_changed_source(tmp_path):
     with pytest.raises(Exception, match="changed since"):
         TrainingPipeline(settings, environ={KEY_ENV: KEY}).run(run_name="nightly")
     assert yaml.safe_load(config.read_text())["source"]["path"] == "data.csv"
+
+
+def test_compiled_scorer_pseudonymises_like_the_model(trained):
+    """The service's compiled one-record path (``RecordScorer``) gives the model's probabilities for a
+    sensitive categorical feature too: known, unseen and missing categories."""
+    from service_helpers import json_records
+
+    from tabpipe.serving.scorer import RecordScorer
+
+    config, _ = trained
+    model, _ = registry_of(config).load_model(None)
+    scorer = RecordScorer(model)
+    assert scorer.blocks is not None and any(type(b).__name__ == "_PseudonymBlock" for b in scorer.blocks)
+    rows = _data(60, seed=5)
+    rows.loc[:9, "vendor"] = "SECRET-VENDOR-NEW"
+    rows.loc[10:14, "vendor"] = None
+    records = json_records(rows, model.features)
+    got = scorer.proba([scorer.check(r)[0] for r in records])
+    np.testing.assert_allclose(got, model.predict_proba(pd.DataFrame(records)), rtol=0, atol=1e-6)
+    assert np.ptp(got[:20]) > 0   # the rows differ: not all scored alike
