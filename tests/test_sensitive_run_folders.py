@@ -125,7 +125,10 @@ def trained(tmp_path_factory) -> tuple[Path, np.ndarray]:
     _cli("train", "--config", config)
     _cli("train", "--config", config)          # production exists now: drift against its reference
     _cli("predict", "--config", config, "--input", new_path, "--output", root / "incoming" / "scored.csv")
-    _cli("monitor", "--config", config, "--input", new_path, "--labels", TARGET)
+    checked = json.loads(_cli("monitor", "--config", config, "--input", new_path, "--labels", TARGET, "--json").stdout)
+    assert {"vendor", "throughput_mbps"} <= set(checked["psi_skipped"]) and not {"vendor", "throughput_mbps"} & set(checked["psi"])
+    assert all("sensitive" in checked["psi_skipped"][name] for name in ("vendor", "throughput_mbps"))
+    assert "sensitive" in checked["drift"]["skipped_columns"]["vendor"]
     done = _cli("monitor", "--config", config, "--input", new_path, "--labels", TARGET, "--retrain",
                 "--append-labelled", "--json")
     retrain = json.loads(done.stdout)["retrain"]
@@ -142,6 +145,9 @@ def test_no_clear_sensitive_value_in_run_folders_registry_or_store(trained):
     assert (root / "registry" / "history.sqlite").is_file()
     second = read_run_json(sorted(p for p in runs if (p / "run.json").is_file())[-1])
     assert second["stages"]["validation"]["artifact"]["drift_html"]   # the evidently report was written
+    drift = json.loads(Path(second["stages"]["validation"]["artifact"]["report_path"]).read_text())["drift"]
+    assert all("sensitive" in drift["skipped_columns"][name] for name in ("vendor", "throughput_mbps"))
+    assert {"latency_ms", "region"} <= set(drift["columns"])           # the other columns are still checked
     assert _leaks([root / "artifacts", root / "registry"], numbers, _medians(config)) == []
 
 

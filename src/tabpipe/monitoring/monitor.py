@@ -278,6 +278,7 @@ def _monitor(window: Window, rows: pd.DataFrame, *, model, version: str, profile
         "metrics": {"realised": realised, "estimated": estimated,
                     "note": None if realised else "no outcomes with both classes in this window: only the estimate"},
         "psi": {name: r.as_dict() for name, r in psi.items()},
+        "psi_skipped": dict((profile or {}).get("skipped", {})),   # features the profile leaves out, with why
         "score_psi": score_psi.as_dict() if score_psi else None,
         "drift": {k: v for k, v in drift.items() if k != "columns"},
         "quality": quality,
