@@ -64,8 +64,10 @@ class TrainingPipeline:
                                   stop_after=None if until == STAGES[-1] else until)
         rows = RowFiles(protector(s, self.environ))
         reuse = not rows.in_memory   # rows kept in memory only: a resumed run makes them again
+        first = run.record.get("data_fingerprint") or run.record["stages"].get("ingestion", {}).get("artifact", {}).get(
+            "fingerprint")   # what an earlier attempt in this folder read (folders from before the field: its artifact)
         try:
-            ingestion = run.stage("ingestion", lambda out: self._same_data(run, DataIngestion(IngestionConfig(
+            ingestion = run.stage("ingestion", lambda out: self._same_data(run, first, DataIngestion(IngestionConfig(
                 p.source, s.base_dir, schema.target.name, p.split.test_size, seed, out,
                 self._uploaded_rows if p.includes_uploaded_rows else None, rows)).run()), reuse=reuse)
             validation = run.stage("validation", lambda out: DataValidation(ValidationConfig(
@@ -97,9 +99,9 @@ class TrainingPipeline:
         return run
 
     @staticmethod
-    def _same_data(run: Run, ingestion):
-        """``ingestion``, after checking that a resumed run reads the data its first attempt read."""
-        first = run.record.setdefault("data_fingerprint", ingestion.fingerprint)
+    def _same_data(run: Run, first: str | None, ingestion):
+        """``ingestion``, after checking that a resumed run reads the data its first attempt read (``first``)."""
+        first = run.record["data_fingerprint"] = first or ingestion.fingerprint
         if first != ingestion.fingerprint:
             raise RunFolderError(f"the source's data changed since run folder {run.dir} was started (data "
                                  f"fingerprint {first[:12]}... then, {ingestion.fingerprint[:12]}... now); its "
