@@ -24,7 +24,8 @@ from tabpipe.errors import ConfigError, TabpipeError
 app = typer.Typer(help="Train, gate, version and serve tabular classifiers from YAML.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
 data_app = typer.Typer(help="Sample data and data loading helpers.", no_args_is_help=True)
-models_app = typer.Typer(help="The model registry: list versions, promote (or roll back).", no_args_is_help=True)
+models_app = typer.Typer(help="The model registry: list versions, promote (or roll back), verify and sign.",
+                         no_args_is_help=True)
 keys_app = typer.Typer(help="The Ed25519 keypair that signs registry versions.", no_args_is_help=True)
 runs_app = typer.Typer(help="The history store's runs: train, predict, monitor, outcomes.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
@@ -544,7 +545,7 @@ def _print_monitoring(result: dict) -> None:
 @cli_errors
 def outcomes(
     input: Path = typer.Option(..., "--input", "-i", help="CSV or Parquet with an id column and a label column."),
-    id_column: str = typer.Option(..., "--id-column", help="Column holding each scored row's id (see README: Outcomes)."),
+    id_column: str = typer.Option(..., "--id-column", help="Column holding each scored row's id (docs/monitoring_store.md)."),
     label_column: str | None = typer.Option(None, "--label-column", help="Column holding the outcome (default: the schema's target)."),
     model_version: str | None = typer.Option(None, "--model-version", help="Only attach to predictions of this version."),
     config: Path = ConfigOpt,

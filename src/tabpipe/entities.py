@@ -78,6 +78,7 @@ class EvaluationConfig:
 
 @dataclass(frozen=True)
 class PusherConfig:
+    schema: Schema
     reference_rows: int
     seed: int
     run_id: str

@@ -84,7 +84,7 @@ class TrainingPipeline:
                 p.evaluation.metric, p.evaluation.min_score, p.evaluation.min_improvement, out, rows),
                 validation, trainer, self.registry).run())
             pusher = run.stage("pusher", lambda out: ModelPusher(PusherConfig(
-                p.validation.drift.reference_rows, seed, run.id, {
+                schema, p.validation.drift.reference_rows, seed, run.id, {
                     "data_fingerprint": ingestion.fingerprint, "rows": ingestion.n_rows,
                     "schema": schema.model_dump(mode="json"), "package_versions": package_versions(),
                 }, out, rows), evaluation, trainer, validation, self.registry).run())
