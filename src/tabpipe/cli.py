@@ -466,28 +466,51 @@ def monitor(
 
 def _retrain(settings, window, model, out_dir: Path, append_labelled: bool, monitor_run_id: str) -> dict:
     """Run the training pipeline (optionally on source + the window's labelled rows); the gate decides.
+    The combined table is the training run's source: ``retrain_data.csv`` in the monitoring run folder, or,
+    when the schema has sensitive columns (never in clear in a run folder), a temporary file removed after.
     The training run is recorded as started by the monitoring run ``monitor_run_id``."""
+    import contextlib
+    import tempfile
+
     from tabpipe.monitoring.monitor import labelled_rows
+
+    with contextlib.ExitStack() as stack:
+        if settings.schema_.sensitive:
+            out_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tabpipe-retrain-")))
+        extra = labelled_rows(window, settings.schema_.target.name, model.labels) if append_labelled else None
+        used, info = _retrain_data(settings, extra, out_dir)
+        if settings.schema_.sensitive and "data_file" in info:
+            info["data_file"] = None
+            info["note"] = ("the schema has sensitive columns: the combined table was a temporary file outside the "
+                            "run folder, removed after training; the run's data fingerprint identifies it")
+        return _train_once(used, info, monitor_run_id)
+
+
+def _retrain_data(settings, extra, out_dir: Path) -> tuple:
+    """(settings whose source is the configured source + ``extra`` rows, description); ``extra`` None: as is."""
+    if extra is None:
+        return settings, {"data": "the configured source"}
+    if len(extra) == 0:
+        return settings, {"data": "the configured source", "note": "the window has no labelled rows: nothing appended"}
+    import pandas as pd
+
+    from tabpipe.sources import FileSource, read_source
+
+    base = read_source(settings.pipeline.source, settings.base_dir)
+    combined = pd.concat([base, extra[[c for c in extra.columns if c in base.columns]]], ignore_index=True)
+    path = out_dir / "retrain_data.csv"
+    combined.to_csv(path, index=False)
+    used = settings.model_copy(update={"pipeline": settings.pipeline.model_copy(
+        update={"source": FileSource(type="file", path=path)})})
+    return used, {"data": f"the configured source ({len(base)} rows) + {len(extra)} labelled rows of the window",
+                  "data_file": str(path)}
+
+
+def _train_once(used, info: dict, monitor_run_id: str) -> dict:
+    """One training run (the gate decides), recorded in the history store as started by the monitoring run
+    ``monitor_run_id``; its summary for monitor.json."""
     from tabpipe.pipeline import TrainingPipeline
 
-    used, info = settings, {"data": "the configured source"}
-    if append_labelled:
-        import pandas as pd
-
-        from tabpipe.sources import FileSource, read_source
-
-        extra = labelled_rows(window, settings.schema_.target.name, model.labels)
-        if len(extra) == 0:
-            info["note"] = "the window has no labelled rows: nothing appended"
-        else:
-            base = read_source(settings.pipeline.source, settings.base_dir)
-            combined = pd.concat([base, extra[[c for c in extra.columns if c in base.columns]]], ignore_index=True)
-            path = out_dir / "retrain_data.csv"
-            combined.to_csv(path, index=False)
-            used = settings.model_copy(update={"pipeline": settings.pipeline.model_copy(
-                update={"source": FileSource(type="file", path=path)})})
-            info = {"data": f"the configured source ({len(base)} rows) + {len(extra)} labelled rows of the window",
-                    "data_file": str(path)}
     pipeline = TrainingPipeline(used)
     try:
         run = pipeline.run()

@@ -20,7 +20,6 @@ import json
 import logging
 
 import dill
-import pandas as pd
 
 from tabpipe.components.transformation import split_xy
 from tabpipe.entities import (
@@ -66,7 +65,7 @@ class ModelEvaluation:
         cfg.out_dir.mkdir(parents=True, exist_ok=True)
         with open(self.trainer.model_path, "rb") as fh:
             model = dill.load(fh)  # nosec B301: written moments ago by this run's own trainer, in its own folder
-        test = pd.read_parquet(self.validation.test_path)
+        test = cfg.rows.read_frame(self.validation.test_path)
         X, y = split_xy(test, model.schema)
         proba = model.predict_proba_typed(X)
         new = holdout_metrics(y, proba, model.threshold)

@@ -199,10 +199,11 @@ def write_html(path: Path, *, title: str, png: Path, metrics: Mapping, model_car
     return path
 
 
-def write_training_report(out_dir: Path, *, validation, trainer, evaluation) -> dict:
+def write_training_report(out_dir: Path, *, validation, trainer, evaluation, rows) -> dict:
     """Dashboard PNG + HTML of a training run, on the test split's predictions (used by the pusher).
 
-    ``validation``/``trainer``/``evaluation`` are the run's artifact entities; returns the paths.
+    ``validation``/``trainer``/``evaluation`` are the run's artifact entities, ``rows`` its ``RowFiles``;
+    returns the paths.
     Written before the pusher publishes, so the version number is in ``push.json``, not here.
     """
     status = "accepted: published by this run (version in push.json)" if evaluation.accepted else "not accepted"
@@ -212,7 +213,7 @@ def write_training_report(out_dir: Path, *, validation, trainer, evaluation) -> 
 
     with open(trainer.model_path, "rb") as fh:
         model = dill.load(fh)  # nosec B301 -- the run's own model file, written by its trainer stage
-    y, proba = test_predictions(validation.test_path, model)
+    y, proba = test_predictions(rows.read_frame(validation.test_path), model)
     png = write_png(figure(proba=proba, y=y, threshold=model.threshold,
                            title=f"training run: test split ({len(y)} rows), candidate {trainer.best_candidate}"),
                     Path(out_dir) / "dashboard.png")

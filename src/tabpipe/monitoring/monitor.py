@@ -166,7 +166,8 @@ def _psi_verdict(value: float | None, rules: Rules) -> str:
     return "drift" if value >= rules.retrain_psi_at_least else "watch" if value >= rules.watch_psi_at_least else "ok"
 
 
-def _evidently(reference: pd.DataFrame | None, typed: pd.DataFrame, out_dir: Path, s: MonitorSettings) -> dict:
+def _evidently(reference: pd.DataFrame | None, typed: pd.DataFrame, out_dir: Path, s: MonitorSettings,
+               sensitive: frozenset[str]) -> dict:
     if not s.evidently:
         return {"status": "disabled", "message": "monitoring.evidently or validation.drift.enabled is false"}
     if reference is None:
@@ -177,7 +178,7 @@ def _evidently(reference: pd.DataFrame | None, typed: pd.DataFrame, out_dir: Pat
 
     try:
         summary = drift_report(reference, typed, out_dir, drift_share=s.evidently_drift_share,
-                               max_rows=s.evidently_max_rows, seed=s.seed)
+                               max_rows=s.evidently_max_rows, seed=s.seed, sensitive=sensitive)
     except Exception as exc:  # noqa: BLE001 — evidently failing must not lose the rest of the run; it is reported
         log.exception("evidently drift report failed")
         return {"status": "failed", "message": f"{type(exc).__name__}: {exc}"}
@@ -253,7 +254,7 @@ def _monitor(window: Window, rows: pd.DataFrame, *, model, version: str, profile
     psi = frame_psi(profile["features"], typed, min_rows=s.psi_min_rows) if profile else {}
     score_psi = feature_psi("probability", profile["scores"], proba[scored], min_rows=s.psi_min_rows) if profile else None
     clock.lap("psi")
-    drift = _evidently(reference, typed, out_dir, s)
+    drift = _evidently(reference, typed, out_dir, s, schema.sensitive)
     clock.lap("evidently")
 
     obs = Observations(window=window.description, rows=n,
@@ -308,6 +309,7 @@ def _monitor(window: Window, rows: pd.DataFrame, *, model, version: str, profile
         "metrics": {"realised": realised, "estimated": estimated,
                     "note": None if realised else "no outcomes with both classes in this window: only the estimate"},
         "psi": {name: r.as_dict() for name, r in psi.items()},
+        "psi_skipped": dict((profile or {}).get("skipped", {})),   # features the profile leaves out, with why
         "score_psi": score_psi.as_dict() if score_psi else None,
         "drift": {k: v for k, v in drift.items() if k != "columns"},
         "quality": quality,
