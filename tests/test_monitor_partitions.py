@@ -236,8 +236,11 @@ def test_cli_folder_file_and_dask_agree(project, tmp_path):
     doc["training"]["executor"] = {"type": "dask", "n_workers": 2}
     dask_config = project.with_name("sampled_dask.yaml")
     dask_config.write_text(yaml.safe_dump(doc))
-    local, on_dask = (json.loads(monitor_cli(c, "--input", str(project.parent / "ds"), "--labels", "fault_flag").stdout)
-                      for c in (local_config, dask_config))
+    runs = [monitor_cli(c, "--input", str(project.parent / "ds"), "--labels", "fault_flag")
+            for c in (local_config, dask_config)]
+    assert "files as tasks on the Dask cluster" not in runs[0].stderr
+    assert "4 files as tasks on the Dask cluster at tcp://127.0.0.1" in " ".join(runs[1].stderr.split())
+    local, on_dask = (json.loads(run.stdout) for run in runs)
     assert_same(same(on_dask), same(local))
     assert local["drift"]["current_rows"] == 1000 and local["drift"]["window_rows"] == 2800
 

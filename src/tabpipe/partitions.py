@@ -19,6 +19,7 @@ Invariants:
 """
 from __future__ import annotations
 
+import logging
 import os
 from collections import deque
 from collections.abc import Iterator
@@ -37,6 +38,8 @@ from tabpipe.errors import DataError, TabpipeError
 from tabpipe.model import TabularModel
 from tabpipe.schema import Problem
 from tabpipe.sources import read_file
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -224,7 +227,10 @@ def map_on_dask(fn, shared, calls: list[tuple], address: str | None, n_workers: 
         raise TabpipeError(f"training.executor.address: cannot reach the Dask scheduler at {address} ({exc})") from None
     try:
         remote = client.scatter(shared, broadcast=True)
-        window = 2 * max(1, sum(client.nthreads().values()))
+        threads = max(1, sum(client.nthreads().values()))
+        window = 2 * threads
+        log.info("%d files as tasks on the Dask cluster at %s (%d worker threads)", len(calls),
+                 client.scheduler.address, threads)
         pending: deque = deque()
         queue = iter(calls)
         for args in queue:
