@@ -12,10 +12,11 @@ Invariants:
   type (missing where a row could not be scored), warnings/error as strings;
 - counts are those of ``batch.summary`` over the whole dataset: hard problems of the same column, rule
   and message merge, with row numbers counted from the start of the dataset;
-- on Dask (``training.executor.type: dask``) each file is one task; the model is scattered once to
-  every worker and the workers read the files themselves (the folder must be reachable at the same
-  path on every worker); at most two tasks per worker thread are in flight, so this process holds
-  a bounded number of scored partitions while it writes them in order.
+- on Dask (``training.executor.type: dask``) each file is one task (``map_on_dask``, also used by
+  ``tabpipe monitor``: ``tabpipe.monitoring.window_stats``); the model is scattered once to every
+  worker and the workers read the files themselves (the folder must be reachable at the same path on
+  every worker); at most two tasks per worker thread are in flight, so this process holds a bounded
+  number of results while it consumes them in order.
 """
 from __future__ import annotations
 

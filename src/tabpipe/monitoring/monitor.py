@@ -1,12 +1,18 @@
 """One monitoring run (``tabpipe monitor``): a window of rows checked against the model's frozen profile.
 
-Steps, in order, all written into the run folder and the history store:
+The rows are a ``Window`` held in memory (a file, the prediction log) or a ``DatasetWindow`` (Parquet
+files read a row group at a time, here or on Dask); either way they are counted by
+``tabpipe.monitoring.window_stats`` (the in-memory window is its one-chunk case), and everything below
+is computed from those counts and per-row probabilities/outcomes. Steps, in order, all written into
+the run folder and the history store:
 1. data quality: the model's own schema check (``model.check``) on every row -> per column the null
    rate and the share of rows breaking each rule (expectations warn; rows that cannot be scored
-   are refused by ``score_frame``, the same path as ``tabpipe predict``);
+   are refused, as ``tabpipe predict`` refuses them: ``batch.probabilities``);
 2. probabilities: the logged ones (prediction log) or the model's (file input);
 3. drift: PSI of every profiled feature and of the score against ``profile.json`` (no training data
-   is reloaded), plus evidently's report on a sample (``validation.drift.max_rows``) when enabled;
+   is reloaded), plus evidently's verdicts and report when enabled: on every row of a window in
+   memory (the report on a sample of ``validation.drift.max_rows``), on a seeded sample of that many
+   rows of a dataset read partition by partition (the result and report say so);
 4. performance: realised metrics on the rows with outcomes (both classes needed), and always the
    label-free estimate (so the store holds both side by side for the same window);
 5. the governance decision (``ok | watch | retrain``) with its reasons;
