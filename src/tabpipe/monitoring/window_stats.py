@@ -77,16 +77,14 @@ class WindowStats:
         for key, rows in later.column_rows.items():
             self.column_rows[key] = self.column_rows.get(key, 0) + rows
         self.rows_with_problems += later.rows_with_problems
+        if not self.proba:              # nothing yet: outcomes or not, as the later chunks have them
+            self.labelled, self.y = (None, None) if later.labelled is None else ([], [])
+        if later.proba and (later.labelled is None) != (self.labelled is None):
+            raise ValueError("the chunks of one window must all have outcomes, or none")
         self.proba.extend(later.proba)
         if later.labelled is not None:
-            if self.labelled is None:   # the earlier rows had no outcome column: none known there
-                self.labelled = [np.zeros(len(p), dtype=bool) for p in self.proba[:len(self.proba) - len(later.proba)]]
-                self.y = [np.zeros(len(m), dtype=np.int8) for m in self.labelled]
             self.labelled.extend(later.labelled)
             self.y.extend(later.y)
-        elif self.labelled is not None:
-            self.labelled.extend(np.zeros(len(p), dtype=bool) for p in later.proba)
-            self.y.extend(np.zeros(len(p), dtype=np.int8) for p in later.proba)
         self.rows += later.rows
         self._merge_sample(later)
         return self
