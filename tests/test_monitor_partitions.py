@@ -256,3 +256,13 @@ def test_cli_dataset_errors_name_the_file(project, tmp_path):
     (tmp_path / "empty").mkdir()
     done = monitor_cli(project, "--input", str(tmp_path / "empty"))
     assert done.returncode == 1 and "no .parquet file" in done.stderr
+
+
+def test_chunks_of_one_window_all_have_outcomes_or_none():
+    without = WindowStats(rows=2, proba=[np.array([0.1, 0.9])])
+    with_outcomes = WindowStats(rows=1, proba=[np.array([0.5])], labelled=[np.array([True])], y=[np.array([1], np.int8)])
+    empty = WindowStats()                                   # a file without rows: nothing to add either way
+    total = merged([empty, with_outcomes, empty], keep=0)
+    assert total.labelled.tolist() == [True] and total.y.tolist() == [1]
+    with pytest.raises(ValueError, match="all have outcomes, or none"):
+        merged([without, with_outcomes], keep=0)
