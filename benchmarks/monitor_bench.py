@@ -22,7 +22,7 @@ the same 30 features (SQLite, next to the registry; written with the store's own
 ``HistoryStore.log_predictions``, spread over the last 3 days; 30 % of them with outcomes). The
 project (30-feature schema, 20,000 training rows, a logistic regression trained by ``tabpipe train``)
 and the store are built once in ``--work-dir`` (reused when it exists). Reported: the wall time of the
-command and the median of each stage the run records (``stage_seconds``: read, schema_check, score,
+command and the median of each stage the run records (``stage_seconds``: read, schema_check_and_score (one pass per chunk),
 performance, psi, evidently, store, dashboard, alert, report). Peer, in the same run: reading the same
 window the way ``monitor`` did before (``HistoryStore.predictions`` — SQLAlchemy's JSON column parsed
 row by row — then ``pd.DataFrame.from_records``), checked to give the same frame.

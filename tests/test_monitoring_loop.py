@@ -150,7 +150,7 @@ def test_serve_log_outcomes_monitor_retrain_promote(project, tmp_path):
             assert (run["kind"], run["status"], run["model_version"], run["rows"]) == ("monitor", "succeeded", "v0001",
                                                                                      len(batch))
             assert run["stage_seconds"] == result["stage_seconds"]          # where the run's time went
-            assert {"read", "schema_check", "psi", "performance", "store", "dashboard", "alert", "report"} <= set(
+            assert {"read", "schema_check_and_score", "psi", "performance", "store", "dashboard", "alert", "report"} <= set(
                 run["stage_seconds"]) and all(v >= 0 for v in run["stage_seconds"].values())
             drift = store.drift(run_id=result["run_id"])
             features = drift[drift["feature"] != "__score__"]

@@ -69,17 +69,25 @@ def score_frame(model: TabularModel, df: pd.DataFrame) -> tuple[pd.DataFrame, li
     n = len(df)
     hard = [p for p in problems if p.hard]
     soft = [p for p in problems if not p.hard]
-    valid = np.ones(n, dtype=bool)
-    for p in hard:
-        valid[list(p.rows)] = False
-    proba = np.full(n, np.nan)
-    proba[valid] = model.predict_proba_typed(typed[valid])
+    proba = probabilities(model, typed, problems)
+    valid = ~np.isnan(proba)
     result = df.reset_index(drop=True).copy()
     result["prediction"] = pd.Series(model.labels_for(proba[valid]), index=np.flatnonzero(valid)).reindex(range(n))
     result["probability"] = proba
     result["warnings"] = pd.Series(_row_texts(soft, n), dtype=object).reindex(range(n))
     result["error"] = pd.Series(_row_texts(hard, n), dtype=object).reindex(range(n))
     return result, problems
+
+
+def probabilities(model: TabularModel, typed: pd.DataFrame, problems: list[Problem]) -> np.ndarray:
+    """(n,) positive-class probabilities of rows typed by ``model.check``; NaN for a row that breaks a hard rule."""
+    valid = np.ones(len(typed), dtype=bool)
+    for p in problems:
+        if p.hard:
+            valid[list(p.rows)] = False
+    proba = np.full(len(typed), np.nan)
+    proba[valid] = model.predict_proba_typed(typed[valid])
+    return proba
 
 
 def summary(problems: list[Problem], rows: int, scored: int) -> BatchResult:

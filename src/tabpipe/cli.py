@@ -194,16 +194,23 @@ def _record_train_run(settings, run, trigger_run_id: str | None = None) -> None:
 
 def _score_folder(model, folder: Path, output: Path, config: Path):
     """A partitioned Parquet folder, file by file: here, or one task per file on Dask (``training.executor``)."""
-    import os
-
     from tabpipe.config import load_settings
     from tabpipe.partitions import score_dataset
 
-    training = load_settings(config, check_candidates=False).pipeline.training
+    on = _partition_executor(load_settings(config, check_candidates=False))
+    return score_dataset(model if on["dask"] else model.use_all_cores(), folder, output, **on)
+
+
+def _partition_executor(settings) -> dict:
+    """Where a partitioned dataset's files are processed (``training.executor``): keyword arguments for
+    ``score_dataset`` / ``run_monitor`` — here, or one task per file on Dask."""
+    import os
+
+    training = settings.pipeline.training
     if training.executor.type != "dask":
-        return score_dataset(model.use_all_cores(), folder, output)
+        return {"dask": False}
     workers = training.executor.n_workers or (training.n_jobs if training.n_jobs > 0 else os.cpu_count() or 1)
-    return score_dataset(model, folder, output, dask=True, dask_address=training.executor.address, n_workers=workers)
+    return {"dask": True, "dask_address": training.executor.address, "n_workers": workers}
 
 
 @app.command()
@@ -366,7 +373,8 @@ def monitor(
     config: Path = ConfigOpt,
     since: str | None = typer.Option(None, "--since", help="Window of the prediction log: 7d, 12h, 30m, 2w or an ISO date/time."),
     until: str | None = typer.Option(None, "--until", help="End of the log window (same forms; default: now)."),
-    input: Path | None = typer.Option(None, "--input", "-i", help="Monitor the rows of a CSV/Parquet file instead of the log."),
+    input: Path | None = typer.Option(None, "--input", "-i", help="Monitor the rows of a CSV/Parquet file, or of a folder of "
+                                      "Parquet files (a partitioned dataset, read a row group at a time), instead of the log."),
     labels: str | None = typer.Option(None, "--labels", help="Column of --input holding the outcomes (labels)."),
     model_version: str | None = typer.Option(None, "--model-version", help="Registry version (default: production)."),
     as_json: bool = typer.Option(False, "--json", help="Print the whole result as ONE JSON document on stdout (logs go to stderr)."),
@@ -393,11 +401,11 @@ def monitor(
         jsonable,
         parse_since,
         run_monitor,
+        window_from_dataset,
         window_from_file,
         window_from_log,
     )
     from tabpipe.run import new_run_dir
-    from tabpipe.sources import read_file
 
     if (since is None) == (input is None):
         raise typer.BadParameter("give exactly one of --since (the prediction log) or --input FILE")
@@ -435,12 +443,13 @@ def monitor(
             reference = pd.read_parquet(registry.fetch(version, "reference.parquet"))
         store = open_history(settings, os.environ)
         try:
-            if input is not None:
-                reading = time.perf_counter()
-                window = window_from_file(read_file(input), input.name, labels, now)
+            on, read_seconds, reading = {}, {}, time.perf_counter()
+            if input is not None and _streamed(input) and not append_labelled:   # read while it is monitored
+                window, on = window_from_dataset(input, labels, now), _partition_executor(settings)
+            elif input is not None:   # in memory (--append-labelled trains on the window's rows anyway)
+                window = window_from_file(_read_whole(input), input.name, labels, now)
                 read_seconds = {"read": round(time.perf_counter() - reading, 4)}
             else:
-                reading = time.perf_counter()
                 logged = read_window(store, model.schema, since=start, until=end, version=version)
                 window = window_from_log(logged, start, end)
                 read_seconds = {"read": round(time.perf_counter() - reading, 4)}
@@ -448,7 +457,7 @@ def monitor(
             result = run_monitor(window, model=model, version=version, profile=profile, reference=reference,
                                  out_dir=out_dir, settings=msettings, store=store,
                                  webhook_url=os.environ.get(msettings.alerts.webhook_url_env) or None, now=now,
-                                 stage_seconds=read_seconds)
+                                 stage_seconds=read_seconds, **on)
         finally:
             store.close()
         if retrain and result["decision"] == "retrain":
@@ -462,6 +471,24 @@ def monitor(
         raise typer.Exit(1)
     if result["decision"] == "retrain" and "retrain" not in result:
         raise typer.Exit(EXIT_RETRAIN)
+
+
+def _streamed(path: Path) -> bool:
+    """Monitored a row group at a time: a folder (a partitioned Parquet dataset) or a .parquet file."""
+    return path.is_dir() or (path.is_file() and path.suffix.lower() == ".parquet")
+
+
+def _read_whole(path: Path):
+    """A CSV/Parquet file, or every file of a Parquet folder, as one table."""
+    if not path.is_dir():
+        from tabpipe.sources import read_file
+
+        return read_file(path)
+    import pandas as pd
+
+    from tabpipe.partitions import iter_partitions
+
+    return pd.concat(iter_partitions(path), ignore_index=True)
 
 
 def _retrain(settings, window, model, out_dir: Path, append_labelled: bool, monitor_run_id: str) -> dict:

@@ -175,8 +175,12 @@ def _evidently_report(reference: pd.DataFrame, current: pd.DataFrame, out_dir: P
 
 
 def drift_report(reference: pd.DataFrame, current: pd.DataFrame, out_dir: Path, *, drift_share: float,
-                 max_rows: int, seed: int, sensitive: Iterable[str] = ()) -> dict:
+                 max_rows: int, seed: int, sensitive: Iterable[str] = (), window_rows: int | None = None) -> dict:
     """Verdicts on the full frames, evidently's HTML + JSON on at most ``max_rows`` rows of each; a summary.
+
+    ``window_rows``: when ``current`` is itself a random sample of a larger window (``tabpipe monitor``
+    reading a dataset a partition at a time), that window's row count: the note then says the verdicts
+    are on a sample.
 
     Summary: ``{"status": "drift"|"no_drift", "drift_share", "drifted_columns", "columns": {name:
     {"drifted", "score", "method", "threshold"}}, "skipped_columns", "reference_rows", "current_rows",
@@ -187,8 +191,11 @@ def drift_report(reference: pd.DataFrame, current: pd.DataFrame, out_dir: Path, 
     ref = reference[columns].sample(n=min(max_rows, len(reference)), random_state=seed) if columns else reference
     cur = current[columns].sample(n=min(max_rows, len(current)), random_state=seed) if columns else current
     sampled = len(ref) < len(reference) or len(cur) < len(current)
-    note = (f"tabpipe drift verdicts are computed on all rows ({len(reference):,} reference, {len(current):,} "
-            f"current) with evidently's default tests; this evidently report "
+    whole = max(window_rows or 0, len(current))
+    on = (f"all rows ({len(reference):,} reference, {len(current):,} current)" if whole == len(current) else
+          f"all {len(reference):,} reference rows and a seeded random sample of {len(current):,} of the window's "
+          f"{whole:,} current rows")
+    note = (f"tabpipe drift verdicts are computed on {on} with evidently's default tests; this evidently report "
             + (f"is on a random sample of {len(ref):,} reference and {len(cur):,} current rows, so its "
                f"figures can differ slightly." if sampled else "is on all rows."))
     html, raw_json = (_evidently_report(ref, cur, out_dir, drift_share, note) if columns
@@ -203,6 +210,7 @@ def drift_report(reference: pd.DataFrame, current: pd.DataFrame, out_dir: Path, 
         "skipped_columns": skipped,
         "reference_rows": len(reference),
         "current_rows": len(current),
+        "window_rows": whole,
         "report_sampled": sampled,
         "report_reference_rows": len(ref),
         "report_current_rows": len(cur),

@@ -12,13 +12,15 @@ Invariants:
   type (missing where a row could not be scored), warnings/error as strings;
 - counts are those of ``batch.summary`` over the whole dataset: hard problems of the same column, rule
   and message merge, with row numbers counted from the start of the dataset;
-- on Dask (``training.executor.type: dask``) each file is one task; the model is scattered once to
-  every worker and the workers read the files themselves (the folder must be reachable at the same
-  path on every worker); at most two tasks per worker thread are in flight, so this process holds
-  a bounded number of scored partitions while it writes them in order.
+- on Dask (``training.executor.type: dask``) each file is one task (``map_on_dask``, also used by
+  ``tabpipe monitor``: ``tabpipe.monitoring.window_stats``); the model is scattered once to every
+  worker and the workers read the files themselves (the folder must be reachable at the same path on
+  every worker); at most two tasks per worker thread are in flight, so this process holds a bounded
+  number of results while it consumes them in order.
 """
 from __future__ import annotations
 
+import logging
 import os
 from collections import deque
 from collections.abc import Iterator
@@ -33,9 +35,12 @@ import pyarrow.parquet as pq
 from pyarrow.fs import LocalFileSystem
 
 from tabpipe.batch import BatchResult, MissingColumns, score_frame, summary
+from tabpipe.errors import DataError, TabpipeError
 from tabpipe.model import TabularModel
 from tabpipe.schema import Problem
 from tabpipe.sources import read_file
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -47,10 +52,12 @@ class Partition:
 
 
 def partitions(folder: Path) -> list[Partition]:
-    """The dataset's .parquet files in path order, hidden and ``_``-prefixed ones skipped (``DataError`` when none)."""
-    from tabpipe.errors import DataError
+    """The dataset's .parquet files in path order, hidden and ``_``-prefixed ones skipped (``DataError`` when none).
 
+    ``folder`` may also be one .parquet file: a dataset of one file (read a row group at a time too)."""
     root = Path(folder).resolve()
+    if root.is_file():
+        return [Partition(str(root), ds.scalar(True), pq.read_schema(root))]
     files = sorted(str(p) for p in root.rglob("*.parquet")
                    if p.is_file() and not any(part.startswith((".", "_")) for part in p.relative_to(root).parts))
     if not files:
@@ -182,7 +189,8 @@ def score_dataset(model: TabularModel, folder: Path, output_path: Path, *, dask_
     check_columns(parts, model)
     out, tally = _Output(output_path), _Tally()
     try:
-        scored = _on_dask(model, parts, dask_address, n_workers) if dask else (score_partition(model, p) for p in parts)
+        scored = (map_on_dask(score_partition, model, [(p,) for p in parts], dask_address, n_workers) if dask
+                  else (score_partition(model, p) for p in parts))
         for table, problems, rows, scored_rows in scored:
             out.write(table)
             tally.add(problems, rows, scored_rows)
@@ -201,29 +209,40 @@ def _empty_schema(model: TabularModel, part: Partition) -> pa.Schema:
     return pa.Table.from_pandas(_typed(empty, model), preserve_index=False).schema.remove_metadata()
 
 
-def _on_dask(model: TabularModel, parts: list[Partition], address: str | None,
-             n_workers: int) -> Iterator[tuple]:
-    """``score_partition`` of each file as a Dask task; results in partition order, a bounded number in flight."""
+def map_on_dask(fn, shared, calls: list[tuple], address: str | None, n_workers: int) -> Iterator:
+    """``fn(shared, *args)`` for each ``args`` of ``calls`` as a Dask task (``fn`` module-level: workers import it);
+    ``shared`` (e.g. the model) is scattered once to every worker. Results come back in the order of
+    ``calls``, at most two tasks per worker thread in flight, so this process holds a bounded number of them.
+
+    ``address``: a scheduler (``tcp://host:port``); None starts a LocalCluster of ``n_workers`` processes."""
     from distributed import Client
 
-    from tabpipe.executors_dask import local_cluster
+    from tabpipe.executors_dask import CONNECT_TIMEOUT_S, local_cluster
 
     cluster = None if address else local_cluster(n_workers)
-    client = Client(address or cluster)
     try:
-        shared = client.scatter(model, broadcast=True)
-        window = 2 * max(1, sum(client.nthreads().values()))
+        client = Client(address or cluster, timeout=CONNECT_TIMEOUT_S)
+    except OSError as exc:   # refused, unreachable, timed out
+        if cluster is not None:
+            cluster.close()
+        raise TabpipeError(f"training.executor.address: cannot reach the Dask scheduler at {address} ({exc})") from None
+    try:
+        remote = client.scatter(shared, broadcast=True)
+        threads = max(1, sum(client.nthreads().values()))
+        window = 2 * threads
+        log.info("%d files as tasks on the Dask cluster at %s (%d worker threads)", len(calls),
+                 client.scheduler.address, threads)
         pending: deque = deque()
-        queue = iter(parts)
-        for part in queue:
-            pending.append(client.submit(score_partition, shared, part, pure=False))
+        queue = iter(calls)
+        for args in queue:
+            pending.append(client.submit(fn, remote, *args, pure=False))
             if len(pending) >= window:
                 break
         while pending:
             result = pending.popleft().result()   # in order; a failed task raises its error here
             nxt = next(queue, None)
             if nxt is not None:
-                pending.append(client.submit(score_partition, shared, nxt, pure=False))
+                pending.append(client.submit(fn, remote, *nxt, pure=False))
             yield result
     finally:
         client.close()

@@ -1,12 +1,18 @@
 """One monitoring run (``tabpipe monitor``): a window of rows checked against the model's frozen profile.
 
-Steps, in order, all written into the run folder and the history store:
+The rows are a ``Window`` held in memory (a file, the prediction log) or a ``DatasetWindow`` (Parquet
+files read a row group at a time, here or on Dask); either way they are counted by
+``tabpipe.monitoring.window_stats`` (the in-memory window is its one-chunk case), and everything below
+is computed from those counts and per-row probabilities/outcomes. Steps, in order, all written into
+the run folder and the history store:
 1. data quality: the model's own schema check (``model.check``) on every row -> per column the null
    rate and the share of rows breaking each rule (expectations warn; rows that cannot be scored
-   are refused by ``score_frame``, the same path as ``tabpipe predict``);
+   are refused, as ``tabpipe predict`` refuses them: ``batch.probabilities``);
 2. probabilities: the logged ones (prediction log) or the model's (file input);
 3. drift: PSI of every profiled feature and of the score against ``profile.json`` (no training data
-   is reloaded), plus evidently's report on a sample (``validation.drift.max_rows``) when enabled;
+   is reloaded), plus evidently's verdicts and report when enabled: on every row of a window in
+   memory (the report on a sample of ``validation.drift.max_rows``), on a seeded sample of that many
+   rows of a dataset read partition by partition (the result and report say so);
 4. performance: realised metrics on the rows with outcomes (both classes needed), and always the
    label-free estimate (so the store holds both side by side for the same window);
 5. the governance decision (``ok | watch | retrain``) with its reasons;
@@ -29,7 +35,6 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import confusion_matrix
 
-from tabpipe.batch import score_frame
 from tabpipe.errors import DataError
 from tabpipe.metrics import holdout_metrics
 from tabpipe.monitoring.alerts import Alert, AlertSettings, deliver
@@ -37,8 +42,9 @@ from tabpipe.monitoring.dashboard import figure, write_html, write_png
 from tabpipe.monitoring.estimate import estimate
 from tabpipe.monitoring.governance import Observations, Rules, decide
 from tabpipe.monitoring.logread import LogRows
-from tabpipe.monitoring.psi import MIN_ROWS, feature_psi, frame_psi
+from tabpipe.monitoring.psi import MIN_ROWS, counts_psi, feature_psi
 from tabpipe.monitoring.store import SCORE_FEATURE
+from tabpipe.monitoring.window_stats import ChunkSpec, WindowStats, dataset_stats, frame_stats
 from tabpipe.schema import positive_mask
 
 log = logging.getLogger(__name__)
@@ -85,6 +91,18 @@ class Window:
     outcomes: pd.Series | None = None
 
 
+@dataclass(frozen=True)
+class DatasetWindow:
+    """The rows of Parquet files read a row group at a time (bounded memory): a partitioned folder or one
+    file (``tabpipe.partitions``); ``labels``: the column holding outcomes (None: no outcomes)."""
+
+    path: Path
+    description: str
+    start: datetime
+    end: datetime
+    labels: str | None = None
+
+
 def parse_since(text: str, now: datetime) -> datetime:
     """``7d`` / ``12h`` / ``30m`` / ``2w`` before ``now``, or an ISO date/time (UTC if no zone)."""
     match = _SINCE.match(text)
@@ -105,6 +123,24 @@ def window_from_file(frame: pd.DataFrame, name: str, labels: str | None, now: da
             raise DataError(f"{name}: no column {labels!r} for --labels; columns: {', '.join(map(str, frame.columns))}")
         outcomes = frame[labels]
     return Window(frame, f"file {name}", now, now, None, outcomes)
+
+
+def window_from_dataset(path: Path, labels: str | None, now: datetime) -> DatasetWindow:
+    """A Parquet folder's (or file's) rows; DataError naming the first file without the ``labels`` column
+    (only the files' footers are read here)."""
+    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
+
+    from tabpipe.partitions import partitions
+
+    parts = partitions(path)
+    if labels is not None:
+        for part in parts:
+            names = list(pq.read_schema(part.path).names) + list(ds.get_partition_keys(part.expression))
+            if labels not in names:
+                raise DataError(f"{part.path}: no column {labels!r} for --labels; columns: {', '.join(names)}")
+    return DatasetWindow(Path(path), f"{'dataset' if Path(path).is_dir() else 'file'} {Path(path).name}", now, now,
+                         labels)
 
 
 def window_from_log(log: LogRows, since: datetime, until: datetime) -> Window:
@@ -131,27 +167,6 @@ class Stopwatch:
         self._last = now
 
 
-def _quality(typed: pd.DataFrame, problems: list, n: int, features: list[str]) -> dict:
-    """Null rate per feature, the share of rows breaking each rule — hard rules (the row cannot be
-    scored) and expectations (scored with a warning) apart — and one score (share of clean rows)."""
-    per_column: dict[str, dict] = {name: {"null_rate": float(typed[name].isna().mean()) if n else 0.0,
-                                          "rule_violation_rate": 0.0, "expectation_violation_rate": 0.0}
-                                   for name in features}
-    rules, bad_rows = [], set()
-    column_rows: dict[tuple[str, bool], set] = {}
-    for p in problems:
-        rows = set(p.rows) if p.rows else set(range(n))
-        bad_rows |= rows
-        column_rows.setdefault((p.column, p.hard), set()).update(rows)
-        rules.append({"column": p.column, "rule": p.rule, "message": p.message, "rows": len(rows),
-                      "rate": len(rows) / n if n else 0.0, "hard": p.hard})
-    for (column, hard), rows in column_rows.items():
-        key = "rule_violation_rate" if hard else "expectation_violation_rate"
-        per_column.setdefault(column, {"null_rate": None})[key] = len(rows) / n if n else 0.0
-    return {"rows": n, "rows_with_problems": len(bad_rows), "score": 1 - len(bad_rows) / n if n else 1.0,
-            "columns": per_column, "rules": rules}
-
-
 def _realised(y: np.ndarray, proba: np.ndarray, threshold: float) -> dict | None:
     if len(y) == 0 or y.min() == y.max():
         return None
@@ -166,37 +181,46 @@ def _psi_verdict(value: float | None, rules: Rules) -> str:
     return "drift" if value >= rules.retrain_psi_at_least else "watch" if value >= rules.watch_psi_at_least else "ok"
 
 
-def _evidently(reference: pd.DataFrame | None, typed: pd.DataFrame, out_dir: Path, s: MonitorSettings,
+def _evidently(reference: pd.DataFrame | None, stats: WindowStats, out_dir: Path, s: MonitorSettings,
                sensitive: frozenset[str]) -> dict:
+    """evidently's verdicts and report on the window's typed rows: every row, or the bounded sample of a
+    window read a partition at a time (``stats.sample``; the summary and the report say so)."""
     if not s.evidently:
         return {"status": "disabled", "message": "monitoring.evidently or validation.drift.enabled is false"}
     if reference is None:
         return {"status": "no_reference", "message": "the model version has no reference.parquet"}
-    if len(typed) == 0:
+    if stats.rows == 0:
         return {"status": "no_rows", "message": "no rows in the window"}
     from tabpipe.drift import drift_report
 
+    sample, total = stats.sample, stats.rows
     try:
-        summary = drift_report(reference, typed, out_dir, drift_share=s.evidently_drift_share,
-                               max_rows=s.evidently_max_rows, seed=s.seed, sensitive=sensitive)
+        summary = drift_report(reference, sample, out_dir, drift_share=s.evidently_drift_share,
+                               max_rows=s.evidently_max_rows, seed=s.seed, sensitive=sensitive, window_rows=total)
     except Exception as exc:  # noqa: BLE001 — evidently failing must not lose the rest of the run; it is reported
         log.exception("evidently drift report failed")
         return {"status": "failed", "message": f"{type(exc).__name__}: {exc}"}
-    rows = summary.get("report_current_rows", len(typed))   # the verdicts use every row; the report a sample
-    summary["sample_note"] = (f"evidently's report ran on a random sample of {rows} of the window's {len(typed)} "
+    rows = summary.get("report_current_rows", len(sample))
+    verdicts = ("every row" if len(sample) == total else
+                f"a seeded random sample of {len(sample)} of the window's {total} rows (the window was read a "
+                "partition at a time; the sample keeps memory bounded)")
+    summary["sample_note"] = (f"evidently's report ran on a random sample of {rows} of the window's {total} "
                               f"rows (validation.drift.max_rows={s.evidently_max_rows}, seed {s.seed}); the per-column "
-                              "drift verdicts use every row"
-                              if rows < len(typed) else f"evidently ran on all {len(typed)} rows")
+                              f"drift verdicts use {verdicts}"
+                              if rows < total else f"evidently ran on all {total} rows")
     return summary
 
 
-def run_monitor(window: Window, *, model, version: str, profile: dict | None, reference: pd.DataFrame | None,
-                out_dir: Path, settings: MonitorSettings, store=None, webhook_url: str | None = None,
-                run_id: str | None = None, now: datetime | None = None,
-                stage_seconds: Mapping[str, float] | None = None) -> dict:
+def run_monitor(window: Window | DatasetWindow, *, model, version: str, profile: dict | None,
+                reference: pd.DataFrame | None, out_dir: Path, settings: MonitorSettings, store=None,
+                webhook_url: str | None = None, run_id: str | None = None, now: datetime | None = None,
+                stage_seconds: Mapping[str, float] | None = None,
+                dask: bool = False, dask_address: str | None = None, n_workers: int = 1) -> dict:
     """Monitor ``window`` for ``model`` (registry ``version``); returns the result (also ``monitor.json``).
 
-    ``store``: a ``HistoryStore`` (None: nothing recorded, no trend, no de-duplication).
+    ``store``: a ``HistoryStore`` (None: nothing recorded, no trend, no de-duplication). A
+    ``DatasetWindow`` is read a row group at a time; with ``dask``, one task per file on the cluster at
+    ``dask_address`` (None: a LocalCluster of ``n_workers`` processes), the counts merged here.
     ``stage_seconds``: stages the caller timed (e.g. reading the window); the run adds its own
     (``result["stage_seconds"]``, also in the store's ``runs`` row).
     """
@@ -205,13 +229,15 @@ def run_monitor(window: Window, *, model, version: str, profile: dict | None, re
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     run_id = run_id or out_dir.name
-    rows = window.rows.reset_index(drop=True)
-    n = len(rows)
     if store is not None:
-        store.record_run(kind="monitor", run_id=run_id, model_version=version, rows=n, source=window.description,
+        store.record_run(kind="monitor", run_id=run_id, model_version=version,
+                         rows=len(window.rows) if isinstance(window, Window) else None, source=window.description,
                          config_ref=str(out_dir / RESULT_FILE), started_at=now)
     try:
-        result = _monitor(window, rows, model=model, version=version, profile=profile, reference=reference,
+        stats = window_stats(window, model=model, profile=profile, evidently=settings.evidently and reference is not None,
+                             settings=settings, dask=dask, dask_address=dask_address, n_workers=n_workers)
+        clock.lap("schema_check_and_score")
+        result = _monitor(window, stats, model=model, version=version, profile=profile, reference=reference,
                           out_dir=out_dir, s=settings, store=store, webhook_url=webhook_url, run_id=run_id, now=now,
                           clock=clock)
     except BaseException as exc:
@@ -219,49 +245,56 @@ def run_monitor(window: Window, *, model, version: str, profile: dict | None, re
             store.finish_run(run_id, status="failed", error=f"{type(exc).__name__}: {exc}", stage_seconds=clock.seconds)
         raise
     if store is not None:
-        store.finish_run(run_id, status="succeeded", rows=n, stage_seconds=clock.seconds)
+        store.finish_run(run_id, status="succeeded", rows=stats.rows, stage_seconds=clock.seconds)
     return result
 
 
-def _monitor(window: Window, rows: pd.DataFrame, *, model, version: str, profile: dict | None,
+def window_stats(window: Window | DatasetWindow, *, model, profile: dict | None, evidently: bool,
+                 settings: MonitorSettings, dask: bool = False, dask_address: str | None = None,
+                 n_workers: int = 1) -> WindowStats:
+    """The window's counts, probabilities, outcomes and (for evidently) rows: a window in memory as one chunk,
+    with every row kept for evidently; a dataset file by file, with a sample of ``evidently_max_rows`` rows."""
+    features = profile["features"] if profile else None
+    if isinstance(window, Window):
+        spec = ChunkSpec(model=model, profile_features=features, keep=None if evidently else 0, seed=settings.seed)
+        return frame_stats(window.rows, spec, proba=window.proba, outcomes=window.outcomes, where=window.description)
+    from tabpipe.partitions import check_columns, partitions
+
+    parts = partitions(window.path)
+    check_columns(parts, model)
+    spec = ChunkSpec(model=model, profile_features=features, labels=window.labels,
+                     keep=settings.evidently_max_rows if evidently else 0, seed=settings.seed)
+    return dataset_stats(parts, spec, dask=dask, dask_address=dask_address, n_workers=n_workers)
+
+
+def _monitor(window: Window | DatasetWindow, stats: WindowStats, *, model, version: str, profile: dict | None,
              reference: pd.DataFrame | None, out_dir: Path, s: MonitorSettings, store, webhook_url: str | None,
              run_id: str, now: datetime, clock: Stopwatch) -> dict:
-    n, schema, threshold = len(rows), model.schema, float(model.threshold)
-    clock.lap("setup")
-    typed, problems = model.check(rows) if n else (pd.DataFrame(columns=schema.features), [])
-    quality = _quality(typed, problems, n, schema.features)
-    clock.lap("schema_check")
-    if window.proba is not None:
-        proba = np.asarray(window.proba, dtype=float)
-    elif n:
-        proba = score_frame(model, rows)[0]["probability"].to_numpy(dtype=float)
-    else:
-        proba = np.empty(0)
+    n, schema, threshold = stats.rows, model.schema, float(model.threshold)
+    quality = stats.quality(schema)
+    proba = stats.proba
     scored = ~np.isnan(proba)
-    clock.lap("score")
-
-    y, labelled = None, np.zeros(n, dtype=bool)
-    if window.outcomes is not None:
-        outcomes = window.outcomes.reset_index(drop=True)
-        labelled = outcomes.notna().to_numpy() & scored
-        y = np.zeros(n, dtype=np.int64)
-        y[labelled] = positive_mask(outcomes[labelled], schema.target.positive).astype(np.int64)
+    y, labelled = stats.y, stats.labelled if stats.labelled is not None else np.zeros(n, dtype=bool)
     realised = _realised(y[labelled], proba[labelled], threshold) if y is not None else None
 
     calibration = (profile or {}).get("calibration")
     estimated = estimate(proba[scored], threshold, calibration) if calibration else None
     clock.lap("performance")
-    psi = frame_psi(profile["features"], typed, min_rows=s.psi_min_rows) if profile else {}
+    psi = ({name: counts_psi(name, profile["features"][name], counts, min_rows=s.psi_min_rows)
+            for name, counts in stats.buckets.items()} if profile else {})
     score_psi = feature_psi("probability", profile["scores"], proba[scored], min_rows=s.psi_min_rows) if profile else None
     clock.lap("psi")
-    drift = _evidently(reference, typed, out_dir, s, schema.sensitive)
+    drift = _evidently(reference, stats, out_dir, s, schema.sensitive)
     clock.lap("evidently")
+    sampled = stats.sample is not None and len(stats.sample) < n
 
     obs = Observations(window=window.description, rows=n,
                        roc_auc=realised["roc_auc"] if realised else None,
                        estimated_roc_auc=estimated["roc_auc"] if estimated else None,
                        psi={name: r.value for name, r in psi.items()},
-                       drift_share=drift.get("drift_share"), drift_share_source="evidently")
+                       drift_share=drift.get("drift_share"),
+                       drift_share_source=(f"evidently tests on a sample of {len(stats.sample)} of {n} rows"
+                                           if sampled else "evidently"))
     decision = decide(obs, s.rules)
     clock.lap("governance")
 

@@ -125,6 +125,20 @@ def shares(counts: np.ndarray) -> np.ndarray:
     return counts / total if total else np.zeros(len(counts))
 
 
+def bucket_counts(feature: str, reference: dict, values) -> np.ndarray:
+    """Rows of ``values`` per bucket of a profile entry (see ``feature_psi``); counts of chunks add up."""
+    if reference["kind"] == "numeric":
+        return numeric_counts(values, np.asarray(reference["edges"], dtype=float))
+    if reference["kind"] == "categorical":
+        return categorical_counts(values, list(reference["categories"]))
+    raise ValueError(f"{feature}: unknown profile kind {reference['kind']!r}")
+
+
+def column_values(reference: dict, column: pd.Series):
+    """A typed column as ``bucket_counts`` takes it: the Series (categorical) or float values (numeric)."""
+    return column if reference["kind"] == "categorical" else column.to_numpy(dtype=float)
+
+
 def feature_psi(feature: str, reference: dict, values, *, min_rows: int = MIN_ROWS) -> FeaturePSI:
     """PSI of ``values`` (one column of the window) against a profile entry.
 
@@ -132,14 +146,13 @@ def feature_psi(feature: str, reference: dict, values, *, min_rows: int = MIN_RO
     ``{"kind": "categorical", "categories": [...], "shares": [...], "rows": n}`` with shares over
     the buckets described in the module docstring.
     """
-    if reference["kind"] == "numeric":
-        edges = np.asarray(reference["edges"], dtype=float)
-        counts, labels = numeric_counts(values, edges), numeric_labels(edges)
-    elif reference["kind"] == "categorical":
-        counts = categorical_counts(values, list(reference["categories"]))
-        labels = categorical_labels(reference["categories"])
-    else:
-        raise ValueError(f"{feature}: unknown profile kind {reference['kind']!r}")
+    return counts_psi(feature, reference, bucket_counts(feature, reference, values), min_rows=min_rows)
+
+
+def counts_psi(feature: str, reference: dict, counts: np.ndarray, *, min_rows: int = MIN_ROWS) -> FeaturePSI:
+    """PSI of a window given as its rows per bucket (``bucket_counts``, summed over the window's chunks)."""
+    labels = (numeric_labels(reference["edges"]) if reference["kind"] == "numeric"
+              else categorical_labels(reference["categories"]))
     ref_shares = np.asarray(reference["shares"], dtype=float)
     if len(ref_shares) != len(counts):
         raise ValueError(f"{feature}: profile has {len(ref_shares)} shares for {len(counts)} buckets")
@@ -157,6 +170,5 @@ def feature_psi(feature: str, reference: dict, values, *, min_rows: int = MIN_RO
 
 def frame_psi(profile_features: dict[str, dict], frame: pd.DataFrame, *, min_rows: int = MIN_ROWS) -> dict[str, FeaturePSI]:
     """PSI of every profiled feature present in ``frame`` (typed as by ``coerce_frame``)."""
-    return {name: feature_psi(name, ref, frame[name] if ref["kind"] == "categorical" else frame[name].to_numpy(dtype=float),
-                              min_rows=min_rows)
+    return {name: feature_psi(name, ref, column_values(ref, frame[name]), min_rows=min_rows)
             for name, ref in profile_features.items() if name in frame.columns}

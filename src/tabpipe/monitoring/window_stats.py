@@ -1,0 +1,241 @@
+"""What a monitoring run needs from its rows, counted chunk by chunk and merged, so memory stays bounded.
+
+A window's rows arrive as chunks: a CSV file or the prediction log's rows are one chunk; a Parquet
+dataset (a folder of files, or one file) is read a row group at a time, each file giving one partial
+result (on Dask, one task per file). ``chunk_stats`` checks and counts one chunk, ``merge`` adds the
+next chunk's result, ``finish`` makes the arrays. The merged result does not depend on where the rows
+were cut (tests/test_monitor_partitions.py checks it against the one-chunk case):
+
+- counts are sums (a row lies in exactly one chunk): rows; missing values per feature; rows per PSI
+  bucket of each profiled feature (``tabpipe.monitoring.psi``, the frozen profile's buckets); rows
+  breaking each rule (column, rule, message, hard); rows with any problem per (column, hard); rows
+  with any problem at all. Rules are listed in schema column order, then by the first row breaking them;
+- per row, in order: the probability (float64; logged, or scored now as ``tabpipe predict`` does),
+  whether an outcome is known (bool) and the outcome as 0/1 (int8) — 10 bytes a row, so the realised
+  metrics (ROC-AUC included) and the label-free estimate are exact on every row;
+- a sample of the typed rows for evidently: every row (``keep=None``: the window is in memory anyway),
+  none (``keep=0``), or at most ``keep`` rows drawn uniformly without replacement: every row draws a
+  key from a generator seeded by (seed, file number), the ``keep`` smallest keys stay (bottom-k
+  sampling: the same rows whatever the order of merging, here or on Dask), in the dataset's row order.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from tabpipe.batch import MissingColumns, probabilities
+from tabpipe.errors import DataError
+from tabpipe.monitoring.psi import bucket_counts, column_values
+from tabpipe.schema import absent_columns, positive_mask
+
+ROW_BITS = 40   # a sampled row's place: file number << ROW_BITS | row within the file
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChunkSpec:
+    """How to count a chunk: the model, its profile's features, the outcome column, the sample's size and seed."""
+
+    model: object                        # TabularModel
+    profile_features: dict | None        # profile.json "features" (None: no PSI)
+    labels: str | None = None            # column of a file holding the outcomes
+    keep: int | None = 0                 # sample size (None: every row, 0: none)
+    seed: int = 42
+
+
+@dataclass
+class WindowStats:
+    """Partial (mergeable) or finished statistics of a window's rows; see the module docstring."""
+
+    rows: int = 0
+    nulls: dict[str, int] = field(default_factory=dict)
+    buckets: dict[str, np.ndarray] = field(default_factory=dict)
+    rules: dict[tuple, list] = field(default_factory=dict)        # (column, rule, message, hard) -> [rows, first row]
+    column_rows: dict[tuple, int] = field(default_factory=dict)   # (column, hard) -> rows
+    rows_with_problems: int = 0
+    proba: list = field(default_factory=list)       # arrays per chunk until ``finish``, then one array
+    labelled: list | None = None                    # None: the window has no outcomes at all
+    y: list | None = None
+    sample_keys: np.ndarray = field(default_factory=lambda: np.empty(0))
+    sample_place: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    sample: pd.DataFrame | None = None
+    keep: int | None = 0
+
+    def merge(self, later: WindowStats) -> WindowStats:
+        """Add the counts of ``later`` (the rows after these) to these; returns self."""
+        for name, count in later.nulls.items():
+            self.nulls[name] = self.nulls.get(name, 0) + count
+        for name, counts in later.buckets.items():
+            self.buckets[name] = self.buckets[name] + counts if name in self.buckets else counts
+        for key, (rows, first) in later.rules.items():
+            if key in self.rules:
+                self.rules[key][0] += rows
+            else:
+                self.rules[key] = [rows, first + self.rows]
+        for key, rows in later.column_rows.items():
+            self.column_rows[key] = self.column_rows.get(key, 0) + rows
+        self.rows_with_problems += later.rows_with_problems
+        if not self.proba:              # nothing yet: outcomes or not, as the later chunks have them
+            self.labelled, self.y = (None, None) if later.labelled is None else ([], [])
+        if later.proba and (later.labelled is None) != (self.labelled is None):
+            raise ValueError("the chunks of one window must all have outcomes, or none")
+        self.proba.extend(later.proba)
+        if later.labelled is not None:
+            self.labelled.extend(later.labelled)
+            self.y.extend(later.y)
+        self.rows += later.rows
+        self._merge_sample(later)
+        return self
+
+    def _merge_sample(self, later: WindowStats) -> None:
+        if later.sample is None:
+            return
+        if self.sample is None:
+            self.sample, self.sample_keys, self.sample_place = later.sample, later.sample_keys, later.sample_place
+        else:
+            self.sample = pd.concat([self.sample, later.sample], ignore_index=True)
+            self.sample_keys = np.r_[self.sample_keys, later.sample_keys]
+            self.sample_place = np.r_[self.sample_place, later.sample_place]
+        self._trim()
+
+    def _trim(self) -> None:
+        """Keep the ``keep`` rows with the smallest keys, in row order."""
+        if self.keep is None or len(self.sample) <= self.keep:
+            return
+        chosen = np.argpartition(self.sample_keys, self.keep - 1)[:self.keep]
+        chosen = chosen[np.argsort(self.sample_place[chosen], kind="stable")]
+        self.sample = self.sample.iloc[chosen].reset_index(drop=True)
+        self.sample_keys, self.sample_place = self.sample_keys[chosen], self.sample_place[chosen]
+
+    def finish(self) -> WindowStats:
+        """The per-row lists as single arrays (probabilities, and outcomes when any chunk had them)."""
+        self.proba = np.concatenate(self.proba) if self.proba else np.empty(0)
+        if self.labelled is not None:
+            self.labelled = np.concatenate(self.labelled) if self.labelled else np.zeros(0, dtype=bool)
+            self.y = np.concatenate(self.y) if self.y else np.zeros(0, dtype=np.int8)
+        return self
+
+    def quality(self, schema) -> dict:
+        """Null rate per feature, the share of rows breaking each rule — hard rules (the row cannot be
+        scored) and expectations (scored with a warning) apart — and one score (share of clean rows)."""
+        n = self.rows
+        per_column: dict[str, dict] = {name: {"null_rate": self.nulls.get(name, 0) / n if n else 0.0,
+                                              "rule_violation_rate": 0.0, "expectation_violation_rate": 0.0}
+                                       for name in schema.features}
+        position = {name: i for i, name in enumerate(schema.columns)}
+        ordered = sorted(self.rules.items(), key=lambda kv: (position.get(kv[0][0], len(position)), kv[1][1]))
+        rules = [{"column": column, "rule": rule, "message": message, "rows": rows, "rate": rows / n if n else 0.0,
+                  "hard": hard} for (column, rule, message, hard), (rows, _) in ordered]
+        for (column, hard), rows in self.column_rows.items():
+            key = "rule_violation_rate" if hard else "expectation_violation_rate"
+            per_column.setdefault(column, {"null_rate": None})[key] = rows / n if n else 0.0
+        return {"rows": n, "rows_with_problems": self.rows_with_problems,
+                "score": 1 - self.rows_with_problems / n if n else 1.0, "columns": per_column, "rules": rules}
+
+
+def chunk_stats(rows: pd.DataFrame, spec: ChunkSpec, *, proba: np.ndarray | None = None,
+                outcomes: pd.Series | None = None, keys: np.ndarray | None = None, place: int = 0,
+                where: str = "the data") -> WindowStats:
+    """The statistics of one chunk of rows.
+
+    ``proba``: logged probabilities (None: score the rows with ``spec.model``; ``MissingColumns``
+    naming ``where`` if a feature column is absent); ``outcomes``: labels as given, NaN where unknown;
+    ``keys``: the rows' sample keys (``keep`` > 0); ``place``: the first row's place (see ``ROW_BITS``)."""
+    model, n = spec.model, len(rows)
+    rows = rows.reset_index(drop=True)
+    if proba is None and n:
+        absent = absent_columns(rows.columns, model.schema)
+        if absent:
+            raise MissingColumns(absent, where)
+    typed, problems = model.check(rows) if n else (pd.DataFrame(columns=model.schema.features), [])
+    stats = WindowStats(rows=n, keep=spec.keep)
+    stats.nulls = {name: int(typed[name].isna().sum()) for name in model.schema.features}
+    stats.buckets = {name: bucket_counts(name, ref, column_values(ref, typed[name]))
+                     for name, ref in (spec.profile_features or {}).items() if name in typed.columns}
+    _count_problems(stats, problems, n)
+    if proba is None:
+        proba = probabilities(model, typed, problems) if n else np.empty(0)
+    proba = np.asarray(proba, dtype=float)
+    stats.proba = [proba]
+    if outcomes is not None:
+        outcomes = outcomes.reset_index(drop=True)
+        labelled = outcomes.notna().to_numpy() & ~np.isnan(proba)
+        y = np.zeros(n, dtype=np.int8)
+        y[labelled] = positive_mask(outcomes[labelled], model.schema.target.positive).astype(np.int8)
+        stats.labelled, stats.y = [labelled], [y]
+    if spec.keep is None:
+        stats.sample = typed
+    elif spec.keep > 0 and n:
+        stats.sample, stats.sample_keys = typed, np.asarray(keys, dtype=float)
+        stats.sample_place = place + np.arange(n, dtype=np.int64)
+        stats._trim()
+    return stats
+
+
+def _count_problems(stats: WindowStats, problems: list, n: int) -> None:
+    bad = np.zeros(n, dtype=bool)
+    per_column: dict[tuple, np.ndarray] = {}
+    for p in problems:
+        rows = list(p.rows) if p.rows else slice(None)     # no rows named: the whole column (absent)
+        bad[rows] = True
+        mask = per_column.setdefault((p.column, p.hard), np.zeros(n, dtype=bool))
+        mask[rows] = True
+        count = len(p.rows) if p.rows else n
+        key = (p.column, p.rule, p.message, p.hard)
+        if key in stats.rules:
+            stats.rules[key][0] += count
+        else:
+            stats.rules[key] = [count, min(p.rows) if p.rows else 0]
+    stats.column_rows = {key: int(mask.sum()) for key, mask in per_column.items()}
+    stats.rows_with_problems = int(bad.sum())
+
+
+def frame_stats(rows: pd.DataFrame, spec: ChunkSpec, *, proba: np.ndarray | None = None,
+                outcomes: pd.Series | None = None, where: str = "the data") -> WindowStats:
+    """A window held in memory as one chunk (file number 0), finished."""
+    keys = np.random.default_rng([spec.seed, 0]).random(len(rows)) if spec.keep else None
+    return chunk_stats(rows, spec, proba=proba, outcomes=outcomes, keys=keys, where=where).finish()
+
+
+def file_stats(spec: ChunkSpec, part, number: int) -> WindowStats:
+    """One Parquet file (``tabpipe.partitions.Partition``) counted a row group at a time: a partial result
+    (not finished). Module-level and picklable: the Dask task of one file."""
+    from tabpipe.partitions import read_partition
+
+    rng = np.random.default_rng([spec.seed, number])
+    total, offset = WindowStats(keep=spec.keep), 0
+    for frame in read_partition(part):
+        outcomes = None
+        if spec.labels is not None:
+            if spec.labels not in frame.columns:
+                raise DataError(f"{part.path}: no column {spec.labels!r} for --labels; "
+                                f"columns: {', '.join(map(str, frame.columns))}")
+            outcomes = frame[spec.labels]
+        keys = rng.random(len(frame)) if spec.keep else None
+        total.merge(chunk_stats(frame, spec, outcomes=outcomes, keys=keys, place=(number << ROW_BITS) + offset,
+                                where=part.path))
+        offset += len(frame)
+    return total
+
+
+def merged(partials: Iterable[WindowStats], keep: int | None) -> WindowStats:
+    """The partial results of a window's files, in file order, merged and finished."""
+    total = WindowStats(keep=keep)
+    for partial in partials:
+        total.merge(partial)
+    return total.finish()
+
+
+def dataset_stats(parts: list, spec: ChunkSpec, *, dask: bool = False, dask_address: str | None = None,
+                  n_workers: int = 1) -> WindowStats:
+    """Every file of a Parquet dataset (``tabpipe.partitions.partitions``), here or one Dask task per file."""
+    if dask:
+        from tabpipe.partitions import map_on_dask
+
+        partials: Iterator = map_on_dask(file_stats, spec, [(part, i) for i, part in enumerate(parts)],
+                                         dask_address, n_workers)
+    else:
+        partials = (file_stats(spec, part, i) for i, part in enumerate(parts))
+    return merged(partials, spec.keep)
