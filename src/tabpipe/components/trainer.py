@@ -82,7 +82,7 @@ PREP_LIMIT = 0.5              # ... and at most this share of what is left (then
 MIN_SEARCH_ROWS = 5_000
 LAST_RESORT_ROWS = 2_000      # rows per fold when nothing could be evaluated within the budget
 MAX_SEARCH_ROWS = 250_000
-ENSEMBLE_POOL = 10            # the ensemble is chosen among the best configurations on whole folds
+ENSEMBLE_PER_CANDIDATE = 3    # the ensemble is chosen among each candidate's best configurations on whole folds
 Y_COLUMN = "__tabpipe_y__"
 
 
@@ -501,16 +501,23 @@ class ModelTrainer:
     def _ensemble(self, evaluations: list[Evaluation], best: Evaluation, val_index: list[np.ndarray],
                   y: np.ndarray) -> tuple[list[tuple[Evaluation, float]], float, np.ndarray]:
         """(members with weights, CV score, out-of-fold P(positive)) of the final model: a greedy ensemble of
-        the best ENSEMBLE_POOL configurations evaluated on whole folds, or ``best`` alone."""
+        each candidate's best ENSEMBLE_PER_CANDIDATE configurations evaluated on whole folds, or ``best`` alone."""
         cfg = self.config
-        pool = sorted((e for e in evaluations if e.oof is not None and e.fraction == best.fraction),
-                      key=lambda e: (-e.score, e.index))[:ENSEMBLE_POOL]
+        ranked = sorted((e for e in evaluations if e.oof is not None and e.fraction == best.fraction),
+                        key=lambda e: (-e.score, e.index))
+        per_candidate: dict[str, int] = {}
+        pool = []
+        for e in ranked:   # the best few of each candidate: different model families make different errors
+            name = e.trial.candidate.name
+            if per_candidate.get(name, 0) < ENSEMBLE_PER_CANDIDATE:
+                per_candidate[name] = per_candidate.get(name, 0) + 1
+                pool.append(e)
         if cfg.ensemble_size <= 1 or len(pool) < 2 or best.fraction < 1.0:
             return [(best, 1.0)], best.score, best.oof
         chosen = select([e.oof for e in pool], y, val_index, cfg.metric, cfg.ensemble_size)
         members = [(pool[i], w) for i, w in chosen.weights.items()]
         oof = sum(w * e.oof for e, w in members)
-        log.info("ensemble selection among the best %d configurations: %s, %s=%.4f (best alone %.4f)", len(pool),
+        log.info("ensemble selection among %d configurations (each candidate's best): %s, %s=%.4f (best alone %.4f)", len(pool),
                  _describe(members), cfg.metric, chosen.score, best.score)
         return members, chosen.score, oof
 
