@@ -514,6 +514,9 @@ class ModelTrainer:
                 pool.append(e)
         if cfg.ensemble_size <= 1 or len(pool) < 2 or best.fraction < 1.0:
             return [(best, 1.0)], best.score, best.oof
+        if time.monotonic() >= self.deadline:
+            log.info("no ensemble selection: training.time_budget_s=%.0f has run out", cfg.time_budget_s)
+            return [(best, 1.0)], best.score, best.oof
         chosen = select([e.oof for e in pool], y, val_index, cfg.metric, cfg.ensemble_size)
         members = [(pool[i], w) for i, w in chosen.weights.items()]
         oof = sum(w * e.oof for e, w in members)
