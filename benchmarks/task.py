@@ -121,7 +121,11 @@ def _project(tmp: Path, rows: int, seed: int) -> Path:
     cfg["schema"] = str(ROOT / "schema.yaml")
     cfg["run"]["artifacts_dir"] = str(tmp / "artifacts")
     cfg["training"]["models"] = str(ROOT / "src/tabpipe/defaults/model.yaml")
-    cfg["registry"] = {"backend": "local", "path": str(tmp / "registry")}
+    from tabpipe.registry.signing import write_keypair
+
+    private, public = write_keypair(tmp / "keys")      # signed registry, as shipped
+    cfg["registry"] = {"backend": "local", "path": str(tmp / "registry"), "require_signature": True,
+                       "signing_key_file": str(private), "verify_key_file": str(public)}
     path = tmp / "pipeline.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
