@@ -85,9 +85,11 @@ def test_trial_rounds_sample_new_configurations():
 
 
 def test_round_affordable():
-    assert round_affordable(last_seconds=10, last_configs=9, next_configs=9, remaining_s=100)
-    assert not round_affordable(last_seconds=10, last_configs=9, next_configs=9, remaining_s=15)   # 10 s > half of 15
-    assert round_affordable(last_seconds=10, last_configs=9, next_configs=3, remaining_s=15)       # a smaller round fits
+    # 100 s budget: rounds must be predicted to end within its first 25 s
+    assert round_affordable(elapsed_s=12, last_seconds=10, last_configs=9, next_configs=9, budget_s=100)
+    assert not round_affordable(elapsed_s=20, last_seconds=10, last_configs=9, next_configs=9, budget_s=100)
+    assert round_affordable(elapsed_s=20, last_seconds=10, last_configs=9, next_configs=3, budget_s=100)  # smaller
+    assert not round_affordable(elapsed_s=60, last_seconds=50, last_configs=9, next_configs=9, budget_s=300)  # big data
 
 
 def test_config_share():

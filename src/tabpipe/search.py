@@ -4,9 +4,10 @@ Successive halving on rows (as scikit-learn's ``HalvingRandomSearchCV``): every 
 first cross-validated on a small stratified part of each prepared fold's training rows; the best
 1/ETA go on to ETA times more rows, up to the whole fold. Scores are compared within a rung only.
 With few configurations or few rows there is one rung: a plain cross-validated random search.
-Rounds: the first round samples ``n_iter`` configurations per candidate; while the budget allows
-(the next round's cost is predicted from the last one's) and ``training.search_rounds`` is not
-reached, further rounds sample ``n_iter`` new ones each and run their own successive halving.
+Rounds: the first round samples ``n_iter`` configurations per candidate; while the next round is
+predicted (from the last one's cost) to end within ``ROUND_SHARE`` of the budget and
+``training.search_rounds`` is not reached, further rounds sample ``n_iter`` new ones each and run
+their own successive halving.
 Configurations are compared across rounds on the whole fold only (the same rows for everyone).
 
 Everything here is pure (no processes, files or clock; times are passed in), so the schedule is a
@@ -30,7 +31,7 @@ from tabpipe.config import Candidate, import_class, parse_space
 ETA = 3                      # keep the best third at each rung, give it three times the rows
 MIN_RUNG_ROWS = 2_000        # the smallest rung still has this many training rows per fold
 COST_EXPONENT = 1.15         # fit seconds grow a little faster than rows (trees: n log n)
-ROUND_SHARE = 0.5            # a further search round must be predicted to take at most this share of the time left
+ROUND_SHARE = 0.25           # further search rounds must be predicted to end within this share of the budget
 
 # why a configuration stopped (cv_results.json "stopped"); PENDING while the search still may run it
 FINISHED, PRUNED, OUT_OF_BUDGET, FAILED, PENDING = "finished", "pruned", "out_of_budget", "failed", "pending"
@@ -183,10 +184,13 @@ def best_of(evaluations: list[Evaluation]) -> Evaluation | None:
     return min((e for e in done if e.fraction == top), key=lambda e: (-e.score, e.index))
 
 
-def round_affordable(last_seconds: float, last_configs: int, next_configs: int, remaining_s: float) -> bool:
-    """Whether a further search round is started: its cost, predicted from the last round's wall seconds
-    per configuration, fits in ``ROUND_SHARE`` of the time left (the rest is margin for a busy machine)."""
-    return last_seconds / max(1, last_configs) * next_configs <= ROUND_SHARE * remaining_s
+def round_affordable(elapsed_s: float, last_seconds: float, last_configs: int, next_configs: int,
+                     budget_s: float) -> bool:
+    """Whether a further search round is started: the search so far (``elapsed_s``) plus the next round,
+    predicted from the last round's wall seconds per configuration, must end within ``ROUND_SHARE`` of
+    the budget. Extra rounds are for budgets far above what one round needs: a round that would take a
+    big part of the budget (large data) is not started, and the rest of the budget is margin."""
+    return elapsed_s + last_seconds / max(1, last_configs) * next_configs <= ROUND_SHARE * budget_s
 
 
 class SearchProgress(Protocol):

@@ -337,10 +337,11 @@ class ModelTrainer:
             for r, todo in enumerate(rounds):
                 if not todo:
                     continue
-                remaining = self.deadline - time.monotonic()
-                if last is not None and not round_affordable(*last, len(todo), remaining):
-                    log.info("search round %d of %d not started: the last took %.1fs for %d configurations, "
-                             "%.0fs of the budget left", r + 1, len(rounds), last[0], last[1], remaining)
+                elapsed = cfg.time_budget_s - (self.deadline - time.monotonic())
+                if last is not None and not round_affordable(elapsed, *last, len(todo), cfg.time_budget_s):
+                    log.info("search round %d of %d not started: the last took %.1fs for %d configurations and "
+                             "%.0fs of training.time_budget_s=%.0f are used", r + 1, len(rounds), last[0], last[1],
+                             elapsed, cfg.time_budget_s)
                     break
                 batch = [Evaluation(len(evaluations) + i, trial, round_no=r) for i, trial in enumerate(todo)]
                 evaluations += batch
