@@ -15,6 +15,17 @@ which ``tabpipe monitor`` runs for the expectation-violation rates. Medians of `
 the label-free estimate, governance, the 6-panel dashboard and HTML report, and the writes to a
 fresh SQLite history store; evidently off (it is told to sample; its time does not grow with the
 window). A logistic regression on the 30 features plays the model.
+
+``--from-log`` times what a user runs: ``tabpipe monitor --since 7d --json`` (a subprocess, evidently
+on with its default 20,000-row sample) over a history store holding ``--rows`` logged predictions of
+the same 30 features (SQLite, next to the registry; written with the store's own bulk insert,
+``HistoryStore.log_predictions``, spread over the last 3 days; 30 % of them with outcomes). The
+project (30-feature schema, 20,000 training rows, a logistic regression trained by ``tabpipe train``)
+and the store are built once in ``--work-dir`` (reused when it exists). Reported: the wall time of the
+command and the median of each stage the run records (``stage_seconds``: read, schema_check, score,
+performance, psi, evidently, store, dashboard, alert, report). Peer, in the same run: reading the same
+window the way ``monitor`` did before (``HistoryStore.predictions`` — SQLAlchemy's JSON column parsed
+row by row — then ``pd.DataFrame.from_records``), checked to give the same frame.
 """
 from __future__ import annotations
 
@@ -107,6 +118,144 @@ def full_run_seconds(schema: Schema, train: pd.DataFrame, rows: pd.DataFrame, re
     return statistics.median(times)
 
 
+def _keys(work: Path) -> None:
+    """The registry keypair of the --from-log project (kept in ``work``, so a reused project still verifies)."""
+    import os
+
+    from tabpipe.registry.base import SIGNING_KEY_ENV, VERIFY_KEY_ENV
+    from tabpipe.registry.signing import generate_keypair
+
+    files = work / "signing.pem", work / "verify.pem"
+    if not files[0].exists():
+        for path, pem in zip(files, generate_keypair()):
+            path.write_bytes(pem)
+    os.environ[SIGNING_KEY_ENV], os.environ[VERIFY_KEY_ENV] = (path.read_text() for path in files)
+
+
+def build_log_project(work: Path, rows: int) -> Path:
+    """The --from-log project in ``work`` (built once): returns its pipeline.yaml."""
+    import json
+    import subprocess
+    import sys
+
+    import yaml
+
+    from tabpipe.monitoring.store import HistoryStore
+
+    config = work / "pipeline.yaml"
+    store_path = work / "registry" / "history.sqlite"
+    work.mkdir(parents=True, exist_ok=True)
+    _keys(work)
+    if not config.exists():
+        schema = make_schema().model_dump(mode="json", by_alias=True, exclude_defaults=True)
+        (work / "schema.yaml").write_text(yaml.safe_dump(schema, sort_keys=False))
+        train = make_rows(20_000, seed=0)
+        rng = np.random.default_rng(3)
+        logit = 0.8 * train["n1"].fillna(0).to_numpy() - 0.5 * train["n4"].fillna(0).to_numpy() - 2
+        train["y"] = (rng.random(len(train)) < 1 / (1 + np.exp(-logit))).astype(int)
+        train.to_csv(work / "train.csv", index=False)
+        (work / "model.yaml").write_text(yaml.safe_dump({"candidates": [{
+            "name": "logreg", "class": "sklearn.linear_model.LogisticRegression", "params": {"max_iter": 500}}]}))
+        config.write_text(yaml.safe_dump({
+            "source": {"type": "file", "path": "train.csv"}, "schema": "schema.yaml",
+            "run": {"artifacts_dir": "artifacts", "seed": 0}, "transformation": {"resampling": "none"},
+            "training": {"models": "model.yaml", "cv_folds": 3, "time_budget_s": 120, "n_jobs": 1},
+            "evaluation": {"min_score": 0.5}, "registry": {"backend": "local", "path": "registry"},
+            "monitoring": {"log_predictions": True}}, sort_keys=False))
+        done = subprocess.run([str(Path(sys.executable).with_name("tabpipe")), "train", "--config", str(config)],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"tabpipe train failed:\n{done.stdout}\n{done.stderr}")
+    with HistoryStore.open(f"sqlite:///{store_path}") as store:
+        have = store.count_predictions()
+        if have != rows:
+            if have:
+                raise SystemExit(f"{store_path} holds {have} logged rows, not {rows}: use another --work-dir")
+            from tabpipe.config import load_settings
+            from tabpipe.registry import open_registry
+
+            import os
+
+            settings = load_settings(config)
+            model, meta = open_registry(settings.pipeline.registry, os.environ, sign=False,
+                                         config_file=config).load_model()
+            logged = make_rows(rows, seed=1, shift=0.3)
+            proba = model.predict_proba(logged)
+            now = pd.Timestamp.now(tz="UTC").floor("s")
+            stamps = (now - pd.to_timedelta(np.linspace(3 * 86400, 60, rows).round(), unit="s")).to_pydatetime()
+            started = time.perf_counter()
+            for start in range(0, rows, 50_000):
+                part = logged.iloc[start:start + 50_000]
+                records = part.astype(object).where(part.notna(), None).to_dict("records")   # JSON null, as a client sends
+                store.log_predictions([{
+                    "request_id": f"bench-{start // 50_000}", "row_index": i, "model_version": meta["version"],
+                    "logged_at": stamps[start + i], "inputs": record, "probability": float(proba[start + i]),
+                    "prediction": int(proba[start + i] >= model.threshold)} for i, record in enumerate(records)])
+            labelled = np.flatnonzero(np.random.default_rng(4).random(rows) < 0.3)
+            outcome_rng = np.random.default_rng(5)
+            store.attach_outcomes({f"bench-{i // 50_000}:{i % 50_000}": int(outcome_rng.random() < proba[i])
+                                   for i in labelled})
+            print(f"(built the store: {rows:,} logged rows in {time.perf_counter() - started:.0f} s, "
+                  f"{store_path.stat().st_size / 1e6:.0f} MB; {json.dumps(meta['version'])})")
+    return config
+
+
+def from_log(rows: int, repeats: int, work: Path) -> None:
+    """Median wall time and stages of ``tabpipe monitor --since 7d --json`` over ``rows`` logged rows."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tabpipe.monitoring.logread import read_window
+    from tabpipe.monitoring.store import HistoryStore
+
+    config = build_log_project(work, rows)
+    command = [str(Path(sys.executable).with_name("tabpipe")), "monitor", "--config", str(config), "--since", "7d", "--json"]
+    walls, stages, result = [], [], None
+    for _ in range(repeats):
+        started = time.perf_counter()
+        done = subprocess.run(command, capture_output=True, text=True, env=os.environ)
+        walls.append(time.perf_counter() - started)
+        if done.returncode not in (0, 3):
+            raise SystemExit(f"tabpipe monitor failed ({done.returncode}):\n{done.stderr[-3000:]}")
+        result = json.loads(done.stdout)
+        stages.append(result["stage_seconds"])
+    assert result["window"]["rows"] == rows, result["window"]
+    from tabpipe.config import load_settings
+    from tabpipe.monitoring.monitor import parse_since
+
+    schema = load_settings(config).schema_
+    with HistoryStore.open(f"sqlite:///{work / 'registry' / 'history.sqlite'}", migrate_to=None) as store:
+        since = parse_since("7d", pd.Timestamp.now(tz="UTC").to_pydatetime())
+
+        def old_read():
+            return pd.DataFrame.from_records(list(store.predictions(since=since)["inputs"]))
+
+        peer_times = []
+        for _ in range(max(1, repeats // 2)):
+            started = time.perf_counter()
+            old = old_read()
+            peer_times.append(time.perf_counter() - started)
+        new = read_window(store, schema, since=since, until=None, version=None)
+        from tabpipe.schema import coerce_frame
+
+        assert coerce_frame(old, schema, with_target=False)[0].equals(coerce_frame(new.rows, schema, with_target=False)[0])
+    names = list(stages[0])
+    print(f"`{' '.join(['tabpipe', *command[1:]])}` over {rows:,} logged rows x 30 features "
+          f"(decision {result['decision']}, {result['window']['labelled_rows']:,} with outcomes); medians of {repeats}\n")
+    print("| stage | seconds |")
+    print("|---|---:|")
+    for name in names:
+        print(f"| {name} | {statistics.median(s.get(name, 0.0) for s in stages):.3f} |")
+    print(f"| sum of stages | {statistics.median(sum(s.values()) for s in stages):.3f} |")
+    print(f"| whole command (process start to exit) | {statistics.median(walls):.3f} |")
+    peer = statistics.median(peer_times)
+    print(f"\npeer: the previous read (store.predictions + from_records) of the same window: {peer:.3f} s "
+          f"(median of {len(peer_times)}); read now: {statistics.median(s['read'] for s in stages):.3f} s "
+          f"({peer / statistics.median(s['read'] for s in stages):.1f}x)")
+
+
 def median_seconds(fn, repeats: int) -> float:
     times = []
     for _ in range(repeats):
@@ -121,7 +270,20 @@ def main() -> None:
     ap.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--full", action="store_true", help="also time whole monitoring runs (run_monitor)")
+    ap.add_argument("--from-log", action="store_true",
+                    help="time `tabpipe monitor --since 7d` over a store of logged rows (one --rows value)")
+    ap.add_argument("--work-dir", type=Path, default=None,
+                    help="--from-log: where the project and store are built (reused if present; default: a temp dir)")
     args = ap.parse_args()
+    if args.from_log:
+        if len(args.rows) != 1:
+            ap.error("--from-log takes one --rows value")
+        if args.work_dir is not None:
+            from_log(args.rows[0], args.repeats, args.work_dir)
+        else:
+            with tempfile.TemporaryDirectory() as tmp:
+                from_log(args.rows[0], args.repeats, Path(tmp) / "project")
+        return
     schema = make_schema()
     train = make_rows(200_000, seed=0)
     profile = build_profile(train, schema, np.random.default_rng(0).random(1000), np.zeros(1000, int), 0.5)

@@ -75,6 +75,28 @@ def test_airflow_dockerfile_is_hadolint_clean_and_compose_mounts_the_dags():
     assert "TABPIPE_REGISTRY_VERIFY_KEY" not in env                 # a trainer: it signs
 
 
+def test_airflow_container_sees_every_file_its_pipeline_config_names():
+    """Each path config/compose/pipeline.yaml names (relative to where the container reads it) lies in a
+    mount of the airflow service whose host side exists; the run folder's volume is created in the image."""
+    airflow = _compose()["services"]["airflow"]
+    mounts = {}
+    for volume in airflow["volumes"]:
+        host, container = volume.split(":")[:2]
+        mounts[container] = host
+    config_in_container = Path(airflow["environment"]["AIRFLOW_VAR_TABPIPE_CONFIG"])
+    doc = yaml.safe_load((ROOT / "config/compose/pipeline.yaml").read_text())
+    named = {"schema": doc["schema"], "source.path": doc["source"]["path"], "training.models": doc["training"]["models"]}
+    for key, rel in named.items():
+        target = Path(os.path.normpath(config_in_container.parent / rel))
+        mount = next((c for c in mounts if target == Path(c) or Path(c) in target.parents), None)
+        assert mount is not None, f"{key}: {target} is not mounted in the airflow service"
+        host = ROOT / mounts[mount] / target.relative_to(mount)
+        assert host.exists(), f"{key}: {target} comes from {host}, which does not exist"
+    artifacts = Path(os.path.normpath(config_in_container.parent / doc["run"]["artifacts_dir"]))
+    assert str(artifacts) in mounts
+    assert f"install -d -o airflow -g root {artifacts}" in (ROOT / "Dockerfile.airflow").read_text()
+
+
 def test_deploy_script_parses():
     result = _run("bash", "-n", DEPLOY_SCRIPT)
     assert result.returncode == 0, result.stderr

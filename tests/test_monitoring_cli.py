@@ -76,7 +76,9 @@ def test_training_run_publishes_a_profile_and_writes_its_dashboard(project):
     assert "timestamp" in profile["skipped"] and "latency_ms" in profile["features"]
     pusher = next((project.parent / "artifacts").glob("*/06_pusher"))
     assert (pusher / "dashboard.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "data:image/png;base64," in (pusher / "report.html").read_text()
+    report = (pusher / "report.html").read_text()
+    assert "data:image/png;base64," in report
+    assert str(project.parent) not in report and "../02_validation/" in report   # served at /dashboard: no server paths
 
 
 def test_shifted_file_is_flagged_reported_stored_and_alerted(project):
@@ -102,6 +104,7 @@ def test_shifted_file_is_flagged_reported_stored_and_alerted(project):
         reports = result["reports"]
         assert Path(reports["png"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert "decision: retrain" in Path(reports["html"]).read_text()
+        assert str(project.parent) not in Path(reports["html"]).read_text()
         assert Path(reports["evidently_html"]).is_file() and Path(reports["evidently_json"]).is_file()
         assert "sample of 500 of the window's 2000 rows" in result["drift"]["sample_note"]
         assert result["quality"]["rows"] == 2000

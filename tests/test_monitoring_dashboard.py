@@ -72,8 +72,10 @@ def test_html_report_is_self_contained(scored, tmp_path):
                       model_card={"version": "v0001"}, drift={"psi max": 0.3}, quality={"null rate": 0.01},
                       decision={"decision": "retrain", "reasons": [{"message": "PSI of a = 0.3 >= 0.2"}],
                                 "not_checked": ["drift_share: none"]},
-                      evidently_html="/x/drift_report.html").read_text()
+                      evidently_html=str(tmp_path / "drift" / "drift_report.html")).read_text()
     assert "data:image/png;base64," in page and "report &lt;x&gt;" in page
     assert "0.8123" in page and "v0001" in page and "PSI of a = 0.3 &gt;= 0.2" in page
-    assert "href='/x/drift_report.html'" in page and "not checked: drift_share: none" in page
+    # linked relative to the report (it is served at /dashboard: no server path in it)
+    assert "href='drift/drift_report.html'" in page and str(tmp_path) not in page
+    assert "not checked: drift_share: none" in page
     assert not re.search(r"<(script|link)\b", page) and "src='http" not in page

@@ -27,11 +27,11 @@ def store(empty_url):
 
 def test_migrations_create_exactly_the_declared_schema(empty_url):
     with HistoryStore.open(empty_url) as opened:
-        assert current_revision(opened.engine) == "0003"
+        assert current_revision(opened.engine) == "0004"
         with opened.engine.connect() as conn:
             assert compare_metadata(MigrationContext.configure(conn), METADATA) == []
     with HistoryStore.open(empty_url) as again:  # opening an up-to-date store changes nothing
-        assert current_revision(again.engine) == "0003"
+        assert current_revision(again.engine) == "0004"
 
 
 def test_upgrade_from_the_first_revision_keeps_logged_rows(empty_url):
@@ -43,11 +43,24 @@ def test_upgrade_from_the_first_revision_keeps_logged_rows(empty_url):
                 "INSERT INTO predictions (request_id, row_index, logged_at, model_version, probability, prediction) "
                 "VALUES ('req1', 3, :at, 'v0001', 0.25, '0')"), {"at": T0.replace(tzinfo=None)})
     with HistoryStore.open(empty_url) as new:
-        assert current_revision(new.engine) == "0003"
+        assert current_revision(new.engine) == "0004"
         logged = new.predictions()
         assert logged[["request_id", "row_index", "row_id", "probability"]].values.tolist() == [["req1", 3, "req1:3", 0.25]]
         assert new.attach_outcomes({"req1:3": 1}) == 1
         assert new.predictions(labelled=True)["outcome"].tolist() == ["1"]
+
+
+def test_upgrade_from_0003_keeps_runs_and_links_new_ones(empty_url):
+    with HistoryStore.open(empty_url, migrate_to="0003") as old, old.engine.begin() as conn:
+        assert "trigger_run_id" not in {c["name"] for c in sqlalchemy.inspect(conn).get_columns("runs")}
+        conn.execute(sqlalchemy.text("INSERT INTO runs (run_id, kind, status, started_at, model_version) "
+                                     "VALUES ('t1', 'train', 'succeeded', :at, 'v0001')"), {"at": T0.replace(tzinfo=None)})
+    with HistoryStore.open(empty_url) as new:
+        assert current_revision(new.engine) == "0004"
+        assert (new.run("t1")["model_version"], new.run("t1")["trigger_run_id"]) == ("v0001", None)
+        new.record_run(kind="monitor", run_id="m1", model_version="v0001")
+        new.record_run(kind="train", run_id="t2", trigger_run_id="m1")
+        assert new.run("t2")["trigger_run_id"] == "m1"
 
 
 def test_runs_round_trip(store):
@@ -104,6 +117,9 @@ def test_prediction_log_filters_and_outcomes(store):
     assert labelled["row_id"].tolist() == ["id0", "id5"] and labelled["outcome"].tolist() == ["0", "1"]
     assert labelled["outcome_at"].notna().all()
     assert len(store.predictions(labelled=False)) == 4
+    lean = store.predictions(labelled=True, with_inputs=False)       # what outcomes reads: no JSON to parse
+    assert "inputs" not in lean and "warnings" not in lean
+    pd.testing.assert_frame_equal(lean, labelled.drop(columns=["inputs", "warnings"]))
     assert store.attach_outcomes({"id1": 1}, version="v0002") == 0  # id1 belongs to v0001
 
 

@@ -191,3 +191,26 @@ def test_resample_tiny_minority_still_works():
     X, y = imbalanced(n=40, positives=3)
     X2, y2 = resample(X, y, "smote", 0)
     assert np.bincount(y2).tolist() == [37, 37]
+
+
+def test_sensitive_category_is_one_hot_encoded_on_pseudonyms():
+    """Same columns of 0/1 as the clear categories (equality kept), but no category in the fitted encoder."""
+    from tabpipe.preprocessing import pseudonym, pseudonyms
+
+    doc = SCHEMA.model_dump(mode="json")
+    doc["columns"]["c"]["sensitive"] = True
+    hidden = Schema.model_validate(doc)
+    train = frame(200)
+    clear, secret = build_preprocessor(SCHEMA), build_preprocessor(hidden)
+    (X_clear,), (X_secret,) = fit_transform(clear, train), fit_transform(secret, train)
+    names = list(secret.get_feature_names_out())
+    assert not any(n.startswith("cat__c_") for n in names)
+    (categories,) = secret.named_transformers_["pseud"][-1].categories_
+    assert all(c.startswith("h:") or c == MISSING for c in categories) and len(categories) == 4
+    for value in ("x", "y", "z"):   # the pseudonym's column is the clear category's column
+        np.testing.assert_array_equal(col(secret, X_secret, f"pseud__c_{pseudonym('c', value)}"),
+                                      col(clear, X_clear, f"cat__c_{value}"))
+    np.testing.assert_array_equal(col(secret, X_secret, f"pseud__c_{MISSING}"), col(clear, X_clear, f"cat__c_{MISSING}"))
+    out = pseudonyms(pd.DataFrame({"c": ["x", None, "x", "w"]}))
+    assert out[0, 0] == out[2, 0] != out[3, 0] and pd.isna(out[1, 0]) and out[0, 0].startswith("h:")
+    assert pseudonym("c", "x") != pseudonym("other", "x")   # per column: equal values of two columns differ

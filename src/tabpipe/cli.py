@@ -24,7 +24,8 @@ from tabpipe.errors import ConfigError, TabpipeError
 app = typer.Typer(help="Train, gate, version and serve tabular classifiers from YAML.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
 data_app = typer.Typer(help="Sample data and data loading helpers.", no_args_is_help=True)
-models_app = typer.Typer(help="The model registry: list versions, promote (or roll back).", no_args_is_help=True)
+models_app = typer.Typer(help="The model registry: list versions, promote (or roll back), verify and sign.",
+                         no_args_is_help=True)
 keys_app = typer.Typer(help="The Ed25519 keypair that signs registry versions.", no_args_is_help=True)
 runs_app = typer.Typer(help="The history store's runs: train, predict, monitor, outcomes.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
@@ -174,8 +175,9 @@ def train(
         out.print(f"[yellow]model not accepted[/]: {rec['decision']}")
 
 
-def _record_train_run(settings, run) -> None:
-    """Copy a finished or failed training run into the history store; a store problem only warns."""
+def _record_train_run(settings, run, trigger_run_id: str | None = None) -> None:
+    """Copy a finished or failed training run into the history store (``trigger_run_id``: the monitoring
+    run that started it); a store problem only warns."""
     import os
 
     from tabpipe.monitoring.edge import open_history
@@ -185,7 +187,7 @@ def _record_train_run(settings, run) -> None:
         return
     try:
         with open_history(settings, os.environ) as store:
-            record_train_run(store, run.record, run.dir, describe_source(settings.pipeline.source))
+            record_train_run(store, run.record, run.dir, describe_source(settings.pipeline.source), trigger_run_id)
     except TabpipeError as exc:
         err.print(f"[yellow]warning:[/] run not recorded in the history store: {exc}", highlight=False)
 
@@ -380,10 +382,12 @@ def monitor(
     import contextlib
     import json
     import os
+    import time
     from datetime import datetime, timezone
 
     from tabpipe.config import load_settings
     from tabpipe.monitoring.edge import open_history
+    from tabpipe.monitoring.logread import read_window
     from tabpipe.monitoring.monitor import (
         MonitorSettings,
         jsonable,
@@ -432,17 +436,23 @@ def monitor(
         store = open_history(settings, os.environ)
         try:
             if input is not None:
+                reading = time.perf_counter()
                 window = window_from_file(read_file(input), input.name, labels, now)
+                read_seconds = {"read": round(time.perf_counter() - reading, 4)}
             else:
-                window = window_from_log(store.predictions(since=start, until=end, version=version), start, end)
+                reading = time.perf_counter()
+                logged = read_window(store, model.schema, since=start, until=end, version=version)
+                window = window_from_log(logged, start, end)
+                read_seconds = {"read": round(time.perf_counter() - reading, 4)}
             out_dir = new_run_dir(settings.pipeline.run.artifacts_dir / "monitoring")
             result = run_monitor(window, model=model, version=version, profile=profile, reference=reference,
                                  out_dir=out_dir, settings=msettings, store=store,
-                                 webhook_url=os.environ.get(msettings.alerts.webhook_url_env) or None, now=now)
+                                 webhook_url=os.environ.get(msettings.alerts.webhook_url_env) or None, now=now,
+                                 stage_seconds=read_seconds)
         finally:
             store.close()
         if retrain and result["decision"] == "retrain":
-            result["retrain"] = jsonable(_retrain(settings, window, model, out_dir, append_labelled))
+            result["retrain"] = jsonable(_retrain(settings, window, model, out_dir, append_labelled, result["run_id"]))
             (out_dir / "monitor.json").write_text(json.dumps(result, indent=2, allow_nan=False))
     if as_json:
         print(json.dumps(result, allow_nan=False))
@@ -454,37 +464,61 @@ def monitor(
         raise typer.Exit(EXIT_RETRAIN)
 
 
-def _retrain(settings, window, model, out_dir: Path, append_labelled: bool) -> dict:
-    """Run the training pipeline (optionally on source + the window's labelled rows); the gate decides."""
+def _retrain(settings, window, model, out_dir: Path, append_labelled: bool, monitor_run_id: str) -> dict:
+    """Run the training pipeline (optionally on source + the window's labelled rows); the gate decides.
+    The combined table is the training run's source: ``retrain_data.csv`` in the monitoring run folder, or,
+    when the schema has sensitive columns (never in clear in a run folder), a temporary file removed after.
+    The training run is recorded as started by the monitoring run ``monitor_run_id``."""
+    import contextlib
+    import tempfile
+
     from tabpipe.monitoring.monitor import labelled_rows
+
+    with contextlib.ExitStack() as stack:
+        if settings.schema_.sensitive:
+            out_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tabpipe-retrain-")))
+        extra = labelled_rows(window, settings.schema_.target.name, model.labels) if append_labelled else None
+        used, info = _retrain_data(settings, extra, out_dir)
+        if settings.schema_.sensitive and "data_file" in info:
+            info["data_file"] = None
+            info["note"] = ("the schema has sensitive columns: the combined table was a temporary file outside the "
+                            "run folder, removed after training; the run's data fingerprint identifies it")
+        return _train_once(used, info, monitor_run_id)
+
+
+def _retrain_data(settings, extra, out_dir: Path) -> tuple:
+    """(settings whose source is the configured source + ``extra`` rows, description); ``extra`` None: as is."""
+    if extra is None:
+        return settings, {"data": "the configured source"}
+    if len(extra) == 0:
+        return settings, {"data": "the configured source", "note": "the window has no labelled rows: nothing appended"}
+    import pandas as pd
+
+    from tabpipe.sources import FileSource, read_source
+
+    base = read_source(settings.pipeline.source, settings.base_dir)
+    combined = pd.concat([base, extra[[c for c in extra.columns if c in base.columns]]], ignore_index=True)
+    path = out_dir / "retrain_data.csv"
+    combined.to_csv(path, index=False)
+    used = settings.model_copy(update={"pipeline": settings.pipeline.model_copy(
+        update={"source": FileSource(type="file", path=path)})})
+    return used, {"data": f"the configured source ({len(base)} rows) + {len(extra)} labelled rows of the window",
+                  "data_file": str(path)}
+
+
+def _train_once(used, info: dict, monitor_run_id: str) -> dict:
+    """One training run (the gate decides), recorded in the history store as started by the monitoring run
+    ``monitor_run_id``; its summary for monitor.json."""
     from tabpipe.pipeline import TrainingPipeline
 
-    used, info = settings, {"data": "the configured source"}
-    if append_labelled:
-        import pandas as pd
-
-        from tabpipe.sources import FileSource, read_source
-
-        extra = labelled_rows(window, settings.schema_.target.name, model.labels)
-        if len(extra) == 0:
-            info["note"] = "the window has no labelled rows: nothing appended"
-        else:
-            base = read_source(settings.pipeline.source, settings.base_dir)
-            combined = pd.concat([base, extra[[c for c in extra.columns if c in base.columns]]], ignore_index=True)
-            path = out_dir / "retrain_data.csv"
-            combined.to_csv(path, index=False)
-            used = settings.model_copy(update={"pipeline": settings.pipeline.model_copy(
-                update={"source": FileSource(type="file", path=path)})})
-            info = {"data": f"the configured source ({len(base)} rows) + {len(extra)} labelled rows of the window",
-                    "data_file": str(path)}
     pipeline = TrainingPipeline(used)
     try:
         run = pipeline.run()
     except Exception as exc:  # the run folder holds the traceback; the result says where
-        _record_train_run(used, pipeline.last_run)
+        _record_train_run(used, pipeline.last_run, monitor_run_id)
         return {"status": "failed", "error": f"{type(exc).__name__}: {exc}",
                 "run_folder": str(pipeline.last_run.dir) if pipeline.last_run else None, **info}
-    _record_train_run(used, run)
+    _record_train_run(used, run, monitor_run_id)
     rec = run.record
     return {"status": "succeeded", "run_folder": str(run.dir), "accepted": rec["accepted"], "decision": rec["decision"],
             "model_version": rec["model_version"], "metrics": rec["metrics"], **info}
@@ -522,7 +556,7 @@ def _print_monitoring(result: dict) -> None:
 @cli_errors
 def outcomes(
     input: Path = typer.Option(..., "--input", "-i", help="CSV or Parquet with an id column and a label column."),
-    id_column: str = typer.Option(..., "--id-column", help="Column holding each scored row's id (see README: Outcomes)."),
+    id_column: str = typer.Option(..., "--id-column", help="Column holding each scored row's id (docs/monitoring_store.md)."),
     label_column: str | None = typer.Option(None, "--label-column", help="Column holding the outcome (default: the schema's target)."),
     model_version: str | None = typer.Option(None, "--model-version", help="Only attach to predictions of this version."),
     config: Path = ConfigOpt,
@@ -637,6 +671,11 @@ def lineage(version: str = typer.Argument(..., help="Registry version, e.g. v000
     out.print(f"  source: {training['source']}", highlight=False)
     out.print(f"  config snapshot: {training['config_ref']}" + (f" ({training['note']})" if training.get("note") else ""),
               highlight=False)
+    trigger = training.get("triggered_by")
+    if trigger:
+        rules = ", ".join(sorted({a["rule"] for a in trigger["alerts"]})) or "no alert recorded"
+        out.print(f"  retrained after monitoring run {trigger['run_id']} of {trigger['model_version']} "
+                  f"({trigger['window']}, {trigger['rows']} rows; alerts: {rules})", highlight=False)
     p = document["predictions"]
     out.print(f"  predictions logged: {p['logged']} ({p['labelled']} with outcomes) {p['first'] or ''} .. {p['last'] or ''}",
               highlight=False)
@@ -645,7 +684,7 @@ def lineage(version: str = typer.Argument(..., help="Registry version, e.g. v000
                   f"estimated={window['estimated']} realised={window['realised']}", highlight=False)
     for item in document["drift"]:
         out.print(f"  drift {str(item['window_start'])[:19]}: {item['drifted']}/{item['features']} features drifted, "
-                  f"max psi {item['max_psi']}", highlight=False)
+                  f"max psi {item['max_psi']}, score psi {item['score_psi']} (run {item['run_id']})", highlight=False)
     for alert in document["alerts"]:
         out.print(f"  alert {alert['created_at'][:19]} {alert['rule']}: observed={alert['observed']} "
                   f"threshold={alert['threshold']} ({alert['status']})", highlight=False)

@@ -17,11 +17,14 @@ evidently's ``DataDriftPreset()`` does by default (``evidently/core/datasets.py:
 
 evidently's HTML and JSON report are still written, on at most ``max_rows`` rows of each frame
 (evidently's own computation is slow on large frames); the summary and the HTML say when it is sampled.
+Columns named ``sensitive`` (``sensitive: true`` in the schema) are never checked and never given to
+evidently, whose report shows values of the columns it compares; the summary lists them as skipped.
 """
 from __future__ import annotations
 
 import html as html_lib
 import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -30,6 +33,7 @@ import pandas as pd
 from scipy import stats
 from scipy.spatial import distance
 
+SENSITIVE = "sensitive (schema.yaml): not checked for drift, and left out of evidently's report"
 INTEGER_CARDINALITY_LIMIT = 10   # evidently: an int column with at most this many values is categorical
 SMALL_REFERENCE = 1_000          # evidently: p-value tests up to this many reference values, distances above
 
@@ -125,12 +129,13 @@ def column_drift(ref: pd.Series, cur: pd.Series, kind: str) -> ColumnDrift:
     return ColumnDrift(kind=kind, method="Jensen-Shannon distance", score=score, threshold=0.1, drifted=score >= 0.1)
 
 
-def drift_columns(reference: pd.DataFrame, current: pd.DataFrame) -> tuple[list[str], dict[str, str]]:
+def drift_columns(reference: pd.DataFrame, current: pd.DataFrame,
+                  sensitive: Iterable[str] = ()) -> tuple[list[str], dict[str, str]]:
     """Columns evidently's preset would test (typed from ``current``), and the others with the reason."""
-    checked, skipped = [], {}
+    checked, skipped, sensitive = [], {}, set(sensitive)
     for name in current.columns:
-        if name not in reference.columns:
-            skipped[name] = "not in the reference"
+        if name in sensitive or name not in reference.columns:
+            skipped[name] = SENSITIVE if name in sensitive else "not in the reference"
             continue
         kind = column_kind(current[name])
         if kind is None:
@@ -144,9 +149,10 @@ def drift_columns(reference: pd.DataFrame, current: pd.DataFrame) -> tuple[list[
     return checked, skipped
 
 
-def check_drift(reference: pd.DataFrame, current: pd.DataFrame) -> dict[str, ColumnDrift]:
+def check_drift(reference: pd.DataFrame, current: pd.DataFrame,
+                sensitive: Iterable[str] = ()) -> dict[str, ColumnDrift]:
     """Per-column verdicts on the full frames, for the columns ``drift_columns`` selects."""
-    columns, _ = drift_columns(reference, current)
+    columns, _ = drift_columns(reference, current, sensitive)
     return {name: column_drift(reference[name], current[name], column_kind(current[name])) for name in columns}
 
 
@@ -169,15 +175,15 @@ def _evidently_report(reference: pd.DataFrame, current: pd.DataFrame, out_dir: P
 
 
 def drift_report(reference: pd.DataFrame, current: pd.DataFrame, out_dir: Path, *, drift_share: float,
-                 max_rows: int, seed: int) -> dict:
+                 max_rows: int, seed: int, sensitive: Iterable[str] = ()) -> dict:
     """Verdicts on the full frames, evidently's HTML + JSON on at most ``max_rows`` rows of each; a summary.
 
     Summary: ``{"status": "drift"|"no_drift", "drift_share", "drifted_columns", "columns": {name:
     {"drifted", "score", "method", "threshold"}}, "skipped_columns", "reference_rows", "current_rows",
     "report_sampled", "report_reference_rows", "report_current_rows", "html", "json"}``.
     """
-    verdicts = check_drift(reference, current)
-    columns, skipped = drift_columns(reference, current)
+    verdicts = check_drift(reference, current, sensitive)
+    columns, skipped = drift_columns(reference, current, sensitive)
     ref = reference[columns].sample(n=min(max_rows, len(reference)), random_state=seed) if columns else reference
     cur = current[columns].sample(n=min(max_rows, len(current)), random_state=seed) if columns else current
     sampled = len(ref) < len(reference) or len(cur) < len(current)

@@ -1,8 +1,9 @@
 """What each component takes (config entities) and emits (artifact entities).
 
 All are frozen dataclasses: a component cannot change its inputs, and an artifact, once emitted,
-is a fact about the run. Paths are absolute. ``TrainingPipeline`` builds the config entities from
-the validated YAML (``tabpipe.config.Settings``).
+is a fact about the run. Paths are absolute. Row files (splits, arrays) are written and read through
+the run's ``RowFiles`` (``rows``), which keeps clear sensitive values out of the run folder.
+``TrainingPipeline`` builds the config entities from the validated YAML (``tabpipe.config.Settings``).
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tabpipe.config import Candidate, DriftSection, ExecutorSection
+from tabpipe.rowfiles import RowFiles
 from tabpipe.schema import Schema
 from tabpipe.sources import SourceConfig
 
@@ -27,6 +29,7 @@ class IngestionConfig:
     seed: int
     out_dir: Path
     uploaded_rows: Callable[[], Any] | None = None   # reads rows uploaded with POST /data (None: not used)
+    rows: RowFiles = field(default_factory=RowFiles)   # where row files are written / read back
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,7 @@ class ValidationConfig:
     drift: DriftSection
     seed: int
     out_dir: Path
+    rows: RowFiles = field(default_factory=RowFiles)   # where row files are written / read back
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,7 @@ class TransformationConfig:
     schema: Schema
     max_categories: int
     out_dir: Path
+    rows: RowFiles = field(default_factory=RowFiles)   # where row files are written / read back
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,7 @@ class TrainerConfig:
     seed: int
     out_dir: Path
     executor: ExecutorSection = ExecutorSection()   # local worker processes, or a Dask cluster
+    rows: RowFiles = field(default_factory=RowFiles)   # where row files are written / read back
     search_rounds: int = 1        # rounds of new configurations while the budget allows (tabpipe.search)
     ensemble_size: int = 1        # greedy picks of configurations for the final model; 1 = the best alone
 
@@ -69,15 +75,18 @@ class EvaluationConfig:
     min_score: float
     min_improvement: float
     out_dir: Path
+    rows: RowFiles = field(default_factory=RowFiles)   # where row files are written / read back
 
 
 @dataclass(frozen=True)
 class PusherConfig:
+    schema: Schema
     reference_rows: int
     seed: int
     run_id: str
     extra_metadata: Mapping[str, Any]
     out_dir: Path
+    rows: RowFiles = field(default_factory=RowFiles)   # where row files are written / read back
 
 
 # ------------------------------------------------------------------ artifact entities

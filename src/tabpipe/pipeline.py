@@ -4,6 +4,9 @@
 
 Each stage gets a config entity built from the YAML and the artifacts of the stages before it,
 writes into its own folder of the run, and returns an artifact entity recorded in ``run.json``.
+With ``sensitive: true`` columns in the schema, the rows the stages hand on stay in memory and the
+run folder only gets protected copies (``tabpipe.rowfiles``); a resumed run then runs ingestion,
+validation and transformation again and refuses to go on if the source's data changed meanwhile.
 """
 from __future__ import annotations
 
@@ -26,8 +29,10 @@ from tabpipe.entities import (
     ValidationConfig,
     restore_artifact,
 )
+from tabpipe.monitoring.edge import protector
 from tabpipe.registry import ModelRegistry, open_registry
-from tabpipe.run import Run, StopAfterStage, package_versions
+from tabpipe.rowfiles import RowFiles
+from tabpipe.run import Run, RunFolderError, StopAfterStage, package_versions
 from tabpipe.search import SearchProgress
 from tabpipe.stages import STAGES
 
@@ -38,7 +43,8 @@ class TrainingPipeline:
         """``registry``: the caller's (with its keys); by default one opened with the signing key from
         this process's environment or the configured key file (training publishes and promotes).
         ``progress``: shows the model search as it runs (e.g. a terminal progress bar).
-        ``environ``: where the history store URL is read when uploaded rows are included (default os.environ)."""
+        ``environ``: where the history store URL (when uploaded rows are included) and the key that hashes
+        sensitive columns in the run folder are read (default os.environ)."""
         self.s = settings
         self.progress = progress
         self.environ = os.environ if environ is None else environ
@@ -56,27 +62,32 @@ class TrainingPipeline:
         s, p, schema, seed = self.s, self.s.pipeline, self.s.schema_, self.s.pipeline.run.seed
         run = self.last_run = Run(p.run.artifacts_dir, s.snapshot, name=run_name, restore=restore_artifact,
                                   stop_after=None if until == STAGES[-1] else until)
+        rows = RowFiles(protector(s, self.environ))
+        reuse = not rows.in_memory   # rows kept in memory only: a resumed run makes them again
+        first = run.record.get("data_fingerprint") or run.record["stages"].get("ingestion", {}).get("artifact", {}).get(
+            "fingerprint")   # what an earlier attempt in this folder read (folders from before the field: its artifact)
         try:
-            ingestion = run.stage("ingestion", lambda out: DataIngestion(IngestionConfig(
+            ingestion = run.stage("ingestion", lambda out: self._same_data(run, first, DataIngestion(IngestionConfig(
                 p.source, s.base_dir, schema.target.name, p.split.test_size, seed, out,
-                self._uploaded_rows if p.includes_uploaded_rows else None)).run())
+                self._uploaded_rows if p.includes_uploaded_rows else None, rows)).run()), reuse=reuse)
             validation = run.stage("validation", lambda out: DataValidation(ValidationConfig(
-                schema, p.validation.on_invalid_rows, p.validation.drift, seed, out), ingestion, self.registry).run())
+                schema, p.validation.on_invalid_rows, p.validation.drift, seed, out, rows), ingestion,
+                self.registry).run(), reuse=reuse)
             transformation = run.stage("transformation", lambda out: DataTransformation(TransformationConfig(
-                schema, p.transformation.max_categories, out), validation).run())
+                schema, p.transformation.max_categories, out, rows), validation).run(), reuse=reuse)
             trainer = run.stage("trainer", lambda out: ModelTrainer(TrainerConfig(
                 schema, tuple(s.models.candidates), p.training.cv_folds, p.training.metric, p.training.time_budget_s,
                 p.training.n_jobs, p.training.min_cv_score, p.transformation.resampling,
-                p.transformation.max_categories, seed, out, p.training.executor, p.training.search_rounds,
+                p.transformation.max_categories, seed, out, p.training.executor, rows, p.training.search_rounds,
                 p.training.ensemble_size), validation, transformation, self.progress).run())
             evaluation = run.stage("evaluation", lambda out: ModelEvaluation(EvaluationConfig(
-                p.evaluation.metric, p.evaluation.min_score, p.evaluation.min_improvement, out),
+                p.evaluation.metric, p.evaluation.min_score, p.evaluation.min_improvement, out, rows),
                 validation, trainer, self.registry).run())
             pusher = run.stage("pusher", lambda out: ModelPusher(PusherConfig(
-                p.validation.drift.reference_rows, seed, run.id, {
+                schema, p.validation.drift.reference_rows, seed, run.id, {
                     "data_fingerprint": ingestion.fingerprint, "rows": ingestion.n_rows,
                     "schema": schema.model_dump(mode="json"), "package_versions": package_versions(),
-                }, out), evaluation, trainer, validation, self.registry).run())
+                }, out, rows), evaluation, trainer, validation, self.registry).run())
         except StopAfterStage:
             run.pause()
             return run
@@ -86,6 +97,16 @@ class TrainingPipeline:
         run.finish(metrics=evaluation.metrics, accepted=evaluation.accepted, decision=evaluation.reason,
                    model_version=pusher.version, promoted=pusher.promoted, push=pusher.reason)
         return run
+
+    @staticmethod
+    def _same_data(run: Run, first: str | None, ingestion):
+        """``ingestion``, after checking that a resumed run reads the data its first attempt read (``first``)."""
+        first = run.record["data_fingerprint"] = first or ingestion.fingerprint
+        if first != ingestion.fingerprint:
+            raise RunFolderError(f"the source's data changed since run folder {run.dir} was started (data "
+                                 f"fingerprint {first[:12]}... then, {ingestion.fingerprint[:12]}... now); its "
+                                 "finished stages belong to the old data: use a new run name")
+        return ingestion
 
     def _uploaded_rows(self):
         """The rows uploaded with POST /data, read from the configured history store."""

@@ -2,12 +2,16 @@
 
 Numeric: median imputation (+ missing-value indicators) then robust scaling (5-95 % range).
 Categorical: a ``__missing__`` level, then one-hot; unseen categories at predict time are pooled
-with the rare ones (or ignored when there are none). Datetimes: hour of day and day of week.
+with the rare ones (or ignored when there are none). A ``sensitive: true`` categorical feature is
+first replaced by its pseudonym (``pseudonyms``), so the fitted encoder — and the model file, the
+feature names in run.json — hold pseudonyms, not the categories. Datetimes: hour of day and day of week.
 Resampling (``smotetomek`` / ``smote`` / ``none``) is an imbalanced-learn sampler that the
 trainer applies to training rows only; ``smotetomek`` removes imbalanced-learn's Tomek links in
 near-linear time (``tabpipe.resampling``).
 """
 from __future__ import annotations
+
+import hashlib
 
 import numpy as np
 import pandas as pd
@@ -37,24 +41,52 @@ def _datetime_names(_transformer, names_in) -> list[str]:
     return [f"{n}_{part}" for n in names_in for part in ("hour", "dayofweek")]
 
 
+def pseudonyms(X: pd.DataFrame) -> np.ndarray:
+    """(n, k) category frame -> (n, k) object array: each value replaced by ``h:`` + 16 hex digits of the
+    SHA-256 of its column name and text; missing stays missing. Equal values get equal pseudonyms, so
+    one-hot encoding learns the same thing. Pseudonymised, not anonymised: there is no secret key (the
+    model must score without one), so whoever holds the model file can test guesses."""
+    out = np.empty(X.shape, dtype=object)
+    for j, name in enumerate(X.columns):
+        codes, uniques = pd.factorize(X[name], use_na_sentinel=True)
+        names = np.array([pseudonym(name, v) for v in uniques] + [np.nan], dtype=object)
+        out[:, j] = names[codes]   # code -1 (missing) picks the trailing NaN
+    return out
+
+
+def pseudonym(column: str, value) -> str:
+    """The pseudonym of one category value of ``column`` (see ``pseudonyms``)."""
+    from tabpipe.monitoring.sensitive import canonical
+
+    return "h:" + hashlib.sha256(f"{column}\0{canonical(value)}".encode()).hexdigest()[:16]
+
+
 def build_preprocessor(schema: Schema, max_categories: int = 30) -> ColumnTransformer:
     """Unfitted ColumnTransformer mapping the schema's feature columns to a dense float matrix."""
     numeric = schema.features_of_type("int", "float", "bool")
-    categorical = schema.features_of_type("category")
+    categorical = [name for name in schema.features_of_type("category") if name not in schema.sensitive]
+    hidden = [name for name in schema.features_of_type("category") if name in schema.sensitive]
     datetimes = schema.features_of_type("datetime")
     steps = []
     if numeric:
         imputer = SimpleImputer(strategy="median", add_indicator=True)
         steps.append(("num", make_pipeline(imputer, RobustScaler(quantile_range=QUANTILES)), numeric))
     if categorical:
-        encoder = OneHotEncoder(
-            handle_unknown="infrequent_if_exist", max_categories=max_categories, min_frequency=5, sparse_output=False
-        )
-        steps.append(("cat", make_pipeline(SimpleImputer(strategy="constant", fill_value=MISSING), encoder), categorical))
+        steps.append(("cat", _one_hot(max_categories), categorical))
+    if hidden:
+        hide = FunctionTransformer(pseudonyms, feature_names_out="one-to-one")
+        steps.append(("pseud", Pipeline([("pseudonyms", hide), *_one_hot(max_categories).steps]), hidden))
     if datetimes:
         parts = FunctionTransformer(datetime_parts, feature_names_out=_datetime_names)
         steps.append(("dt", make_pipeline(parts, SimpleImputer(strategy="median"), RobustScaler(quantile_range=QUANTILES)), datetimes))
     return ColumnTransformer(steps, remainder="drop", sparse_threshold=0.0, verbose_feature_names_out=True)
+
+
+def _one_hot(max_categories: int) -> Pipeline:
+    encoder = OneHotEncoder(
+        handle_unknown="infrequent_if_exist", max_categories=max_categories, min_frequency=5, sparse_output=False
+    )
+    return make_pipeline(SimpleImputer(strategy="constant", fill_value=MISSING), encoder)
 
 
 def make_sampler(kind: str, seed: int, y: np.ndarray):

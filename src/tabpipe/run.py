@@ -126,12 +126,13 @@ class Run:
         self._warnings.propagate = False
         self.save()
 
-    def stage(self, name: str, body: Callable[[Path], T]) -> T:
-        """Run ``body(stage_folder)``; record status, seconds and the artifact it returns."""
+    def stage(self, name: str, body: Callable[[Path], T], *, reuse: bool = True) -> T:
+        """Run ``body(stage_folder)``; record status, seconds and the artifact it returns. ``reuse=False``:
+        run it again even if it succeeded in this folder before (its outputs could not be kept)."""
         self._stage_no += 1
         folder = self.dir / f"{self._stage_no:02d}_{name}"
         done = self.record["stages"].get(name, {})
-        if done.get("status") == "succeeded" and self._restore is not None:
+        if done.get("status") == "succeeded" and self._restore is not None and reuse:
             logging.getLogger("tabpipe").info("stage %s already succeeded in this run folder: reused", name)
             artifact = self._restore(name, done["artifact"])
             self._stop_if_last(name)

@@ -116,6 +116,11 @@ class Schema(StrictModel):
         """Names of the model's input columns, in schema order."""
         return [name for name, spec in self.columns.items() if spec.role == "feature"]
 
+    @property
+    def sensitive(self) -> frozenset[str]:
+        """Names of the ``sensitive: true`` columns (any role)."""
+        return frozenset(name for name, spec in self.columns.items() if spec.sensitive)
+
     def features_of_type(self, *types: str) -> list[str]:
         return [name for name in self.features if self.columns[name].type in types]
 
@@ -360,7 +365,7 @@ class RecordChecker:
 # --------------------------------------------------------------------------- whole columns
 
 def _rows(mask: np.ndarray) -> tuple[int, ...]:
-    return tuple(int(i) for i in np.flatnonzero(mask))
+    return tuple(np.flatnonzero(mask).tolist())
 
 
 def _missing(raw: pd.Series) -> np.ndarray:

@@ -59,7 +59,7 @@ class DataIngestion:
         cfg.out_dir.mkdir(parents=True, exist_ok=True)
         paths = {name: cfg.out_dir / f"{name}.parquet" for name in ("raw", "train", "test")}
         for name, frame in (("raw", df), ("train", train), ("test", test)):
-            _to_parquet(frame, paths[name])
+            cfg.rows.write_frame(_parquet_ready(frame), paths[name], index=True)
         return IngestionArtifact(
             raw_path=paths["raw"], train_path=paths["train"], test_path=paths["test"],
             n_rows=len(df), n_train=len(train), n_test=len(test), fingerprint=fingerprint(df),
@@ -79,11 +79,11 @@ def append_uploaded(df: pd.DataFrame, uploaded: pd.DataFrame) -> tuple[pd.DataFr
     return pd.concat([df, extra], ignore_index=True), len(extra), through
 
 
-def _to_parquet(df: pd.DataFrame, path) -> None:
+def _parquet_ready(df: pd.DataFrame) -> pd.DataFrame:
     """Parquet needs one type per column: mixed object columns (e.g. from MongoDB) are stored as text."""
     fixed = df.copy()
     for name in fixed.columns:
         col = fixed[name]
         if col.dtype == object and col.dropna().map(type).nunique() > 1:
             fixed[name] = col.astype(str).where(col.notna(), np.nan)
-    fixed.to_parquet(path, index=True)
+    return fixed

@@ -8,7 +8,8 @@ budget ``training.time_budget_s`` covers everything before the final refit (repo
 2. Folds, prepared once: each fold's preprocessing is fitted on its training rows only, then each
    resampling kind that some configuration uses is applied to those rows only; the prepared folds
    are written once (float32 .npy, rows in a stratified order so any prefix is a stratified sample)
-   and memory-mapped by every fit.
+   and memory-mapped by every fit. They are work files, removed when the search ends; with
+   ``sensitive: true`` columns they go to a private temporary folder, not the run folder.
 3. Successive halving on rows (``tabpipe.search``): each fit runs in a worker process
    (``tabpipe.executors``) and is stopped when it outlives its configuration's share of the budget
    or the budget itself. Further rounds of new configurations follow while the next one is predicted
@@ -25,6 +26,7 @@ import logging
 import math
 import os
 import shutil
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -183,14 +185,15 @@ class ModelTrainer:
         start = time.monotonic()
         self.deadline = start + cfg.time_budget_s
         cfg.out_dir.mkdir(parents=True, exist_ok=True)
-        train = pd.read_parquet(self.validation.train_path)
+        train = cfg.rows.read_frame(self.validation.train_path)
         X, y = split_xy(train, cfg.schema)
         if min(np.bincount(y, minlength=2)) < cfg.cv_folds:
             raise DataError(f"the training split has {y.sum()} positive and {len(y) - y.sum()} negative rows; "
                             f"training.cv_folds={cfg.cv_folds} needs at least that many of each")
         rounds = trial_rounds(cfg.candidates, cfg.seed, cfg.resampling, cfg.search_rounds)
         kinds = tuple(dict.fromkeys(t.fold_key for todo in rounds for t in todo))   # only the kinds in use
-        work = cfg.out_dir / "folds"
+        # the search sample holds the feature values in clear: with sensitive columns not in the run folder
+        work = Path(tempfile.mkdtemp(prefix="tabpipe-folds-")) if cfg.rows.in_memory else cfg.out_dir / "folds"
         try:
             with self._pool(work) as pool:
                 warm_up = threading.Thread(target=pool.start, name="start-workers", daemon=True)
@@ -531,7 +534,7 @@ class ModelTrainer:
         """Fit the chosen configuration(s) on the whole (resampled) training split, behind the fitted
         preprocessor; several members become one ``WeightedMean``."""
         cfg, art = self.config, self.transformation
-        X, y = np.load(art.x_train_path), np.load(art.y_train_path)
+        X, y = cfg.rows.read_array(art.x_train_path), cfg.rows.read_array(art.y_train_path)
         resampled: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         fitted = []
         for e, _ in members:

@@ -1,6 +1,7 @@
 """DataTransformation: fit the schema-built preprocessing on the training split only, transform both splits.
 
-Emits the fitted preprocessor (dill) and the transformed arrays (.npy). Resampling is NOT applied
+Emits the fitted preprocessor (dill) and the transformed arrays (.npy; with sensitive columns in
+memory only, see ``tabpipe.rowfiles``). Resampling is NOT applied
 here: it belongs to model fitting, where the trainer applies it to training rows (and, inside
 cross-validation, to each training fold) only. The test split is never resampled.
 """
@@ -34,14 +35,14 @@ class DataTransformation:
     def run(self) -> TransformationArtifact:
         cfg, out = self.config, self.config.out_dir
         out.mkdir(parents=True, exist_ok=True)
-        X_train, y_train = split_xy(pd.read_parquet(self.validation.train_path), cfg.schema)
-        X_test, y_test = split_xy(pd.read_parquet(self.validation.test_path), cfg.schema)
+        X_train, y_train = split_xy(cfg.rows.read_frame(self.validation.train_path), cfg.schema)
+        X_test, y_test = split_xy(cfg.rows.read_frame(self.validation.test_path), cfg.schema)
         preprocessor = build_preprocessor(cfg.schema, cfg.max_categories)
         xt_train, xt_test = fit_transform(preprocessor, X_train, X_test)
         names = tuple(str(n) for n in preprocessor.get_feature_names_out())
         paths = {k: out / f"{k}.npy" for k in ("x_train", "y_train", "x_test", "y_test")}
         for key, arr in zip(paths, (xt_train, y_train, xt_test, y_test)):
-            np.save(paths[key], arr)
+            cfg.rows.write_array(arr, paths[key])
         with open(out / "preprocessor.pkl", "wb") as fh:
             dill.dump(preprocessor, fh)
         (out / "feature_names.json").write_text(json.dumps(list(names), indent=1))

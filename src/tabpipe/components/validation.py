@@ -62,7 +62,7 @@ class DataValidation:
     def run(self) -> ValidationArtifact:
         cfg = self.config
         cfg.out_dir.mkdir(parents=True, exist_ok=True)
-        frames = {"train": pd.read_parquet(self.ingestion.train_path), "test": pd.read_parquet(self.ingestion.test_path)}
+        frames = {"train": cfg.rows.read_frame(self.ingestion.train_path), "test": cfg.rows.read_frame(self.ingestion.test_path)}
         checked = {name: _source_rows(df, *coerce_frame(df, cfg.schema, with_target=True)) for name, df in frames.items()}
         report: dict = {"row_numbers": "0-based rows of the ingested data (01_ingestion/raw.parquet)",
                         "schema_checks": {n: problems_report(p, len(frames[n])) for n, (_, p) in checked.items()}}
@@ -86,7 +86,7 @@ class DataValidation:
             log.warning(message)
         paths = {n: cfg.out_dir / f"{n}.parquet" for n in typed}
         for n, df in typed.items():
-            df.to_parquet(paths[n], index=False)
+            cfg.rows.write_frame(df, paths[n])
         return ValidationArtifact(
             report_path=cfg.out_dir / "validation_report.json",
             train_path=paths["train"], test_path=paths["test"],
@@ -107,5 +107,5 @@ class DataValidation:
         reference = pd.read_parquet(self.registry.fetch(version, "reference.parquet"))
         summary = drift_report(reference, current[[c for c in current.columns if c != cfg.schema.target.name]],
                                cfg.out_dir, drift_share=cfg.drift.drift_share, max_rows=cfg.drift.max_rows,
-                               seed=cfg.seed)
+                               seed=cfg.seed, sensitive=cfg.schema.sensitive)
         return {"reference_version": version, **summary}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import os
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -169,7 +170,8 @@ img{max-width:100%;border:1px solid #ddd}"""
 def write_html(path: Path, *, title: str, png: Path, metrics: Mapping, model_card: Mapping,
                drift: Mapping, quality: Mapping, decision: Mapping | None = None,
                evidently_html: str | None = None, notes: Sequence[str] = ()) -> Path:
-    """A self-contained HTML report (the PNG is embedded)."""
+    """A self-contained HTML report (the PNG is embedded). Files it names are given relative to the
+    report's folder: the report is served at ``/dashboard``, and server paths are nobody's business."""
     path = Path(path)
     image = base64.b64encode(Path(png).read_bytes()).decode()
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
@@ -187,7 +189,8 @@ def write_html(path: Path, *, title: str, png: Path, metrics: Mapping, model_car
     parts.append("<h2>Model card</h2>" + _table(model_card))
     parts.append("<h2>Drift</h2>" + _table(drift))
     if evidently_html:
-        parts.append(f"<p><a id='evidently' href='{html.escape(evidently_html)}'>evidently drift report</a></p>")
+        link = os.path.relpath(evidently_html, path.parent)
+        parts.append(f"<p><a id='evidently' href='{html.escape(link)}'>evidently drift report</a></p>")
     parts.append("<h2>Data quality</h2>" + _table(quality))
     for note in notes:
         parts.append(f"<p class='note'>{html.escape(note)}</p>")
@@ -196,10 +199,11 @@ def write_html(path: Path, *, title: str, png: Path, metrics: Mapping, model_car
     return path
 
 
-def write_training_report(out_dir: Path, *, validation, trainer, evaluation) -> dict:
+def write_training_report(out_dir: Path, *, validation, trainer, evaluation, rows) -> dict:
     """Dashboard PNG + HTML of a training run, on the test split's predictions (used by the pusher).
 
-    ``validation``/``trainer``/``evaluation`` are the run's artifact entities; returns the paths.
+    ``validation``/``trainer``/``evaluation`` are the run's artifact entities, ``rows`` its ``RowFiles``;
+    returns the paths.
     Written before the pusher publishes, so the version number is in ``push.json``, not here.
     """
     status = "accepted: published by this run (version in push.json)" if evaluation.accepted else "not accepted"
@@ -209,7 +213,7 @@ def write_training_report(out_dir: Path, *, validation, trainer, evaluation) -> 
 
     with open(trainer.model_path, "rb") as fh:
         model = dill.load(fh)  # nosec B301 -- the run's own model file, written by its trainer stage
-    y, proba = test_predictions(validation.test_path, model)
+    y, proba = test_predictions(rows.read_frame(validation.test_path), model)
     png = write_png(figure(proba=proba, y=y, threshold=model.threshold,
                            title=f"training run: test split ({len(y)} rows), candidate {trainer.best_candidate}"),
                     Path(out_dir) / "dashboard.png")
@@ -224,6 +228,6 @@ def write_training_report(out_dir: Path, *, validation, trainer, evaluation) -> 
         drift={"status": validation.drift_status, "drift share": validation.drift_share},
         evidently_html=str(validation.drift_html) if validation.drift_html else None,
         quality={"training rows": validation.n_train, "test rows": validation.n_test,
-                 "rows dropped (schema)": validation.rows_dropped, "validation report": str(validation.report_path)},
+                 "rows dropped (schema)": validation.rows_dropped, "validation report": os.path.relpath(validation.report_path, out_dir)},
         notes=["Evaluation data: the held-out test split, scored by the final model."])
     return {"png": str(png), "html": str(report)}

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from tabpipe.monitoring.store import HistoryStore
+from tabpipe.monitoring.store import SCORE_FEATURE, HistoryStore
 
 
 def describe_source(source) -> str:
@@ -31,13 +31,16 @@ def describe_source(source) -> str:
     return str(kind)
 
 
-def record_train_run(store: HistoryStore, record: dict, run_dir: Path, source: str) -> None:
-    """Copy a training run's run.json ``record`` (finished or failed) into the store's ``runs`` table."""
+def record_train_run(store: HistoryStore, record: dict, run_dir: Path, source: str,
+                     trigger_run_id: str | None = None) -> None:
+    """Copy a training run's run.json ``record`` (finished or failed) into the store's ``runs`` table;
+    ``trigger_run_id``: the monitoring run that started it (``monitor --retrain``)."""
     ingestion = (record.get("stages", {}).get("ingestion") or {}).get("artifact") or {}
     stage_seconds = {name: stage.get("seconds") for name, stage in record.get("stages", {}).items()}
     store.record_run(kind="train", run_id=record["run_id"], started_at=record.get("started_at"),
                      data_fingerprint=ingestion.get("fingerprint"), source=source,
-                     config_ref=str(Path(run_dir) / "run.json"), rows=ingestion.get("n_rows"))
+                     config_ref=str(Path(run_dir) / "run.json"), rows=ingestion.get("n_rows"),
+                     trigger_run_id=trigger_run_id)
     store.finish_run(record["run_id"], status=record.get("status", "failed"), error=record.get("error"),
                      finished_at=record.get("finished_at"), stage_seconds=stage_seconds,
                      model_version=record.get("model_version"))
@@ -52,8 +55,10 @@ def _records(frame: pd.DataFrame) -> list[dict]:
 
 def lineage(version: str, metadata: dict, store: HistoryStore, *, is_production: bool = False) -> dict:
     """Everything known about ``version``: ``model`` (registry metadata), ``training`` (run, data,
-    source, config snapshot), ``predictions`` (logged / labelled counts), ``windows`` (metric trend,
-    estimated vs realised), ``drift`` (per window: features checked, drifted, max PSI) and ``alerts``."""
+    source, config snapshot, and for a retrained version the monitoring run — window, alerts — that
+    started it), ``predictions`` (logged / labelled counts), ``windows`` (metric trend,
+    estimated vs realised), ``drift`` (per window: features checked, drifted, their max PSI, and the
+    PSI of the score apart) and ``alerts``."""
     run_id = metadata.get("run_id")
     run = store.run(run_id) if run_id else None
     snapshot, snapshot_note = None, None
@@ -69,11 +74,14 @@ def lineage(version: str, metadata: dict, store: HistoryStore, *, is_production:
     if not drift.empty:
         grouped = drift.groupby(["window_start", "window_end"], dropna=False)
         for (start, end), part in grouped:
+            score = part[part["feature"] == SCORE_FEATURE]      # the probabilities' PSI: reported, not a feature
+            features = part[part["feature"] != SCORE_FEATURE]
             drift_summary.append({
                 "window_start": None if pd.isna(start) else start.isoformat(),
                 "window_end": None if pd.isna(end) else end.isoformat(),
-                "features": int(len(part)), "drifted": int((part["verdict"] == "drift").sum()),
-                "max_psi": None if part["psi"].isna().all() else float(part["psi"].max()),
+                "features": int(len(features)), "drifted": int((features["verdict"] == "drift").sum()),
+                "max_psi": None if features["psi"].isna().all() else float(features["psi"].max()),
+                "score_psi": None if score["psi"].isna().all() else float(score["psi"].iloc[-1]),
                 "run_id": part["run_id"].iloc[-1]})
     return {
         "version": version,
@@ -89,16 +97,33 @@ def lineage(version: str, metadata: dict, store: HistoryStore, *, is_production:
             "stage_seconds": (run or {}).get("stage_seconds"),
             "config_ref": (run or {}).get("config_ref"),
             "config_snapshot": snapshot,
+            "triggered_by": _trigger(store, (run or {}).get("trigger_run_id")),
             **({"note": snapshot_note} if snapshot_note else {}),
             **({} if run else {"note": f"run {run_id} is not in the history store {store.url}"}),
         },
         "predictions": {key: (value.isoformat() if hasattr(value, "isoformat") else value) for key, value in logged.items()},
         "windows": _records(store.metric_trend(version)),
         "drift": drift_summary,
-        "alerts": _records(store.alerts(version=version)[["created_at", "rule", "observed", "threshold", "window_start",
+        "alerts": _records(store.alerts(version=version)[["created_at", "run_id", "rule", "observed", "threshold", "window_start",
                                                            "window_end", "status", "attempts", "message"]]),
         "monitor_runs": _records(store.runs(kind="monitor", model_version=version)[["run_id", "status", "started_at", "rows"]]),
     }
+
+
+def _trigger(store: HistoryStore, run_id: str | None) -> dict | None:
+    """The monitoring run that started a training run: its window, rows, and the alerts it raised."""
+    if run_id is None:
+        return None
+    run = store.run(run_id)
+    alerts = store.alerts(run_id=run_id)
+    drift = store.drift(run_id=run_id)
+    window = drift if not drift.empty else alerts
+    start = window["window_start"].iloc[0] if not window.empty else None
+    end = window["window_end"].iloc[0] if not window.empty else None
+    return {"run_id": run_id, "model_version": (run or {}).get("model_version"), "window": (run or {}).get("source"),
+            "window_start": None if start is None or pd.isna(start) else start.isoformat(),
+            "window_end": None if end is None or pd.isna(end) else end.isoformat(), "rows": (run or {}).get("rows"),
+            "alerts": _records(alerts[["created_at", "rule", "observed", "threshold", "status", "message"]])}
 
 
 def run_details(store: HistoryStore, run_id: str) -> dict | None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -35,7 +36,9 @@ from tabpipe.monitoring.alerts import Alert, AlertSettings, deliver
 from tabpipe.monitoring.dashboard import figure, write_html, write_png
 from tabpipe.monitoring.estimate import estimate
 from tabpipe.monitoring.governance import Observations, Rules, decide
+from tabpipe.monitoring.logread import LogRows
 from tabpipe.monitoring.psi import MIN_ROWS, feature_psi, frame_psi
+from tabpipe.monitoring.store import SCORE_FEATURE
 from tabpipe.schema import positive_mask
 
 log = logging.getLogger(__name__)
@@ -104,15 +107,28 @@ def window_from_file(frame: pd.DataFrame, name: str, labels: str | None, now: da
     return Window(frame, f"file {name}", now, now, None, outcomes)
 
 
-def window_from_log(log_rows: pd.DataFrame, since: datetime, until: datetime) -> Window:
-    """Rows of the prediction log (``HistoryStore.predictions``): inputs, logged probability, outcome."""
-    rows = pd.DataFrame.from_records(list(log_rows["inputs"])) if len(log_rows) else pd.DataFrame()
-    outcomes = log_rows["outcome"].reset_index(drop=True) if len(log_rows) else None
+def window_from_log(log: LogRows, since: datetime, until: datetime) -> Window:
+    """Rows of the prediction log (``logread.read_window``): inputs, logged probability, outcome."""
+    n = len(log.proba)
+    outcomes = log.outcomes.reset_index(drop=True) if n else None
     if outcomes is not None and outcomes.isna().all():
         outcomes = None
     description = f"log {since:%Y-%m-%d %H:%M} .. {until:%Y-%m-%d %H:%M} UTC"
-    return Window(rows, description, since, until, log_rows["probability"].to_numpy(dtype=float) if len(log_rows) else None,
-                  outcomes)
+    return Window(log.rows, description, since, until, log.proba if n else None, outcomes)
+
+
+class Stopwatch:
+    """Seconds per stage of one run: ``lap("psi")`` charges the time since the previous lap to ``psi``.
+    Starts from the stages the caller timed (e.g. ``{"read": 1.2}``)."""
+
+    def __init__(self, initial: Mapping[str, float] | None = None):
+        self.seconds: dict[str, float] = dict(initial or {})
+        self._last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.seconds[stage] = round(self.seconds.get(stage, 0.0) + now - self._last, 4)
+        self._last = now
 
 
 def _quality(typed: pd.DataFrame, problems: list, n: int, features: list[str]) -> dict:
@@ -150,7 +166,8 @@ def _psi_verdict(value: float | None, rules: Rules) -> str:
     return "drift" if value >= rules.retrain_psi_at_least else "watch" if value >= rules.watch_psi_at_least else "ok"
 
 
-def _evidently(reference: pd.DataFrame | None, typed: pd.DataFrame, out_dir: Path, s: MonitorSettings) -> dict:
+def _evidently(reference: pd.DataFrame | None, typed: pd.DataFrame, out_dir: Path, s: MonitorSettings,
+               sensitive: frozenset[str]) -> dict:
     if not s.evidently:
         return {"status": "disabled", "message": "monitoring.evidently or validation.drift.enabled is false"}
     if reference is None:
@@ -161,7 +178,7 @@ def _evidently(reference: pd.DataFrame | None, typed: pd.DataFrame, out_dir: Pat
 
     try:
         summary = drift_report(reference, typed, out_dir, drift_share=s.evidently_drift_share,
-                               max_rows=s.evidently_max_rows, seed=s.seed)
+                               max_rows=s.evidently_max_rows, seed=s.seed, sensitive=sensitive)
     except Exception as exc:  # noqa: BLE001 — evidently failing must not lose the rest of the run; it is reported
         log.exception("evidently drift report failed")
         return {"status": "failed", "message": f"{type(exc).__name__}: {exc}"}
@@ -175,11 +192,15 @@ def _evidently(reference: pd.DataFrame | None, typed: pd.DataFrame, out_dir: Pat
 
 def run_monitor(window: Window, *, model, version: str, profile: dict | None, reference: pd.DataFrame | None,
                 out_dir: Path, settings: MonitorSettings, store=None, webhook_url: str | None = None,
-                run_id: str | None = None, now: datetime | None = None) -> dict:
+                run_id: str | None = None, now: datetime | None = None,
+                stage_seconds: Mapping[str, float] | None = None) -> dict:
     """Monitor ``window`` for ``model`` (registry ``version``); returns the result (also ``monitor.json``).
 
     ``store``: a ``HistoryStore`` (None: nothing recorded, no trend, no de-duplication).
+    ``stage_seconds``: stages the caller timed (e.g. reading the window); the run adds its own
+    (``result["stage_seconds"]``, also in the store's ``runs`` row).
     """
+    clock = Stopwatch(stage_seconds)
     now = now or datetime.now(timezone.utc)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -191,22 +212,25 @@ def run_monitor(window: Window, *, model, version: str, profile: dict | None, re
                          config_ref=str(out_dir / RESULT_FILE), started_at=now)
     try:
         result = _monitor(window, rows, model=model, version=version, profile=profile, reference=reference,
-                          out_dir=out_dir, s=settings, store=store, webhook_url=webhook_url, run_id=run_id, now=now)
+                          out_dir=out_dir, s=settings, store=store, webhook_url=webhook_url, run_id=run_id, now=now,
+                          clock=clock)
     except BaseException as exc:
         if store is not None:
-            store.finish_run(run_id, status="failed", error=f"{type(exc).__name__}: {exc}")
+            store.finish_run(run_id, status="failed", error=f"{type(exc).__name__}: {exc}", stage_seconds=clock.seconds)
         raise
     if store is not None:
-        store.finish_run(run_id, status="succeeded", rows=n)
+        store.finish_run(run_id, status="succeeded", rows=n, stage_seconds=clock.seconds)
     return result
 
 
 def _monitor(window: Window, rows: pd.DataFrame, *, model, version: str, profile: dict | None,
              reference: pd.DataFrame | None, out_dir: Path, s: MonitorSettings, store, webhook_url: str | None,
-             run_id: str, now: datetime) -> dict:
+             run_id: str, now: datetime, clock: Stopwatch) -> dict:
     n, schema, threshold = len(rows), model.schema, float(model.threshold)
+    clock.lap("setup")
     typed, problems = model.check(rows) if n else (pd.DataFrame(columns=schema.features), [])
     quality = _quality(typed, problems, n, schema.features)
+    clock.lap("schema_check")
     if window.proba is not None:
         proba = np.asarray(window.proba, dtype=float)
     elif n:
@@ -214,6 +238,7 @@ def _monitor(window: Window, rows: pd.DataFrame, *, model, version: str, profile
     else:
         proba = np.empty(0)
     scored = ~np.isnan(proba)
+    clock.lap("score")
 
     y, labelled = None, np.zeros(n, dtype=bool)
     if window.outcomes is not None:
@@ -225,9 +250,12 @@ def _monitor(window: Window, rows: pd.DataFrame, *, model, version: str, profile
 
     calibration = (profile or {}).get("calibration")
     estimated = estimate(proba[scored], threshold, calibration) if calibration else None
+    clock.lap("performance")
     psi = frame_psi(profile["features"], typed, min_rows=s.psi_min_rows) if profile else {}
     score_psi = feature_psi("probability", profile["scores"], proba[scored], min_rows=s.psi_min_rows) if profile else None
-    drift = _evidently(reference, typed, out_dir, s)
+    clock.lap("psi")
+    drift = _evidently(reference, typed, out_dir, s, schema.sensitive)
+    clock.lap("evidently")
 
     obs = Observations(window=window.description, rows=n,
                        roc_auc=realised["roc_auc"] if realised else None,
@@ -235,6 +263,7 @@ def _monitor(window: Window, rows: pd.DataFrame, *, model, version: str, profile
                        psi={name: r.value for name, r in psi.items()},
                        drift_share=drift.get("drift_share"), drift_share_source="evidently")
     decision = decide(obs, s.rules)
+    clock.lap("governance")
 
     if store is not None:
         window_kw = dict(window_start=window.start, window_end=window.end, run_id=run_id)
@@ -247,13 +276,14 @@ def _monitor(window: Window, rows: pd.DataFrame, *, model, version: str, profile
         drift_rows = [{"feature": name, "psi": r.value, "method": "psi", "verdict": _psi_verdict(r.value, s.rules)}
                       for name, r in psi.items()]
         if score_psi is not None:
-            drift_rows.append({"feature": "__score__", "psi": score_psi.value, "method": "psi",
+            drift_rows.append({"feature": SCORE_FEATURE, "psi": score_psi.value, "method": "psi",
                                "verdict": _psi_verdict(score_psi.value, s.rules)})
         store.record_drift(version, drift_rows, rows=n, **window_kw)
         store.record_quality(run_id, {c: {k: v for k, v in q.items() if v is not None}
                                       for c, q in quality["columns"].items()}, score=quality["score"])
 
     trend = _trend(store, version)
+    clock.lap("store")
     # ROC / PR / confusion / by-class panels: the rows with outcomes; without any, every scored row
     panel_proba, panel_y = (proba[labelled], y[labelled]) if realised else (proba[scored], None)
     png = write_png(figure(proba=panel_proba, y=panel_y, threshold=threshold, trend=trend, psi={k: r.value for k, r in psi.items()},
@@ -261,12 +291,14 @@ def _monitor(window: Window, rows: pd.DataFrame, *, model, version: str, profile
                            auc_line=s.rules.retrain_roc_auc_below,
                            title=f"monitoring {version}: {window.description} ({n} rows)"),
                     out_dir / "dashboard.png")
+    clock.lap("dashboard")
     reports = {"png": str(png), "html": str(out_dir / REPORT_FILE), "result": str(out_dir / RESULT_FILE),
                "evidently_html": drift.get("html"), "evidently_json": drift.get("json")}
 
     alert = None
     if decision.decision != "ok":
         alert = _alert(decision, version, window, n, run_id, reports["html"], s.alerts, store, webhook_url, now)
+    clock.lap("alert")
 
     result = {
         "run_id": run_id, "model_version": version, "decision": decision.decision,
@@ -277,6 +309,7 @@ def _monitor(window: Window, rows: pd.DataFrame, *, model, version: str, profile
         "metrics": {"realised": realised, "estimated": estimated,
                     "note": None if realised else "no outcomes with both classes in this window: only the estimate"},
         "psi": {name: r.as_dict() for name, r in psi.items()},
+        "psi_skipped": dict((profile or {}).get("skipped", {})),   # features the profile leaves out, with why
         "score_psi": score_psi.as_dict() if score_psi else None,
         "drift": {k: v for k, v in drift.items() if k != "columns"},
         "quality": quality,
@@ -287,6 +320,8 @@ def _monitor(window: Window, rows: pd.DataFrame, *, model, version: str, profile
     }
     result = jsonable(result)
     _write_report(out_dir, result, png, model, version)
+    clock.lap("report")
+    result["stage_seconds"] = dict(clock.seconds)
     (out_dir / RESULT_FILE).write_text(json.dumps(result, indent=2, allow_nan=False))
     return result
 

@@ -83,7 +83,7 @@ def record_outcomes(store: HistoryStore, labels: pd.DataFrame, *, id_column: str
     hashed = protector.mode == "hash" and id_column in protector.columns
     clear_ids = {canonical(v) for v in labels[[id_column, label_column]].dropna()[id_column].tolist()}
     matched = store.attach_outcomes(mapping, version=version)
-    found = store.predictions(labelled=True, version=version)
+    found = store.predictions(labelled=True, version=version, with_inputs=False)
     found_ids = set(found["row_id"].dropna())
     unmatched = sum(1 for key in clear_ids if key not in found_ids and not (hashed and protector.token(key) in found_ids))
     result = OutcomesResult(labels=len(clear_ids), skipped=skipped, matched=matched, unmatched_ids=unmatched)

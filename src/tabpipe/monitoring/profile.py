@@ -8,7 +8,9 @@ bins the new rows against this file (``tabpipe.monitoring.psi``). Contents:
   numeric (int/float/bool) -> quantile bin edges (``bins``, 10 by default, duplicates merged) and
   the training shares of those bins + missing; category -> the ``max_categories`` most frequent
   categories, ``other`` (the rest) and missing; the null rate. Datetime features are not binned
-  (time only moves forward, so a raw timestamp always "drifts"); they are listed under ``skipped``.
+  (time only moves forward, so a raw timestamp always "drifts"); they are listed under ``skipped``,
+  as are ``sensitive: true`` features: bin edges and category names are values of the column, so a
+  sensitive feature is not profiled and not monitored for drift.
 - ``scores``: the distribution of the model's probability on the held-out TEST split (10 equal
   bins over [0, 1]) — the reference for prediction drift — with its rows, positives and threshold.
 - ``calibration``: a monotone map from raw probability to calibrated probability, used by the
@@ -33,6 +35,7 @@ from tabpipe.schema import Schema, positive_mask
 
 FORMAT = 1
 ISOTONIC_MIN = 100
+SENSITIVE = "sensitive (schema.yaml): not profiled, so not monitored for drift"
 SCORE_EDGES = tuple(round(0.1 * i, 1) for i in range(1, 10))
 
 
@@ -77,7 +80,9 @@ def build_profile(train: pd.DataFrame, schema: Schema, test_proba: np.ndarray, t
     features, skipped = {}, {}
     for name in schema.features:
         kind = schema.columns[name].type
-        if kind in ("int", "float", "bool"):
+        if schema.columns[name].sensitive:
+            skipped[name] = SENSITIVE
+        elif kind in ("int", "float", "bool"):
             features[name] = numeric_entry(train[name].to_numpy(dtype=float), bins)
         elif kind == "category":
             features[name] = categorical_entry(train[name], max_categories)
@@ -115,18 +120,18 @@ def read_profile(path: Path) -> dict:
     return profile
 
 
-def test_predictions(test_path: Path, model) -> tuple[np.ndarray, np.ndarray]:
+def test_predictions(test: pd.DataFrame, model) -> tuple[np.ndarray, np.ndarray]:
     """(y as 0/1, positive-class probability) of ``model`` on a typed test split (validation stage output)."""
     schema = model.schema
-    test = pd.read_parquet(test_path)
     y = positive_mask(test[schema.target.name], schema.target.positive).astype(np.int64)
     return y, model.predict_proba_typed(test[schema.features])
 
 
-def write_profile_for_run(validation, model_path: Path, out_path: Path) -> Path:
-    """Write the profile of a training run (its typed splits, ``validation``: ValidationArtifact) and model."""
+def write_profile_for_run(validation, model_path: Path, out_path: Path, rows) -> Path:
+    """Write the profile of a training run (its typed splits, ``validation``: ValidationArtifact, read
+    through the run's ``RowFiles`` ``rows``) and model."""
     with open(model_path, "rb") as fh:
         model = dill.load(fh)  # nosec B301 -- the run's own model file, written by its trainer stage
-    y, proba = test_predictions(validation.test_path, model)
-    train = pd.read_parquet(validation.train_path)
+    y, proba = test_predictions(rows.read_frame(validation.test_path), model)
+    train = rows.read_frame(validation.train_path)
     return write_profile(out_path, build_profile(train, model.schema, proba, y, model.threshold))

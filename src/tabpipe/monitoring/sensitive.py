@@ -38,12 +38,12 @@ class Protector:
         self.mode = mode if key or mode == "drop" else "drop"
         self._key = key
         if self.columns and mode == "hash" and not key:
-            log.warning("no hash key for sensitive columns %s: they are dropped from logs", sorted(self.columns))
+            log.warning("no hash key for sensitive columns %s: they are left out of logs, reports and run folders", sorted(self.columns))
 
     @classmethod
     def for_schema(cls, schema, *, mode: Literal["hash", "drop"], key: bytes | None) -> Protector:
         """A protector for the schema's ``sensitive: true`` columns."""
-        return cls([name for name, spec in schema.columns.items() if spec.sensitive], mode=mode, key=key)
+        return cls(schema.sensitive, mode=mode, key=key)
 
     def __bool__(self) -> bool:
         return bool(self.columns)

@@ -26,6 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import (
     JSON,
@@ -40,6 +41,7 @@ from sqlalchemy import (
     Table,
     Text,
     bindparam,
+    cast,
     create_engine,
     event,
     func,
@@ -58,6 +60,7 @@ MIGRATION_LOCK_KEY = 0x7AB9_1CE5   # PostgreSQL advisory lock id held while migr
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 CHUNK = 5000                       # ids per IN (...) list: below every database's parameter limit
 RUN_KINDS = ("train", "predict", "monitor", "outcomes")
+SCORE_FEATURE = "__score__"        # the drift row of the predicted probabilities (not a feature)
 
 
 class StoreError(TabpipeError):
@@ -82,6 +85,7 @@ RUNS = Table(
     Column("data_fingerprint", String(128)),
     Column("source", Text),                               # source description, credentials redacted
     Column("config_ref", Text),                           # where the config snapshot lives (run.json)
+    Column("trigger_run_id", String(64)),                 # revision 0004: the monitoring run that started this one
     Index("ix_runs_kind_started", "kind", "started_at"),
     Index("ix_runs_model_version", "model_version"),
 )
@@ -121,7 +125,7 @@ DRIFT = Table(
     Column("model_version", String(32), nullable=False),
     Column("window_start", DateTime),
     Column("window_end", DateTime),
-    Column("feature", String(255), nullable=False),
+    Column("feature", String(255), nullable=False),       # SCORE_FEATURE: the PSI of the predicted probabilities
     Column("psi", Float),                                 # NULL when the window is too small to mean anything
     Column("method", String(64)),
     Column("verdict", String(32)),                        # e.g. ok | watch | drift | too_few_rows
@@ -400,8 +404,9 @@ class HistoryStore:
     def record_run(self, *, kind: str, run_id: str | None = None, status: str = "running",
                    started_at: datetime | str | None = None, model_version: str | None = None,
                    data_fingerprint: str | None = None, source: str | None = None,
-                   config_ref: str | None = None, rows: int | None = None) -> str:
-        """Insert a run (``kind``: train | predict | monitor | outcomes); returns its id (new uuid if not given)."""
+                   config_ref: str | None = None, rows: int | None = None, trigger_run_id: str | None = None) -> str:
+        """Insert a run (``kind``: train | predict | monitor | outcomes); returns its id (new uuid if not given).
+        ``trigger_run_id``: the monitoring run whose decision started this run (``monitor --retrain``)."""
         if kind not in RUN_KINDS:
             raise ValueError(f"run kind must be one of {RUN_KINDS}, not {kind!r}")
         run_id = run_id or uuid.uuid4().hex
@@ -409,7 +414,7 @@ class HistoryStore:
             conn.execute(RUNS.insert().values(
                 run_id=run_id, kind=kind, status=status, started_at=utc(started_at) or now_utc(),
                 model_version=model_version, data_fingerprint=data_fingerprint, source=source,
-                config_ref=config_ref, rows=rows))
+                config_ref=config_ref, rows=rows, trigger_run_id=trigger_run_id))
         return run_id
 
     def finish_run(self, run_id: str, *, status: str, error: str | None = None,
@@ -504,10 +509,12 @@ class HistoryStore:
 
     def predictions(self, *, since: datetime | str | None = None, until: datetime | str | None = None,
                     version: str | None = None, labelled: bool | None = None,
-                    limit: int | None = None) -> pd.DataFrame:
+                    limit: int | None = None, with_inputs: bool = True) -> pd.DataFrame:
         """Logged predictions with ``since <= logged_at < until`` (oldest first); ``labelled``: only rows
-        with (True) or without (False) an outcome. ``inputs``/``warnings`` come back parsed."""
-        query = select(PREDICTIONS).order_by(PREDICTIONS.c.logged_at, PREDICTIONS.c.id)
+        with (True) or without (False) an outcome. ``inputs``/``warnings`` come back parsed (left out,
+        with the cost of parsing them, when ``with_inputs`` is false)."""
+        columns = PREDICTIONS.c if with_inputs else [c for c in PREDICTIONS.c if c.name not in ("inputs", "warnings")]
+        query = select(*columns).order_by(PREDICTIONS.c.logged_at, PREDICTIONS.c.id)
         if since is not None:
             query = query.where(PREDICTIONS.c.logged_at >= utc(since))
         if until is not None:
@@ -520,6 +527,26 @@ class HistoryStore:
             query = query.limit(limit)
         with self._read("predictions") as conn:
             return _frame(conn.execute(query), ("logged_at", "outcome_at"))
+
+    def prediction_chunks(self, *, since: datetime | str | None = None, until: datetime | str | None = None,
+                          version: str | None = None, chunk_rows: int = 100_000,
+                          ) -> Iterator[tuple[list[str | None], np.ndarray, list[str | None]]]:
+        """The logged predictions of a window (as ``predictions`` selects and orders them), streamed in
+        chunks of ``chunk_rows``: (``inputs`` as the stored JSON text, ``probability`` as float64, ``outcome``).
+        The JSON is not parsed here: ``monitoring.logread`` turns the text into columns in bulk."""
+        query = select(cast(PREDICTIONS.c.inputs, Text), PREDICTIONS.c.probability, PREDICTIONS.c.outcome)
+        query = query.order_by(PREDICTIONS.c.logged_at, PREDICTIONS.c.id)
+        if since is not None:
+            query = query.where(PREDICTIONS.c.logged_at >= utc(since))
+        if until is not None:
+            query = query.where(PREDICTIONS.c.logged_at < utc(until))
+        if version is not None:
+            query = query.where(PREDICTIONS.c.model_version == version)
+        with self._read("prediction_chunks") as conn:
+            result = conn.execution_options(stream_results=True, yield_per=chunk_rows).execute(query)
+            for part in result.partitions():
+                texts, proba, outcomes = zip(*part)
+                yield list(texts), np.asarray(proba, dtype=float), list(outcomes)
 
     def prediction_summary(self, *, version: str | None = None) -> dict:
         """{"logged", "labelled", "first", "last"} over the log (of ``version``), computed in the database."""

@@ -6,7 +6,8 @@
   ``schema.RecordChecker`` (the rule table ``coerce_frame`` also runs), returning problems as
   ``{"row", "field", "rule", "message", "hard"}``;
 - ``features``: reproduces the fitted ColumnTransformer (median imputation + missing indicators +
-  robust scaling; one-hot with rare/unknown pooling; datetime parts) with the fitted statistics;
+  robust scaling; one-hot with rare/unknown pooling, after the pseudonym for a sensitive category;
+  datetime parts) with the fitted statistics;
 - ``proba``: linear models as a dot product, random forests / extra trees / histogram gradient
   boosting as a lock-step numpy traversal of all trees, tabpipe's linear + boosting blend and its
   ensembles (``WeightedMean``) as the weighted mean of their compiled members, any other estimator
@@ -28,6 +29,7 @@ from sklearn import config_context
 from sklearn.pipeline import Pipeline
 
 from tabpipe.model import TabularModel
+from tabpipe.preprocessing import pseudonym
 from tabpipe.schema import RecordChecker
 
 
@@ -101,6 +103,21 @@ class _OneHotBlock:
         return out
 
 
+class _PseudonymBlock(_OneHotBlock):
+    """A ``sensitive: true`` categorical: the value's pseudonym (``preprocessing.pseudonym``), then one-hot."""
+
+    def __init__(self, pipe, columns, names):
+        super().__init__(Pipeline(pipe.steps[1:]), columns)   # step 0 is preprocessing.pseudonyms
+        self.names = dict(zip(columns, names))
+
+    def __call__(self, values: list) -> np.ndarray:
+        hidden = list(values)
+        for col in self.columns:
+            if hidden[col] is not None:
+                hidden[col] = pseudonym(self.names[col], hidden[col])
+        return super().__call__(hidden)
+
+
 BLOCKS = {
     "num": _NumericBlock,
     "cat": _OneHotBlock,
@@ -114,9 +131,13 @@ def _compile_blocks(model: TabularModel, index: dict[str, int]) -> list:
     for name, pipe, cols in model.preprocessor.transformers_:
         if name == "remainder" or pipe == "drop":
             continue
-        if name not in BLOCKS:
+        columns = [index[c] for c in cols]
+        if name == "pseud":
+            blocks.append(_PseudonymBlock(pipe, columns, cols))
+        elif name in BLOCKS:
+            blocks.append(BLOCKS[name](pipe, columns))
+        else:
             raise NotCompilable(f"unknown transformer {name!r}")
-        blocks.append(BLOCKS[name](pipe, [index[c] for c in cols]))
     return blocks
 
 
