@@ -77,7 +77,7 @@ def make_project(
     ``schema``: a dict written as YAML, ``"infer"`` for ``infer_schema`` on the data, or None for
     the hand-written ``SCHEMA``. ``copy_registry_from``: a registry folder copied into the project
     first (so the original stays untouched); otherwise the project gets an empty local registry.
-    Defaults: resampling smote, cv_folds 3, n_jobs 1, a small time budget.
+    Defaults: resampling smote, cv_folds 3, n_jobs 1, a small time budget, one search round, no ensemble.
     """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -103,8 +103,9 @@ def make_project(
         "split": {"test_size": 0.2},
         "validation": {"on_invalid_rows": "fail", "drift": {"enabled": True, "fail_on_drift": False}},
         "transformation": {"resampling": "smote"},
+        # one round of configurations and the best one alone (tests of rounds and ensembles set their own)
         "training": {"models": "model.yaml", "cv_folds": 3, "metric": "roc_auc", "time_budget_s": 60,
-                     "n_jobs": 1, "min_cv_score": 0.0},
+                     "n_jobs": 1, "min_cv_score": 0.0, "search_rounds": 1, "ensemble_size": 1},
         "evaluation": {"metric": "roc_auc", "min_score": 0.6, "min_improvement": 0.0},
         "registry": {"backend": "local", "path": str(reg)},
     }, pipeline or {})

@@ -1,6 +1,7 @@
 """The ``tabpipe`` command line: init -> train -> predict, models list/promote, data generate, --help."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -14,7 +15,7 @@ import yaml
 from typer.testing import CliRunner
 
 import tabpipe  # noqa: F401
-from helpers import TABPIPE_BIN, make_project, read_run_json, registry_of, run_dirs
+from helpers import TABPIPE_BIN, make_project, read_run_json, registry_of, run_dirs, stage_dir
 from tabpipe.cli import app
 from tabpipe.sample_data import generate
 
@@ -78,6 +79,7 @@ def test_init_writes_editable_config(trained):
     assert cols["sinr_db"]["type"] == "float" and cols["active_users"]["type"] == "int"
     pipeline = yaml.safe_load(trained.config.read_text())
     assert pipeline["transformation"]["resampling"] == "smotetomek"
+    assert pipeline["training"]["search_rounds"] == 4 and pipeline["training"]["ensemble_size"] == 10
     assert (trained.project / pipeline["source"]["path"]).resolve() == (trained.root / "kpis.csv").resolve()
 
 
@@ -89,6 +91,8 @@ def test_train_with_generated_config_exit_0(trained):
     assert rec["status"] == "succeeded" and rec["accepted"] is True and rec["model_version"] == "v0001"
     assert rec["config"]["pipeline"]["transformation"]["resampling"] == "smotetomek"   # the default
     assert rec["config"]["pipeline"]["training"]["cv_folds"] == 5
+    results = json.loads((stage_dir(run_dir, "trainer") / "cv_results.json").read_text())
+    assert {r["round"] for r in results} == {1, 2, 3, 4}   # 500 rows: init's budget allows every round
     assert f"run folder: {run_dir}" in flat(trained.proc.stdout)
     log = (run_dir / "run.log").read_text()
     assert "stage ingestion started" in log and "stage pusher done" in log

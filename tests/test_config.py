@@ -113,6 +113,8 @@ def test_wrong_type(project):
     ("split", "test_size", 1.5, "split.test_size"),
     ("validation", "on_invalid_rows", "ignore", "validation.on_invalid_rows"),
     ("training", "time_budget_s", 0, "training.time_budget_s"),
+    ("training", "search_rounds", 0, "training.search_rounds"),
+    ("training", "ensemble_size", 0, "training.ensemble_size"),
 ])
 def test_out_of_domain_values(project, section, key, value, dotted):
     edit_yaml(project, lambda d: d[section].update({key: value}))

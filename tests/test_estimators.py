@@ -1,4 +1,4 @@
-"""tabpipe.estimators: the linear + boosting blend used by the default candidates."""
+"""tabpipe.estimators: the linear + boosting blend used by the default candidates, and the trainer's ensemble."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,7 +8,7 @@ from sklearn.datasets import make_classification
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 
-from tabpipe.estimators import LinearBoostingBlend
+from tabpipe.estimators import LinearBoostingBlend, WeightedMean
 
 
 @pytest.fixture(scope="module")
@@ -51,3 +51,34 @@ def test_missing_values_are_refused_with_a_clear_error(data):
     X[0, 0] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         LinearBoostingBlend(max_iter=5).fit(X, y)
+
+
+def test_weighted_mean_of_fitted_members(data):
+    X, y = data
+    a = LogisticRegression(C=0.5, max_iter=2000).fit(X, y)
+    b = HistGradientBoostingClassifier(max_iter=30, random_state=0).fit(X[:400], y[:400])   # its own rows
+    ens = WeightedMean.of_fitted([a, b], [3, 1])
+    expected = 0.75 * a.predict_proba(X)[:, 1] + 0.25 * b.predict_proba(X)[:, 1]
+    np.testing.assert_allclose(ens.predict_proba(X)[:, 1], expected, atol=1e-12)
+    np.testing.assert_allclose(ens.predict_proba(X).sum(axis=1), 1.0)
+    assert list(ens.weights_) == [0.75, 0.25] and ens.n_features_in_ == X.shape[1]
+    refit = clone(ens).fit(X, y)                        # fit: clones of the members on the same rows
+    assert refit.estimators_[0] is not a
+    np.testing.assert_allclose(refit.estimators_[0].coef_, a.coef_)
+
+
+@pytest.mark.parametrize("weights, message", [([1.0], "weights must be 2"), ([1.0, -1.0], "non-negative"),
+                                              ([0.0, 0.0], "positive sum")])
+def test_weighted_mean_bad_weights_are_named(data, weights, message):
+    X, y = data
+    members = [LogisticRegression().fit(X, y), LogisticRegression(C=0.1).fit(X, y)]
+    with pytest.raises(ValueError, match=message):
+        WeightedMean.of_fitted(members, weights)
+
+
+def test_weighted_mean_members_must_agree(data):
+    X, y = data
+    with pytest.raises(ValueError, match="different numbers of columns"):
+        WeightedMean.of_fitted([LogisticRegression().fit(X, y), LogisticRegression().fit(X[:, :3], y)], [1, 1])
+    with pytest.raises(ValueError, match="same two classes"):
+        WeightedMean.of_fitted([LogisticRegression().fit(X, y), LogisticRegression().fit(X, y + 1)], [1, 1])

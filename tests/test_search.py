@@ -10,7 +10,9 @@ from tabpipe.search import (
     best_of,
     config_share,
     promote,
+    round_affordable,
     rung_fractions,
+    trial_rounds,
     trials,
 )
 
@@ -42,9 +44,10 @@ def test_rung_fractions(configs, rows, expected):
     assert rung_fractions(configs, rows) == pytest.approx(expected)
 
 
-def ev(index, score, rung=0):
+def ev(index, score, rung=0, fraction=None):
+    """An evaluation at ``rung`` of a two-rung round (1/3 of the rows, then all), or at ``fraction``."""
     e = Evaluation(index, trial=None)
-    e.score, e.rung = score, rung
+    e.score, e.rung, e.fraction = score, rung, fraction if fraction is not None else [1 / 3, 1.0][rung]
     return e
 
 
@@ -58,6 +61,35 @@ def test_best_is_taken_at_the_highest_rung_reached():
     evaluations = [ev(0, 0.95, rung=0), ev(1, 0.90, rung=1), ev(2, 0.91, rung=1), ev(3, None)]
     assert best_of(evaluations).index == 2       # 0.95 on fewer rows does not compare with rung-1 scores
     assert best_of([ev(0, None)]) is None
+
+
+def test_best_across_rounds_compares_whole_folds_only():
+    # round 1 had two rungs, round 2 (fewer configurations after repeats were dropped) a single one: rung
+    # numbers differ, the rows do not
+    evaluations = [ev(0, 0.90, rung=1), ev(1, 0.97, rung=0), ev(2, 0.92, rung=0, fraction=1.0)]
+    assert best_of(evaluations).index == 2
+
+
+def test_trial_rounds_sample_new_configurations():
+    cands = (cand("a", search={"C": {"log_uniform": [0.01, 10.0]}}, n_iter=3),
+             cand("grid", search={"C": [0.1, 1.0]}, n_iter=2),           # a small grid: all of it in round 1
+             cand("fixed", params={"C": 2.0}))                            # nothing to search: round 1 only
+    rounds = trial_rounds(cands, seed=0, resampling="none", rounds=3)
+    assert [len(r) for r in rounds] == [6, 3, 3]
+    assert rounds[0] == trials(cands, seed=0, resampling="none")          # round 1 whatever the number of rounds
+    assert {t.candidate.name for r in rounds[1:] for t in r} == {"a"}
+    params = [t.params["C"] for r in rounds for t in r if t.candidate.name == "a"]
+    assert len(set(params)) == 9                                           # new configurations, no repeats
+    assert trial_rounds(cands, seed=0, resampling="none", rounds=3) == rounds   # same seed, same rounds
+    assert trial_rounds(cands, seed=1, resampling="none", rounds=3)[1] != rounds[1]
+
+
+def test_round_affordable():
+    # 100 s budget: rounds must be predicted to end within its first 25 s
+    assert round_affordable(elapsed_s=12, last_seconds=10, last_configs=9, next_configs=9, budget_s=100)
+    assert not round_affordable(elapsed_s=20, last_seconds=10, last_configs=9, next_configs=9, budget_s=100)
+    assert round_affordable(elapsed_s=20, last_seconds=10, last_configs=9, next_configs=3, budget_s=100)  # smaller
+    assert not round_affordable(elapsed_s=60, last_seconds=50, last_configs=9, next_configs=9, budget_s=300)  # big data
 
 
 def test_config_share():

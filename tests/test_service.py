@@ -175,6 +175,39 @@ def test_compiled_blend_matches_model(served):
     np.testing.assert_allclose(got, model.predict_proba(pd.DataFrame(records)), rtol=0, atol=TOL)
 
 
+def test_compiled_ensemble_matches_model(served):
+    """The trainer's ensemble (WeightedMean of a blend, a boosting model and a logistic regression) compiles to the
+    weighted mean of its compiled members, equal to predict_proba; a member it cannot compile means no fast path."""
+    import copy
+
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.naive_bayes import GaussianNB
+
+    from tabpipe.estimators import LinearBoostingBlend, WeightedMean
+    from tabpipe.serving.scorer import RecordScorer
+
+    s = served("ext", "v0001")
+    model = copy.copy(s.holder.current.model)
+    train = sample_records(s.project, 400, seed=11)
+    X = model.preprocessor.transform(model.check(pd.DataFrame(train))[0])
+    y = (X[:, 0] + np.random.default_rng(0).normal(size=len(X)) > np.median(X[:, 0])).astype(int)
+    members = [LinearBoostingBlend(linear_weight=0.3, max_iter=30, random_state=0).fit(X, y),
+               HistGradientBoostingClassifier(max_iter=20, random_state=0).fit(X, y),
+               LogisticRegression(C=0.3, max_iter=500).fit(X, y)]
+    model.estimator = WeightedMean.of_fitted(members, [0.5, 0.3, 0.2])
+    scorer = RecordScorer(model)
+    assert type(scorer.fast_estimator).__name__ == "_Mean"
+    records = sample_records(s.project, 80, seed=3) + _edge_records(s.project)
+    got = scorer.proba([scorer.check(r)[0] for r in records])
+    np.testing.assert_allclose(got, model.predict_proba(pd.DataFrame(records)), rtol=0, atol=TOL)
+    model.estimator = WeightedMean.of_fitted(members[:2] + [GaussianNB().fit(X, y)], [0.5, 0.3, 0.2])
+    fallback = RecordScorer(model)
+    assert fallback.fast_estimator is None
+    got = fallback.proba([fallback.check(r)[0] for r in records])
+    np.testing.assert_allclose(got, model.predict_proba(pd.DataFrame(records)), rtol=0, atol=TOL)
+
+
 @pytest.mark.parametrize("name,version,candidate,fast", CASES, ids=["forest", "logreg", "hgb-ext", "logreg-ext"])
 def test_predict_equals_model_predict_proba(served, name, version, candidate, fast):
     s = served(name, version)

@@ -135,6 +135,73 @@ def test_search_bar_on_a_terminal():
     assert "best CV score 0.9123" in text and "12 of 60s" in text
 
 
+# --------------------------------------------------------------------------- rounds and the ensemble (init's defaults)
+
+ROUND_MODELS = {"candidates": [
+    {"name": "logreg", "class": "sklearn.linear_model.LogisticRegression", "params": {"max_iter": 300},
+     "search": {"C": {"log_uniform": [0.01, 10.0]}}, "n_iter": 2},
+    {"name": "hgb", "class": "sklearn.ensemble.HistGradientBoostingClassifier", "resampling": "none",
+     "params": {"max_iter": 40, "early_stopping": False},
+     "search": {"learning_rate": {"log_uniform": [0.05, 0.2]}, "max_leaf_nodes": [7, 15, 31]}, "n_iter": 2},
+]}
+
+
+@pytest.fixture(scope="module")
+def rounds_run(tmp_path_factory):
+    """Three rounds of four configurations on 3,000 rows (the budget is not binding), ensemble of up to 10 picks."""
+    config = make_project(tmp_path_factory.mktemp("rounds"), rows=3_000, seed=3, models=ROUND_MODELS,
+                          pipeline={"validation": {"drift": {"enabled": False}},
+                                    "training": {"time_budget_s": 600, "n_jobs": 2, "search_rounds": 3,
+                                                 "ensemble_size": 10}})
+    run = run_pipeline(config)
+    return config, read_run_json(run.dir), cv_results(run.dir)
+
+
+def test_rounds_sample_new_configurations_while_the_budget_allows(rounds_run):
+    _, rec, results = rounds_run
+    trainer = rec["stages"]["trainer"]["artifact"]
+    assert [r["round"] for r in results] == [1] * 4 + [2] * 4 + [3] * 4
+    assert trainer["configs_total"] == trainer["configs_tried"] == 12
+    assert len({json.dumps(r["params"], sort_keys=True) for r in results}) == 12      # no configuration twice
+    assert all(r["stopped"] == "finished" for r in results)
+
+
+def test_the_ensemble_is_chosen_on_out_of_fold_scores(rounds_run):
+    config, rec, results = rounds_run
+    trainer = rec["stages"]["trainer"]["artifact"]
+    assert trainer["best_candidate"] == "ensemble"
+    members = trainer["best_params"]["members"]
+    assert len(members) >= 2 and sum(m["weight"] for m in members) == pytest.approx(1.0, abs=1e-3)
+    finished = {(r["candidate"], json.dumps(r["params"], sort_keys=True)): r["score"] for r in results}
+    for m in members:   # every member is a configuration of the search, with its own CV score
+        assert finished[(m["candidate"], json.dumps(m["params"], sort_keys=True))] == m["score"]
+    assert trainer["cv_score"] > max(finished.values())        # picks are added only when they raise the CV score
+    assert trainer["best_resampling"] == "+".join(sorted({m["resampling"] for m in members}))
+    import dill
+
+    from tabpipe.estimators import WeightedMean
+
+    model = dill.loads(Path(trainer["model_path"]).read_bytes())
+    assert isinstance(model.estimator, WeightedMean) and len(model.estimator.estimators_) == len(members)
+    np.testing.assert_allclose(model.estimator.weights_, [m["weight"] for m in members], atol=1e-4)
+
+
+def test_same_seed_same_rounds_same_ensemble_same_model(rounds_run):
+    import dill
+
+    config, rec, results = rounds_run
+    again = read_run_json(run_pipeline(config).dir)
+    again_results = cv_results(Path(again["stages"]["trainer"]["folder"]).parent)
+    key = ("candidate", "params", "round", "score", "stopped")
+    assert [[r[k] for k in key] for r in again_results] == [[r[k] for k in key] for r in results]
+    first, second = rec["stages"]["trainer"]["artifact"], again["stages"]["trainer"]["artifact"]
+    for field in ("best_candidate", "best_params", "best_resampling", "cv_score", "threshold"):
+        assert second[field] == first[field]
+    rows = generate(300, seed=9).drop(columns=["fault_flag"])
+    models = [dill.loads(Path(a["model_path"]).read_bytes()) for a in (first, second)]
+    np.testing.assert_array_equal(models[0].predict_proba(rows), models[1].predict_proba(rows))
+
+
 # --------------------------------------------------------------------------- the budget on a large table
 
 def test_budget_holds_on_300k_rows_with_many_categoricals(tmp_path):
@@ -142,7 +209,8 @@ def test_budget_holds_on_300k_rows_with_many_categoricals(tmp_path):
     config = make_project(tmp_path, data=wide_table(300_000, 20, seed=2), data_format="parquet", schema="infer",
                           models=BUDGET_MODELS,
                           pipeline={"validation": {"drift": {"enabled": False}}, "transformation": {"resampling": "none"},
-                                    "training": {"time_budget_s": budget, "n_jobs": 2, "cv_folds": 5}})
+                                    "training": {"time_budget_s": budget, "n_jobs": 2, "cv_folds": 5,
+                                                 "search_rounds": 4, "ensemble_size": 10}})   # init's
     rec = read_run_json(run_pipeline(config).dir)
     assert rec["status"] == "succeeded"
     trainer = rec["stages"]["trainer"]["artifact"]

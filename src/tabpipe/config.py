@@ -79,6 +79,8 @@ class TrainingSection(StrictModel):
     cv_folds: int = Field(5, ge=2, le=20)
     metric: Metric = "roc_auc"
     time_budget_s: float = Field(600, gt=0)
+    search_rounds: int = Field(4, ge=1, le=100)  # at most this many rounds of n_iter new configurations per candidate
+    ensemble_size: int = Field(10, ge=1, le=100) # at most this many picks of the best configurations (1: no ensemble)
     n_jobs: int = -1                             # -1 = all cores; 0 is rejected
     min_cv_score: float = Field(0.0, ge=0, le=1)
     executor: ExecutorSection = ExecutorSection()

@@ -65,6 +65,8 @@ class TrainerConfig:
     out_dir: Path
     executor: ExecutorSection = ExecutorSection()   # local worker processes, or a Dask cluster
     rows: RowFiles = field(default_factory=RowFiles)   # where row files are written / read back
+    search_rounds: int = 1        # rounds of new configurations while the budget allows (tabpipe.search)
+    ensemble_size: int = 1        # greedy picks of configurations for the final model; 1 = the best alone
 
 
 @dataclass(frozen=True)
@@ -132,9 +134,10 @@ class TransformationArtifact:
 class TrainerArtifact:
     model_path: Path          # dill: tabpipe.model.TabularModel (preprocessing + estimator + threshold)
     cv_results_path: Path
-    best_candidate: str
-    best_params: Mapping[str, Any]
+    best_candidate: str       # a candidate's name, or "ensemble" (tabpipe.ensemble: a weighted mean of configurations)
+    best_params: Mapping[str, Any]   # an ensemble: {"members": [{candidate, params, resampling, weight, score}, ...]}
     best_resampling: str      # smotetomek | smote | none: the chosen candidate's resampling, used by the refit
+                              # (an ensemble: its members' kinds joined with "+")
     cv_score: float
     threshold: float
     configs_tried: int        # configurations with a CV score

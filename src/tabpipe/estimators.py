@@ -4,11 +4,15 @@
 histogram gradient boosting model's, both fitted on the same rows. The two make different errors
 (a smooth additive fit vs axis-aligned interactions), so their mean ranks rows better than either
 on most tables; its parameters are flat so ``model.yaml`` can search them like any other class.
+
+``WeightedMean``: the probability is a weighted mean of other classifiers' — the ensemble the
+trainer builds from its best configurations (``tabpipe.ensemble``), each member fitted on its own
+(resampled) training rows.
 """
 from __future__ import annotations
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils.multiclass import unique_labels
@@ -62,6 +66,57 @@ class LinearBoostingBlend(ClassifierMixin, BaseEstimator):
         X = validate_data(self, X, reset=False, ensure_all_finite="allow-nan")
         w = self.linear_weight
         positive = w * self.linear_.predict_proba(X)[:, 1] + (1.0 - w) * self.boosting_.predict_proba(X)[:, 1]
+        return np.column_stack([1.0 - positive, positive])
+
+    def predict(self, X) -> np.ndarray:
+        """Class labels at probability 0.5 (tabpipe itself applies its tuned threshold to predict_proba)."""
+        return self.classes_[(self.predict_proba(X)[:, 1] >= 0.5).astype(int)]
+
+
+class WeightedMean(ClassifierMixin, BaseEstimator):
+    """P(y=1) = sum of ``weights[i]`` * ``estimators[i]``'s P(y=1), weights normalised to sum to 1.
+
+    Binary labels only. ``fit`` fits a clone of each estimator on the same rows; ``of_fitted`` joins
+    estimators that are already fitted (the trainer fits each member on its own resampled rows).
+    """
+
+    def __init__(self, *, estimators=(), weights=None):
+        self.estimators = estimators
+        self.weights = weights
+
+    @classmethod
+    def of_fitted(cls, estimators: list, weights: list[float]) -> WeightedMean:
+        """The ensemble of fitted ``estimators`` (same classes, same input width)."""
+        return cls(estimators=list(estimators), weights=list(weights))._join(list(estimators))
+
+    def fit(self, X, y, sample_weight=None):
+        """Fit a clone of every estimator on (X, y); y must hold exactly two classes."""
+        if len(unique_labels(y)) != 2:
+            raise ValueError(f"WeightedMean is a binary classifier; y has {len(unique_labels(y))} classes")
+        kwargs = {} if sample_weight is None else {"sample_weight": sample_weight}
+        return self._join([clone(est).fit(X, y, **kwargs) for est in self.estimators])
+
+    def _join(self, members: list) -> WeightedMean:
+        weights = np.ones(len(members)) if self.weights is None else np.asarray(self.weights, dtype=float)
+        if not members:
+            raise ValueError("WeightedMean needs at least one estimator")
+        if weights.shape != (len(members),) or (weights < 0).any() or weights.sum() <= 0:
+            raise ValueError(f"weights must be {len(members)} non-negative numbers with a positive sum, "
+                             f"got {self.weights!r}")
+        classes = [list(m.classes_) for m in members]
+        if len(classes[0]) != 2 or any(c != classes[0] for c in classes):
+            raise ValueError(f"the estimators must share the same two classes, got {classes}")
+        widths = {getattr(m, "n_features_in_", None) for m in members}
+        if len(widths) != 1:
+            raise ValueError(f"the estimators were fitted on different numbers of columns: {sorted(map(str, widths))}")
+        self.estimators_, self.weights_ = members, weights / weights.sum()
+        self.classes_, self.n_features_in_ = members[0].classes_, widths.pop()
+        return self
+
+    def predict_proba(self, X) -> np.ndarray:
+        """(n, 2) class probabilities, columns in ``classes_`` order."""
+        check_is_fitted(self, "estimators_")
+        positive = sum(w * m.predict_proba(X)[:, 1] for w, m in zip(self.weights_, self.estimators_))
         return np.column_stack([1.0 - positive, positive])
 
     def predict(self, X) -> np.ndarray:

@@ -78,8 +78,8 @@ class TrainingPipeline:
             trainer = run.stage("trainer", lambda out: ModelTrainer(TrainerConfig(
                 schema, tuple(s.models.candidates), p.training.cv_folds, p.training.metric, p.training.time_budget_s,
                 p.training.n_jobs, p.training.min_cv_score, p.transformation.resampling,
-                p.transformation.max_categories, seed, out, p.training.executor, rows), validation, transformation,
-                self.progress).run())
+                p.transformation.max_categories, seed, out, p.training.executor, rows, p.training.search_rounds,
+                p.training.ensemble_size), validation, transformation, self.progress).run())
             evaluation = run.stage("evaluation", lambda out: ModelEvaluation(EvaluationConfig(
                 p.evaluation.metric, p.evaluation.min_score, p.evaluation.min_improvement, out, rows),
                 validation, trainer, self.registry).run())

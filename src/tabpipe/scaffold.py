@@ -43,6 +43,8 @@ training:
   cv_folds: 5
   metric: roc_auc              # roc_auc | average_precision | f1
   time_budget_s: 600
+  search_rounds: 4             # while the budget allows, up to 4 rounds of new configurations per candidate
+  ensemble_size: 10            # final model: a weighted mean of the best configurations by CV (1: the best alone)
   n_jobs: -1
 
 evaluation:

@@ -4,6 +4,11 @@ Successive halving on rows (as scikit-learn's ``HalvingRandomSearchCV``): every 
 first cross-validated on a small stratified part of each prepared fold's training rows; the best
 1/ETA go on to ETA times more rows, up to the whole fold. Scores are compared within a rung only.
 With few configurations or few rows there is one rung: a plain cross-validated random search.
+Rounds: the first round samples ``n_iter`` configurations per candidate; while the next round is
+predicted (from the last one's cost) to end within ``ROUND_SHARE`` of the budget and
+``training.search_rounds`` is not reached, further rounds sample ``n_iter`` new ones each and run
+their own successive halving.
+Configurations are compared across rounds on the whole fold only (the same rows for everyone).
 
 Everything here is pure (no processes, files or clock; times are passed in), so the schedule is a
 function of config + seed + data size, and the budget rules are testable alone:
@@ -13,10 +18,12 @@ function of config + seed + data size, and the budget rules are testable alone:
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import numpy as np
 from sklearn.model_selection import ParameterSampler
 
 from tabpipe.config import Candidate, import_class, parse_space
@@ -24,6 +31,7 @@ from tabpipe.config import Candidate, import_class, parse_space
 ETA = 3                      # keep the best third at each rung, give it three times the rows
 MIN_RUNG_ROWS = 2_000        # the smallest rung still has this many training rows per fold
 COST_EXPONENT = 1.15         # fit seconds grow a little faster than rows (trees: n log n)
+ROUND_SHARE = 0.25           # further search rounds must be predicted to end within this share of the budget
 
 # why a configuration stopped (cv_results.json "stopped"); PENDING while the search still may run it
 FINISHED, PRUNED, OUT_OF_BUDGET, FAILED, PENDING = "finished", "pruned", "out_of_budget", "failed", "pending"
@@ -42,16 +50,32 @@ class Trial:
         return self.resampling
 
 
-def trials(candidates: tuple[Candidate, ...], seed: int, resampling: str) -> list[Trial]:
-    """Every configuration to try, interleaved across candidates (round-robin) so that a budget cut is fair.
-    ``resampling`` is the pipeline's default for candidates that inherit it."""
-    per_candidate = []
+def trial_rounds(candidates: tuple[Candidate, ...], seed: int, resampling: str, rounds: int) -> list[list[Trial]]:
+    """The configurations of each search round, each round interleaved across candidates (round-robin)
+    so that a budget cut is fair. Round 1 is the same whatever ``rounds`` is; later rounds sample
+    ``n_iter`` new configurations per candidate (repeats of earlier ones are dropped, so a small grid
+    or a candidate without a search space runs once). ``resampling`` is the pipeline's default for
+    candidates that inherit it."""
+    per_round: list[list[list[Trial]]] = [[] for _ in range(rounds)]
     for cand in candidates:
         space = {k: parse_space(v) for k, v in cand.search.items()}
-        sampled = list(ParameterSampler(space, n_iter=cand.n_iter, random_state=seed)) if space else [{}]
-        per_candidate.append([Trial(cand, {**cand.params, **_native(s)}, cand.resampling_or(resampling))
-                              for s in sampled])
-    return [t for group in itertools.zip_longest(*per_candidate) for t in group if t is not None]
+        seen: set[str] = set()
+        for r in range(rounds if space else 1):
+            state = seed if r == 0 else np.random.RandomState([seed, r])   # round 1 as with a single round
+            sampled = list(ParameterSampler(space, n_iter=cand.n_iter, random_state=state)) if space else [{}]
+            group = []
+            for params in ({**cand.params, **_native(s)} for s in sampled):
+                key = json.dumps(params, sort_keys=True, default=str)
+                if key not in seen:
+                    seen.add(key)
+                    group.append(Trial(cand, params, cand.resampling_or(resampling)))
+            per_round[r].append(group)
+    return [[t for group in itertools.zip_longest(*groups) for t in group if t is not None] for groups in per_round]
+
+
+def trials(candidates: tuple[Candidate, ...], seed: int, resampling: str) -> list[Trial]:
+    """The first round's configurations (``trial_rounds`` with one round)."""
+    return trial_rounds(candidates, seed, resampling, 1)[0]
 
 
 def _native(params: dict) -> dict:
@@ -122,7 +146,9 @@ class Evaluation:
     index: int
     trial: Trial
     stopped: str = PENDING
-    rung: int = -1                    # highest rung completed
+    round_no: int = 0                 # the search round that sampled it (0: the first)
+    rung: int = -1                    # highest rung completed (within its round)
+    fraction: float = 0.0             # share of each fold's training rows at that rung (1.0: the whole fold)
     rows: int = 0                     # training rows per fold at that rung
     score: float | None = None
     score_std: float | None = None
@@ -136,7 +162,8 @@ class Evaluation:
     def record(self) -> dict:
         return {"candidate": self.trial.candidate.name, "params": self.trial.params, "resampling": self.trial.resampling,
                 "score": self.score, "score_std": self.score_std, "fold_scores": self.fold_scores,
-                "rung": self.rung, "rows": self.rows, "seconds": round(self.seconds, 2), "stopped": self.stopped,
+                "round": self.round_no + 1, "rung": self.rung, "rows": self.rows,
+                "seconds": round(self.seconds, 2), "stopped": self.stopped,
                 "note": self.note, "rungs": self.history}
 
 
@@ -148,12 +175,22 @@ def promote(finished: list[Evaluation], eta: int = ETA) -> tuple[list[Evaluation
 
 
 def best_of(evaluations: list[Evaluation]) -> Evaluation | None:
-    """Best score at the highest rung any configuration completed (scores compare within a rung only)."""
+    """Best score on the largest share of the folds any configuration completed (scores compare only
+    on the same rows: within a rung, or on whole folds across rounds)."""
     done = [e for e in evaluations if e.score is not None]
     if not done:
         return None
-    top = max(e.rung for e in done)
-    return min((e for e in done if e.rung == top), key=lambda e: (-e.score, e.index))
+    top = max(e.fraction for e in done)
+    return min((e for e in done if e.fraction == top), key=lambda e: (-e.score, e.index))
+
+
+def round_affordable(elapsed_s: float, last_seconds: float, last_configs: int, next_configs: int,
+                     budget_s: float) -> bool:
+    """Whether a further search round is started: the search so far (``elapsed_s``) plus the next round,
+    predicted from the last round's wall seconds per configuration, must end within ``ROUND_SHARE`` of
+    the budget. Extra rounds are for budgets far above what one round needs: a round that would take a
+    big part of the budget (large data) is not started, and the rest of the budget is margin."""
+    return elapsed_s + last_seconds / max(1, last_configs) * next_configs <= ROUND_SHARE * budget_s
 
 
 class SearchProgress(Protocol):

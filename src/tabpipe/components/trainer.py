@@ -12,9 +12,12 @@ budget ``training.time_budget_s`` covers everything before the final refit (repo
    ``sensitive: true`` columns they go to a private temporary folder, not the run folder.
 3. Successive halving on rows (``tabpipe.search``): each fit runs in a worker process
    (``tabpipe.executors``) and is stopped when it outlives its configuration's share of the budget
-   or the budget itself.
-The decision threshold maximises F1 on the chosen configuration's out-of-fold predictions (never
-the test split). The result is one ``TabularModel``: preprocessing + estimator + threshold.
+   or the budget itself. Further rounds of new configurations follow while the next one is predicted
+   to fit (``training.search_rounds`` at most).
+4. Ensemble selection (``tabpipe.ensemble``, ``training.ensemble_size``): the final model is a weighted
+   mean of the configurations whose out-of-fold predictions average best, or the best one alone.
+The decision threshold maximises F1 on the chosen model's out-of-fold predictions (never the test
+split). The result is one ``TabularModel``: preprocessing + estimator + threshold.
 """
 from __future__ import annotations
 
@@ -41,7 +44,9 @@ from tabpipe.entities import (
     TransformationArtifact,
     ValidationArtifact,
 )
+from tabpipe.ensemble import select
 from tabpipe.errors import DataError, ModelQualityError
+from tabpipe.estimators import WeightedMean
 from tabpipe.executors import Task, WorkerPool
 from tabpipe.metrics import best_f1_threshold, ranking_score
 from tabpipe.model import TabularModel
@@ -64,8 +69,9 @@ from tabpipe.search import (
     make_estimator,
     predicted_seconds,
     promote,
+    round_affordable,
     rung_fractions,
-    trials,
+    trial_rounds,
     waves,
 )
 
@@ -78,6 +84,7 @@ PREP_LIMIT = 0.5              # ... and at most this share of what is left (then
 MIN_SEARCH_ROWS = 5_000
 LAST_RESORT_ROWS = 2_000      # rows per fold when nothing could be evaluated within the budget
 MAX_SEARCH_ROWS = 250_000
+ENSEMBLE_PER_CANDIDATE = 3    # the ensemble is chosen among each candidate's best configurations on whole folds
 Y_COLUMN = "__tabpipe_y__"
 
 
@@ -183,8 +190,8 @@ class ModelTrainer:
         if min(np.bincount(y, minlength=2)) < cfg.cv_folds:
             raise DataError(f"the training split has {y.sum()} positive and {len(y) - y.sum()} negative rows; "
                             f"training.cv_folds={cfg.cv_folds} needs at least that many of each")
-        todo = trials(cfg.candidates, cfg.seed, cfg.resampling)
-        kinds = tuple(dict.fromkeys(t.fold_key for t in todo))   # only the kinds some configuration uses
+        rounds = trial_rounds(cfg.candidates, cfg.seed, cfg.resampling, cfg.search_rounds)
+        kinds = tuple(dict.fromkeys(t.fold_key for todo in rounds for t in todo))   # only the kinds in use
         # the search sample holds the feature values in clear: with sensitive columns not in the run folder
         work = Path(tempfile.mkdtemp(prefix="tabpipe-folds-")) if cfg.rows.in_memory else cfg.out_dir / "folds"
         try:
@@ -197,25 +204,26 @@ class ModelTrainer:
                 folds, val_index, sample = self._prepare_in_time(pool, X, y, sample, kinds, work)
                 prep_seconds = time.monotonic() - t0
                 y_s = y[sample]
-                evaluations = self._halving(pool, todo, folds, val_index, y_s)
+                evaluations = self._search(pool, rounds, folds, val_index, y_s)
         finally:
             shutil.rmtree(work, ignore_errors=True)
         target = train[cfg.schema.target.name]
         del train, X   # the refit works on the transformation stage's arrays
-        search_seconds = time.monotonic() - start
         (cfg.out_dir / "cv_results.json").write_text(json.dumps([e.record() for e in evaluations], indent=2, default=str))
         best = best_of(evaluations)
-        log.info("search: %.1fs of training.time_budget_s=%.0f (folds %.1fs); best: %s %s=%.4f on %d rows per fold",
-                 search_seconds, cfg.time_budget_s, prep_seconds, best.trial.candidate.name, cfg.metric, best.score,
-                 best.rows)
-        if best.score < cfg.min_cv_score:
-            raise ModelQualityError(f"best candidate {best.trial.candidate.name} scored {cfg.metric}={best.score:.4f} "
+        members, cv_score, oof = self._ensemble(evaluations, best, val_index, y_s)
+        search_seconds = time.monotonic() - start
+        log.info("search: %.1fs of training.time_budget_s=%.0f (folds %.1fs); best: %s %s=%.4f on %d rows per fold; "
+                 "final model: %s %s=%.4f", search_seconds, cfg.time_budget_s, prep_seconds, best.trial.candidate.name,
+                 cfg.metric, best.score, best.rows, _describe(members), cfg.metric, cv_score)
+        if cv_score < cfg.min_cv_score:
+            raise ModelQualityError(f"best candidate {_describe(members)} scored {cfg.metric}={cv_score:.4f} "
                                     f"in cross-validation, below training.min_cv_score={cfg.min_cv_score}")
-        threshold, _ = best_f1_threshold(y_s, best.oof)
+        threshold, _ = best_f1_threshold(y_s, oof)
         t0 = time.monotonic()
-        model = self._fit_final(best.trial, threshold, target)
+        model = self._fit_final(members, threshold, target)
         refit_seconds = time.monotonic() - t0
-        log.info("final refit of %s on %d training rows: %.1fs", best.trial.candidate.name, len(y), refit_seconds)
+        log.info("final refit of %s on %d training rows: %.1fs", model.candidate, len(y), refit_seconds)
         with open(cfg.out_dir / "model.pkl", "wb") as fh:
             dill.dump(model, fh)
         stopped = {}
@@ -223,8 +231,8 @@ class ModelTrainer:
             stopped[e.stopped] = stopped.get(e.stopped, 0) + 1
         return TrainerArtifact(
             model_path=cfg.out_dir / "model.pkl", cv_results_path=cfg.out_dir / "cv_results.json",
-            best_candidate=best.trial.candidate.name, best_params=best.trial.params,
-            best_resampling=best.trial.resampling, cv_score=best.score, threshold=threshold,
+            best_candidate=model.candidate, best_params=_params_of(members), best_resampling=model.resampling,
+            cv_score=cv_score, threshold=threshold,
             configs_tried=sum(e.score is not None for e in evaluations), configs_total=len(evaluations),
             stopped=stopped, search_rows=len(sample), search_seconds=round(search_seconds, 2),
             prep_seconds=round(prep_seconds, 2), refit_seconds=round(refit_seconds, 2),
@@ -319,46 +327,67 @@ class ModelTrainer:
 
     # ------------------------------------------------------------------ 3. successive halving
 
-    def _halving(self, pool: WorkerPool, todo: list[Trial], folds: dict[str, list[FoldFiles]],
-                 val_index: list[np.ndarray], y: np.ndarray) -> list[Evaluation]:
+    def _search(self, pool: WorkerPool, rounds: list[list[Trial]], folds: dict[str, list[FoldFiles]],
+                val_index: list[np.ndarray], y: np.ndarray) -> list[Evaluation]:
+        """Round after round of successive halving while the next round is predicted to fit the time left."""
         cfg = self.config
-        evaluations = [Evaluation(i, trial) for i, trial in enumerate(todo)]
+        evaluations: list[Evaluation] = []
         fold_rows = min(len(y) - len(va) for va in val_index)
-        fractions = rung_fractions(len(evaluations), fold_rows)
-        planned, n = 0, len(evaluations)
-        for _ in fractions:
-            planned, n = planned + n, math.ceil(n / ETA)
-        self._counts = {"done": 0, "planned": planned, "last_rung": len(fractions) - 1}
-        self.progress.begin(len(evaluations), planned, cfg.time_budget_s)
-        log.info("search: %d configurations, %d rung%s (%s of each fold's training rows), %d worker%s", len(evaluations),
-                 len(fractions), "s" if len(fractions) > 1 else "", ", ".join(f"{f:.0%}" for f in fractions),
-                 self.workers, "s" if self.workers > 1 else "")
-        alive = list(evaluations)
+        self._counts = {"done": 0, "planned": 0}
+        self.progress.begin(len(rounds[0]), _planned(len(rounds[0]), fold_rows), cfg.time_budget_s)
+        last: tuple[float, int] | None = None     # (wall seconds, configurations) of the last round run
         try:
-            for r, fraction in enumerate(fractions):
-                remaining = self.deadline - time.monotonic()
-                if r > 0:
-                    alive = self._affordable(alive, fractions[r - 1], fraction, remaining, len(fractions) - r)
-                if not alive:
+            for r, todo in enumerate(rounds):
+                if not todo:
+                    continue
+                elapsed = cfg.time_budget_s - (self.deadline - time.monotonic())
+                if last is not None and not round_affordable(elapsed, *last, len(todo), cfg.time_budget_s):
+                    log.info("search round %d of %d not started: the last took %.1fs for %d configurations and "
+                             "%.0fs of training.time_budget_s=%.0f are used", r + 1, len(rounds), last[0], last[1],
+                             elapsed, cfg.time_budget_s)
                     break
-                share = config_share(remaining, len(fractions) - r, len(alive))
-                self._rung(pool, evaluations, alive, r, len(fractions), fraction, share, folds, val_index, y)
-                finished = [e for e in alive if e.rung == r]
-                if r == len(fractions) - 1:
-                    for e in finished:
-                        e.stopped = FINISHED
+                batch = [Evaluation(len(evaluations) + i, trial, round_no=r) for i, trial in enumerate(todo)]
+                evaluations += batch
+                t0 = time.monotonic()
+                self._halving(pool, evaluations, batch, r, len(rounds), folds, val_index, y)
+                last = (time.monotonic() - t0, len(batch))
+                if time.monotonic() >= self.deadline:
                     break
-                alive, pruned = promote(finished)
-                for e in pruned:
-                    e.stopped, e.note = PRUNED, f"not in the best 1/{ETA} of rung {r + 1}"
             for e in evaluations:
                 if e.stopped == PENDING:
                     e.stopped, e.note = OUT_OF_BUDGET, e.note or "the budget ran out first"
             if best_of(evaluations) is None:
-                self._last_resort(pool, evaluations, fractions, folds, val_index, y)
+                self._last_resort(pool, evaluations, rung_fractions(len(rounds[0]), fold_rows), folds, val_index, y)
         finally:
             self.progress.end()
         return evaluations
+
+    def _halving(self, pool: WorkerPool, evaluations: list[Evaluation], batch: list[Evaluation], round_no: int,
+                 rounds: int, folds: dict[str, list[FoldFiles]], val_index: list[np.ndarray], y: np.ndarray) -> None:
+        """One round: successive halving of ``batch`` (appended to ``evaluations`` already)."""
+        fold_rows = min(len(y) - len(va) for va in val_index)
+        fractions = rung_fractions(len(batch), fold_rows)
+        self._counts["planned"] += _planned(len(batch), fold_rows)
+        log.info("search round %d of at most %d: %d configurations, %d rung%s (%s of each fold's training rows), "
+                 "%d worker%s", round_no + 1, rounds, len(batch), len(fractions), "s" if len(fractions) > 1 else "",
+                 ", ".join(f"{f:.0%}" for f in fractions), self.workers, "s" if self.workers > 1 else "")
+        alive = list(batch)
+        for r, fraction in enumerate(fractions):
+            remaining = self.deadline - time.monotonic()
+            if r > 0:
+                alive = self._affordable(alive, fractions[r - 1], fraction, remaining, len(fractions) - r)
+            if not alive:
+                break
+            share = config_share(remaining, len(fractions) - r, len(alive))
+            self._rung(pool, evaluations, alive, r, len(fractions), fraction, share, folds, val_index, y)
+            finished = [e for e in alive if e.rung == r]
+            if r == len(fractions) - 1:
+                for e in finished:
+                    e.stopped = FINISHED
+                break
+            alive, pruned = promote(finished)
+            for e in pruned:
+                e.stopped, e.note = PRUNED, f"not in the best 1/{ETA} of rung {r + 1}"
 
     def _affordable(self, alive: list[Evaluation], frac_from: float, frac_to: float, remaining: float,
                     rungs_left: int) -> list[Evaluation]:
@@ -425,7 +454,7 @@ class ModelTrainer:
             oof[va] = probas[fold_no]
             scores.append(ranking_score(metric, y[va], probas[fold_no]))
         rows = int(round(min(f.n_fit for f in folds[e.trial.fold_key]) * fraction))
-        e.rung, e.rows, e.oof = r, rows, oof
+        e.rung, e.fraction, e.rows, e.oof = r, fraction, rows, oof
         e.score, e.score_std, e.fold_scores = float(np.mean(scores)), float(np.std(scores)), scores
         e.seconds += span[1] - span[0]
         e.fit_seconds += span[2]
@@ -444,8 +473,7 @@ class ModelTrainer:
     def _update(self, evaluations: list[Evaluation]) -> None:
         best = best_of(evaluations)
         self.progress.update(done=self._counts["done"], planned=self._counts["planned"],
-                             settled=sum(e.stopped != PENDING or e.rung == self._counts["last_rung"]
-                                         for e in evaluations),
+                             settled=sum(e.stopped != PENDING or e.fraction == 1.0 for e in evaluations),
                              configs=len(evaluations), best=None if best is None else best.score,
                              elapsed_s=self.config.time_budget_s - (self.deadline - time.monotonic()),
                              budget_s=self.config.time_budget_s)
@@ -472,17 +500,76 @@ class ModelTrainer:
                                     f"{self.config.time_budget_s:.0f} (the last one tried: {e.note}); raise the budget")
         e.stopped, e.note = FINISHED, "evaluated after the budget ran out: a run needs one evaluated configuration"
 
+    # ------------------------------------------------------------------ 4. ensemble
+
+    def _ensemble(self, evaluations: list[Evaluation], best: Evaluation, val_index: list[np.ndarray],
+                  y: np.ndarray) -> tuple[list[tuple[Evaluation, float]], float, np.ndarray]:
+        """(members with weights, CV score, out-of-fold P(positive)) of the final model: a greedy ensemble of
+        each candidate's best ENSEMBLE_PER_CANDIDATE configurations evaluated on whole folds, or ``best`` alone."""
+        cfg = self.config
+        ranked = sorted((e for e in evaluations if e.oof is not None and e.fraction == best.fraction),
+                        key=lambda e: (-e.score, e.index))
+        per_candidate: dict[str, int] = {}
+        pool = []
+        for e in ranked:   # the best few of each candidate: different model families make different errors
+            name = e.trial.candidate.name
+            if per_candidate.get(name, 0) < ENSEMBLE_PER_CANDIDATE:
+                per_candidate[name] = per_candidate.get(name, 0) + 1
+                pool.append(e)
+        if cfg.ensemble_size <= 1 or len(pool) < 2 or best.fraction < 1.0:
+            return [(best, 1.0)], best.score, best.oof
+        if time.monotonic() >= self.deadline:
+            log.info("no ensemble selection: training.time_budget_s=%.0f has run out", cfg.time_budget_s)
+            return [(best, 1.0)], best.score, best.oof
+        chosen = select([e.oof for e in pool], y, val_index, cfg.metric, cfg.ensemble_size)
+        members = [(pool[i], w) for i, w in chosen.weights.items()]
+        oof = sum(w * e.oof for e, w in members)
+        log.info("ensemble selection among %d configurations (each candidate's best): %s, %s=%.4f (best alone %.4f)", len(pool),
+                 _describe(members), cfg.metric, chosen.score, best.score)
+        return members, chosen.score, oof
+
     # ------------------------------------------------------------------ final refit
 
-    def _fit_final(self, trial: Trial, threshold: float, target: pd.Series) -> TabularModel:
-        """Fit the chosen estimator on the whole (resampled) training split, behind the fitted preprocessor."""
+    def _fit_final(self, members: list[tuple[Evaluation, float]], threshold: float, target: pd.Series) -> TabularModel:
+        """Fit the chosen configuration(s) on the whole (resampled) training split, behind the fitted
+        preprocessor; several members become one ``WeightedMean``."""
         cfg, art = self.config, self.transformation
         X, y = cfg.rows.read_array(art.x_train_path), cfg.rows.read_array(art.y_train_path)
-        X_fit, y_fit = resample(X, y, trial.resampling, cfg.seed)
-        estimator = make_estimator(trial, cfg.seed).fit(X_fit, y_fit)
+        resampled: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        fitted = []
+        for e, _ in members:
+            kind = e.trial.resampling
+            if kind not in resampled:
+                resampled[kind] = resample(X, y, kind, cfg.seed)
+            fitted.append(make_estimator(e.trial, cfg.seed).fit(*resampled[kind]))
+        estimator = fitted[0] if len(fitted) == 1 else WeightedMean.of_fitted(fitted, [w for _, w in members])
         with open(art.preprocessor_path, "rb") as fh:
             # bandit B301: written by this run's transformation stage
             preprocessor = dill.load(fh)  # nosec B301
         return TabularModel(schema=cfg.schema, preprocessor=preprocessor, estimator=estimator, threshold=threshold,
-                            labels=original_labels(target, cfg.schema.target.positive), candidate=trial.candidate.name,
-                            resampling=trial.resampling)
+                            labels=original_labels(target, cfg.schema.target.positive),
+                            candidate=members[0][0].trial.candidate.name if len(members) == 1 else "ensemble",
+                            resampling="+".join(sorted(resampled)))
+
+
+def _planned(configs: int, fold_rows: int) -> int:
+    """Evaluations one round of successive halving plans for ``configs`` configurations."""
+    planned, n = 0, configs
+    for _ in rung_fractions(configs, fold_rows):
+        planned, n = planned + n, math.ceil(n / ETA)
+    return planned
+
+
+def _describe(members: list[tuple[Evaluation, float]]) -> str:
+    """``name`` for one configuration, ``ensemble(0.50 name#3 + ...)`` for several."""
+    if len(members) == 1:
+        return members[0][0].trial.candidate.name
+    return "ensemble(" + " + ".join(f"{w:.2f} {e.trial.candidate.name}#{e.index + 1}" for e, w in members) + ")"
+
+
+def _params_of(members: list[tuple[Evaluation, float]]) -> dict:
+    """The chosen configuration's parameters, or an ensemble's members (candidate, params, resampling, weight, score)."""
+    if len(members) == 1:
+        return members[0][0].trial.params
+    return {"members": [{"candidate": e.trial.candidate.name, "params": e.trial.params, "resampling": e.trial.resampling,
+                         "weight": round(w, 4), "score": e.score} for e, w in members]}

@@ -9,8 +9,9 @@
   robust scaling; one-hot with rare/unknown pooling, after the pseudonym for a sensitive category;
   datetime parts) with the fitted statistics;
 - ``proba``: linear models as a dot product, random forests / extra trees / histogram gradient
-  boosting as a lock-step numpy traversal of all trees, tabpipe's linear + boosting blend as the
-  weighted mean of those two, any other estimator through its own ``predict_proba``.
+  boosting as a lock-step numpy traversal of all trees, tabpipe's linear + boosting blend and its
+  ensembles (``WeightedMean``) as the weighted mean of their compiled members, any other estimator
+  (or an ensemble with a member it cannot compile) through its own ``predict_proba``.
 
 Equality with ``TabularModel.predict_proba`` is tested (to 1e-9 for features, 1e-6 for probabilities);
 anything the compiler does not recognise falls back to the model's own path.
@@ -222,6 +223,16 @@ class _Blend:
         return self.weight * self.linear(x) + (1.0 - self.weight) * self.boosting(x)
 
 
+class _Mean:
+    """``tabpipe.estimators.WeightedMean``: the weighted mean of its compiled members."""
+
+    def __init__(self, est, members: list):
+        self.weights, self.members = [float(w) for w in est.weights_], members
+
+    def __call__(self, x: np.ndarray) -> float:
+        return sum(w * member(x) for w, member in zip(self.weights, self.members))
+
+
 def _compile_estimator(est):
     classes = list(getattr(est, "classes_", []))
     if classes != [0, 1]:
@@ -241,6 +252,10 @@ def _compile_estimator(est):
         linear, boosting = _compile_estimator(est.linear_), _compile_estimator(est.boosting_)
         if isinstance(linear, _Linear) and isinstance(boosting, _Boosting):
             return _Blend(est, linear, boosting)
+    if name == "WeightedMean":
+        members = [_compile_estimator(m) for m in est.estimators_]
+        if all(m is not None for m in members):
+            return _Mean(est, members)
     return None
 
 
