@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from imblearn.over_sampling import SMOTE
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, RobustScaler
 
-from tabpipe.resampling import smote_tomek
+from tabpipe.resampling import smote, smote_tomek
 from tabpipe.schema import Schema
 
 MISSING = "__missing__"
@@ -62,7 +61,8 @@ def make_sampler(kind: str, seed: int, y: np.ndarray):
     """imbalanced-learn sampler for ``kind``, or None (``none``, or too few minority rows to synthesise).
 
     SMOTE's neighbour count is capped by the minority class size so small folds still work.
-    ``smotetomek`` is imbalanced-learn's ``SMOTETomek`` with the same output, computed faster.
+    ``smotetomek`` / ``smote`` are imbalanced-learn's ``SMOTETomek`` / ``SMOTE`` with the same output,
+    computed faster and in less memory (``tabpipe.resampling``).
     """
     if kind == "none":
         return None
@@ -70,14 +70,18 @@ def make_sampler(kind: str, seed: int, y: np.ndarray):
     if minority < 2:
         return None
     k_neighbors = min(5, minority - 1)
-    return smote_tomek(seed, k_neighbors) if kind == "smotetomek" else SMOTE(random_state=seed, k_neighbors=k_neighbors)
+    return smote_tomek(seed, k_neighbors) if kind == "smotetomek" else smote(seed, k_neighbors)
 
 
 def resample(X: np.ndarray, y: np.ndarray, kind: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Resampled copy of a TRAINING matrix; returns the input unchanged when no sampler applies."""
+    """Resampled copy of a TRAINING matrix (same dtype); returns the input unchanged when no sampler applies."""
     sampler = make_sampler(kind, seed, y)
     if sampler is None:
         return X, y
+    if kind == "smotetomek" and X.dtype != np.float64:
+        # the fast Tomek-link search is exact (imbalanced-learn's links) on float64 rows
+        X_res, y_res = sampler.fit_resample(X.astype(np.float64), y)
+        return X_res.astype(X.dtype), y_res
     return sampler.fit_resample(X, y)
 
 
