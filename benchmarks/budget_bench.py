@@ -105,12 +105,22 @@ def project(tmp: Path, rows: int, categoricals: int, budget: float, resampling: 
     return path
 
 
-class PeakRss:
-    """Largest summed RSS of this process and all its descendants while running."""
+class PeakRss(logging.Handler):
+    """Largest summed RSS of this process and all its descendants while running, also per part of the run
+    (``by_part``: the stages, the trainer's search and final refit apart, told apart by the run's log lines)."""
 
     def __init__(self):
+        super().__init__()
         self.peak, self._stop = 0, threading.Event()
+        self.part, self.by_part = "start", {}
         self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        msg = str(record.msg)
+        if msg == "stage %s started":
+            self.part = record.args[0]
+        elif msg.startswith("search: %.1fs of"):   # the trainer's last line before the final refit
+            self.part = "trainer: refit"
 
     def _poll(self) -> None:
         me = psutil.Process()
@@ -122,15 +132,18 @@ class PeakRss:
                 except psutil.Error:
                     pass
             self.peak = max(self.peak, total)
+            self.by_part[self.part] = max(self.by_part.get(self.part, 0), total)
             time.sleep(0.2)
 
     def __enter__(self):
+        logging.getLogger("tabpipe").addHandler(self)
         self._thread.start()
         return self
 
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
+        logging.getLogger("tabpipe").removeHandler(self)
 
 
 def main() -> None:
@@ -162,7 +175,9 @@ def main() -> None:
                          "refit_s": art["refit_seconds"], "search_rows": art["search_rows"], "stopped": art["stopped"],
                          "best": f"{art['best_candidate']} ({art['best_resampling']})",
                          "rungs": max(r["rung"] for r in results) + 1, "roc_auc": run.record["metrics"]["roc_auc"],
-                         "peak_rss_gb": round(rss.peak / 2**30, 2), "features": len(settings.schema_.features),
+                         "peak_rss_gb": round(rss.peak / 2**30, 2),
+                         "peak_rss_gb_by_part": {k: round(v / 2**30, 2) for k, v in rss.by_part.items()},
+                         "features": len(settings.schema_.features),
                          "width": len(run.record["stages"]["transformation"]["artifact"]["feature_names"]),
                          "stages_s": {k: v["seconds"] for k, v in run.record["stages"].items()}})
             print(json.dumps(runs[-1]), flush=True)

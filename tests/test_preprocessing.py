@@ -153,6 +153,11 @@ def test_float32_matrices_are_the_preprocessors_output_block_by_block(monkeypatc
     np.testing.assert_array_equal(X_test, served.astype(np.float32))
     np.testing.assert_array_equal(X_train, pre.transform(train).astype(np.float32))
     assert preprocessing.transform32(pre, test.iloc[:0]).shape == (0, X_train.shape[1])
+    plain = build_preprocessor(SCHEMA).fit(train)       # fitted the ordinary way (dense output throughout)
+    assert pre.sparse_output_ is plain.sparse_output_ is False and pre.get_params()["sparse_threshold"] == 0.0
+    for df in (train, test):
+        np.testing.assert_array_equal(pre.transform(df), plain.transform(df))
+    np.testing.assert_array_equal(pre.get_feature_names_out(), plain.get_feature_names_out())
 
 
 # --------------------------------------------------------------------------- resampling

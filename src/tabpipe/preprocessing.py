@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline, make_pipeline
@@ -47,8 +48,8 @@ def build_preprocessor(schema: Schema, max_categories: int = 30) -> ColumnTransf
         steps.append(("num", make_pipeline(imputer, RobustScaler(quantile_range=QUANTILES)), numeric))
     if categorical:
         encoder = OneHotEncoder(
-            handle_unknown="infrequent_if_exist", max_categories=max_categories, min_frequency=5, sparse_output=False,
-            dtype=np.float32,   # 0/1 are exact: the same values at half the memory before the columns are stacked
+            handle_unknown="infrequent_if_exist", max_categories=max_categories, min_frequency=5,
+            sparse_output=True, dtype=np.float32,   # the ColumnTransformer densifies (sparse_threshold=0)
         )
         steps.append(("cat", make_pipeline(SimpleImputer(strategy="constant", fill_value=MISSING), encoder), categorical))
     if datetimes:
@@ -95,8 +96,33 @@ def fit_transform(preprocessor: ColumnTransformer, train: pd.DataFrame, *others:
     refit alike): half the memory of float64 on wide one-hot data. The fitted preprocessor itself
     still returns float64, so serving is unchanged.
     """
-    out = [preprocessor.fit_transform(train).astype(np.float32, copy=False)]
+    out = [_fit_transform32(preprocessor, train)]
     out += [transform32(preprocessor, df) for df in others]
+    return out
+
+
+def _fit_transform32(preprocessor: ColumnTransformer, train: pd.DataFrame) -> np.ndarray:
+    """Fit on ``train`` and return its rows as float32, without a dense float64 copy of the whole matrix.
+
+    The fit runs with sparse output (the one-hot block stays a few values per row), then the fitted
+    preprocessor is set back to the dense output it was built with: the fitted statistics do not depend
+    on the output format, so it is the preprocessor ``fit`` gives (tested), and the training rows are
+    densified a block at a time.
+    """
+    threshold = preprocessor.sparse_threshold
+    preprocessor.set_params(sparse_threshold=1.0)
+    try:
+        X = preprocessor.fit_transform(train)
+    finally:
+        preprocessor.set_params(sparse_threshold=threshold)
+    if not sparse.issparse(X):
+        return X.astype(np.float32, copy=False)
+    preprocessor.sparse_output_ = False   # what fitting with sparse_threshold=0 sets (see its documentation)
+    X = X.tocsr()
+    out = np.empty(X.shape, dtype=np.float32)
+    step = max(1, TRANSFORM_CELLS // max(X.shape[1], 1))
+    for start in range(0, X.shape[0], step):
+        out[start:start + step] = X[start:start + step].toarray()
     return out
 
 

@@ -184,7 +184,28 @@ class FastTomekLinks(TomekLinks):
 
 
 class BlockSMOTE(SMOTE):
-    """imbalanced-learn's ``SMOTE`` with the same output, its synthetic rows computed a block of rows at a time."""
+    """imbalanced-learn's ``SMOTE`` with the same output, its synthetic rows computed a block of rows at a time
+    and written once into the result (imbalanced-learn copies the input, then stacks the copy and the new rows)."""
+
+    def _fit_resample(self, X, y):
+        if sparse.issparse(X):
+            return super()._fit_resample(X, y)
+        self._validate_estimator()
+        made = []   # imbalanced-learn's SMOTE._fit_resample, step for step, but for the copies
+        for class_sample, n_samples in self.sampling_strategy_.items():
+            if n_samples == 0:
+                continue
+            X_class = _safe_indexing(X, np.flatnonzero(y == class_sample))
+            self.nn_k_.fit(X_class)
+            nns = self.nn_k_.kneighbors(X_class, return_distance=False)[:, 1:]
+            made.append(self._make_samples(X_class, y.dtype, class_sample, X_class, nns, n_samples, 1.0))
+        X_out = np.empty((len(X) + sum(len(y_new) for _, y_new in made), X.shape[1]), dtype=X.dtype)
+        X_out[:len(X)] = X
+        start = len(X)
+        for X_new, y_new in made:
+            X_out[start:start + len(y_new)] = X_new
+            start += len(y_new)
+        return X_out, np.hstack([y] + [y_new for _, y_new in made])
 
     def _generate_samples(self, X, nn_data, nn_num, rows, cols, steps, y_type=None, y=None):
         if sparse.issparse(X) or y is not None:
