@@ -8,6 +8,7 @@ import pytest
 import tabpipe  # noqa: F401  (before scikit-learn / imbalanced-learn: sets OMP_WAIT_POLICY)
 from imblearn.combine import SMOTETomek  # noqa: E402
 from imblearn.over_sampling import SMOTE  # noqa: E402
+from tabpipe import preprocessing
 from tabpipe.preprocessing import MISSING, build_preprocessor, datetime_parts, fit_transform, make_sampler, resample
 from tabpipe.schema import Schema, coerce_frame
 
@@ -48,7 +49,7 @@ def test_output_columns_and_roles():
     pre = build_preprocessor(SCHEMA)
     (X,) = fit_transform(pre, train)
     names = list(pre.get_feature_names_out())
-    assert X.dtype == np.float64 and X.shape == (len(train), len(names))
+    assert X.dtype == np.float32 and X.shape == (len(train), len(names))   # what estimators are fitted on
     assert names[:4] == ["num__a", "num__n", "num__b", "num__missingindicator_a"]
     assert {"cat__c_x", "cat__c_y", "cat__c_z", f"cat__c_{MISSING}"} <= set(names)
     assert names[-2:] == ["dt__d_hour", "dt__d_dayofweek"]
@@ -137,6 +138,26 @@ def test_fit_transform_fits_on_the_first_frame_only():
     refit = build_preprocessor(SCHEMA)
     (X_alone,) = fit_transform(refit, train)
     np.testing.assert_array_equal(X_alone, X_train)
+
+
+def test_float32_matrices_are_the_preprocessors_output_block_by_block(monkeypatch):
+    """Training matrices are float32 copies of what the fitted preprocessor (float64, as served) returns,
+    also when the rows are transformed a few at a time."""
+    train, test = frame(60, seed=0), frame(41, seed=1)
+    pre = build_preprocessor(SCHEMA)
+    monkeypatch.setattr(preprocessing, "TRANSFORM_CELLS", 5 * len(build_preprocessor(SCHEMA).fit(train)
+                                                                   .get_feature_names_out()))   # 5 rows a block
+    X_train, X_test = fit_transform(pre, train, test)
+    served = pre.transform(test)
+    assert served.dtype == np.float64 and X_test.dtype == X_train.dtype == np.float32
+    np.testing.assert_array_equal(X_test, served.astype(np.float32))
+    np.testing.assert_array_equal(X_train, pre.transform(train).astype(np.float32))
+    assert preprocessing.transform32(pre, test.iloc[:0]).shape == (0, X_train.shape[1])
+    plain = build_preprocessor(SCHEMA).fit(train)       # fitted the ordinary way (dense output throughout)
+    assert pre.sparse_output_ is plain.sparse_output_ is False and pre.get_params()["sparse_threshold"] == 0.0
+    for df in (train, test):
+        np.testing.assert_array_equal(pre.transform(df), plain.transform(df))
+    np.testing.assert_array_equal(pre.get_feature_names_out(), plain.get_feature_names_out())
 
 
 # --------------------------------------------------------------------------- resampling

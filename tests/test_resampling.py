@@ -82,6 +82,24 @@ def test_sample_data_equals_imblearn(rows, seed):
         assert len(ours[1]) < len(smoted)                             # links were found and removed
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_block_smote_equals_imblearn_across_blocks(monkeypatch, dtype):
+    """The synthetic rows computed a few at a time equal imbalanced-learn's one-pass rows, in both
+    dtypes the trainer uses, alone and inside SMOTETomek."""
+    X, y = sample_matrix(3_000, 7)
+    X = X.astype(dtype)
+    monkeypatch.setattr(resampling, "SMOTE_BLOCK_CELLS", 7 * X.shape[1])    # 7 rows a block: many blocks
+    ours = resampling.smote(3).fit_resample(X, y)
+    theirs = SMOTE(random_state=3).fit_resample(X, y)
+    assert ours[0].dtype == dtype and len(ours[1]) > len(y) + 100
+    assert_same(ours, theirs)
+    with threadpool_limits(THREADS, user_api="openmp"):
+        ours = resample(X, y, "smotetomek", 3)                  # float32 rows are resampled as float64
+        theirs = reference(X.astype(np.float64), y, 3)
+    assert ours[0].dtype == dtype
+    assert_same(ours, (theirs[0].astype(dtype), theirs[1]))
+
+
 @pytest.mark.parametrize("seed", [0, 3])
 def test_one_hot_duplicates_equal_imblearn(seed):
     X, y = one_hot_with_duplicates(8_000, seed)

@@ -223,6 +223,26 @@ def test_budget_holds_on_300k_rows_with_many_categoricals(tmp_path):
     assert trainer["configs_tried"] >= 1 and {r["stopped"] for r in results} <= STOP_REASONS
 
 
+def test_search_sample_is_bounded_by_the_preprocessed_width(tmp_path, monkeypatch):
+    """On wide one-hot data the search sample holds at most MAX_SEARCH_CELLS values (bounded memory per
+    worker); the final refit still uses every training row."""
+    from tabpipe.components import trainer as trainer_mod
+
+    monkeypatch.setattr(trainer_mod, "MAX_SEARCH_CELLS", 1_500_000)
+    config = make_project(tmp_path, data=wide_table(30_000, 12, seed=3), data_format="parquet", schema="infer",
+                          models={"candidates": [MIXED_MODELS["candidates"][1]]},
+                          pipeline={"validation": {"drift": {"enabled": False}}, "transformation": {"resampling": "none"},
+                                    "training": {"time_budget_s": 120, "n_jobs": 1, "cv_folds": 3}})
+    rec = read_run_json(run_pipeline(config).dir)
+    assert rec["status"] == "succeeded"
+    width = len(rec["stages"]["transformation"]["artifact"]["feature_names"])
+    trainer = rec["stages"]["trainer"]["artifact"]
+    assert width > 100                                         # wide enough for the cap to bind below 24,000 rows
+    assert trainer_mod.MIN_SEARCH_ROWS <= trainer["search_rows"] <= max(trainer_mod.MIN_SEARCH_ROWS, 1_500_000 // width)
+    train_rows = len(np.load(rec["stages"]["transformation"]["artifact"]["y_train_path"]))   # what the refit uses
+    assert train_rows == 24_000 > trainer["search_rows"]
+
+
 # --------------------------------------------------------------------------- stopping a run leaves nothing behind
 
 def start_training(tmp_path: Path) -> tuple[subprocess.Popen, Path]:

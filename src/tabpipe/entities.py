@@ -123,7 +123,7 @@ class ValidationArtifact:
 @dataclass(frozen=True)
 class TransformationArtifact:
     preprocessor_path: Path   # dill: ColumnTransformer fitted on the training split only
-    x_train_path: Path        # .npy, (n_train, n_features) float64, not resampled
+    x_train_path: Path        # .npy, (n_train, n_features) float32, not resampled
     y_train_path: Path        # .npy, (n_train,) int 0/1, 1 = positive class
     x_test_path: Path
     y_test_path: Path

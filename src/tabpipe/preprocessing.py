@@ -15,13 +15,13 @@ import hashlib
 
 import numpy as np
 import pandas as pd
-from imblearn.over_sampling import SMOTE
+from scipy import sparse
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, RobustScaler
 
-from tabpipe.resampling import smote_tomek
+from tabpipe.resampling import smote, smote_tomek
 from tabpipe.schema import Schema
 
 MISSING = "__missing__"
@@ -84,7 +84,8 @@ def build_preprocessor(schema: Schema, max_categories: int = 30) -> ColumnTransf
 
 def _one_hot(max_categories: int) -> Pipeline:
     encoder = OneHotEncoder(
-        handle_unknown="infrequent_if_exist", max_categories=max_categories, min_frequency=5, sparse_output=False
+        handle_unknown="infrequent_if_exist", max_categories=max_categories, min_frequency=5,
+        sparse_output=True, dtype=np.float32,   # the ColumnTransformer densifies (sparse_threshold=0)
     )
     return make_pipeline(SimpleImputer(strategy="constant", fill_value=MISSING), encoder)
 
@@ -93,7 +94,8 @@ def make_sampler(kind: str, seed: int, y: np.ndarray):
     """imbalanced-learn sampler for ``kind``, or None (``none``, or too few minority rows to synthesise).
 
     SMOTE's neighbour count is capped by the minority class size so small folds still work.
-    ``smotetomek`` is imbalanced-learn's ``SMOTETomek`` with the same output, computed faster.
+    ``smotetomek`` / ``smote`` are imbalanced-learn's ``SMOTETomek`` / ``SMOTE`` with the same output,
+    computed faster and in less memory (``tabpipe.resampling``).
     """
     if kind == "none":
         return None
@@ -101,22 +103,71 @@ def make_sampler(kind: str, seed: int, y: np.ndarray):
     if minority < 2:
         return None
     k_neighbors = min(5, minority - 1)
-    return smote_tomek(seed, k_neighbors) if kind == "smotetomek" else SMOTE(random_state=seed, k_neighbors=k_neighbors)
+    return smote_tomek(seed, k_neighbors) if kind == "smotetomek" else smote(seed, k_neighbors)
 
 
 def resample(X: np.ndarray, y: np.ndarray, kind: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Resampled copy of a TRAINING matrix; returns the input unchanged when no sampler applies."""
+    """Resampled copy of a TRAINING matrix (same dtype); returns the input unchanged when no sampler applies."""
     sampler = make_sampler(kind, seed, y)
     if sampler is None:
         return X, y
+    if kind == "smotetomek" and X.dtype != np.float64:
+        # the fast Tomek-link search is exact (imbalanced-learn's links) on float64 rows
+        X_res, y_res = sampler.fit_resample(X.astype(np.float64), y)
+        return X_res.astype(X.dtype), y_res
     return sampler.fit_resample(X, y)
 
 
+TRANSFORM_CELLS = 20_000_000   # rows x columns transformed at a time by ``transform32`` (~160 MB of float64)
+
+
 def fit_transform(preprocessor: ColumnTransformer, train: pd.DataFrame, *others: pd.DataFrame) -> list[np.ndarray]:
-    """Fit on ``train`` only, then transform ``train`` and each of ``others``."""
-    out = [preprocessor.fit_transform(train).astype(np.float64)]
-    out += [preprocessor.transform(df).astype(np.float64) for df in others]
+    """Fit on ``train`` only, then transform ``train`` and each of ``others``.
+
+    The matrices are float32, what every estimator is fitted on (the search's folds and the final
+    refit alike): half the memory of float64 on wide one-hot data. The fitted preprocessor itself
+    still returns float64, so serving is unchanged.
+    """
+    out = [_fit_transform32(preprocessor, train)]
+    out += [transform32(preprocessor, df) for df in others]
     return out
 
 
-__all__ = ["Pipeline", "build_preprocessor", "datetime_parts", "fit_transform", "make_sampler", "resample"]
+def _fit_transform32(preprocessor: ColumnTransformer, train: pd.DataFrame) -> np.ndarray:
+    """Fit on ``train`` and return its rows as float32, without a dense float64 copy of the whole matrix.
+
+    The fit runs with sparse output (the one-hot block stays a few values per row), then the fitted
+    preprocessor is set back to the dense output it was built with: the fitted statistics do not depend
+    on the output format, so it is the preprocessor ``fit`` gives (tested), and the training rows are
+    densified a block at a time.
+    """
+    threshold = preprocessor.sparse_threshold
+    preprocessor.set_params(sparse_threshold=1.0)
+    try:
+        X = preprocessor.fit_transform(train)
+    finally:
+        preprocessor.set_params(sparse_threshold=threshold)
+    if not sparse.issparse(X):
+        return X.astype(np.float32, copy=False)
+    preprocessor.sparse_output_ = False   # what fitting with sparse_threshold=0 sets (see its documentation)
+    X = X.tocsr()
+    out = np.empty(X.shape, dtype=np.float32)
+    step = max(1, TRANSFORM_CELLS // max(X.shape[1], 1))
+    for start in range(0, X.shape[0], step):
+        out[start:start + step] = X[start:start + step].toarray()
+    return out
+
+
+def transform32(preprocessor: ColumnTransformer, df: pd.DataFrame) -> np.ndarray:
+    """``preprocessor.transform(df)`` as float32, a block of rows at a time (every step works row by row),
+    so no float64 copy of the whole matrix is ever held."""
+    width = len(preprocessor.get_feature_names_out())
+    out = np.empty((len(df), width), dtype=np.float32)
+    step = max(1, TRANSFORM_CELLS // max(width, 1))
+    for start in range(0, len(df), step):
+        out[start:start + step] = preprocessor.transform(df.iloc[start:start + step])
+    return out
+
+
+__all__ = ["Pipeline", "build_preprocessor", "datetime_parts", "fit_transform", "make_sampler", "resample",
+           "transform32"]

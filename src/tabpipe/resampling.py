@@ -16,9 +16,14 @@ features that is a brute-force search, quadratic in rows. ``FastTomekLinks`` rem
    order (earliest index wins, equal distances come out latest-first), so duplicates and ties
    resolve as in imbalanced-learn.
 
+``BlockSMOTE`` is imbalanced-learn's SMOTE with the synthetic rows computed a block at a time: the
+same draws and arithmetic, so the same values, without imbalanced-learn's several whole-size
+float64 temporaries (on a wide one-hot matrix they were the largest allocation of a run).
+
 Where scikit-learn would not take that brute-force path (15 features or fewer: a KD-tree; small
-data: a different parallel strategy with another tie order; sparse input or more than two
-classes), imbalanced-learn's own ``TomekLinks`` runs: it is already fast there, or tiny.
+data: a different parallel strategy with another tie order; sparse or float32 input (another
+kernel; ``preprocessing.resample`` passes float64) or more than two classes), imbalanced-learn's
+own ``TomekLinks`` runs: it is already fast there, or tiny.
 """
 from __future__ import annotations
 
@@ -38,6 +43,7 @@ PROJECTED_DIMS = 8      # PCA components searched with a KD-tree (low enough for
 SAME_CLASS_PROBES = 4   # projected same-class neighbours whose true distance bounds u_j
 CHECKS_PER_BRUTE_ROW = 16  # a row with over n/16 projected candidates goes straight to the exact search
 KD_TREE_MAX_FEATURES = 15  # scikit-learn's NearestNeighbors(algorithm="auto") uses a KD-tree up to here
+SMOTE_BLOCK_CELLS = 4_000_000  # synthetic values computed at a time by BlockSMOTE (a few 32 MB float64 temporaries)
 
 
 def _brute_force_is_parallel_on_x(X: np.ndarray) -> bool:
@@ -165,7 +171,8 @@ class FastTomekLinks(TomekLinks):
     """``TomekLinks`` with the same output in near-linear time on dense data above 15 features."""
 
     def _fit_resample(self, X, y):
-        if sparse.issparse(X) or len(np.unique(y)) != 2 or not _brute_force_is_parallel_on_x(X):
+        if (sparse.issparse(X) or X.dtype != np.float64 or len(np.unique(y)) != 2
+                or not _brute_force_is_parallel_on_x(X)):
             return super()._fit_resample(X, y)
         nearest = tomek_nearest(X, y)
         links = np.zeros(len(y), dtype=bool)
@@ -176,7 +183,47 @@ class FastTomekLinks(TomekLinks):
         return _safe_indexing(X, self.sample_indices_), _safe_indexing(y, self.sample_indices_)
 
 
+class BlockSMOTE(SMOTE):
+    """imbalanced-learn's ``SMOTE`` with the same output, its synthetic rows computed a block of rows at a time
+    and written once into the result (imbalanced-learn copies the input, then stacks the copy and the new rows)."""
+
+    def _fit_resample(self, X, y):
+        if sparse.issparse(X):
+            return super()._fit_resample(X, y)
+        self._validate_estimator()
+        made = []   # imbalanced-learn's SMOTE._fit_resample, step for step, but for the copies
+        for class_sample, n_samples in self.sampling_strategy_.items():
+            if n_samples == 0:
+                continue
+            X_class = _safe_indexing(X, np.flatnonzero(y == class_sample))
+            self.nn_k_.fit(X_class)
+            nns = self.nn_k_.kneighbors(X_class, return_distance=False)[:, 1:]
+            made.append(self._make_samples(X_class, y.dtype, class_sample, X_class, nns, n_samples, 1.0))
+        X_out = np.empty((len(X) + sum(len(y_new) for _, y_new in made), X.shape[1]), dtype=X.dtype)
+        X_out[:len(X)] = X
+        start = len(X)
+        for X_new, y_new in made:
+            X_out[start:start + len(y_new)] = X_new
+            start += len(y_new)
+        return X_out, np.hstack([y] + [y_new for _, y_new in made])
+
+    def _generate_samples(self, X, nn_data, nn_num, rows, cols, steps, y_type=None, y=None):
+        if sparse.issparse(X) or y is not None:
+            return super()._generate_samples(X, nn_data, nn_num, rows, cols, steps, y_type, y)
+        out = np.empty((len(rows), X.shape[1]), dtype=X.dtype)
+        block = max(1, SMOTE_BLOCK_CELLS // max(X.shape[1], 1))
+        for start in range(0, len(rows), block):   # row by row arithmetic: any split gives the same values
+            part = slice(start, start + block)
+            out[part] = super()._generate_samples(X, nn_data, nn_num, rows[part], cols[part], steps[part])
+        return out
+
+
+def smote(seed: int, k_neighbors: int = 5) -> BlockSMOTE:
+    """imbalanced-learn's ``SMOTE`` (same synthetic rows), computed in blocks."""
+    return BlockSMOTE(random_state=seed, k_neighbors=k_neighbors)
+
+
 def smote_tomek(seed: int, k_neighbors: int = 5) -> SMOTETomek:
-    """imbalanced-learn's ``SMOTETomek`` (same SMOTE, same links removed) with ``FastTomekLinks``."""
-    return SMOTETomek(smote=SMOTE(random_state=seed, k_neighbors=k_neighbors),
+    """imbalanced-learn's ``SMOTETomek`` (same SMOTE, same links removed) with ``BlockSMOTE`` and ``FastTomekLinks``."""
+    return SMOTETomek(smote=smote(seed, k_neighbors),
                       tomek=FastTomekLinks(sampling_strategy="all"), random_state=seed)

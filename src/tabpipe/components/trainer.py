@@ -4,7 +4,8 @@ Candidates come from ``model.yaml`` (class path, fixed params, search space, res
 budget ``training.time_budget_s`` covers everything before the final refit (reported apart):
 1. Search sample: above ``PROBE_ABOVE`` rows, preparing one fold is timed on two small samples and
    the search runs on the largest stratified sample whose folds are predicted to be prepared in
-   ``PREP_SHARE`` of the budget (the refit uses every training row).
+   ``PREP_SHARE`` of the budget and that holds at most ``MAX_SEARCH_CELLS`` values once preprocessed
+   (wide one-hot data: bounded memory per worker); the refit uses every training row.
 2. Folds, prepared once: each fold's preprocessing is fitted on its training rows only, then each
    resampling kind that some configuration uses is applied to those rows only; the prepared folds
    are written once (float32 .npy, rows in a stratified order so any prefix is a stratified sample)
@@ -85,6 +86,8 @@ MIN_SEARCH_ROWS = 5_000
 LAST_RESORT_ROWS = 2_000      # rows per fold when nothing could be evaluated within the budget
 MAX_SEARCH_ROWS = 250_000
 ENSEMBLE_PER_CANDIDATE = 3    # the ensemble is chosen among each candidate's best configurations on whole folds
+MAX_SEARCH_CELLS = 50_000_000  # search sample rows x preprocessed columns (~200 MB per float32 fold matrix): on wide
+                               # one-hot data each worker preparing a fold holds a few such matrices at once
 Y_COLUMN = "__tabpipe_y__"
 
 
@@ -136,17 +139,19 @@ def prepare_fold(sample_path: Path, schema: Schema, max_categories: int, tr: np.
     """Fit the preprocessing on the fold's training rows, resample those rows once per kind, write the files."""
     X, y = _sample(sample_path)
     pre = build_preprocessor(schema, max_categories)
-    X_tr, X_va = fit_transform(pre, X.iloc[tr], X.iloc[va])
+    X_tr, X_va = fit_transform(pre, X.iloc[tr], X.iloc[va])   # float32
     out.mkdir(parents=True, exist_ok=True)
-    np.save(out / "x_val.npy", X_va.astype(np.float32))
+    np.save(out / "x_val.npy", X_va)
+    del X_va
     files = {}
     for kind in kinds:
         X_fit, y_fit = resample(X_tr, y[tr], kind, seed)
         order = stratified_order(y_fit, seed)
         paths = FoldFiles(out / f"x_fit_{kind}.npy", out / f"y_fit_{kind}.npy", out / "x_val.npy", len(y_fit))
-        np.save(paths.x_fit, np.asarray(X_fit)[order].astype(np.float32))
+        np.save(paths.x_fit, np.asarray(X_fit, dtype=np.float32)[order])
         np.save(paths.y_fit, np.asarray(y_fit)[order])
         files[kind] = paths
+        del X_fit, y_fit
     return files
 
 
@@ -267,10 +272,12 @@ class ModelTrainer:
             for kind in kinds:
                 resample(X_tr, y[tr], kind, cfg.seed)
             probe.append((rows, time.monotonic() - t0))
+        width = X_tr.shape[1]
         allowed = PREP_SHARE * cfg.time_budget_s   # no credit for parallel workers: start-up and I/O eat into it
-        rows = min(affordable_rows(n, probe, allowed, k, floor_rows=MIN_SEARCH_ROWS), MAX_SEARCH_ROWS)
-        log.info("fold preparation probe (%s): %s; search sample: %d of %d training rows", "+".join(kinds),
-                 ", ".join(f"{r} rows {s:.2f}s" for r, s in probe), rows, n)
+        rows = min(affordable_rows(n, probe, allowed, k, floor_rows=MIN_SEARCH_ROWS), MAX_SEARCH_ROWS,
+                   max(MIN_SEARCH_ROWS, MAX_SEARCH_CELLS // max(width, 1)))
+        log.info("fold preparation probe (%s): %s; %d columns after preprocessing; search sample: %d of %d training rows",
+                 "+".join(kinds), ", ".join(f"{r} rows {s:.2f}s" for r, s in probe), width, rows, n)
         return np.arange(n) if rows >= n else self._stratified(y, rows, salt=0)
 
     def _stratified(self, y: np.ndarray, rows: int, salt: int) -> np.ndarray:
@@ -535,13 +542,10 @@ class ModelTrainer:
         preprocessor; several members become one ``WeightedMean``."""
         cfg, art = self.config, self.transformation
         X, y = cfg.rows.read_array(art.x_train_path), cfg.rows.read_array(art.y_train_path)
-        resampled: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        fitted = []
-        for e, _ in members:
-            kind = e.trial.resampling
-            if kind not in resampled:
-                resampled[kind] = resample(X, y, kind, cfg.seed)
-            fitted.append(make_estimator(e.trial, cfg.seed).fit(*resampled[kind]))
+        kinds = dict.fromkeys(e.trial.resampling for e, _ in members)
+        resampled = {kind: resample(X, y, kind, cfg.seed) for kind in kinds}
+        del X, y   # the fits need only the resampled rows (the same arrays when nothing is resampled)
+        fitted = [make_estimator(e.trial, cfg.seed).fit(*resampled[e.trial.resampling]) for e, _ in members]
         estimator = fitted[0] if len(fitted) == 1 else WeightedMean.of_fitted(fitted, [w for _, w in members])
         with open(art.preprocessor_path, "rb") as fh:
             # bandit B301: written by this run's transformation stage

@@ -1,6 +1,6 @@
 """DataTransformation: fit the schema-built preprocessing on the training split only, transform both splits.
 
-Emits the fitted preprocessor (dill) and the transformed arrays (.npy; with sensitive columns in
+Emits the fitted preprocessor (dill) and the transformed float32 arrays (.npy; with sensitive columns in
 memory only, see ``tabpipe.rowfiles``). Resampling is NOT applied
 here: it belongs to model fitting, where the trainer applies it to training rows (and, inside
 cross-validation, to each training fold) only. The test split is never resampled.
