@@ -514,13 +514,7 @@ class HistoryStore:
         with (True) or without (False) an outcome. ``inputs``/``warnings`` come back parsed (left out,
         with the cost of parsing them, when ``with_inputs`` is false)."""
         columns = PREDICTIONS.c if with_inputs else [c for c in PREDICTIONS.c if c.name not in ("inputs", "warnings")]
-        query = select(*columns).order_by(PREDICTIONS.c.logged_at, PREDICTIONS.c.id)
-        if since is not None:
-            query = query.where(PREDICTIONS.c.logged_at >= utc(since))
-        if until is not None:
-            query = query.where(PREDICTIONS.c.logged_at < utc(until))
-        if version is not None:
-            query = query.where(PREDICTIONS.c.model_version == version)
+        query = _window(select(*columns), since, until, version)
         if labelled is not None:
             query = query.where(PREDICTIONS.c.outcome.isnot(None) if labelled else PREDICTIONS.c.outcome.is_(None))
         if limit is not None:
@@ -534,14 +528,8 @@ class HistoryStore:
         """The logged predictions of a window (as ``predictions`` selects and orders them), streamed in
         chunks of ``chunk_rows``: (``inputs`` as the stored JSON text, ``probability`` as float64, ``outcome``).
         The JSON is not parsed here: ``monitoring.logread`` turns the text into columns in bulk."""
-        query = select(cast(PREDICTIONS.c.inputs, Text), PREDICTIONS.c.probability, PREDICTIONS.c.outcome)
-        query = query.order_by(PREDICTIONS.c.logged_at, PREDICTIONS.c.id)
-        if since is not None:
-            query = query.where(PREDICTIONS.c.logged_at >= utc(since))
-        if until is not None:
-            query = query.where(PREDICTIONS.c.logged_at < utc(until))
-        if version is not None:
-            query = query.where(PREDICTIONS.c.model_version == version)
+        query = _window(select(cast(PREDICTIONS.c.inputs, Text), PREDICTIONS.c.probability, PREDICTIONS.c.outcome),
+                        since, until, version)
         with self._read("prediction_chunks") as conn:
             result = conn.execution_options(stream_results=True, yield_per=chunk_rows).execute(query)
             for part in result.partitions():
@@ -749,3 +737,14 @@ class HistoryStore:
         with self._read("alerts") as conn:
             return _frame(conn.execute(query), ("window_start", "window_end", "created_at", "delivered_at"))
 
+
+def _window(query, since, until, version):
+    """``query`` limited to logged predictions with ``since <= logged_at < until`` (of ``version``), oldest first."""
+    query = query.order_by(PREDICTIONS.c.logged_at, PREDICTIONS.c.id)
+    if since is not None:
+        query = query.where(PREDICTIONS.c.logged_at >= utc(since))
+    if until is not None:
+        query = query.where(PREDICTIONS.c.logged_at < utc(until))
+    if version is not None:
+        query = query.where(PREDICTIONS.c.model_version == version)
+    return query
