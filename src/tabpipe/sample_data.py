@@ -1,12 +1,13 @@
 """Synthetic telecom cell KPIs with a ``fault_flag`` target (network fault prediction).
 
 ``generate(rows, seed, shift)`` returns one row per (cell, time) measurement, each with its own
-``measurement_id`` (what a label for that measurement is joined on; ``cell_id`` names the cell,
-measured many times, so it is too coarse for that): a few hundred cells, each with a fixed region, vendor, technology, size and coverage, observed at
-random quarter-hours over 60 days.  The KPIs are correlated the way a radio network's
-are: load follows a day/night cycle, high PRB utilization lowers throughput and raises
-latency and packet loss, weak signal (RSRP) lowers SINR and handover success and raises
-call drops; vendors and technologies differ in capacity and reliability.
+``measurement_id`` (what a label for that measurement is joined on; ``cell_id`` names a cell that
+is measured many times, too coarse for that): a few hundred cells, each with a fixed region,
+vendor, technology, size and coverage, observed at random quarter-hours over 60 days.  The
+KPIs are correlated the way a radio network's are: load follows a day/night cycle, high PRB
+utilization lowers throughput and raises latency and packet loss, weak signal (RSRP) lowers
+SINR and handover success and raises call drops; vendors and technologies differ in capacity
+and reliability.
 
 ``fault_flag`` is drawn from a latent risk that mixes thresholds and interactions
 (hot *and* congested sites, very weak coverage with poor handovers, lossy links, a
