@@ -69,7 +69,9 @@ def test_init_writes_editable_config(trained):
     for name in ("pipeline.yaml", "schema.yaml", "model.yaml"):
         assert (trained.project / name).is_file()
         assert f"wrote {trained.project / name}" in flat(trained.init.output)
-    schema = yaml.safe_load((trained.project / "schema.yaml").read_text())
+    text = (trained.project / "schema.yaml").read_text()
+    assert "# The first `role: id` column is what labels (`tabpipe outcomes`, POST /outcomes) are joined on" in text
+    schema = yaml.safe_load(text)
     assert schema["target"] == {"name": "churn", "positive": "yes"}
     cols = schema["columns"]
     assert cols["cell_id"]["role"] == "id"
