@@ -36,8 +36,9 @@ def sample_matrix(rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 def wide(rows: int, seed: int, shift: float = 0.0) -> pd.DataFrame:
     """30 columns: two generated frames side by side (the second's columns suffixed ``_2``), no target."""
-    first = generate(rows, seed=seed, shift=shift).drop(columns=["fault_flag"])
-    second = generate(rows, seed=seed + 1000, shift=shift).drop(columns=["fault_flag", "timestamp"]).add_suffix("_2")
+    first = generate(rows, seed=seed, shift=shift).drop(columns=["measurement_id", "fault_flag"])
+    second = (generate(rows, seed=seed + 1000, shift=shift).drop(columns=["measurement_id", "fault_flag", "timestamp"])
+              .add_suffix("_2"))
     return pd.concat([first, second], axis=1)
 
 

@@ -29,6 +29,7 @@ CHEAP_MODELS = {
 SCHEMA = {
     "target": {"name": TARGET, "positive": 1},
     "columns": {
+        "measurement_id": {"type": "string", "role": "id"},   # first id column: what outcomes join on
         "cell_id": {"type": "string", "role": "id"},
         "timestamp": {"type": "datetime"},
         "region": {"type": "category", "nullable": False, "categories": ["central", "east", "north", "south", "west"]},

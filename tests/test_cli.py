@@ -69,10 +69,13 @@ def test_init_writes_editable_config(trained):
     for name in ("pipeline.yaml", "schema.yaml", "model.yaml"):
         assert (trained.project / name).is_file()
         assert f"wrote {trained.project / name}" in flat(trained.init.output)
-    schema = yaml.safe_load((trained.project / "schema.yaml").read_text())
+    text = (trained.project / "schema.yaml").read_text()
+    assert "# The first `role: id` column is what labels (`tabpipe outcomes`, POST /outcomes) are joined on" in text
+    schema = yaml.safe_load(text)
     assert schema["target"] == {"name": "churn", "positive": "yes"}
     cols = schema["columns"]
     assert cols["cell_id"]["role"] == "id"
+    assert next(name for name, c in cols.items() if c.get("role") == "id") == "measurement_id"   # the join key
     assert cols["measured_at"]["type"] == "datetime"
     assert cols["region"]["type"] == "category" and cols["vendor"].get("nullable", True) is True
     assert cols["region"]["nullable"] is False
@@ -118,7 +121,7 @@ def test_predict_writes_rows_in_order(trained, tmp_path):
     assert len(scored) == len(inp) == 40
     assert list(scored.columns) == list(inp.columns) + ["prediction", "probability", "warnings", "error"]
     assert scored["warnings"].isna().all() and scored["error"].isna().all()
-    assert scored["cell_id"].tolist() == inp["cell_id"].tolist()
+    assert scored["measurement_id"].tolist() == inp["measurement_id"].tolist()
     assert scored["measured_at"].tolist() == inp["measured_at"].tolist()
     assert set(scored["prediction"]) <= {"yes", "no"} and scored["prediction"].notna().all()
     assert scored["probability"].between(0, 1).all()
@@ -155,7 +158,7 @@ def test_predict_reports_invalid_rows_and_scores_the_rest(trained, tmp_path):
     good = pd.read_csv(tmp_path / "good_out.csv")
     bad = pd.read_csv(tmp_path / "bad_out.csv")
     text = pd.read_csv(tmp_path / "bad_out.csv", dtype=str, keep_default_na=False)
-    assert len(bad) == 10 and bad["cell_id"].tolist() == good["cell_id"].tolist()
+    assert len(bad) == 10 and bad["measurement_id"].tolist() == good["measurement_id"].tolist()
     assert text.loc[3, "prediction"] == "" and text.loc[3, "probability"] == ""
     assert "latency_ms" in bad.loc[3, "error"] and "not a number" in bad.loc[3, "error"]
     assert text.loc[3, "latency_ms"] == "slow"                       # the input row is echoed as given
@@ -365,6 +368,7 @@ def test_data_generate_csv(tmp_path):
     df = pd.read_csv(out)
     assert len(df) == 500 and "fault_flag" in df.columns
     expected = generate(500, seed=3)
+    assert df["measurement_id"].tolist() == expected["measurement_id"].tolist()
     assert df["cell_id"].tolist() == expected["cell_id"].tolist()
     assert df["latency_ms"].to_numpy() == pytest.approx(expected["latency_ms"].to_numpy())
 

@@ -13,8 +13,8 @@ from tabpipe.sample_data import generate
 
 def scenarios(rows: int, seed: int) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
     """Reference and current frames: no shift, mean shift, variance shift, new categories, the generator's shift."""
-    ref = generate(rows, seed=seed).drop(columns=["fault_flag"])
-    cur = generate(rows, seed=seed + 1).drop(columns=["fault_flag"])
+    ref = generate(rows, seed=seed).drop(columns=["measurement_id", "fault_flag"])   # the id: a row's name, not data
+    cur = generate(rows, seed=seed + 1).drop(columns=["measurement_id", "fault_flag"])
     numeric = [c for c in cur.columns if cur[c].dtype.kind == "f"]
     mean_shift = cur.copy()
     mean_shift[numeric[::2]] += 0.3 * ref[numeric[::2]].std()
@@ -27,7 +27,7 @@ def scenarios(rows: int, seed: int) -> tuple[pd.DataFrame, dict[str, pd.DataFram
         new_categories[column] = new_categories[column].where(~replace, f"NEW-{column}")
     return ref, {"no_shift": cur, "mean_shift": mean_shift, "variance_shift": variance_shift,
                  "new_categories": new_categories, "generator_shift": generate(rows, seed=seed + 1, shift=0.6)
-                 .drop(columns=["fault_flag"])}
+                 .drop(columns=["measurement_id", "fault_flag"])}
 
 
 def evidently_verdicts(reference: pd.DataFrame, current: pd.DataFrame) -> dict[str, tuple[str, float, float]]:

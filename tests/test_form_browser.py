@@ -320,7 +320,7 @@ def test_form_renders_typed_inputs_from_the_schema(browser, form_server, tmp_pat
     assert fields["latency_ms"]["type"] == "number" and fields["latency_ms"]["max"] == ""
     assert "5000" in browser.evaluate("document.getElementById('latency_ms').placeholder")
     assert fields["latency_ms"]["required"] is False and fields["sinr_db"]["required"] is False
-    assert "cell_id" not in fields
+    assert "measurement_id" not in fields and "cell_id" not in fields
     screenshot(browser, tmp_path / "form.png")
 
 

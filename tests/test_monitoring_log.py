@@ -35,14 +35,14 @@ VENDORS = ("Ericsson", "Huawei", "Nokia", "Samsung")
 
 def _schema() -> dict:
     doc = copy.deepcopy(REPO_SCHEMA)
-    doc["columns"]["cell_id"]["sensitive"] = True      # the row id: joins outcomes, never stored in clear
+    doc["columns"]["measurement_id"]["sensitive"] = True      # the row id: joins outcomes, never stored in clear
     doc["columns"]["vendor"]["sensitive"] = True       # a sensitive feature
     return doc
 
 
 def _data(rows: int, seed: int, offset: int = 0) -> pd.DataFrame:
     df = generate(rows, seed=seed)
-    df["cell_id"] = [f"APP-{offset + i:06d}" for i in range(rows)]  # one id per scored row
+    df["measurement_id"] = [f"APP-{offset + i:06d}" for i in range(rows)]  # one id per scored row
     return df
 
 
@@ -70,7 +70,7 @@ def _token(value: str) -> str:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
-    """A trained project (v0001, via `tabpipe train`) whose schema marks cell_id and vendor sensitive."""
+    """A trained project (v0001, via `tabpipe train`) whose schema marks measurement_id and vendor sensitive."""
     root = tmp_path_factory.mktemp("monitoring-project")
     (root / "schema.yaml").write_text(yaml.safe_dump(_schema(), sort_keys=False))
     _data(1500, seed=0).to_csv(root / "data.csv", index=False)
@@ -117,7 +117,7 @@ def test_service_logs_every_row_with_sensitive_columns_hashed(project, store_of,
     client = app.test_client()
     fresh = _data(40, seed=7, offset=500_000)
     features = Schema.model_validate(_schema()).features
-    records = json_records(fresh, ["cell_id", *features])
+    records = json_records(fresh, ["measurement_id", *features])
     resp = client.post("/predict", json={"records": records[:3]}, headers={"X-Request-ID": "client-req-1"})
     assert resp.status_code == 200 and resp.headers["X-Request-ID"] == "client-req-1"
     csv = fresh.iloc[3:].drop(columns=["fault_flag"]).to_csv(index=False).encode()
@@ -133,17 +133,17 @@ def test_service_logs_every_row_with_sensitive_columns_hashed(project, store_of,
     logged = store_of().predictions(since=pd.Timestamp.now(tz="UTC") - pd.Timedelta(minutes=5))
     logged = logged[logged["request_id"].isin(["client-req-1", csv_request])]
     assert len(logged) == 40
-    assert logged["row_id"].tolist() == [_token(v) for v in fresh["cell_id"]]
+    assert logged["row_id"].tolist() == [_token(v) for v in fresh["measurement_id"]]
     json_rows = logged[logged["request_id"] == "client-req-1"]
     assert json_rows["row_index"].tolist() == [0, 1, 2]
     for (_, row), record in zip(json_rows.iterrows(), records[:3]):
         assert row["inputs"]["vendor"] == (None if record["vendor"] is None else _token(record["vendor"]))
-        assert "cell_id" in row["inputs"] and row["inputs"]["cell_id"].startswith("hmac-sha256:")
+        assert "measurement_id" in row["inputs"] and row["inputs"]["measurement_id"].startswith("hmac-sha256:")
         assert row["inputs"]["latency_ms"] == record["latency_ms"]
     csv_rows = logged[logged["request_id"] == csv_request]
     np.testing.assert_allclose(csv_rows["probability"].to_numpy(), served["probability"].to_numpy())
     assert csv_rows["prediction"].tolist() == served["prediction"].astype(str).tolist()
-    _clear_values_absent(project.parent, [*fresh["cell_id"], *VENDORS])
+    _clear_values_absent(project.parent, [*fresh["measurement_id"], *VENDORS])
 
 
 def test_drop_mode_and_missing_key_keep_sensitive_columns_out(project, store_of, monkeypatch):
@@ -155,7 +155,7 @@ def test_drop_mode_and_missing_key_keep_sensitive_columns_out(project, store_of,
         app = create_app(config)
         app.extensions["tabpipe"]["holder"].stop()
         fresh = _data(5, seed=11, offset=600_000)
-        records = json_records(fresh, ["cell_id", *Schema.model_validate(_schema()).features])
+        records = json_records(fresh, ["measurement_id", *Schema.model_validate(_schema()).features])
         resp = app.test_client().post("/predict", json={"records": records})
         assert resp.status_code == 200
         assert app.extensions["tabpipe"]["prediction_log"].flush(30)
@@ -163,9 +163,9 @@ def test_drop_mode_and_missing_key_keep_sensitive_columns_out(project, store_of,
         logged = logged[logged["request_id"] == resp.headers["X-Request-ID"]]
         assert len(logged) == 5
         assert logged["row_id"].tolist() == [f"{resp.headers['X-Request-ID']}:{i}" for i in range(5)]
-        assert all("vendor" not in inputs and "cell_id" not in inputs and "latency_ms" in inputs
+        assert all("vendor" not in inputs and "measurement_id" not in inputs and "latency_ms" in inputs
                    for inputs in logged["inputs"])
-        _clear_values_absent(project.parent, [*fresh["cell_id"], *VENDORS])
+        _clear_values_absent(project.parent, [*fresh["measurement_id"], *VENDORS])
 
 
 def test_logging_off_adds_nothing(project, monkeypatch):
@@ -254,17 +254,17 @@ def test_batch_predict_logs_then_outcomes_record_realised_metrics(project, store
     store = store_of()
     logged = store.predictions()
     logged = logged[logged["request_id"] == "nightly-1"]
-    assert len(logged) == 300 and logged["row_id"].tolist() == [_token(v) for v in batch["cell_id"]]
+    assert len(logged) == 300 and logged["row_id"].tolist() == [_token(v) for v in batch["measurement_id"]]
     run = store.run("nightly-1")
     assert (run["kind"], run["status"], run["model_version"], run["rows"]) == ("predict", "succeeded", "v0001", 300)
-    _clear_values_absent(project.parent, [*batch["cell_id"], *VENDORS])
+    _clear_values_absent(project.parent, [*batch["measurement_id"], *VENDORS])
 
-    labels = batch[["cell_id", "fault_flag"]].iloc[:250].copy()
+    labels = batch[["measurement_id", "fault_flag"]].iloc[:250].copy()
     labels.loc[labels.index[:5], "fault_flag"] = None          # no label yet: skipped
-    labels = pd.concat([labels, pd.DataFrame({"cell_id": ["APP-UNKNOWN"], "fault_flag": [1]})])
+    labels = pd.concat([labels, pd.DataFrame({"measurement_id": ["APP-UNKNOWN"], "fault_flag": [1]})])
     labels.to_csv(tmp_path / "labels.csv", index=False)
     result = json.loads(_cli("outcomes", "--config", project, "--input", tmp_path / "labels.csv",
-                             "--id-column", "cell_id", "--json").stdout)
+                             "--id-column", "measurement_id", "--json").stdout)
     assert (result["labels"], result["skipped"], result["matched"], result["unmatched_ids"]) == (246, 5, 245, 1)
     scored = pd.read_csv(tmp_path / "out.csv")
     expected = roc_auc_score(batch["fault_flag"].iloc[5:250], scored["probability"].iloc[5:250])
@@ -273,9 +273,9 @@ def test_batch_predict_logs_then_outcomes_record_realised_metrics(project, store
     trend = store.metric_trend("v0001", "roc_auc")
     assert trend["realised"].iloc[-1] == pytest.approx(expected)
 
-    conflicting = pd.DataFrame({"cell_id": ["APP-800001", "APP-800001"], "fault_flag": [0, 1]})
+    conflicting = pd.DataFrame({"measurement_id": ["APP-800001", "APP-800001"], "fault_flag": [0, 1]})
     conflicting.to_csv(tmp_path / "bad.csv", index=False)
-    bad = _cli("outcomes", "--config", project, "--input", tmp_path / "bad.csv", "--id-column", "cell_id", check=False)
+    bad = _cli("outcomes", "--config", project, "--input", tmp_path / "bad.csv", "--id-column", "measurement_id", check=False)
     assert bad.returncode == 1 and "'APP-800001' has two different labels" in bad.stderr
     missing = _cli("outcomes", "--config", project, "--input", tmp_path / "labels.csv", "--id-column", "ID", check=False)
     assert missing.returncode == 1 and "no column 'ID' (--id-column)" in missing.stderr
@@ -356,7 +356,7 @@ def test_gunicorn_workers_log_concurrently_and_flush_on_shutdown(project, store_
     from service_helpers import http_request, running_server
 
     config = _config(project.parent, "gunicorn.yaml", flush_interval_s=60, batch_rows=100_000)
-    records = json_records(_data(60, seed=31, offset=900_000), ["cell_id", *Schema.model_validate(_schema()).features])
+    records = json_records(_data(60, seed=31, offset=900_000), ["measurement_id", *Schema.model_validate(_schema()).features])
 
     with running_server(config, tmp_path / "server.log", workers=2, env={KEY_ENV: KEY}) as server:
         server.wait_healthy()
@@ -374,4 +374,4 @@ def test_gunicorn_workers_log_concurrently_and_flush_on_shutdown(project, store_
     logged = store_of(config).predictions()
     logged = logged[logged["request_id"].str.startswith("gun-")]
     assert sorted(logged["request_id"]) == sorted(f"gun-{i}" for i in range(60))
-    assert set(logged["row_id"]) == {_token(r["cell_id"]) for r in records}
+    assert set(logged["row_id"]) == {_token(r["measurement_id"]) for r in records}

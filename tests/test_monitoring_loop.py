@@ -87,8 +87,9 @@ def test_serve_log_outcomes_monitor_retrain_promote(project, tmp_path):
     root = project.parent
     schema = Schema.model_validate(REPO_SCHEMA)
     batch = generate(ROWS_JSON + ROWS_CSV, seed=5, shift=SHIFT)
-    batch["cell_id"] = [f"LOOP-{i:05d}" for i in range(len(batch))]        # one id per scored row: what outcomes join on
-    records = json_records(batch, ["cell_id", *schema.features])
+    # one id per scored row (schema.yaml's first id column, as generated): what outcomes join on; cells repeat
+    assert batch["measurement_id"].is_unique and batch["cell_id"].nunique() < len(batch)
+    records = json_records(batch, ["measurement_id", "cell_id", *schema.features])
     store = HistoryStore.open(f"sqlite:///{root / 'registry' / 'history.sqlite'}")
     try:
         with running_server(project, tmp_path / "server.log", workers=2) as server:
@@ -100,23 +101,23 @@ def test_serve_log_outcomes_monitor_retrain_promote(project, tmp_path):
                 status, answer = post_json(server.port, "/predict", {"records": records[start:start + 100]})
                 assert status == 200 and answer["model_version"] == "v0001", answer
                 for i, item in enumerate(answer["predictions"]):
-                    served[records[start + i]["cell_id"]] = item["probability"]
+                    served[records[start + i]["measurement_id"]] = item["probability"]
             body, headers = multipart_csv(batch.iloc[ROWS_JSON:].drop(columns=[TARGET]).to_csv(index=False).encode())
             status, _, csv_answer = http_request(server.port, "POST", "/predict/csv", body, headers)
             assert status == 200, csv_answer[:500]
             scored_csv = pd.read_csv(io.BytesIO(csv_answer))
-            served.update(zip(batch["cell_id"].iloc[ROWS_JSON:], scored_csv["probability"]))
+            served.update(zip(batch["measurement_id"].iloc[ROWS_JSON:], scored_csv["probability"]))
             assert len(served) == len(batch)
             wait_until(lambda: store.count_predictions() == len(batch), 60, interval=0.1,
                        what=f"the background writers to log {len(batch)} rows")
             logged = store.predictions()
-            assert sorted(logged["row_id"]) == sorted(batch["cell_id"])
+            assert sorted(logged["row_id"]) == sorted(batch["measurement_id"])
             assert set(logged["model_version"]) == {"v0001"} and logged["outcome"].isna().all()
             np.testing.assert_allclose(logged["probability"].to_numpy(),
                                        [served[i] for i in logged["row_id"]], rtol=1e-9)
 
             # 2. outcomes arrive: labels.csv with an ID column
-            batch[["cell_id", TARGET]].rename(columns={"cell_id": "ID"}).to_csv(root / "labels.csv", index=False)
+            batch[["measurement_id", TARGET]].rename(columns={"measurement_id": "ID"}).to_csv(root / "labels.csv", index=False)
             joined = json.loads(ok(cli("outcomes", "--config", project, "--input", root / "labels.csv",
                                        "--id-column", "ID", "--json")).stdout)
             assert (joined["labels"], joined["matched"], joined["unmatched_ids"]) == (len(batch), len(batch), 0)
@@ -137,7 +138,7 @@ def test_serve_log_outcomes_monitor_retrain_promote(project, tmp_path):
                 assert reason["observed"] >= reason["threshold"] == 0.2 and reason["rows"] == len(batch)
                 assert reason["observed"] == pytest.approx(result["psi"][reason["feature"]]["psi"])
             realised, estimated = result["metrics"]["realised"], result["metrics"]["estimated"]
-            y = batch.set_index("cell_id").loc[logged["row_id"], TARGET].to_numpy()
+            y = batch.set_index("measurement_id").loc[logged["row_id"], TARGET].to_numpy()
             from sklearn.metrics import roc_auc_score
 
             assert realised["rows"] == len(batch)

@@ -68,12 +68,12 @@ def test_iter_partitions_reads_a_row_group_at_a_time_in_order(tmp_path):
     frames = list(iter_partitions(tmp_path / "ds"))
     assert [len(f) for f in frames] == [50] * 9
     read = pd.concat(frames, ignore_index=True)
-    assert read["cell_id"].tolist() == whole["cell_id"].tolist()
+    assert read["measurement_id"].tolist() == whole["measurement_id"].tolist()
     assert read["batch"].tolist() == whole["batch"].tolist()     # the hive key is a column
     single = tmp_path / "one.parquet"
     parts[0].to_parquet(single)
     (frame,) = list(iter_partitions(single))
-    assert frame["cell_id"].tolist() == parts[0]["cell_id"].tolist()
+    assert frame["measurement_id"].tolist() == parts[0]["measurement_id"].tolist()
 
 
 @pytest.mark.parametrize("suffix", [".parquet", ".csv"])
@@ -89,7 +89,7 @@ def test_a_folder_scores_like_the_whole_table(trained, tmp_path, suffix):
     assert result.rows == 800 and result.scored == 796
     assert set(result.errors.splitlines()) == set(want.errors.splitlines())
     got = pd.read_parquet(out) if suffix == ".parquet" else pd.read_csv(out)
-    assert got["cell_id"].tolist() == whole["cell_id"].tolist()
+    assert got["measurement_id"].tolist() == whole["measurement_id"].tolist()
     np.testing.assert_allclose(got["probability"].to_numpy(dtype=float), expected["probability"].to_numpy(dtype=float),
                                rtol=0, atol=1e-12)
     assert got["prediction"].isna().tolist() == expected["prediction"].isna().tolist()

@@ -148,9 +148,8 @@ def test_ingestion_snapshot_and_stratified_split(first, base_data):
     rate = base_data[TARGET].mean()
     assert abs(train[TARGET].mean() - rate) < 0.005 and abs(test[TARGET].mean() - rate) < 0.01
     # disjoint and complete: every raw row lands in exactly one split
-    key = ["cell_id", "timestamp", "latency_ms", "rsrp_dbm"]
-    both = pd.concat([train[key], test[key]])
-    assert not both.duplicated().any() and len(both) == len(raw)
+    both = pd.concat([train["measurement_id"], test["measurement_id"]])
+    assert not both.duplicated().any() and sorted(both) == sorted(raw["measurement_id"])
 
 
 def test_validation_report_first_run_says_no_reference(first):
@@ -397,7 +396,7 @@ def test_resampling_sees_training_rows_only(tmp_path, monkeypatch):
     n_train, n_test = ing["n_train"], ing["n_test"]
     assert (n_train, n_test) == (800, 200) and val["n_train"] == n_train
 
-    schema_features = [c for c in rec["config"]["schema"]["columns"] if c not in ("cell_id",)]
+    schema_features = [c for c, spec in rec["config"]["schema"]["columns"].items() if spec.get("role") != "id"]
     train = pd.read_parquet(val["train_path"])
     test = pd.read_parquet(val["test_path"])
 
@@ -552,7 +551,7 @@ def test_invalid_rows_fail_by_default(tmp_path, base_data):
     assert rec["status"] == "failed" and rec["stages"]["validation"]["status"] == "failed"
     assert "violates the schema" in rec["error"]
     # the corrupted rows that landed in the training split are all reported, by column and rule
-    keys = ["cell_id", "timestamp", "call_drop_rate_pct"]
+    keys = ["measurement_id"]
     train = pd.read_parquet(stage_artifact(rec, "ingestion")["train_path"])
     bad_keys = set(map(tuple, data.loc[sorted(bad), keys].astype(str).to_numpy()))
     in_train = sum(tuple(r) in bad_keys for r in train[keys].astype(str).to_numpy())
@@ -625,6 +624,8 @@ def test_time_budget_stops_the_search(tmp_path, base_data):
     rec = read_run_json(run_pipeline(config).dir)
     assert rec["status"] == "succeeded"
     assert rec["config"]["schema"]["columns"]["cell_id"]["role"] == "id"
+    assert next(iter(rec["config"]["schema"]["columns"])) == "measurement_id"   # inferred id, first: the join key
+    assert rec["config"]["schema"]["columns"]["measurement_id"]["role"] == "id"
     trainer = stage_artifact(rec, "trainer")
     assert trainer["configs_tried"] == 1   # fold preparation alone used the budget: one configuration, evaluated anyway
     results = cv_results(Path(rec["stages"]["trainer"]["folder"]).parent)

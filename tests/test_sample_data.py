@@ -14,12 +14,12 @@ from tabpipe.sample_data import generate, write
 BUNDLED = Path(__file__).resolve().parents[1] / "data" / "network_kpis.csv"
 
 COLUMNS = [
-    "cell_id", "timestamp", "region", "vendor", "technology",
+    "measurement_id", "cell_id", "timestamp", "region", "vendor", "technology",
     "throughput_mbps", "latency_ms", "packet_loss_pct", "call_drop_rate_pct",
     "rsrp_dbm", "sinr_db", "prb_utilization_pct", "active_users", "alarm_count",
     "handover_success_pct", "temperature_c", "fault_flag",
 ]
-NUMERIC = COLUMNS[5:16]
+NUMERIC = COLUMNS[6:17]
 PERCENT = ["packet_loss_pct", "call_drop_rate_pct", "prb_utilization_pct", "handover_success_pct"]
 
 
@@ -42,6 +42,22 @@ def test_same_seed_same_frame_and_other_seed_differs():
     pd.testing.assert_frame_equal(a, generate(3_000, seed=5, shift=0.3))
     assert not a.equals(generate(3_000, seed=6, shift=0.3))
     pd.testing.assert_frame_equal(generate(500, seed=1), generate(500, seed=1, shift=0.0))
+    pd.testing.assert_frame_equal(generate(500, seed=1, shift=1), generate(500, seed=1, shift=1.0))
+
+
+def test_measurement_id_is_unique_and_differs_between_batches():
+    """One id per row (what outcomes join on), never shared by batches generated with other arguments."""
+    a = generate(3_000, seed=7)
+    assert a["measurement_id"].is_unique and a["measurement_id"].notna().all()
+    assert a["cell_id"].nunique() < 400 < len(a)          # the cell alone names many rows
+    assert a["measurement_id"].tolist()[:2] == ["s7-x0.0-n3000-000000", "s7-x0.0-n3000-000001"]
+    others = [generate(3_000, seed=8), generate(3_000, seed=7, shift=1.0), generate(3_000, seed=7, shift=0.3),
+              generate(2_999, seed=7), generate(3_000, seed=7, shift=-1.0), generate(3_000, seed=71)]
+    seen = set(a["measurement_id"])
+    for other in others:
+        assert other["measurement_id"].is_unique
+        assert seen.isdisjoint(other["measurement_id"]), other["measurement_id"].iloc[0]
+        seen |= set(other["measurement_id"])
 
 
 @pytest.mark.parametrize("rows", [0, 1, 37, 2_500])
@@ -57,6 +73,7 @@ def test_negative_rows_rejected():
 
 
 def test_types_and_categories(base):
+    assert base["measurement_id"].str.fullmatch(r"s0-x0\.0-n20000-\d{6}").all() and base["measurement_id"].is_unique
     assert base["cell_id"].str.fullmatch(r"CELL-\d{5}").all()
     assert 100 <= base["cell_id"].nunique() <= 1_000
     assert pd.api.types.is_datetime64_any_dtype(base["timestamp"])
@@ -81,7 +98,7 @@ def test_missing_values_where_expected(base):
     share = base.isna().mean()
     for col in ("temperature_c", "sinr_db", "handover_success_pct", "vendor"):
         assert 0.005 <= share[col] <= 0.10, (col, share[col])
-    for col in ("fault_flag", "cell_id", "timestamp", "region", "technology",
+    for col in ("fault_flag", "measurement_id", "cell_id", "timestamp", "region", "technology",
                 "latency_ms", "prb_utilization_pct", "active_users", "alarm_count"):
         assert share[col] == 0, col
 

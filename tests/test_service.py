@@ -395,7 +395,7 @@ def test_form_is_built_from_the_schema(served):
     cols = yaml.safe_load((s.project.root / "schema.yaml").read_text())["columns"]
     features = [n for n, c in cols.items() if c.get("role", "feature") == "feature"]
     assert set(form.inputs) | set(form.selects) == set(features)
-    assert "cell_id" not in form.inputs  # id column is not a model input
+    assert "measurement_id" not in form.inputs and "cell_id" not in form.inputs  # id columns are not model inputs
     for name in features:
         spec = cols[name]
         hard = spec.get("hard", [])
@@ -704,7 +704,8 @@ def test_http_errors_are_json(rf):
 
 def test_unknown_extra_fields_are_ignored(rf):
     rec = sample_records(rf.project, 1)[0]
-    assert_matches_model(rf, [rec], post_json(rf.client, {**rec, "cell_id": "X", "colour": "blue", "fault_flag": 1}))
+    extra = {"measurement_id": "M-X", "cell_id": "X", "colour": "blue", "fault_flag": 1}
+    assert_matches_model(rf, [rec], post_json(rf.client, {**rec, **extra}))
 
 
 # --------------------------------------------------------------------------- /predict/csv
@@ -723,7 +724,7 @@ def test_predict_csv_happy_path_100_rows(rf):
     out = pd.read_csv(io.BytesIO(r.data))
     assert len(out) == 100
     assert list(out.columns[: len(df.columns)]) == list(df.columns)
-    assert list(out["cell_id"]) == list(df["cell_id"])           # same order
+    assert list(out["measurement_id"]) == list(df["measurement_id"])   # same order (one id per row)
     np.testing.assert_allclose(out["latency_ms"], df["latency_ms"])
     expected = rf.model.predict_proba(df)
     np.testing.assert_allclose(out["probability"].to_numpy(float), expected, rtol=0, atol=TOL)
@@ -763,7 +764,7 @@ def test_predict_csv_scores_every_row_it_can_in_order(rf):
     r = csv_upload(rf.client, _csv(df))
     assert r.status_code == 200, r.get_data(as_text=True)[:500]
     out = pd.read_csv(io.BytesIO(r.data))
-    assert list(out["cell_id"]) == list(df["cell_id"])
+    assert list(out["measurement_id"]) == list(df["measurement_id"])
     assert list(out.columns) == list(df.columns) + ["prediction", "probability", "warnings", "error"]
     assert out["probability"].isna().tolist() == [i == 12 for i in range(20)]
     assert "technology (category): is not one of the allowed categories" in out.loc[12, "error"]
@@ -1190,7 +1191,7 @@ _csv_cell = st.one_of(st.sampled_from(["", "nan", "NA", "1", "-5", "3G", "north"
 @FUZZ
 @given(data=st.data())
 def test_fuzz_csv_uploads_never_5xx(rf, data):
-    cols = data.draw(st.lists(st.sampled_from(FEATURES + ["cell_id", "other"]), min_size=1, max_size=18, unique=True))
+    cols = data.draw(st.lists(st.sampled_from(FEATURES + ["measurement_id", "cell_id", "other"]), min_size=1, max_size=18, unique=True))
     rows = data.draw(st.lists(st.lists(_csv_cell, min_size=len(cols), max_size=len(cols)), max_size=5))
     text = ",".join(cols) + "\n" + "".join(",".join(r) + "\n" for r in rows)
     _assert_no_5xx(csv_upload(rf.client, text.encode()))

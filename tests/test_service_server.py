@@ -144,7 +144,7 @@ def test_predict_csv_through_the_server(server, server_project, main_project):
     import io
 
     out = pd.read_csv(io.BytesIO(data))
-    assert len(out) == 100 and list(out["cell_id"]) == list(df["cell_id"])
+    assert len(out) == 100 and list(out["measurement_id"]) == list(df["measurement_id"])
     np.testing.assert_allclose(out["probability"].to_numpy(float), model.predict_proba(df), rtol=0, atol=TOL)
 
 

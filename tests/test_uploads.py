@@ -25,7 +25,7 @@ TOKEN = "upload-token-for-tests"
 KEY_ENV = "TABPIPE_TEST_HASH_KEY"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 SCHEMA = copy.deepcopy(REPO_SCHEMA)
-SCHEMA["columns"]["cell_id"]["sensitive"] = True      # outcomes join on its keyed hash
+SCHEMA["columns"]["measurement_id"]["sensitive"] = True      # outcomes join on its keyed hash
 FEATURES = Schema.model_validate(SCHEMA).features
 SOURCE_ROWS = 1200
 
@@ -47,7 +47,7 @@ def project(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("uploads-project")
     (root / "schema.yaml").write_text(yaml.safe_dump(SCHEMA, sort_keys=False))
     df = generate(SOURCE_ROWS, seed=0)
-    df["cell_id"] = [f"SRC-{i:06d}" for i in range(len(df))]
+    df["measurement_id"] = [f"SRC-{i:06d}" for i in range(len(df))]
     df.to_csv(root / "data.csv", index=False)
     (root / "model.yaml").write_text(yaml.safe_dump(LOGREG, sort_keys=False))
     run = train(_config(root))
@@ -86,12 +86,12 @@ def _store(config: Path) -> HistoryStore:
 
 def _rows(n: int, seed: int, prefix: str) -> pd.DataFrame:
     df = generate(n, seed=seed)
-    df["cell_id"] = [f"{prefix}-{i:05d}" for i in range(n)]
+    df["measurement_id"] = [f"{prefix}-{i:05d}" for i in range(n)]
     return df
 
 
 def _labelled_records(df: pd.DataFrame) -> list[dict]:
-    records = json_records(df, ["cell_id", *FEATURES])
+    records = json_records(df, ["measurement_id", *FEATURES])
     for record, label in zip(records, df["fault_flag"].tolist()):
         record["fault_flag"] = int(label)
     return records
@@ -151,14 +151,14 @@ def test_outcomes_json_per_row_errors_then_realised_metrics(project, make_app, e
     app = make_app(project)
     client = app.test_client()
     scored = _rows(30, seed=5, prefix="OUT")
-    resp = client.post("/predict", json={"records": json_records(scored, ["cell_id", *FEATURES])},
+    resp = client.post("/predict", json={"records": json_records(scored, ["measurement_id", *FEATURES])},
                        headers={"X-Request-ID": "outcomes-json-1"})
     assert resp.status_code == 200
     store = _store(project)
     try:
         wait_until(lambda: (store.predictions().query("request_id == 'outcomes-json-1'").shape[0] == 30), 20,
                    what="30 logged rows")
-        labels = [{"id": cid, "label": int(y)} for cid, y in zip(scored["cell_id"], scored["fault_flag"])]
+        labels = [{"id": cid, "label": int(y)} for cid, y in zip(scored["measurement_id"], scored["fault_flag"])]
         records = [
             labels[0],
             {"id": "OUT-NOT-LOGGED", "label": 1},                       # 1: unknown id
@@ -218,6 +218,52 @@ def test_outcomes_csv_by_request_id_and_row_index(project, make_app, env):
         store.close()
 
 
+def test_outcome_for_one_measurement_labels_that_prediction_only(project, make_app, env):
+    """The sample's join key is its per-row measurement_id (as generated, first id column of schema.yaml):
+    a label for one measurement of a cell scored many times attaches to that one logged prediction, and
+    the realised metrics count exactly the labelled rows; the cell id is not a join key."""
+    assert next(n for n, spec in REPO_SCHEMA["columns"].items() if spec.get("role") == "id") == "measurement_id"
+    client = make_app(project).test_client()
+    batch = generate(600, seed=12, shift=0.5)
+    busiest = batch["cell_id"].value_counts().index[:2]
+    scored = batch[batch["cell_id"].isin(busiest)].reset_index(drop=True)
+    assert scored.groupby("cell_id").size().min() >= 3
+    resp = client.post("/predict", json={"records": json_records(scored, ["measurement_id", "cell_id", *FEATURES])},
+                       headers={"X-Request-ID": "same-cell-1"})
+    assert resp.status_code == 200
+    store = _store(project)
+    try:
+        wait_until(lambda: store.predictions().query("request_id == 'same-cell-1'").shape[0] == len(scored), 20,
+                   what=f"{len(scored)} logged rows")
+        labelled_before = len(store.predictions(labelled=True, version="v0001"))
+        chosen = [int(scored.index[scored["cell_id"] == cell][1]) for cell in busiest]   # one measurement per cell
+        labels = {i: 1 - int(scored.loc[chosen[0], "fault_flag"]) if i == chosen[0] else int(scored.loc[i, "fault_flag"])
+                  for i in chosen}
+        resp = client.post("/outcomes", headers=AUTH, json={"records": [
+            {"id": scored.loc[i, "measurement_id"], "label": label} for i, label in labels.items()]})
+        body = resp.get_json()
+        assert resp.status_code == 200, body
+        assert (body["accepted"], body["matched"], body["errors"]) == (2, 2, [])
+
+        logged = store.predictions(with_inputs=False).query("request_id == 'same-cell-1'").set_index("row_index")
+        assert len(logged) == len(scored) >= 6
+        got = logged["outcome"].dropna()
+        assert sorted(got.index) == sorted(chosen)                      # not the other rows of the same cells
+        assert {i: int(v) for i, v in got.items()} == labels
+        labelled = store.predictions(labelled=True, version="v0001", with_inputs=False)
+        assert len(labelled) == labelled_before + 2
+        span = max(body["windows"], key=lambda window: window["rows"])  # the whole labelled span of v0001
+        confusion = span["metrics"]
+        assert span["rows"] == len(labelled) == confusion["tp"] + confusion["fp"] + confusion["fn"] + confusion["tn"]
+        assert confusion["positives"] == int((labelled["outcome"] == "1").sum())
+
+        cell = client.post("/outcomes", json={"records": [{"id": busiest[0], "label": 1}]}, headers=AUTH)
+        assert cell.status_code == 422 and cell.get_json()["errors"][0]["rule"] == "unknown_id"
+        assert store.predictions(with_inputs=False).query("request_id == 'same-cell-1'")["outcome"].notna().sum() == 2
+    finally:
+        store.close()
+
+
 # --------------------------------------------------------------------------- /data
 
 
@@ -245,7 +291,7 @@ def test_data_json_hard_rules_refuse_expectations_warn_in_input_order(project, m
     try:
         stored = store.training_rows()
         mine = stored.tail(2)      # this upload's rows, in input order; the sensitive id column is not stored
-        assert "cell_id" not in stored.columns and int(mine.index.max()) == body["last_row_id"]
+        assert "measurement_id" not in stored.columns and int(mine.index.max()) == body["last_row_id"]
         assert mine["latency_ms"].tolist() == [good[0]["latency_ms"], 9000.0]
         assert mine["region"].tolist() == [good[0]["region"], good[2]["region"]]
         assert int(mine.index.max()) == body["last_row_id"]
@@ -304,7 +350,7 @@ def test_uploads_over_a_real_server_then_train_includes_the_rows(project, tmp_pa
     assert ingestion["n_rows"] == SOURCE_ROWS + before + 200 == first["n_rows"] + before + 200
     assert ingestion["n_train"] > first["n_train"]
     raw = pd.read_parquet(ingestion["raw_path"])            # source rows, then the uploaded ones in upload order
-    assert "cell_id" not in raw.columns     # sensitive, and no hash key in this process: left out of the run folder
+    assert "measurement_id" not in raw.columns     # sensitive, and no hash key in this process: left out of the run folder
     assert raw["latency_ms"].iloc[-200:].tolist() == pytest.approx(new["latency_ms"].tolist())
     assert raw["fault_flag"].iloc[-200:].astype(int).tolist() == new["fault_flag"].astype(int).tolist()
     split = pd.concat([pd.read_parquet(ingestion["train_path"]), pd.read_parquet(ingestion["test_path"])])

@@ -1,11 +1,13 @@
 """Synthetic telecom cell KPIs with a ``fault_flag`` target (network fault prediction).
 
-``generate(rows, seed, shift)`` returns one row per (cell, time) measurement: a few hundred
-cells, each with a fixed region, vendor, technology, size and coverage, observed at
-random quarter-hours over 60 days.  The KPIs are correlated the way a radio network's
-are: load follows a day/night cycle, high PRB utilization lowers throughput and raises
-latency and packet loss, weak signal (RSRP) lowers SINR and handover success and raises
-call drops; vendors and technologies differ in capacity and reliability.
+``generate(rows, seed, shift)`` returns one row per (cell, time) measurement, each with its own
+``measurement_id`` (what a label for that measurement is joined on; ``cell_id`` names a cell that
+is measured many times, too coarse for that): a few hundred cells, each with a fixed region,
+vendor, technology, size and coverage, observed at random quarter-hours over 60 days.  The
+KPIs are correlated the way a radio network's are: load follows a day/night cycle, high PRB
+utilization lowers throughput and raises latency and packet loss, weak signal (RSRP) lowers
+SINR and handover success and raises call drops; vendors and technologies differ in capacity
+and reliability.
 
 ``fault_flag`` is drawn from a latent risk that mixes thresholds and interactions
 (hot *and* congested sites, very weak coverage with poor handovers, lossy links, a
@@ -65,7 +67,7 @@ _MISSING = {
 }
 
 COLUMNS = [
-    "cell_id", "timestamp", "region", "vendor", "technology",
+    "measurement_id", "cell_id", "timestamp", "region", "vendor", "technology",
     "throughput_mbps", "latency_ms", "packet_loss_pct", "call_drop_rate_pct",
     "rsrp_dbm", "sinr_db", "prb_utilization_pct", "active_users", "alarm_count",
     "handover_success_pct", "temperature_c", "fault_flag",
@@ -111,12 +113,24 @@ def _latent_risk(util: np.ndarray, temperature: np.ndarray, rsrp: np.ndarray,
     )
 
 
+def measurement_ids(rows: int, seed: int, shift: float) -> np.ndarray:
+    """One id per row of ``generate(rows, seed, shift)``: ``s{seed}-x{shift}-n{rows}-{row:06d}``.
+
+    The prefix names the generator's arguments (``shift`` as Python's exact float repr), so batches
+    generated with different arguments never share an id, and the same arguments give the same ids;
+    the letter in front keeps a CSV reader from taking the ids for numbers.
+    """
+    prefix = f"s{seed}-x{float(shift)!r}-n{rows}-"
+    return np.array([f"{prefix}{i:06d}" for i in range(rows)], dtype=object)
+
+
 def generate(rows: int, seed: int = 0, shift: float = 0.0) -> pd.DataFrame:
     """Synthetic per-cell network KPIs with a binary ``fault_flag`` target.
 
     Columns, one row per cell and quarter-hour measurement, sorted by time:
 
-    - ``cell_id`` (str, ``"CELL-00042"``; 300 cells), ``timestamp`` (naive datetime64,
+    - ``measurement_id`` (str, unique per row, e.g. ``"s7-x0.0-n12000-000042"``: see
+      ``measurement_ids``), ``cell_id`` (str, ``"CELL-00042"``; 300 cells), ``timestamp`` (naive datetime64,
       60 days from 2024-03-01), ``region`` (north/south/east/west/central), ``vendor``
       (Ericsson/Nokia/Huawei/Samsung; ~1.5 % missing), ``technology`` (3G/4G/5G);
     - ``throughput_mbps`` (Mbps), ``latency_ms`` (ms), ``packet_loss_pct`` (%),
@@ -196,6 +210,7 @@ def generate(rows: int, seed: int = 0, shift: float = 0.0) -> pd.DataFrame:
     cell_ids = np.array([f"CELL-{i:05d}" for i in range(N_CELLS)], dtype=object)
     vendor_names = np.where(rng.random(rows) < _MISSING["vendor"], None, VENDORS[vendor])
     return pd.DataFrame({
+        "measurement_id": measurement_ids(rows, seed, shift),
         "cell_id": cell_ids[cell],
         "timestamp": timestamp,
         "region": REGIONS[cells["region"][cell]],

@@ -89,7 +89,9 @@ def scaffold(data: Path, target: str, directory: Path, *, force: bool = False) -
               "# Presence and type are hard rules: a row with an unreadable value is refused (training: see\n"
               "# validation.on_invalid_rows; prediction: an error for that row). min/max, categories and\n"
               "# nullable: false are expectations inferred from a sample: rows past them are used and scored\n"
-              "# with a warning. List a column's rules under `hard: [range, category, null]` to refuse instead.\n")
+              "# with a warning. List a column's rules under `hard: [range, category, null]` to refuse instead.\n"
+              "# The first `role: id` column is what labels (`tabpipe outcomes`, POST /outcomes) are joined on:\n"
+              "# it must name one row (or one entity with a single outcome), not e.g. a customer scored many times.\n")
     paths[1].write_text(header + yaml.safe_dump(schema_doc, sort_keys=False, allow_unicode=True))
     paths[2].write_text(resources.files("tabpipe").joinpath("defaults/model.yaml").read_text())
     return paths
