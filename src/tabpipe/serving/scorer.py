@@ -8,7 +8,7 @@
 - ``features``: reproduces the fitted ColumnTransformer (median imputation + missing indicators +
   robust scaling; one-hot with rare/unknown pooling, after the pseudonym for a sensitive category;
   datetime parts) with the fitted statistics;
-- ``proba``: linear models as a dot product, random forests / extra trees / histogram gradient
+- ``proba``: linear models (with tabpipe's spline basis where fitted) as a dot product, random forests / extra trees / histogram gradient
   boosting as a lock-step numpy traversal of all trees, tabpipe's linear + boosting blend and its
   ensembles (``WeightedMean``) as the weighted mean of their compiled members, any other estimator
   (or an ensemble with a member it cannot compile) through its own ``predict_proba``.
@@ -151,6 +151,61 @@ class _Linear:
         return float(expit(float(x @ self.w) + self.b))  # overflow-safe sigmoid
 
 
+class _SplineLinear:
+    """``tabpipe.estimators.SplineLogisticRegression``: the row's dot product with the linear weights plus,
+    for each splined column, its fitted cubic spline (the basis weighted by the linear weights: one
+    univariate function per column), evaluated for all columns at once by de Boor's algorithm; beyond
+    the outer knots each continues along a line, exactly as SplineTransformer's linear extrapolation."""
+
+    def __init__(self, est):
+        from scipy.interpolate import BSpline
+
+        width = est.n_features_in_
+        self.linear = _Linear(est.linear_)
+        self.linear.w = self.linear.w[:width]
+        self.columns = est.spline_columns_
+        if est.splines_ is None:
+            self.knots = None
+            return
+        k = est.splines_.degree
+        n_splines = est.splines_.bsplines_[0].c.shape[1]
+        coef = est.linear_.coef_[0][width:].reshape(len(self.columns), n_splines)
+        self.knots = np.vstack([b.t for b in est.splines_.bsplines_])              # (columns, n_splines + k + 1)
+        self.coef, self.k, self.rows = coef, k, np.arange(len(self.columns))[:, None]
+        self.lo, self.hi = self.knots[:, k], self.knots[:, n_splines]
+        # beyond an end only the k outermost basis functions continue (value + slope there), the others are 0
+        ends = []
+        for t, w, lo, hi in zip(self.knots, coef, self.lo, self.hi):
+            basis = BSpline(t, np.eye(n_splines), k)
+            ends.append([w[:k] @ basis(lo)[:k], w[:k] @ basis(lo, nu=1)[:k],
+                         w[-k:] @ basis(hi)[-k:], w[-k:] @ basis(hi, nu=1)[-k:]])
+        ends = np.array(ends)
+        self.at_lo, self.at_hi = ends[:, :2], ends[:, 2:]
+
+    def _curves(self, v: np.ndarray) -> float:
+        k, t = self.k, self.knots
+        inside = np.clip(v, self.lo, self.hi)
+        # knot interval of each value: t[i] <= v < t[i + 1], within the spline's base intervals
+        i = np.clip((t <= inside[:, None]).sum(axis=1) - 1, k, self.coef.shape[1] - 1)[:, None]
+        d = self.coef[self.rows, i - k + np.arange(k + 1)]                          # (columns, k + 1)
+        for r in range(1, k + 1):
+            j = np.arange(k, r - 1, -1)
+            left, right = t[self.rows, i + j - k], t[self.rows, i + 1 + j - r]
+            span = right - left
+            alpha = np.divide(inside[:, None] - left, span, out=np.zeros_like(span), where=span > 0)
+            d[:, j] = (1.0 - alpha) * d[:, j - 1] + alpha * d[:, j]
+        value = d[:, k]
+        value = np.where(v < self.lo, self.at_lo[:, 0] + (v - self.lo) * self.at_lo[:, 1], value)
+        value = np.where(v > self.hi, self.at_hi[:, 0] + (v - self.hi) * self.at_hi[:, 1], value)
+        return float(value.sum())
+
+    def __call__(self, x: np.ndarray) -> float:
+        z = float(x @ self.linear.w) + self.linear.b
+        if self.knots is not None:
+            z += self._curves(x[self.columns])
+        return float(expit(z))
+
+
 class _Forest:
     """All trees traversed together: one numpy step per depth level instead of one call per tree.
 
@@ -240,6 +295,8 @@ def _compile_estimator(est):
     name = type(est).__name__
     if name == "LogisticRegression" and est.coef_.shape[0] == 1:
         return _Linear(est)
+    if name == "SplineLogisticRegression":
+        return _SplineLinear(est)
     if name in ("RandomForestClassifier", "ExtraTreesClassifier") and est.n_outputs_ == 1:
         return _Forest(est)
     if (name == "HistGradientBoostingClassifier" and est.n_trees_per_iteration_ == 1 and est.loss == "log_loss"
