@@ -20,12 +20,14 @@ Invariants:
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import itertools
 import os
 import queue as queue_mod
 import shutil
+import tempfile
 import time
 import uuid
 from collections import deque
@@ -85,7 +87,7 @@ def _local_root(run: str) -> Path:
     try:
         base = Path(get_worker().local_directory)
     except ValueError:   # not in a worker (a test calling directly)
-        base = Path(os.environ.get("TMPDIR", "/tmp"))
+        base = Path(tempfile.gettempdir())
     return base / "tabpipe-files" / run
 
 
@@ -197,10 +199,8 @@ class DaskPool:
         """Release every scattered file and remove the workers' copies; stop the cluster this pool started."""
         self._scattered.clear()
         self._written.clear()
-        try:
+        with contextlib.suppress(Exception):   # a cluster already gone has nothing left to clean
             self.client.run(_forget, self._run_id)
-        except Exception:  # noqa: BLE001 — a cluster already gone has nothing left to clean
-            pass
         self.client.close()
         if self._cluster is not None:
             self._cluster.close()
