@@ -7,6 +7,8 @@ import shutil
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import yaml
 
 import tabpipe  # noqa: F401  (sets OMP_WAIT_POLICY before scikit-learn loads)
@@ -166,3 +168,13 @@ def evil_pickle(marker: Path) -> bytes:
     import pickle
 
     return pickle.dumps(_CodeOnUnpickle(Path(marker)))
+
+
+def write_dataset(folder: Path, parts: list[pd.DataFrame], row_group_size: int = 70) -> pd.DataFrame:
+    """Hive-partitioned: batch=00/…, batch=01/…; returns the whole table in the dataset's order."""
+    for i, part in enumerate(parts):
+        where = folder / f"batch={i:02d}"
+        where.mkdir(parents=True)
+        pq.write_table(pa.Table.from_pandas(part, preserve_index=False), where / "part-0.parquet",
+                       row_group_size=row_group_size)
+    return pd.concat([p.assign(batch=i) for i, p in enumerate(parts)], ignore_index=True)

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from helpers import registry_of
+from helpers import registry_of, write_dataset
 from service_helpers import REPO_SCHEMA, TABPIPE_BIN
 from tabpipe.config import load_settings
 from tabpipe.monitoring.monitor import DatasetWindow, MonitorSettings, Window, run_monitor, window_stats
@@ -67,15 +67,6 @@ def bad_rows(n: int, seed: int, shift: float) -> pd.DataFrame:
     df["fault_flag"] = df["fault_flag"].astype(float)
     df.loc[df.index % 7 == 0, "fault_flag"] = np.nan        # outcome not known yet
     return df
-
-
-def write_dataset(folder: Path, parts: list[pd.DataFrame], row_group_size: int) -> pd.DataFrame:
-    for i, part in enumerate(parts):
-        where = folder / f"batch={i:02d}"
-        where.mkdir(parents=True)
-        pq.write_table(pa.Table.from_pandas(part, preserve_index=False), where / "part-0.parquet",
-                       row_group_size=row_group_size)
-    return pd.concat([p.assign(batch=i) for i, p in enumerate(parts)], ignore_index=True)
 
 
 def loaded(config: Path):

@@ -3,18 +3,15 @@ here or one task per file on Dask, with the same rows, counts and exit codes as 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 import yaml
 from typer.testing import CliRunner
 
-from helpers import make_project, registry_of, run_pipeline
+from helpers import make_project, registry_of, run_pipeline, write_dataset
 from tabpipe.batch import score_frame, summary
 from tabpipe.cli import app
 from tabpipe.partitions import iter_partitions, partitions, score_dataset
@@ -50,16 +47,6 @@ def rows_with_problems(n: int, seed: int) -> pd.DataFrame:
     df.loc[n - 1, "region"] = "atlantis"             # unlisted category: a warning
     df["latency_ms"] = df["latency_ms"].astype(str)  # one Parquet type in every file
     return df
-
-
-def write_dataset(folder: Path, parts: list[pd.DataFrame], row_group_size: int = 70) -> pd.DataFrame:
-    """Hive-partitioned: batch=00/…, batch=01/…; returns the whole table in the dataset's order."""
-    for i, part in enumerate(parts):
-        where = folder / f"batch={i:02d}"
-        where.mkdir(parents=True)
-        pq.write_table(pa.Table.from_pandas(part, preserve_index=False), where / "part-0.parquet",
-                       row_group_size=row_group_size)
-    return pd.concat([p.assign(batch=i) for i, p in enumerate(parts)], ignore_index=True)
 
 
 def test_iter_partitions_reads_a_row_group_at_a_time_in_order(tmp_path):
