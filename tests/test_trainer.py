@@ -250,8 +250,15 @@ def start_training(tmp_path: Path) -> tuple[subprocess.Popen, Path]:
                           pipeline={"validation": {"drift": {"enabled": False}},
                                     "training": {"time_budget_s": 300, "n_jobs": 2}})
     proc = subprocess.Popen([str(TABPIPE_BIN), "train", "--config", str(config)], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, cwd=tmp_path)
+                            stderr=subprocess.STDOUT, cwd=tmp_path, preexec_fn=_default_sigint)
     return proc, config
+
+
+def _default_sigint() -> None:
+    """SIGINT as a terminal's Ctrl-C delivers it. A shell starts background jobs (``make test &``, nohup) with
+    SIGINT ignored, the child inherits that, and Python then never raises KeyboardInterrupt: the run would
+    simply finish (exit 0), which is what a user who backgrounded it asked for, not what this test is about."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_for_workers(proc: subprocess.Popen, timeout: float = 120) -> list[psutil.Process]:
