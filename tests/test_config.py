@@ -218,6 +218,15 @@ def test_params_key_that_is_not_a_parameter(project):
     assert "candidates[1].params.n_estimator" in str(err) and "RandomForestClassifier" in str(err)
 
 
+def test_class_taking_kwargs_gets_its_library_parameters_passed_on(project):
+    """LightGBM's sklearn class takes **kwargs (``verbosity`` is not in its signature): such keys are passed on, while
+    a class with a closed signature still gets a misspelt key refused (the test above)."""
+    write_models(project, [{"name": "lgbm", "class": "lightgbm.LGBMClassifier",
+                            "params": {"n_jobs": 1, "verbosity": -1}, "search": {"num_leaves": [4, 8]}}])
+    settings = load_settings(project)
+    assert settings.models.candidates[0].params == {"n_jobs": 1, "verbosity": -1}
+
+
 def test_search_key_that_is_not_a_parameter(project):
     write_models(project, [{"name": "lr", "class": LR, "search": {"c": [0.1, 1.0]}}])
     assert config_error(project).key == "candidates[0].search.c"

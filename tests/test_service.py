@@ -257,6 +257,59 @@ def test_compiled_spline_logistic_matches_model(served):
         np.testing.assert_allclose(got, model.predict_proba(pd.DataFrame(records)), rtol=0, atol=TOL)
 
 
+def test_compiled_lightgbm_equals_predict_proba_on_any_tree_shape():
+    """The default candidate LightGBM compiles from its JSON dump and equals predict_proba to 1e-12: small and deep
+    trees, row and column subsampling, trees that are a single leaf, rows beyond the training range; a row with a
+    missing value falls back to LightGBM's own routing."""
+    from lightgbm import LGBMClassifier
+
+    from tabpipe.serving.scorer import NotCompilable, _compile_estimator
+
+    rng = np.random.default_rng(0)
+    n = 3000
+    X = np.column_stack([rng.normal(size=(n, 4)), rng.integers(0, 2, (n, 5)), rng.integers(0, 6, n)]).astype(np.float32)
+    y = (X[:, 0] ** 2 + X[:, 4] - 0.3 * X[:, 9] + rng.normal(size=n) > 1).astype(int)
+    rows = np.vstack([X[:300], X[:50] * 5, X[:50] - 3]).astype(np.float64)
+    for params in ({}, {"num_leaves": 4, "n_estimators": 300, "learning_rate": 0.03, "colsample_bytree": 0.5,
+                        "subsample": 0.8, "subsample_freq": 1, "reg_lambda": 3.0},
+                   {"min_child_samples": 2000, "n_estimators": 20}):   # at most one split, then single leaves
+        model = LGBMClassifier(n_jobs=1, verbosity=-1, random_state=0, **params).fit(X, y)
+        compiled = _compile_estimator(model)
+        assert type(compiled).__name__ == "_LightGBM"
+        got = np.array([compiled(r) for r in rows])
+        np.testing.assert_allclose(got, model.predict_proba(rows)[:, 1], rtol=0, atol=1e-12)
+    with pytest.raises(NotCompilable):
+        compiled(np.where(np.arange(X.shape[1]) == 0, np.nan, rows[0]))
+
+
+def test_compiled_lightgbm_in_an_ensemble_matches_model(served):
+    """LightGBM alone and inside the trainer's ensemble compiles on the served model's features, equal to predict_proba,
+    including nulls, unknown categories and values beyond the training range."""
+    import copy
+
+    from lightgbm import LGBMClassifier
+
+    from tabpipe.estimators import SplineLogisticRegression, WeightedMean
+    from tabpipe.serving.scorer import RecordScorer
+
+    s = served("ext", "v0001")
+    model = copy.copy(s.holder.current.model)
+    train = sample_records(s.project, 400, seed=11)
+    X = model.preprocessor.transform(model.check(pd.DataFrame(train))[0]).astype(np.float32)
+    y = (X[:, 0] ** 2 + np.random.default_rng(0).normal(size=len(X)) > 1).astype(int)
+    lgbm = LGBMClassifier(n_jobs=1, verbosity=-1, num_leaves=8, n_estimators=50, min_child_samples=10,
+                          random_state=0).fit(X, y)
+    records = sample_records(s.project, 80, seed=3) + _edge_records(s.project)
+    for estimator, compiled in [(lgbm, "_LightGBM"),
+                                (WeightedMean.of_fitted([SplineLogisticRegression(n_knots=4).fit(X, y), lgbm],
+                                                        [0.4, 0.6]), "_Mean")]:
+        model.estimator = estimator
+        scorer = RecordScorer(model)
+        assert type(scorer.fast_estimator).__name__ == compiled
+        got = scorer.proba([scorer.check(r)[0] for r in records])
+        np.testing.assert_allclose(got, model.predict_proba(pd.DataFrame(records)), rtol=0, atol=TOL)
+
+
 @pytest.mark.parametrize("name,version,candidate,fast", CASES, ids=["forest", "logreg", "hgb-ext", "logreg-ext"])
 def test_predict_equals_model_predict_proba(served, name, version, candidate, fast):
     s = served(name, version)

@@ -338,9 +338,11 @@ def _check_candidates(models: ModelsConfig, path: Path) -> None:
             valid = set(cls().get_params()) if hasattr(cls, "get_params") else set()
         except Exception as exc:  # noqa: BLE001 — any constructor failure is a config problem here
             raise ConfigError(path, f"{where}.class", f"{cand.class_path} cannot be created from YAML parameters: {exc}") from None
+        # a class whose __init__ takes **kwargs (LightGBM, XGBoost) passes other keys on to its library unchecked
+        takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in inspect.signature(cls.__init__).parameters.values())
         for section in ("params", "search"):
             for key in getattr(cand, section):
-                if valid and key not in valid:
+                if valid and not takes_any and key not in valid:
                     raise ConfigError(path, f"{where}.{section}.{key}", f"not a parameter of {cls.__name__}")
         for key, space in cand.search.items():
             try:

@@ -9,7 +9,7 @@
   robust scaling; one-hot with rare/unknown pooling, after the pseudonym for a sensitive category;
   datetime parts) with the fitted statistics;
 - ``proba``: linear models (with tabpipe's spline basis where fitted) as a dot product, random forests / extra trees / histogram gradient
-  boosting as a lock-step numpy traversal of all trees, tabpipe's linear + boosting blend and its
+  boosting / LightGBM as a lock-step numpy traversal of all trees, tabpipe's linear + boosting blend and its
   ensembles (``WeightedMean``) as the weighted mean of their compiled members, any other estimator
   (or an ensemble with a member it cannot compile) through its own ``predict_proba``.
 
@@ -268,6 +268,52 @@ class _Boosting(_Forest):
         return float(expit(self.baseline + self.leaf_value[nodes].sum()))
 
 
+class _LightGBM(_Forest):
+    """LightGBM (binary objective, numeric splits) from ``booster_.dump_model()``: the same lock-step walk,
+    left when ``x <= threshold`` (as doubles), probability = sigmoid(sigmoid_param * sum of leaf values)."""
+
+    def __init__(self, est):  # nodes come from LightGBM's JSON dump, not sklearn trees
+        dump = est.booster_.dump_model()
+        objective = dump.get("objective", "").split()
+        if not objective or objective[0] != "binary" or dump.get("num_tree_per_iteration", 1) != 1:
+            raise NotCompilable(f"objective {dump.get('objective')!r}")
+        sigmoid = [float(o.split(":", 1)[1]) for o in objective[1:] if o.startswith("sigmoid:")]
+        self.sigmoid = sigmoid[0] if sigmoid else 1.0
+        children, feature, threshold, value, depth, roots = [], [], [], [], [], []
+        for tree in dump["tree_info"]:
+            roots.append(len(feature))
+            stack = [(tree["tree_structure"], len(feature), 0)]
+            feature.append(0), threshold.append(np.inf), value.append(0.0), children.append(None), depth.append(0)
+            while stack:
+                node, at, level = stack.pop()
+                depth[at] = level
+                if "leaf_value" in node:
+                    children[at], value[at] = (at, at), float(node["leaf_value"])
+                    continue
+                if node.get("decision_type") != "<=" or node.get("missing_type") == "Zero":
+                    raise NotCompilable(f"split {node.get('decision_type')!r} with missing type {node.get('missing_type')!r}")
+                pair = []
+                for child in (node["left_child"], node["right_child"]):
+                    pair.append(len(feature))
+                    feature.append(0), threshold.append(np.inf), value.append(0.0), children.append(None), depth.append(0)
+                    stack.append((child, pair[-1], level + 1))
+                children[at], feature[at], threshold[at] = tuple(pair), int(node["split_feature"]), float(node["threshold"])
+        self.roots = np.array(roots, dtype=np.intp)
+        self.children = np.array(children, dtype=np.intp)
+        self.feature = np.array(feature, dtype=np.intp)
+        self.threshold = np.array(threshold)
+        self.leaf_value = np.array(value)
+        self.max_depth = max(depth)
+
+    def __call__(self, x: np.ndarray) -> float:
+        if np.isnan(x).any():  # missing-value routing is LightGBM's own business
+            raise NotCompilable("missing value")
+        nodes = self.roots
+        for _ in range(self.max_depth):
+            nodes = self.children[nodes, (x[self.feature[nodes]] > self.threshold[nodes]).view(np.int8)]
+        return float(expit(self.sigmoid * self.leaf_value[nodes].sum()))
+
+
 class _Blend:
     """``tabpipe.estimators.LinearBoostingBlend``: the weighted mean of its two compiled members."""
 
@@ -303,6 +349,11 @@ def _compile_estimator(est):
             and getattr(est, "_preprocessor", None) is None):
         try:
             return _Boosting(est)
+        except NotCompilable:
+            return None
+    if name == "LGBMClassifier" and getattr(est, "n_classes_", 0) == 2:
+        try:
+            return _LightGBM(est)
         except NotCompilable:
             return None
     if name == "LinearBoostingBlend":
