@@ -57,7 +57,9 @@ def main() -> None:
     for name, model in models.items():
         model.fit(X, y)
         compiled = _compile_estimator(model)
-        own = (lambda r, m=model: m.predict_proba(r[None])[0, 1])
+
+        def own(r, m=model):
+            return m.predict_proba(r[None])[0, 1]
         fast = [per_row_us(compiled, rows) for _ in range(args.repeats)]
         slow = [per_row_us(own, rows) for _ in range(args.repeats)]
         diff = max(abs(compiled(r) - own(r)) for r in rows)
