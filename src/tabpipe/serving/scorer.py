@@ -259,59 +259,54 @@ class _Boosting(_Forest):
         self.baseline = float(np.ravel(est._baseline_prediction)[0])
         self.max_depth = int(flat["depth"].max())
 
+    sigmoid = 1.0   # raw score scale of the logistic link (LightGBM's sigmoid parameter)
+
     def __call__(self, x: np.ndarray) -> float:
-        if np.isnan(x).any():  # missing-value routing is HGB's own business
+        if np.isnan(x).any():  # missing-value routing is the estimator's own business
             raise NotCompilable("missing value")
         nodes = self.roots
         for _ in range(self.max_depth):
             nodes = self.children[nodes, (x[self.feature[nodes]] > self.threshold[nodes]).view(np.int8)]
-        return float(expit(self.baseline + self.leaf_value[nodes].sum()))
+        return float(expit(self.sigmoid * (self.baseline + self.leaf_value[nodes].sum())))
 
 
-class _LightGBM(_Forest):
-    """LightGBM (binary objective, numeric splits) from ``booster_.dump_model()``: the same lock-step walk,
-    left when ``x <= threshold`` (as doubles), probability = sigmoid(sigmoid_param * sum of leaf values)."""
+class _LightGBM(_Boosting):
+    """LightGBM (binary objective, numeric splits) from ``booster_.dump_model()``: the same walk, left when
+    ``x <= threshold`` (as doubles), probability = sigmoid(sigmoid_param * sum of leaf values)."""
 
-    def __init__(self, est):  # nodes come from LightGBM's JSON dump, not sklearn trees
+    def __init__(self, est):  # nodes come from LightGBM's JSON dump, not scikit-learn's arrays
         dump = est.booster_.dump_model()
         objective = dump.get("objective", "").split()
         if not objective or objective[0] != "binary" or dump.get("num_tree_per_iteration", 1) != 1:
             raise NotCompilable(f"objective {dump.get('objective')!r}")
-        sigmoid = [float(o.split(":", 1)[1]) for o in objective[1:] if o.startswith("sigmoid:")]
-        self.sigmoid = sigmoid[0] if sigmoid else 1.0
+        self.sigmoid = next((float(o.split(":", 1)[1]) for o in objective[1:] if o.startswith("sigmoid:")), 1.0)
+        self.baseline = 0.0   # LightGBM folds its initial score into the first tree's leaves
         children, feature, threshold, value, depth, roots = [], [], [], [], [], []
+
+        def add(level: int) -> int:   # a node that is a leaf of value 0 until filled in
+            children.append((len(feature), len(feature))), feature.append(0), threshold.append(np.inf)
+            value.append(0.0), depth.append(level)
+            return len(feature) - 1
+
         for tree in dump["tree_info"]:
-            roots.append(len(feature))
-            stack = [(tree["tree_structure"], len(feature), 0)]
-            feature.append(0), threshold.append(np.inf), value.append(0.0), children.append(None), depth.append(0)
+            roots.append(add(0))
+            stack = [(tree["tree_structure"], roots[-1])]
             while stack:
-                node, at, level = stack.pop()
-                depth[at] = level
+                node, at = stack.pop()
                 if "leaf_value" in node:
-                    children[at], value[at] = (at, at), float(node["leaf_value"])
+                    value[at] = float(node["leaf_value"])
                     continue
                 if node.get("decision_type") != "<=" or node.get("missing_type") == "Zero":
-                    raise NotCompilable(f"split {node.get('decision_type')!r} with missing type {node.get('missing_type')!r}")
-                pair = []
-                for child in (node["left_child"], node["right_child"]):
-                    pair.append(len(feature))
-                    feature.append(0), threshold.append(np.inf), value.append(0.0), children.append(None), depth.append(0)
-                    stack.append((child, pair[-1], level + 1))
-                children[at], feature[at], threshold[at] = tuple(pair), int(node["split_feature"]), float(node["threshold"])
+                    raise NotCompilable(f"split {node.get('decision_type')!r}, missing type {node.get('missing_type')!r}")
+                pair = (add(depth[at] + 1), add(depth[at] + 1))
+                stack += [(node["left_child"], pair[0]), (node["right_child"], pair[1])]
+                children[at], feature[at], threshold[at] = pair, int(node["split_feature"]), float(node["threshold"])
         self.roots = np.array(roots, dtype=np.intp)
         self.children = np.array(children, dtype=np.intp)
         self.feature = np.array(feature, dtype=np.intp)
         self.threshold = np.array(threshold)
         self.leaf_value = np.array(value)
         self.max_depth = max(depth)
-
-    def __call__(self, x: np.ndarray) -> float:
-        if np.isnan(x).any():  # missing-value routing is LightGBM's own business
-            raise NotCompilable("missing value")
-        nodes = self.roots
-        for _ in range(self.max_depth):
-            nodes = self.children[nodes, (x[self.feature[nodes]] > self.threshold[nodes]).view(np.int8)]
-        return float(expit(self.sigmoid * self.leaf_value[nodes].sum()))
 
 
 class _Blend:
