@@ -291,3 +291,32 @@ def test_stopping_train_leaves_no_process(tmp_path, sig, code):
         rec = read_run_json(run_dir)
         assert rec["status"] == "failed" and "Interrupt" in rec["error"]
         assert not (stage_dir(run_dir, "trainer") / "folds").exists()   # prepared folds cleaned up
+
+
+# --------------------------------------------------------------------------- a library beyond scikit-learn
+
+def test_a_lightgbm_candidate_trains_and_is_served_compiled(tmp_path):
+    """A user adds LightGBM to model.yaml with a key outside its signature (``verbosity``): the search and the refit
+    run, and /predict's scorer compiles the chosen model, equal to the model's own probabilities."""
+    import dill
+
+    from service_helpers import json_records
+    from tabpipe.serving.scorer import RecordScorer
+
+    models = {"candidates": [{"name": "lgbm", "class": "lightgbm.LGBMClassifier", "resampling": "none",
+                              "params": {"n_jobs": 1, "verbosity": -1},
+                              "search": {"num_leaves": [4, 8], "n_estimators": [30, 60]}, "n_iter": 2}]}
+    config = make_project(tmp_path, rows=2000, seed=3, models=models,
+                          pipeline={"validation": {"drift": {"enabled": False}},
+                                    "training": {"time_budget_s": 300, "n_jobs": 2, "ensemble_size": 1}})
+    rec = read_run_json(run_pipeline(config).dir)
+    assert rec["status"] == "succeeded"
+    trainer = rec["stages"]["trainer"]["artifact"]
+    assert trainer["best_candidate"] == "lgbm" and trainer["best_params"]["verbosity"] == -1
+    model = dill.loads(Path(trainer["model_path"]).read_bytes())
+    scorer = RecordScorer(model)
+    assert type(scorer.fast_estimator).__name__ == "_LightGBM"
+    frame = generate(200, seed=9)
+    records = json_records(frame, model.schema.features)
+    got = scorer.proba([scorer.check(r)[0] for r in records])
+    np.testing.assert_allclose(got, model.predict_proba(frame[model.schema.features]), rtol=0, atol=1e-9)
