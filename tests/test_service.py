@@ -260,7 +260,7 @@ def test_compiled_spline_logistic_matches_model(served):
 def test_compiled_lightgbm_equals_predict_proba_on_any_tree_shape():
     """The default candidate LightGBM compiles from its JSON dump and equals predict_proba to 1e-12: small and deep
     trees, row and column subsampling, trees that are a single leaf, rows beyond the training range; a row with a
-    missing value falls back to LightGBM's own routing."""
+    missing value, linear leaves and random-forest mode fall back to LightGBM's own predict_proba."""
     from lightgbm import LGBMClassifier
 
     from tabpipe.serving.scorer import NotCompilable, _compile_estimator
@@ -280,6 +280,10 @@ def test_compiled_lightgbm_equals_predict_proba_on_any_tree_shape():
         np.testing.assert_allclose(got, model.predict_proba(rows)[:, 1], rtol=0, atol=1e-12)
     with pytest.raises(NotCompilable):
         compiled(np.where(np.arange(X.shape[1]) == 0, np.nan, rows[0]))
+    # leaves holding linear models and random-forest mode (averaged trees) are left to LightGBM itself
+    for params in ({"linear_tree": True}, {"boosting_type": "rf", "subsample": 0.8, "subsample_freq": 1}):
+        model = LGBMClassifier(n_jobs=1, verbosity=-1, random_state=0, n_estimators=20, **params).fit(X, y)
+        assert _compile_estimator(model) is None
 
 
 def test_compiled_lightgbm_in_an_ensemble_matches_model(served):

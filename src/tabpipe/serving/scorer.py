@@ -279,6 +279,8 @@ class _LightGBM(_Boosting):
         objective = dump.get("objective", "").split()
         if not objective or objective[0] != "binary" or dump.get("num_tree_per_iteration", 1) != 1:
             raise NotCompilable(f"objective {dump.get('objective')!r}")
+        if dump.get("average_output"):   # boosting_type: rf averages its trees
+            raise NotCompilable("averaged trees")
         self.sigmoid = next((float(o.split(":", 1)[1]) for o in objective[1:] if o.startswith("sigmoid:")), 1.0)
         self.baseline = 0.0   # LightGBM folds its initial score into the first tree's leaves
         children, feature, threshold, value, depth, roots = [], [], [], [], [], []
@@ -294,6 +296,8 @@ class _LightGBM(_Boosting):
             while stack:
                 node, at = stack.pop()
                 if "leaf_value" in node:
+                    if node.get("leaf_coeff"):   # linear_tree: a linear model in the leaf
+                        raise NotCompilable("linear leaves")
                     value[at] = float(node["leaf_value"])
                     continue
                 if node.get("decision_type") != "<=" or node.get("missing_type") == "Zero":
