@@ -285,10 +285,14 @@ class _LightGBM(_Boosting):
         self.baseline = 0.0   # LightGBM folds its initial score into the first tree's leaves
         children, feature, threshold, value, depth, roots = [], [], [], [], [], []
 
-        def add(level: int) -> int:   # a node that is a leaf of value 0 until filled in
-            children.append((len(feature), len(feature))), feature.append(0), threshold.append(np.inf)
-            value.append(0.0), depth.append(level)
-            return len(feature) - 1
+        def add(level: int) -> int:   # a new node: a leaf of value 0 (pointing to itself) until filled in
+            at = len(feature)
+            children.append((at, at))
+            feature.append(0)
+            threshold.append(np.inf)
+            value.append(0.0)
+            depth.append(level)
+            return at
 
         for tree in dump["tree_info"]:
             roots.append(add(0))
