@@ -258,7 +258,7 @@ def test_compiled_spline_logistic_matches_model(served):
 
 
 def test_compiled_lightgbm_equals_predict_proba_on_any_tree_shape():
-    """The default candidate LightGBM compiles from its JSON dump and equals predict_proba to 1e-12: small and deep
+    """A LightGBM candidate compiles from its JSON dump and equals predict_proba to 1e-12: small and deep
     trees, row and column subsampling, trees that are a single leaf, rows beyond the training range; a row with a
     missing value, linear leaves and random-forest mode fall back to LightGBM's own predict_proba."""
     from lightgbm import LGBMClassifier

@@ -297,9 +297,8 @@ def test_stopping_train_leaves_no_process(tmp_path, sig, code):
 
 def test_a_lightgbm_candidate_trains_and_is_served_compiled(tmp_path):
     """A user adds LightGBM to model.yaml with a key outside its signature (``verbosity``): the search and the refit
-    run, and /predict's scorer compiles the chosen model, equal to the model's own probabilities."""
-    import dill
-
+    run, and /predict's scorer compiles the published model, equal to the model's own probabilities."""
+    from helpers import registry_of
     from service_helpers import json_records
     from tabpipe.serving.scorer import RecordScorer
 
@@ -313,7 +312,7 @@ def test_a_lightgbm_candidate_trains_and_is_served_compiled(tmp_path):
     assert rec["status"] == "succeeded"
     trainer = rec["stages"]["trainer"]["artifact"]
     assert trainer["best_candidate"] == "lgbm" and trainer["best_params"]["verbosity"] == -1
-    model = dill.loads(Path(trainer["model_path"]).read_bytes())
+    model, _ = registry_of(config).load_model()   # as the service loads it: checksum and signature verified
     scorer = RecordScorer(model)
     assert type(scorer.fast_estimator).__name__ == "_LightGBM"
     frame = generate(200, seed=9)
