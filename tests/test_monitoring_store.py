@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sqlite3
+import threading
 from datetime import datetime, timedelta, timezone
 
 import pandas as pd
@@ -167,6 +169,25 @@ def _write_rows(url: str, writer: int, count: int) -> None:
         if i % 50 == 0:
             store.record_run(kind="predict", run_id=f"w{writer}-{i}")
     store.close()
+
+
+def test_switching_to_wal_waits_for_a_writer_instead_of_failing(tmp_path):
+    # SQLite answers "database is locked" at once, without its busy handler, when a connection asks
+    # for WAL while another holds a write lock: the race two processes opening a new store run into.
+    path = tmp_path / "history.sqlite"
+    writer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    writer.execute("CREATE TABLE t (x INTEGER)")
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("INSERT INTO t VALUES (1)")
+    release = threading.Timer(0.5, writer.execute, args=("COMMIT",))
+    release.start()
+    try:
+        with HistoryStore.open(f"sqlite:///{path}") as opened, opened.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("SELECT x FROM t").scalars().all() == [1]
+    finally:
+        release.join()
+        writer.close()
 
 
 def test_two_processes_writing_at_once(empty_url):

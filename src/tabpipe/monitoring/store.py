@@ -19,6 +19,8 @@ next to a local registry, or in the artifacts folder for an S3 registry).
 from __future__ import annotations
 
 import json
+import sqlite3
+import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -285,6 +287,25 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
+def _switch_to_wal(cursor: sqlite3.Cursor, *, deadline: float) -> None:
+    """Put the database in WAL mode, waiting for other processes as long as the busy timeout.
+
+    Two processes switching the same new file at once each hold a shared lock and want an
+    exclusive one; SQLite then fails one of them at once with "database is locked" instead of
+    calling its busy handler (deadlock avoidance). That is a wait, not an error: retry.
+    """
+    pause = 0.005
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(2 * pause, 0.25)
+
+
 def _sqlite_engine(url: URL) -> Engine:
     database = url.database
     if database and database != ":memory:":
@@ -300,7 +321,7 @@ def _sqlite_engine(url: URL) -> Engine:
         dbapi_connection.isolation_level = None  # SQLAlchemy, not the driver, issues BEGIN
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_S * 1000}")
-        cursor.execute("PRAGMA journal_mode = WAL")
+        _switch_to_wal(cursor, deadline=time.monotonic() + BUSY_TIMEOUT_S)
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.close()
 
