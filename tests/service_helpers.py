@@ -35,6 +35,7 @@ import pytest
 import yaml
 
 import tabpipe  # noqa: F401  (sets OMP_WAIT_POLICY before scikit-learn loads)
+from helpers import registry_of
 from tabpipe.sample_data import generate
 
 REPO = Path(__file__).resolve().parents[1]
@@ -125,17 +126,6 @@ class Project:
 
     def registry(self):
         return registry_of(self.config)
-
-
-def registry_of(config: Path):
-    """The project's registry, opened as a publisher with the session's keys (from the environment)."""
-    import os
-
-    from tabpipe.config import load_settings
-    from tabpipe.registry import open_registry
-
-    settings = load_settings(config)
-    return open_registry(settings.pipeline.registry, os.environ, sign=True, config_file=settings.config_path)
 
 
 def _build_project(root: Path, schema: dict, frames: list[pd.DataFrame], models: list[dict]) -> Project:

@@ -282,7 +282,7 @@ def test_batch_predict_logs_then_outcomes_record_realised_metrics(project, store
 
 
 def test_runs_and_lineage_commands(project, store_of):
-    from service_helpers import registry_of
+    from helpers import registry_of
 
     meta = registry_of(project).metadata("v0001")
     store = store_of()
