@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import socket
 import struct
@@ -27,10 +28,19 @@ class ServerStats:
     commands: list[str] = field(default_factory=list)
 
 
+def _handle(handler, conn: socket.socket, stats: ServerStats, stop: threading.Event) -> None:
+    """Run ``handler`` on ``conn``; the handler's thread owns the socket and closes it."""
+    with conn:
+        try:
+            handler(conn, stats, stop)
+        except OSError:
+            pass  # the client went away, or the server is stopping
+
+
 def _serve(handler, stats: ServerStats, listener: socket.socket, stop: threading.Event) -> None:
     """Accept connections until ``stop``; each one is handled on its own daemon thread."""
     listener.settimeout(0.1)
-    held: list[socket.socket] = []
+    held: list[tuple[socket.socket, threading.Thread]] = []
     while not stop.is_set():
         try:
             conn, _ = listener.accept()
@@ -39,10 +49,14 @@ def _serve(handler, stats: ServerStats, listener: socket.socket, stop: threading
         except OSError:
             break
         stats.connections += 1
-        held.append(conn)
-        threading.Thread(target=handler, args=(conn, stats, stop), daemon=True).start()
-    for conn in held:
-        conn.close()
+        thread = threading.Thread(target=_handle, args=(handler, conn, stats, stop), daemon=True)
+        thread.start()
+        held.append((conn, thread))
+    for conn, _ in held:  # wake the handlers; each closes its own socket
+        with contextlib.suppress(OSError):
+            conn.shutdown(socket.SHUT_RDWR)
+    for _, thread in held:
+        thread.join(5)
 
 
 @contextmanager
