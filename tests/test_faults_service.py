@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import math
 import random
 import re
 import subprocess
@@ -298,8 +299,9 @@ def test_load_with_two_promotions_no_failed_request_and_flat_memory(main_project
         promotions = []
         for at, version in ((seconds / 3, "v0002"), (2 * seconds / 3, "v0001")):
             time.sleep(max(0.0, at - (time.monotonic() - t0)))
+            started = time.monotonic()
             done = run_cli("models", "promote", version, "--config", str(config))
-            promotions.append((version, done.returncode, done.stderr[-500:]))
+            promotions.append((version, done.returncode, done.stderr[-500:], started, time.monotonic()))
         out, _ = wrk.communicate(timeout=seconds + 60)
         probe.stop()
         growth = watch.finish()
@@ -311,19 +313,29 @@ def test_load_with_two_promotions_no_failed_request_and_flat_memory(main_project
            socket_errors=socket_errors, promotions=[p[:2] for p in promotions], probe_requests=probe.count,
            probe_failures=len(probe.failures), versions_in_order=probe.switches,
            probe_max_latency_s=round(probe.max_latency, 3), max_worker_rss_growth_mb=round(growth, 1))
-    assert all(rc == 0 for _, rc, _ in promotions), promotions
+    assert all(rc == 0 for _, rc, *_ in promotions), promotions
     assert non2xx == 0 and socket_errors == 0, out
     assert not probe.failures, probe.failures[:5]
-    assert probe.switches == ["v0001", "v0002", "v0001"], probe.switches   # both promotions took effect, in order
+    # Both promotions took effect, in order. Each worker polls the registry on its own, so for a moment
+    # after a promotion the two may answer different versions; outside that settling time every answer
+    # must be the version in production.
+    (_, _, _, start2, end2), (_, _, _, start1, end1) = promotions
+    expected = [(-math.inf, start2, "v0001"), (end2 + SETTLE_S, start1, "v0002"), (end1 + SETTLE_S, math.inf, "v0001")]
+    for lo, hi, version in expected:
+        answers = [v for at, v in probe.answers if lo <= at < hi]
+        assert answers and set(answers) == {version}, (version, answers, probe.switches)
     assert growth < 100, f"worker memory grew by {growth:.0f} MB under steady load"
 
 
+SETTLE_S = 3.0   # after a promotion returns: every worker's registry poll (0.2 s) has run, with room for load
+
+
 class _Probe:
-    """POSTs the record every 0.2 s during the load; records the answering model version, failures, latency."""
+    """POSTs the record every 0.2 s during the load; records each answer's time and model version, failures, latency."""
 
     def __init__(self, port: int, body: bytes):
         self.port, self.body = port, body
-        self.count, self.failures, self.switches, self.max_latency = 0, [], [], 0.0
+        self.count, self.failures, self.answers, self.max_latency = 0, [], [], 0.0
         self.stop_event = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
@@ -340,8 +352,8 @@ class _Probe:
                 version = json.loads(raw).get("model_version") if status == 200 else None
                 if status != 200:
                     self.failures.append(status)
-                elif not self.switches or self.switches[-1] != version:
-                    self.switches.append(version)
+                else:
+                    self.answers.append((time.monotonic(), version))
             except (OSError, http.client.HTTPException) as exc:
                 self.failures.append(repr(exc))
             self.count += 1
@@ -351,5 +363,10 @@ class _Probe:
     def stop(self):
         self.stop_event.set()
         self.thread.join(35)
+
+    @property
+    def switches(self) -> list[str]:
+        """The versions that answered, in order, each run of equal answers once."""
+        return [v for i, (_, v) in enumerate(self.answers) if i == 0 or self.answers[i - 1][1] != v]
 
 
