@@ -186,9 +186,15 @@ def test_serve_log_outcomes_monitor_retrain_promote(project, tmp_path):
 
             # 5. the running service swaps to v0002 on its next poll and scores with it
             wait_until(lambda: health_version(server.port) == "v0002", 30, what="the service to load v0002")
-            new_model, _ = registry_of(project).load_model("v0002")
             probe = records[:5]
-            for _ in range(4):    # both workers: each polls on its own
+
+            def every_worker_switched() -> bool:  # each worker polls on its own: ten v0002 answers in a row
+                return all(post_json(server.port, "/predict", {"records": probe})[1].get("model_version") == "v0002"
+                           for _ in range(10))
+
+            wait_until(every_worker_switched, 30, what="every worker to load v0002")
+            new_model, _ = registry_of(project).load_model("v0002")
+            for _ in range(4):
                 status, answer = post_json(server.port, "/predict", {"records": probe})
                 assert status == 200 and answer["model_version"] == "v0002", answer
             expected = new_model.predict_proba(pd.DataFrame.from_records(probe))

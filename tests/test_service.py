@@ -945,7 +945,9 @@ def test_replayed_old_pointer_does_not_roll_the_service_back(main_project, tmp_p
         assert c.get("/health").get_json()["model_version"] == "v0001"
         registry_of(config).promote("v0002")
         wait_until(lambda: c.get("/health").get_json()["model_version"] == "v0002", 5, what="swap to v0002")
-        pointer.write_bytes(old_pointer)
+        replayed = pointer.with_name("replayed.json")
+        replayed.write_bytes(old_pointer)
+        os.replace(replayed, pointer)  # at once, as an S3 PUT is: the poller never reads half a file
         wait_until(lambda: holder.last_error, 5, what="the poller to see the replayed pointer")
         assert "rollback" in holder.last_error
         r = c.get("/health").get_json()
