@@ -103,7 +103,7 @@ def _call(fn: Callable, args: tuple, files: dict[str, bytes], run: str, threads:
             if leaf.key not in _WRITTEN or not _WRITTEN[leaf.key].exists():
                 path = root / "files" / leaf.key / leaf.name
                 path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_name(path.name + ".part")
+                tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex}.part")  # worker threads may race here
                 tmp.write_bytes(files[leaf.key])
                 tmp.replace(path)
                 _WRITTEN[leaf.key] = path

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import platform
 import re
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from tabpipe.errors import TabpipeError
+from tabpipe.registry.durable import replace_atomic
 
 T = TypeVar("T")
 PACKAGES = ("tabpipe", "pandas", "numpy", "scikit-learn", "imbalanced-learn", "evidently", "dill", "pyarrow")
@@ -183,6 +183,4 @@ class Run:
         self._log_handler.close()
 
     def save(self) -> None:
-        tmp = self.dir / "run.json.tmp"
-        tmp.write_text(json.dumps(self.record, indent=2, default=str))
-        os.replace(tmp, self.dir / "run.json")
+        replace_atomic(self.dir / "run.json", json.dumps(self.record, indent=2, default=str).encode())
