@@ -121,13 +121,19 @@ def postgres_server() -> Iterator[PgServer]:
     if account is not None:
         for path in (root, sock_dir):
             os.chown(path, account.pw_uid, account.pw_gid)
-    port = free_port()
     try:
         _run([*prefix, str(bindir / "initdb"), "-D", str(data_dir), "-A", "trust", "-U", USER,
               "-E", "UTF8", "--locale=C", "--no-sync"], root, "initdb")
-        options = f"-p {port} -k {sock_dir} -c listen_addresses=127.0.0.1 -c fsync=off"
-        _run([*prefix, str(bindir / "pg_ctl"), "-D", str(data_dir), "-l", str(log), "-o", options,
-              "-w", "-t", "60", "start"], root, "pg_ctl start", log)
+        for attempt in range(3):
+            port = free_port()
+            options = f"-p {port} -k {sock_dir} -c listen_addresses=127.0.0.1 -c fsync=off"
+            try:
+                _run([*prefix, str(bindir / "pg_ctl"), "-D", str(data_dir), "-l", str(log), "-o", options,
+                      "-w", "-t", "60", "start"], root, "pg_ctl start", log)
+                break
+            except PostgresUnavailable as exc:  # another process took the port since free_port(): pick again
+                if "could not bind" not in str(exc) or attempt == 2:
+                    raise
         url = f"postgresql+psycopg://{USER}@127.0.0.1:{port}/postgres"
         yield PgServer(url, "127.0.0.1", port, USER, data_dir, time.perf_counter() - started)
     finally:

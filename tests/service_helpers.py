@@ -264,13 +264,18 @@ class ServerProcess:
     """``tabpipe serve`` (gunicorn, shipped settings) as a subprocess, with its output in a log file."""
 
     def __init__(self, config: Path, log_path: Path, workers: int = 2, env: dict | None = None):
-        self.port = free_port()
+        self.config = Path(config)
         self.log_path = Path(log_path)
-        full_env = {**os.environ, "GUNICORN_WORKERS": str(workers), "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.env = {**os.environ, "GUNICORN_WORKERS": str(workers), "PYTHONUNBUFFERED": "1", **(env or {})}
         self._log = open(self.log_path, "wb")
+        self.port_retries = 3
+        self._start()
+
+    def _start(self) -> None:
+        self.port, self._log_from = free_port(), self.log_path.stat().st_size
         self.proc = subprocess.Popen(
-            [str(TABPIPE_BIN), "serve", "--config", str(config), "--host", "127.0.0.1", "--port", str(self.port)],
-            stdout=self._log, stderr=subprocess.STDOUT, env=full_env, cwd=str(Path(config).parent),
+            [str(TABPIPE_BIN), "serve", "--config", str(self.config), "--host", "127.0.0.1", "--port", str(self.port)],
+            stdout=self._log, stderr=subprocess.STDOUT, env=self.env, cwd=str(self.config.parent),
             start_new_session=True,
         )
 
@@ -280,6 +285,11 @@ class ServerProcess:
     def wait_healthy(self, timeout: float = 60.0) -> str:
         def ready():
             if self.proc.poll() is not None:
+                if b"Connection in use" in self.log_path.read_bytes()[self._log_from:] and self.port_retries > 0:
+                    # another process took the free port between free_port() and gunicorn's bind: pick again
+                    self.port_retries -= 1
+                    self._start()
+                    return None
                 raise AssertionError(f"server exited with {self.proc.returncode}:\n{self.log()[-4000:]}")
             return health_version(self.port)
 
