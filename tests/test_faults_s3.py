@@ -14,6 +14,7 @@ from pathlib import Path
 
 import boto3
 import pytest
+from botocore.config import Config
 from helpers import TABPIPE_BIN, make_project, registry_of
 from service_helpers import free_port, wait_until
 
@@ -25,15 +26,29 @@ AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_
        "AWS_EC2_METADATA_DISABLED": "true"}
 
 
-@pytest.fixture
-def moto_process(monkeypatch):
-    for name, value in AWS.items():
-        monkeypatch.setenv(name, value)
+def _start_moto() -> tuple[subprocess.Popen, str] | None:
+    """moto_server on a free port, once it answers; None if it exited (the port was taken before it bound)."""
     port = free_port()
     proc = subprocess.Popen([str(MOTO), "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     endpoint = f"http://127.0.0.1:{port}"
-    wait_until(lambda: boto3.client("s3", endpoint_url=endpoint).list_buckets() is not None, 30, what="moto")
+
+    def answers():
+        if proc.poll() is not None:
+            return "exited"
+        quick = Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 1})
+        return boto3.client("s3", endpoint_url=endpoint, config=quick).list_buckets() is not None
+
+    return (proc, endpoint) if wait_until(answers, 30, what="moto") is True else None
+
+
+@pytest.fixture
+def moto_process(monkeypatch):
+    for name, value in AWS.items():
+        monkeypatch.setenv(name, value)
+    started = next(filter(None, (_start_moto() for _ in range(3))), None)
+    assert started is not None, "moto_server exited on start three times"
+    proc, endpoint = started
     yield proc, endpoint
     if proc.poll() is None:
         os.kill(proc.pid, signal.SIGCONT)
