@@ -21,8 +21,8 @@ setup(
     package_dir={"": "src"},
     packages=find_namespace_packages("src", include=["tabpipe*"]),
     include_package_data=True,
-    package_data={"tabpipe": ["defaults/*", "serving/templates/*", "monitoring/migrations/*.py",
-                              "monitoring/migrations/*.mako", "monitoring/migrations/versions/*.py"]},
+    package_data={"tabpipe": ["defaults/*", "serving/templates/*", "history/migrations/*.py",
+                              "history/migrations/*.mako", "history/migrations/versions/*.py"]},
     install_requires=_requirements(),
     entry_points={"console_scripts": ["tabpipe=tabpipe.cli:main"]},
 )

@@ -121,7 +121,7 @@ def bench_resample(args) -> str:
         "",
         "| implementation | runs | median s | min s | peak RSS MB | rows out |",
         "|---|---:|---:|---:|---:|---:|",
-        f"| tabpipe (`tabpipe.resampling.smote_tomek`) | {len(ours)} | {median(ours):.2f} | "
+        f"| tabpipe (`tabpipe.training.resampling.smote_tomek`) | {len(ours)} | {median(ours):.2f} | "
         f"{min(r['seconds'] for r in ours):.2f} | {max(r['peak_rss_mb'] for r in ours):.0f} | {ours[0]['rows_out']:,} |",
         f"| imbalanced-learn `SMOTETomek` | {len(theirs)} | {median(theirs):.2f} | "
         f"{min(r['seconds'] for r in theirs):.2f} | {max(r['peak_rss_mb'] for r in theirs):.0f} | {theirs[0]['rows_out']:,} |",

@@ -35,12 +35,13 @@ import pandas as pd
 import psutil
 import yaml
 
-import tabpipe  # noqa: F401  (sets OMP_WAIT_POLICY before scikit-learn loads)
+from tabpipe.edge import prepare_process  # noqa: E402
+prepare_process()  # OMP_WAIT_POLICY, before scikit-learn loads
 from tabpipe.config import load_settings
-from tabpipe.pipeline import TrainingPipeline
+from tabpipe.training.pipeline import TrainingPipeline
 from tabpipe.registry.signing import write_keypair
-from tabpipe.sample_data import generate
-from tabpipe.scaffold import scaffold
+from tabpipe.sources.sample import generate
+from tabpipe.config.scaffold import scaffold
 from tabpipe.schema import infer_schema
 
 ROOT = Path(__file__).resolve().parent.parent

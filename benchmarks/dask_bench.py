@@ -10,7 +10,7 @@
    ``search_seconds`` (folds + successive halving), median of ``--repeats`` runs, and its ratio to
    the local executor's, plus whether every run chose the same configuration with the same CV score.
 2. Scoring: ``--parts`` x ``--part-rows`` generated rows written as a hive-partitioned Parquet
-   dataset (``part=00/…``), scored by ``tabpipe.partitions.score_dataset`` to a Parquet file, in a
+   dataset (``part=00/…``), scored by ``tabpipe.scoring.partitions.score_dataset`` to a Parquet file, in a
    fresh process each time: in process, and on a LocalCluster of 2 workers (one task per file).
    Reported: seconds, rows/s, peak RSS of the scoring process and of each worker (``ru_maxrss``).
 
@@ -37,8 +37,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
-import tabpipe  # noqa: F401  (sets OMP_WAIT_POLICY before scikit-learn loads)
-from tabpipe.sample_data import generate
+from tabpipe.edge import prepare_process  # noqa: E402
+prepare_process()  # OMP_WAIT_POLICY, before scikit-learn loads
+from tabpipe.sources.sample import generate
 from tabpipe.schema import infer_schema
 
 TARGET = "fault_flag"
@@ -85,7 +86,7 @@ def project(root: Path, rows: int, executor: dict) -> Path:
 
 def train(config: Path) -> dict:
     from tabpipe.config import load_settings
-    from tabpipe.pipeline import TrainingPipeline
+    from tabpipe.training.pipeline import TrainingPipeline
 
     run = TrainingPipeline(load_settings(config)).run()
     trainer = json.loads((run.dir / "run.json").read_text())["stages"]["trainer"]["artifact"]
@@ -94,7 +95,7 @@ def train(config: Path) -> dict:
 
 
 def bench_search(work: Path, rows: int, repeats: int) -> list[dict]:
-    from tabpipe.executors_dask import local_cluster
+    from tabpipe.executors.dask import local_cluster
 
     rows_out = []
     setups = [("local (2 processes)", None)] + [(f"dask, {n} worker{'s' if n > 1 else ''}", n) for n in (1, 2, 4)]
@@ -136,7 +137,7 @@ def write_dataset(folder: Path, parts: int, part_rows: int) -> None:
 
 def score_child(config: str, folder: str, output: str, workers: int) -> None:
     """In a fresh process: score the folder, print seconds and peak RSS (MiB) of this process and each worker."""
-    from tabpipe.partitions import score_dataset
+    from tabpipe.scoring.partitions import score_dataset
     from tabpipe.registry import open_registry
     from tabpipe.config import load_settings
 
@@ -152,7 +153,7 @@ def score_child(config: str, folder: str, output: str, workers: int) -> None:
     else:
         from distributed import Client
 
-        from tabpipe.executors_dask import local_cluster
+        from tabpipe.executors.dask import local_cluster
 
         with local_cluster(workers) as cluster:
             t0 = time.monotonic()

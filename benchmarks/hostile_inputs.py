@@ -65,8 +65,8 @@ print(json.dumps({"body": kind, "body_mb": round(len(body) / 2**20, 1), "status"
 
 def build(folder: Path) -> Path:
     from tabpipe.config import load_settings
-    from tabpipe.pipeline import TrainingPipeline
-    from tabpipe.sample_data import generate
+    from tabpipe.training.pipeline import TrainingPipeline
+    from tabpipe.sources.sample import generate
 
     generate(2000, seed=0).to_csv(folder / "data.csv", index=False)
     schema = yaml.safe_load((REPO / "schema.yaml").read_text())

@@ -38,9 +38,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-import tabpipe  # noqa: F401  (sets OMP_WAIT_POLICY before scikit-learn loads)
-from tabpipe.monitoring.profile import build_profile
-from tabpipe.monitoring.psi import frame_psi, psi
+from tabpipe.edge import prepare_process  # noqa: E402
+prepare_process()  # OMP_WAIT_POLICY, before scikit-learn loads
+from tabpipe.drift.profile import build_profile
+from tabpipe.drift.psi import frame_psi, psi
 from tabpipe.schema import Schema, coerce_frame
 
 N_NUMERIC, N_CATEGORICAL = 24, 6
@@ -91,8 +92,8 @@ def full_run_seconds(schema: Schema, train: pd.DataFrame, rows: pd.DataFrame, re
 
     from tabpipe.model import TabularModel
     from tabpipe.monitoring.monitor import MonitorSettings, Window, run_monitor
-    from tabpipe.monitoring.store import HistoryStore
-    from tabpipe.preprocessing import build_preprocessor
+    from tabpipe.history.store import HistoryStore
+    from tabpipe.model.features import build_preprocessor
 
     rng = np.random.default_rng(2)
     fit_rows = train.iloc[:20_000]
@@ -140,7 +141,7 @@ def build_log_project(work: Path, rows: int) -> Path:
 
     import yaml
 
-    from tabpipe.monitoring.store import HistoryStore
+    from tabpipe.history.store import HistoryStore
 
     config = work / "pipeline.yaml"
     store_path = work / "registry" / "history.sqlite"
@@ -207,8 +208,8 @@ def from_log(rows: int, repeats: int, work: Path) -> None:
     import subprocess
     import sys
 
-    from tabpipe.monitoring.logread import read_window
-    from tabpipe.monitoring.store import HistoryStore
+    from tabpipe.history.logread import read_window
+    from tabpipe.history.store import HistoryStore
 
     config = build_log_project(work, rows)
     command = [str(Path(sys.executable).with_name("tabpipe")), "monitor", "--config", str(config), "--since", "7d", "--json"]

@@ -60,8 +60,8 @@ def keys_in_environment() -> None:
 def project(root: Path) -> Path:
     """A trained project (see the module docstring); returns its pipeline.yaml."""
     from tabpipe.config import load_settings
-    from tabpipe.pipeline import TrainingPipeline
-    from tabpipe.sample_data import generate
+    from tabpipe.training.pipeline import TrainingPipeline
+    from tabpipe.sources.sample import generate
 
     shutil.rmtree(root, ignore_errors=True)    # its registry is signed with this run's throwaway key
     root.mkdir(parents=True)
@@ -80,7 +80,7 @@ def project(root: Path) -> Path:
 
 
 def write_dataset(folder: Path, rows: int, parts: int) -> None:
-    from tabpipe.sample_data import generate
+    from tabpipe.sources.sample import generate
 
     if (folder / "_done").exists():
         return
@@ -115,8 +115,8 @@ def in_memory(config: str, folder: str) -> None:
     from tabpipe.cli import _registry
     from tabpipe.config import load_settings
     from tabpipe.monitoring.monitor import MonitorSettings, run_monitor, window_from_file
-    from tabpipe.monitoring.profile import read_profile
-    from tabpipe.partitions import iter_partitions
+    from tabpipe.drift.profile import read_profile
+    from tabpipe.scoring.partitions import iter_partitions
 
     settings = load_settings(Path(config), check_candidates=False)
     registry = _registry(Path(config))

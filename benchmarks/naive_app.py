@@ -10,7 +10,8 @@ import os
 import pandas as pd
 from flask import Flask, Response, jsonify, request
 
-import tabpipe  # noqa: F401  (sets OMP_WAIT_POLICY before scikit-learn loads)
+from tabpipe.edge import prepare_process  # noqa: E402
+prepare_process()  # OMP_WAIT_POLICY, before scikit-learn loads
 from tabpipe.config import load_settings
 from tabpipe.registry import open_registry
 

@@ -27,10 +27,11 @@ from sklearn.pipeline import make_pipeline
 from sklearn.impute import SimpleImputer
 from sklearn.preprocessing import OneHotEncoder, RobustScaler
 
-import tabpipe  # noqa: F401  (sets OMP_WAIT_POLICY before scikit-learn loads)
+from tabpipe.edge import prepare_process  # noqa: E402
+prepare_process()  # OMP_WAIT_POLICY, before scikit-learn loads
 from imblearn.combine import SMOTETomek  # noqa: E402
 from imblearn.pipeline import Pipeline  # noqa: E402
-from tabpipe.components.ingestion import split  # noqa: E402
+from tabpipe.training.components.ingestion import split  # noqa: E402
 from tabpipe.schema import Schema, coerce_frame, positive_mask  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -98,7 +99,7 @@ def run(df: pd.DataFrame, schema: Schema, seed: int, folds: int = 5, n_jobs: int
 
 
 def main() -> None:
-    from tabpipe.sample_data import generate
+    from tabpipe.sources.sample import generate
     from tabpipe.schema import load_schema
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

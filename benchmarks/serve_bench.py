@@ -37,7 +37,8 @@ import numpy as np
 import pandas as pd
 import requests
 
-import tabpipe  # noqa: F401  (sets OMP_WAIT_POLICY before scikit-learn loads)
+from tabpipe.edge import prepare_process  # noqa: E402
+prepare_process()  # OMP_WAIT_POLICY, before scikit-learn loads
 from tabpipe.config import load_settings
 from tabpipe.registry import open_registry
 from tabpipe.serving.app import create_app

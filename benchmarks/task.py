@@ -16,16 +16,17 @@ import numpy as np
 import pandas as pd
 import yaml
 
-import tabpipe  # noqa: F401  (sets OMP_WAIT_POLICY before scikit-learn loads)
-from tabpipe.sample_data import generate  # noqa: E402
+from tabpipe.edge import prepare_process  # noqa: E402
+prepare_process()  # OMP_WAIT_POLICY, before scikit-learn loads
+from tabpipe.sources.sample import generate  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def sample_matrix(rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Generated rows through the bundled schema's preprocessing: (rows, 30) float64, ~5 % positives."""
-    from tabpipe.components.transformation import split_xy
-    from tabpipe.preprocessing import build_preprocessor
+    from tabpipe.training.components.transformation import split_xy
+    from tabpipe.model.features import build_preprocessor
     from tabpipe.schema import coerce_frame, load_schema
 
     schema = load_schema(ROOT / "schema.yaml")
@@ -71,7 +72,7 @@ def resample(rows: int, impl: str, seed: int = 0) -> dict:
     from imblearn.combine import SMOTETomek
     from imblearn.over_sampling import SMOTE
 
-    from tabpipe.resampling import smote_tomek
+    from tabpipe.training.resampling import smote_tomek
 
     X, y = sample_matrix(rows, seed=1)
     sampler = smote_tomek(seed) if impl == "tabpipe" else SMOTETomek(smote=SMOTE(random_state=seed), random_state=seed)
@@ -97,7 +98,7 @@ def evidently_verdicts(ref: pd.DataFrame, cur: pd.DataFrame) -> dict[str, bool]:
 
 
 def drift(rows: int, impl: str, scenario: str) -> dict:
-    from tabpipe.drift import check_drift, drift_report
+    from tabpipe.drift.rules import check_drift, drift_report
 
     ref, cur = drift_frames(rows, scenario)
     if impl == "evidently":
@@ -143,7 +144,7 @@ def train(rows: int, impl: str, seed: int = 11) -> dict:
         result = recipe.run(df, load_schema(ROOT / "schema.yaml"), seed=42)
         return {"seconds": time.perf_counter() - start, "stages": result.pop("seconds"), **result}
     from tabpipe.config import load_settings
-    from tabpipe.pipeline import TrainingPipeline
+    from tabpipe.training.pipeline import TrainingPipeline
 
     with tempfile.TemporaryDirectory() as tmp:
         config = _project(Path(tmp), rows, seed)

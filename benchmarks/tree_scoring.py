@@ -1,4 +1,4 @@
-"""Per-row cost of the compiled tree scorers (``tabpipe.serving.scorer``) against the estimator's own
+"""Per-row cost of the compiled tree scorers (``tabpipe.scoring.compiled``) against the estimator's own
 ``predict_proba`` on one row, the call ``/predict`` would otherwise make for each record.
 
     .venv/bin/python benchmarks/tree_scoring.py [--rows 300] [--repeats 5]
@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 import numpy as np
 from sklearn.ensemble import HistGradientBoostingClassifier
 
-from tabpipe.serving.scorer import _compile_estimator
+from tabpipe.scoring.compiled import _compile_estimator
 
 
 def per_row_us(score, rows: np.ndarray) -> float:

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-import tabpipe  # noqa: F401, E402
+from tabpipe.edge import prepare_process  # noqa: E402
+
+prepare_process()   # OMP_WAIT_POLICY for this process and the ones it starts, before scikit-learn loads
 from tabpipe.registry.base import CACHE_DIR_ENV, SIGNING_KEY_ENV, VERIFY_KEY_ENV  # noqa: E402
 from tabpipe.registry.signing import generate_keypair  # noqa: E402
 

@@ -11,8 +11,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
-import tabpipe  # noqa: F401  (sets OMP_WAIT_POLICY before scikit-learn loads)
-from tabpipe.sample_data import generate
+import tabpipe  # noqa: F401
+from tabpipe.sources.sample import generate
 from tabpipe.schema import infer_schema
 
 REPO = Path(__file__).resolve().parents[1]
@@ -120,7 +120,7 @@ def make_project(
 def run_pipeline(config: Path):
     """Load the settings and run the whole pipeline; returns the Run."""
     from tabpipe.config import load_settings
-    from tabpipe.pipeline import TrainingPipeline
+    from tabpipe.training.pipeline import TrainingPipeline
 
     return TrainingPipeline(load_settings(config)).run()
 

@@ -34,9 +34,9 @@ import pandas as pd
 import pytest
 import yaml
 
-import tabpipe  # noqa: F401  (sets OMP_WAIT_POLICY before scikit-learn loads)
+import tabpipe  # noqa: F401
 from helpers import registry_of
-from tabpipe.sample_data import generate
+from tabpipe.sources.sample import generate
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = REPO / ".venv" / "bin"
@@ -112,7 +112,7 @@ def write_variant(config: Path, name: str, **serve) -> Path:
 
 def train(config: Path):
     from tabpipe.config import load_settings
-    from tabpipe.pipeline import TrainingPipeline
+    from tabpipe.training.pipeline import TrainingPipeline
 
     return TrainingPipeline(load_settings(config)).run()
 

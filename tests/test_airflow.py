@@ -17,7 +17,7 @@ import yaml
 from helpers import REPO, TABPIPE_BIN
 
 from tabpipe.orchestration.spec import RUN_NAME, dag_specs
-from tabpipe.sample_data import generate
+from tabpipe.sources.sample import generate
 from tabpipe.stages import STAGES
 
 AIRFLOW_VENV = REPO / ".venv-airflow"

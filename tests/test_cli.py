@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 import tabpipe  # noqa: F401
 from helpers import TABPIPE_BIN, make_project, read_run_json, registry_of, run_dirs, stage_dir
 from tabpipe.cli import app
-from tabpipe.sample_data import generate
+from tabpipe.sources.sample import generate
 
 runner = CliRunner()
 WIDE = {**os.environ, "COLUMNS": "400"}

@@ -105,7 +105,7 @@ def test_models_sign_migrates_an_unsigned_version(project, tmp_path):
 
 
 def test_init_writes_a_keypair_the_config_names(tmp_path):
-    from tabpipe.sample_data import generate
+    from tabpipe.sources.sample import generate
 
     generate(300, seed=0).to_csv(tmp_path / "d.csv", index=False)
     result = invoke("init", "--data", tmp_path / "d.csv", "--target", "fault_flag", "--dir", tmp_path / "p")

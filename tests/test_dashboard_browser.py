@@ -9,7 +9,7 @@ from werkzeug.serving import make_server
 
 from service_helpers import copy_project
 from tabpipe.cli import app as cli_app
-from tabpipe.sample_data import generate
+from tabpipe.sources.sample import generate
 from tabpipe.serving.app import create_app
 from test_form_browser import CDP, browser, chromium, main_project, screenshot  # noqa: F401  (fixtures)
 

@@ -17,9 +17,9 @@ from distributed import Client
 from helpers import make_project, read_run_json, run_dirs, run_pipeline
 from tabpipe.config import ExecutorSection
 from tabpipe.errors import ConfigError, TabpipeError
-from tabpipe.executors import Task
-from tabpipe.executors_dask import DaskPool, local_cluster
-from tabpipe.sample_data import generate
+from tabpipe.executors.local import Task
+from tabpipe.executors.dask import DaskPool, local_cluster
+from tabpipe.sources.sample import generate
 
 MODELS = {"candidates": [
     {"name": "logreg", "class": "sklearn.linear_model.LogisticRegression", "params": {"max_iter": 300},

@@ -1,4 +1,4 @@
-"""tabpipe.drift reproduces evidently 0.7's DataDriftPreset verdicts (run here on the same frames)."""
+"""tabpipe.drift.rules reproduces evidently 0.7's DataDriftPreset verdicts (run here on the same frames)."""
 from __future__ import annotations
 
 import json
@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tabpipe.drift import check_drift, column_kind, drift_report
-from tabpipe.sample_data import generate
+from tabpipe.drift.rules import check_drift, column_kind, drift_report
+from tabpipe.sources.sample import generate
 
 
 def scenarios(rows: int, seed: int) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:

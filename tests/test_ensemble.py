@@ -1,11 +1,11 @@
-"""tabpipe.ensemble: greedy ensemble selection on out-of-fold predictions (pure)."""
+"""tabpipe.training.search.ensemble: greedy ensemble selection on out-of-fold predictions (pure)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from sklearn.model_selection import StratifiedKFold
 
-from tabpipe.ensemble import cv_score, select
+from tabpipe.training.search.ensemble import cv_score, select
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""tabpipe.estimators: the linear + boosting blend and the spline logistic regression of the default candidates,
+"""tabpipe.model.estimators: the linear + boosting blend and the spline logistic regression of the default candidates,
 and the trainer's ensemble."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
-from tabpipe.estimators import LinearBoostingBlend, SplineLogisticRegression, WeightedMean
+from tabpipe.model.estimators import LinearBoostingBlend, SplineLogisticRegression, WeightedMean
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import time
 import psutil
 import pytest
 
-from tabpipe.executors import Task, WorkerPool
+from tabpipe.executors.local import Task, WorkerPool
 
 
 def task(key, fn, *args, timeout=60.0, deadline=math.inf):
@@ -81,7 +81,7 @@ def test_workers_die_with_their_parent(tmp_path, sig):
     script = tmp_path / "parent.py"
     script.write_text(textwrap.dedent("""
         import time
-        from tabpipe.executors import Task, WorkerPool
+        from tabpipe.executors.local import Task, WorkerPool
         if __name__ == "__main__":   # the fork server re-imports this script: no pool at import time
             with WorkerPool(2) as pool:
                 for _ in pool.run([Task(i, time.sleep, (600,), 600, time.monotonic() + 600) for i in range(2)]):

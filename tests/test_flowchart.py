@@ -5,7 +5,7 @@ import xml.etree.ElementTree as ET
 
 from helpers import REPO
 
-from tabpipe.flowchart import graphs, write
+from tabpipe.orchestration.flowchart import graphs, write
 from tabpipe.stages import STAGES
 
 COMMITTED = REPO / "Flow_Chart"

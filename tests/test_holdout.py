@@ -1,4 +1,4 @@
-"""The gate never scores production on rows it was trained on (tabpipe.holdout)."""
+"""The gate never scores production on rows it was trained on (tabpipe.training.holdout)."""
 from __future__ import annotations
 
 import json
@@ -9,9 +9,9 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from helpers import TARGET, make_project, read_run_json, registry_of, run_pipeline, stage_dir
-from tabpipe.components.evaluation import decide
-from tabpipe.holdout import TRAIN_ROWS_FILE, hash_columns, row_hashes, unseen_by_production
-from tabpipe.sample_data import generate
+from tabpipe.training.components.evaluation import decide
+from tabpipe.training.holdout import TRAIN_ROWS_FILE, hash_columns, row_hashes, unseen_by_production
+from tabpipe.sources.sample import generate
 from tabpipe.schema import Schema, positive_mask
 
 NO_DRIFT = {"validation": {"drift": {"enabled": False}}}

@@ -19,10 +19,10 @@ from helpers import registry_of, write_dataset
 from service_helpers import REPO_SCHEMA, TABPIPE_BIN
 from tabpipe.config import load_settings
 from tabpipe.monitoring.monitor import DatasetWindow, MonitorSettings, Window, run_monitor, window_stats
-from tabpipe.monitoring.profile import read_profile
+from tabpipe.drift.profile import read_profile
 from tabpipe.monitoring.window_stats import ChunkSpec, WindowStats, chunk_stats, file_stats, merged
-from tabpipe.partitions import partitions
-from tabpipe.sample_data import generate
+from tabpipe.scoring.partitions import partitions
+from tabpipe.sources.sample import generate
 
 LOGREG = {"candidates": [{"name": "logreg", "class": "sklearn.linear_model.LogisticRegression",
                           "params": {"max_iter": 1000}}]}

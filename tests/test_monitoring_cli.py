@@ -14,8 +14,8 @@ import yaml
 
 from service_helpers import REPO_SCHEMA, TABPIPE_BIN, json_records
 from tabpipe.monitoring.monitor import parse_since
-from tabpipe.monitoring.store import HistoryStore
-from tabpipe.sample_data import generate
+from tabpipe.history.store import HistoryStore
+from tabpipe.sources.sample import generate
 from webhook_server import Hook
 
 HOOK_ENV = "TABPIPE_ALERT_WEBHOOK_URL"

@@ -7,7 +7,7 @@ import struct
 import numpy as np
 import pytest
 
-from tabpipe.monitoring.dashboard import PANELS, figure, write_html, write_png
+from tabpipe.reports.dashboard import PANELS, figure, write_html, write_png
 
 
 def png_size(path) -> tuple[int, int]:

@@ -12,7 +12,7 @@ from tabpipe.monitoring.estimate import (
     expected_confusion,
     expected_roc_auc,
 )
-from tabpipe.monitoring.profile import fit_calibration
+from tabpipe.drift.profile import fit_calibration
 
 IDENTITY = {"method": "identity"}
 

@@ -22,10 +22,10 @@ from sklearn.metrics import roc_auc_score
 
 import pg_server
 from service_helpers import LOGREG, REPO_SCHEMA, TABPIPE_BIN, json_records, wait_until, write_pipeline
-from tabpipe.monitoring.predlog import PredictionLog, RowFormat
-from tabpipe.monitoring.sensitive import Protector
-from tabpipe.monitoring.store import HistoryStore
-from tabpipe.sample_data import generate
+from tabpipe.history.predlog import PredictionLog, RowFormat
+from tabpipe.privacy import Protector
+from tabpipe.history.store import HistoryStore
+from tabpipe.sources.sample import generate
 from tabpipe.schema import Schema
 
 KEY_ENV = "TABPIPE_TEST_HASH_KEY"

@@ -14,11 +14,11 @@ from sklearn.linear_model import LogisticRegression
 
 from pg_server import empty_url_fixture, postgres_url_fixture  # noqa: F401  (fixtures `empty_url`, `postgres_url`)
 from tabpipe.model import TabularModel
-from tabpipe.monitoring.logread import LogRows, _bulk, arrow_schema, inputs_frame, read_window
+from tabpipe.history.logread import LogRows, _bulk, arrow_schema, inputs_frame, read_window
 from tabpipe.monitoring.monitor import MonitorSettings, labelled_rows, run_monitor, window_from_log
-from tabpipe.monitoring.profile import build_profile
-from tabpipe.monitoring.store import HistoryStore, _json_text
-from tabpipe.preprocessing import build_preprocessor
+from tabpipe.drift.profile import build_profile
+from tabpipe.history.store import HistoryStore, _json_text
+from tabpipe.model.features import build_preprocessor
 from tabpipe.schema import Schema, coerce_frame
 
 T0 = datetime(2026, 3, 1, tzinfo=timezone.utc)

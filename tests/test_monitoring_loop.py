@@ -35,10 +35,10 @@ from service_helpers import (
     wait_until,
     write_pipeline,
 )
-from tabpipe.monitoring.profile import read_profile
-from tabpipe.monitoring.psi import frame_psi
-from tabpipe.monitoring.store import HistoryStore
-from tabpipe.sample_data import generate
+from tabpipe.drift.profile import read_profile
+from tabpipe.drift.psi import frame_psi
+from tabpipe.history.store import HistoryStore
+from tabpipe.sources.sample import generate
 from tabpipe.schema import Schema, coerce_frame
 
 ROWS_JSON, ROWS_CSV = 300, 300          # shifted rows sent to /predict (3 requests) and /predict/csv (1 upload)

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tabpipe.monitoring.profile import ISOTONIC_MIN, build_profile, fit_calibration, read_profile, write_profile
-from tabpipe.monitoring.psi import frame_psi
+from tabpipe.drift.profile import ISOTONIC_MIN, build_profile, fit_calibration, read_profile, write_profile
+from tabpipe.drift.psi import frame_psi
 from tabpipe.schema import Schema
 
 SCHEMA = Schema.model_validate({"target": {"name": "y", "positive": 1}, "columns": {

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tabpipe.monitoring.psi import (
+from tabpipe.drift.psi import (
     EPSILON,
     MIN_ROWS,
     categorical_counts,

@@ -14,7 +14,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from pg_server import empty_url_fixture, free_port, postgres_url_fixture  # noqa: F401  (session fixture `postgres_url`)
-from tabpipe.monitoring.store import METADATA, HistoryStore, StoreError, current_revision, store_url
+from tabpipe.history.store import METADATA, HistoryStore, StoreError, current_revision, store_url
 
 T0 = datetime(2026, 3, 1, tzinfo=timezone.utc)
 

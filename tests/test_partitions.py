@@ -12,10 +12,10 @@ import yaml
 from typer.testing import CliRunner
 
 from helpers import make_project, registry_of, run_pipeline, write_dataset
-from tabpipe.batch import score_frame, summary
+from tabpipe.scoring.batch import score_frame, summary
 from tabpipe.cli import app
-from tabpipe.partitions import iter_partitions, partitions, score_dataset
-from tabpipe.sample_data import generate
+from tabpipe.scoring.partitions import iter_partitions, partitions, score_dataset
+from tabpipe.sources.sample import generate
 
 runner = CliRunner()
 

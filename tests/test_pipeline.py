@@ -21,17 +21,17 @@ import pytest
 from typer.testing import CliRunner
 
 import tabpipe  # noqa: F401
-import tabpipe.components.trainer as trainer_mod
-import tabpipe.preprocessing as preprocessing_mod
-import tabpipe.run as run_mod
+import tabpipe.training.components.trainer as trainer_mod
+import tabpipe.model.features as preprocessing_mod
+import tabpipe.training.run as run_mod
 from helpers import (
     TABPIPE_BIN, TARGET, make_project, read_run_json, registry_of, run_dirs, run_pipeline, stage_dir,
 )
 from tabpipe.cli import app
-from tabpipe.components.ingestion import fingerprint
+from tabpipe.training.components.ingestion import fingerprint
 from tabpipe.errors import DataError
 from tabpipe.model import TabularModel
-from tabpipe.run import Run, package_versions
+from tabpipe.training.run import Run, package_versions
 from tabpipe.schema import positive_mask
 
 STAGES = ["ingestion", "validation", "transformation", "trainer", "evaluation", "pusher"]
@@ -47,7 +47,7 @@ def wide_console(monkeypatch):
 
 @pytest.fixture(scope="module")
 def base_data() -> pd.DataFrame:
-    from tabpipe.sample_data import generate
+    from tabpipe.sources.sample import generate
 
     return generate(2000, seed=1)
 
@@ -352,7 +352,7 @@ def test_min_cv_score_fails_trainer_real_process(tmp_path, base_data):
 
 @pytest.mark.parametrize("permute", [True, False], ids=["permuted-labels", "true-labels"])
 def test_leakage_guard(tmp_path, permute):
-    from tabpipe.sample_data import generate
+    from tabpipe.sources.sample import generate
 
     df = generate(3000, seed=11)
     if permute:
@@ -563,10 +563,10 @@ def test_invalid_rows_fail_by_default(tmp_path, base_data):
 
 
 def test_validation_row_numbers_point_at_the_source_rows(tmp_path, base_data):
-    from tabpipe.components.ingestion import DataIngestion
-    from tabpipe.components.validation import DataValidation
+    from tabpipe.training.components.ingestion import DataIngestion
+    from tabpipe.training.components.validation import DataValidation
     from tabpipe.config import load_settings
-    from tabpipe.entities import IngestionConfig, ValidationConfig
+    from tabpipe.training.specs import IngestionConfig, ValidationConfig
 
     data, bad = corrupt(base_data.head(600))
     s = load_settings(make_project(tmp_path, data=data, pipeline={"validation": {"on_invalid_rows": "drop"}}))

@@ -5,11 +5,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import tabpipe  # noqa: F401  (before scikit-learn / imbalanced-learn: sets OMP_WAIT_POLICY)
+import tabpipe  # noqa: F401
 from imblearn.combine import SMOTETomek  # noqa: E402
 from imblearn.over_sampling import SMOTE  # noqa: E402
-from tabpipe import preprocessing
-from tabpipe.preprocessing import MISSING, build_preprocessor, datetime_parts, fit_transform, make_sampler, resample
+from tabpipe.model import features as preprocessing
+from tabpipe.model.features import MISSING, build_preprocessor, datetime_parts, fit_transform
+from tabpipe.training.resampling import make_sampler, resample
 from tabpipe.schema import Schema, coerce_frame
 
 SCHEMA = Schema.model_validate({"target": {"name": "y", "positive": 1}, "columns": {
@@ -216,7 +217,7 @@ def test_resample_tiny_minority_still_works():
 
 def test_sensitive_category_is_one_hot_encoded_on_pseudonyms():
     """Same columns of 0/1 as the clear categories (equality kept), but no category in the fitted encoder."""
-    from tabpipe.preprocessing import pseudonym, pseudonyms
+    from tabpipe.model.features import pseudonym, pseudonyms
 
     doc = SCHEMA.model_dump(mode="json")
     doc["columns"]["c"]["sensitive"] = True

@@ -8,7 +8,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-import tabpipe.pipeline as pipeline_mod
+import tabpipe.training.pipeline as pipeline_mod
 from helpers import make_project, read_run_json, registry_of, run_dirs, run_pipeline, stage_dir
 from tabpipe.cli import app
 

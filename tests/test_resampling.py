@@ -12,15 +12,16 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
-import tabpipe  # noqa: F401  (before scikit-learn / imbalanced-learn: sets OMP_WAIT_POLICY)
+import tabpipe  # noqa: F401
 from imblearn.combine import SMOTETomek  # noqa: E402
 from imblearn.over_sampling import SMOTE  # noqa: E402
 from imblearn.under_sampling import TomekLinks  # noqa: E402
 from sklearn.neighbors import NearestNeighbors  # noqa: E402
-from tabpipe import resampling  # noqa: E402
-from tabpipe.components.transformation import split_xy  # noqa: E402
-from tabpipe.preprocessing import build_preprocessor, make_sampler, resample  # noqa: E402
-from tabpipe.sample_data import generate  # noqa: E402
+from tabpipe.training import resampling  # noqa: E402
+from tabpipe.training.components.transformation import split_xy  # noqa: E402
+from tabpipe.model.features import build_preprocessor  # noqa: E402
+from tabpipe.training.resampling import make_sampler, resample  # noqa: E402
+from tabpipe.sources.sample import generate  # noqa: E402
 from tabpipe.schema import coerce_frame, load_schema  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -8,9 +8,9 @@ import pytest
 from helpers import make_project, read_run_json
 
 from tabpipe.config import load_settings
-from tabpipe.entities import ARTIFACT_OF, restore_artifact
-from tabpipe.pipeline import TrainingPipeline
-from tabpipe.run import RunFolderError, run_name
+from tabpipe.training.specs import ARTIFACT_OF, restore_artifact
+from tabpipe.training.pipeline import TrainingPipeline
+from tabpipe.training.run import RunFolderError, run_name
 from tabpipe.stages import STAGES
 
 
@@ -42,7 +42,7 @@ def test_stage_by_stage_equals_one_go_and_reuses_finished_stages(tmp_path):
 def test_failed_stage_is_retried_alone(tmp_path, monkeypatch):
     config = make_project(tmp_path, rows=1500)
     settings = load_settings(config)
-    import tabpipe.pipeline as pipeline_module
+    import tabpipe.training.pipeline as pipeline_module
 
     real = pipeline_module.ModelEvaluation
 
@@ -83,8 +83,8 @@ def test_run_names_are_safe_folder_names(text, expected):
 
 
 def test_restore_artifact_round_trips_paths_and_tuples(tmp_path):
-    from tabpipe.entities import TransformationArtifact
-    from tabpipe.run import _jsonable
+    from tabpipe.training.specs import TransformationArtifact
+    from tabpipe.training.run import _jsonable
 
     art = TransformationArtifact(tmp_path / "p.pkl", tmp_path / "x.npy", tmp_path / "y.npy", tmp_path / "xt.npy",
                                  tmp_path / "yt.npy", ("a", "b"))

@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tabpipe.monitoring.sensitive import PREFIX, Protector
-from tabpipe.rowfiles import RowFiles
+from tabpipe.privacy import PREFIX, Protector
+from tabpipe.training.rowfiles import RowFiles
 
 
 def _frame() -> pd.DataFrame:

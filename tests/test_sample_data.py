@@ -1,4 +1,4 @@
-"""Tests of the synthetic network-KPI generator (tabpipe.sample_data)."""
+"""Tests of the synthetic network-KPI generator (tabpipe.sources.sample)."""
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +9,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
 from threadpoolctl import threadpool_limits
 
-from tabpipe.sample_data import generate, write
+from tabpipe.sources.sample import generate, write
 
 BUNDLED = Path(__file__).resolve().parents[1] / "data" / "network_kpis.csv"
 

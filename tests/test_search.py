@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from tabpipe.config import Candidate
-from tabpipe.search import (
+from tabpipe.training.search.schedule import (
     Evaluation,
     affordable_rows,
     best_of,

@@ -24,9 +24,9 @@ import yaml
 from helpers import SCHEMA, TABPIPE_BIN, TARGET, make_project, read_run_json, registry_of
 
 from tabpipe.config import load_settings
-from tabpipe.pipeline import TrainingPipeline
-from tabpipe.run import RunFolderError
-from tabpipe.sample_data import generate
+from tabpipe.training.pipeline import TrainingPipeline
+from tabpipe.training.run import RunFolderError
+from tabpipe.sources.sample import generate
 
 KEY_ENV = "TABPIPE_TEST_HASH_KEY"
 KEY = "test-key-not-a-secret"
@@ -184,7 +184,7 @@ def test_model_still_learns_from_the_sensitive_features(trained):
 def test_drop_mode_and_resume_keep_clear_values_out(tmp_path, monkeypatch):
     """In-process, ``drop`` without a key; a run stopped after the trainer is resumed: the data stages run
     again (their clear rows were in the first process's memory only), the trainer's model is reused."""
-    import tabpipe.components.trainer as trainer_module
+    import tabpipe.training.components.trainer as trainer_module
 
     samples, prepare = [], trainer_module.prepare_fold   # the search's work files: outside the run folder
     monkeypatch.setattr(trainer_module, "prepare_fold", lambda path, *a: samples.append(path) or prepare(path, *a))
@@ -222,7 +222,7 @@ def test_compiled_scorer_pseudonymises_like_the_model(trained):
     sensitive categorical feature too: known, unseen and missing categories."""
     from service_helpers import json_records
 
-    from tabpipe.serving.scorer import RecordScorer
+    from tabpipe.scoring.compiled import RecordScorer
 
     config, _ = trained
     model, _ = registry_of(config).load_model(None)

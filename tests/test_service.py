@@ -142,7 +142,7 @@ def test_generic_estimator_path_matches_model(served):
 
     from sklearn.naive_bayes import GaussianNB
 
-    from tabpipe.serving.scorer import RecordScorer
+    from tabpipe.scoring.compiled import RecordScorer
 
     s = served("ext", "v0001")
     model = copy.copy(s.holder.current.model)
@@ -159,8 +159,8 @@ def test_compiled_blend_matches_model(served):
     """The default candidate LinearBoostingBlend compiles to its two members' weighted mean, equal to predict_proba."""
     import copy
 
-    from tabpipe.estimators import LinearBoostingBlend
-    from tabpipe.serving.scorer import RecordScorer
+    from tabpipe.model.estimators import LinearBoostingBlend
+    from tabpipe.scoring.compiled import RecordScorer
 
     s = served("ext", "v0001")
     model = copy.copy(s.holder.current.model)
@@ -184,8 +184,8 @@ def test_compiled_ensemble_matches_model(served):
     from sklearn.linear_model import LogisticRegression
     from sklearn.naive_bayes import GaussianNB
 
-    from tabpipe.estimators import LinearBoostingBlend, WeightedMean
-    from tabpipe.serving.scorer import RecordScorer
+    from tabpipe.model.estimators import LinearBoostingBlend, WeightedMean
+    from tabpipe.scoring.compiled import RecordScorer
 
     s = served("ext", "v0001")
     model = copy.copy(s.holder.current.model)
@@ -212,8 +212,8 @@ def test_compiled_spline_curves_equal_the_spline_basis_beyond_the_knots_and_with
     """The compiled spline logistic regression equals predict_proba to 1e-12 inside the knots, beyond both ends
     (linear continuation of the outer basis functions only) and on a zero-inflated column whose quantile
     knots repeat."""
-    from tabpipe.estimators import SplineLogisticRegression
-    from tabpipe.serving.scorer import _compile_estimator
+    from tabpipe.model.estimators import SplineLogisticRegression
+    from tabpipe.scoring.compiled import _compile_estimator
 
     rng = np.random.default_rng(0)
     n = 3000
@@ -236,8 +236,8 @@ def test_compiled_spline_logistic_matches_model(served):
 
     from sklearn.ensemble import HistGradientBoostingClassifier
 
-    from tabpipe.estimators import SplineLogisticRegression, WeightedMean
-    from tabpipe.serving.scorer import RecordScorer
+    from tabpipe.model.estimators import SplineLogisticRegression, WeightedMean
+    from tabpipe.scoring.compiled import RecordScorer
 
     s = served("ext", "v0001")
     model = copy.copy(s.holder.current.model)
@@ -263,7 +263,7 @@ def test_compiled_lightgbm_equals_predict_proba_on_any_tree_shape():
     missing value, linear leaves and random-forest mode fall back to LightGBM's own predict_proba."""
     from lightgbm import LGBMClassifier
 
-    from tabpipe.serving.scorer import NotCompilable, _compile_estimator
+    from tabpipe.scoring.compiled import NotCompilable, _compile_estimator
 
     rng = np.random.default_rng(0)
     n = 3000
@@ -293,8 +293,8 @@ def test_compiled_lightgbm_in_an_ensemble_matches_model(served):
 
     from lightgbm import LGBMClassifier
 
-    from tabpipe.estimators import SplineLogisticRegression, WeightedMean
-    from tabpipe.serving.scorer import RecordScorer
+    from tabpipe.model.estimators import SplineLogisticRegression, WeightedMean
+    from tabpipe.scoring.compiled import RecordScorer
 
     s = served("ext", "v0001")
     model = copy.copy(s.holder.current.model)

@@ -22,7 +22,7 @@ from pg_server import free_port, postgres_url_fixture  # noqa: F401  (session fi
 from pymongo import MongoClient
 
 from tabpipe.errors import DataError
-from tabpipe.sample_data import generate
+from tabpipe.sources.sample import generate
 from tabpipe.sources import MongoSource, SqlSource, read_source, redact_url, redact_urls_in
 from tabpipe.sources.base import MALFORMED, mongo_location, scrub
 

@@ -18,7 +18,7 @@ from rich.console import Console
 
 from helpers import TABPIPE_BIN, make_project, read_run_json, run_dirs, run_pipeline, stage_dir
 from tabpipe.cli import SearchBar
-from tabpipe.sample_data import generate
+from tabpipe.sources.sample import generate
 from test_executors import assert_all_gone
 
 STOP_REASONS = {"finished", "pruned", "out_of_budget", "failed"}
@@ -179,7 +179,7 @@ def test_the_ensemble_is_chosen_on_out_of_fold_scores(rounds_run):
     assert trainer["best_resampling"] == "+".join(sorted({m["resampling"] for m in members}))
     import dill
 
-    from tabpipe.estimators import WeightedMean
+    from tabpipe.model.estimators import WeightedMean
 
     model = dill.loads(Path(trainer["model_path"]).read_bytes())
     assert isinstance(model.estimator, WeightedMean) and len(model.estimator.estimators_) == len(members)
@@ -226,7 +226,7 @@ def test_budget_holds_on_300k_rows_with_many_categoricals(tmp_path):
 def test_search_sample_is_bounded_by_the_preprocessed_width(tmp_path, monkeypatch):
     """On wide one-hot data the search sample holds at most MAX_SEARCH_CELLS values (bounded memory per
     worker); the final refit still uses every training row."""
-    from tabpipe.components import trainer as trainer_mod
+    from tabpipe.training.components import trainer as trainer_mod
 
     monkeypatch.setattr(trainer_mod, "MAX_SEARCH_CELLS", 1_500_000)
     config = make_project(tmp_path, data=wide_table(30_000, 12, seed=3), data_format="parquet", schema="infer",
@@ -300,7 +300,7 @@ def test_a_lightgbm_candidate_trains_and_is_served_compiled(tmp_path):
     run, and /predict's scorer compiles the published model, equal to the model's own probabilities."""
     from helpers import registry_of
     from service_helpers import json_records
-    from tabpipe.serving.scorer import RecordScorer
+    from tabpipe.scoring.compiled import RecordScorer
 
     models = {"candidates": [{"name": "lgbm", "class": "lightgbm.LGBMClassifier", "resampling": "none",
                               "params": {"n_jobs": 1, "verbosity": -1},

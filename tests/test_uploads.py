@@ -16,8 +16,8 @@ import yaml
 
 from pg_server import empty_url_fixture, postgres_url_fixture  # noqa: F401  (session fixture `postgres_url`)
 from service_helpers import LOGREG, REPO_SCHEMA, json_records, running_server, run_cli, wait_until, write_pipeline
-from tabpipe.monitoring.store import HistoryStore, current_revision
-from tabpipe.sample_data import generate
+from tabpipe.history.store import HistoryStore, current_revision
+from tabpipe.sources.sample import generate
 from tabpipe.schema import Schema
 
 TOKEN_ENV = "TABPIPE_TEST_UPLOAD_TOKEN"

@@ -1,9 +1,10 @@
-"""tabpipe: configuration-driven training, gating, versioning and serving of tabular classifiers."""
-import os
+"""tabpipe: configuration-driven training, gating, versioning and serving of tabular classifiers.
 
-# OpenMP's busy-wait between parallel regions starves other threads on small or shared VMs: a
-# HistGradientBoosting fit measured 25x slower with 2 spinning threads on a 2-core machine.
-# Must be set before scikit-learn loads its OpenMP runtime; an explicit user setting wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+Importing tabpipe reads no environment variable and changes none; it only lets the module names of
+tabpipe 0.1 resolve to their new homes (``tabpipe.moved``), so saved models and configs keep loading.
+"""
+from tabpipe import moved as _moved
+
+_moved.install()
 
 __version__ = "0.1.0"

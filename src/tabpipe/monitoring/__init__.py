@@ -7,6 +7,6 @@
 - ``outcomes``: joining arriving labels to logged predictions; realised metrics.
 - ``lineage``: from a model version back to its run and data, forward to its monitoring.
 """
-from tabpipe.monitoring.store import HistoryStore, StoreError, store_url
+from tabpipe.history.store import HistoryStore, StoreError, store_url
 
 __all__ = ["HistoryStore", "StoreError", "store_url"]

@@ -14,7 +14,7 @@ ratios for windows of hundreds of rows). This is the CBPE method popularised by 
 
 The rows are RANKED by the model's raw probability (what the threshold is applied to); only the
 expected labels use the calibrated one. Calibration (``apply_calibration``) is a monotone map
-fitted on held-out rows at publish time (``tabpipe.monitoring.profile``): the training rows are
+fitted on held-out rows at publish time (``tabpipe.drift.profile``): the training rows are
 resampled (SMOTE), which inflates the raw probabilities.
 
 It is right only under its assumptions, which every result lists (``ASSUMPTIONS``): no concept

@@ -36,14 +36,14 @@ import pandas as pd
 from sklearn.metrics import confusion_matrix
 
 from tabpipe.errors import DataError
-from tabpipe.metrics import holdout_metrics
+from tabpipe.training.metrics import holdout_metrics
 from tabpipe.monitoring.alerts import Alert, AlertSettings, deliver
-from tabpipe.monitoring.dashboard import figure, write_html, write_png
+from tabpipe.reports.dashboard import figure, write_html, write_png
 from tabpipe.monitoring.estimate import estimate
 from tabpipe.monitoring.governance import Observations, Rules, decide
-from tabpipe.monitoring.logread import LogRows
-from tabpipe.monitoring.psi import MIN_ROWS, counts_psi, feature_psi
-from tabpipe.monitoring.store import SCORE_FEATURE
+from tabpipe.history.logread import LogRows
+from tabpipe.drift.psi import MIN_ROWS, counts_psi, feature_psi
+from tabpipe.history.store import SCORE_FEATURE
 from tabpipe.monitoring.window_stats import ChunkSpec, WindowStats, dataset_stats, frame_stats
 from tabpipe.schema import positive_mask
 
@@ -94,7 +94,7 @@ class Window:
 @dataclass(frozen=True)
 class DatasetWindow:
     """The rows of Parquet files read a row group at a time (bounded memory): a partitioned folder or one
-    file (``tabpipe.partitions``); ``labels``: the column holding outcomes (None: no outcomes)."""
+    file (``tabpipe.scoring.partitions``); ``labels``: the column holding outcomes (None: no outcomes)."""
 
     path: Path
     description: str
@@ -131,7 +131,7 @@ def window_from_dataset(path: Path, labels: str | None, now: datetime) -> Datase
     import pyarrow.dataset as ds
     import pyarrow.parquet as pq
 
-    from tabpipe.partitions import partitions
+    from tabpipe.scoring.partitions import partitions
 
     parts = partitions(path)
     if labels is not None:
@@ -191,7 +191,7 @@ def _evidently(reference: pd.DataFrame | None, stats: WindowStats, out_dir: Path
         return {"status": "no_reference", "message": "the model version has no reference.parquet"}
     if stats.rows == 0:
         return {"status": "no_rows", "message": "no rows in the window"}
-    from tabpipe.drift import drift_report
+    from tabpipe.drift.rules import drift_report
 
     sample, total = stats.sample, stats.rows
     try:
@@ -258,7 +258,7 @@ def window_stats(window: Window | DatasetWindow, *, model, profile: dict | None,
     if isinstance(window, Window):
         spec = ChunkSpec(model=model, profile_features=features, keep=None if evidently else 0, seed=settings.seed)
         return frame_stats(window.rows, spec, proba=window.proba, outcomes=window.outcomes, where=window.description)
-    from tabpipe.partitions import check_columns, partitions
+    from tabpipe.scoring.partitions import check_columns, partitions
 
     parts = partitions(window.path)
     check_columns(parts, model)
@@ -456,8 +456,8 @@ def labelled_rows(window: Window, target: str, labels: tuple) -> pd.DataFrame:
 def latest_dashboard(settings, environ: Mapping[str, str]) -> Path | None:
     """``latest_report`` for validated settings; the store is only read (never created or migrated
     here), and a store that cannot be read leaves the training reports (logged)."""
-    from tabpipe.monitoring.edge import history_url
-    from tabpipe.monitoring.store import HistoryStore, StoreError
+    from tabpipe.history.open import history_url
+    from tabpipe.history.store import HistoryStore, StoreError
 
     store = None
     try:

@@ -23,8 +23,8 @@ import pandas as pd
 from sklearn.metrics import average_precision_score, confusion_matrix, f1_score, precision_score, recall_score, roc_auc_score
 
 from tabpipe.errors import DataError
-from tabpipe.monitoring.sensitive import Protector, canonical
-from tabpipe.monitoring.store import HistoryStore
+from tabpipe.privacy import Protector, canonical
+from tabpipe.history.store import HistoryStore
 
 
 @dataclass

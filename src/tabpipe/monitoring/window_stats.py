@@ -7,7 +7,7 @@ next chunk's result, ``finish`` makes the arrays. The merged result does not dep
 were cut (tests/test_monitor_partitions.py checks it against the one-chunk case):
 
 - counts are sums (a row lies in exactly one chunk): rows; missing values per feature; rows per PSI
-  bucket of each profiled feature (``tabpipe.monitoring.psi``, the frozen profile's buckets); rows
+  bucket of each profiled feature (``tabpipe.drift.psi``, the frozen profile's buckets); rows
   breaking each rule (column, rule, message, hard); rows with any problem per (column, hard); rows
   with any problem at all. Rules are listed in schema column order, then by the first row breaking them;
 - per row, in order: the probability (float64; logged, or scored now as ``tabpipe predict`` does),
@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from tabpipe.batch import MissingColumns, probabilities
+from tabpipe.scoring.batch import MissingColumns, probabilities
 from tabpipe.errors import DataError
-from tabpipe.monitoring.psi import bucket_counts, column_values
+from tabpipe.drift.psi import bucket_counts, column_values
 from tabpipe.schema import absent_columns, positive_mask
 
 ROW_BITS = 40   # a sampled row's place: file number << ROW_BITS | row within the file
@@ -200,9 +200,9 @@ def frame_stats(rows: pd.DataFrame, spec: ChunkSpec, *, proba: np.ndarray | None
 
 
 def file_stats(spec: ChunkSpec, part, number: int) -> WindowStats:
-    """One Parquet file (``tabpipe.partitions.Partition``) counted a row group at a time: a partial result
+    """One Parquet file (``tabpipe.scoring.partitions.Partition``) counted a row group at a time: a partial result
     (not finished). Module-level and picklable: the Dask task of one file."""
-    from tabpipe.partitions import read_partition
+    from tabpipe.scoring.partitions import read_partition
 
     rng = np.random.default_rng([spec.seed, number])
     total, offset = WindowStats(keep=spec.keep), 0
@@ -230,9 +230,9 @@ def merged(partials: Iterable[WindowStats], keep: int | None) -> WindowStats:
 
 def dataset_stats(parts: list, spec: ChunkSpec, *, dask: bool = False, dask_address: str | None = None,
                   n_workers: int = 1) -> WindowStats:
-    """Every file of a Parquet dataset (``tabpipe.partitions.partitions``), here or one Dask task per file."""
+    """Every file of a Parquet dataset (``tabpipe.scoring.partitions.partitions``), here or one Dask task per file."""
     if dask:
-        from tabpipe.partitions import map_on_dask
+        from tabpipe.scoring.partitions import map_on_dask
 
         partials: Iterator = map_on_dask(file_stats, spec, [(part, i) for i, part in enumerate(parts)],
                                          dask_address, n_workers)

@@ -25,10 +25,10 @@ import pyarrow as pa
 from flask import Flask, Response, jsonify, render_template, request, send_file
 from werkzeug.exceptions import HTTPException
 
-from tabpipe.batch import MissingColumns, TooManyRows, read_csv_bytes, score_frame, to_csv_bytes
+from tabpipe.scoring.batch import MissingColumns, TooManyRows, read_csv_bytes, score_frame, to_csv_bytes
 from tabpipe.config import load_settings
-from tabpipe.monitoring.edge import open_history, protector
-from tabpipe.monitoring.edge import prediction_log as build_prediction_log
+from tabpipe.history.open import open_history, protector
+from tabpipe.history.open import prediction_log as build_prediction_log
 from tabpipe.registry import ModelRegistry, open_registry
 from tabpipe.schema import ABSENT, Problem, warning_counts
 from tabpipe.serving.holder import ModelHolder
@@ -281,7 +281,7 @@ def create_app(config: str | Path | None = None, registry: ModelRegistry | None 
 
 
 def _train_in_background(settings, lock: threading.Lock, holder: ModelHolder) -> None:
-    from tabpipe.pipeline import TrainingPipeline
+    from tabpipe.training.pipeline import TrainingPipeline
 
     try:
         TrainingPipeline(settings, holder.registry).run()

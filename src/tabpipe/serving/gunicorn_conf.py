@@ -13,6 +13,10 @@ docker compose and on EC2:
 """
 import os
 
+from tabpipe.edge import prepare_process
+
+prepare_process()   # before any worker imports scikit-learn
+
 
 def _int(name: str, default: int) -> int:
     return int(os.environ.get(name) or default)

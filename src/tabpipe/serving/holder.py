@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from tabpipe.errors import RegistryError
 from tabpipe.model import TabularModel
-from tabpipe.serving.scorer import RecordScorer
+from tabpipe.scoring.compiled import RecordScorer
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import re
 
 from flask import request
 
-from tabpipe.monitoring.predlog import PredictionLog, new_request_id
+from tabpipe.history.predlog import PredictionLog, new_request_id
 
 _CLIENT_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 _ENVIRON_KEY = "tabpipe.request_id"

@@ -30,11 +30,11 @@ from contextlib import contextmanager
 import pandas as pd
 import pyarrow as pa
 
-from tabpipe.batch import MissingColumns, TooManyRows, read_csv_bytes
+from tabpipe.scoring.batch import MissingColumns, TooManyRows, read_csv_bytes
 from tabpipe.errors import TabpipeError
 from tabpipe.monitoring.outcomes import record_outcomes
-from tabpipe.monitoring.sensitive import Protector, canonical
-from tabpipe.monitoring.store import HistoryStore, StoreError
+from tabpipe.privacy import Protector, canonical
+from tabpipe.history.store import HistoryStore, StoreError
 from tabpipe.schema import ABSENT, Schema, coerce_frame, is_missing
 from tabpipe.serving.inputs import ApiError, Details, records_from_json
 

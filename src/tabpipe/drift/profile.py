@@ -1,0 +1,137 @@
+"""The reference profile frozen at publish: everything ``tabpipe monitor`` needs from the training data.
+
+``profile.json`` is published with the model (``components/pusher.py``), so the registry hashes
+(and, with a key, signs) it like the model. Monitoring then never reloads the training data; it only
+bins the new rows against this file (``tabpipe.drift.psi``). Contents:
+
+- ``features``: per model feature, from the typed training split (every row, not a sample):
+  numeric (int/float/bool) -> quantile bin edges (``bins``, 10 by default, duplicates merged) and
+  the training shares of those bins + missing; category -> the ``max_categories`` most frequent
+  categories, ``other`` (the rest) and missing; the null rate. Datetime features are not binned
+  (time only moves forward, so a raw timestamp always "drifts"); they are listed under ``skipped``,
+  as are ``sensitive: true`` features: bin edges and category names are values of the column, so a
+  sensitive feature is not profiled and not monitored for drift.
+- ``scores``: the distribution of the model's probability on the held-out TEST split (10 equal
+  bins over [0, 1]) — the reference for prediction drift — with its rows, positives and threshold.
+- ``calibration``: a monotone map from raw probability to calibrated probability, used by the
+  label-free estimate. It is fitted on the test split's predictions: these are the only rows held
+  out from the final model (the trainer does not keep its out-of-fold predictions, and those come
+  from the fold models anyway). The test split was already used by the evaluation gate; the
+  calibration is fitted after the gate decided and changes neither the model nor its metrics.
+  Isotonic regression when both classes have >= ``ISOTONIC_MIN`` rows, else Platt scaling
+  (a logistic fit on the logit), which needs far fewer rows; ``fitted_on`` says which rows.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import dill
+import numpy as np
+import pandas as pd
+
+from tabpipe.drift.psi import categorical_counts, numeric_counts, quantile_edges, shares
+from tabpipe.schema import Schema, positive_mask
+
+FORMAT = 1
+ISOTONIC_MIN = 100
+SENSITIVE = "sensitive (schema.yaml): not profiled, so not monitored for drift"
+SCORE_EDGES = tuple(round(0.1 * i, 1) for i in range(1, 10))
+
+
+def numeric_entry(values: np.ndarray, bins: int) -> dict:
+    edges = quantile_edges(values, bins)
+    counts = numeric_counts(values, edges)
+    return {"kind": "numeric", "edges": edges.tolist(), "shares": shares(counts).tolist(), "rows": int(counts.sum()),
+            "null_rate": float(counts[-1] / counts.sum()) if counts.sum() else 0.0}
+
+
+def categorical_entry(values: pd.Series, max_categories: int) -> dict:
+    counts_by_value = values.dropna().astype(str).value_counts(sort=True)
+    top = sorted(counts_by_value.index[:max_categories].tolist())
+    counts = categorical_counts(values.astype(object).where(values.notna(), None), top)
+    return {"kind": "categorical", "categories": top, "shares": shares(counts).tolist(), "rows": int(counts.sum()),
+            "null_rate": float(counts[-1] / counts.sum()) if counts.sum() else 0.0}
+
+
+def fit_calibration(proba: np.ndarray, y: np.ndarray, *, fitted_on: str) -> dict:
+    """Monotone calibration map of ``proba`` to P(y = 1) (see the module docstring for the choice)."""
+    from sklearn.isotonic import IsotonicRegression
+    from sklearn.linear_model import LogisticRegression
+
+    p, y = np.asarray(proba, dtype=float), np.asarray(y, dtype=int)
+    positives, negatives = int(y.sum()), int(len(y) - y.sum())
+    base = {"fitted_on": fitted_on, "rows": len(y), "positives": positives}
+    if min(positives, negatives) < 2:
+        return {"method": "identity", **base, "note": "fewer than 2 rows of a class: probabilities used as they are"}
+    if min(positives, negatives) >= ISOTONIC_MIN:
+        iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(p, y)
+        return {"method": "isotonic", **base, "x": iso.X_thresholds_.tolist(), "y": iso.y_thresholds_.tolist()}
+    z = np.log(np.clip(p, 1e-12, 1 - 1e-12) / np.clip(1 - p, 1e-12, 1)).reshape(-1, 1)
+    fit = LogisticRegression(C=1e6, max_iter=1000).fit(z, y)
+    return {"method": "platt", **base, "a": float(fit.coef_[0, 0]), "b": float(fit.intercept_[0])}
+
+
+def build_profile(train: pd.DataFrame, schema: Schema, test_proba: np.ndarray, test_y: np.ndarray, threshold: float,
+                  *, bins: int = 10, max_categories: int = 50) -> dict:
+    """The profile of a typed training split plus the model's test-split probabilities (JSON-ready)."""
+    if bins < 2:
+        raise ValueError(f"bins must be >= 2, got {bins}")
+    features, skipped = {}, {}
+    for name in schema.features:
+        kind = schema.columns[name].type
+        if schema.columns[name].sensitive:
+            skipped[name] = SENSITIVE
+        elif kind in ("int", "float", "bool"):
+            features[name] = numeric_entry(train[name].to_numpy(dtype=float), bins)
+        elif kind == "category":
+            features[name] = categorical_entry(train[name], max_categories)
+        else:
+            skipped[name] = f"type {kind} is not binned (a timestamp always moves forward)"
+    score_counts = numeric_counts(np.asarray(test_proba, dtype=float), np.asarray(SCORE_EDGES))
+    return {
+        "format": FORMAT,
+        "bins": bins,
+        "training_rows": len(train),
+        "features": features,
+        "skipped": skipped,
+        "scores": {"kind": "numeric", "edges": list(SCORE_EDGES), "shares": shares(score_counts).tolist(),
+                   "rows": int(len(test_proba)), "positives": int(np.sum(test_y)), "threshold": float(threshold),
+                   "source": "model probabilities on the held-out test split"},
+        "calibration": fit_calibration(test_proba, test_y,
+                                       fitted_on=f"held-out test split ({len(test_y)} rows, scored by the final model)"),
+    }
+
+
+def write_profile(path: Path, profile: dict) -> Path:
+    path = Path(path)
+    path.write_text(json.dumps(profile, indent=1))
+    return path
+
+
+def read_profile(path: Path) -> dict:
+    """Parse a profile.json; ValueError naming the file if it is not one this code understands."""
+    try:
+        profile = json.loads(Path(path).read_text())
+    except ValueError as exc:
+        raise ValueError(f"{path}: not valid JSON: {exc}") from None
+    if not isinstance(profile, dict) or profile.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a tabpipe reference profile of format {FORMAT}")
+    return profile
+
+
+def test_predictions(test: pd.DataFrame, model) -> tuple[np.ndarray, np.ndarray]:
+    """(y as 0/1, positive-class probability) of ``model`` on a typed test split (validation stage output)."""
+    schema = model.schema
+    y = positive_mask(test[schema.target.name], schema.target.positive).astype(np.int64)
+    return y, model.predict_proba_typed(test[schema.features])
+
+
+def write_profile_for_run(validation, model_path: Path, out_path: Path, rows) -> Path:
+    """Write the profile of a training run (its typed splits, ``validation``: ValidationArtifact, read
+    through the run's ``RowFiles`` ``rows``) and model."""
+    with open(model_path, "rb") as fh:
+        model = dill.load(fh)  # nosec B301 -- the run's own model file, written by its trainer stage
+    y, proba = test_predictions(rows.read_frame(validation.test_path), model)
+    train = rows.read_frame(validation.train_path)
+    return write_profile(out_path, build_profile(train, model.schema, proba, y, model.threshold))

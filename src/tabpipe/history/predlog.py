@@ -1,0 +1,273 @@
+"""The prediction log: which scored rows are kept, in what form, and how the service writes them.
+
+- ``log_rows`` is the one rule turning scored records into log rows: sampling, only schema columns
+  kept, sensitive columns protected, the row id taken from the schema's first ``role: id`` column
+  (when the record has it; otherwise the store uses ``request_id:row_index``).
+- ``PredictionLog`` (one per service process) takes rows in ``submit`` — a few microseconds, never
+  raises, never blocks — and a daemon thread writes them in batches. The waiting rows are bounded
+  (``queue_rows``): when full, new rows are dropped and counted. When the store fails, the batch
+  goes back to the front of the queue, the failure is logged and counted, and the writer retries
+  with a growing pause (up to ``MAX_RETRY_S``); ``stats()`` is what ``/health`` shows.
+- ``log_batch`` writes synchronously, for ``tabpipe predict``.
+"""
+from __future__ import annotations
+
+import atexit
+import itertools
+import logging
+import os
+import random
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+
+from tabpipe.privacy import Protector, canonical
+from tabpipe.history.store import HistoryStore
+
+log = logging.getLogger(__name__)
+FIRST_RETRY_S = 1.0
+MAX_RETRY_S = 30.0
+WRITE_CHUNK = 5000
+
+
+_PROCESS_IDS: dict[int, tuple[str, itertools.count]] = {}
+
+
+def new_request_id() -> str:
+    """A unique request id, cheap enough for every request: a random per-process prefix + a counter."""
+    pid = os.getpid()
+    if pid not in _PROCESS_IDS:
+        _PROCESS_IDS[pid] = (uuid.uuid4().hex[:16], itertools.count())
+    prefix, counter = _PROCESS_IDS[pid]
+    return f"{prefix}-{next(counter)}"
+
+
+class RowFormat:
+    """How a scored record becomes a log row for one schema (compiled once)."""
+
+    def __init__(self, schema, protector: Protector, sample_rate: float, *, rng: random.Random | None = None):
+        self.columns = frozenset(schema.columns)
+        ids = [name for name, spec in schema.columns.items() if spec.role == "id"]
+        self.id_column = ids[0] if ids else None
+        self.protector = protector
+        self.sample_rate = float(sample_rate)
+        self._random = (rng or random.Random()).random  # nosec B311 -- log sampling, not security
+
+    def _row_id(self, record: Mapping[str, Any]) -> str | None:
+        value = record.get(self.id_column) if self.id_column else None
+        if value is None or (isinstance(value, float) and value != value):
+            return None
+        if self.id_column in self.protector.columns:
+            return self.protector.token(value) if self.protector.mode == "hash" else None
+        return canonical(value)
+
+    def rows(self, request_id: str, version: str, records: Sequence[Mapping[str, Any]], proba: Sequence[float],
+             labels: Sequence[Any], warnings: Sequence[Sequence[str]] | None = None,
+             logged_at: datetime | None = None) -> list[dict]:
+        """Log rows for the scored ``records`` (rows with a NaN probability — not scored — are skipped)."""
+        stamp = logged_at or datetime.now(timezone.utc)
+        rows = []
+        for i, record in enumerate(records):
+            if self.sample_rate < 1.0 and self._random() >= self.sample_rate:
+                continue
+            p = float(proba[i])
+            if p != p:
+                continue
+            inputs = {k: v for k, v in record.items() if k in self.columns}
+            rows.append({"request_id": request_id, "row_index": i, "row_id": self._row_id(record),
+                         "logged_at": stamp, "model_version": version, "inputs": self.protector.record(inputs),
+                         "probability": p, "prediction": labels[i],
+                         "warnings": list(warnings[i]) if warnings is not None else []})
+        return rows
+
+
+def log_batch(store: HistoryStore, fmt: RowFormat, request_id: str, version: str, frame, proba: np.ndarray,
+              labels: Sequence[Any]) -> int:
+    """Write the scored rows of a DataFrame now (``tabpipe predict``); returns the rows written."""
+    records = frame.to_dict("records")
+    rows = fmt.rows(request_id, version, records, proba, labels)
+    for start in range(0, len(rows), WRITE_CHUNK):
+        store.log_predictions(rows[start:start + WRITE_CHUNK])
+    return len(rows)
+
+
+class PredictionLog:
+    """Background, batched, bounded writer of one process's prediction log."""
+
+    def __init__(self, open_store: Callable[[], HistoryStore], fmt: RowFormat, *, queue_rows: int = 100_000,
+                 batch_rows: int = 1_000, flush_interval_s: float = 1.0):
+        self._open_store, self.fmt = open_store, fmt
+        self.queue_rows, self.batch_rows, self.flush_interval_s = queue_rows, batch_rows, flush_interval_s
+        self._store: HistoryStore | None = None
+        # one tuple per request: (rows, kind, request_id, version, records, proba, labels, warnings, epoch s),
+        # kind "records" | "frame"; or (rows, "rows", formatted rows) for a batch put back after a failed write.
+        # Rows are formatted by the writer thread; one small object per request keeps the GC's work low.
+        self._items: deque[tuple] = deque()
+        self._queued = 0            # rows in _items
+        self._writing = 0           # rows taken by the writer, not yet written or put back
+        self._cond = threading.Condition()
+        self._stop = False
+        self._pid: int | None = None
+        self._counters = {"logged_rows": 0, "dropped_rows": 0, "failed_writes": 0, "errors": 0}
+        self.last_error: str | None = None
+        atexit.register(self.close, 2.0)
+        os.register_at_fork(after_in_child=self._after_fork)
+
+    def _after_fork(self) -> None:
+        """In a forked child: the parent's queue, lock, writer and connections are not ours."""
+        if self._store is not None:
+            self._store.engine.dispose(close=False)
+        self._store, self._pid, self._cond = None, None, threading.Condition()
+        self._items, self._queued, self._writing = deque(), 0, 0
+
+    # ---- request side: O(1), never raises, never waits for the store
+
+    def submit(self, request_id: str, version: str, records: Sequence[Mapping[str, Any]], proba: Sequence[float],
+               labels: Sequence[Any], warnings: Sequence[Sequence[str]] | None = None) -> None:
+        """Queue the scored records (dicts) of one request."""
+        self._enqueue((len(records), "records", request_id, version, records, proba, labels, warnings, time.time()))
+
+    def submit_frame(self, request_id: str, version: str, frame, proba: Sequence[float], labels: Sequence[Any],
+                     warnings: Sequence[Sequence[str]] | None = None) -> None:
+        """Queue the scored rows of a DataFrame (converted to records by the writer, not the request)."""
+        self._enqueue((len(frame), "frame", request_id, version, frame, proba, labels, warnings, time.time()))
+
+    def _enqueue(self, item: tuple) -> None:
+        try:
+            if self._pid != os.getpid():
+                self._start_writer()
+            with self._cond:
+                if self._queued + self._writing + item[0] > self.queue_rows:
+                    self._counters["dropped_rows"] += item[0]
+                    return
+                self._items.append(item)
+                self._queued += item[0]
+                if self._queued >= self.batch_rows:
+                    self._cond.notify()
+        except Exception as exc:  # noqa: BLE001 — logging must never fail a prediction
+            self._counters["errors"] += 1
+            self.last_error = f"{type(exc).__name__}: {exc}"
+
+    def _build(self, item: tuple) -> list[dict]:
+        """Log rows of one queued item (writer thread)."""
+        if item[1] == "rows":
+            return item[2]
+        _, kind, request_id, version, records, proba, labels, warnings, epoch = item
+        if kind == "frame":
+            records = records.to_dict("records")
+        return self.fmt.rows(request_id, version, records, proba, labels, warnings,
+                             datetime.fromtimestamp(epoch, timezone.utc))
+
+    def stats(self) -> dict:
+        """Counters for /health: rows logged, dropped (queue full), failed writes, rows waiting, last error."""
+        with self._cond:
+            waiting = self._queued + self._writing
+        return {"sample_rate": self.fmt.sample_rate, **self._counters, "waiting_rows": waiting,
+                "last_error": self.last_error}
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every queued row is written (True) or ``timeout`` passes (False)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._queued or self._writing:
+                left = deadline - time.monotonic()
+                if left <= 0 or not self._writer_alive():
+                    return False
+                self._cond.notify_all()
+                self._cond.wait(min(left, 0.05))
+        return True
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Write what is queued (up to ``timeout``), then stop the writer and close the store."""
+        alive = self._writer_alive()
+        if alive:
+            self.flush(timeout)
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        if not alive and self._store is not None:  # else the writer closes it on its way out
+            self._store.close()
+
+    # ---- writer side
+
+    def _writer_alive(self) -> bool:
+        return self._pid == os.getpid() and not self._stop
+
+    def _start_writer(self) -> None:
+        with self._cond:  # first use in this process (also after a fork): start its writer
+            if self._pid != os.getpid():
+                self._pid = os.getpid()
+                threading.Thread(target=self._write_loop, name="tabpipe-prediction-log", daemon=True).start()
+
+    def _take(self) -> list[dict]:
+        with self._cond:
+            while not self._items and not self._stop:
+                self._cond.wait(self.flush_interval_s)
+            if self._queued < self.batch_rows and not self._stop:
+                self._cond.wait(self.flush_interval_s)  # let a partial batch fill (flush wakes us early)
+            taken: list[tuple] = []
+            count = 0
+            while self._items and count < self.batch_rows:
+                taken.append(self._items.popleft())
+                count += taken[-1][0]
+            self._queued -= count
+            self._writing = count
+        rows: list[dict] = []
+        for item in taken:
+            try:
+                rows.extend(self._build(item))
+            except Exception as exc:  # noqa: BLE001 — a row that cannot be formatted is counted, not retried
+                self._counters["errors"] += 1
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.warning("prediction log: could not format %d rows: %s", item[0], self.last_error)
+        return rows
+
+    def _write_loop(self) -> None:
+        pause = FIRST_RETRY_S
+        while not self._stop:
+            rows = self._take()
+            written = 0
+            try:
+                if rows and self._store is None:
+                    self._store = self._open_store()
+                for start in range(0, len(rows), WRITE_CHUNK):
+                    self._store.log_predictions(rows[start:start + WRITE_CHUNK])
+                    written = start + len(rows[start:start + WRITE_CHUNK])
+            except Exception as exc:  # noqa: BLE001 — store down: keep the rows, count, retry later
+                self._fail(rows[written:], exc, logged=written)
+                with self._cond:
+                    if not self._stop:
+                        self._cond.wait(pause)
+                pause = min(pause * 2, MAX_RETRY_S)
+                continue
+            pause = FIRST_RETRY_S
+            with self._cond:
+                self._counters["logged_rows"] += written
+                self._writing = 0
+                self._cond.notify_all()
+        if self._store is not None:
+            self._store.close()
+
+    def _fail(self, rows: list[dict], exc: Exception, *, logged: int) -> None:
+        self.last_error = f"{type(exc).__name__}: {exc}"[:500]
+        log.warning("prediction log: writing %d rows failed (kept for a retry): %s", len(rows), self.last_error)
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+        with self._cond:
+            self._counters["failed_writes"] += 1
+            self._counters["logged_rows"] += logged
+            self._writing = 0
+            room = self.queue_rows - self._queued
+            keep = rows[:max(room, 0)]
+            self._counters["dropped_rows"] += len(rows) - len(keep)
+            if keep:
+                self._items.appendleft((len(keep), "rows", keep))
+                self._queued += len(keep)
+            self._cond.notify_all()

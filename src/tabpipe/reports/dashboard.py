@@ -1,0 +1,233 @@
+"""Dashboards: a 6-panel PNG and a self-contained HTML report, for training and monitoring runs.
+
+Panels (2 x 3, matplotlib's Agg backend, no display needed): ROC curve, precision-recall curve,
+confusion matrix at the model's threshold, probability distribution by class, metric trend across
+monitoring windows (realised and estimated ROC-AUC), PSI per feature (with the watch / retrain
+lines). A panel without the data it needs says so in the panel instead of being left out, so
+the figure always has the same six places. The HTML report embeds the PNG (base64) and carries
+the metrics, a model card, the drift and data-quality summaries and a link to the evidently
+report; it needs no other file to display.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from sklearn.metrics import confusion_matrix, precision_recall_curve, roc_auc_score, roc_curve  # noqa: E402
+
+PANELS = ("ROC curve", "Precision-recall curve", "Confusion matrix", "Probability by class",
+          "Metric trend across windows", "PSI per feature")
+
+
+def _empty(ax, title: str, message: str) -> None:
+    ax.set_title(title)
+    ax.text(0.5, 0.5, message, ha="center", va="center", wrap=True, fontsize=10, color="#555555",
+            transform=ax.transAxes)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _thin(*curves: np.ndarray, points: int = 2000) -> tuple[np.ndarray, ...]:
+    """At most ``points`` evenly spaced points of each curve (ends kept): a million-point line draws
+    slowly and looks the same."""
+    n = len(curves[0])
+    if n <= points:
+        return curves
+    keep = np.unique(np.linspace(0, n - 1, points).round().astype(int))
+    return tuple(c[keep] for c in curves)
+
+
+def _has_both_classes(y) -> bool:
+    return y is not None and len(y) > 0 and 0 < int(np.sum(y)) < len(y)
+
+
+def figure(*, proba: np.ndarray | None, y: np.ndarray | None, threshold: float,
+           trend: Sequence[Mapping] = (), psi: Mapping[str, float | None] | None = None,
+           psi_lines: tuple[float, float] = (0.1, 0.2), auc_line: float = 0.70, title: str = ""):
+    """The 6-panel figure. ``trend``: rows ``{"window", "realised", "estimated"}`` (ROC-AUC, None if
+    unknown), oldest first; ``psi``: feature -> PSI (None = insufficient data); ``psi_lines`` (watch,
+    retrain) and ``auc_line`` are the governance thresholds drawn on the panels."""
+    fig, axes = plt.subplots(2, 3, figsize=(16, 9.5))
+    ax_roc, ax_pr, ax_cm, ax_dist, ax_trend, ax_psi = axes.ravel()
+    proba = None if proba is None else np.asarray(proba, dtype=float)
+    labelled = _has_both_classes(y) and proba is not None
+    no_outcomes = "no outcomes (labels) for these rows:\nsee the label-free estimate"
+
+    if labelled:
+        fpr, tpr = _thin(*roc_curve(y, proba)[:2])
+        ax_roc.plot(fpr, tpr, lw=2, label=f"ROC-AUC {roc_auc_score(y, proba):.3f}")
+        ax_roc.plot([0, 1], [0, 1], ls="--", color="grey", lw=1)
+        ax_roc.set(title=PANELS[0], xlabel="false positive rate", ylabel="true positive rate")
+        ax_roc.legend(loc="lower right")
+        precision, recall = _thin(*precision_recall_curve(y, proba)[:2])
+        ax_pr.plot(recall, precision, lw=2)
+        ax_pr.axhline(float(np.mean(y)), ls="--", color="grey", lw=1, label=f"base rate {np.mean(y):.3f}")
+        ax_pr.set(title=PANELS[1], xlabel="recall", ylabel="precision", ylim=(0, 1.02))
+        ax_pr.legend(loc="upper right")
+        cm = confusion_matrix(y, (proba >= threshold).astype(int), labels=[0, 1])
+        ax_cm.imshow(cm, cmap="Blues")
+        for (i, j), count in np.ndenumerate(cm):
+            ax_cm.text(j, i, f"{count:,}", ha="center", va="center",
+                       color="white" if count > cm.max() / 2 else "black", fontsize=13)
+        ax_cm.set(title=f"{PANELS[2]} (threshold {threshold:.3f})", xticks=[0, 1], yticks=[0, 1],
+                  xticklabels=["pred. negative", "pred. positive"], yticklabels=["negative", "positive"])
+    else:
+        for ax, name in ((ax_roc, PANELS[0]), (ax_pr, PANELS[1]), (ax_cm, PANELS[2])):
+            _empty(ax, name, no_outcomes if proba is not None and len(proba) else "no scored rows")
+
+    if proba is None or not len(proba):
+        _empty(ax_dist, PANELS[3], "no scored rows")
+    else:
+        bins = np.linspace(0, 1, 41)
+        if labelled:
+            ax_dist.hist(proba[np.asarray(y) == 0], bins=bins, alpha=0.6, density=True, label="negative")
+            ax_dist.hist(proba[np.asarray(y) == 1], bins=bins, alpha=0.6, density=True, label="positive")
+        else:
+            ax_dist.hist(proba, bins=bins, alpha=0.7, density=True, label="all rows (no outcomes)")
+        ax_dist.axvline(threshold, color="black", ls="--", lw=1, label="threshold")
+        ax_dist.set(title=PANELS[3], xlabel="probability of the positive class", ylabel="density")
+        ax_dist.legend()
+
+    points = [t for t in trend if _finite(t.get("realised")) or _finite(t.get("estimated"))]
+    if not points:
+        _empty(ax_trend, PANELS[4], "no monitoring windows recorded yet")
+    else:
+        x = np.arange(len(points))
+        for key, style in (("realised", "o-"), ("estimated", "s--")):
+            values = [t.get(key) if _finite(t.get(key)) else np.nan for t in points]
+            if any(_finite(v) for v in values):
+                ax_trend.plot(x, values, style, label=f"ROC-AUC {key}")
+        ax_trend.set_xticks(x, [str(t.get("window", i))[:16] for i, t in enumerate(points)], rotation=30,
+                            ha="right", fontsize=8)
+        seen = [v for t in points for v in (t.get("realised"), t.get("estimated")) if _finite(v)]
+        ax_trend.axhline(auc_line, color="#d62728", ls=":", lw=1, label=f"retrain below {auc_line:g}")
+        ax_trend.set_ylim(max(0.0, min(min(seen), auc_line) - 0.05), min(1.0, max(seen) + 0.05))
+        ax_trend.set(title=PANELS[4], ylabel="ROC-AUC")
+        ax_trend.legend()
+
+    if not psi:
+        _empty(ax_psi, PANELS[5], "no feature was binned\n(no reference profile or no rows)")
+    else:
+        names = sorted(psi, key=lambda n: (psi[n] is None, -(psi[n] or 0.0), n))[:30]
+        values = [psi[n] if psi[n] is not None else 0.0 for n in names]
+        colours = ["#bbbbbb" if psi[n] is None else "#d62728" if psi[n] >= psi_lines[1]
+                   else "#ff7f0e" if psi[n] >= psi_lines[0] else "#2ca02c" for n in names]
+        y_pos = np.arange(len(names))[::-1]
+        ax_psi.barh(y_pos, values, color=colours)
+        ax_psi.set_yticks(y_pos, [n + (" (too few rows)" if psi[n] is None else "") for n in names], fontsize=8)
+        for line, label in zip(psi_lines, ("watch", "retrain")):
+            ax_psi.axvline(line, color="black", ls=":", lw=1)
+            ax_psi.text(line, len(names) - 0.4, label, fontsize=8)
+        ax_psi.set(title=PANELS[5], xlabel="PSI against the training profile")
+    if title:
+        fig.suptitle(title, fontsize=14)
+    fig.tight_layout()
+    return fig
+
+
+def _finite(value) -> bool:
+    return value is not None and isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def write_png(fig, path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def _table(rows: Mapping) -> str:
+    cells = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_fmt(v))}</td></tr>" for k, v in rows.items())
+    return f"<table>{cells}</table>"
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}" if math.isfinite(value) else "n/a"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, default=str)
+    return "n/a" if value is None else str(value)
+
+
+CSS = """body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1400px}
+table{border-collapse:collapse;margin:.5em 0 1.5em}th,td{border:1px solid #ccc;padding:.3em .7em;text-align:left;
+vertical-align:top}th{background:#f3f3f3}.decision{font-size:1.4em;padding:.4em .8em;display:inline-block;
+border-radius:.3em}.ok{background:#d9f2d9}.watch{background:#ffe9c2}.retrain{background:#f8d0d0}
+img{max-width:100%;border:1px solid #ddd}"""
+
+
+def write_html(path: Path, *, title: str, png: Path, metrics: Mapping, model_card: Mapping,
+               drift: Mapping, quality: Mapping, decision: Mapping | None = None,
+               evidently_html: str | None = None, notes: Sequence[str] = ()) -> Path:
+    """A self-contained HTML report (the PNG is embedded). Files it names are given relative to the
+    report's folder: the report is served at ``/dashboard``, and server paths are nobody's business."""
+    path = Path(path)
+    image = base64.b64encode(Path(png).read_bytes()).decode()
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+             f"<style>{CSS}</style></head><body><h1 id='title'>{html.escape(title)}</h1>"]
+    if decision is not None:
+        level = str(decision.get("decision", "ok"))
+        parts.append(f"<p id='decision' class='decision {html.escape(level)}'>decision: {html.escape(level)}</p>")
+        reasons = decision.get("reasons") or []
+        if reasons:
+            parts.append("<ul id='reasons'>" + "".join(f"<li>{html.escape(r['message'])}</li>" for r in reasons) + "</ul>")
+        for note in decision.get("not_checked") or []:
+            parts.append(f"<p class='note'>not checked: {html.escape(note)}</p>")
+    parts.append(f"<img id='dashboard' alt='6-panel dashboard' src='data:image/png;base64,{image}'>")
+    parts.append("<h2>Metrics</h2>" + _table(metrics))
+    parts.append("<h2>Model card</h2>" + _table(model_card))
+    parts.append("<h2>Drift</h2>" + _table(drift))
+    if evidently_html:
+        link = os.path.relpath(evidently_html, path.parent)
+        parts.append(f"<p><a id='evidently' href='{html.escape(link)}'>evidently drift report</a></p>")
+    parts.append("<h2>Data quality</h2>" + _table(quality))
+    for note in notes:
+        parts.append(f"<p class='note'>{html.escape(note)}</p>")
+    parts.append("</body></html>")
+    path.write_text("\n".join(parts))
+    return path
+
+
+def write_training_report(out_dir: Path, *, validation, trainer, evaluation, rows) -> dict:
+    """Dashboard PNG + HTML of a training run, on the test split's predictions (used by the pusher).
+
+    ``validation``/``trainer``/``evaluation`` are the run's artifact entities, ``rows`` its ``RowFiles``;
+    returns the paths.
+    Written before the pusher publishes, so the version number is in ``push.json``, not here.
+    """
+    status = "accepted: published by this run (version in push.json)" if evaluation.accepted else "not accepted"
+    import dill
+
+    from tabpipe.drift.profile import test_predictions
+
+    with open(trainer.model_path, "rb") as fh:
+        model = dill.load(fh)  # nosec B301 -- the run's own model file, written by its trainer stage
+    y, proba = test_predictions(rows.read_frame(validation.test_path), model)
+    png = write_png(figure(proba=proba, y=y, threshold=model.threshold,
+                           title=f"training run: test split ({len(y)} rows), candidate {trainer.best_candidate}"),
+                    Path(out_dir) / "dashboard.png")
+    report = write_html(
+        Path(out_dir) / "report.html", title=f"tabpipe training report — {trainer.best_candidate}", png=png,
+        metrics={k: v for k, v in evaluation.metrics.items()},
+        model_card={"publication": status, "candidate": trainer.best_candidate,
+                    "params": dict(trainer.best_params), "cv score": trainer.cv_score, "threshold": trainer.threshold,
+                    "configurations tried": trainer.configs_tried, "accepted": evaluation.accepted,
+                    "decision": evaluation.reason, "production before": evaluation.production_version,
+                    "labels": list(model.labels), "features": ", ".join(model.features)},
+        drift={"status": validation.drift_status, "drift share": validation.drift_share},
+        evidently_html=str(validation.drift_html) if validation.drift_html else None,
+        quality={"training rows": validation.n_train, "test rows": validation.n_test,
+                 "rows dropped (schema)": validation.rows_dropped, "validation report": os.path.relpath(validation.report_path, out_dir)},
+        notes=["Evaluation data: the held-out test split, scored by the final model."])
+    return {"png": str(png), "html": str(report)}

@@ -1,0 +1,102 @@
+"""ModelEvaluation: score the new and the production model on the same untouched test split, and bless or not.
+
+Acceptance (written to ``blessing.json``, like TFX's blessing):
+- the new model's test score must reach ``evaluation.min_score``;
+- first model (empty registry): that absolute minimum is the only rule;
+- otherwise it must beat production by MORE than ``evaluation.min_improvement`` (so retraining on
+  unchanged data, a tie, publishes nothing; a negative margin tolerates a small regression).
+If the production model cannot score the current data (its schema no longer matches), the reason
+says so and only the absolute minimum applies.
+Production is never scored on rows it was trained on: when today's data overlaps its training rows
+(appended or uploaded rows, a refreshed source), those test rows are left out of the comparison and
+both models are compared on the rest (``tabpipe.training.holdout``; ``compared_rows`` in blessing.json). The
+new model's own metrics and ``min_score`` use the whole test split, which it has never seen.
+The production version compared against is read once and recorded (``production_version`` in the
+artifact and blessing.json); the pusher promotes only if production is still that version.
+"""
+from __future__ import annotations
+
+import json
+import logging
+
+import dill
+
+from tabpipe.training.components.transformation import split_xy
+from tabpipe.training.specs import (
+    EvaluationArtifact,
+    EvaluationConfig,
+    TrainerArtifact,
+    ValidationArtifact,
+)
+from tabpipe.errors import TabpipeError
+from tabpipe.training.holdout import unseen_by_production
+from tabpipe.training.metrics import holdout_metrics
+
+log = logging.getLogger(__name__)
+
+
+def decide(metric: str, new: dict, production: dict | None, min_score: float, min_improvement: float,
+           production_note: str = "", new_compared: dict | None = None) -> tuple[bool, str]:
+    """(accepted, reason) from the test metrics of the new and production models.
+
+    ``new_compared``: the new model's metrics on the rows production is scored on, when those are not
+    the whole test split (production had been trained on some of them); ``new`` otherwise."""
+    score = new[metric]
+    if score < min_score:
+        return False, f"new model {metric}={score:.4f} is below evaluation.min_score={min_score}"
+    if production is None:
+        return True, f"first model{production_note}: {metric}={score:.4f} reaches evaluation.min_score={min_score}"
+    compared = new_compared if new_compared is not None else new
+    gain = compared[metric] - production[metric]
+    on = (f" on the {compared['rows']} test rows production was not trained on"
+          if new_compared is not None else "")
+    versus = f"new {metric}={compared[metric]:.4f} vs production {production[metric]:.4f}{on}: {gain:+.4f}"
+    if gain > min_improvement:
+        return True, f"{versus} > min_improvement={min_improvement}"
+    return False, f"{versus} is not > min_improvement={min_improvement}"
+
+
+class ModelEvaluation:
+    def __init__(self, config: EvaluationConfig, validation: ValidationArtifact, trainer: TrainerArtifact, registry):
+        self.config, self.validation, self.trainer, self.registry = config, validation, trainer, registry
+
+    def run(self) -> EvaluationArtifact:
+        cfg = self.config
+        cfg.out_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.trainer.model_path, "rb") as fh:
+            model = dill.load(fh)  # nosec B301: written moments ago by this run's own trainer, in its own folder
+        test = cfg.rows.read_frame(self.validation.test_path)
+        X, y = split_xy(test, model.schema)
+        proba = model.predict_proba_typed(X)
+        new = holdout_metrics(y, proba, model.threshold)
+        prod_version, prod, note, new_compared, overlap = self.registry.production_version(), None, "", None, None
+        if prod_version is not None:
+            prod_model, _ = self.registry.load_model(prod_version)
+            unseen, overlap = unseen_by_production(test, self.registry, prod_version)
+            log.info("comparison rows: %s", overlap)
+            if unseen is not None and not unseen.all():
+                if len(set(y[unseen].tolist())) < 2:
+                    blessing_reason = (f"cannot compare with production {prod_version}: {overlap}, and the "
+                                       f"{int(unseen.sum())} rows left do not hold both classes; production kept")
+                    return self._write(cfg, False, blessing_reason, new, prod_version, None, None, overlap)
+                new_compared = holdout_metrics(y[unseen], proba[unseen], model.threshold)
+                test, y = test[unseen], y[unseen]
+            try:
+                prod = holdout_metrics(y, prod_model.predict_proba(test), prod_model.threshold)
+            except TabpipeError as exc:
+                note = f" (production {prod_version} cannot score the current data: {exc})"
+                log.warning("production model %s cannot score the test split: %s", prod_version, exc)
+        accepted, reason = decide(cfg.metric, new, prod, cfg.min_score, cfg.min_improvement, note, new_compared)
+        return self._write(cfg, accepted, reason, new, prod_version, prod, new_compared, overlap)
+
+    @staticmethod
+    def _write(cfg: EvaluationConfig, accepted: bool, reason: str, new: dict, prod_version: str | None,
+               prod: dict | None, new_compared: dict | None, overlap: str | None) -> EvaluationArtifact:
+        log.info("%s: %s", "ACCEPTED" if accepted else "REJECTED", reason)
+        blessing = {"accepted": accepted, "reason": reason, "metric": cfg.metric, "min_score": cfg.min_score,
+                    "min_improvement": cfg.min_improvement, "new": new, "production_version": prod_version,
+                    "production": prod, "new_on_compared_rows": new_compared, "compared_rows": overlap}
+        path = cfg.out_dir / "blessing.json"
+        path.write_text(json.dumps(blessing, indent=2))
+        return EvaluationArtifact(blessing_path=path, accepted=accepted, reason=reason, metrics=new,
+                                  production_version=prod_version, production_metrics=prod)

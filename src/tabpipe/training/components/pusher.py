@@ -1,0 +1,84 @@
+"""ModelPusher: publish a blessed model to the registry and make it production; nothing otherwise.
+
+Promotion is a compare-and-swap against the production version the evaluation compared with: if
+another run (or a person) moved production meanwhile, the new version stays published but is not
+promoted, and the run says so — a model is never made production on a comparison that is stale.
+
+A version carries the model, its metadata and a reference sample of its training rows (the
+baseline the next run's drift report compares against; ``sensitive: true`` columns are left out, so
+they are not checked for drift), its reference profile (``profile.json``, what ``tabpipe monitor``
+bins new rows against) and the hashes of its training rows (``train_rows.npy``, so that a later
+evaluation never scores it on rows it was trained on: ``tabpipe.training.holdout``). Every run, published or
+not, leaves its dashboard (``dashboard.png``, ``report.html``: the test split's predictions) in this
+stage's folder.
+"""
+from __future__ import annotations
+
+import json
+import logging
+
+from tabpipe.training.specs import (
+    EvaluationArtifact,
+    PusherArtifact,
+    PusherConfig,
+    TrainerArtifact,
+    ValidationArtifact,
+)
+from tabpipe.training.holdout import TRAIN_ROWS_FILE, write_train_rows
+from tabpipe.reports.dashboard import write_training_report
+from tabpipe.drift.profile import write_profile_for_run
+from tabpipe.registry import PromotionConflict
+
+log = logging.getLogger(__name__)
+
+
+class ModelPusher:
+    def __init__(self, config: PusherConfig, evaluation: EvaluationArtifact, trainer: TrainerArtifact,
+                 validation: ValidationArtifact, registry):
+        self.config, self.evaluation, self.trainer, self.validation = config, evaluation, trainer, validation
+        self.registry = registry
+
+    def run(self) -> PusherArtifact:
+        cfg, ev = self.config, self.evaluation
+        cfg.out_dir.mkdir(parents=True, exist_ok=True)
+        # before publishing: a report that cannot be drawn fails the stage without a half-finished publish
+        write_training_report(cfg.out_dir, validation=self.validation, trainer=self.trainer, evaluation=ev, rows=cfg.rows)
+        if not ev.accepted:
+            result = PusherArtifact(pushed=False, version=None, reason=f"not blessed: {ev.reason}")
+        else:
+            train = cfg.rows.read_frame(self.validation.train_path)
+            reference = train.sample(n=min(cfg.reference_rows, len(train)), random_state=cfg.seed)
+            reference = reference.drop(columns=[c for c in reference.columns if c in cfg.schema.sensitive])
+            ref_path = cfg.out_dir / "reference.parquet"
+            reference.to_parquet(ref_path, index=False)
+            train_rows = write_train_rows(train, cfg.schema, cfg.out_dir / TRAIN_ROWS_FILE)
+            profile_path = write_profile_for_run(self.validation, self.trainer.model_path, cfg.out_dir / "profile.json",
+                                                 cfg.rows)
+            metadata = {
+                "run_id": cfg.run_id,
+                "metrics": dict(ev.metrics),
+                "candidate": self.trainer.best_candidate,
+                "params": dict(self.trainer.best_params),
+                "resampling": self.trainer.best_resampling,
+                "cv_score": self.trainer.cv_score,
+                "threshold": self.trainer.threshold,
+                "train_rows": train_rows,
+                "blessing": {"reason": ev.reason, "production_version": ev.production_version},
+                **cfg.extra_metadata,
+            }
+            version = self.registry.publish({"model.pkl": self.trainer.model_path, "reference.parquet": ref_path,
+                                             "profile.json": profile_path,
+                                             TRAIN_ROWS_FILE: cfg.out_dir / TRAIN_ROWS_FILE}, metadata)
+            try:  # only if production is still the version the evaluation beat (compare-and-swap)
+                self.registry.promote(version, expected=ev.production_version)
+            except PromotionConflict as exc:
+                log.warning("%s published but not promoted: %s", version, exc)
+                result = PusherArtifact(pushed=True, version=version, promoted=False,
+                                        reason=f"published {version} but did not promote it: {exc}")
+            else:
+                result = PusherArtifact(pushed=True, version=version, promoted=True,
+                                        reason=f"published and promoted {version}")
+        (cfg.out_dir / "push.json").write_text(json.dumps({"pushed": result.pushed, "version": result.version,
+                                                            "promoted": result.promoted, "reason": result.reason},
+                                                           indent=2))
+        return result
