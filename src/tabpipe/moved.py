@@ -14,12 +14,6 @@ import sys
 MOVED: dict[str, str] = {
     "tabpipe.batch": "tabpipe.scoring.batch",
     "tabpipe.components": "tabpipe.training.components",
-    "tabpipe.components.evaluation": "tabpipe.training.components.evaluation",
-    "tabpipe.components.ingestion": "tabpipe.training.components.ingestion",
-    "tabpipe.components.pusher": "tabpipe.training.components.pusher",
-    "tabpipe.components.trainer": "tabpipe.training.components.trainer",
-    "tabpipe.components.transformation": "tabpipe.training.components.transformation",
-    "tabpipe.components.validation": "tabpipe.training.components.validation",
     "tabpipe.ensemble": "tabpipe.training.search.ensemble",
     "tabpipe.entities": "tabpipe.training.specs",
     "tabpipe.estimators": "tabpipe.model.estimators",
@@ -49,14 +43,24 @@ MOVED: dict[str, str] = {
 }
 
 
+def new_name(old: str) -> str | None:
+    """Where module ``old`` lives now (a submodule of a moved package moved with it), or None."""
+    parts = old.split(".")
+    for n in range(len(parts), 1, -1):
+        new = MOVED.get(".".join(parts[:n]))
+        if new is not None:
+            return ".".join([new, *parts[n:]])
+    return None
+
+
 class _OldNames(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     """Finds an old module name and hands back the module that now holds its code."""
 
     def find_spec(self, fullname, path, target=None):  # noqa: D102 — importlib's protocol
-        return importlib.util.spec_from_loader(fullname, self) if fullname in MOVED else None
+        return importlib.util.spec_from_loader(fullname, self) if new_name(fullname) else None
 
     def create_module(self, spec):  # noqa: D102
-        module = importlib.import_module(MOVED[spec.name])
+        module = importlib.import_module(new_name(spec.name))
         self._spec = getattr(module, "__spec__", None)   # importlib overwrites it with the alias's spec
         return module
 
@@ -65,6 +69,7 @@ class _OldNames(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 
 def install() -> None:
-    """Let ``import`` find the old names (once per process)."""
+    """Let ``import`` find the old names (once per process); first, so that a submodule of a moved
+    package is never loaded a second time from the package's folder under its old name."""
     if not any(isinstance(finder, _OldNames) for finder in sys.meta_path):
-        sys.meta_path.append(_OldNames())
+        sys.meta_path.insert(0, _OldNames())
