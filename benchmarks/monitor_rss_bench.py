@@ -112,14 +112,14 @@ def in_memory(config: str, folder: str) -> None:
 
     import pandas as pd
 
-    from tabpipe.cli import _registry
+    from tabpipe.cli.common import open_registry_of
     from tabpipe.config import load_settings
     from tabpipe.monitoring.monitor import MonitorSettings, run_monitor, window_from_file
     from tabpipe.drift.profile import read_profile
     from tabpipe.scoring.partitions import iter_partitions
 
     settings = load_settings(Path(config), check_candidates=False)
-    registry = _registry(Path(config))
+    registry = open_registry_of(Path(config))
     model, meta = registry.load_model()
     version = meta["version"]
     profile = read_profile(registry.fetch(version, "profile.json"))

@@ -17,7 +17,7 @@ import pytest
 from rich.console import Console
 
 from helpers import TABPIPE_BIN, make_project, read_run_json, run_dirs, run_pipeline, stage_dir
-from tabpipe.cli import SearchBar
+from tabpipe.cli.train import SearchBar
 from tabpipe.sources.sample import generate
 from test_executors import assert_all_gone
 

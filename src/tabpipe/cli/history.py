@@ -1,0 +1,109 @@
+"""``tabpipe runs list|show`` and ``tabpipe lineage``: reading the history store (and the registry).
+
+Exit codes: 0 done; 1 no such run, version or store; 2 usage or configuration.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from tabpipe.cli.common import ConfigOpt, cli_errors, err, open_history_of, open_registry_of, out, print_json
+
+runs_app = typer.Typer(help="The history store's runs: train, predict, monitor, outcomes.", no_args_is_help=True)
+
+
+@runs_app.command("list")
+@cli_errors
+def runs_list(config: Path = ConfigOpt, kind: str | None = typer.Option(None, "--kind", help="train | predict | monitor | outcomes"),
+              limit: int = typer.Option(20, "--limit", min=1)) -> None:
+    """The newest runs recorded in the history store."""
+    _, store = open_history_of(config)
+    with store:
+        runs = store.runs(kind=kind, limit=limit)
+    if runs.empty:
+        out.print(f"no runs in the history store {store.url}")
+        return
+    import pandas as pd
+
+    table = Table("run", "kind", "status", "started (UTC)", "seconds", "rows", "model")
+    for run in runs.itertuples():
+        seconds = "" if pd.isna(run.finished_at) else f"{(run.finished_at - run.started_at).total_seconds():.1f}"
+        table.add_row(run.run_id, run.kind, run.status, str(run.started_at)[:19], seconds,
+                      "" if pd.isna(run.rows) else str(int(run.rows)), "" if pd.isna(run.model_version) else run.model_version)
+    out.print(table)
+
+
+@runs_app.command("show")
+@cli_errors
+def runs_show(run_id: str = typer.Argument(..., help="Run id, as shown by `tabpipe runs list`."),
+              config: Path = ConfigOpt, as_json: bool = typer.Option(False, "--json")) -> None:
+    """One run: status, timings per stage, source, data quality, drift and alerts it recorded."""
+    from tabpipe.history.lineage import run_details
+
+    _, store = open_history_of(config)
+    with store:
+        details = run_details(store, run_id)
+    if details is None:
+        err.print(f"[red]error:[/] no run {run_id!r} in the history store {store.url}", highlight=False)
+        raise typer.Exit(1)
+    if as_json:
+        print_json(details)
+        return
+    for key in ("run_id", "kind", "status", "error", "started_at", "finished_at", "model_version", "rows",
+                "data_fingerprint", "source", "config_ref"):
+        if details.get(key) is not None:
+            out.print(f"{key}: {details[key]}", highlight=False)
+    for name, seconds in (details.get("stage_seconds") or {}).items():
+        out.print(f"  stage {name}: {seconds}s")
+    for row in details["quality"]:
+        out.print(f"  quality {row['column_name'] or 'overall'}: " + ", ".join(
+            f"{k}={v:.4g}" for k, v in row.items() if k not in ("id", "run_id", "column_name") and v is not None))
+    for row in details["drift"]:
+        psi = "n/a" if row["psi"] is None else f"{row['psi']:.3f}"
+        out.print(f"  drift {row['feature']}: psi={psi} {row['verdict']}")
+    for row in details["alerts"]:
+        out.print(f"  alert {row['rule']}: observed={row['observed']} threshold={row['threshold']} {row['status']}")
+
+
+@cli_errors
+def lineage(version: str = typer.Argument(..., help="Registry version, e.g. v0002."), config: Path = ConfigOpt,
+            as_json: bool = typer.Option(False, "--json", help="Print everything as one JSON document.")) -> None:
+    """From a model version back to its run, config snapshot, data and source; forward to its
+    monitoring windows, drift and alerts."""
+    from tabpipe.history.lineage import lineage as trace
+
+    registry = open_registry_of(config)
+    meta = registry.metadata(version)
+    _, store = open_history_of(config)
+    with store:
+        document = trace(version, meta, store, is_production=registry.production_version() == version)
+    if as_json:
+        print_json(document)
+        return
+    training, model = document["training"], document["model"]
+    out.print(f"model {version}{' (production)' if document['is_production'] else ''}: {model['candidate']}, "
+              f"created {model['created_at']}", highlight=False)
+    out.print(f"  trained by run {training['run_id']} ({training['status'] or 'not in the store'}) on "
+              f"{training['rows']} rows, data fingerprint {training['data_fingerprint']}", highlight=False)
+    out.print(f"  source: {training['source']}", highlight=False)
+    out.print(f"  config snapshot: {training['config_ref']}" + (f" ({training['note']})" if training.get("note") else ""),
+              highlight=False)
+    trigger = training.get("triggered_by")
+    if trigger:
+        rules = ", ".join(sorted({a["rule"] for a in trigger["alerts"]})) or "no alert recorded"
+        out.print(f"  retrained after monitoring run {trigger['run_id']} of {trigger['model_version']} "
+                  f"({trigger['window']}, {trigger['rows']} rows; alerts: {rules})", highlight=False)
+    p = document["predictions"]
+    out.print(f"  predictions logged: {p['logged']} ({p['labelled']} with outcomes) {p['first'] or ''} .. {p['last'] or ''}",
+              highlight=False)
+    for window in document["windows"]:
+        out.print(f"  window {str(window['window_start'])[:19]} .. {str(window['window_end'])[:19]} {window['metric']}: "
+                  f"estimated={window['estimated']} realised={window['realised']}", highlight=False)
+    for item in document["drift"]:
+        out.print(f"  drift {str(item['window_start'])[:19]}: {item['drifted']}/{item['features']} features drifted, "
+                  f"max psi {item['max_psi']}, score psi {item['score_psi']} (run {item['run_id']})", highlight=False)
+    for alert in document["alerts"]:
+        out.print(f"  alert {alert['created_at'][:19]} {alert['rule']}: observed={alert['observed']} "
+                  f"threshold={alert['threshold']} ({alert['status']})", highlight=False)
