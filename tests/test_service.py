@@ -24,8 +24,9 @@ from service_helpers import (
     write_variant,
 )
 from tabpipe.errors import ConfigError
-from tabpipe.serving import app as app_module
+from tabpipe.serving.answers import MAX_DETAILS
 from tabpipe.serving.app import create_app
+from tabpipe.serving.routes import admin as admin_routes
 
 FEATURES = [n for n, c in REPO_SCHEMA["columns"].items() if c.get("role", "feature") == "feature"]
 TOL = 1e-6
@@ -1131,12 +1132,12 @@ def test_train_enabled_without_token_env_is_503(train_app):
 def test_train_token_checks_and_start(train_app, monkeypatch):
     calls, release = [], threading.Event()
 
-    def fake_train(settings, lock, holder):
+    def fake_train(settings, lock, holder, environ):
         calls.append((settings, holder))
         release.wait(10)
         lock.release()
 
-    monkeypatch.setattr(app_module, "_train_in_background", fake_train)
+    monkeypatch.setattr(admin_routes, "_train_in_background", fake_train)
     monkeypatch.setenv("TABPIPE_TRAIN_TOKEN", "s3cret-token")
     app = train_app(allow_train=True)
     c = app.test_client()
@@ -1335,10 +1336,10 @@ def test_csv_header_problem_is_one_error_not_one_per_row(rf):
 
 
 def test_csv_rows_are_capped_before_scoring(capped, monkeypatch):
-    from tabpipe.serving import app as app_mod
+    from tabpipe.serving.routes import predict as predict_routes
 
     df = pd.read_csv(capped.project.root / "data1.csv").head(51)
-    monkeypatch.setattr(app_mod, "score_frame", lambda *a: (_ for _ in ()).throw(AssertionError("scored")))
+    monkeypatch.setattr(predict_routes, "score_frame", lambda *a: (_ for _ in ()).throw(AssertionError("scored")))
     body = error_json(csv_upload(capped.client, _csv(df)), 413)
     assert "serve.max_csv_rows=50" in body["error"] and "51 rows" in body["error"]
     monkeypatch.undo()
@@ -1366,7 +1367,7 @@ def test_error_details_are_bounded_and_counts_exact(rf):
     body = resp.get_json()
     assert resp.status_code == 200
     details = sum(len(p.get("errors", [])) for p in body["predictions"])
-    assert 2000 <= details <= 2000 + app_module.MAX_DETAILS                   # every failed row keeps one
+    assert 2000 <= details <= 2000 + MAX_DETAILS                   # every failed row keeps one
     assert all(p.get("errors") for p in body["predictions"][:2000])
     summary = body["summary"]
     assert summary["failed"] == 2000 and summary["scored"] == 1 and summary["details_truncated"] is True
@@ -1379,7 +1380,7 @@ def test_warning_details_are_bounded_and_counts_exact(rf):
     rec = {**sample_records(rf.project, 1)[0], "latency_ms": 99999, "rsrp_dbm": -500, "region": None}
     body = post_json(rf.client, {"records": [rec] * 3000}).get_json()
     shown = sum(len(p.get("warnings", [])) for p in body["predictions"])
-    assert shown == app_module.MAX_DETAILS
+    assert shown == MAX_DETAILS
     assert body["summary"]["warnings"] == {"latency_ms": {"range": 3000}, "rsrp_dbm": {"range": 3000},
                                            "region": {"null": 3000}}
     assert body["summary"]["rows_with_warnings"] == 3000 and body["summary"]["details_truncated"] is True
@@ -1391,7 +1392,7 @@ def test_csv_nothing_scorable_details_are_bounded(rf):
     big = pd.concat([df] * 5000, ignore_index=True).astype({"latency_ms": object})
     big["latency_ms"] = "fast"
     body = error_json(csv_upload(rf.client, _csv(big)), 422)
-    assert len(body["details"]) == app_module.MAX_DETAILS and body["summary"]["failed"] == 5000
+    assert len(body["details"]) == MAX_DETAILS and body["summary"]["failed"] == 5000
     assert body["summary"]["details_truncated"] is True
 
 

@@ -36,6 +36,7 @@ from tabpipe.monitoring.outcomes import record_outcomes
 from tabpipe.privacy import Protector, canonical
 from tabpipe.history.store import HistoryStore, StoreError
 from tabpipe.schema import ABSENT, Schema, coerce_frame, is_missing
+from tabpipe.serving.answers import MAX_DETAILS
 from tabpipe.serving.inputs import ApiError, Details, records_from_json
 
 ID_FIELD, LABEL_FIELD = "id", "label"
@@ -121,8 +122,6 @@ def _class_check(known: tuple) -> Callable[[object], str | None]:
 
 def _answer(rows: int, errors: list[dict], warnings: list[dict] | None = None) -> dict:
     """Counts plus the bounded details: the first error of every refused row, then at most MAX_DETAILS more."""
-    from tabpipe.serving.app import MAX_DETAILS
-
     details = Details(MAX_DETAILS)
     by_row: dict[int, list[dict]] = {}
     for e in errors:

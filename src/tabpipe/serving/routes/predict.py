@@ -1,0 +1,120 @@
+"""Scoring: ``POST /predict`` (one JSON record or ``{"records": [...]}``), ``POST /predict/csv`` (a CSV in the
+multipart field ``file``, answered as CSV with the counts in ``X-*`` headers) and the HTML form at ``/``.
+
+Batches score every row that can be scored and answer, in input order, a prediction or the row's errors
+(``serving/answers.py``); 422 when nothing could be scored. Scored rows go to the prediction log when it is on.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from flask import Blueprint, Response, jsonify, render_template, request
+
+from tabpipe.schema import ABSENT
+from tabpipe.scoring.batch import MissingColumns, TooManyRows, read_csv_bytes, score_frame, to_csv_bytes
+from tabpipe.serving.answers import (
+    MAX_DETAILS, batch_answer, batch_summary, csv_counts, detail, native, problem_details,
+)
+from tabpipe.serving.inputs import ApiError, Details, records_from_json
+from tabpipe.serving.predlog_hook import log_request
+from tabpipe.serving.state import current_state
+
+NOT_AN_OBJECT = {"field": None, "rule": "type", "message": "is not a JSON object"}
+blueprint = Blueprint("predict", __name__)
+
+
+@blueprint.post("/predict")
+def predict():
+    """Score JSON records: one answer for one record, ``{predictions, summary}`` for a batch."""
+    if not request.is_json:
+        raise ApiError(415, "send Content-Type: application/json")
+    state = current_state()
+    current = state.loaded()
+    records, is_batch = records_from_json(request.get_data(), state.serve.max_records)
+    rows = []                      # per record: (checked values or None, errors, warnings)
+    for i, record in enumerate(records):
+        if not isinstance(record, dict):
+            rows.append((None, [{"row": i, **NOT_AN_OBJECT}], []))
+            continue
+        values, problems = current.scorer.check(record, i)
+        errors = [detail(p) for p in problems if p["hard"]]
+        rows.append((None if errors else values, errors, [detail(p) for p in problems if not p["hard"]]))
+    scorable = [i for i, (values, _, _) in enumerate(rows) if values is not None]
+    if not scorable:
+        details = Details(MAX_DETAILS)
+        errors = [d for _, errs, _ in rows for d in details.take(errs, first_free=True)]
+        what = f"{len(rows[0][1])} schema violation(s)" if not is_batch else \
+            f"none of the {len(rows)} records could be scored"
+        raise ApiError(422, what, errors, {"summary": batch_summary(rows, details)} if is_batch else None)
+    proba = current.scorer.proba([rows[i][0] for i in scorable])
+    labels = current.model.labels_for(proba)
+    scored = {i: (native(label), float(p)) for i, label, p in zip(scorable, labels, proba)}
+    if state.prediction_log is not None:   # every record keeps its input index (the row id outcomes join on)
+        log_request(state.prediction_log, current.version, [r if isinstance(r, dict) else {} for r in records],
+                    [scored[i][1] if i in scored else float("nan") for i in range(len(rows))],
+                    [scored[i][0] if i in scored else None for i in range(len(rows))],
+                    [[f"{d['field']} ({d['rule']}): {d['message']}" for d in warns] for _, _, warns in rows])
+    return jsonify({"model_version": current.version, **batch_answer(rows, scored)})
+
+
+@blueprint.post("/predict/csv")
+def predict_csv():
+    """Score an uploaded CSV: the scored CSV back, with the counts in ``X-*`` headers."""
+    if request.mimetype != "multipart/form-data":
+        raise ApiError(415, "upload the CSV as multipart/form-data in a field named 'file'")
+    upload = request.files.get("file")
+    if upload is None:
+        raise ApiError(400, "no file field named 'file' in the upload")
+    state = current_state()
+    current = state.loaded()
+    features = current.model.schema.features
+    try:
+        frame = read_csv_bytes(upload.read(), max_rows=state.serve.max_csv_rows, required=features,
+                               max_columns=max(1000, 4 * len(current.model.schema.columns)))
+    except MissingColumns as exc:
+        raise ApiError(422, str(exc), [{"row": None, "field": name, "rule": "missing_column", "message": ABSENT}
+                                       for name in exc.columns]) from None
+    except TooManyRows as exc:
+        raise ApiError(413, f"the CSV has {exc.rows} rows; the limit is serve.max_csv_rows={exc.limit} "
+                            "(split the file, or score it with `tabpipe predict`)") from None
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError, pa.ArrowException) as exc:
+        raise ApiError(400, f"could not read the CSV: {str(exc)[:300]}") from None
+    if frame.empty:
+        raise ApiError(400, "the CSV has a header but no rows")
+    scored, problems = score_frame(current.model, frame)
+    n_scored = int(scored["probability"].notna().sum())
+    counts = csv_counts(problems, len(frame), n_scored)
+    if n_scored == 0:
+        details = Details(MAX_DETAILS)
+        raise ApiError(422, f"none of the {len(frame)} rows could be scored",
+                       problem_details([p for p in problems if p.hard], details),
+                       {"summary": {**counts, "details_truncated": details.truncated}})
+    headers = {"X-Model-Version": current.version, "X-Rows": str(counts["rows"]), "X-Scored": str(n_scored),
+               "X-Failed": str(counts["failed"]), "X-Rows-With-Warnings": str(counts["rows_with_warnings"]),
+               "X-Warning-Counts": ";".join(f"{c}:{r}={n}" for c, rules in counts["warnings"].items()
+                                            for r, n in rules.items())}
+    log_request(state.prediction_log, current.version, frame, scored["probability"].to_numpy(),
+                scored["prediction"].to_numpy(),
+                [[w] if isinstance(w, str) and w else [] for w in scored["warnings"]])
+    return Response(to_csv_bytes(scored), mimetype="text/csv", headers=headers)
+
+
+@blueprint.route("/", methods=["GET", "POST"])
+def form():
+    """The HTML form built from the model's schema; a POST scores the one record it holds (422 on errors)."""
+    current = current_state().holder.current
+    result, errors, warnings, values, status = None, {}, {}, {}, 200
+    if current is not None and request.method == "POST":
+        values = {k: v for k, v in request.form.items()}
+        checked, problems = current.scorer.check(values)
+        errors = {p["field"]: p["message"] for p in problems if p["hard"]}
+        warnings = {p["field"]: p["message"] for p in problems if not p["hard"]}
+        if errors:
+            status = 422
+        else:
+            p = float(current.scorer.proba([checked])[0])
+            result = {"prediction": native(current.model.labels_for(np.array([p]))[0]), "probability": p}
+    fields = [] if current is None else [(n, current.model.schema.columns[n]) for n in current.model.schema.features]
+    return render_template("form.html", current=current, fields=fields, result=result, errors=errors,
+                           warnings=warnings, values=values), status
