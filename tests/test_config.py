@@ -121,6 +121,22 @@ def test_out_of_domain_values(project, section, key, value, dotted):
     assert config_error(project).key == dotted
 
 
+@pytest.mark.parametrize("section", ["training", "evaluation"])
+@pytest.mark.parametrize("spelled", ["pr_auc", "average_precision"])
+def test_average_precision_has_one_name_inside(project, section, spelled):
+    """Both YAML spellings of the average precision load, in either section, as ``pr_auc`` (the key run.json
+    and blessing.json record)."""
+    edit_yaml(project, lambda d: d[section].update(metric=spelled))
+    assert getattr(load_settings(project, check_candidates=False).pipeline, section).metric == "pr_auc"
+
+
+@pytest.mark.parametrize("key", ["retrain_psi_at_least", "watch_psi_at_least"])
+def test_governance_thresholds_must_be_finite(project, key):
+    edit_yaml(project, lambda d: d.setdefault("monitoring", {}).setdefault("rules", {}).update({key: float("inf")}))
+    err = config_error(project)
+    assert err.key == f"monitoring.rules.{key}" and "finite" in err.message
+
+
 @pytest.mark.parametrize("origin", ["*", "https://app.example.com/", "app.example.com", "https://*.example.com",
                                     "ftp://x.example.com", "https://app.example.com/path"])
 def test_allowed_origins_must_be_origins(project, origin):

@@ -42,6 +42,6 @@ def test_one_pick_or_nothing_to_gain_is_the_best_alone(problem):
 
 def test_deterministic(problem):
     oofs, y, folds = problem
-    assert select(oofs, y, folds, "average_precision", 8) == select(oofs, y, folds, "average_precision", 8)
+    assert select(oofs, y, folds, "pr_auc", 8) == select(oofs, y, folds, "pr_auc", 8)
     with pytest.raises(ValueError, match="at least one"):
         select([], y, folds, "roc_auc", 5)

@@ -9,7 +9,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from helpers import TARGET, make_project, read_run_json, registry_of, run_pipeline, stage_dir
-from tabpipe.training.components.evaluation import decide
+from tabpipe.training.components.evaluation import gate
 from tabpipe.training.holdout import TRAIN_ROWS_FILE, hash_columns, row_hashes, unseen_by_production
 from tabpipe.sources.sample import generate
 from tabpipe.schema import Schema, positive_mask
@@ -53,13 +53,13 @@ def test_a_version_without_training_rows_is_compared_on_the_whole_split():
     assert mask is None and "gone" in note
 
 
-def test_decide_compares_on_the_shared_rows_and_checks_the_minimum_on_all():
+def test_gate_compares_on_the_shared_rows_and_checks_the_minimum_on_all():
     new, on_shared, prod = {"roc_auc": 0.80, "rows": 100}, {"roc_auc": 0.78, "rows": 60}, {"roc_auc": 0.79}
-    accepted, reason = decide("roc_auc", new, prod, 0.6, 0.0, "", on_shared)
+    accepted, reason = gate("roc_auc", new, prod, 0.6, 0.0, "", on_shared)
     assert accepted is False and "0.7800 vs production 0.7900 on the 60 test rows" in reason
-    accepted, _ = decide("roc_auc", new, prod, 0.6, 0.0)
+    accepted, _ = gate("roc_auc", new, prod, 0.6, 0.0)
     assert accepted is True
-    accepted, reason = decide("roc_auc", {"roc_auc": 0.55, "rows": 100}, prod, 0.6, 0.0, "", on_shared)
+    accepted, reason = gate("roc_auc", {"roc_auc": 0.55, "rows": 100}, prod, 0.6, 0.0, "", on_shared)
     assert accepted is False and "min_score" in reason
 
 

@@ -1,5 +1,11 @@
-"""Scores and threshold tuning: pure functions of labels (0/1) and positive-class probabilities."""
+"""Scores and threshold tuning: pure functions of labels (0/1) and positive-class probabilities.
+
+A metric has one name everywhere (``tabpipe.config.Metric``): ``pr_auc`` is the average precision
+(the YAML spelling ``average_precision`` is mapped to it when the config is read).
+"""
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sklearn.metrics import (
@@ -11,12 +17,15 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+if TYPE_CHECKING:
+    from tabpipe.config import Metric
 
-def ranking_score(metric: str, y: np.ndarray, proba: np.ndarray) -> float:
-    """CV selection score: ``roc_auc``, ``average_precision``, or ``f1`` at the best threshold."""
+
+def ranking_score(metric: Metric, y: np.ndarray, proba: np.ndarray) -> float:
+    """CV selection score: ``roc_auc``, ``pr_auc`` (average precision), or ``f1`` at the best threshold."""
     if metric == "roc_auc":
         return float(roc_auc_score(y, proba))
-    if metric == "average_precision":
+    if metric == "pr_auc":
         return float(average_precision_score(y, proba))
     if metric == "f1":
         return best_f1_threshold(y, proba)[1]

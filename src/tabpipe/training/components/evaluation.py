@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import TYPE_CHECKING
 
 import dill
 
@@ -32,12 +33,15 @@ from tabpipe.errors import TabpipeError
 from tabpipe.training.holdout import unseen_by_production
 from tabpipe.training.metrics import holdout_metrics
 
+if TYPE_CHECKING:
+    from tabpipe.config import Metric
+
 log = logging.getLogger(__name__)
 
 
-def decide(metric: str, new: dict, production: dict | None, min_score: float, min_improvement: float,
-           production_note: str = "", new_compared: dict | None = None) -> tuple[bool, str]:
-    """(accepted, reason) from the test metrics of the new and production models.
+def gate(metric: Metric, new: dict, production: dict | None, min_score: float, min_improvement: float,
+         production_note: str = "", new_compared: dict | None = None) -> tuple[bool, str]:
+    """The evaluation gate: (accepted, reason) from the test metrics of the new and production models.
 
     ``new_compared``: the new model's metrics on the rows production is scored on, when those are not
     the whole test split (production had been trained on some of them); ``new`` otherwise."""
@@ -86,7 +90,7 @@ class ModelEvaluation:
             except TabpipeError as exc:
                 note = f" (production {prod_version} cannot score the current data: {exc})"
                 log.warning("production model %s cannot score the test split: %s", prod_version, exc)
-        accepted, reason = decide(cfg.metric, new, prod, cfg.min_score, cfg.min_improvement, note, new_compared)
+        accepted, reason = gate(cfg.metric, new, prod, cfg.min_score, cfg.min_improvement, note, new_compared)
         return self._write(cfg, accepted, reason, new, prod_version, prod, new_compared, overlap)
 
     @staticmethod

@@ -1,0 +1,121 @@
+"""Reading the three YAML files into one validated ``Settings``, with every problem a ``ConfigError``.
+
+A problem names the file and the dotted key (``config/model.yaml: candidates[1].params.n_estimator: ...``);
+relative paths inside a config file resolve against that file's folder.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, ValidationError
+
+from tabpipe.config.models import ModelsConfig, check_candidate_classes
+from tabpipe.config.sections import PipelineConfig
+from tabpipe.config_base import StrictModel
+from tabpipe.errors import ConfigError
+from tabpipe.schema import Schema
+from tabpipe.sources import FileSource, SqlSource, redact_urls_in
+
+
+class Settings(StrictModel):
+    """Everything a run needs, validated and with absolute paths."""
+
+    pipeline: PipelineConfig
+    models: ModelsConfig
+    schema_: Schema = Field(alias="schema")
+    config_path: Path
+    snapshot: dict  # the raw YAML of all three files, for run.json (every URL's password hidden)
+
+    @property
+    def base_dir(self) -> Path:
+        """The folder of pipeline.yaml (relative paths resolve against it)."""
+        return self.config_path.parent
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.is_file():
+        raise ConfigError(path, None, "file not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(path, None, f"not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(path, None, "expected a mapping of keys at the top level")
+    return data
+
+
+def _dotted(loc: tuple) -> str:
+    key = ""
+    for part in loc:
+        if isinstance(part, int):
+            key += f"[{part}]"
+        elif part in ("file", "mongodb", "sql"):  # discriminated-union tags add nothing for the reader
+            continue
+        else:
+            key += f".{part}" if key else str(part)
+    return key or "(top level)"
+
+
+def _validate(model: type[StrictModel], data: dict, path: Path):
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            message = "unknown key"
+        more = f" (and {exc.error_count() - 1} more problems)" if exc.error_count() > 1 else ""
+        raise ConfigError(path, _dotted(err["loc"]), message + more) from None
+
+
+def _resolve(base: Path, p: Path) -> Path:
+    return p if p.is_absolute() else (base / p).resolve()
+
+
+def _resolve_paths(cfg: PipelineConfig, base: Path) -> PipelineConfig:
+    """Rewrite every relative path against the config file's folder."""
+    updates: dict[str, Any] = {
+        "schema_path": _resolve(base, cfg.schema_path),
+        "run": cfg.run.model_copy(update={"artifacts_dir": _resolve(base, cfg.run.artifacts_dir)}),
+        "training": cfg.training.model_copy(update={"models": _resolve(base, cfg.training.models)}),
+    }
+    if isinstance(cfg.source, FileSource):
+        updates["source"] = cfg.source.model_copy(update={"path": _resolve(base, cfg.source.path)})
+    if isinstance(cfg.source, SqlSource) and cfg.source.url and cfg.source.url.startswith("sqlite:///"):
+        db = cfg.source.url.removeprefix("sqlite:///")
+        if db and not db.startswith("/") and db != ":memory:":
+            updates["source"] = cfg.source.model_copy(update={"url": f"sqlite:///{_resolve(base, Path(db))}"})
+    registry = {name: _resolve(base, getattr(cfg.registry, name))
+                for name in ("signing_key_file", "verify_key_file") if getattr(cfg.registry, name) is not None}
+    if cfg.registry.backend == "local":
+        registry["path"] = _resolve(base, cfg.registry.path)
+    updates["registry"] = cfg.registry.model_copy(update=registry)
+    return cfg.model_copy(update=updates)
+
+
+def load_settings(config_path: str | Path, *, check_candidates: bool = True) -> Settings:
+    """Read pipeline.yaml plus the schema and model files it names; raise ConfigError on any problem.
+
+    ``check_candidates=False`` skips importing the model classes (seconds of scikit-learn imports)
+    for commands that never train, such as ``tabpipe models``.
+    """
+    path = Path(config_path).resolve()
+    raw = _read_yaml(path)
+    pipeline = _resolve_paths(_validate(PipelineConfig, raw, path), path.parent)
+    schema_raw = _read_yaml(pipeline.schema_path)
+    schema = _validate(Schema, schema_raw, pipeline.schema_path)
+    models_raw = _read_yaml(pipeline.training.models)
+    models = _validate(ModelsConfig, models_raw, pipeline.training.models)
+    if check_candidates:
+        check_candidate_classes(models, pipeline.training.models)
+    return Settings(
+        pipeline=pipeline,
+        models=models,
+        schema=schema,
+        config_path=path,
+        snapshot=redact_urls_in({"pipeline": raw, "schema": schema_raw, "models": models_raw}),
+    )

@@ -1,0 +1,203 @@
+"""The sections of ``pipeline.yaml``, each a strict frozen model with its defaults and limits.
+
+Every setting is declared once, here; the stages, the service and monitoring take these sections
+(or values read from them) as they are. Fixed choices are ``Literal`` aliases the rest of the
+package imports (``Metric``, ``Resampling``, ``InvalidRows``). A metric has one name inside the
+code: ``METRIC_SPELLINGS`` maps the other spelling users may write to it when the YAML is read.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BeforeValidator, Field, field_validator, model_validator
+
+from tabpipe.config_base import StrictModel
+from tabpipe.orchestration.spec import OrchestrationSection
+from tabpipe.registry import RegistryConfig
+from tabpipe.sources import SourceConfig
+
+Metric = Literal["roc_auc", "pr_auc", "f1"]
+METRIC_SPELLINGS = {"average_precision": "pr_auc"}   # also accepted in YAML, stored as the canonical name
+Resampling = Literal["smotetomek", "smote", "none"]
+InvalidRows = Literal["fail", "drop"]
+
+
+def canonical_metric(value: object) -> object:
+    """The one name of a metric (``average_precision`` is ``pr_auc``); anything else is left to the Literal."""
+    return METRIC_SPELLINGS.get(value, value) if isinstance(value, str) else value
+
+
+MetricSetting = Annotated[Metric, BeforeValidator(canonical_metric)]   # a metric as pipeline.yaml may spell it
+
+
+class RunSection(StrictModel):
+    artifacts_dir: Path = Path("artifacts")
+    seed: int = 42
+
+
+class SplitSection(StrictModel):
+    test_size: float = Field(0.2, gt=0, lt=1)
+
+
+class DriftSection(StrictModel):
+    enabled: bool = True
+    fail_on_drift: bool = False          # default: drift only warns
+    drift_share: float = Field(0.5, gt=0, le=1)  # dataset drifts when this share of columns drift
+    max_rows: int = Field(20_000, gt=100)        # rows sampled from each side for the report
+    reference_rows: int = Field(20_000, gt=100)  # training rows stored with a model as its reference
+
+
+class ValidationSection(StrictModel):
+    on_invalid_rows: InvalidRows = "fail"
+    drift: DriftSection = DriftSection()
+
+
+class TransformationSection(StrictModel):
+    resampling: Resampling = "smotetomek"
+    max_categories: int = Field(30, ge=2)   # one-hot columns per categorical; rarer values pooled
+
+
+class ExecutorSection(StrictModel):
+    """Where the search's tasks run: worker processes of this machine, or a Dask cluster."""
+    type: Literal["local", "dask"] = "local"
+    address: str | None = None           # dask: tcp://scheduler:8786; None = a LocalCluster started by the run
+    n_workers: int | None = Field(None, ge=1)   # LocalCluster processes (default: training.n_jobs)
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        if value is not None and "://" not in value:
+            raise ValueError("must be a scheduler address such as tcp://host:8786 (or null for a local cluster)")
+        return value
+
+    @model_validator(mode="after")
+    def _dask_only(self) -> ExecutorSection:
+        if self.type == "local" and (self.address is not None or self.n_workers is not None):
+            raise ValueError("address and n_workers apply to type: dask only")
+        return self
+
+
+class TrainingSection(StrictModel):
+    models: Path = Path("model.yaml")
+    cv_folds: int = Field(5, ge=2, le=20)
+    metric: MetricSetting = "roc_auc"            # `average_precision` is read as pr_auc
+    time_budget_s: float = Field(600, gt=0)
+    search_rounds: int = Field(4, ge=1, le=100)  # at most this many rounds of n_iter new configurations per candidate
+    ensemble_size: int = Field(10, ge=1, le=100) # at most this many picks of the best configurations (1: no ensemble)
+    n_jobs: int = -1                             # -1 = all cores; 0 is rejected
+    min_cv_score: float = Field(0.0, ge=0, le=1)
+    executor: ExecutorSection = ExecutorSection()
+    include_uploaded_rows: bool | None = None    # append rows uploaded with POST /data; unset: serve.allow_uploads
+
+    @field_validator("n_jobs")
+    @classmethod
+    def _n_jobs(cls, value: int) -> int:
+        if value == 0:
+            raise ValueError("must be -1 (all cores) or a positive number of processes")
+        return value
+
+
+class EvaluationSection(StrictModel):
+    metric: MetricSetting = "roc_auc"            # `average_precision` is read as pr_auc
+    min_score: float = Field(0.6, ge=0, le=1)
+    min_improvement: float = Field(0.0, ge=-1, le=1)
+
+
+class ServeSection(StrictModel):
+    poll_interval_s: float = Field(5.0, ge=0)      # how often to look for a new production model; 0 = never
+    max_body_mb: float = Field(32, gt=0)           # larger requests get HTTP 413
+    max_records: int = Field(10_000, gt=0)         # per JSON request
+    max_csv_rows: int = Field(100_000, gt=0)       # per CSV upload, checked before any row is scored
+    allowed_origins: list[str] = []                # other web origins whose pages may POST here (none by default)
+    allow_train: bool = False                      # POST /train is off unless this is true...
+    train_token_env: str = "TABPIPE_TRAIN_TOKEN"   # ...and then needs this env var's token as a Bearer token
+    allow_uploads: bool = False                    # POST /outcomes and POST /data are off unless this is true...
+    upload_token_env: str = "TABPIPE_UPLOAD_TOKEN" # ...and then need this env var's token as a Bearer token
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if not re.fullmatch(r"https?://[^/\s*]+", origin):
+                raise ValueError(f"{origin!r} is not an origin like https://app.example.com (scheme://host[:port], "
+                                 "no path, no wildcard)")
+        return value
+
+
+class RulesSection(StrictModel):
+    """Governance thresholds of ``tabpipe monitor`` (docs/monitoring.md); every one a finite number."""
+
+    retrain_roc_auc_below: float = Field(0.70, ge=0, le=1)      # realised ROC-AUC, else the label-free estimate
+    retrain_psi_at_least: float = Field(0.2, ge=0, allow_inf_nan=False)   # any feature
+    retrain_drift_share_at_least: float = Field(0.5, ge=0, le=1)  # share of drifted columns (evidently)
+    watch_psi_at_least: float = Field(0.1, ge=0, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RulesSection:
+        if self.watch_psi_at_least > self.retrain_psi_at_least:
+            raise ValueError("watch_psi_at_least must not exceed retrain_psi_at_least")
+        return self
+
+
+class AlertsSection(StrictModel):
+    """Webhook alerts of ``tabpipe monitor``: the URL is read from the environment variable named here."""
+
+    webhook_url_env: str = "TABPIPE_ALERT_WEBHOOK_URL"
+    timeout_s: float = Field(3.0, gt=0)       # per attempt
+    retries: int = Field(2, ge=0)
+    backoff_s: float = Field(0.5, ge=0)
+    total_s: float = Field(10.0, gt=0)        # the whole delivery never takes longer
+    cooldown_s: float = Field(21_600, ge=0)   # the same alert for the same version is not re-sent sooner
+
+
+class MonitoringSection(StrictModel):
+    """Where the history store lives and what the prediction log keeps (docs: README, Monitoring)."""
+
+    store_url_env: str = "TABPIPE_HISTORY_URL"   # SQLAlchemy URL from this env var; unset: history.sqlite by the registry
+    log_predictions: bool | float = False        # true | false | sample rate in (0, 1]
+    sensitive: Literal["hash", "drop"] = "hash"  # what happens to `sensitive: true` schema columns in logs
+    hash_key_env: str = "TABPIPE_HASH_KEY"       # HMAC-SHA256 key for `hash`; unset: sensitive columns are dropped
+    queue_rows: int = Field(100_000, gt=0)       # service: rows waiting for the background writer; more are dropped
+    batch_rows: int = Field(1_000, gt=0)         # service: rows per write
+    flush_interval_s: float = Field(1.0, gt=0)   # service: longest wait before a partial batch is written
+    rules: RulesSection = RulesSection()         # `tabpipe monitor`: ok | watch | retrain
+    alerts: AlertsSection = AlertsSection()
+    psi_min_rows: int = Field(500, ge=1)         # fewer rows in a window: PSI is insufficient_data, never an alert
+    evidently: bool = True                       # also write evidently's drift report (sampled to validation.drift.max_rows)
+
+    @field_validator("log_predictions")
+    @classmethod
+    def _rate(cls, value: bool | float) -> bool | float:
+        if not isinstance(value, bool) and not 0 < value <= 1:
+            raise ValueError("must be true, false or a sample rate in (0, 1]")
+        return value
+
+    @property
+    def sample_rate(self) -> float:
+        """Share of scored rows to log: 0.0 (off) to 1.0 (all)."""
+        return float(self.log_predictions)
+
+
+class PipelineConfig(StrictModel):
+    """The whole of ``pipeline.yaml``: the data source and one section per part of the project."""
+
+    source: SourceConfig
+    schema_path: Path = Field(Path("../schema.yaml"), alias="schema")
+    run: RunSection = RunSection()
+    split: SplitSection = SplitSection()
+    validation: ValidationSection = ValidationSection()
+    transformation: TransformationSection = TransformationSection()
+    training: TrainingSection = TrainingSection()
+    evaluation: EvaluationSection = EvaluationSection()
+    registry: RegistryConfig = RegistryConfig()
+    serve: ServeSection = ServeSection()
+    orchestration: OrchestrationSection = OrchestrationSection()
+    monitoring: MonitoringSection = MonitoringSection()
+
+    @property
+    def includes_uploaded_rows(self) -> bool:
+        """Whether training appends the rows uploaded with POST /data (default: when uploads are enabled)."""
+        explicit = self.training.include_uploaded_rows
+        return self.serve.allow_uploads if explicit is None else explicit
