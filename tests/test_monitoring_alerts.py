@@ -6,8 +6,10 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from pydantic import ValidationError
 
-from tabpipe.monitoring.alerts import Alert, AlertSettings, deliver, slack_payload
+from tabpipe.config import AlertsSection
+from tabpipe.monitoring.alerts import Alert, deliver, slack_payload
 from webhook_server import Hook
 
 ALERT = Alert(model_version="v0003", decision="retrain", window="file new.csv", rows=5000, run_id="r1",
@@ -15,7 +17,7 @@ ALERT = Alert(model_version="v0003", decision="retrain", window="file new.csv", 
                         "window": "file new.csv", "rows": 5000, "feature": "latency_ms",
                         "message": "PSI of latency_ms = 0.3100 >= 0.2"},),
               report="/runs/x/report.html")
-FAST = AlertSettings(timeout_s=1.0, retries=2, backoff_s=0.05, total_s=4.0)
+FAST = AlertsSection(timeout_s=1.0, retries=2, backoff_s=0.05, total_s=4.0)
 
 
 @pytest.fixture
@@ -69,7 +71,7 @@ def test_client_error_is_not_retried(hook):
 
 def test_hanging_server_never_blocks_past_the_total_cap(hook):
     server = hook("hang")
-    settings = AlertSettings(timeout_s=1.0, retries=5, backoff_s=0.05, total_s=2.5)
+    settings = AlertsSection(timeout_s=1.0, retries=5, backoff_s=0.05, total_s=2.5)
     start = time.monotonic()
     result = deliver(ALERT, server.url, settings)
     elapsed = time.monotonic() - start
@@ -86,7 +88,7 @@ def test_unreachable_url_fails_quickly():
 def test_deduplication_within_the_cool_down(hook):
     server = hook("ok")
     now = datetime(2026, 11, 30, 12, 0, tzinfo=timezone.utc)
-    settings = AlertSettings(cooldown_s=3600, timeout_s=1.0, total_s=3.0)
+    settings = AlertsSection(cooldown_s=3600, timeout_s=1.0, total_s=3.0)
     recent = deliver(ALERT, server.url, settings, last_sent=now - timedelta(minutes=59), now=now)
     assert recent.status == "suppressed" and server.bodies == []
     old = deliver(ALERT, server.url, settings, last_sent=now - timedelta(minutes=61), now=now)
@@ -98,8 +100,8 @@ def test_no_url_is_not_an_error():
     assert result.status == "not_configured" and "TABPIPE_ALERT_WEBHOOK_URL" in result.error
 
 
-@pytest.mark.parametrize("kwargs, message", [({"timeout_s": 0}, "timeout_s must be > 0"),
-                                             ({"retries": -1}, "retries must be >= 0")])
+@pytest.mark.parametrize("kwargs, message", [({"timeout_s": 0}, r"timeout_s\n.*greater than 0"),
+                                             ({"retries": -1}, r"retries\n.*greater than or equal to 0")])
 def test_bad_settings(kwargs, message):
-    with pytest.raises(ValueError, match=message):
-        AlertSettings(**kwargs)
+    with pytest.raises(ValidationError, match=message):
+        AlertsSection(**kwargs)

@@ -13,6 +13,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from pg_server import empty_url_fixture, postgres_url_fixture  # noqa: F401  (fixtures `empty_url`, `postgres_url`)
+from tabpipe.config import AlertsSection, RulesSection
 from tabpipe.model import TabularModel
 from tabpipe.history.logread import LogRows, _bulk, arrow_schema, inputs_frame, read_window
 from tabpipe.monitoring.monitor import MonitorSettings, labelled_rows, run_monitor, window_from_log
@@ -151,7 +152,8 @@ def test_monitoring_result_is_the_same_from_both_readings(store, tmp_path):
     log(store, clean_rows(600, seed=4)[:300] + ODD_ROWS + clean_rows(600, seed=4)[300:], start=0)
     old_rows, old_proba, old_outcomes = reference(store)
     new = read_window(store, SCHEMA, since=None, until=None, version=None, chunk_rows=250)
-    settings = MonitorSettings(evidently=False, psi_min_rows=100)
+    settings = MonitorSettings(rules=RulesSection(), alerts=AlertsSection(), psi_min_rows=100, evidently=False,
+                               evidently_max_rows=20_000, evidently_drift_share=0.5, seed=42)
     results = []
     for name, window in (("old", window_from_log(LogRows(old_rows, old_proba, old_outcomes), T0, T0)),
                          ("new", window_from_log(new, T0, T0))):

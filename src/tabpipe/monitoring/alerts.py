@@ -10,7 +10,8 @@
 - De-duplication: an alert has a ``key`` (model version, decision, rules that fired); if the same
   key was SENT less than ``cooldown_s`` ago (the caller looks it up in the store's alert table and
   passes ``last_sent``), it is not sent again (status ``suppressed``).
-The URL comes from the environment at the CLI edge and is passed in; it is never logged or stored
+The settings are ``monitoring.alerts`` (``tabpipe.config.AlertsSection``, validated when the config is
+read). The URL comes from the environment at the CLI edge and is passed in; it is never logged or stored
 (it usually embeds a secret token).
 """
 from __future__ import annotations
@@ -23,26 +24,10 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
-
-@dataclass(frozen=True, kw_only=True)
-class AlertSettings:
-    """``monitoring.alerts`` in pipeline.yaml (the URL itself is read from ``webhook_url_env``)."""
-
-    webhook_url_env: str = "TABPIPE_ALERT_WEBHOOK_URL"
-    timeout_s: float = 3.0
-    retries: int = 2
-    backoff_s: float = 0.5
-    total_s: float = 10.0
-    cooldown_s: float = 6 * 3600.0
-
-    def __post_init__(self):
-        for name in ("timeout_s", "total_s"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"alerts.{name} must be > 0, got {getattr(self, name)!r}")
-        for name in ("retries", "backoff_s", "cooldown_s"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"alerts.{name} must be >= 0, got {getattr(self, name)!r}")
+if TYPE_CHECKING:
+    from tabpipe.config import AlertsSection
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -130,7 +115,7 @@ def _post_once(url: str, body: bytes, timeout: float) -> tuple[int | None, str |
     return outcome.get("status"), outcome.get("error")
 
 
-def deliver(alert: Alert, url: str | None, settings: AlertSettings, *, last_sent: datetime | None = None,
+def deliver(alert: Alert, url: str | None, settings: AlertsSection, *, last_sent: datetime | None = None,
             now: datetime | None = None) -> Delivery:
     """POST ``alert`` to ``url`` with bounded retries; never raises, never runs past ``settings.total_s``."""
     if not url:

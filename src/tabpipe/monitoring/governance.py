@@ -1,6 +1,7 @@
 """The governance decision of one monitoring window: ``ok``, ``watch`` or ``retrain`` (pure, no I/O).
 
-Rules (thresholds from config, defaults below), each checked on the window's observations:
+Rules (thresholds from ``monitoring.rules``: ``tabpipe.config.RulesSection``, validated when the config
+is read; its defaults shown), each checked on the window's observations:
 - ``roc_auc_below``: retrain when ROC-AUC < 0.70 — the realised ROC-AUC when the window has
   outcomes, else the label-free estimate (the reason says which);
 - ``psi_retrain``: retrain when any feature's PSI >= 0.2;
@@ -15,26 +16,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tabpipe.config import RulesSection
 
 LEVELS = ("ok", "watch", "retrain")
-
-
-@dataclass(frozen=True, kw_only=True)
-class Rules:
-    """Thresholds of the governance rules (``monitoring.rules`` in pipeline.yaml)."""
-
-    retrain_roc_auc_below: float = 0.70
-    retrain_psi_at_least: float = 0.2
-    retrain_drift_share_at_least: float = 0.5
-    watch_psi_at_least: float = 0.1
-
-    def __post_init__(self):
-        for name in ("retrain_roc_auc_below", "retrain_drift_share_at_least", "retrain_psi_at_least", "watch_psi_at_least"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-                raise ValueError(f"rules.{name} must be a finite number >= 0, got {value!r}")
-        if self.watch_psi_at_least > self.retrain_psi_at_least:
-            raise ValueError("rules.watch_psi_at_least must not exceed rules.retrain_psi_at_least")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,6 +39,8 @@ class Observations:
 
 @dataclass(frozen=True)
 class Reason:
+    """One rule that fired: what it saw, against which threshold, in which window."""
+
     rule: str
     level: str
     observed: float
@@ -68,6 +57,8 @@ class Reason:
 
 @dataclass(frozen=True)
 class Decision:
+    """The window's level (ok | watch | retrain), the rules that fired and those that could not be checked."""
+
     decision: str
     reasons: tuple[Reason, ...]
     not_checked: tuple[str, ...]
@@ -81,7 +72,7 @@ def _known(value: float | None) -> bool:
     return value is not None and not (isinstance(value, float) and math.isnan(value))
 
 
-def decide(obs: Observations, rules: Rules = Rules()) -> Decision:
+def decide(obs: Observations, rules: RulesSection) -> Decision:
     """Apply ``rules`` to ``obs``; reasons are ordered most severe first, then by rule."""
     reasons: list[Reason] = []
     skipped: list[str] = []

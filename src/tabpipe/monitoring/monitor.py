@@ -37,12 +37,13 @@ from sklearn.metrics import confusion_matrix
 
 from tabpipe.errors import DataError
 from tabpipe.training.metrics import holdout_metrics
-from tabpipe.monitoring.alerts import Alert, AlertSettings, deliver
+from tabpipe.config import AlertsSection, RulesSection, Settings
+from tabpipe.monitoring.alerts import Alert, deliver
 from tabpipe.reports.dashboard import figure, write_html, write_png
 from tabpipe.monitoring.estimate import estimate
-from tabpipe.monitoring.governance import Observations, Rules, decide
+from tabpipe.monitoring.governance import Observations, decide
 from tabpipe.history.logread import LogRows
-from tabpipe.drift.psi import MIN_ROWS, counts_psi, feature_psi
+from tabpipe.drift.psi import counts_psi, feature_psi
 from tabpipe.history.store import SCORE_FEATURE
 from tabpipe.monitoring.window_stats import ChunkSpec, WindowStats, dataset_stats, frame_stats
 from tabpipe.schema import positive_mask
@@ -57,24 +58,23 @@ _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 @dataclass(frozen=True, kw_only=True)
 class MonitorSettings:
-    """What a monitoring run is configured with (built from ``pipeline.yaml`` at the edge)."""
+    """What a monitoring run is configured with: values of the validated ``pipeline.yaml``, none of its own."""
 
-    rules: Rules = Rules()
-    alerts: AlertSettings = AlertSettings()
-    psi_min_rows: int = MIN_ROWS
-    evidently: bool = True
-    evidently_max_rows: int = 20_000
-    evidently_drift_share: float = 0.5
-    seed: int = 42
+    rules: RulesSection               # monitoring.rules
+    alerts: AlertsSection             # monitoring.alerts
+    psi_min_rows: int                 # monitoring.psi_min_rows
+    evidently: bool                   # monitoring.evidently and validation.drift.enabled
+    evidently_max_rows: int           # validation.drift.max_rows
+    evidently_drift_share: float      # validation.drift.drift_share
+    seed: int                         # run.seed
 
     @classmethod
-    def from_settings(cls, settings) -> MonitorSettings:
+    def from_settings(cls, settings: Settings) -> MonitorSettings:
         """From validated ``tabpipe.config.Settings``."""
         p = settings.pipeline
         m = p.monitoring
-        return cls(rules=Rules(**m.rules.model_dump()), alerts=AlertSettings(**m.alerts.model_dump()),
-                   psi_min_rows=m.psi_min_rows, evidently=m.evidently and p.validation.drift.enabled,
-                   evidently_max_rows=p.validation.drift.max_rows,
+        return cls(rules=m.rules, alerts=m.alerts, psi_min_rows=m.psi_min_rows,
+                   evidently=m.evidently and p.validation.drift.enabled, evidently_max_rows=p.validation.drift.max_rows,
                    evidently_drift_share=p.validation.drift.drift_share, seed=p.run.seed)
 
 
@@ -175,7 +175,7 @@ def _realised(y: np.ndarray, proba: np.ndarray, threshold: float) -> dict | None
     return {**metrics, "confusion": {"tn": int(tn), "fp": int(fp), "fn": int(fn), "tp": int(tp)}}
 
 
-def _psi_verdict(value: float | None, rules: Rules) -> str:
+def _psi_verdict(value: float | None, rules: RulesSection) -> str:
     if value is None:
         return "insufficient_data"
     return "drift" if value >= rules.retrain_psi_at_least else "watch" if value >= rules.watch_psi_at_least else "ok"
@@ -374,7 +374,7 @@ def _trend(store, version: str) -> list[dict]:
             for row in trend.itertuples()]
 
 
-def _alert(decision, version: str, window: Window, n: int, run_id: str, report: str, settings: AlertSettings,
+def _alert(decision, version: str, window: Window, n: int, run_id: str, report: str, settings: AlertsSection,
            store, webhook_url: str | None, now: datetime) -> dict:
     alert = Alert(model_version=version, decision=decision.decision, window=window.description, rows=n,
                   reasons=tuple(r.as_dict() for r in decision.reasons), run_id=run_id, report=report)

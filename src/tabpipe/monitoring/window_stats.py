@@ -42,7 +42,7 @@ class ChunkSpec:
     profile_features: dict | None        # profile.json "features" (None: no PSI)
     labels: str | None = None            # column of a file holding the outcomes
     keep: int | None = 0                 # sample size (None: every row, 0: none)
-    seed: int = 42
+    seed: int                            # run.seed
 
 
 @dataclass
