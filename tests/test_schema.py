@@ -193,7 +193,7 @@ def test_any_value_in_a_category_column_is_read_never_raises(value):
     schema = make_schema({"c": {"type": "category", "categories": ["a"]}, "x": {"type": "float"}})
     for column in ([value, "a"], [value], [value, None]):
         typed, problems = coerce_frame(pd.DataFrame({"c": column, "x": 1.0}), schema, with_target=False)
-        assert typed["c"].iloc[0] == check_value(value, schema.columns["c"])[0]
+        assert typed["c"].iloc[0] == check_value(value, schema.columns["c"], column="c")[0]
         assert [p.rule for p in problems] == ["category"]
 
 
@@ -427,7 +427,7 @@ PARITY_VALUES = [None, "", " ", True, False, 0, 1, 2, -1, 3.0, 2.5, 11, -11.5, 1
 def _frame_view(record: dict) -> tuple[dict, set]:
     typed, problems = coerce_frame(pd.DataFrame([record]), PARITY_SCHEMA, with_target=False)
     values = {name: typed[name].iloc[0] for name in PARITY_SCHEMA.features}
-    return values, {(p.column, p.rule, p.hard, p.message) for p in problems}
+    return values, set(problems)
 
 
 def _same_value(a, b) -> bool:
@@ -439,27 +439,27 @@ def _same_value(a, b) -> bool:
 @pytest.mark.parametrize("value", PARITY_VALUES, ids=repr)
 @pytest.mark.parametrize("field", PARITY_SCHEMA.features)
 def test_parity_table_one_value(field, value):
-    """The same (field, rule, hard, message) and the same typed value, whichever path checks it."""
+    """The same problems (field, rule, hard, message, row) and the same typed value, whichever path checks it."""
     from tabpipe.schema import RecordChecker
 
     base = {"f": 1.0, "i": 3, "h": 1.0, "b": True, "c": "a", "s": "x", "d": "2024-03-01T10:00"}
     record = {**base, field: value}
     values, problems = RecordChecker(PARITY_SCHEMA)(record)
     frame_values, frame_problems = _frame_view(record)
-    assert {tuple(p) for p in problems} == frame_problems
+    assert set(problems) == frame_problems
     for name, got in zip(PARITY_SCHEMA.features, values):
         assert _same_value(frame_values[name], got), (name, frame_values[name], got)
 
 
 @pytest.mark.parametrize("field", PARITY_SCHEMA.features)
 def test_parity_omitted_key_is_absent_in_both_paths(field):
-    from tabpipe.schema import ABSENT, RecordChecker
+    from tabpipe.schema import ABSENT, Problem, RecordChecker
 
     record = {k: v for k, v in {"f": 1.0, "i": 3, "h": 1.0, "b": True, "c": "a", "s": "x", "d": "2024-03-01"}.items()
               if k != field}
     _, problems = RecordChecker(PARITY_SCHEMA)(record)
-    assert problems == [(field, "missing_column", True, ABSENT)]
-    assert _frame_view(record)[1] == {(field, "missing_column", True, ABSENT)}
+    assert problems == [Problem(field, "missing_column", ABSENT, rows=(0,), hard=True)]
+    assert _frame_view(record)[1] == {Problem(field, "missing_column", ABSENT, rows=(), hard=True)}   # the whole column
 
 
 @pytest.mark.parametrize("field", PARITY_SCHEMA.features)
@@ -474,9 +474,10 @@ def test_parity_many_rows_mixed_types(field):
         typed, problems = coerce_frame(pd.DataFrame({field: pd.Series(column, dtype=object)}),
                                        make_schema({field: spec.model_dump()}), with_target=False)
         for row, value in enumerate(column):
-            expected_value, expected = check_value(value, spec)
-            got = {(p.rule, p.hard, p.message) for p in problems if row in p.rows}
-            assert got == set(expected), (row, value)
+            expected_value, expected = check_value(value, spec, column=field, row=row)
+            got = {(p.column, p.rule, p.hard, p.message) for p in problems if row in p.rows}
+            assert got == {(p.column, p.rule, p.hard, p.message) for p in expected}, (row, value)
+            assert all(p.rows == (row,) for p in expected)
             assert _same_value(typed[field].iloc[row], expected_value), (row, value, typed[field].iloc[row])
 
 

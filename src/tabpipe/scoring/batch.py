@@ -22,7 +22,7 @@ import pyarrow.csv as pa_csv
 
 from tabpipe.errors import DataError
 from tabpipe.model import TabularModel
-from tabpipe.schema import Problem, absent_columns, summarize, warning_counts
+from tabpipe.schema import Problem, absent_columns, problem_rows, summarize, warning_counts
 from tabpipe.sources import read_file
 
 ROW_TEXT_ITEMS = 3   # per row, the warnings/error text names at most this many fields, then "(+k more)"
@@ -50,9 +50,8 @@ def _row_texts(problems: list[Problem], n: int) -> dict[int, str]:
     """{row: "field (rule): message; ... (+k more)"}, at most ROW_TEXT_ITEMS items per row."""
     items: dict[int, list[str]] = {}
     for p in problems:
-        text = f"{p.column} ({p.rule}): {p.message}"
         for row in p.rows:
-            items.setdefault(row, []).append(text)
+            items.setdefault(row, []).append(p.text)
     return {row: "; ".join(texts[:ROW_TEXT_ITEMS]) + (f" (+{len(texts) - ROW_TEXT_ITEMS} more)"
                                                       if len(texts) > ROW_TEXT_ITEMS else "")
             for row, texts in items.items()}
@@ -92,9 +91,8 @@ def probabilities(model: TabularModel, typed: pd.DataFrame, problems: list[Probl
 
 def summary(problems: list[Problem], rows: int, scored: int) -> BatchResult:
     """Counts for a scored table: rows, rows scored, the hard problems as text, warnings per column and rule."""
-    warned = {r for p in problems if not p.hard for r in p.rows}
     return BatchResult(rows=rows, scored=scored, errors=summarize([p for p in problems if p.hard]),
-                       warning_counts=warning_counts(problems), rows_with_warnings=len(warned))
+                       warning_counts=warning_counts(problems), rows_with_warnings=len(problem_rows(problems, hard=False)))
 
 
 class TooManyRows(ValueError):

@@ -3,8 +3,8 @@
 ``RecordScorer`` is compiled once from a fitted ``TabularModel``:
 
 - ``check``: validates and converts a record (dict) against the model's schema in plain Python with
-  ``schema.RecordChecker`` (the rule table ``coerce_frame`` also runs), returning problems as
-  ``{"row", "field", "rule", "message", "hard"}``;
+  ``schema.RecordChecker`` (the rule table ``coerce_frame`` also runs), returning its ``Problem``s in
+  the service's JSON form ``{"row", "field", "rule", "message", "hard"}``;
 - ``features``: reproduces the fitted ColumnTransformer (median imputation + missing indicators +
   robust scaling; one-hot with rare/unknown pooling, after the pseudonym for a sensitive category;
   datetime parts) with the fitted statistics;
@@ -398,9 +398,8 @@ class RecordScorer:
         """Converted feature values (schema order) and problems ``{"row", "field", "rule", "message", "hard"}``.
 
         A hard problem means the record cannot be scored; the others are warnings about a scorable record."""
-        values, problems = self.checker(record)
-        return values, [{"row": row, "field": field, "rule": rule, "message": message, "hard": hard}
-                        for field, rule, hard, message in problems]
+        values, problems = self.checker(record, row)
+        return values, [detail for p in problems for detail in p.details(with_hard=True)]
 
     def vector(self, values: list) -> np.ndarray:
         """(n_features_out,) float64: the fitted preprocessing applied to one checked record."""

@@ -1,0 +1,168 @@
+"""Whole frames against the schema: typed columns and every broken rule, vectorised.
+
+``coerce_frame`` is the batch path (training data, files, CSV uploads): it runs ``VALUE_RULES`` on
+whole columns and reads values with ``parse_value`` (once per distinct text), so each row gets what
+``RecordChecker`` says for that value. The target's own checks and ``positive_mask`` live here too.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tabpipe.schema.problems import Problem
+from tabpipe.schema.rules import rules_for
+from tabpipe.schema.spec import NUMERIC_TYPES, ColumnSpec, Schema
+from tabpipe.schema.values import ABSENT, FALSE_STRINGS, TRUE_STRINGS, missing_mask, parse_value
+
+
+def _rows(mask: np.ndarray) -> tuple[int, ...]:
+    return tuple(np.flatnonzero(mask).tolist())
+
+
+def _parse_objects(items: np.ndarray, spec: ColumnSpec) -> tuple[list, list]:
+    """``parse_value`` over raw values: once per distinct value when they are all text."""
+    if len(items) and pd.api.types.infer_dtype(items, skipna=False) == "string":
+        codes, uniques = pd.factorize(items)
+        parsed = [parse_value(v, spec) for v in uniques]
+        return [parsed[c][0] for c in codes], [parsed[c][1] for c in codes]
+    parsed = [parse_value(v, spec) for v in items]
+    return [p[0] for p in parsed], [p[1] for p in parsed]
+
+
+def _parse_column(raw: pd.Series, spec: ColumnSpec, missing: np.ndarray) -> tuple[np.ndarray, dict[str, list[int]]]:
+    """Typed values (float64, datetime64[ns] or object; missing as NaN/NaT) and {type message: rows}.
+
+    Columns that already hold the type (numeric, datetime, text) are converted in bulk; anything else
+    goes value by value through ``parse_value``."""
+    kind, n = spec.type, len(raw)
+    if kind in ("int", "float") and pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw):
+        return raw.to_numpy(dtype=float, na_value=np.nan), {}
+    if kind == "bool" and pd.api.types.is_bool_dtype(raw):
+        return raw.to_numpy(dtype=float, na_value=np.nan), {}
+    if kind == "datetime" and pd.api.types.is_datetime64_any_dtype(raw):
+        values = raw.dt.tz_convert("UTC").dt.tz_localize(None) if getattr(raw.dt, "tz", None) is not None else raw
+        return values.to_numpy(dtype="datetime64[ns]"), {}
+    if kind in ("category", "string") and pd.api.types.is_integer_dtype(raw):
+        return np.where(missing, np.nan, raw.astype(str).to_numpy(dtype=object)), {}
+    present = np.flatnonzero(~missing)
+    items = raw.to_numpy(dtype=object)[present]
+    if kind in ("category", "string") and (pd.api.types.is_string_dtype(raw.dtype) and raw.dtype != object or (
+            len(items) and pd.api.types.infer_dtype(items, skipna=False) == "string")):
+        out = np.full(n, np.nan, dtype=object)   # text is its own category text
+        out[present] = items
+        return out, {}
+    typed, errors = _parse_objects(items, spec)
+    failed = np.array([e is not None for e in errors], dtype=bool)
+    if kind in ("int", "float", "bool"):
+        out = np.full(n, np.nan)
+        out[present[~failed]] = np.array([t for t, f in zip(typed, failed) if not f], dtype=float)
+    elif kind == "datetime":
+        out = np.full(n, np.datetime64("NaT"), dtype="datetime64[ns]")
+        out[present[~failed]] = np.array([t for t, f in zip(typed, failed) if not f], dtype="datetime64[ns]")
+    else:
+        out = np.full(n, np.nan, dtype=object)
+        out[present[~failed]] = [t for t, f in zip(typed, failed) if not f]
+    by_message: dict[str, list[int]] = {}
+    for pos, error in zip(present[failed], (e for e in errors if e is not None)):
+        by_message.setdefault(error, []).append(int(pos))
+    return out, by_message
+
+
+def _coerce_column(raw: pd.Series, spec: ColumnSpec, name: str, feature: bool) -> tuple[pd.Series, list[Problem]]:
+    """Typed column plus its problems (hard only for a feature); the rules of ``check_value``, vectorised."""
+    missing = missing_mask(raw)
+    values, type_errors = _parse_column(raw, spec, missing)
+    problems = [Problem(name, "type", message, tuple(rows), feature) for message, rows in type_errors.items()]
+    usable = ~missing
+    for rows in type_errors.values():
+        usable[rows] = False
+    for r in rules_for(spec):
+        if r.test is None:
+            mask = missing
+        else:
+            where = np.flatnonzero(usable)
+            mask = np.zeros(len(raw), dtype=bool)
+            mask[where[np.asarray(r.test(values[where], spec), dtype=bool)]] = True
+        if mask.any():
+            hard = spec.is_hard(r.rule)
+            problems.append(Problem(name, r.rule, r.message(spec), _rows(mask), hard and feature))
+            if hard:
+                usable &= ~mask
+    if spec.type in NUMERIC_TYPES:
+        values = np.where(usable | missing, values, np.nan)
+    elif spec.type == "datetime":
+        values = np.where(usable | missing, values, np.datetime64("NaT"))
+    else:
+        values = np.where(usable | missing, values, np.nan).astype(object)
+        return pd.Series(values, index=raw.index, dtype=object), problems
+    return pd.Series(values, index=raw.index), problems
+
+
+def coerce_frame(df: pd.DataFrame, schema: Schema, *, with_target: bool) -> tuple[pd.DataFrame, list[Problem]]:
+    """Type every schema column of ``df`` and collect every broken rule (hard and expectations).
+
+    Returns a new frame with the schema's feature columns (float64 for int/float/bool,
+    datetime64 for datetime, object strings for category/string; missing values as NaN/NaT)
+    followed by the target column as-is when ``with_target``; extra columns are dropped.
+    Columns with role id/ignore are optional and their problems are only warnings. A value that
+    breaks a hard rule becomes missing; a value that breaks an expectation is kept as it is.
+    """
+    out: dict[str, pd.Series] = {}
+    problems: list[Problem] = []
+    for name, spec in schema.columns.items():
+        feature = spec.role == "feature"
+        if name not in df.columns:
+            if feature:
+                problems.append(Problem(name, "missing_column", ABSENT))
+                out[name] = pd.Series(np.nan, index=df.index, dtype=float if spec.type in NUMERIC_TYPES else object)
+            continue
+        values, found = _coerce_column(df[name], spec, name, feature)
+        problems += found
+        if feature:
+            out[name] = values
+    typed = pd.DataFrame(out, index=df.index)
+    if with_target:
+        problems.extend(target_problems(df, schema))
+        if schema.target.name in df.columns:
+            typed[schema.target.name] = df[schema.target.name]
+    return typed, problems
+
+
+def absent_columns(columns: Any, schema: Schema) -> list[str]:
+    """Feature columns of ``schema`` missing from ``columns`` (a header): such input cannot be scored."""
+    present = set(map(str, columns))
+    return [name for name in schema.features if name not in present]
+
+
+def target_problems(df: pd.DataFrame, schema: Schema) -> list[Problem]:
+    """The target must exist, have no missing values and exactly two classes incl. the positive one."""
+    name = schema.target.name
+    if name not in df.columns:
+        return [Problem(name, "missing_column", "target column is missing from the data")]
+    target = df[name]
+    problems = []
+    if target.isna().any():
+        problems.append(Problem(name, "null", "target value is missing", _rows(target.isna().to_numpy())))
+    classes = target.dropna().unique()
+    if len(classes) != 2:
+        shown = ", ".join(map(repr, sorted(map(str, classes))[:10]))
+        problems.append(Problem(name, "classes", f"target must have exactly two classes, found {len(classes)}: {shown}"))
+    elif not positive_mask(target.dropna(), schema.target.positive).any():
+        problems.append(Problem(name, "classes", f"positive class {schema.target.positive!r} not found in target values"))
+    return problems
+
+
+def positive_mask(target: pd.Series, positive: Any) -> np.ndarray:
+    """Boolean array: which target values equal the positive class (numeric-aware: 1 == 1.0 == '1')."""
+    text = target.astype(str).str.strip().str.lower()
+    if isinstance(positive, bool):  # YAML reads `positive: yes` as True: match yes/true/1 (or no/false/0)
+        return text.isin(TRUE_STRINGS if positive else FALSE_STRINGS).to_numpy()
+    numeric = pd.to_numeric(target, errors="coerce")
+    if numeric.notna().all():
+        try:
+            return (numeric == float(positive)).to_numpy()
+        except (TypeError, ValueError):
+            pass
+    return (text == str(positive).strip().lower()).to_numpy()
