@@ -168,7 +168,7 @@ def main() -> None:
             budget = settings.pipeline.training.time_budget_s
             resampling = settings.pipeline.transformation.resampling
             with PeakRss() as rss:
-                run = TrainingPipeline(settings).run()
+                run = TrainingPipeline(settings, environ=os.environ).run()
             stage = run.record["stages"]["trainer"]
             art = stage["artifact"]
             results = json.loads(Path(art["cv_results_path"]).read_text())

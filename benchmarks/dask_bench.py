@@ -88,7 +88,7 @@ def train(config: Path) -> dict:
     from tabpipe.config import load_settings
     from tabpipe.training.pipeline import TrainingPipeline
 
-    run = TrainingPipeline(load_settings(config)).run()
+    run = TrainingPipeline(load_settings(config), environ=os.environ).run()
     trainer = json.loads((run.dir / "run.json").read_text())["stages"]["trainer"]["artifact"]
     return {"search_s": trainer["search_seconds"], "best": (trainer["best_candidate"], trainer["best_params"]),
             "cv": trainer["cv_score"]}

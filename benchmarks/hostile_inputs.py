@@ -82,7 +82,7 @@ def build(folder: Path) -> Path:
         "evaluation": {"min_score": 0.5}, "registry": {"backend": "local", "path": "registry"},
         "serve": {"poll_interval_s": 0}}))
     config = folder / "pipeline.yaml"
-    TrainingPipeline(load_settings(config)).run()
+    TrainingPipeline(load_settings(config), environ=os.environ).run()
     return config
 
 

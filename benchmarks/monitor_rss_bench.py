@@ -75,7 +75,7 @@ def project(root: Path) -> Path:
         "validation": {"drift": {"enabled": True, "max_rows": 20_000, "reference_rows": 20_000}},
         "training": {"models": "model.yaml", "cv_folds": 3, "time_budget_s": 600, "n_jobs": 1},
         "registry": {"backend": "local", "path": "registry"}}, sort_keys=False))
-    TrainingPipeline(load_settings(config)).run()
+    TrainingPipeline(load_settings(config), environ=os.environ).run()
     return config
 
 

@@ -58,7 +58,7 @@ def timed(fn: Callable[[], object], cap: float) -> tuple[float | None, str]:
 def mongo(uri: str) -> Callable[[], object]:
     os.environ["TABPIPE_BENCH_URI"] = uri
     cfg = MongoSource(type="mongodb", uri_env="TABPIPE_BENCH_URI", database="shop", collection="orders", batch_size=3)
-    return lambda: read_source(cfg, Path("."), mongo_client_factory=MongoClient)
+    return lambda: read_source(cfg, Path("."), mongo_client_factory=MongoClient, environ=os.environ)
 
 
 def mongo_without_timeouts(uri: str) -> Callable[[], object]:
@@ -74,7 +74,7 @@ def mongo_without_timeouts(uri: str) -> Callable[[], object]:
 
 def sql(url: str, **options) -> Callable[[], object]:
     cfg = SqlSource(type="sql", url=url, query="SELECT pg_sleep(3600) AS slept", **options)
-    return lambda: read_source(cfg, Path("."))
+    return lambda: read_source(cfg, Path("."), environ=os.environ)
 
 
 def sql_without_timeouts(url: str) -> Callable[[], object]:

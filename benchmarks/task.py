@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sys
 import tempfile
 import time
@@ -149,7 +150,7 @@ def train(rows: int, impl: str, seed: int = 11) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         config = _project(Path(tmp), rows, seed)
         start = time.perf_counter()
-        run = TrainingPipeline(load_settings(config)).run()
+        run = TrainingPipeline(load_settings(config), environ=os.environ).run()
         seconds = time.perf_counter() - start
         record = run.record
     stages = {name: stage["seconds"] for name, stage in record["stages"].items()}

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -122,7 +123,7 @@ def run_pipeline(config: Path):
     from tabpipe.config import load_settings
     from tabpipe.training.pipeline import TrainingPipeline
 
-    return TrainingPipeline(load_settings(config)).run()
+    return TrainingPipeline(load_settings(config), environ=os.environ).run()
 
 
 def run_dirs(config: Path) -> list[Path]:

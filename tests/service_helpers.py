@@ -114,7 +114,7 @@ def train(config: Path):
     from tabpipe.config import load_settings
     from tabpipe.training.pipeline import TrainingPipeline
 
-    return TrainingPipeline(load_settings(config)).run()
+    return TrainingPipeline(load_settings(config), environ=os.environ).run()
 
 
 @dataclass(frozen=True)

@@ -496,24 +496,47 @@ def test_run_log_records_stages_without_cli_logging_setup(tmp_path):
     logger.setLevel(logging.NOTSET)  # as in a fresh process that did not go through the CLI
     try:
         run = Run(tmp_path, {})
-        run.stage("ingestion", lambda out: None)
-        run.finish()
+        with run.logging_to_folder():
+            run.stage("ingestion", lambda out: None)
+            run.finish()
+        assert logger.level == logging.NOTSET   # as it was before the run
     finally:
         logger.setLevel(saved)
     log = (run.dir / "run.log").read_text()
     assert "stage ingestion started" in log and "stage ingestion done" in log
 
 
+def test_a_run_leaves_global_logging_as_it_was(tmp_path):
+    """Creating a Run touches no logger; its log file is attached only inside logging_to_folder()."""
+    import logging
+    import warnings
+
+    logger, warnings_logger = logging.getLogger("tabpipe"), logging.getLogger("py.warnings")
+    before = (list(logger.handlers), logger.level, list(warnings_logger.handlers), warnings_logger.propagate,
+              warnings.showwarning)
+    run = Run(tmp_path, {})
+    assert (list(logger.handlers), logger.level, list(warnings_logger.handlers), warnings_logger.propagate,
+            warnings.showwarning) == before
+    with run.logging_to_folder():
+        assert len(logger.handlers) == len(before[0]) + 1 and warnings_logger.propagate is False
+        warnings.warn("captured while the run logs", UserWarning, stacklevel=1)
+    run.finish()
+    assert (list(logger.handlers), logger.level, list(warnings_logger.handlers), warnings_logger.propagate,
+            warnings.showwarning) == before
+    assert "captured while the run logs" in (run.dir / "run.log").read_text()
+
+
 def test_run_records_failed_stage(tmp_path):
     run = Run(tmp_path, {"x": 1})
-    assert run.stage("one", lambda out: {"path": out / "f"}) == {"path": run.dir / "01_one" / "f"}
-    with pytest.raises(DataError) as info:
-        run.stage("two", lambda out: (_ for _ in ()).throw(DataError("boom")))
-    rec = json.loads((run.dir / "run.json").read_text())
-    assert rec["status"] == "running"  # rewritten after every stage, before the run finishes
-    assert rec["stages"]["one"]["status"] == "succeeded" and rec["stages"]["two"]["status"] == "failed"
-    assert rec["stages"]["two"]["error"] == "DataError: boom"
-    run.finish(error=info.value)
+    with run.logging_to_folder():
+        assert run.stage("one", lambda out: {"path": out / "f"}) == {"path": run.dir / "01_one" / "f"}
+        with pytest.raises(DataError) as info:
+            run.stage("two", lambda out: (_ for _ in ()).throw(DataError("boom")))
+        rec = json.loads((run.dir / "run.json").read_text())
+        assert rec["status"] == "running"  # rewritten after every stage, before the run finishes
+        assert rec["stages"]["one"]["status"] == "succeeded" and rec["stages"]["two"]["status"] == "failed"
+        assert rec["stages"]["two"]["error"] == "DataError: boom"
+        run.finish(error=info.value)
     rec = json.loads((run.dir / "run.json").read_text())
     assert rec["status"] == "failed" and rec["error"] == "DataError: boom" and rec["finished_at"]
     assert "Traceback" in (run.dir / "run.log").read_text()
@@ -566,14 +589,20 @@ def test_validation_row_numbers_point_at_the_source_rows(tmp_path, base_data):
     from tabpipe.training.components.ingestion import DataIngestion
     from tabpipe.training.components.validation import DataValidation
     from tabpipe.config import load_settings
+    from tabpipe.training.rowfiles import RowFiles
     from tabpipe.training.specs import IngestionConfig, ValidationConfig
 
     data, bad = corrupt(base_data.head(600))
     s = load_settings(make_project(tmp_path, data=data, pipeline={"validation": {"on_invalid_rows": "drop"}}))
     p = s.pipeline
-    ingestion = DataIngestion(IngestionConfig(p.source, s.base_dir, TARGET, 0.2, 0, tmp_path / "ing")).run()
-    validation = DataValidation(ValidationConfig(s.schema_, "drop", p.validation.drift.model_copy(update={"enabled": False}),
-                                                 0, tmp_path / "val"), ingestion, registry_of(s.config_path)).run()
+    rows = RowFiles()
+    ingestion = DataIngestion(IngestionConfig(source=p.source, base_dir=s.base_dir, environ={}, target=TARGET,
+                                              test_size=0.2, seed=0, out_dir=tmp_path / "ing", uploaded_rows=None,
+                                              rows=rows)).run()
+    validation = DataValidation(ValidationConfig(schema=s.schema_, on_invalid_rows="drop",
+                                                 drift=p.validation.drift.model_copy(update={"enabled": False}),
+                                                 seed=0, out_dir=tmp_path / "val", rows=rows),
+                                ingestion, registry_of(s.config_path)).run()
     assert validation.rows_dropped == len(bad)
     report = json.loads(validation.report_path.read_text())
     reported = {row for split in report["schema_checks"].values() for problems in split["errors"].values()

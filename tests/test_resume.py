@@ -4,6 +4,8 @@ This is what lets an orchestrator (Airflow) run each stage as its own task and r
 """
 from __future__ import annotations
 
+import os
+
 import pytest
 from helpers import make_project, read_run_json
 
@@ -16,7 +18,7 @@ from tabpipe.stages import STAGES
 
 def test_pipeline_runs_exactly_the_declared_stages_in_order(tmp_path):
     config = make_project(tmp_path, rows=1500)
-    run = TrainingPipeline(load_settings(config)).run()
+    run = TrainingPipeline(load_settings(config), environ=os.environ).run()
     assert list(read_run_json(run.dir)["stages"]) == list(STAGES)
     assert set(ARTIFACT_OF) == set(STAGES)
 
@@ -26,7 +28,7 @@ def test_stage_by_stage_equals_one_go_and_reuses_finished_stages(tmp_path):
     settings = load_settings(config)
     seconds = {}
     for stage in STAGES:
-        run = TrainingPipeline(settings).run(run_name="airflow__manual_1", until=stage)
+        run = TrainingPipeline(settings, environ=os.environ).run(run_name="airflow__manual_1", until=stage)
         record = read_run_json(run.dir)
         seconds[stage] = record["stages"][stage]["seconds"]
         # stages before this one were reused: their recorded seconds did not change
@@ -34,7 +36,7 @@ def test_stage_by_stage_equals_one_go_and_reuses_finished_stages(tmp_path):
         assert record["status"] == ("succeeded" if stage == STAGES[-1] else "partial")
     staged = read_run_json(run.dir)
     assert run.dir.name == "airflow__manual_1"
-    whole = read_run_json(TrainingPipeline(load_settings(make_project(tmp_path / "b", rows=1500))).run().dir)
+    whole = read_run_json(TrainingPipeline(load_settings(make_project(tmp_path / "b", rows=1500)), environ=os.environ).run().dir)
     assert staged["metrics"] == whole["metrics"]
     assert staged["accepted"] is True and staged["model_version"] == "v0001"
 
@@ -52,13 +54,13 @@ def test_failed_stage_is_retried_alone(tmp_path, monkeypatch):
 
     monkeypatch.setattr(pipeline_module, "ModelEvaluation", Broken)
     with pytest.raises(RuntimeError, match="injected"):
-        TrainingPipeline(settings).run(run_name="retry-me")
+        TrainingPipeline(settings, environ=os.environ).run(run_name="retry-me")
     failed = read_run_json(tmp_path / "artifacts" / "retry-me")
     assert failed["status"] == "failed" and failed["stages"]["evaluation"]["status"] == "failed"
     trainer_seconds = failed["stages"]["trainer"]["seconds"]
 
     monkeypatch.setattr(pipeline_module, "ModelEvaluation", real)
-    run = TrainingPipeline(settings).run(run_name="retry-me")
+    run = TrainingPipeline(settings, environ=os.environ).run(run_name="retry-me")
     record = read_run_json(run.dir)
     assert record["status"] == "succeeded" and "error" not in record
     assert record["stages"]["trainer"]["seconds"] == trainer_seconds      # not trained again
@@ -67,10 +69,10 @@ def test_failed_stage_is_retried_alone(tmp_path, monkeypatch):
 
 def test_a_named_folder_refuses_another_config(tmp_path):
     config = make_project(tmp_path, rows=1500)
-    TrainingPipeline(load_settings(config)).run(run_name="r1", until="ingestion")
+    TrainingPipeline(load_settings(config), environ=os.environ).run(run_name="r1", until="ingestion")
     other = make_project(tmp_path, rows=1500, pipeline={"run": {"seed": 5}})
     with pytest.raises(RunFolderError, match="another configuration"):
-        TrainingPipeline(load_settings(other)).run(run_name="r1")
+        TrainingPipeline(load_settings(other), environ=os.environ).run(run_name="r1")
 
 
 @pytest.mark.parametrize("text, expected", [

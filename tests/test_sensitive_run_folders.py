@@ -105,6 +105,12 @@ def _cli(*args, env: dict | None = None) -> subprocess.CompletedProcess:
     return proc
 
 
+def _environ(hash_key: str | None = None) -> dict[str, str]:
+    """This process's environment (the registry's signing key) with the hash key ``hash_key``, or without one."""
+    environ = {name: value for name, value in os.environ.items() if name != KEY_ENV}
+    return environ if hash_key is None else {**environ, KEY_ENV: hash_key}
+
+
 def _project(root: Path, *, mode: str = "hash", rows: int = 1500) -> Path:
     return make_project(root, data=_data(rows, seed=0), schema=_schema(), rows=rows, pipeline={
         "monitoring": {"log_predictions": True, "sensitive": mode, "hash_key_env": KEY_ENV,
@@ -190,10 +196,10 @@ def test_drop_mode_and_resume_keep_clear_values_out(tmp_path, monkeypatch):
     monkeypatch.setattr(trainer_module, "prepare_fold", lambda path, *a: samples.append(path) or prepare(path, *a))
     config = _project(tmp_path, mode="drop", rows=1200)
     settings = load_settings(config)
-    TrainingPipeline(settings, environ={}).run(run_name="nightly", until="trainer")
+    TrainingPipeline(settings, environ=_environ()).run(run_name="nightly", until="trainer")
     assert samples and not any(p.is_relative_to(tmp_path) or p.exists() for p in samples)
     first = read_run_json(tmp_path / "artifacts" / "nightly")
-    run = TrainingPipeline(settings, environ={}).run(run_name="nightly")
+    run = TrainingPipeline(settings, environ=_environ()).run(run_name="nightly")
     record = read_run_json(run.dir)
     assert record["status"] == "succeeded" and record["model_version"] == "v0001"
     assert record["stages"]["trainer"] == first["stages"]["trainer"]                    # reused
@@ -209,11 +215,11 @@ def test_drop_mode_and_resume_keep_clear_values_out(tmp_path, monkeypatch):
 def test_resume_refuses_a_changed_source(tmp_path):
     config = _project(tmp_path, rows=1200)
     settings = load_settings(config)
-    TrainingPipeline(settings, environ={KEY_ENV: KEY}).run(run_name="nightly", until="transformation")
+    TrainingPipeline(settings, environ=_environ(KEY)).run(run_name="nightly", until="transformation")
     _data(1200, seed=1).to_csv(tmp_path / "data.csv", index=False)
     for _ in range(2):   # and again: the failed attempt did not make the new data the folder's data
         with pytest.raises(RunFolderError, match="changed since"):
-            TrainingPipeline(settings, environ={KEY_ENV: KEY}).run(run_name="nightly")
+            TrainingPipeline(settings, environ=_environ(KEY)).run(run_name="nightly")
     assert yaml.safe_load(config.read_text())["source"]["path"] == "data.csv"
 
 

@@ -183,7 +183,7 @@ def test_retry_bounds_are_validated() -> None:
 
 def test_pg_statement_timeout_cancels_a_slow_query(postgres_url: str) -> None:
     cfg = SqlSource(type="sql", url=postgres_url, query="SELECT pg_sleep(30) AS slept", statement_timeout_s=0.5)
-    box = in_thread(lambda: read_source(cfg, Path(".")))
+    box = in_thread(lambda: read_source(cfg, Path("."), environ=os.environ))
     assert isinstance(box.get("error"), DataError), box
     assert "canceling statement due to statement timeout" in str(box["error"])
 
@@ -192,7 +192,7 @@ def test_pg_timeouts_are_session_settings_and_keep_url_options(postgres_url: str
     url = f"{postgres_url}?options=-c%20search_path%3Dtabpipe_s"
     cfg = SqlSource(type="sql", url=url, statement_timeout_s=1.5,
                     query="SELECT current_setting('statement_timeout') AS st, current_setting('search_path') AS sp")
-    row = read_source(cfg, Path(".")).iloc[0]
+    row = read_source(cfg, Path("."), environ=os.environ).iloc[0]
     assert row["st"] == "1500ms" and row["sp"] == "tabpipe_s"
 
 
@@ -218,7 +218,7 @@ def test_pg_backend_killed_mid_query(postgres_url: str) -> None:
 
     killer = threading.Thread(target=kill_when_running, daemon=True)
     killer.start()
-    box = in_thread(lambda: read_source(cfg, Path(".")))
+    box = in_thread(lambda: read_source(cfg, Path("."), environ=os.environ))
     killer.join(30)
     admin.dispose()
     assert killed, "the query never showed up in pg_stat_activity"
@@ -233,7 +233,7 @@ def test_pg_server_killed_mid_query() -> None:
                         query="SELECT pg_sleep(60) AS slept")
         admin = sqlalchemy.create_engine(server.url)
         box: dict = {}
-        reader = threading.Thread(target=lambda: box.update(result=_catch(lambda: read_source(cfg, Path(".")))),
+        reader = threading.Thread(target=lambda: box.update(result=_catch(lambda: read_source(cfg, Path("."), environ=os.environ))),
                                   daemon=True)
         reader.start()
         for _ in range(200):  # wait until the query runs
@@ -252,7 +252,7 @@ def test_pg_server_killed_mid_query() -> None:
         assert f"SQL source postgresql+psycopg://tabpipe@127.0.0.1:{server.port}/postgres" in str(error)
         assert "closed the connection" in str(error) or "terminating connection" in str(error)
         # and while it is down: refused at once, the same clear message shape
-        again = _catch(lambda: read_source(cfg, Path(".")))
+        again = _catch(lambda: read_source(cfg, Path("."), environ=os.environ))
         assert isinstance(again, DataError) and "refused" in str(again).lower()
 
 
@@ -268,7 +268,7 @@ def test_pg_connect_timeout_on_a_hung_host() -> None:
     with stalled_tcp_server() as server:
         url = f"postgresql+psycopg://tabpipe:{ENCODED}@127.0.0.1:{server.port}/postgres"
         cfg = SqlSource(type="sql", url=url, query="SELECT 1", connect_timeout_s=2)
-        box = in_thread(lambda: read_source(cfg, Path(".")))
+        box = in_thread(lambda: read_source(cfg, Path("."), environ=os.environ))
     error = box.get("error")
     assert isinstance(error, DataError), box
     assert f"tabpipe:***@127.0.0.1:{server.port}" in str(error) and "timeout" in str(error).lower()

@@ -7,6 +7,7 @@ end against the real PostgreSQL cluster with an inline password in ``source.url`
 from __future__ import annotations
 
 import logging
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -107,7 +108,7 @@ def test_unreachable_mongodb_message_hides_nasty_password(monkeypatch: pytest.Mo
     cfg = MongoSource(type="mongodb", uri_env="TABPIPE_TEST_NASTY_URI", database="shop", collection="orders",
                       timeout_ms=100, connect_timeout_ms=100, max_retries=0)
     with pytest.raises(DataError, match=r"MongoDB source shop\.orders") as err:
-        read_source(cfg, Path("."), mongo_client_factory=MongoClient)
+        read_source(cfg, Path("."), mongo_client_factory=MongoClient, environ=os.environ)
     assert_no_fragment(str(err.value), password)
 
 
@@ -118,7 +119,7 @@ def test_malformed_mongodb_uri_is_refused_without_echo(monkeypatch: pytest.Monke
     cfg = MongoSource(type="mongodb", uri_env="TABPIPE_TEST_BAD_URI", database="shop", collection="orders",
                       timeout_ms=100, max_retries=0)
     with pytest.raises(DataError, match=r"MongoDB source shop\.orders") as err:
-        read_source(cfg, Path("."), mongo_client_factory=MongoClient)
+        read_source(cfg, Path("."), mongo_client_factory=MongoClient, environ=os.environ)
     assert "$TABPIPE_TEST_BAD_URI" in str(err.value)
     assert_no_fragment(str(err.value), "Qx7Lm")
 
@@ -132,7 +133,7 @@ def test_bad_sql_url_is_refused_without_echo(url: str, caplog: pytest.LogCapture
     with caplog.at_level(logging.WARNING, logger="tabpipe"):
         cfg = SqlSource(type="sql", url=url, query="SELECT 1")
         with pytest.raises(DataError, match="percent-encode") as err:
-            read_source(cfg, Path("."))
+            read_source(cfg, Path("."), environ=os.environ)
     assert_no_fragment(str(err.value) + caplog.text, "Qx7Lm")
 
 

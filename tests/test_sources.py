@@ -58,7 +58,7 @@ def test_csv_round_trip_relative_to_base_dir(tmp_path: Path) -> None:
     df = sample_frame().drop(columns="seen")
     (tmp_path / "data").mkdir()
     df.to_csv(tmp_path / "data" / "train.csv", index=False)
-    got = read_source(FileSource(type="file", path=Path("data/train.csv")), tmp_path)
+    got = read_source(FileSource(type="file", path=Path("data/train.csv")), tmp_path, environ={})
     pd.testing.assert_frame_equal(got, df, check_dtype=False)
     assert got["city"].isna().tolist() == [False, True, False, False]
 
@@ -66,7 +66,7 @@ def test_csv_round_trip_relative_to_base_dir(tmp_path: Path) -> None:
 def test_parquet_round_trip_keeps_types(tmp_path: Path) -> None:
     df = sample_frame()
     df.to_parquet(tmp_path / "train.parquet", index=False)
-    got = read_source({"type": "file", "path": "train.parquet"}, tmp_path)
+    got = read_source({"type": "file", "path": "train.parquet"}, tmp_path, environ={})
     pd.testing.assert_frame_equal(got, df)
 
 
@@ -149,7 +149,7 @@ def test_push_then_read_round_trip(mock_factory, mongo_env) -> None:
     assert raw["amount"] is None and raw["city"] is None and raw["seen"] is None  # missing -> null
     assert type(raw["id"]) is int and type(raw["flag"]) is bool
 
-    got = read_source(mongo_cfg(mongo_env), Path("."), mongo_client_factory=mock_factory)
+    got = read_source(mongo_cfg(mongo_env), Path("."), mongo_client_factory=mock_factory, environ=os.environ)
     assert "_id" not in got.columns
     assert list(got.columns) == list(df.columns)
     pd.testing.assert_frame_equal(got, df, check_dtype=False)
@@ -158,7 +158,7 @@ def test_push_then_read_round_trip(mock_factory, mongo_env) -> None:
 def test_filter_and_projection_applied(mock_factory, mongo_env) -> None:
     push_to_mongo(sample_frame(), MOCK_URI, "shop", "orders", client_factory=mock_factory)
     cfg = mongo_cfg(mongo_env, filter={"label": 1, "amount": {"$gt": 5}}, projection={"id": 1, "amount": 1})
-    got = read_source(cfg, Path("."), mongo_client_factory=mock_factory)
+    got = read_source(cfg, Path("."), mongo_client_factory=mock_factory, environ=os.environ)
     assert list(got.columns) == ["id", "amount"]
     assert got.to_dict("records") == [{"id": 1, "amount": 10.5}]
 
@@ -211,7 +211,7 @@ def test_push_converts_numpy_and_timestamps_in_batches() -> None:
 def test_uri_env_unset(monkeypatch: pytest.MonkeyPatch, mock_factory) -> None:
     monkeypatch.delenv("TABPIPE_NO_SUCH_URI", raising=False)
     with pytest.raises(DataError, match="TABPIPE_NO_SUCH_URI"):
-        read_source(mongo_cfg("TABPIPE_NO_SUCH_URI"), Path("."), mongo_client_factory=mock_factory)
+        read_source(mongo_cfg("TABPIPE_NO_SUCH_URI"), Path("."), mongo_client_factory=mock_factory, environ=os.environ)
 
 
 def test_empty_result_names_collection_and_filter(mock_factory, mongo_env) -> None:
@@ -241,7 +241,7 @@ def test_unreachable_server_is_reported_without_password(monkeypatch: pytest.Mon
     monkeypatch.setenv("TABPIPE_TEST_DEAD_URI", f"mongodb://alice:Sup3r-Secret@127.0.0.1:{port}/?authSource=admin")
     cfg = mongo_cfg("TABPIPE_TEST_DEAD_URI", timeout_ms=150, retry_backoff_s=0, max_retries=1)
     with pytest.raises(DataError, match="unreachable") as err:
-        read_source(cfg, Path("."), mongo_client_factory=MongoClient)
+        read_source(cfg, Path("."), mongo_client_factory=MongoClient, environ=os.environ)
     message = str(err.value)
     assert "Sup3r-Secret" not in message
     assert f"alice:***@127.0.0.1:{port}" in message and "after 2 attempt(s)" in message
@@ -257,7 +257,7 @@ def test_real_mongodb_round_trip(monkeypatch: pytest.MonkeyPatch) -> None:
         assert push_to_mongo(sample_frame(), uri, "tabpipe_test", collection) == 4
         cfg = MongoSource(type="mongodb", uri_env="TABPIPE_TEST_REAL_URI", database="tabpipe_test",
                           collection=collection, timeout_ms=3000, max_retries=1)
-        got = read_source(cfg, Path(".")).sort_values("id", ignore_index=True)
+        got = read_source(cfg, Path("."), environ=os.environ).sort_values("id", ignore_index=True)
         pd.testing.assert_frame_equal(got, sample_frame(), check_dtype=False)
     finally:
         client = MongoClient(uri, serverSelectionTimeoutMS=3000)
@@ -275,7 +275,7 @@ def test_sqlite_round_trip_relative_path_and_chunks(tmp_path: Path) -> None:
     df.to_sql("orders", engine, index=False)
     engine.dispose()
     cfg = SqlSource(type="sql", url="sqlite:///data/x.db", query="SELECT * FROM orders ORDER BY id", chunk_size=3)
-    got = read_source(cfg, tmp_path)
+    got = read_source(cfg, tmp_path, environ=os.environ)
     pd.testing.assert_frame_equal(got, df, check_dtype=False)
 
 
@@ -291,14 +291,14 @@ def test_sqlite_bad_query(tmp_path: Path) -> None:
 def test_sqlite_missing_file_is_not_created(tmp_path: Path) -> None:
     cfg = SqlSource(type="sql", url="sqlite:///nope.db", query="SELECT 1")
     with pytest.raises(DataError, match=re.escape(f"SQLite database file not found: {tmp_path / 'nope.db'}")):
-        read_source(cfg, tmp_path)
+        read_source(cfg, tmp_path, environ=os.environ)
     assert not (tmp_path / "nope.db").exists()
 
 
 def test_sql_url_env_unset(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("TABPIPE_NO_SUCH_DB_URL", raising=False)
     with pytest.raises(DataError, match="TABPIPE_NO_SUCH_DB_URL"):
-        read_source(SqlSource(type="sql", url_env="TABPIPE_NO_SUCH_DB_URL", query="SELECT 1"), tmp_path)
+        read_source(SqlSource(type="sql", url_env="TABPIPE_NO_SUCH_DB_URL", query="SELECT 1"), tmp_path, environ=os.environ)
 
 
 # --------------------------------------------------------------------------- SQL: real PostgreSQL
@@ -314,7 +314,7 @@ def test_postgres_round_trip_with_nulls_and_timestamps(postgres_url: str, monkey
     monkeypatch.setenv("TABPIPE_TEST_PG_URL", postgres_url)
     cfg = SqlSource(type="sql", url_env="TABPIPE_TEST_PG_URL", query="SELECT * FROM orders_rt ORDER BY id",
                     chunk_size=chunk_size)
-    got = read_source(cfg, Path("."))
+    got = read_source(cfg, Path("."), environ=os.environ)
     assert pd.api.types.is_datetime64_any_dtype(got["seen"])
     assert got["seen"].isna().tolist() == [False, True, False, False]
     assert got["amount"].isna().tolist() == [False, True, False, False]
@@ -325,20 +325,20 @@ def test_postgres_round_trip_with_nulls_and_timestamps(postgres_url: str, monkey
 def test_postgres_bad_sql_reports_db_message(postgres_url: str) -> None:
     cfg = SqlSource(type="sql", url=postgres_url, query="SELEC oops")
     with pytest.raises(DataError, match="syntax error"):
-        read_source(cfg, Path("."))
+        read_source(cfg, Path("."), environ=os.environ)
 
 
 def test_postgres_unknown_database_redacts_password(postgres_url: str) -> None:
     url = postgres_url.replace("tabpipe@", "tabpipe:Pg-Secret-42@").rsplit("/", 1)[0] + "/no_such_db"
     with pytest.raises(DataError, match='database "no_such_db" does not exist') as err:
-        read_source(SqlSource(type="sql", url=url, query="SELECT 1"), Path("."))
+        read_source(SqlSource(type="sql", url=url, query="SELECT 1"), Path("."), environ=os.environ)
     assert "Pg-Secret-42" not in str(err.value) and "tabpipe:***@" in str(err.value)
 
 
 def test_postgres_unreachable_redacts_password() -> None:
     url = f"postgresql+psycopg://tabpipe:Pg-Secret-42@127.0.0.1:{free_port()}/postgres"
     with pytest.raises(DataError) as err:
-        read_source(SqlSource(type="sql", url=url, query="SELECT 1"), Path("."))
+        read_source(SqlSource(type="sql", url=url, query="SELECT 1"), Path("."), environ=os.environ)
     message = str(err.value)
     assert "Pg-Secret-42" not in message and "tabpipe:***@" in message
     assert "refused" in message.lower() or "failed" in message.lower()

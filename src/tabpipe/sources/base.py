@@ -5,15 +5,15 @@ Invariants:
 - A password in a URL never leaves this package in clear: messages show :func:`redact_url`'s form
   (``scheme://user:***@host/...``) and driver messages pass through :func:`scrub` first. A URL that
   cannot be parsed is never echoed at all.
-- Readers take their URL/URI as an argument; only :func:`source_url` reads the environment, and
-  :func:`tabpipe.sources.core.read_source` (the package's edge) is its only caller.
+- Readers take their URL/URI as an argument; only :func:`source_url` looks one up, in the environment
+  mapping its caller passes in (:func:`tabpipe.sources.core.read_source`, whose callers get it from the
+  CLI, the app factory or the Airflow task); nothing here reads ``os.environ``.
 - Every network read is bounded in time: connect, server-selection and per-reply (socket/statement)
   timeouts have safe defaults, and MongoDB retries are bounded in count and in total time.
 """
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -100,16 +100,16 @@ SOURCE_ADAPTER: TypeAdapter = TypeAdapter(SourceConfig)
 # --------------------------------------------------------------------------- environment
 
 
-def env_value(name: str, what: str, environ: Mapping[str, str] | None = None) -> str:
-    """Return the non-empty value of environment variable ``name`` or raise DataError."""
-    value = (os.environ if environ is None else environ).get(name, "")
+def env_value(name: str, what: str, environ: Mapping[str, str]) -> str:
+    """Return the non-empty value of environment variable ``name`` in ``environ`` or raise DataError."""
+    value = environ.get(name, "")
     if not value.strip():
         raise DataError(f"environment variable {name} is not set (it should hold the {what})")
     return value
 
 
-def source_url(cfg: MongoSource | SqlSource, environ: Mapping[str, str] | None = None) -> str:
-    """Return the URL/URI ``cfg`` points at: inline, or read from the env var it names."""
+def source_url(cfg: MongoSource | SqlSource, environ: Mapping[str, str]) -> str:
+    """Return the URL/URI ``cfg`` points at: inline, or the value in ``environ`` of the variable it names."""
     if isinstance(cfg, MongoSource):
         return env_value(cfg.uri_env, "MongoDB URI", environ)
     if cfg.url is not None:

@@ -1,4 +1,4 @@
-"""read_source: pick the reader for a source config, resolving its URL at this one edge."""
+"""read_source: pick the reader for a source config, resolving its URL in the environment passed in."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
@@ -13,11 +13,12 @@ from tabpipe.sources.mongodb import read_mongodb
 from tabpipe.sources.sql import read_sql
 
 
-def read_source(cfg: Any, base_dir: Path, *, environ: Mapping[str, str] | None = None,
+def read_source(cfg: Any, base_dir: Path, *, environ: Mapping[str, str],
                 mongo_client_factory: Callable | None = None) -> pd.DataFrame:
     """Read the table described by ``cfg`` (a source model or a plain mapping) into a DataFrame.
 
-    URLs named by ``uri_env``/``url_env`` are looked up in ``environ`` (default: ``os.environ``).
+    URLs named by ``uri_env``/``url_env`` are looked up in ``environ``, which the edge (CLI, app factory,
+    Airflow task) passes down; a file source never reads it.
     """
     if isinstance(cfg, Mapping):
         cfg = SOURCE_ADAPTER.validate_python(dict(cfg))

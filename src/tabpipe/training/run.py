@@ -1,6 +1,9 @@
 """The run folder: ``artifacts/<UTC timestamp>/`` with one subfolder per stage, ``run.log`` and ``run.json``.
 
 ``run.json`` is rewritten (atomically) after every stage, so a crashed run still shows how far it got.
+Creating a ``Run`` leaves logging alone: ``run.log`` is written only inside ``with run.logging_to_folder():``
+(``TrainingPipeline.run`` opens it), which attaches its handler to the ``tabpipe`` logger and to Python's
+warnings and takes it away again on exit.
 """
 from __future__ import annotations
 
@@ -10,7 +13,8 @@ import platform
 import re
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
 from datetime import datetime, timezone
 from importlib import metadata
@@ -84,6 +88,8 @@ def _jsonable(value: Any) -> Any:
 class Run:
     """Records one training run: stages, timings, outcome; owns the run folder and its log file."""
 
+    LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
     def __init__(self, artifacts_dir: Path, config_snapshot: dict, *, name: str | None = None,
                  restore: Callable[[str, dict], Any] | None = None, stop_after: str | None = None):
         """A new run folder; or, with ``name``, the folder ``artifacts_dir/name``, resumed if it exists.
@@ -113,18 +119,36 @@ class Run:
         if previous is not None:
             self.record.update(status="running", resumed_at=datetime.now(timezone.utc).isoformat())
             self.record.pop("error", None)
-        self._log_handler = logging.FileHandler(self.dir / "run.log")
-        self._log_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        logger = logging.getLogger("tabpipe")
-        if logger.level == logging.NOTSET:  # library use without the CLI: still record the stages
-            logger.setLevel(logging.INFO)
-        logger.addHandler(self._log_handler)
-        # library warnings (convergence, ...) of this process go to run.log instead of the console
-        logging.captureWarnings(True)
-        self._warnings = logging.getLogger("py.warnings")
-        self._warnings.addHandler(self._log_handler)
-        self._warnings.propagate = False
+        self._log_handler: logging.Handler | None = None   # set while logging_to_folder() is open
         self.save()
+
+    @contextmanager
+    def logging_to_folder(self) -> Iterator[Run]:
+        """While open: this process's ``tabpipe`` log records (INFO and up, unless the caller set a level)
+        and Python warnings (convergence, ...) go to ``run.log`` (appended), warnings instead of the
+        console. On exit the handler is removed, the two loggers' level and propagation are as they
+        were, and warnings are no longer captured."""
+        handler = logging.FileHandler(self.dir / "run.log")
+        handler.setFormatter(logging.Formatter(self.LOG_FORMAT))
+        logger, warnings_logger = logging.getLogger("tabpipe"), logging.getLogger("py.warnings")
+        level, propagate = logger.level, warnings_logger.propagate
+        if level == logging.NOTSET:  # library use without the CLI: still record the stages
+            logger.setLevel(logging.INFO)
+        logger.addHandler(handler)
+        logging.captureWarnings(True)
+        warnings_logger.addHandler(handler)
+        warnings_logger.propagate = False
+        self._log_handler = handler
+        try:
+            yield self
+        finally:
+            self._log_handler = None
+            logger.removeHandler(handler)
+            warnings_logger.removeHandler(handler)
+            warnings_logger.propagate = propagate
+            logging.captureWarnings(False)
+            logger.setLevel(level)
+            handler.close()
 
     def stage(self, name: str, body: Callable[[Path], T], *, reuse: bool = True) -> T:
         """Run ``body(stage_folder)``; record status, seconds and the artifact it returns. ``reuse=False``:
@@ -161,7 +185,6 @@ class Run:
         """End a partial run (``stop_after`` reached): status ``partial``, the folder ready to be resumed."""
         self.record["status"] = "partial"
         self.save()
-        self._detach_log()
 
     def finish(self, *, error: BaseException | None = None, **fields: Any) -> None:
         self.record.update(_jsonable(fields))
@@ -170,17 +193,11 @@ class Run:
         if error is not None:
             self.record["error"] = f"{type(error).__name__}: {error}"
             # the traceback goes to run.log only; the console gets the one-line message from the CLI
-            self._log_handler.emit(logging.makeLogRecord({
-                "name": "tabpipe.training.run", "levelno": logging.ERROR, "levelname": "ERROR",
-                "msg": "run failed:\n%s", "args": ("".join(traceback.format_exception(error)),)}))
+            if self._log_handler is not None:
+                self._log_handler.emit(logging.makeLogRecord({
+                    "name": "tabpipe.training.run", "levelno": logging.ERROR, "levelname": "ERROR",
+                    "msg": "run failed:\n%s", "args": ("".join(traceback.format_exception(error)),)}))
         self.save()
-        self._detach_log()
-
-    def _detach_log(self) -> None:
-        logging.getLogger("tabpipe").removeHandler(self._log_handler)
-        self._warnings.removeHandler(self._log_handler)
-        logging.captureWarnings(False)
-        self._log_handler.close()
 
     def save(self) -> None:
         replace_atomic(self.dir / "run.json", json.dumps(self.record, indent=2, default=str).encode())

@@ -1,9 +1,11 @@
-"""What each component takes (config entities) and emits (artifact entities).
+"""What each component takes (stage specs) and emits (artifact entities).
 
 All are frozen dataclasses: a component cannot change its inputs, and an artifact, once emitted,
-is a fact about the run. Paths are absolute. Row files (splits, arrays) are written and read through
-the run's ``RowFiles`` (``rows``), which keeps clear sensitive values out of the run folder.
-``TrainingPipeline`` builds the config entities from the validated YAML (``tabpipe.config.Settings``).
+is a fact about the run. Paths are absolute. A stage spec declares no setting of its own: each is
+built by ``from_settings`` from the validated YAML (``tabpipe.config.Settings``), where every value
+and its default is declared once, plus what belongs to this run (its folder ``out_dir``, ``rows``).
+Row files (splits, arrays) are written and read through the run's ``RowFiles`` (``rows``), which
+keeps clear sensitive values out of the run folder.
 """
 from __future__ import annotations
 
@@ -13,80 +15,144 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tabpipe.config import Candidate, DriftSection, ExecutorSection
+from tabpipe.config import Candidate, DriftSection, ExecutorSection, InvalidRows, Metric, Resampling, Settings
 from tabpipe.training.rowfiles import RowFiles
 from tabpipe.schema import Schema
 from tabpipe.sources import SourceConfig
 
-# ------------------------------------------------------------------ config entities
+# ------------------------------------------------------------------ stage specs
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, kw_only=True)
 class IngestionConfig:
+    """Where the rows come from and how they are split."""
+
     source: SourceConfig
     base_dir: Path
+    environ: Mapping[str, str] = field(repr=False, compare=False)   # where the source's URL is looked up
     target: str
     test_size: float
     seed: int
     out_dir: Path
-    uploaded_rows: Callable[[], Any] | None = None   # reads rows uploaded with POST /data (None: not used)
-    rows: RowFiles = field(default_factory=RowFiles)   # where row files are written / read back
+    uploaded_rows: Callable[[], Any] | None   # reads rows uploaded with POST /data (None: not used)
+    rows: RowFiles                            # where row files are written / read back
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, out_dir: Path, rows: RowFiles, environ: Mapping[str, str],
+                      uploaded_rows: Callable[[], Any]) -> IngestionConfig:
+        """The ingestion of ``settings``; ``uploaded_rows`` is used when the config includes uploaded rows."""
+        p = settings.pipeline
+        return cls(source=p.source, base_dir=settings.base_dir, environ=environ, target=settings.schema_.target.name,
+                   test_size=p.split.test_size, seed=p.run.seed, out_dir=out_dir,
+                   uploaded_rows=uploaded_rows if p.includes_uploaded_rows else None, rows=rows)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ValidationConfig:
+    """The schema the splits are checked against, and the drift check."""
+
     schema: Schema
-    on_invalid_rows: str          # "fail" | "drop"
+    on_invalid_rows: InvalidRows
     drift: DriftSection
     seed: int
     out_dir: Path
-    rows: RowFiles = field(default_factory=RowFiles)   # where row files are written / read back
+    rows: RowFiles
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, out_dir: Path, rows: RowFiles) -> ValidationConfig:
+        """The validation of ``settings``."""
+        p = settings.pipeline
+        return cls(schema=settings.schema_, on_invalid_rows=p.validation.on_invalid_rows, drift=p.validation.drift,
+                   seed=p.run.seed, out_dir=out_dir, rows=rows)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TransformationConfig:
+    """The schema-built preprocessing."""
+
     schema: Schema
     max_categories: int
     out_dir: Path
-    rows: RowFiles = field(default_factory=RowFiles)   # where row files are written / read back
+    rows: RowFiles
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, out_dir: Path, rows: RowFiles) -> TransformationConfig:
+        """The transformation of ``settings``."""
+        return cls(schema=settings.schema_, max_categories=settings.pipeline.transformation.max_categories,
+                   out_dir=out_dir, rows=rows)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TrainerConfig:
+    """The model search: candidates, folds, metric, budget and where the fits run."""
+
     schema: Schema
     candidates: tuple[Candidate, ...]
     cv_folds: int
-    metric: str
+    metric: Metric
     time_budget_s: float
     n_jobs: int
     min_cv_score: float
-    resampling: str               # pipeline default; a candidate may set its own
+    resampling: Resampling        # pipeline default; a candidate may set its own
     max_categories: int
     seed: int
     out_dir: Path
-    executor: ExecutorSection = ExecutorSection()   # local worker processes, or a Dask cluster
-    rows: RowFiles = field(default_factory=RowFiles)   # where row files are written / read back
-    search_rounds: int = 1        # rounds of new configurations while the budget allows (tabpipe.training.search.schedule)
-    ensemble_size: int = 1        # greedy picks of configurations for the final model; 1 = the best alone
+    executor: ExecutorSection     # local worker processes, or a Dask cluster
+    rows: RowFiles
+    search_rounds: int            # rounds of new configurations while the budget allows (tabpipe.training.search.schedule)
+    ensemble_size: int            # greedy picks of configurations for the final model; 1 = the best alone
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, out_dir: Path, rows: RowFiles) -> TrainerConfig:
+        """The model search of ``settings``."""
+        p, training = settings.pipeline, settings.pipeline.training
+        return cls(schema=settings.schema_, candidates=tuple(settings.models.candidates), cv_folds=training.cv_folds,
+                   metric=training.metric, time_budget_s=training.time_budget_s, n_jobs=training.n_jobs,
+                   min_cv_score=training.min_cv_score, resampling=p.transformation.resampling,
+                   max_categories=p.transformation.max_categories, seed=p.run.seed, out_dir=out_dir,
+                   executor=training.executor, rows=rows, search_rounds=training.search_rounds,
+                   ensemble_size=training.ensemble_size)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class EvaluationConfig:
-    metric: str
+    """The gate: the metric compared and the scores a new model must reach."""
+
+    metric: Metric
     min_score: float
     min_improvement: float
     out_dir: Path
-    rows: RowFiles = field(default_factory=RowFiles)   # where row files are written / read back
+    rows: RowFiles
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, out_dir: Path, rows: RowFiles) -> EvaluationConfig:
+        """The evaluation of ``settings``."""
+        evaluation = settings.pipeline.evaluation
+        return cls(metric=evaluation.metric, min_score=evaluation.min_score,
+                   min_improvement=evaluation.min_improvement, out_dir=out_dir, rows=rows)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PusherConfig:
+    """What a published version carries besides the model: its reference sample and metadata."""
+
     schema: Schema
     reference_rows: int
     seed: int
     run_id: str
     extra_metadata: Mapping[str, Any]
     out_dir: Path
-    rows: RowFiles = field(default_factory=RowFiles)   # where row files are written / read back
+    rows: RowFiles
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, out_dir: Path, rows: RowFiles, run_id: str,
+                      ingestion: IngestionArtifact, package_versions: Mapping[str, str]) -> PusherConfig:
+        """The publication of run ``run_id``; its metadata names the data ``ingestion`` read."""
+        p = settings.pipeline
+        metadata = {"data_fingerprint": ingestion.fingerprint, "rows": ingestion.n_rows,
+                    "schema": settings.schema_.model_dump(mode="json"), "package_versions": dict(package_versions)}
+        return cls(schema=settings.schema_, reference_rows=p.validation.drift.reference_rows, seed=p.run.seed,
+                   run_id=run_id, extra_metadata=metadata, out_dir=out_dir, rows=rows)
 
 
 # ------------------------------------------------------------------ artifact entities

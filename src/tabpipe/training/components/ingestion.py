@@ -44,7 +44,7 @@ class DataIngestion:
 
     def run(self) -> IngestionArtifact:
         cfg = self.config
-        df = read_source(cfg.source, cfg.base_dir)
+        df = read_source(cfg.source, cfg.base_dir, environ=cfg.environ)
         if cfg.target not in df.columns:
             raise DataError(f"the data has no target column {cfg.target!r}; columns are: {', '.join(map(str, df.columns))}")
         if len(df) < 20:
