@@ -169,8 +169,9 @@ class _SplineLinear:
             return
         k = est.splines_.degree
         n_splines = est.splines_.bsplines_[0].c.shape[1]
-        coef = est.linear_.coef_[0][width:].reshape(len(self.columns), n_splines)
-        self.knots = np.vstack([b.t for b in est.splines_.bsplines_])              # (columns, n_splines + k + 1)
+        # float64, as predict_proba computes: float32 weights (a float32 fit) would round each de Boor step
+        coef = est.linear_.coef_[0][width:].astype(np.float64).reshape(len(self.columns), n_splines)
+        self.knots = np.vstack([b.t for b in est.splines_.bsplines_]).astype(np.float64)              # (columns, n_splines + k + 1)
         self.coef, self.k, self.rows = coef, k, np.arange(len(self.columns))[:, None]
         self.lo, self.hi = self.knots[:, k], self.knots[:, n_splines]
         # beyond an end only the k outermost basis functions continue (value + slope there), the others are 0

@@ -102,9 +102,8 @@ def blend(table) -> LinearBoostingBlend:
 
 @functools.cache
 def _members(table) -> tuple:
-    # the spline is fitted on float64: fitted on float32 it is compiled 1e-8 off (see the xfail test below)
     return (blend(table), hgb().fit(table.X, table.y),
-            SplineLogisticRegression(n_knots=4).fit(table.X.astype(np.float64), table.y), logistic(table))
+            SplineLogisticRegression(n_knots=4).fit(table.X, table.y), logistic(table))
 
 
 def ensemble(table, last) -> WeightedMean:
@@ -191,9 +190,9 @@ def test_a_compiled_estimator_equals_the_model(table, kind):
 
 @pytest.mark.parametrize("n_knots", [2, 4, 8])
 def test_the_compiled_spline_equals_the_model_beyond_the_knots_and_with_repeated_knots(table, n_knots):
-    """SplineLogisticRegression (fitted on float64): inside the knots, beyond both outer knots (linear
+    """SplineLogisticRegression: inside the knots, beyond both outer knots (linear
     continuation) and on the zero-inflated column whose quantile knots repeat."""
-    spline = SplineLogisticRegression(n_knots=n_knots).fit(table.X.astype(np.float64), table.y)
+    spline = SplineLogisticRegression(n_knots=n_knots).fit(table.X, table.y)
     bursts = column(table, "num__bursts")
     assert bursts in spline.spline_columns_
     knots = [b.t[3:-3] for b in spline.splines_.bsplines_]     # the base knots (degree 3 pads 3 on each side)
@@ -205,8 +204,6 @@ def test_the_compiled_spline_equals_the_model_beyond_the_knots_and_with_repeated
     assert_scores_like_model(model, table.records, compiled=True)
 
 
-@pytest.mark.xfail(strict=True, reason="compiled.py keeps a float32-fitted spline's coefficients in float32, "
-                   "so de Boor's steps round to float32: ~1e-8 off predict_proba (fix: coef.astype(float))")
 def test_the_compiled_spline_of_a_float32_fit_equals_the_model(table):
     """SplineLogisticRegression fitted on float32, as the trainer fits every estimator (``fit_transform``)."""
     assert table.X.dtype == np.float32
