@@ -22,7 +22,8 @@ from typer.testing import CliRunner
 
 import tabpipe  # noqa: F401
 import tabpipe.training.components.trainer as trainer_mod
-import tabpipe.model.features as preprocessing_mod
+import tabpipe.training.search.folds as folds_mod
+import tabpipe.training.resampling as resampling_mod
 import tabpipe.training.run as run_mod
 from helpers import (
     TABPIPE_BIN, TARGET, make_project, read_run_json, registry_of, run_dirs, run_pipeline, stage_dir,
@@ -376,7 +377,7 @@ def test_leakage_guard(tmp_path, permute):
 def test_resampling_sees_training_rows_only(tmp_path, monkeypatch):
     config = make_project(tmp_path, rows=1000, seed=3)
     fits, samples = [], []
-    real_fit_transform, real_resample = trainer_mod.fit_transform, trainer_mod.resample
+    real_fit_transform, real_resample = folds_mod.fit_transform, folds_mod.resample
 
     def spy_fit_transform(pre, train, *others):
         fits.append((train.copy(), [o.copy() for o in others]))
@@ -387,9 +388,10 @@ def test_resampling_sees_training_rows_only(tmp_path, monkeypatch):
         samples.append({"X": X.copy(), "y": y.copy(), "kind": kind, "out_rows": len(out[1])})
         return out
 
-    monkeypatch.setattr(trainer_mod, "fit_transform", spy_fit_transform)
-    monkeypatch.setattr(trainer_mod, "resample", spy_resample)
-    monkeypatch.setattr(preprocessing_mod, "resample", spy_resample)
+    monkeypatch.setattr(folds_mod, "fit_transform", spy_fit_transform)   # each fold's preprocessing ...
+    monkeypatch.setattr(folds_mod, "resample", spy_resample)             # ... and resampling (the search)
+    monkeypatch.setattr(trainer_mod, "resample", spy_resample)           # the final refit
+    monkeypatch.setattr(resampling_mod, "resample", spy_resample)        # any other caller
     run = run_pipeline(config)
     rec = read_run_json(run.dir)
     ing, val = stage_artifact(rec, "ingestion"), stage_artifact(rec, "validation")
@@ -689,7 +691,7 @@ def test_per_candidate_resampling_prepares_each_kind_once_on_training_rows(tmp_p
     ]}
     config = make_project(tmp_path, rows=1000, seed=3, models=models, pipeline=NO_DRIFT)
     fits, samples = [], []
-    real_fit_transform, real_resample = trainer_mod.fit_transform, trainer_mod.resample
+    real_fit_transform, real_resample = folds_mod.fit_transform, folds_mod.resample
 
     def spy_fit_transform(pre, train, *others):
         fits.append(train.index.copy())
@@ -700,8 +702,9 @@ def test_per_candidate_resampling_prepares_each_kind_once_on_training_rows(tmp_p
         samples.append({"rows": len(X), "kind": kind, "out_rows": len(out[1])})
         return out
 
-    monkeypatch.setattr(trainer_mod, "fit_transform", spy_fit_transform)
-    monkeypatch.setattr(trainer_mod, "resample", spy_resample)
+    monkeypatch.setattr(folds_mod, "fit_transform", spy_fit_transform)   # each fold's preprocessing ...
+    monkeypatch.setattr(folds_mod, "resample", spy_resample)             # ... and resampling (the search)
+    monkeypatch.setattr(trainer_mod, "resample", spy_resample)           # the final refit
     rec = read_run_json(run_pipeline(config).dir)
     assert rec["status"] == "succeeded"
     k, n_train = 3, stage_artifact(rec, "ingestion")["n_train"]

@@ -1,4 +1,4 @@
-"""The search strategy's pure rules: rungs, promotion, the best configuration, budget shares, sample sizing."""
+"""The search strategy's pure rules: rungs, who goes on to the next rung, the best configuration, budget shares, sample sizing."""
 from __future__ import annotations
 
 import pytest
@@ -9,12 +9,11 @@ from tabpipe.training.search.schedule import (
     affordable_rows,
     best_of,
     config_share,
-    promote,
+    next_rung,
     round_affordable,
     rung_fractions,
-    trial_rounds,
-    trials,
 )
+from tabpipe.training.search.space import trial_rounds, trials
 
 LR = "sklearn.linear_model.LogisticRegression"
 
@@ -51,9 +50,9 @@ def ev(index, score, rung=0, fraction=None):
     return e
 
 
-def test_promote_keeps_the_best_third_ties_to_the_earlier():
+def test_next_rung_keeps_the_best_third_ties_to_the_earlier():
     finished = [ev(0, 0.7), ev(1, 0.9), ev(2, 0.8), ev(3, 0.9), ev(4, 0.6)]
-    keep, pruned = promote(finished)
+    keep, pruned = next_rung(finished)
     assert [e.index for e in keep] == [1, 3] and sorted(e.index for e in pruned) == [0, 2, 4]
 
 

@@ -190,10 +190,10 @@ def test_model_still_learns_from_the_sensitive_features(trained):
 def test_drop_mode_and_resume_keep_clear_values_out(tmp_path, monkeypatch):
     """In-process, ``drop`` without a key; a run stopped after the trainer is resumed: the data stages run
     again (their clear rows were in the first process's memory only), the trainer's model is reused."""
-    import tabpipe.training.components.trainer as trainer_module
+    import tabpipe.training.search.folds as folds_module
 
-    samples, prepare = [], trainer_module.prepare_fold   # the search's work files: outside the run folder
-    monkeypatch.setattr(trainer_module, "prepare_fold", lambda path, *a: samples.append(path) or prepare(path, *a))
+    samples, prepare = [], folds_module.prepare_fold   # the search's work files: outside the run folder
+    monkeypatch.setattr(folds_module, "prepare_fold", lambda path, *a: samples.append(path) or prepare(path, *a))
     config = _project(tmp_path, mode="drop", rows=1200)
     settings = load_settings(config)
     TrainingPipeline(settings, environ=_environ()).run(run_name="nightly", until="trainer")

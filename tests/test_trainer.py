@@ -226,9 +226,9 @@ def test_budget_holds_on_300k_rows_with_many_categoricals(tmp_path):
 def test_search_sample_is_bounded_by_the_preprocessed_width(tmp_path, monkeypatch):
     """On wide one-hot data the search sample holds at most MAX_SEARCH_CELLS values (bounded memory per
     worker); the final refit still uses every training row."""
-    from tabpipe.training.components import trainer as trainer_mod
+    from tabpipe.training.search import folds as folds_mod
 
-    monkeypatch.setattr(trainer_mod, "MAX_SEARCH_CELLS", 1_500_000)
+    monkeypatch.setattr(folds_mod, "MAX_SEARCH_CELLS", 1_500_000)
     config = make_project(tmp_path, data=wide_table(30_000, 12, seed=3), data_format="parquet", schema="infer",
                           models={"candidates": [MIXED_MODELS["candidates"][1]]},
                           pipeline={"validation": {"drift": {"enabled": False}}, "transformation": {"resampling": "none"},
@@ -238,7 +238,7 @@ def test_search_sample_is_bounded_by_the_preprocessed_width(tmp_path, monkeypatc
     width = len(rec["stages"]["transformation"]["artifact"]["feature_names"])
     trainer = rec["stages"]["trainer"]["artifact"]
     assert width > 100                                         # wide enough for the cap to bind below 24,000 rows
-    assert trainer_mod.MIN_SEARCH_ROWS <= trainer["search_rows"] <= max(trainer_mod.MIN_SEARCH_ROWS, 1_500_000 // width)
+    assert folds_mod.MIN_SEARCH_ROWS <= trainer["search_rows"] <= max(folds_mod.MIN_SEARCH_ROWS, 1_500_000 // width)
     train_rows = len(np.load(rec["stages"]["transformation"]["artifact"]["y_train_path"]))   # what the refit uses
     assert train_rows == 24_000 > trainer["search_rows"]
 

@@ -1,5 +1,8 @@
 """Ensemble selection on out-of-fold predictions (Caruana et al., 2004) for the trainer's final model.
 
+The contenders are each candidate's best ``PER_CANDIDATE`` configurations evaluated on whole folds
+(different model families make different errors).
+
 Greedy forward selection with replacement: start from the best configuration, then add, one pick
 at a time, the configuration (possibly one already in) whose addition most raises the mean
 per-fold score of the weighted mean of the members' out-of-fold probabilities; stop when no pick
@@ -13,12 +16,17 @@ keep the earlier configuration): no clock, files or processes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from tabpipe.training.metrics import ranking_score
 
+if TYPE_CHECKING:
+    from tabpipe.training.search.schedule import Evaluation
+
 MIN_GAIN = 1e-4      # a pick must raise the mean per-fold score by at least this much
+PER_CANDIDATE = 3    # the ensemble is chosen among each candidate's best configurations on whole folds
 
 
 @dataclass(frozen=True)
@@ -54,3 +62,24 @@ def select(oofs: list[np.ndarray], y: np.ndarray, val_index: list[np.ndarray], m
         picks[j] = picks.get(j, 0) + 1
         total, best = total + oofs[j], trial[j]
     return Selection(picks=dict(sorted(picks.items())), score=best)
+
+
+def contenders(evaluations: list[Evaluation], best: Evaluation) -> list[Evaluation]:
+    """Each candidate's best ``PER_CANDIDATE`` configurations evaluated on the rows ``best`` was, best first."""
+    ranked = sorted((e for e in evaluations if e.oof is not None and e.fraction == best.fraction),
+                    key=lambda e: (-e.score, e.index))
+    per_candidate: dict[str, int] = {}
+    chosen = []
+    for e in ranked:
+        name = e.trial.candidate.name
+        if per_candidate.get(name, 0) < PER_CANDIDATE:
+            per_candidate[name] = per_candidate.get(name, 0) + 1
+            chosen.append(e)
+    return chosen
+
+
+def describe(members: list[tuple[Evaluation, float]]) -> str:
+    """``name`` for one configuration, ``ensemble(0.50 name#3 + ...)`` for several."""
+    if len(members) == 1:
+        return members[0][0].trial.candidate.name
+    return "ensemble(" + " + ".join(f"{w:.2f} {e.trial.candidate.name}#{e.index + 1}" for e, w in members) + ")"

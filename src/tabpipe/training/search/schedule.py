@@ -1,11 +1,11 @@
-"""The search strategy: which configurations to try, on how many rows, and when to stop them.
+"""The search schedule: on how many rows each configuration is evaluated, which go on, and when to stop.
 
 Successive halving on rows (as scikit-learn's ``HalvingRandomSearchCV``): every configuration is
 first cross-validated on a small stratified part of each prepared fold's training rows; the best
 1/ETA go on to ETA times more rows, up to the whole fold. Scores are compared within a rung only.
 With few configurations or few rows there is one rung: a plain cross-validated random search.
-Rounds: the first round samples ``n_iter`` configurations per candidate; while the next round is
-predicted (from the last one's cost) to end within ``ROUND_SHARE`` of the budget and
+Rounds: the first round samples ``n_iter`` configurations per candidate (``space``); while the next
+round is predicted (from the last one's cost) to end within ``ROUND_SHARE`` of the budget and
 ``training.search_rounds`` is not reached, further rounds sample ``n_iter`` new ones each and run
 their own successive halving.
 Configurations are compared across rounds on the whole fold only (the same rows for everyone).
@@ -17,16 +17,11 @@ function of config + seed + data size, and the budget rules are testable alone:
 """
 from __future__ import annotations
 
-import itertools
-import json
 import math
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import numpy as np
-from sklearn.model_selection import ParameterSampler
-
-from tabpipe.config import Candidate, import_class, parse_space
+from tabpipe.training.search.space import Trial
 
 ETA = 3                      # keep the best third at each rung, give it three times the rows
 MIN_RUNG_ROWS = 2_000        # the smallest rung still has this many training rows per fold
@@ -37,68 +32,20 @@ ROUND_SHARE = 0.25           # further search rounds must be predicted to end wi
 FINISHED, PRUNED, OUT_OF_BUDGET, FAILED, PENDING = "finished", "pruned", "out_of_budget", "failed", "pending"
 
 
-@dataclass(frozen=True)
-class Trial:
-    """One configuration: a candidate with sampled parameters and its resolved resampling."""
-    candidate: Candidate
-    params: dict
-    resampling: str          # smotetomek | smote | none (a candidate's ``inherit`` resolved)
-
-    @property
-    def fold_key(self) -> str:
-        """Which prepared folds this configuration fits on."""
-        return self.resampling
-
-
-def trial_rounds(candidates: tuple[Candidate, ...], seed: int, resampling: str, rounds: int) -> list[list[Trial]]:
-    """The configurations of each search round, each round interleaved across candidates (round-robin)
-    so that a budget cut is fair. Round 1 is the same whatever ``rounds`` is; later rounds sample
-    ``n_iter`` new configurations per candidate (repeats of earlier ones are dropped, so a small grid
-    or a candidate without a search space runs once). ``resampling`` is the pipeline's default for
-    candidates that inherit it."""
-    per_round: list[list[list[Trial]]] = [[] for _ in range(rounds)]
-    for cand in candidates:
-        space = {k: parse_space(v) for k, v in cand.search.items()}
-        seen: set[str] = set()
-        for r in range(rounds if space else 1):
-            state = seed if r == 0 else np.random.RandomState([seed, r])   # round 1 as with a single round
-            sampled = list(ParameterSampler(space, n_iter=cand.n_iter, random_state=state)) if space else [{}]
-            group = []
-            for params in ({**cand.params, **_native(s)} for s in sampled):
-                key = json.dumps(params, sort_keys=True, default=str)
-                if key not in seen:
-                    seen.add(key)
-                    group.append(Trial(cand, params, cand.resampling_or(resampling)))
-            per_round[r].append(group)
-    return [[t for group in itertools.zip_longest(*groups) for t in group if t is not None] for groups in per_round]
-
-
-def trials(candidates: tuple[Candidate, ...], seed: int, resampling: str) -> list[Trial]:
-    """The first round's configurations (``trial_rounds`` with one round)."""
-    return trial_rounds(candidates, seed, resampling, 1)[0]
-
-
-def _native(params: dict) -> dict:
-    """numpy scalars from the sampler as plain Python values (readable logs, clean JSON)."""
-    return {k: (round(v.item(), 6) if isinstance(v.item(), float) else v.item()) if hasattr(v, "item") else v
-            for k, v in params.items()}
-
-
-def make_estimator(trial: Trial, seed: int):
-    """Unfitted estimator; ``random_state`` is set from the run seed unless the config fixes it."""
-    est = import_class(trial.candidate.class_path)()
-    params = dict(trial.params)
-    if "random_state" in est.get_params() and "random_state" not in params:
-        params["random_state"] = seed
-    return est.set_params(**params)
-
-
 def rung_fractions(n_configs: int, fold_rows: int, eta: int = ETA, min_rows: int = MIN_RUNG_ROWS) -> list[float]:
     """Share of each fold's training rows used at each rung, smallest first; the last is always 1.0."""
     rungs = 0
     while eta ** (rungs + 1) <= n_configs and fold_rows / eta ** (rungs + 1) >= min_rows:
         rungs += 1
     return [1.0 / eta ** (rungs - r) for r in range(rungs + 1)]
+
+
+def planned_evaluations(n_configs: int, fold_rows: int) -> int:
+    """Evaluations one round of successive halving plans for ``n_configs`` configurations."""
+    planned, n = 0, n_configs
+    for _ in rung_fractions(n_configs, fold_rows):
+        planned, n = planned + n, math.ceil(n / ETA)
+    return planned
 
 
 def predicted_seconds(seconds: float, rows_from: float, rows_to: float) -> float:
@@ -160,6 +107,7 @@ class Evaluation:
     oof: Any = None                   # out-of-fold probabilities at its highest rung (not recorded)
 
     def record(self) -> dict:
+        """Its row of cv_results.json."""
         return {"candidate": self.trial.candidate.name, "params": self.trial.params, "resampling": self.trial.resampling,
                 "score": self.score, "score_std": self.score_std, "fold_scores": self.fold_scores,
                 "round": self.round_no + 1, "rung": self.rung, "rows": self.rows,
@@ -167,8 +115,9 @@ class Evaluation:
                 "note": self.note, "rungs": self.history}
 
 
-def promote(finished: list[Evaluation], eta: int = ETA) -> tuple[list[Evaluation], list[Evaluation]]:
-    """(survivors, pruned): the best ceil(n/eta) by score go on; ties keep the earlier configuration."""
+def next_rung(finished: list[Evaluation], eta: int = ETA) -> tuple[list[Evaluation], list[Evaluation]]:
+    """(survivors, pruned) of a rung: the best ceil(n/eta) by score go on to the next rung; ties keep the
+    earlier configuration."""
     ranked = sorted(finished, key=lambda e: (-e.score, e.index))
     keep = math.ceil(len(ranked) / eta)
     return ranked[:keep], ranked[keep:]
