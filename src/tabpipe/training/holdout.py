@@ -1,16 +1,6 @@
 """Which rows a published model was trained on, so that a later gate never scores it on them.
 
-A new run splits whatever its source holds today. When that data grew (uploaded rows, labelled
-rows appended by ``monitor --retrain``, a refreshed table), its test split contains rows the
-production model was trained on, and production would be scored on rows it has seen: it looks
-better than it is, and a better new model is rejected. So every published version carries
-``train_rows.npy``: the sorted 64-bit hashes of its training rows (pandas' ``hash_pandas_object``
-over the schema's features and target in schema order, ``sensitive: true`` columns left out; the
-columns are named in the version's metadata, ``train_rows.columns``). The evaluation drops the test
-rows whose hash is in production's set and scores both models on the rest (``unseen_by_production``).
-
-A version published before this file existed has no set: both models are compared on the whole test
-split, and the blessing says so.
+Design notes: docs/training.md#rows-production-was-trained-on-holdout
 """
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ from tabpipe.training.components.transformation import DataTransformation
 from tabpipe.training.components.validation import DataValidation
 from tabpipe.training.rowfiles import RowFiles
 from tabpipe.training.run import Run, RunFolderError, StopAfterStage, package_versions
-from tabpipe.training.search.schedule import SearchProgress
+from tabpipe.training.search.progress import SearchProgress
 from tabpipe.training.specs import (
     EvaluationConfig,
     IngestionConfig,

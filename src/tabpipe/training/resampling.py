@@ -1,29 +1,6 @@
 """SMOTETomek whose Tomek step costs near-linear time, with exactly imbalanced-learn's result.
 
-``TomekLinks`` (imbalanced-learn) asks scikit-learn for every row's nearest neighbour; above 15
-features that is a brute-force search, quadratic in rows. ``FastTomekLinks`` removes the same rows:
-
-1. A Tomek link is a pair of rows of different classes, each the other's nearest neighbour. If row
-   ``j`` has a same-class row at distance ``u_j``, its link partner (if any) lies within ``u_j``
-   (plus the rounding of scikit-learn's distances). ``u_j`` comes cheaply from a few neighbours
-   found in a low-dimensional PCA projection (a contraction: it never hides a close pair).
-2. Rows of the class with the smaller ``u`` (after SMOTE: the synthetic, dense class) look for an
-   other-class row within ``u_j`` — a small-radius search in the projection, checked exactly.
-   Only the few rows that find one can be in a link.
-3. For those rows, and then for their nearest neighbours, the nearest neighbour is computed with
-   scikit-learn's own brute-force kernel (``ArgKmin``, the one ``TomekLinks`` runs) against all
-   rows, with the row norms of the full data: the same floating-point distances and the same tie
-   order (earliest index wins, equal distances come out latest-first), so duplicates and ties
-   resolve as in imbalanced-learn.
-
-``BlockSMOTE`` is imbalanced-learn's SMOTE with the synthetic rows computed a block at a time: the
-same draws and arithmetic, so the same values, without imbalanced-learn's several whole-size
-float64 temporaries (on a wide one-hot matrix they were the largest allocation of a run).
-
-Where scikit-learn would not take that brute-force path (15 features or fewer: a KD-tree; small
-data: a different parallel strategy with another tie order; sparse or float32 input (another
-kernel; ``resample`` passes float64) or more than two classes), imbalanced-learn's
-own ``TomekLinks`` runs: it is already fast there, or tiny.
+Design notes: docs/training.md#smotetomek-in-near-linear-time-resampling
 """
 from __future__ import annotations
 

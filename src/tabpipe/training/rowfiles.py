@@ -68,6 +68,7 @@ class RowFiles:
         return path
 
     def read_array(self, path: Path) -> np.ndarray:
+        """A numpy array written by ``write_array`` (never unpickled)."""
         path = Path(path)
         if path in self._memory:
             return np.load(io.BytesIO(self._memory[path]), allow_pickle=False)

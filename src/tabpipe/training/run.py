@@ -29,6 +29,7 @@ PACKAGES = ("tabpipe", "pandas", "numpy", "scikit-learn", "imbalanced-learn", "e
 
 
 def package_versions() -> dict[str, str]:
+    """Versions of Python and the packages a model depends on, for run.json and the registry."""
     versions = {"python": platform.python_version()}
     for name in PACKAGES:
         try:
@@ -187,6 +188,7 @@ class Run:
         self.save()
 
     def finish(self, *, error: BaseException | None = None, **fields: Any) -> None:
+        """Record the outcome (succeeded, or failed with the error) and save run.json."""
         self.record.update(_jsonable(fields))
         self.record["status"] = "failed" if error else "succeeded"
         self.record["finished_at"] = datetime.now(timezone.utc).isoformat()
@@ -200,4 +202,5 @@ class Run:
         self.save()
 
     def save(self) -> None:
+        """Write run.json atomically."""
         replace_atomic(self.dir / "run.json", json.dumps(self.record, indent=2, default=str).encode())

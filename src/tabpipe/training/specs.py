@@ -159,6 +159,7 @@ class PusherConfig:
 
 @dataclass(frozen=True)
 class IngestionArtifact:
+    """What ingestion wrote: the raw, train and test rows and the data's fingerprint."""
     raw_path: Path
     train_path: Path
     test_path: Path
@@ -172,6 +173,7 @@ class IngestionArtifact:
 
 @dataclass(frozen=True)
 class ValidationArtifact:
+    """What validation kept: typed rows, dropped and warned rows, the drift verdict."""
     report_path: Path
     train_path: Path          # typed, schema-checked rows (features + target)
     test_path: Path
@@ -188,6 +190,7 @@ class ValidationArtifact:
 
 @dataclass(frozen=True)
 class TransformationArtifact:
+    """The fitted preprocessor and the transformed arrays (training rows not resampled)."""
     preprocessor_path: Path   # dill: ColumnTransformer fitted on the training split only
     x_train_path: Path        # .npy, (n_train, n_features) float32, not resampled
     y_train_path: Path        # .npy, (n_train,) int 0/1, 1 = positive class
@@ -198,6 +201,7 @@ class TransformationArtifact:
 
 @dataclass(frozen=True)
 class TrainerArtifact:
+    """The chosen model, its CV score and threshold, and how the search spent its budget."""
     model_path: Path          # dill: tabpipe.model.TabularModel (preprocessing + estimator + threshold)
     cv_results_path: Path
     best_candidate: str       # a candidate's name, or "ensemble" (tabpipe.training.search.ensemble: a weighted mean of configurations)
@@ -217,6 +221,7 @@ class TrainerArtifact:
 
 @dataclass(frozen=True)
 class EvaluationArtifact:
+    """The gate's decision and both models' metrics on the test rows."""
     blessing_path: Path
     accepted: bool
     reason: str
@@ -227,6 +232,7 @@ class EvaluationArtifact:
 
 @dataclass(frozen=True)
 class PusherArtifact:
+    """The published version, and whether production now points at it."""
     pushed: bool                 # a new version was published
     version: str | None
     reason: str

@@ -1,18 +1,6 @@
 """ModelEvaluation: score the new and the production model on the same untouched test split, and bless or not.
 
-Acceptance (written to ``blessing.json``, like TFX's blessing):
-- the new model's test score must reach ``evaluation.min_score``;
-- first model (empty registry): that absolute minimum is the only rule;
-- otherwise it must beat production by MORE than ``evaluation.min_improvement`` (so retraining on
-  unchanged data, a tie, publishes nothing; a negative margin tolerates a small regression).
-If the production model cannot score the current data (its schema no longer matches), the reason
-says so and only the absolute minimum applies.
-Production is never scored on rows it was trained on: when today's data overlaps its training rows
-(appended or uploaded rows, a refreshed source), those test rows are left out of the comparison and
-both models are compared on the rest (``tabpipe.training.holdout``; ``compared_rows`` in blessing.json). The
-new model's own metrics and ``min_score`` use the whole test split, which it has never seen.
-The production version compared against is read once and recorded (``production_version`` in the
-artifact and blessing.json); the pusher promotes only if production is still that version.
+Design notes: docs/training.md#the-gate-evaluation
 """
 from __future__ import annotations
 
@@ -61,10 +49,12 @@ def gate(metric: Metric, new: dict, production: dict | None, min_score: float, m
 
 
 class ModelEvaluation:
+    """The gate: the new model and production scored on the same untouched test rows."""
     def __init__(self, config: EvaluationConfig, validation: ValidationArtifact, trainer: TrainerArtifact, registry):
         self.config, self.validation, self.trainer, self.registry = config, validation, trainer, registry
 
     def run(self) -> EvaluationArtifact:
+        """Score both models, decide, and write blessing.json."""
         cfg = self.config
         cfg.out_dir.mkdir(parents=True, exist_ok=True)
         with open(self.trainer.model_path, "rb") as fh:

@@ -39,10 +39,12 @@ def split(df: pd.DataFrame, target: str, test_size: float, seed: int) -> tuple[p
 
 
 class DataIngestion:
+    """Read the source, snapshot it, split it (stratified, seeded) and fingerprint it."""
     def __init__(self, config: IngestionConfig):
         self.config = config
 
     def run(self) -> IngestionArtifact:
+        """Write raw, train and test rows into the stage folder."""
         cfg = self.config
         df = read_source(cfg.source, cfg.base_dir, environ=cfg.environ)
         if cfg.target not in df.columns:

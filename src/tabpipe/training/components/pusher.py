@@ -1,16 +1,6 @@
 """ModelPusher: publish a blessed model to the registry and make it production; nothing otherwise.
 
-Promotion is a compare-and-swap against the production version the evaluation compared with: if
-another run (or a person) moved production meanwhile, the new version stays published but is not
-promoted, and the run says so — a model is never made production on a comparison that is stale.
-
-A version carries the model, its metadata and a reference sample of its training rows (the
-baseline the next run's drift report compares against; ``sensitive: true`` columns are left out, so
-they are not checked for drift), its reference profile (``profile.json``, what ``tabpipe monitor``
-bins new rows against) and the hashes of its training rows (``train_rows.npy``, so that a later
-evaluation never scores it on rows it was trained on: ``tabpipe.training.holdout``). Every run, published or
-not, leaves its dashboard (``dashboard.png``, ``report.html``: the test split's predictions) in this
-stage's folder.
+Design notes: docs/training.md#publishing-and-promotion-pusher
 """
 from __future__ import annotations
 
@@ -33,12 +23,14 @@ log = logging.getLogger(__name__)
 
 
 class ModelPusher:
+    """Publish the version (signed) and move production only if the gate passed."""
     def __init__(self, config: PusherConfig, evaluation: EvaluationArtifact, trainer: TrainerArtifact,
                  validation: ValidationArtifact, registry):
         self.config, self.evaluation, self.trainer, self.validation = config, evaluation, trainer, validation
         self.registry = registry
 
     def run(self) -> PusherArtifact:
+        """Publish, promote when accepted, and say what was done."""
         cfg, ev = self.config, self.evaluation
         cfg.out_dir.mkdir(parents=True, exist_ok=True)
         # before publishing: a report that cannot be drawn fails the stage without a half-finished publish

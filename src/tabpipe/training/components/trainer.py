@@ -24,7 +24,8 @@ from tabpipe.training.metrics import best_f1_threshold
 from tabpipe.training.resampling import resample
 from tabpipe.training.search.ensemble import describe
 from tabpipe.training.search.halving import ModelSearch
-from tabpipe.training.search.schedule import Evaluation, SearchProgress, best_of
+from tabpipe.training.search.progress import SearchProgress
+from tabpipe.training.search.schedule import Evaluation, best_of
 from tabpipe.training.search.space import make_estimator
 from tabpipe.training.specs import TrainerArtifact, TrainerConfig, TransformationArtifact, ValidationArtifact
 

@@ -29,10 +29,12 @@ def split_xy(df: pd.DataFrame, schema: Schema) -> tuple[pd.DataFrame, np.ndarray
 
 
 class DataTransformation:
+    """Fit imputation, scaling and encoding on the training split only."""
     def __init__(self, config: TransformationConfig, validation: ValidationArtifact):
         self.config, self.validation = config, validation
 
     def run(self) -> TransformationArtifact:
+        """Fit the preprocessor and write the transformed train and test arrays."""
         cfg, out = self.config, self.config.out_dir
         out.mkdir(parents=True, exist_ok=True)
         X_train, y_train = split_xy(cfg.rows.read_frame(self.validation.train_path), cfg.schema)

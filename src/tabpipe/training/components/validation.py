@@ -19,7 +19,7 @@ import pandas as pd
 from tabpipe.drift.rules import drift_report
 from tabpipe.training.specs import IngestionArtifact, ValidationArtifact, ValidationConfig
 from tabpipe.errors import DataError
-from tabpipe.schema import Problem, coerce_frame, problems_report, summarize, warning_counts
+from tabpipe.schema import Problem, coerce_frame, problem_rows, problems_report, summarize, warning_counts
 
 log = logging.getLogger(__name__)
 FRAME_RULES = {"missing_column", "classes"}
@@ -32,10 +32,6 @@ def _source_rows(df: pd.DataFrame, typed: pd.DataFrame, problems: list[Problem])
     return typed, [replace(p, rows=tuple(int(index[r]) for r in p.rows)) for p in problems]
 
 
-def _bad_rows(problems: list[Problem]) -> set[int]:
-    return {row for p in problems if p.hard for row in p.rows}
-
-
 def _merge_counts(*counts: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
     merged: dict[str, dict[str, int]] = {}
     for per_column in counts:
@@ -46,6 +42,7 @@ def _merge_counts(*counts: dict[str, dict[str, int]]) -> dict[str, dict[str, int
 
 
 class DataValidation:
+    """Schema rules (hard rules fail or drop, expectations are counted) and drift against production."""
     def __init__(self, config: ValidationConfig, ingestion: IngestionArtifact, registry):
         self.config, self.ingestion, self.registry = config, ingestion, registry
 
@@ -56,10 +53,11 @@ class DataValidation:
         if fatal or (hard and self.config.on_invalid_rows == "fail"):
             raise DataError(f"{name} data violates the schema:\n{summarize(fatal or hard)}\n"
                             f"(full report: {self.config.out_dir / 'validation_report.json'})")
-        keep = ~typed.index.isin(list(_bad_rows(problems)))
+        keep = ~typed.index.isin(list(problem_rows(problems, hard=True)))
         return typed[keep].reset_index(drop=True)
 
     def run(self) -> ValidationArtifact:
+        """Check both splits, keep the valid rows, check drift, and write validation_report.json."""
         cfg = self.config
         cfg.out_dir.mkdir(parents=True, exist_ok=True)
         frames = {"train": cfg.rows.read_frame(self.ingestion.train_path), "test": cfg.rows.read_frame(self.ingestion.test_path)}

@@ -1,17 +1,6 @@
 """Ensemble selection on out-of-fold predictions (Caruana et al., 2004) for the trainer's final model.
 
-The contenders are each candidate's best ``PER_CANDIDATE`` configurations evaluated on whole folds
-(different model families make different errors).
-
-Greedy forward selection with replacement: start from the best configuration, then add, one pick
-at a time, the configuration (possibly one already in) whose addition most raises the mean
-per-fold score of the weighted mean of the members' out-of-fold probabilities; stop when no pick
-raises it by ``MIN_GAIN`` or after ``max_picks`` picks. A member's weight is its share of the picks.
-
-Honesty: only out-of-fold predictions of the search's training rows are used (never the test
-split), every configuration's predictions are of the same rows with the same folds, and the score
-is computed per fold exactly as a single configuration's CV score is. Pure and deterministic (ties
-keep the earlier configuration): no clock, files or processes.
+Design notes: docs/training.md#ensemble-selection
 """
 from __future__ import annotations
 
@@ -37,6 +26,7 @@ class Selection:
 
     @property
     def weights(self) -> dict[int, float]:
+        """Each picked configuration's weight: its share of the picks."""
         total = sum(self.picks.values())
         return {i: n / total for i, n in self.picks.items()}
 

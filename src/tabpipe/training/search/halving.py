@@ -28,6 +28,7 @@ from tabpipe.executors.local import Task, WorkerPool
 from tabpipe.training.metrics import ranking_score
 from tabpipe.training.search.ensemble import contenders, describe, select
 from tabpipe.training.search.folds import PreparedFolds, fit_fold, prepare_in_time, search_sample
+from tabpipe.training.search.progress import NoProgress, SearchProgress
 from tabpipe.training.search.schedule import (
     ETA,
     FAILED,
@@ -36,8 +37,6 @@ from tabpipe.training.search.schedule import (
     PENDING,
     PRUNED,
     Evaluation,
-    NoProgress,
-    SearchProgress,
     best_of,
     config_share,
     next_rung,

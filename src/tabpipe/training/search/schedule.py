@@ -1,25 +1,12 @@
 """The search schedule: on how many rows each configuration is evaluated, which go on, and when to stop.
 
-Successive halving on rows (as scikit-learn's ``HalvingRandomSearchCV``): every configuration is
-first cross-validated on a small stratified part of each prepared fold's training rows; the best
-1/ETA go on to ETA times more rows, up to the whole fold. Scores are compared within a rung only.
-With few configurations or few rows there is one rung: a plain cross-validated random search.
-Rounds: the first round samples ``n_iter`` configurations per candidate (``space``); while the next
-round is predicted (from the last one's cost) to end within ``ROUND_SHARE`` of the budget and
-``training.search_rounds`` is not reached, further rounds sample ``n_iter`` new ones each and run
-their own successive halving.
-Configurations are compared across rounds on the whole fold only (the same rows for everyone).
-
-Everything here is pure (no processes, files or clock; times are passed in), so the schedule is a
-function of config + seed + data size, and the budget rules are testable alone:
-- a configuration may use at most ``share_s`` of wall time in a rung (its fits are stopped beyond it);
-- a rung is not started for configurations whose cost, predicted from the rung before, does not fit.
+Design notes: docs/training.md#the-search-schedule-successive-halving
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from tabpipe.training.search.space import Trial
 
@@ -140,27 +127,3 @@ def round_affordable(elapsed_s: float, last_seconds: float, last_configs: int, n
     the budget. Extra rounds are for budgets far above what one round needs: a round that would take a
     big part of the budget (large data) is not started, and the rest of the budget is margin."""
     return elapsed_s + last_seconds / max(1, last_configs) * next_configs <= ROUND_SHARE * budget_s
-
-
-class SearchProgress(Protocol):
-    """What the trainer reports while it searches (a terminal progress bar, or nothing)."""
-
-    def begin(self, configs: int, evaluations: int, budget_s: float) -> None: ...
-
-    def update(self, *, done: int, planned: int, settled: int, configs: int, best: float | None,
-               elapsed_s: float, budget_s: float) -> None: ...
-
-    def end(self) -> None: ...
-
-
-class NoProgress:
-    """The default: the trainer's log lines are the only report."""
-
-    def begin(self, configs: int, evaluations: int, budget_s: float) -> None:
-        pass
-
-    def update(self, **_state) -> None:
-        pass
-
-    def end(self) -> None:
-        pass
