@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 AIRFLOW_VENV := .venv-airflow
 
-.PHONY: train test lint audit bench clean
+.PHONY: train test lint audit bench bench-quick clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,12 @@ audit: $(VENV)/.dev
 # `make bench BENCH_ARGS="--only drift --repeats 3"`; see `python -m benchmarks --help`
 bench: $(VENV)/.dev
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
+
+# The headline figures beside their goals, ~5 minutes (needs wrk: scripts/test_deps.sh installs it); the table
+# goes to stdout and benchmarks/results/quick.json; exit 1 when a figure is more than 50 % past its goal
+bench-quick: $(VENV)/.dev
+	command -v wrk >/dev/null || bash scripts/test_deps.sh
+	$(BIN)/python -m benchmarks.quick $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(AIRFLOW_VENV) artifacts model_registry

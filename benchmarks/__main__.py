@@ -9,100 +9,20 @@
 
 Every run is a separate process (``benchmarks/task.py``) whose whole process tree is sampled for
 peak RSS; data generation is outside the timed section. tabpipe and its peer run in the same
-invocation, alternating; medians are reported with the ratio. Results are printed and appended to
-BENCHMARKS.md (``--no-write`` to only print).
+invocation, alternating; medians are reported with the ratio. Results are printed and appended to the
+lab notebook, docs/benchmarks-notebook.md (``--no-write`` to only print). The short run of the headline
+figures beside their goals is ``python -m benchmarks.quick`` (``make bench-quick``).
 """
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import statistics
 import subprocess
 import sys
-import threading
-import time
 from datetime import datetime, timezone
-from pathlib import Path
 
-import psutil
+from benchmarks.harness import ROOT, log, machine, measure, median
 
-ROOT = Path(__file__).resolve().parent.parent
 DRIFT_SCENARIOS = ("no_shift", "mean_shift", "variance_shift", "new_categories")
-
-
-def tree_rss(proc: psutil.Process) -> int:
-    """Resident bytes of a process and all its descendants."""
-    total = 0
-    for p in [proc, *proc.children(recursive=True)]:
-        try:
-            total += p.memory_info().rss
-        except psutil.Error:
-            pass
-    return total
-
-
-def kill_tree(proc: psutil.Process) -> None:
-    for p in [*proc.children(recursive=True), proc]:
-        try:
-            p.kill()
-        except psutil.Error:
-            pass
-
-
-def measure(task: str, timeout: float | None = None, **args) -> dict:
-    """Run ``benchmarks.task`` in a child process; its RESULT plus the tree's peak RSS (MB) and wall seconds.
-
-    With ``timeout``, a run still going after that many seconds is killed (with its workers) and reported as
-    ``{"timed_out": True, "seconds": timeout}``: a lower bound, never a result."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    start = time.perf_counter()
-    child = subprocess.Popen([sys.executable, "-m", "benchmarks.task", task, json.dumps(args)], cwd=ROOT, env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    peak, proc, done = 0, psutil.Process(child.pid), threading.Event()
-
-    def sample():
-        nonlocal peak
-        while not done.is_set():
-            try:
-                peak = max(peak, tree_rss(proc))
-            except psutil.Error:
-                return
-            done.wait(0.05)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    try:
-        out, err = child.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        kill_tree(proc)
-        child.communicate()
-        done.set()
-        sampler.join()
-        return {"timed_out": True, "seconds": float(timeout), "peak_rss_mb": peak / 2**20,
-                "wall": time.perf_counter() - start}
-    done.set()
-    sampler.join()
-    if child.returncode != 0:
-        raise RuntimeError(f"benchmark task {task} {args} failed (exit {child.returncode}):\n{err[-3000:]}")
-    result = json.loads(out.strip().splitlines()[-1].removeprefix("RESULT "))
-    return {**result, "peak_rss_mb": peak / 2**20, "wall": time.perf_counter() - start}
-
-
-def machine() -> str:
-    mem = psutil.virtual_memory().total / 2**30
-    load = os.getloadavg()
-    return (f"{platform.node()}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, Python {platform.python_version()}, "
-            f"load average at start {load[0]:.1f}")
-
-
-def median(runs: list[dict], key: str = "seconds") -> float:
-    return statistics.median(r[key] for r in runs)
-
-
-def log(message: str) -> None:
-    print(f"[{datetime.now(timezone.utc):%H:%M:%S}] {message}", file=sys.stderr, flush=True)
 
 
 def bench_resample(args) -> str:
@@ -227,7 +147,7 @@ def main() -> None:
                     help="drift scenarios to run")
     ap.add_argument("--peer-timeout", type=float, default=None,
                     help="stop the recipe (train) after this many seconds and report a lower bound")
-    ap.add_argument("--no-write", action="store_true", help="print only; do not append to BENCHMARKS.md")
+    ap.add_argument("--no-write", action="store_true", help="print only; do not append to docs/benchmarks-notebook.md")
     args = ap.parse_args()
     if args.peer_repeats is None:
         args.peer_repeats = min(args.repeats, 3)
@@ -239,7 +159,7 @@ def main() -> None:
         sections.append(BENCHES[name](args))
         print("\n\n".join(sections[-1:]), flush=True)
     if not args.no_write:
-        with open(ROOT / "BENCHMARKS.md", "a") as fh:
+        with open(ROOT / "docs" / "benchmarks-notebook.md", "a") as fh:
             fh.write("\n\n" + "\n\n".join(sections) + "\n")
 
 

@@ -203,8 +203,9 @@ def build_log_project(work: Path, rows: int) -> Path:
     return config
 
 
-def from_log(rows: int, repeats: int, work: Path) -> None:
-    """Median wall time and stages of ``tabpipe monitor --since 7d --json`` over ``rows`` logged rows."""
+def from_log_result(rows: int, repeats: int, work: Path, peer: bool = True) -> dict:
+    """``tabpipe monitor --since 7d --json`` over ``rows`` logged rows: wall seconds and stage seconds of each
+    run, the decision, and (``peer``) the seconds of the previous read of the same window, checked equal."""
     import json
     import os
     import subprocess
@@ -213,7 +214,9 @@ def from_log(rows: int, repeats: int, work: Path) -> None:
     from tabpipe.history.logread import read_window
     from tabpipe.history.store import HistoryStore
 
+    started = time.perf_counter()
     config = build_log_project(work, rows)
+    build_s = time.perf_counter() - started
     command = [str(Path(sys.executable).with_name("tabpipe")), "monitor", "--config", str(config), "--since", "7d", "--json"]
     walls, stages, result = [], [], None
     for _ in range(repeats):
@@ -225,38 +228,45 @@ def from_log(rows: int, repeats: int, work: Path) -> None:
         result = json.loads(done.stdout)
         stages.append(result["stage_seconds"])
     assert result["window"]["rows"] == rows, result["window"]
-    from tabpipe.config import load_settings
-    from tabpipe.monitoring.monitor import parse_since
-
-    schema = load_settings(config).schema_
-    with HistoryStore.open(f"sqlite:///{work / 'registry' / 'history.sqlite'}", migrate_to=None) as store:
-        since = parse_since("7d", pd.Timestamp.now(tz="UTC").to_pydatetime())
-
-        def old_read():
-            return pd.DataFrame.from_records(list(store.predictions(since=since)["inputs"]))
-
-        peer_times = []
-        for _ in range(max(1, repeats // 2)):
-            started = time.perf_counter()
-            old = old_read()
-            peer_times.append(time.perf_counter() - started)
-        new = read_window(store, schema, since=since, until=None, version=None)
+    peer_times = []
+    if peer:
+        from tabpipe.config import load_settings
+        from tabpipe.monitoring.monitor import parse_since
         from tabpipe.schema import coerce_frame
 
-        assert coerce_frame(old, schema, with_target=False)[0].equals(coerce_frame(new.rows, schema, with_target=False)[0])
-    names = list(stages[0])
-    print(f"`{' '.join(['tabpipe', *command[1:]])}` over {rows:,} logged rows x 30 features "
-          f"(decision {result['decision']}, {result['window']['labelled_rows']:,} with outcomes); medians of {repeats}\n")
+        schema = load_settings(config).schema_
+        with HistoryStore.open(f"sqlite:///{work / 'registry' / 'history.sqlite'}", migrate_to=None) as store:
+            since = parse_since("7d", pd.Timestamp.now(tz="UTC").to_pydatetime())
+            for _ in range(max(1, repeats // 2)):
+                started = time.perf_counter()
+                old = pd.DataFrame.from_records(list(store.predictions(since=since)["inputs"]))
+                peer_times.append(time.perf_counter() - started)
+            new = read_window(store, schema, since=since, until=None, version=None)
+            assert coerce_frame(old, schema, with_target=False)[0].equals(
+                coerce_frame(new.rows, schema, with_target=False)[0])
+    med = statistics.median
+    return {"rows": rows, "repeats": repeats, "command": " ".join(["tabpipe", *command[1:]]),
+            "wall_s": med(walls), "walls": walls, "build_s": build_s,
+            "stages": {name: med(s.get(name, 0.0) for s in stages) for name in stages[0]},
+            "sum_of_stages_s": med(sum(s.values()) for s in stages),
+            "decision": result["decision"], "labelled_rows": result["window"]["labelled_rows"],
+            "peer_read_s": med(peer_times) if peer_times else None, "peer_runs": len(peer_times)}
+
+
+def from_log(rows: int, repeats: int, work: Path) -> None:
+    """Print the median wall time and stages of ``tabpipe monitor --since 7d --json`` over ``rows`` logged rows."""
+    r = from_log_result(rows, repeats, work)
+    print(f"`{r['command']}` over {rows:,} logged rows x 30 features "
+          f"(decision {r['decision']}, {r['labelled_rows']:,} with outcomes); medians of {repeats}\n")
     print("| stage | seconds |")
     print("|---|---:|")
-    for name in names:
-        print(f"| {name} | {statistics.median(s.get(name, 0.0) for s in stages):.3f} |")
-    print(f"| sum of stages | {statistics.median(sum(s.values()) for s in stages):.3f} |")
-    print(f"| whole command (process start to exit) | {statistics.median(walls):.3f} |")
-    peer = statistics.median(peer_times)
-    print(f"\npeer: the previous read (store.predictions + from_records) of the same window: {peer:.3f} s "
-          f"(median of {len(peer_times)}); read now: {statistics.median(s['read'] for s in stages):.3f} s "
-          f"({peer / statistics.median(s['read'] for s in stages):.1f}x)")
+    for name, seconds in r["stages"].items():
+        print(f"| {name} | {seconds:.3f} |")
+    print(f"| sum of stages | {r['sum_of_stages_s']:.3f} |")
+    print(f"| whole command (process start to exit) | {r['wall_s']:.3f} |")
+    read = r["stages"]["read"]
+    print(f"\npeer: the previous read (store.predictions + from_records) of the same window: {r['peer_read_s']:.3f} s "
+          f"(median of {r['peer_runs']}); read now: {read:.3f} s ({r['peer_read_s'] / read:.1f}x)")
 
 
 def median_seconds(fn, repeats: int) -> float:

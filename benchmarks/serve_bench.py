@@ -22,9 +22,7 @@ import argparse
 import json
 import os
 import platform
-import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,7 +33,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import requests
 
 from tabpipe.edge import prepare_process  # noqa: E402
 prepare_process()  # OMP_WAIT_POLICY, before scikit-learn loads
@@ -45,18 +42,8 @@ from tabpipe.serving.app import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from naive_app import create_naive_app  # noqa: E402  (benchmarks/ is not a package)
-
-LUA = """wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.body = [[%s]]
-"""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from loadgen import csv_seconds, free_port, start_gunicorn, stop, wrk_rps  # noqa: E402
+from naive_app import create_naive_app  # noqa: E402  (run as a script: benchmarks/ on sys.path)
 
 
 def latency_ms(app, record: dict, n: int) -> tuple[float, float]:
@@ -74,42 +61,9 @@ def latency_ms(app, record: dict, n: int) -> tuple[float, float]:
 
 
 def start_server(target: str, config: Path, port: int) -> subprocess.Popen:
-    from tabpipe.serving import gunicorn_conf
-
-    env = {**os.environ, "TABPIPE_CONFIG": str(config), "GUNICORN_LOG_LEVEL": "warning",
-           "PYTHONPATH": f"{ROOT / 'benchmarks'}:{os.environ.get('PYTHONPATH', '')}"}
-    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "--config", gunicorn_conf.__file__, "--bind",
-                             f"127.0.0.1:{port}", "--access-logfile", "/dev/null", target],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            requests.post(f"http://127.0.0.1:{port}/predict", json={}, timeout=10)
-            return proc
-        except requests.RequestException:
-            time.sleep(0.3)
-    proc.kill()
-    raise RuntimeError(f"{target} did not start on port {port}")
-
-
-def wrk_rps(port: int, record: dict, seconds: int, connections: int) -> tuple[float, int]:
-    """(requests/s, non-2xx count) from wrk driving one-row POST /predict."""
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
-        fh.write(LUA % json.dumps(record))
-    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "-s", fh.name,
-                          f"http://127.0.0.1:{port}/predict"], capture_output=True, text=True, check=True).stdout
-    os.unlink(fh.name)
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    return rps, int(bad.group(1)) if bad else 0
-
-
-def csv_seconds(port: int, payload: bytes) -> tuple[float, pd.DataFrame]:
-    t = time.perf_counter()
-    resp = requests.post(f"http://127.0.0.1:{port}/predict/csv", files={"file": ("rows.csv", payload, "text/csv")}, timeout=120)
-    elapsed = time.perf_counter() - t
-    resp.raise_for_status()
-    return elapsed, pd.read_csv(pd.io.common.BytesIO(resp.content))
+    """``target`` under gunicorn with the shipped settings, access log off, serving ``config``'s model."""
+    env = {"TABPIPE_CONFIG": str(config), "PYTHONPATH": f"{ROOT / 'benchmarks'}:{os.environ.get('PYTHONPATH', '')}"}
+    return start_gunicorn(target, port, env)
 
 
 def config_variant(config: Path, log_predictions: bool) -> Path:
@@ -220,8 +174,7 @@ def main() -> None:
                     csv_diff = max(csv_diff, float(np.max(np.abs(scored["probability"].to_numpy() - reference))))
     finally:
         for proc in servers.values():
-            proc.terminate()
-            proc.wait(timeout=30)
+            stop(proc)
 
     med = statistics.median
     rows = [

@@ -134,15 +134,19 @@ def _project(tmp: Path, rows: int, seed: int) -> Path:
     return path
 
 
-def train(rows: int, impl: str, seed: int = 11) -> dict:
-    """``tabpipe train``'s pipeline (shipped config, default candidates) or the usual recipe, same data."""
+def train(rows: int, impl: str, seed: int = 11, data: str | None = None, schema: str | None = None,
+          split_seed: int = 42) -> dict:
+    """``tabpipe train``'s pipeline (shipped config, default candidates) or the usual recipe, same data.
+
+    The recipe can also take a project's own rows and schema (``data``: a CSV, ``schema``: its schema.yaml),
+    split with the project's ``run.seed`` (``split_seed``), as ``python -m benchmarks.quick`` runs it."""
     if impl == "recipe":
         from benchmarks import recipe
         from tabpipe.schema import load_schema
 
-        df = generate(rows, seed=seed)
+        df = pd.read_csv(data) if data else generate(rows, seed=seed)
         start = time.perf_counter()
-        result = recipe.run(df, load_schema(ROOT / "schema.yaml"), seed=42)
+        result = recipe.run(df, load_schema(schema or ROOT / "schema.yaml"), seed=split_seed)
         return {"seconds": time.perf_counter() - start, "stages": result.pop("seconds"), **result}
     from tabpipe.config import load_settings
     from tabpipe.training.pipeline import TrainingPipeline
@@ -159,7 +163,43 @@ def train(rows: int, impl: str, seed: int = 11) -> dict:
             "configurations": record["stages"].get("trainer", {}).get("artifact", {}).get("configs_tried")}
 
 
-TASKS = {"resample": resample, "drift": drift, "train": train}
+def per_row(config: str, data: str, rows: int = 300, repeats: int = 5, own_rows: int = 100) -> dict:
+    """Microseconds per record: the service's compiled scorer (schema check + compiled model; ``rows`` records,
+    median of ``repeats``) vs the saved model's own ``predict_proba`` on a one-row DataFrame (the first
+    ``own_rows`` of them, slower: median of ``repeats // 2``), records of ``data`` as JSON gives them."""
+    import os
+
+    from benchmarks.tree_scoring import per_row_us
+    from tabpipe.config import load_settings
+    from tabpipe.registry import open_registry
+    from tabpipe.scoring.compiled import RecordScorer
+
+    settings = load_settings(config)
+    model, meta = open_registry(settings.pipeline.registry, os.environ, sign=False,
+                                config_file=settings.config_path).load_model()
+    scorer = RecordScorer(model)
+    frame = pd.read_csv(data, nrows=rows)[model.schema.features]
+    records = json.loads(frame.to_json(orient="records", date_format="iso"))
+    records = [r for r in records if not any(p["hard"] for p in scorer.check(r)[1])]
+
+    def compiled(record: dict) -> float:
+        return float(scorer.proba([scorer.check(record)[0]])[0])
+
+    def own(record: dict) -> float:
+        return float(model.predict_proba(pd.DataFrame([record]))[0])
+
+    for record in records[:20]:   # warm both paths
+        compiled(record), own(record)
+    fast = [per_row_us(compiled, records) for _ in range(repeats)]
+    slow = [per_row_us(own, records[:own_rows]) for _ in range(max(1, repeats // 2))]
+    diff = max(abs(compiled(r) - own(r)) for r in records[:own_rows])
+    return {"compiled_us": float(np.median(fast)), "own_us": float(np.median(slow)), "records": len(records),
+            "own_records": len(records[:own_rows]), "max_abs_diff": diff, "compiled_estimator": scorer.fast_estimator is not None,
+            "version": meta["version"], "candidate": meta.get("candidate"),
+            "estimator": type(model.estimator).__name__}
+
+
+TASKS = {"resample": resample, "drift": drift, "train": train, "per_row": per_row}
 
 
 if __name__ == "__main__":
