@@ -1,19 +1,8 @@
 """Estimators tabpipe ships for its default candidates (scikit-learn API, flat parameters for model.yaml).
 
-``LinearBoostingBlend``: the probability is a weighted mean of a logistic regression's and a
-histogram gradient boosting model's, both fitted on the same rows. The two make different errors
-(a smooth additive fit vs axis-aligned interactions), so their mean ranks rows better than either
-on most tables; its parameters are flat so ``model.yaml`` can search them like any other class.
-
-``SplineLogisticRegression``: a logistic regression on the columns as they are plus a cubic B-spline
-basis of every column with many distinct values (the numeric ones after preprocessing; one-hot columns
-stay as they are): an additive model (a GAM) that bends with a numeric feature where a plain logistic
-regression can only follow a straight line, still smooth and extrapolating linearly beyond the range
-seen in training.
-
-``WeightedMean``: the probability is a weighted mean of other classifiers' — the ensemble the
-trainer builds from its best configurations (``tabpipe.training.search.ensemble``), each member fitted on its own
-(resampled) training rows.
+``LinearBoostingBlend`` (logistic regression + boosting), ``SplineLogisticRegression`` (an additive
+spline model), ``WeightedMean`` (the trainer's ensembles).
+Design notes: docs/training.md#the-shipped-estimators
 """
 from __future__ import annotations
 

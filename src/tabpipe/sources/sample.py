@@ -1,24 +1,8 @@
 """Synthetic telecom cell KPIs with a ``fault_flag`` target (network fault prediction).
 
-``generate(rows, seed, shift)`` returns one row per (cell, time) measurement, each with its own
-``measurement_id`` (what a label for that measurement is joined on; ``cell_id`` names a cell that
-is measured many times, too coarse for that): a few hundred cells, each with a fixed region,
-vendor, technology, size and coverage, observed at random quarter-hours over 60 days.  The
-KPIs are correlated the way a radio network's are: load follows a day/night cycle, high PRB
-utilization lowers throughput and raises latency and packet loss, weak signal (RSRP) lowers
-SINR and handover success and raises call drops; vendors and technologies differ in capacity
-and reliability.
-
-``fault_flag`` is drawn from a latent risk that mixes thresholds and interactions
-(hot *and* congested sites, very weak coverage with poor handovers, lossy links, a
-fragile vendor/3G combination, silent "sleeping" cells, an unobserved per-cell health
-term) with substantial noise and 1 % label noise, so no single rule recovers it: a
-gradient-boosting model reaches a ROC-AUC of about 0.85, a logistic regression a little
-less.  About 5 % of rows are faults at ``shift=0``.
-
-``shift`` is a drift knob for monitoring demos: 0 is the base distribution, 1 a
-visibly drifted one (see ``generate``).  The function is pure and deterministic given
-``(rows, seed, shift)``.  ``write(df, path)`` saves a frame as CSV or Parquet.
+``generate(rows, seed, shift)``: one row per cell measurement, correlated KPIs, ~5 % noisy faults,
+``shift`` a drift knob; pure and deterministic. ``write(df, path)`` saves CSV or Parquet.
+Design notes: docs/training.md#the-sample-data-generator
 """
 from __future__ import annotations
 
