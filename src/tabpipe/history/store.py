@@ -1,20 +1,9 @@
 """The history store: runs, data quality, model metrics, drift, alerts and the prediction log.
 
-One SQLAlchemy 2.x Core schema (``METADATA``) behind a small API (``HistoryStore``). Invariants:
-
-- The schema is created and upgraded only by the Alembic migrations shipped in
-  ``tabpipe/history/migrations`` (run on ``open``, serialised between processes: an exclusive
-  SQLite transaction, a PostgreSQL advisory lock). ``METADATA`` is the head revision; a test checks
-  that the migrations produce exactly it.
-- Every write is one short transaction. SQLite runs in WAL mode with a busy timeout and takes its
-  write lock at ``BEGIN IMMEDIATE``, so concurrent writers (several gunicorn workers, a training
-  run and a monitoring run) wait for each other instead of failing or corrupting the file.
-- Times are stored as naive UTC (``DateTime`` without zone, the same on SQLite and PostgreSQL) and
-  returned as timezone-aware UTC ``pandas`` timestamps.
-- Any database failure surfaces as ``StoreError`` with the URL's password redacted.
-
-The URL comes from the caller; ``store_url`` is the one rule for the default (``history.sqlite``
-next to a local registry, or in the artifacts folder for an S3 registry).
+One SQLAlchemy 2.x Core schema (``METADATA``, migrated only by the shipped Alembic revisions) behind
+``HistoryStore``; every write one short transaction; times naive UTC inside, aware UTC outside;
+every database failure a ``StoreError`` with the password redacted.
+Design notes: docs/monitoring_store.md#the-stores-invariants
 """
 from __future__ import annotations
 
@@ -25,6 +14,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +45,7 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from tabpipe.errors import TabpipeError
+from tabpipe.jsonable import to_json_ready
 
 HISTORY_FILE = "history.sqlite"
 BUSY_TIMEOUT_S = 30
@@ -223,6 +214,8 @@ def utc(value: datetime | str | pd.Timestamp | None) -> datetime | None:
 _LOG_COLUMNS = ("request_id", "row_index", "row_id", "logged_at", "model_version", "inputs", "probability",
                 "prediction", "warnings")
 SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"  # SQLAlchemy's SQLite DateTime text (compares correctly as text)
+_plain = partial(to_json_ready, inf_as_null=False)    # a stored value: NaN as None, ±inf kept as sent
+_ENCODE = partial(to_json_ready, nan_as_null=False, inf_as_null=False, strict=True)   # json.dumps' default=
 
 
 def _naive_utc(value) -> datetime | None:
@@ -232,22 +225,12 @@ def _naive_utc(value) -> datetime | None:
     return utc(value)
 
 
-def _json_default(value: Any) -> Any:
-    if value is pd.NaT:
-        return None
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    if hasattr(value, "item"):
-        return value.item()
-    raise TypeError(type(value).__name__)
-
-
 def _json_text(value: Any) -> str | None:
-    """JSON text of a log value; NaN becomes null (the fast C encoder first, the careful path if needed)."""
+    """JSON text of a log value; NaN becomes null, ±inf stays as sent (the C encoder first, the careful path if needed)."""
     if value is None:
         return None
     try:
-        return json.dumps(value, allow_nan=False, default=_json_default, separators=(",", ":"))
+        return json.dumps(value, allow_nan=False, default=_ENCODE, separators=(",", ":"))
     except (ValueError, TypeError):
         return json.dumps(_plain(value), separators=(",", ":"))
 
@@ -257,6 +240,7 @@ def _aware(value: datetime | None) -> pd.Timestamp | None:
 
 
 def now_utc() -> datetime:
+    """The current time as naive UTC (how the store keeps times)."""
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
@@ -266,25 +250,6 @@ def _frame(result, time_columns: Iterable[str]) -> pd.DataFrame:
         if name in frame:
             frame[name] = pd.to_datetime(frame[name]).dt.tz_localize("UTC")
     return frame
-
-
-def _plain(value: Any) -> Any:
-    """JSON-safe value (numpy scalars, timestamps, NaN -> None)."""
-    if value is None or value is pd.NaT:
-        return None
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
-        value = value.item()
-    if isinstance(value, float) and value != value:
-        return None
-    if isinstance(value, (datetime, pd.Timestamp)):
-        return pd.Timestamp(value).isoformat()
-    if isinstance(value, (str, int, float, bool)):
-        return value
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return str(value)
 
 
 def _switch_to_wal(cursor: sqlite3.Cursor, *, deadline: float) -> None:
@@ -391,9 +356,11 @@ class HistoryStore:
 
     @property
     def url(self) -> str:
+        """The database URL with its password redacted."""
         return redacted(self.engine.url)
 
     def close(self) -> None:
+        """Release the engine's connections."""
         self.engine.dispose()
 
     def __enter__(self) -> HistoryStore:
@@ -568,6 +535,7 @@ class HistoryStore:
         return {"logged": int(logged), "labelled": int(labelled), "first": _aware(first), "last": _aware(last)}
 
     def count_predictions(self, *, version: str | None = None) -> int:
+        """Number of logged predictions (of model ``version`` only, when given)."""
         query = select(func.count()).select_from(PREDICTIONS)
         if version is not None:
             query = query.where(PREDICTIONS.c.model_version == version)
@@ -701,6 +669,7 @@ class HistoryStore:
                 conn.execute(DRIFT.insert(), values)
 
     def drift(self, *, version: str | None = None, run_id: str | None = None) -> pd.DataFrame:
+        """The stored PSI rows, oldest window first (of model ``version`` / run ``run_id`` only, when given)."""
         query = select(DRIFT).order_by(DRIFT.c.window_start, DRIFT.c.id)
         if version is not None:
             query = query.where(DRIFT.c.model_version == version)

@@ -18,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 
 from tabpipe.errors import TabpipeError
+from tabpipe.jsonable import to_json_ready
 
 log = logging.getLogger("tabpipe")
 Warn = Callable[[str], None]
@@ -39,7 +40,6 @@ def run_monitoring(settings, *, environ: Mapping[str, str], now: datetime, since
     from tabpipe.history.open import open_history
     from tabpipe.monitoring.monitor import (
         MonitorSettings,
-        jsonable,
         run_monitor,
         window_from_dataset,
         window_from_file,
@@ -85,7 +85,7 @@ def run_monitoring(settings, *, environ: Mapping[str, str], now: datetime, since
     finally:
         store.close()
     if retrain and result["decision"] == "retrain":
-        result["retrain"] = jsonable(retrain_after(settings, window, model, out_dir, append_labelled=append_labelled,
+        result["retrain"] = to_json_ready(retrain_after(settings, window, model, out_dir, append_labelled=append_labelled,
                                                    monitor_run_id=result["run_id"], environ=environ, warn=warn))
         (out_dir / "monitor.json").write_text(json.dumps(result, indent=2, allow_nan=False))
     return result

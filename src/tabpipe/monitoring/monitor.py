@@ -1,24 +1,9 @@
 """One monitoring run (``tabpipe monitor``): a window of rows checked against the model's frozen profile.
 
-The rows are a ``Window`` held in memory (a file, the prediction log) or a ``DatasetWindow`` (Parquet
-files read a row group at a time, here or on Dask); either way they are counted by
-``tabpipe.monitoring.window_stats`` (the in-memory window is its one-chunk case), and everything below
-is computed from those counts and per-row probabilities/outcomes. Steps, in order, all written into
-the run folder and the history store:
-1. data quality: the model's own schema check (``model.check``) on every row -> per column the null
-   rate and the share of rows breaking each rule (expectations warn; rows that cannot be scored
-   are refused, as ``tabpipe predict`` refuses them: ``batch.probabilities``);
-2. probabilities: the logged ones (prediction log) or the model's (file input);
-3. drift: PSI of every profiled feature and of the score against ``profile.json`` (no training data
-   is reloaded), plus evidently's verdicts and report when enabled: on every row of a window in
-   memory (the report on a sample of ``validation.drift.max_rows``), on a seeded sample of that many
-   rows of a dataset read partition by partition (the result and report say so);
-4. performance: realised metrics on the rows with outcomes (both classes needed), and always the
-   label-free estimate (so the store holds both side by side for the same window);
-5. the governance decision (``ok | watch | retrain``) with its reasons;
-6. the dashboard (PNG + HTML, metric trend from the store) and, unless ``ok``, an alert.
-``run_monitor`` takes everything it needs as arguments (model, profile, store, webhook URL); the
-CLI reads configuration and environment and calls it.
+Data quality, probabilities, drift, performance (realised and estimated), the governance decision,
+the dashboard and an alert, all from ``window_stats`` counts. ``run_monitor`` takes everything as
+arguments; the CLI reads configuration and environment.
+Design notes: docs/monitoring.md#one-monitoring-run
 """
 from __future__ import annotations
 
@@ -45,6 +30,7 @@ from tabpipe.monitoring.governance import Observations, decide
 from tabpipe.history.logread import LogRows
 from tabpipe.drift.psi import counts_psi, feature_psi
 from tabpipe.history.store import SCORE_FEATURE
+from tabpipe.jsonable import to_json_ready
 from tabpipe.monitoring.window_stats import ChunkSpec, WindowStats, dataset_stats, frame_stats
 from tabpipe.schema import positive_mask
 
@@ -162,6 +148,7 @@ class Stopwatch:
         self._last = time.perf_counter()
 
     def lap(self, stage: str) -> None:
+        """Charge the seconds since the previous lap to ``stage`` (adding to what it already has)."""
         now = time.perf_counter()
         self.seconds[stage] = round(self.seconds.get(stage, 0.0) + now - self._last, 4)
         self._last = now
@@ -351,7 +338,7 @@ def _monitor(window: Window | DatasetWindow, stats: WindowStats, *, model, versi
         "store": getattr(store, "url", None),
         "profile": "profile.json" if profile else "none: the version has no profile.json (published before monitoring existed)",
     }
-    result = jsonable(result)
+    result = to_json_ready(result)
     _write_report(out_dir, result, png, model, version)
     clock.lap("report")
     result["stage_seconds"] = dict(clock.seconds)
@@ -425,21 +412,6 @@ def _write_report(out_dir: Path, result: dict, png: Path, model, version: str) -
                decision={"decision": result["decision"], "reasons": result["reasons"],
                          "not_checked": result["not_checked"]},
                evidently_html=result["reports"]["evidently_html"])
-
-
-def jsonable(value):
-    """Strict-JSON-ready copy: numpy scalars as Python numbers, NaN/inf as None (null), paths/times as text."""
-    if isinstance(value, Mapping):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, (np.integer, np.floating, np.bool_)):
-        value = value.item()
-    if isinstance(value, float):
-        return value if np.isfinite(value) else None
-    if value is None or isinstance(value, (str, int, bool)):
-        return value
-    return str(value)
 
 
 def labelled_rows(window: Window, target: str, labels: tuple) -> pd.DataFrame:

@@ -1,22 +1,9 @@
 """ModelRegistry: publish signed versions, move a signed production pointer by compare-and-swap,
 and load models only after their signature and checksums are verified.
 
-Invariants:
-- Publishing never touches the pointer; a version is complete once its ``metadata.json`` exists
-  (backends make that step atomic), so the pointer always names a complete version.
-- Nothing is unpickled before (1) the version's metadata carries a valid Ed25519 signature by the
-  trusted key (the signature covers the version id, every file's SHA-256 and all metadata) and
-  (2) the bytes read hash to the signed SHA-256. With ``require_signature`` on, a registry without
-  a verify key refuses to be built, publishing needs the signing key, and unsigned or forged
-  versions and pointers are refused. Metadata values never become paths unchecked.
-- The pointer is signed and carries a counter that only grows (``max(previous + 1, now in ms)``).
-  Each reader remembers the highest counter it has seen (in memory, and in ``state_file`` when
-  there is a local cache) and refuses a lower one, so replaying an old signed pointer does not
-  roll production back for a reader that has seen a newer one. A fresh reader with no state
-  accepts any validly signed pointer: that residual risk is described in docs/deploy.md.
-- ``promote(version, expected=...)`` moves the pointer only if production is still ``expected``
-  and nobody rewrote the pointer between the read and the write (the backend's ``replace_if``);
-  otherwise it raises ``PromotionConflict`` and changes nothing.
+Publishing never moves the pointer; nothing is unpickled before signature and SHA-256 check out; the
+pointer's counter only grows; ``promote(version, expected=...)`` is a compare-and-swap.
+Design notes: docs/serving.md#registry-invariants
 """
 from __future__ import annotations
 
@@ -26,11 +13,13 @@ import threading
 import time
 from collections.abc import Mapping
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 
 import dill
 
 from tabpipe.errors import RegistryError
+from tabpipe.jsonable import to_json_ready
 from tabpipe.registry import durable, signing
 from tabpipe.registry.base import (
     METADATA_FILE,
@@ -53,6 +42,8 @@ from tabpipe.registry.signing import Keys
 
 _MAX_PUBLISH_ATTEMPTS = 100
 STATE_FILE = "production-counter.json"
+# json.dumps' default= for metadata: NumPy values, paths and times pass; NaN/inf stay as they are; anything else is refused
+_METADATA_JSON = partial(to_json_ready, nan_as_null=False, inf_as_null=False, strict=True)
 
 
 class PromotionConflict(RegistryError):
@@ -117,7 +108,7 @@ class ModelRegistry:
             version = version_id(number)
             # normalised through JSON first, so the signed bytes are exactly what readers parse
             document = json.loads(json.dumps({"version": version, "created_at": created_at, "files": digests,
-                                              **metadata}, default=_json_default))
+                                              **metadata}, default=_METADATA_JSON))
             if self.keys.signing is not None:
                 document["signature"] = signing.sign(document, self.keys.signing)
             if self.backend.write_version(version, files, json.dumps(document, indent=2).encode()):
@@ -396,19 +387,6 @@ def _parse_json(raw: bytes, what: str, where: str) -> object:
 def _now_iso() -> str:
     """Current UTC time, ISO-8601 with offset."""
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _json_default(value: object) -> object:
-    """Let numpy scalars/arrays, paths and datetimes through ``json.dumps``; refuse the rest."""
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if hasattr(value, "item"):
-        return value.item()
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"metadata value of type {type(value).__name__} is not JSON-serialisable")
 
 
 def _summarise(versions: list[str]) -> str:
