@@ -1,20 +1,9 @@
 """Fast scoring of a few JSON records, without DataFrames or scikit-learn's per-call overhead.
 
-``RecordScorer`` is compiled once from a fitted ``TabularModel``:
-
-- ``check``: validates and converts a record (dict) against the model's schema in plain Python with
-  ``schema.RecordChecker`` (the rule table ``coerce_frame`` also runs), returning its ``Problem``s in
-  the service's JSON form ``{"row", "field", "rule", "message", "hard"}``;
-- ``features``: reproduces the fitted ColumnTransformer (median imputation + missing indicators +
-  robust scaling; one-hot with rare/unknown pooling, after the pseudonym for a sensitive category;
-  datetime parts) with the fitted statistics;
-- ``proba``: linear models (with tabpipe's spline basis where fitted) as a dot product, random forests / extra trees / histogram gradient
-  boosting / LightGBM as a lock-step numpy traversal of all trees, tabpipe's linear + boosting blend and its
-  ensembles (``WeightedMean``) as the weighted mean of their compiled members, any other estimator
-  (or an ensemble with a member it cannot compile) through its own ``predict_proba``.
-
-Equality with ``TabularModel.predict_proba`` is tested (to 1e-9 for features, 1e-6 for probabilities);
-anything the compiler does not recognise falls back to the model's own path.
+``RecordScorer`` is compiled once from a fitted ``TabularModel``: ``check`` (the schema's rules, as
+``Problem``s), ``vector`` (the fitted preprocessing), ``proba`` (compiled estimators, else their own
+``predict_proba``); equal to ``TabularModel.predict_proba`` (tested).
+Design notes: docs/serving.md#the-compiled-record-scorer
 """
 from __future__ import annotations
 
@@ -30,7 +19,7 @@ from sklearn.pipeline import Pipeline
 
 from tabpipe.model import TabularModel
 from tabpipe.model.features import pseudonym
-from tabpipe.schema import RecordChecker
+from tabpipe.schema import Problem, RecordChecker
 
 
 class NotCompilable(Exception):
@@ -395,12 +384,11 @@ class RecordScorer:
         """True if the estimator is compiled too (``proba`` leaves its ``predict_proba`` to rows the compiler refuses)."""
         return self.fast_estimator is not None
 
-    def check(self, record: Any, row: int = 0) -> tuple[list, list[dict]]:
-        """Converted feature values (schema order) and problems ``{"row", "field", "rule", "message", "hard"}``.
+    def check(self, record: Any, row: int = 0) -> tuple[list, list[Problem]]:
+        """Converted feature values (schema order) and the ``Problem``s found, each naming ``row``.
 
         A hard problem means the record cannot be scored; the others are warnings about a scorable record."""
-        values, problems = self.checker(record, row)
-        return values, [detail for p in problems for detail in p.details(with_hard=True)]
+        return self.checker(record, row)
 
     def vector(self, values: list) -> np.ndarray:
         """(n_features_out,) float64: the fitted preprocessing applied to one checked record."""

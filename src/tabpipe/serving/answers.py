@@ -3,34 +3,44 @@
 A batch (``{"records": [...]}``, a CSV upload) is answered in input order with a prediction or the row's
 errors, and warnings (broken expectations) alongside. Every count is exact; the detail lists keep the
 first error of every failed row, then at most ``MAX_DETAILS`` more in all (``inputs.Details``).
+Rows are checked into ``Problem``s; the JSON forms below are made from them only here.
 """
 from __future__ import annotations
 
-from tabpipe.schema import Problem, warning_counts
+from collections.abc import Iterable
+
+from tabpipe.schema import Problem, problem_rows, rule_counts
 from tabpipe.serving.inputs import Details
 
 MAX_DETAILS = 1000      # row-level detail objects per answer beyond the first error of each failed row
 CSV_SUMMARY_HEADERS = ("X-Model-Version", "X-Rows", "X-Scored", "X-Failed", "X-Rows-With-Warnings", "X-Warning-Counts")
 
 
-def native(value):
-    """A NumPy scalar as the Python value JSON can carry; anything else unchanged."""
-    return value.item() if hasattr(value, "item") else value
+def not_an_object(row: int) -> Problem:
+    """The problem of a batch item that is not a JSON object (it names no field)."""
+    return Problem(None, "type", "is not a JSON object", (row,))
 
 
-def detail(problem: dict) -> dict:
-    """A record checker's problem as an answer's detail ``{row, field, rule, message}``."""
-    return {k: problem[k] for k in ("row", "field", "rule", "message")}
+def details_of(problems: Iterable[Problem]) -> list[dict]:
+    """The answer's row-level details ``{row, field, rule, message}``: one per row a problem names (row null if none)."""
+    return [d for p in problems for d in p.details()]
 
 
-def _count(details: list[dict], counts: dict[str, dict[str, int]]) -> None:
-    for d in details:
-        per_rule = counts.setdefault(str(d["field"]), {})
-        per_rule[d["rule"]] = per_rule.get(d["rule"], 0) + 1
+def _entry_detail(problem: Problem) -> dict:
+    """A problem inside its row's entry of a batch answer: ``{field, rule, message}``."""
+    return {"field": problem.column, "rule": problem.rule, "message": problem.message}
+
+
+def _count(problems: list[Problem], counts: dict[str, dict[str, int]]) -> None:
+    for p in problems:
+        per_rule = counts.setdefault(str(p.column), {})
+        per_rule[p.rule] = per_rule.get(p.rule, 0) + 1
 
 
 def batch_summary(rows: list[tuple], details: Details) -> dict:
-    """Exact counts of a JSON batch: rows, scored, failed, rows with warnings, per field and rule."""
+    """Exact counts of a JSON batch: rows, scored, failed, rows with warnings, per field and rule.
+
+    ``rows``: per record (checked values or None, error Problems, warning Problems), each problem naming one row."""
     errors: dict[str, dict[str, int]] = {}
     warnings: dict[str, dict[str, int]] = {}
     for _, errs, warns in rows:
@@ -52,25 +62,20 @@ def batch_answer(rows: list[tuple], scored: dict[int, tuple]) -> dict:
         prediction, probability = scored.get(i, (None, None))
         entry: dict = {"row": i, "prediction": prediction, "probability": probability}
         if errs:
-            entry["errors"] = [{k: d[k] for k in ("field", "rule", "message")} for d in details.take(errs, first_free=True)]
+            entry["errors"] = [_entry_detail(p) for p in details.take(errs, first_free=True)]
         if warns:
             kept = details.take(warns)
             if kept:
-                entry["warnings"] = [{k: d[k] for k in ("field", "rule", "message")} for d in kept]
+                entry["warnings"] = [_entry_detail(p) for p in kept]
         predictions.append(entry)
     return {"predictions": predictions, "summary": batch_summary(rows, details)}
 
 
 def csv_counts(problems: list[Problem], rows: int, scored: int) -> dict:
     """Exact counts of a scored CSV: rows, scored, failed, rows with warnings, per column and rule."""
-    hard = {r for p in problems if p.hard for r in p.rows}
-    warned = {r for p in problems if not p.hard for r in p.rows}
-    errors: dict[str, dict[str, int]] = {}
-    for p in problems:
-        if p.hard:
-            errors.setdefault(p.column, {})[p.rule] = errors.get(p.column, {}).get(p.rule, 0) + p.count
-    return {"rows": rows, "scored": scored, "failed": len(hard), "rows_with_warnings": len(warned),
-            "warnings": warning_counts(problems), "errors": errors}
+    return {"rows": rows, "scored": scored, "failed": len(problem_rows(problems, hard=True)),
+            "rows_with_warnings": len(problem_rows(problems, hard=False)),
+            "warnings": rule_counts(problems, hard=False), "errors": rule_counts(problems, hard=True)}
 
 
 def problem_details(problems: list[Problem], details: Details) -> list[dict]:

@@ -1,23 +1,9 @@
 """Uploads to the service: outcomes of logged predictions (``POST /outcomes``) and new labelled
 training rows (``POST /data``), written to the history store.
 
-- Access: off unless ``serve.allow_uploads`` (404 otherwise); then a Bearer token equal to the
-  environment variable named by ``serve.upload_token_env`` (503 while it is unset, 401 when wrong;
-  compared in constant time). Checked before the body is read.
-- Input: JSON ``{"records": [...]}`` (or one object), bounded like ``/predict`` (``serve.max_body_mb``,
-  ``serve.max_records`` counted before parsing), or a CSV in the multipart field ``file`` (bounded by
-  ``serve.max_csv_rows``, counted before any row becomes Python objects).
-- Rows are checked one by one: a bad row is refused with ``{row, field, rule, message}`` (rows in input
-  order), the good rows are written; the answer carries exact counts. When no row is usable nothing
-  is written and the answer is 422.
-- Outcomes: a record is ``{"id": ..., "label": ...}`` — ``id`` as ``tabpipe outcomes`` takes it (the
-  logged prediction's ``row_id``: the schema's id column value, or ``REQUEST_ID:ROW_INDEX``) and
-  ``label`` one of the model's two classes. Good rows go through ``record_outcomes`` (the same join
-  and realised metrics as ``tabpipe outcomes``).
-- Training rows: each record has the schema's columns and the target. Checked with ``coerce_frame``
-  (the rules of batch scoring and training): a hard rule refuses the row, an expectation warns and
-  keeps it; the target must be one of the model's two classes. Accepted rows are stored as uploaded
-  (features, target, id/ignore columns), except sensitive id/ignore columns, which are not stored.
+Off unless ``serve.allow_uploads``, then token-guarded; rows are checked one by one (bad rows refused
+with their ``Problem``s, good rows written), answered with exact counts.
+Design notes: docs/uploads.md
 """
 from __future__ import annotations
 
@@ -26,6 +12,7 @@ import os
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import replace
 
 import pandas as pd
 import pyarrow as pa
@@ -35,8 +22,8 @@ from tabpipe.errors import TabpipeError
 from tabpipe.monitoring.outcomes import record_outcomes
 from tabpipe.privacy import Protector, canonical
 from tabpipe.history.store import HistoryStore, StoreError
-from tabpipe.schema import ABSENT, Schema, coerce_frame, is_missing
-from tabpipe.serving.answers import MAX_DETAILS
+from tabpipe.schema import ABSENT, Problem, Schema, coerce_frame, is_missing
+from tabpipe.serving.answers import MAX_DETAILS, details_of, not_an_object
 from tabpipe.serving.inputs import ApiError, Details, records_from_json
 
 ID_FIELD, LABEL_FIELD = "id", "label"
@@ -63,6 +50,7 @@ class StoreHandle:
         self._pid = os.getpid()
 
     def get(self) -> HistoryStore:
+        """The store, opened on first use in this process (503 when it cannot be opened)."""
         with self._lock:
             if self._store is None or self._pid != os.getpid():   # a forked worker opens its own engine
                 try:
@@ -95,8 +83,7 @@ def read_upload(request, serve, required: tuple[str, ...]) -> list | pd.DataFram
     try:
         frame = read_csv_bytes(upload.read(), max_rows=serve.max_csv_rows, required=required)
     except MissingColumns as exc:
-        raise ApiError(422, str(exc), [{"row": None, "field": name, "rule": "missing_column", "message": ABSENT}
-                                       for name in exc.columns]) from None
+        raise ApiError(422, str(exc), details_of(Problem(name, "missing_column", ABSENT) for name in exc.columns)) from None
     except TooManyRows as exc:
         raise ApiError(413, f"the CSV has {exc.rows} rows; the limit is serve.max_csv_rows={exc.limit}") from None
     except (ValueError, UnicodeDecodeError, pd.errors.ParserError, pa.ArrowException) as exc:
@@ -104,10 +91,6 @@ def read_upload(request, serve, required: tuple[str, ...]) -> list | pd.DataFram
     if frame.empty:
         raise ApiError(400, "the CSV has a header but no rows")
     return frame
-
-
-def _error(row: int, field: str | None, rule: str, message: str) -> dict:
-    return {"row": row, "field": field, "rule": rule, "message": message}
 
 
 def _class_check(known: tuple) -> Callable[[object], str | None]:
@@ -120,17 +103,22 @@ def _class_check(known: tuple) -> Callable[[object], str | None]:
     return check
 
 
-def _answer(rows: int, errors: list[dict], warnings: list[dict] | None = None) -> dict:
+def _row(problem: Problem) -> int:
+    """The one row an upload's problem names."""
+    return problem.rows[0]
+
+
+def _answer(rows: int, errors: list[Problem], warnings: list[Problem] | None = None) -> dict:
     """Counts plus the bounded details: the first error of every refused row, then at most MAX_DETAILS more."""
     details = Details(MAX_DETAILS)
-    by_row: dict[int, list[dict]] = {}
+    by_row: dict[int, list[Problem]] = {}
     for e in errors:
-        by_row.setdefault(e["row"], []).append(e)
-    kept = [d for row in sorted(by_row) for d in details.take(by_row[row], first_free=True)]
-    body = {"rows": rows, "refused": len(by_row), "errors": kept}
+        by_row.setdefault(_row(e), []).append(e)
+    kept = [p for row in sorted(by_row) for p in details.take(by_row[row], first_free=True)]
+    body = {"rows": rows, "refused": len(by_row), "errors": details_of(kept)}
     if warnings is not None:
-        body["rows_with_warnings"] = len({w["row"] for w in warnings})
-        body["warnings"] = details.take(sorted(warnings, key=lambda w: w["row"]))
+        body["rows_with_warnings"] = len({_row(w) for w in warnings})
+        body["warnings"] = details_of(details.take(sorted(warnings, key=_row)))
     body["details_truncated"] = details.truncated
     return body
 
@@ -138,32 +126,32 @@ def _answer(rows: int, errors: list[dict], warnings: list[dict] | None = None) -
 # --------------------------------------------------------------------------- POST /outcomes
 
 
-def outcomes(store: HistoryStore, upload: list | pd.DataFrame, *, schema: Schema, classes: tuple,
+def accept_outcomes(store: HistoryStore, upload: list | pd.DataFrame, *, schema: Schema, classes: tuple,
              protector: Protector, upload_id: str) -> tuple[int, dict]:
     """Attach the valid labels to the logged predictions; (HTTP status, answer)."""
     records = upload.to_dict("records") if isinstance(upload, pd.DataFrame) else upload
     check_label = _class_check(classes)
-    errors: list[dict] = []
+    errors: list[Problem] = []
     valid: dict[int, tuple[str, str]] = {}          # row -> (id text, label text)
     first_label: dict[str, tuple[int, str]] = {}
     for i, record in enumerate(records):
         if not isinstance(record, dict):
-            errors.append(_error(i, None, "type", "is not a JSON object"))
+            errors.append(not_an_object(i))
             continue
         row_errors = []
         row_id, label = record.get(ID_FIELD), record.get(LABEL_FIELD)
         if is_missing(row_id):
-            row_errors.append(_error(i, ID_FIELD, "missing", "is missing (the logged prediction's id)"))
+            row_errors.append(Problem(ID_FIELD, "missing", "is missing (the logged prediction's id)", (i,)))
         if is_missing(label):
-            row_errors.append(_error(i, LABEL_FIELD, "missing", "is missing"))
+            row_errors.append(Problem(LABEL_FIELD, "missing", "is missing", (i,)))
         elif (message := check_label(label)) is not None:
-            row_errors.append(_error(i, LABEL_FIELD, "classes", message))
+            row_errors.append(Problem(LABEL_FIELD, "classes", message, (i,)))
         if not row_errors:
             key, text = canonical(row_id), canonical(label)
             seen = first_label.setdefault(key, (i, text))
             if seen[1] != text:
-                row_errors.append(_error(i, ID_FIELD, "conflict", f"id {key!r} has label {seen[1]!r} in row {seen[0]} "
-                                                                  f"and {text!r} here"))
+                row_errors.append(Problem(ID_FIELD, "conflict", f"id {key!r} has label {seen[1]!r} in row {seen[0]} "
+                                                                f"and {text!r} here", (i,)))
         errors += row_errors
         if not row_errors:
             valid[i] = (key, text)
@@ -175,9 +163,9 @@ def outcomes(store: HistoryStore, upload: list | pd.DataFrame, *, schema: Schema
     logged = store.logged_row_ids(candidates | set(tokens.values()))
     for i, (key, _) in list(valid.items()):
         if key not in logged and tokens.get(key) not in logged:
-            errors.append(_error(i, ID_FIELD, "unknown_id", f"no logged prediction has the id {key!r}"))
+            errors.append(Problem(ID_FIELD, "unknown_id", f"no logged prediction has the id {key!r}", (i,)))
             del valid[i]
-    errors.sort(key=lambda e: e["row"])
+    errors.sort(key=_row)
     body = {"upload_id": upload_id, **_answer(len(records), errors), "accepted": len(valid), "matched": 0}
     if not valid:
         return 422, {"error": f"none of the {len(records)} outcomes could be attached", **body}
@@ -205,12 +193,12 @@ def _private(schema: Schema, name: str) -> bool:
     return spec is not None and spec.sensitive and spec.role != "feature"
 
 
-def training_rows(store: HistoryStore, upload: list | pd.DataFrame, *, schema: Schema, classes: tuple,
+def accept_training_rows(store: HistoryStore, upload: list | pd.DataFrame, *, schema: Schema, classes: tuple,
                   upload_id: str) -> tuple[int, dict]:
     """Validate new labelled rows with the schema's rules and append the good ones; (HTTP status, answer)."""
     target = schema.target.name
     wanted = [*schema.columns, target]
-    errors: list[dict] = []
+    errors: list[Problem] = []
     if isinstance(upload, pd.DataFrame):
         frame, positions = upload.reset_index(drop=True), list(range(len(upload)))
         n = len(frame)
@@ -219,32 +207,31 @@ def training_rows(store: HistoryStore, upload: list | pd.DataFrame, *, schema: S
         required = [*schema.features, target]
         for i, record in enumerate(upload):
             if not isinstance(record, dict):
-                errors.append(_error(i, None, "type", "is not a JSON object"))
+                errors.append(not_an_object(i))
                 continue
             absent = [name for name in required if name not in record]
-            errors += [_error(i, name, "missing_column", ABSENT) for name in absent]
+            errors += [Problem(name, "missing_column", ABSENT, (i,)) for name in absent]
             if not absent:
                 kept.append(record)
                 positions.append(i)
         frame = pd.DataFrame(kept, columns=[c for c in wanted if any(c in r for r in kept)] or None)
-    warnings: list[dict] = []
-    refused = {e["row"] for e in errors}
+    warnings: list[Problem] = []
+    refused = {_row(e) for e in errors}
     if len(frame):
         _, problems = coerce_frame(frame, schema, with_target=True)
         for p in problems:
             for r in p.rows:      # frame-level target rules (two classes in the data) do not apply to an upload
-                item = _error(positions[r], p.column, p.rule, p.message)
-                (errors if p.hard else warnings).append(item)
+                (errors if p.hard else warnings).append(replace(p, rows=(positions[r],)))
         check_label = _class_check(classes)
         for r, value in enumerate(frame[target].tolist()):
             if not is_missing(value) and (message := check_label(value)) is not None:
-                errors.append(_error(positions[r], target, "classes", message))
-        refused = {e["row"] for e in errors}
-    errors.sort(key=lambda e: e["row"])
+                errors.append(Problem(target, "classes", message, (positions[r],)))
+        refused = {_row(e) for e in errors}
+    errors.sort(key=_row)
     stored = [c for c in wanted if c in frame.columns and not _private(schema, c)]
     accepted = [(positions[r], record) for r, record in enumerate(frame[stored].to_dict("records"))
                 if positions[r] not in refused]
-    warnings = [w for w in warnings if w["row"] not in refused]
+    warnings = [w for w in warnings if _row(w) not in refused]
     body = {"upload_id": upload_id, **_answer(n, errors, warnings), "accepted": len(accepted)}
     if not accepted:
         return 422, {"error": f"none of the {n} rows could be accepted", **body}

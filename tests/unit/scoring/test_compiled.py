@@ -40,7 +40,7 @@ def checked(scorer: RecordScorer, records: list[dict]) -> list[list]:
     rows = []
     for i, record in enumerate(records):
         values, problems = scorer.check(record, row=i)
-        assert not [p for p in problems if p["hard"]], problems
+        assert not [p for p in problems if p.hard], problems
         rows.append(values)
     return rows
 

@@ -11,16 +11,15 @@ import pandas as pd
 import pyarrow as pa
 from flask import Blueprint, Response, jsonify, render_template, request
 
-from tabpipe.schema import ABSENT
+from tabpipe.schema import ABSENT, Problem
 from tabpipe.scoring.batch import MissingColumns, TooManyRows, read_csv_bytes, score_frame, to_csv_bytes
 from tabpipe.serving.answers import (
-    MAX_DETAILS, batch_answer, batch_summary, csv_counts, detail, native, problem_details,
+    MAX_DETAILS, batch_answer, batch_summary, csv_counts, details_of, not_an_object, problem_details,
 )
 from tabpipe.serving.inputs import ApiError, Details, records_from_json
 from tabpipe.serving.predlog_hook import log_request
 from tabpipe.serving.state import current_state
 
-NOT_AN_OBJECT = {"field": None, "rule": "type", "message": "is not a JSON object"}
 blueprint = Blueprint("predict", __name__)
 
 
@@ -32,29 +31,29 @@ def predict():
     state = current_state()
     current = state.loaded()
     records, is_batch = records_from_json(request.get_data(), state.serve.max_records)
-    rows = []                      # per record: (checked values or None, errors, warnings)
+    rows = []                      # per record: (checked values or None, error Problems, warning Problems)
     for i, record in enumerate(records):
         if not isinstance(record, dict):
-            rows.append((None, [{"row": i, **NOT_AN_OBJECT}], []))
+            rows.append((None, [not_an_object(i)], []))
             continue
         values, problems = current.scorer.check(record, i)
-        errors = [detail(p) for p in problems if p["hard"]]
-        rows.append((None if errors else values, errors, [detail(p) for p in problems if not p["hard"]]))
+        errors = [p for p in problems if p.hard]
+        rows.append((None if errors else values, errors, [p for p in problems if not p.hard]))
     scorable = [i for i, (values, _, _) in enumerate(rows) if values is not None]
     if not scorable:
         details = Details(MAX_DETAILS)
-        errors = [d for _, errs, _ in rows for d in details.take(errs, first_free=True)]
+        errors = details_of(p for _, errs, _ in rows for p in details.take(errs, first_free=True))
         what = f"{len(rows[0][1])} schema violation(s)" if not is_batch else \
             f"none of the {len(rows)} records could be scored"
         raise ApiError(422, what, errors, {"summary": batch_summary(rows, details)} if is_batch else None)
     proba = current.scorer.proba([rows[i][0] for i in scorable])
     labels = current.model.labels_for(proba)
-    scored = {i: (native(label), float(p)) for i, label, p in zip(scorable, labels, proba)}
+    scored = {i: (label, float(p)) for i, label, p in zip(scorable, labels.tolist(), proba)}   # tolist: Python values
     if state.prediction_log is not None:   # every record keeps its input index (the row id outcomes join on)
         log_request(state.prediction_log, current.version, [r if isinstance(r, dict) else {} for r in records],
                     [scored[i][1] if i in scored else float("nan") for i in range(len(rows))],
                     [scored[i][0] if i in scored else None for i in range(len(rows))],
-                    [[f"{d['field']} ({d['rule']}): {d['message']}" for d in warns] for _, _, warns in rows])
+                    [[p.text for p in warns] for _, _, warns in rows])
     return jsonify({"model_version": current.version, **batch_answer(rows, scored)})
 
 
@@ -73,8 +72,7 @@ def predict_csv():
         frame = read_csv_bytes(upload.read(), max_rows=state.serve.max_csv_rows, required=features,
                                max_columns=max(1000, 4 * len(current.model.schema.columns)))
     except MissingColumns as exc:
-        raise ApiError(422, str(exc), [{"row": None, "field": name, "rule": "missing_column", "message": ABSENT}
-                                       for name in exc.columns]) from None
+        raise ApiError(422, str(exc), details_of(Problem(name, "missing_column", ABSENT) for name in exc.columns)) from None
     except TooManyRows as exc:
         raise ApiError(413, f"the CSV has {exc.rows} rows; the limit is serve.max_csv_rows={exc.limit} "
                             "(split the file, or score it with `tabpipe predict`)") from None
@@ -108,13 +106,13 @@ def form():
     if current is not None and request.method == "POST":
         values = {k: v for k, v in request.form.items()}
         checked, problems = current.scorer.check(values)
-        errors = {p["field"]: p["message"] for p in problems if p["hard"]}
-        warnings = {p["field"]: p["message"] for p in problems if not p["hard"]}
+        errors = {p.column: p.message for p in problems if p.hard}
+        warnings = {p.column: p.message for p in problems if not p.hard}
         if errors:
             status = 422
         else:
             p = float(current.scorer.proba([checked])[0])
-            result = {"prediction": native(current.model.labels_for(np.array([p]))[0]), "probability": p}
+            result = {"prediction": current.model.labels_for(np.array([p])).tolist()[0], "probability": p}
     fields = [] if current is None else [(n, current.model.schema.columns[n]) for n in current.model.schema.features]
     return render_template("form.html", current=current, fields=fields, result=result, errors=errors,
                            warnings=warnings, values=values), status

@@ -23,9 +23,9 @@ def post_outcomes():
     current = state.loaded()
     upload = uploads.read_upload(request, state.serve, (uploads.ID_FIELD, uploads.LABEL_FIELD))
     with uploads.store_errors():
-        status, body = uploads.outcomes(state.upload_store.get(), upload, schema=state.settings.schema_,
-                                        classes=tuple(current.model.labels),
-                                        protector=protector(state.settings, state.environ), upload_id=request_id())
+        status, body = uploads.accept_outcomes(state.upload_store.get(), upload, schema=state.settings.schema_,
+                                               classes=tuple(current.model.labels),
+                                               protector=protector(state.settings, state.environ), upload_id=request_id())
     return jsonify(body), status
 
 
@@ -38,6 +38,6 @@ def post_data():
     schema = state.settings.schema_
     upload = uploads.read_upload(request, state.serve, (*schema.features, schema.target.name))
     with uploads.store_errors():
-        status, body = uploads.training_rows(state.upload_store.get(), upload, schema=schema,
-                                             classes=tuple(current.model.labels), upload_id=request_id())
+        status, body = uploads.accept_training_rows(state.upload_store.get(), upload, schema=schema,
+                                                    classes=tuple(current.model.labels), upload_id=request_id())
     return jsonify(body), status
