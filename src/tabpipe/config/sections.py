@@ -33,15 +33,18 @@ MetricSetting = Annotated[Metric, BeforeValidator(canonical_metric)]   # a metri
 
 
 class RunSection(StrictModel):
+    """Where a run writes its folders, and the seed of everything random in it."""
     artifacts_dir: Path = Path("artifacts")
     seed: int = 42
 
 
 class SplitSection(StrictModel):
+    """The held-out test split: its share of the rows."""
     test_size: float = Field(0.2, gt=0, lt=1)
 
 
 class DriftSection(StrictModel):
+    """The validation stage's drift check: the training data against the production model's reference rows."""
     enabled: bool = True
     fail_on_drift: bool = False          # default: drift only warns
     drift_share: float = Field(0.5, gt=0, le=1)  # dataset drifts when this share of columns drift
@@ -50,11 +53,13 @@ class DriftSection(StrictModel):
 
 
 class ValidationSection(StrictModel):
+    """What the validation stage does with rows that break a hard rule, and its drift check."""
     on_invalid_rows: InvalidRows = "fail"
     drift: DriftSection = DriftSection()
 
 
 class TransformationSection(StrictModel):
+    """Class resampling of the training rows and the one-hot limit per categorical column."""
     resampling: Resampling = "smotetomek"
     max_categories: int = Field(30, ge=2)   # one-hot columns per categorical; rarer values pooled
 
@@ -80,6 +85,7 @@ class ExecutorSection(StrictModel):
 
 
 class TrainingSection(StrictModel):
+    """The model search: candidates file, CV folds, metric, time budget, rounds, ensemble, workers."""
     models: Path = Path("model.yaml")
     cv_folds: int = Field(5, ge=2, le=20)
     metric: MetricSetting = "roc_auc"            # `average_precision` is read as pr_auc
@@ -100,12 +106,14 @@ class TrainingSection(StrictModel):
 
 
 class EvaluationSection(StrictModel):
+    """The gate a new model passes to be published: metric, minimum score, improvement on production."""
     metric: MetricSetting = "roc_auc"            # `average_precision` is read as pr_auc
     min_score: float = Field(0.6, ge=0, le=1)
     min_improvement: float = Field(0.0, ge=-1, le=1)
 
 
 class ServeSection(StrictModel):
+    """The prediction service: model polling, request limits, allowed origins, token-guarded POST routes."""
     poll_interval_s: float = Field(5.0, ge=0)      # how often to look for a new production model; 0 = never
     max_body_mb: float = Field(32, gt=0)           # larger requests get HTTP 413
     max_records: int = Field(10_000, gt=0)         # per JSON request

@@ -1,0 +1,1 @@
+"""Data drift: the reference profile frozen at publish, PSI against it, and the training-time drift report."""

@@ -1,25 +1,8 @@
-"""The reference profile frozen at publish: everything ``tabpipe monitor`` needs from the training data.
+"""The reference profile frozen at publish (``profile.json``): everything ``tabpipe monitor`` needs from the training data.
 
-``profile.json`` is published with the model (``components/pusher.py``), so the registry hashes
-(and, with a key, signs) it like the model. Monitoring then never reloads the training data; it only
-bins the new rows against this file (``tabpipe.drift.psi``). Contents:
-
-- ``features``: per model feature, from the typed training split (every row, not a sample):
-  numeric (int/float/bool) -> quantile bin edges (``bins``, 10 by default, duplicates merged) and
-  the training shares of those bins + missing; category -> the ``max_categories`` most frequent
-  categories, ``other`` (the rest) and missing; the null rate. Datetime features are not binned
-  (time only moves forward, so a raw timestamp always "drifts"); they are listed under ``skipped``,
-  as are ``sensitive: true`` features: bin edges and category names are values of the column, so a
-  sensitive feature is not profiled and not monitored for drift.
-- ``scores``: the distribution of the model's probability on the held-out TEST split (10 equal
-  bins over [0, 1]) — the reference for prediction drift — with its rows, positives and threshold.
-- ``calibration``: a monotone map from raw probability to calibrated probability, used by the
-  label-free estimate. It is fitted on the test split's predictions: these are the only rows held
-  out from the final model (the trainer does not keep its out-of-fold predictions, and those come
-  from the fold models anyway). The test split was already used by the evaluation gate; the
-  calibration is fitted after the gate decided and changes neither the model nor its metrics.
-  Isotonic regression when both classes have >= ``ISOTONIC_MIN`` rows, else Platt scaling
-  (a logistic fit on the logit), which needs far fewer rows; ``fitted_on`` says which rows.
+Per feature, quantile bins or top categories with their training shares and null rate; the score
+distribution on the test split; the calibration map of the label-free estimate.
+Design notes: docs/monitoring.md#the-reference-profile
 """
 from __future__ import annotations
 
@@ -40,6 +23,7 @@ SCORE_EDGES = tuple(round(0.1 * i, 1) for i in range(1, 10))
 
 
 def numeric_entry(values: np.ndarray, bins: int) -> dict:
+    """A numeric feature's profile: quantile bin ``edges``, the training ``shares`` of its bins + missing, rows, null rate."""
     edges = quantile_edges(values, bins)
     counts = numeric_counts(values, edges)
     return {"kind": "numeric", "edges": edges.tolist(), "shares": shares(counts).tolist(), "rows": int(counts.sum()),
@@ -47,6 +31,7 @@ def numeric_entry(values: np.ndarray, bins: int) -> dict:
 
 
 def categorical_entry(values: pd.Series, max_categories: int) -> dict:
+    """A categorical feature's profile: its ``max_categories`` most frequent values, shares (+ other, missing), rows, null rate."""
     counts_by_value = values.dropna().astype(str).value_counts(sort=True)
     top = sorted(counts_by_value.index[:max_categories].tolist())
     counts = categorical_counts(values.astype(object).where(values.notna(), None), top)
@@ -104,6 +89,7 @@ def build_profile(train: pd.DataFrame, schema: Schema, test_proba: np.ndarray, t
 
 
 def write_profile(path: Path, profile: dict) -> Path:
+    """Write ``profile`` as JSON to ``path``; returns the path."""
     path = Path(path)
     path.write_text(json.dumps(profile, indent=1))
     return path

@@ -2,23 +2,8 @@
 
     PSI = sum over buckets of (a - e) * ln(a / e)      a = share of the window, e = share of the reference
 
-Buckets, frozen at publish time (see ``tabpipe.drift.profile``):
-- numeric: right-closed bins between the interior cut points ``edges``: (-inf, e0], (e0, e1], ...,
-  (e_last, +inf). Duplicate quantiles are merged when the edges are made, so a constant column has
-  ONE edge (its value) and two bins: "the value or below" and "above it";
-- categorical: one bucket per reference category, then ``other`` (any value not seen in the
-  reference, so unseen categories are counted, never dropped), in that order;
-- both: a last ``missing`` bucket, so a change of the null rate moves the PSI too.
-
-Edge cases, each defined:
-- empty buckets: every share is floored at ``EPSILON`` = 1e-4 (0.01 %) before the log (no
-  renormalisation), so a PSI is always finite; one bucket going from 0 % to 100 % contributes at
-  most (1 - 1e-4) * ln(1e4) ~ 9.2;
-- windows too small: below ``min_rows`` (default ``MIN_ROWS`` = 500) the verdict is
-  ``insufficient_data`` with no value: with no drift at all, the expected PSI of a window of n rows
-  over k buckets is about (k - 1) / n (the chi-square approximation), so 500 rows keep that noise
-  for 11 buckets at 0.02, a fifth of the 0.1 "watch" threshold. Each result carries this
-  ``noise`` estimate, (k - 1) * (1 / n + 1 / n_reference), so a reader can judge a value.
+Buckets and edge cases (the ``EPSILON`` floor, ``MIN_ROWS``, the ``noise`` figure):
+docs/monitoring.md#psi-buckets-and-edge-cases
 """
 from __future__ import annotations
 
@@ -49,6 +34,7 @@ class FeaturePSI:
     message: str = ""
 
     def as_dict(self) -> dict:
+        """The JSON form (``value`` under the key ``psi``)."""
         return {"feature": self.feature, "status": self.status, "psi": self.value, "rows": self.rows,
                 "noise": self.noise, "buckets": list(self.buckets), "reference_shares": list(self.reference_shares),
                 "window_shares": list(self.window_shares), "message": self.message}
@@ -107,6 +93,7 @@ def categorical_counts(values, categories: list[str]) -> np.ndarray:
 
 
 def numeric_labels(edges) -> tuple[str, ...]:
+    """Bucket labels of numeric bins with ``edges``: ``<= e0``, ``(e0, e1]``, ..., ``> e_last``, then ``missing``."""
     edges = list(edges)
     if not edges:
         return ("all values", "missing")
@@ -117,10 +104,12 @@ def numeric_labels(edges) -> tuple[str, ...]:
 
 
 def categorical_labels(categories) -> tuple[str, ...]:
+    """Bucket labels of a categorical profile: its categories, then ``other`` and ``missing``."""
     return (*map(str, categories), "other", "missing")
 
 
 def shares(counts: np.ndarray) -> np.ndarray:
+    """``counts`` as shares of their total (all zeros when the total is 0)."""
     total = counts.sum()
     return counts / total if total else np.zeros(len(counts))
 

@@ -1,24 +1,8 @@
 """Data drift of new data against a reference sample: evidently 0.7's DataDriftPreset rules, computed directly.
 
-The reference is the training data of the current production model, stored with it in the
-registry. The verdicts come from ``check_drift``, which applies on the full frames what
-evidently's ``DataDriftPreset()`` does by default (``evidently/core/datasets.py::infer_column_type``,
-``legacy/calculations/stattests/registry.py::_get_default_stattest``, ``legacy/calculations/data_drift.py``):
-
-- a column's type is inferred from the current frame: float -> numerical; int -> categorical up to
-  10 distinct values, else numerical; bool/category -> categorical; strings -> categorical, or
-  text when more than half the values are distinct (text is not checked here); anything else is left out;
-- NaN and +-inf are dropped per column; the test depends on the reference size and the number of
-  distinct values in both frames: up to 1,000 reference values, K-S (numerical, > 5 values,
-  drift when p <= 0.05), chi-square (> 2 values) or a two-proportion Z-test (p < 0.05); above,
-  the normed Wasserstein distance (numerical, > 5 values) or the Jensen-Shannon distance of the
-  value shares (>= 0.1 is drift);
-- the data drift when the share of drifted columns is at least ``drift_share``.
-
-evidently's HTML and JSON report are still written, on at most ``max_rows`` rows of each frame
-(evidently's own computation is slow on large frames); the summary and the HTML say when it is sampled.
-Columns named ``sensitive`` (``sensitive: true`` in the schema) are never checked and never given to
-evidently, whose report shows values of the columns it compares; the summary lists them as skipped.
+The verdicts (``check_drift``) use every row; evidently's own report is written on a sample. Sensitive
+columns are never checked nor given to evidently.
+Design notes: docs/monitoring.md#evidentlys-drift-rules-computed-directly
 """
 from __future__ import annotations
 

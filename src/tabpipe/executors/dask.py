@@ -1,22 +1,8 @@
 """The search's tasks on a Dask cluster: the same ``Task``/``Outcome``/``run`` contract as ``WorkerPool``.
 
-Invariants:
-- tasks are module-level functions (workers import them: tabpipe must be installed on every worker);
-  at most ``n_workers`` (the cluster's threads) run at once, so a task's time counts from its start
-  and ``cancel(key)`` is asked before a queued task starts, as with the local pool;
-- files travel once: the local pool's tasks read and write arrays as files under ``files_under``.
-  Here a file under that folder named in a task's arguments (also inside dataclasses, tuples, dicts)
-  is read once by this process and scattered once to every worker (``broadcast``, so a worker lost
-  mid-search does not lose the only copy); every later task refers to it by its future and each
-  worker writes it once to its own local folder, where the task memory-maps it. A folder under
-  ``files_under`` in the arguments becomes a folder of the worker's own; the files a task writes
-  there come back once with its result, are scattered once (this process keeps only the future)
-  and are named by their path under ``files_under`` in the outcome, for later tasks;
-- a task past its deadline (or ``timeout_s`` after its start) is abandoned: its future is cancelled
-  and the outcome is "timeout". Dask cannot kill a running task: the worker thread finishes it and
-  the result is dropped (the local pool kills the worker process instead);
-- a worker that dies is replaced by its nanny and the scheduler reruns its tasks elsewhere
-  (``distributed.scheduler.allowed-failures`` times, then the task's outcome is "failed").
+Files under ``files_under`` travel once (scattered to every worker); a task past its deadline is
+abandoned (Dask cannot kill it); a lost worker's tasks are rerun elsewhere.
+Design notes: docs/dask.md#daskpools-contract
 """
 from __future__ import annotations
 
@@ -193,6 +179,7 @@ class DaskPool:
             self.client.run(importlib.import_module, module)
 
     def pids(self) -> list[int]:
+        """Process ids of the cluster's workers, sorted."""
         return sorted(self.client.run(os.getpid).values())
 
     def close(self) -> None:

@@ -89,6 +89,7 @@ class Task:
 
 @dataclass
 class Outcome:
+    """How one task ended: its key, status, return value (or error text) and seconds."""
     key: Any
     status: str              # "done" | "failed" (the task raised) | "timeout" (stopped) | "cancelled" (never started)
     value: Any               # the return value, the error text, or None
@@ -161,6 +162,7 @@ class WorkerPool:
             w.conn.close()
 
     def pids(self) -> list[int]:
+        """Process ids of the live worker processes."""
         return [w.process.pid for w in self._workers if w.process.is_alive()]
 
     def _idle_worker(self) -> _Worker:

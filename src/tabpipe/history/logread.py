@@ -1,17 +1,8 @@
 """Reading a window of the prediction log back as columns, for ``tabpipe monitor``.
 
-The log stores each row's inputs as one JSON object. Parsing a million of them one by one and
-building a frame from a million dicts took over a minute; here the stored text is streamed from the
-store in chunks and parsed in bulk by Arrow's JSON reader straight into typed columns (float64 for
-the schema's int/float columns, bool, text for the rest: no date or number is guessed out of text);
-a worker thread parses one chunk while the next is fetched (Arrow releases the GIL).
-
-Invariant: the frame holds exactly what ``pd.DataFrame.from_records(json.loads(text) for text in
-texts)`` holds for the schema's columns — the same values, the same missing values, a column absent
-only when no row has the key — so ``coerce_frame`` types it to the same frame and the same problems.
-A chunk Arrow cannot read with those types (a client sent text in a number column, a number in a
-category column, a nested value, a number beyond float64) is read the careful way, row by row; only
-that chunk pays for it.
+The stored JSON is parsed in bulk by Arrow, chunk by chunk, into exactly the frame the row-by-row
+reading gives; a chunk Arrow cannot type is read row by row.
+Design notes: docs/monitoring_store.md#reading-the-log-back-in-bulk
 """
 from __future__ import annotations
 

@@ -18,6 +18,7 @@ from tabpipe.schema import Problem, Schema, coerce_frame, summarize
 
 @dataclass
 class TabularModel:
+    """The shipped model: schema, fitted preprocessing and classifier, decision threshold and original labels."""
     schema: Schema
     preprocessor: Any            # fitted sklearn ColumnTransformer
     estimator: Any               # fitted classifier trained on y in {0, 1}
@@ -28,6 +29,7 @@ class TabularModel:
 
     @property
     def features(self) -> list[str]:
+        """The schema's feature columns, in order."""
         return self.schema.features
 
     def check(self, rows: pd.DataFrame | list[dict]) -> tuple[pd.DataFrame, list[Problem]]:
@@ -63,4 +65,5 @@ class TabularModel:
         return np.where(np.asarray(proba) >= self.threshold, self.labels[1], self.labels[0])
 
     def predict(self, rows: pd.DataFrame | list[dict]) -> np.ndarray:
+        """Original labels of ``rows``: the positive label where P(positive) >= threshold."""
         return self.labels_for(self.predict_proba(rows))

@@ -1,18 +1,8 @@
 """Alerts of a monitoring run: a Slack-compatible JSON POST to an optional webhook, never blocking the run.
 
-- Payload: ``text`` (the one-line summary every webhook shows) plus Slack ``blocks`` (a header, the
-  fields model version / decision / window / rows, one line per fired rule, the report's path).
-- Delivery: up to ``1 + retries`` attempts; a network error, a timeout, HTTP 429 or 5xx is retried
-  after ``backoff_s`` (doubling); another 4xx is not (the request itself is wrong). Each attempt is
-  bounded by ``timeout_s`` AND by what is left of ``total_s``, and runs in a daemon thread that is
-  abandoned at the deadline, so a server that accepts and then hangs or trickles cannot hold the run
-  past ``total_s``.
-- De-duplication: an alert has a ``key`` (model version, decision, rules that fired); if the same
-  key was SENT less than ``cooldown_s`` ago (the caller looks it up in the store's alert table and
-  passes ``last_sent``), it is not sent again (status ``suppressed``).
-The settings are ``monitoring.alerts`` (``tabpipe.config.AlertsSection``, validated when the config is
-read). The URL comes from the environment at the CLI edge and is passed in; it is never logged or stored
-(it usually embeds a secret token).
+Bounded retries within ``total_s``, de-duplicated by ``Alert.key`` within the cool-down; the URL is
+passed in and never logged or stored.
+Design notes: docs/monitoring.md#alert-delivery
 """
 from __future__ import annotations
 
@@ -32,6 +22,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, kw_only=True)
 class Alert:
+    """What a monitoring run that decided watch/retrain sends: model, decision, window, rows, reasons."""
     model_version: str
     decision: str                     # "watch" | "retrain"
     window: str
@@ -42,11 +33,13 @@ class Alert:
 
     @property
     def key(self) -> str:
+        """``version|decision|rules``: an alert with the key of one sent within the cool-down is suppressed."""
         rules = sorted({r["rule"] for r in self.reasons})
         return f"{self.model_version}|{self.decision}|{','.join(rules)}"
 
     @property
     def summary(self) -> str:
+        """One line for the alert's ``text``: decision, model, rules fired, window, rows."""
         return (f"tabpipe monitor: {self.decision.upper()} for model {self.model_version} "
                 f"({len(self.reasons)} rule{'s' if len(self.reasons) != 1 else ''} fired, window {self.window}, "
                 f"{self.rows} rows)")
@@ -54,6 +47,7 @@ class Alert:
 
 @dataclass(frozen=True)
 class Delivery:
+    """What became of one alert: sent, failed, suppressed or not configured, with attempts and timings."""
     status: str                       # "sent" | "failed" | "suppressed" | "not_configured"
     attempts: int = 0
     http_status: int | None = None
@@ -62,6 +56,7 @@ class Delivery:
     history: tuple[str, ...] = field(default=())
 
     def as_dict(self) -> dict:
+        """The JSON form (seconds rounded to ms)."""
         return {"status": self.status, "attempts": self.attempts, "http_status": self.http_status,
                 "error": self.error, "seconds": round(self.seconds, 3), "history": list(self.history)}
 

@@ -1,25 +1,8 @@
 """Label-free performance estimate from calibrated probabilities (confidence-based performance estimation).
 
-If a calibrated probability ``c`` says "this row is positive with probability c", then over a window
-the EXPECTED confusion counts at the model's threshold are sums of probabilities:
-
-    TP = sum(c * pred)    FP = sum((1 - c) * pred)    FN = sum(c * (1 - pred))    TN = the rest
-
-and the expected ROC curve follows the same way: walking the rows from the highest raw score down,
-expected TPR = cumulative sum(c) / sum(c), expected FPR = cumulative sum(1 - c) / sum(1 - c)
-(ties in the raw score are taken together); the expected ROC-AUC is the area under it, and the
-expected PR-AUC (average precision) sums precision x recall increments along the same walk.
-Precision, recall and F1 are ratios of expected counts (a good approximation of the expected
-ratios for windows of hundreds of rows). This is the CBPE method popularised by NannyML.
-
-The rows are RANKED by the model's raw probability (what the threshold is applied to); only the
-expected labels use the calibrated one. Calibration (``apply_calibration``) is a monotone map
-fitted on held-out rows at publish time (``tabpipe.drift.profile``): the training rows are
-resampled (SMOTE), which inflates the raw probabilities.
-
-It is right only under its assumptions, which every result lists (``ASSUMPTIONS``): no concept
-drift (P(label | features) is what it was on the calibration rows — covariate shift alone is
-fine), a calibration that holds in the window's score range, and enough rows.
+Expected confusion counts and ROC/PR curves are sums of calibrated probabilities over rows ranked by
+the raw score; right only under the ``ASSUMPTIONS`` every result lists.
+Design notes: docs/monitoring.md#the-label-free-estimate
 """
 from __future__ import annotations
 

@@ -1,16 +1,8 @@
 """The governance decision of one monitoring window: ``ok``, ``watch`` or ``retrain`` (pure, no I/O).
 
-Rules (thresholds from ``monitoring.rules``: ``tabpipe.config.RulesSection``, validated when the config
-is read; its defaults shown), each checked on the window's observations:
-- ``roc_auc_below``: retrain when ROC-AUC < 0.70 — the realised ROC-AUC when the window has
-  outcomes, else the label-free estimate (the reason says which);
-- ``psi_retrain``: retrain when any feature's PSI >= 0.2;
-- ``drift_share``: retrain when the share of drifted columns >= 0.5;
-- ``psi_watch``: watch when any feature's PSI >= 0.1.
-The decision is the most severe level among the rules that fired. Every fired rule is reported
-with the rule, the observed value, the threshold, the window and its row count. A rule that
-cannot be checked (no AUC, every PSI ``insufficient_data``) never fires; it is listed under
-``not_checked`` with the reason, so "ok" never hides "could not tell".
+The most severe level among the rules that fired; a rule that cannot be checked is listed under
+``not_checked``, so "ok" never hides "could not tell".
+Design notes: docs/monitoring.md#the-governance-decision
 """
 from __future__ import annotations
 
@@ -51,6 +43,7 @@ class Reason:
     feature: str | None = None
 
     def as_dict(self) -> dict:
+        """The JSON form, as monitor.json and alerts carry it."""
         return {"rule": self.rule, "level": self.level, "observed": self.observed, "threshold": self.threshold,
                 "window": self.window, "rows": self.rows, "feature": self.feature, "message": self.message}
 
@@ -64,6 +57,7 @@ class Decision:
     not_checked: tuple[str, ...]
 
     def as_dict(self) -> dict:
+        """The JSON form: decision, reasons, rules not checked."""
         return {"decision": self.decision, "reasons": [r.as_dict() for r in self.reasons],
                 "not_checked": list(self.not_checked)}
 

@@ -1,17 +1,8 @@
 """Outcomes: joining arriving labels to logged predictions, and the realised metrics they give.
 
-How a client supplies the id that outcomes join on (the ``row_id`` of a logged prediction):
-the value of the schema's first ``role: id`` column when the scored record carries it (JSON field,
-CSV column); otherwise ``<request_id>:<row_index>``, where ``request_id`` is the ``X-Request-ID``
-response header of ``/predict`` and ``/predict/csv`` (or the ``--request-id`` of ``tabpipe predict``)
-and ``row_index`` the 0-based position of the row in that request. An id column marked
-``sensitive: true`` is logged as its keyed hash; the labels' ids are hashed with the same key here,
-so the join still works without the clear id ever being stored.
-
-A label attaches to every logged prediction with that id (an id scored twice gets the label twice).
-Realised metrics are recorded (``estimated=False``) for every monitoring window of the version that
-has labelled rows — next to the label-free estimate of the same window — and for the whole span of
-the labelled rows.
+A label attaches to every logged prediction with its id (``row_id``: the schema's id column, hashed when
+sensitive, or ``<request_id>:<row_index>``); realised metrics are recorded per monitoring window.
+Ids and the join: docs/monitoring_store.md#row-ids-and-outcomes
 """
 from __future__ import annotations
 
@@ -29,6 +20,7 @@ from tabpipe.history.store import HistoryStore
 
 @dataclass
 class OutcomesResult:
+    """What attaching outcomes did: usable labels, skipped rows, matched predictions, unknown ids, windows."""
     labels: int                 # usable label rows in the file
     skipped: int                # rows without an id or a label
     matched: int                # logged predictions that got an outcome

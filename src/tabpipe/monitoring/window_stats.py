@@ -1,22 +1,8 @@
 """What a monitoring run needs from its rows, counted chunk by chunk and merged, so memory stays bounded.
 
-A window's rows arrive as chunks: a CSV file or the prediction log's rows are one chunk; a Parquet
-dataset (a folder of files, or one file) is read a row group at a time, each file giving one partial
-result (on Dask, one task per file). ``chunk_stats`` checks and counts one chunk, ``merge`` adds the
-next chunk's result, ``finish`` makes the arrays. The merged result does not depend on where the rows
-were cut (tests/test_monitor_partitions.py checks it against the one-chunk case):
-
-- counts are sums (a row lies in exactly one chunk): rows; missing values per feature; rows per PSI
-  bucket of each profiled feature (``tabpipe.drift.psi``, the frozen profile's buckets); rows
-  breaking each rule (column, rule, message, hard); rows with any problem per (column, hard); rows
-  with any problem at all. Rules are listed in schema column order, then by the first row breaking them;
-- per row, in order: the probability (float64; logged, or scored now as ``tabpipe predict`` does),
-  whether an outcome is known (bool) and the outcome as 0/1 (int8) — 10 bytes a row, so the realised
-  metrics (ROC-AUC included) and the label-free estimate are exact on every row;
-- a sample of the typed rows for evidently: every row (``keep=None``: the window is in memory anyway),
-  none (``keep=0``), or at most ``keep`` rows drawn uniformly without replacement: every row draws a
-  key from a generator seeded by (seed, file number), the ``keep`` smallest keys stay (bottom-k
-  sampling: the same rows whatever the order of merging, here or on Dask), in the dataset's row order.
+``chunk_stats`` checks and counts one chunk, ``merge`` adds the next chunk's result, ``finish`` makes
+the arrays; the result does not depend on where the rows were cut.
+Design notes: docs/monitoring.md#counting-a-window-chunk-by-chunk
 """
 from __future__ import annotations
 

@@ -26,6 +26,7 @@ RUN_TS = "{run_ts}"           # replaced by the scheduler with the run's timesta
 
 
 class JobSection(StrictModel):
+    """A scheduled job's settings: schedule, retries, retry delay, per-task timeout."""
     schedule: str | None = None          # cron expression or preset (@daily); None = only when triggered
     retries: int = Field(2, ge=0, le=20)
     retry_delay_s: float = Field(300, ge=0)
@@ -33,10 +34,12 @@ class JobSection(StrictModel):
 
 
 class TrainingJob(JobSection):
+    """The training DAG's settings (weekly by default)."""
     schedule: str | None = "@weekly"
 
 
 class InferenceJob(JobSection):
+    """The batch inference DAG's settings: off unless enabled, the input to score, the output path."""
     schedule: str | None = "@daily"
     enabled: bool = False                # needs `input`
     input: Path | None = None            # CSV/Parquet file or partitioned Parquet folder to score
@@ -45,6 +48,7 @@ class InferenceJob(JobSection):
 
 
 class MonitoringJob(JobSection):
+    """The monitoring DAG's settings: the log window to check and whether a retrain decision trains."""
     schedule: str | None = "@daily"
     since: str = "1d"                    # window of the prediction log
     retrain: bool = True                 # governance decision 'retrain' -> run the training pipeline (the gate decides)
@@ -62,6 +66,7 @@ class OrchestrationSection(StrictModel):
 
 @dataclass(frozen=True)
 class TaskSpec:
+    """One task of a DAG: its id, command, description, accepted exit codes and kind (command, branch, no-op)."""
     task_id: str
     argv: tuple[str, ...]                # the command; RUN_NAME / RUN_TS placeholders filled per run
     doc: str
@@ -72,6 +77,7 @@ class TaskSpec:
 
 @dataclass(frozen=True)
 class DagSpec:
+    """One DAG, independent of Airflow: id, description, schedule, job settings, tasks and edges."""
     dag_id: str
     doc: str
     schedule: str | None

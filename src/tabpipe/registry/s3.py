@@ -1,17 +1,8 @@
 """S3Backend: the registry under ``s3://<bucket>/<prefix>/``, downloads cached in a local folder.
 
-- Publishing claims ``versions/vNNNN/.claim`` with a conditional PUT (``If-None-Match: *``),
-  uploads the files, then writes ``metadata.json`` last; a crash leaves files without metadata,
-  which readers ignore. Racing publishers: the loser's claim fails and it takes the next number.
-- The pointer is one PUT (atomic on S3: readers see the old or the new object). Compare-and-swap
-  sends ``If-Match: <ETag read>`` (or ``If-None-Match: *`` when there was no pointer), so S3 itself
-  refuses the write if anyone moved the pointer in between.
-- S3-compatible stores that ignore conditional headers lose both protections (racing publishers
-  could mix files under one number, which checksums and signatures then reveal on load; racing
-  promotions fall back to last-writer-wins). AWS S3 and current MinIO honour them.
-
-Credentials come only from the standard AWS chain (env vars, ~/.aws, instance role). Every request
-goes through ``_call``, the one place where boto errors become ``RegistryError`` messages.
+Publishing and promotion rely on S3's conditional PUTs; credentials come only from the standard AWS
+chain; ``_call`` is the one place where boto errors become ``RegistryError`` messages.
+Design notes: docs/serving.md#the-s3-backend
 """
 from __future__ import annotations
 

@@ -39,7 +39,7 @@ class Keys:
     verify: Ed25519PublicKey | None = None
 
 
-def canonical(document: Mapping) -> bytes:
+def signed_bytes(document: Mapping) -> bytes:
     """The bytes that are signed: the document without ``signature``, sorted keys, compact."""
     body = {k: v for k, v in document.items() if k != "signature"}
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
@@ -53,7 +53,7 @@ def key_id(key: Ed25519PublicKey) -> str:
 
 def sign(document: Mapping, key: Ed25519PrivateKey) -> dict:
     """The ``signature`` field for ``document``: algorithm, key id, base64 Ed25519 signature."""
-    value = base64.b64encode(key.sign(canonical(document))).decode()
+    value = base64.b64encode(key.sign(signed_bytes(document))).decode()
     return {"alg": ALGORITHM, "key_id": key_id(key.public_key()), "value": value}
 
 
@@ -70,7 +70,7 @@ def verify(document: Mapping, key: Ed25519PublicKey) -> str | None:
     if signature.get("key_id") != expected_id:
         return f"it is signed by key {str(signature.get('key_id'))[:40]!r}, not by the trusted key {expected_id}"
     try:
-        key.verify(base64.b64decode(str(signature.get("value", "")), validate=True), canonical(document))
+        key.verify(base64.b64decode(str(signature.get("value", "")), validate=True), signed_bytes(document))
     except (InvalidSignature, binascii.Error, ValueError):
         return f"its signature (key {expected_id}) does not match its content: forged or altered"
     return None

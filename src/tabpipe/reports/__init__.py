@@ -1,0 +1,1 @@
+"""The HTML dashboards and their charts (training and monitoring reports)."""

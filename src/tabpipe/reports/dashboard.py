@@ -140,6 +140,7 @@ def _finite(value) -> bool:
 
 
 def write_png(fig, path: Path) -> Path:
+    """Save ``fig`` as a PNG at ``path`` (folders made) and close it; returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=80)

@@ -1,18 +1,8 @@
 """The data contract (`schema.yaml`): what columns exist, their types, ranges and categories.
 
-One ``Schema`` drives three things, so they can never disagree: validation of training data, the
-preprocessing built for the model, and validation of rows sent for prediction (the fitted model
-carries the schema it was trained with). Every check reports ``Problem``s.
-
-    spec      what schema.yaml declares (Schema, ColumnSpec, TargetSpec, load_schema)
-    values    reading one value as its type (parse_value, is_missing)
-    rules     the value rules, one table for both paths (VALUE_RULES, check_value, RecordChecker)
-    frame     whole frames (coerce_frame, target_problems, positive_mask)
-    problems  a broken rule (Problem) and its report/JSON/text forms
-    infer     a schema proposed from data (infer_schema, for ``tabpipe init``)
-
-The names below are ``tabpipe.schema``'s public names; saved models name ``tabpipe.schema.Schema``
-and ``tabpipe.schema.ColumnSpec``, so these stay importable from here.
+One ``Schema`` validates training data and rows sent for prediction and builds the preprocessing; every
+check reports ``Problem``s. The names below stay importable from here (saved models name
+``tabpipe.schema.Schema``). Modules: docs/architecture.md#the-schema-package
 """
 from __future__ import annotations
 

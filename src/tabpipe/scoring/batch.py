@@ -39,6 +39,7 @@ class MissingColumns(DataError):
 
 @dataclass(frozen=True)
 class BatchResult:
+    """Counts of a scored table: rows, rows scored, the hard problems as text, warnings per column and rule."""
     rows: int
     scored: int
     errors: str                                  # readable summary of the hard problems, "" when every row was scored

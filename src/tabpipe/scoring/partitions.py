@@ -1,22 +1,9 @@
 """A partitioned Parquet dataset (a folder of .parquet files, hive ``key=value`` folders included), read
 and scored piece by piece with bounded memory.
 
-Invariants:
-- partitions are the dataset's files in path order; each is read one row group at a time with the
-  dataset's schema (partition keys become columns), so memory holds one row group, never the dataset;
-- every file is checked for the model's feature columns before anything is written (``MissingColumns``
-  names the file); the output is written to ``<output>.part`` and renamed at the end, so a failed
-  run leaves no half-written output;
-- the scored rows are written in partition order (and row order within a partition), appended to a
-  Parquet (``ParquetWriter``) or CSV (``CSVWriter``) file with one schema: prediction as the label
-  type (missing where a row could not be scored), warnings/error as strings;
-- counts are those of ``batch.summary`` over the whole dataset: hard problems of the same column, rule
-  and message merge, with row numbers counted from the start of the dataset;
-- on Dask (``training.executor.type: dask``) each file is one task (``map_on_dask``, also used by
-  ``tabpipe monitor``: ``tabpipe.monitoring.window_stats``); the model is scattered once to every
-  worker and the workers read the files themselves (the folder must be reachable at the same path on
-  every worker); at most two tasks per worker thread are in flight, so this process holds a bounded
-  number of results while it consumes them in order.
+One row group in memory at a time; all files checked before anything is written; output renamed into
+place at the end; counts as ``batch.summary`` gives for the whole dataset; one task per file on Dask.
+Design notes: docs/dask.md#scoring-a-partitioned-dataset-invariants
 """
 from __future__ import annotations
 

@@ -31,6 +31,7 @@ ERROR_MESSAGES = {
 
 @dataclass(frozen=True)
 class Loaded:
+    """One loaded production model: its version, the model, its compiled scorer and its registry metadata."""
     version: str
     model: TabularModel
     scorer: RecordScorer
@@ -38,6 +39,7 @@ class Loaded:
 
 
 class ModelHolder:
+    """The service's current model (``current``), swapped by a polling thread when production moves."""
     def __init__(self, registry, poll_interval_s: float = 5.0):
         self.registry, self.poll_interval_s = registry, poll_interval_s
         self.current: Loaded | None = None
@@ -87,4 +89,5 @@ class ModelHolder:
             self.refresh()
 
     def stop(self) -> None:
+        """Stop the polling thread (its wait returns at once)."""
         self._stop.set()

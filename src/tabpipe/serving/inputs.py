@@ -1,16 +1,7 @@
 """What the service accepts from a request, checked before any work: JSON records, the origin of a
 browser request, and a bounded list of row-level details for the answer.
 
-- JSON: the body (already capped by ``serve.max_body_mb``) is refused with 413 when it holds more
-  JSON objects/arrays than ``serve.max_records`` records can need, counted on the raw bytes before
-  parsing, so a ``{"records": [{}, {}, ...]}`` body never becomes millions of Python objects.
-  ``NaN``/``Infinity`` literals (not JSON) are read as the strings "NaN"/"Infinity", which the
-  schema's type rule refuses with the row and field named.
-- Browsers: a POST whose ``Sec-Fetch-Site``/``Origin`` shows another site (multipart and form posts
-  are "simple" requests any web page can send) is refused with 403 unless its origin is listed in
-  ``serve.allowed_origins``; clients that are not browsers send neither header and are not affected.
-- Details: every row that failed keeps its first error; beyond that at most ``max_details`` detail
-  objects are returned, while every count stays exact.
+Design notes: docs/serving.md#what-a-request-is-checked-for
 """
 from __future__ import annotations
 

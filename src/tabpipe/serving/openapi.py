@@ -82,6 +82,7 @@ def _property(spec: ColumnSpec) -> dict:
 
 
 def record_schema(schema: Schema | None) -> dict:
+    """The OpenAPI schema of one record: a property per feature, required where null is a hard error."""
     if schema is None:
         return {"type": "object"}
     required = [n for n in schema.features if "null" in schema.columns[n].hard and not schema.columns[n].nullable]
