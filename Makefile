@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 AIRFLOW_VENV := .venv-airflow
 
-.PHONY: train test lint audit bench bench-quick clean
+.PHONY: train test test-fast lint audit bench bench-quick clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,7 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 	$(BIN)/pip install -q -r requirements-dev.txt
 	touch $@
 
-# Airflow in its own virtualenv (its pins never touch tabpipe's), for the DAG tests (tests/test_airflow.py)
+# Airflow in its own virtualenv (its pins never touch tabpipe's), for the DAG tests (tests/scenarios/test_airflow.py)
 $(AIRFLOW_VENV)/.airflow: requirements-airflow.txt setup.py
 	$(PYTHON) -m venv $(AIRFLOW_VENV)
 	$(AIRFLOW_VENV)/bin/pip install -q --upgrade pip
@@ -37,9 +37,17 @@ $(KEYS)/registry-signing.pem: | $(VENV)/.runtime
 train: $(VENV)/.runtime $(KEYS)/registry-signing.pem
 	$(BIN)/tabpipe train --config config/pipeline.yaml
 
+# Everything CI runs: the suite on both cores (pytest-xdist, whole files per worker so that their servers and
+# trained models are built once), then the timing-sensitive tests (kills, load, outages: marker `serial`)
+# alone; each phase prints its slowest tests.
 test: $(VENV)/.dev $(AIRFLOW_VENV)/.airflow
 	bash scripts/test_deps.sh
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not serial" --durations=15
+	$(BIN)/python -m pytest -q -m serial --durations=10
+
+# The fast loop: every pure module's unit tests (tests/unit: no server, no subprocess), well under 2 minutes.
+test-fast: $(VENV)/.dev
+	$(BIN)/python -m pytest -q -n 2 tests/unit --durations=5
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check src tests benchmarks app.py gunicorn.conf.py

@@ -180,7 +180,7 @@ def per_row(config: str, data: str, rows: int = 300, repeats: int = 5, own_rows:
     scorer = RecordScorer(model)
     frame = pd.read_csv(data, nrows=rows)[model.schema.features]
     records = json.loads(frame.to_json(orient="records", date_format="iso"))
-    records = [r for r in records if not any(p["hard"] for p in scorer.check(r)[1])]
+    records = [r for r in records if not any(p.hard for p in scorer.check(r)[1])]
 
     def compiled(record: dict) -> float:
         return float(scorer.proba([scorer.check(record)[0]])[0])

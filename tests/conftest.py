@@ -1,6 +1,7 @@
-"""Make the in-tree package importable without installing it, and give the whole test session
-(including the ``tabpipe`` subprocesses it starts, which inherit the environment) one registry
-keypair, since ``registry.require_signature`` is on by default."""
+"""Make the in-tree package and the tests' support modules (helpers, service_helpers, ...) importable, mark
+each test by its folder (unit / scenario / faults), and give the whole test session (including the
+``tabpipe`` subprocesses it starts, which inherit the environment) one registry keypair, since
+``registry.require_signature`` is on by default."""
 import os
 import sys
 import tempfile
@@ -8,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+TESTS = Path(__file__).resolve().parent
+sys.path.insert(0, str(TESTS.parent / "src"))
+sys.path.insert(0, str(TESTS))   # support modules for the tests in unit/, scenarios/ and faults/
 from tabpipe.edge import prepare_process  # noqa: E402
 
 prepare_process()   # OMP_WAIT_POLICY for this process and the ones it starts, before scikit-learn loads
@@ -18,7 +21,20 @@ from tabpipe.registry.signing import generate_keypair  # noqa: E402
 SIGNING_PEM, VERIFY_PEM = (pem.decode() for pem in generate_keypair())
 os.environ[SIGNING_KEY_ENV] = SIGNING_PEM
 os.environ[VERIFY_KEY_ENV] = VERIFY_PEM
-os.environ.setdefault(CACHE_DIR_ENV, tempfile.mkdtemp(prefix="tabpipe-test-cache-"))
+if os.environ.get("PYTEST_XDIST_WORKER"):   # one registry cache per worker process
+    os.environ[CACHE_DIR_ENV] = tempfile.mkdtemp(prefix=f"tabpipe-test-cache-{os.environ['PYTEST_XDIST_WORKER']}-")
+else:
+    os.environ.setdefault(CACHE_DIR_ENV, tempfile.mkdtemp(prefix="tabpipe-test-cache-"))
+
+FOLDER_MARKERS = {"unit": ("unit",), "scenarios": ("scenario",), "faults": ("faults", "serial")}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark each test by the folder it lives in (pytest.ini lists the markers)."""
+    for item in items:
+        folder = Path(str(item.path)).resolve().relative_to(TESTS).parts[0]
+        for name in FOLDER_MARKERS.get(folder, ()):
+            item.add_marker(name)
 
 
 @pytest.fixture(scope="session")

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import REPO as ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = [ROOT / ".github/workflows/ci.yml", ROOT / ".github/workflows/deploy.yml"]
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"

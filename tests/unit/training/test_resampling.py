@@ -6,7 +6,6 @@ makes sure these sizes take the fast path on any machine.
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,7 +23,7 @@ from tabpipe.training.resampling import make_sampler, resample  # noqa: E402
 from tabpipe.sources.sample import generate  # noqa: E402
 from tabpipe.schema import coerce_frame, load_schema  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
+from helpers import REPO as ROOT  # noqa: E402
 THREADS = 2
 
 
