@@ -1,7 +1,7 @@
 """The search and partitioned scoring on Dask (``training.executor.type: dask``) against the local executor.
 
     .venv/bin/python benchmarks/dask_bench.py [--search-rows 20000] [--repeats 3] [--parts 20] \
-        [--part-rows 500000] [--append BENCHMARKS.md]
+        [--part-rows 500000] [--append docs/benchmarks-notebook.md]
 
 1. Search: the same project (sample generator, ``--search-rows`` rows, 8 configurations, 3 folds, a
    budget large enough that nothing is stopped for time) trained with the local executor

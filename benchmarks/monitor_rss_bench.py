@@ -1,7 +1,7 @@
 """Peak memory of `tabpipe monitor --input FOLDER` on partitioned Parquet datasets of growing size.
 
     .venv/bin/python benchmarks/monitor_rss_bench.py [--rows 1000000 5000000] [--parts 20] [--repeats 3] \
-        [--peer-max-rows 5000000] [--work DIR] [--append BENCHMARKS.md]
+        [--peer-max-rows 5000000] [--work DIR] [--append docs/benchmarks-notebook.md]
 
 A project like ``make train``'s: the repository's schema.yaml, a histogram gradient boosting model
 trained on 20,000 generated rows, evidently drift on with the shipped defaults (``max_rows`` and

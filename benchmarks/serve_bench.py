@@ -9,7 +9,7 @@ Measures, for the service (``tabpipe.serving``) and the naive app (``benchmarks/
    driven by ``wrk`` (Debian package) on loopback, on the same machine;
 3. end-to-end seconds of POST /predict/csv with 100,000 rows through gunicorn;
 and checks that the service's probabilities equal the saved model's ``predict_proba`` (max abs diff).
-Each figure is the median over ``--repeats`` runs. Prints a Markdown table for BENCHMARKS.md.
+Each figure is the median over ``--repeats`` runs. Prints a Markdown table (docs/benchmarks-notebook.md keeps dated runs).
 
 ``--log-predictions`` also measures (1) for two in-process services built from the same config,
 prediction log off and on (``monitoring.log_predictions``), alternating in every repeat, and prints

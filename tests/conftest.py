@@ -26,7 +26,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):   # one registry cache per worker proc
 else:
     os.environ.setdefault(CACHE_DIR_ENV, tempfile.mkdtemp(prefix="tabpipe-test-cache-"))
 
-FOLDER_MARKERS = {"unit": ("unit",), "scenarios": ("scenario",), "faults": ("faults", "serial")}
+FOLDER_MARKERS = {"unit": ("unit",), "scenarios": ("scenario",), "faults": ("faults",)}
 
 
 def pytest_collection_modifyitems(config, items):

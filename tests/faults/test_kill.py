@@ -56,6 +56,7 @@ def _check_registry(config: Path, allowed_production: set[str]) -> dict:
     return {"production": production, "versions": versions}
 
 
+@pytest.mark.serial   # timing: run alone, after the parallel phase (make test)
 def test_sigkill_at_random_points_never_breaks_production(tmp_path):
     config = make_project(tmp_path, rows=1500, pipeline={"evaluation": {"min_improvement": -1.0}})
     started = time.monotonic()

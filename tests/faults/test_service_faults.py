@@ -278,6 +278,7 @@ def test_hostile_uploads_never_5xx_and_memory_stays_bounded(main_project, tmp_pa
 
 # --------------------------------------------------------------------------- load with promotions
 
+@pytest.mark.serial   # timing: run alone, after the parallel phase (make test)
 def test_load_with_two_promotions_no_failed_request_and_flat_memory(main_project, tmp_path):
     import os
     seconds = int(os.environ.get("TABPIPE_LOAD_SECONDS", "60"))
