@@ -1,7 +1,7 @@
 """Per-row cost of the compiled scorer (``tabpipe.scoring.compiled``) against the model's own ``predict_proba``
 on one row, the call ``/predict`` would otherwise make for each record.
 
-    .venv/bin/python benchmarks/tree_scoring.py [--rows 300] [--repeats 5] [--only records|trees]
+    .venv/bin/python benchmarks/tree_scoring.py [--rows 300] [--repeats 5] [--own-rows 100] [--only records|trees]
 
 ``records``: ``RecordScorer`` on the bundled schema (``schema.yaml``), its preprocessing fitted as the trainer
 fits it on 5,000 generated rows (``tabpipe.sources.sample.generate``), scoring ``--rows`` other generated
