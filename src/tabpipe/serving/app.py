@@ -57,7 +57,7 @@ def create_app(config: str | Path | None = None, registry: ModelRegistry | None 
                          on_failure=service_metrics and service_metrics.refresh_failed)
     app = Flask(__name__, template_folder=str(TEMPLATES))
     if service_metrics is not None:
-        service_metrics.install(app)   # first: its clock starts before the other hooks run
+        service_metrics.install(app)   # first: its after_request hook runs last, on the final response
     if json_logs_wanted(environ):
         use_json_logs()
         app.before_request(assign_request_id)

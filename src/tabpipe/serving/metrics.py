@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from bisect import bisect_left
 from collections.abc import Iterable, Mapping
 
 import numpy as np
@@ -39,7 +40,7 @@ class ServiceMetrics:
         self.requests = Counter("tabpipe_http_requests", "HTTP requests answered, by route rule and status code.",
                                 ("endpoint", "status"), registry=reg)
         self.latency = Histogram("tabpipe_http_request_duration_seconds",
-                                 "Seconds from routing to the response, by route rule.", ("endpoint",),
+                                 "Seconds from the app's WSGI entry to the response, by route rule.", ("endpoint",),
                                  buckets=LATENCY_BUCKETS, registry=reg)
         self.rows_scored = Counter("tabpipe_rows_scored", "Rows (records, CSV rows, form posts) scored.", registry=reg)
         self.rows_failed = Counter("tabpipe_rows_failed", "Rows refused by the schema (not scored).", registry=reg)
@@ -56,6 +57,9 @@ class ServiceMetrics:
                                  multiprocess_mode="livesum", registry=reg)
         self.log_dropped = Counter("tabpipe_prediction_log_dropped_rows",
                                    "Rows the prediction log dropped because its queue was full.", registry=reg)
+        # the hot path increments the children's value objects directly (prometheus_client's per-call checks
+        # cost as much as the write): counters' ``_value``, histograms' ``_sum`` and per-bucket ``_buckets``
+        self._scored, self._failed = self.rows_scored._value, self.rows_failed._value
         self._request_children: dict[tuple[str | None, int], tuple] = {}
         self._warning_children: dict[tuple[str, str], Counter] = {}
         self._version: str | None = None
@@ -71,23 +75,31 @@ class ServiceMetrics:
     # ---- requests
 
     def install(self, app: Flask) -> None:
-        """Time every request of ``app`` (register before the other hooks: its clock starts first)."""
-        app.before_request(_start_clock)
+        """Time and count every request of ``app``: the clock starts in its WSGI entry (before routing and
+        the other hooks), the count and latency are taken by an ``after_request`` hook (register it first,
+        so that it runs last, on the final response)."""
+        inner = app.wsgi_app
+
+        def timed(environ, start_response):
+            environ[_STARTED] = time.perf_counter()
+            return inner(environ, start_response)
+
+        app.wsgi_app = timed
         app.after_request(self._count_request)
 
     def _count_request(self, response: Response) -> Response:
         rule = request.url_rule
         key = (rule.rule if rule is not None else None, response.status_code)
         children = self._request_children.get(key) or self._bind_request(key)
-        children[0].inc()
+        children[0].inc(1)
         started = request.environ.get(_STARTED)
         if started is not None:
-            children[1].observe(time.perf_counter() - started)
+            _observe(children[1], time.perf_counter() - started)
         return response
 
     def _bind_request(self, key: tuple[str | None, int]) -> tuple:
         endpoint = key[0] or UNMATCHED
-        children = self._request_children[key] = (self.requests.labels(endpoint, str(key[1])),
+        children = self._request_children[key] = (self.requests.labels(endpoint, str(key[1]))._value,
                                                    self.latency.labels(endpoint))
         return children
 
@@ -96,9 +108,9 @@ class ServiceMetrics:
     def rows(self, scored: int, failed: int, warnings: Iterable[Problem] = (), probabilities=None) -> None:
         """Count one request's rows: scored, failed, each warning by (column, rule), the probabilities served."""
         if scored:
-            self.rows_scored.inc(scored)
+            self._scored.inc(scored)
         if failed:
-            self.rows_failed.inc(failed)
+            self._failed.inc(failed)
         for warning in warnings:
             self.warning_counts(warning.column, warning.rule, 1)
         if probabilities is not None:
@@ -159,16 +171,12 @@ class ServiceMetrics:
         return Response(generate_latest(self._exposed), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-def _start_clock() -> None:
-    request.environ[_STARTED] = time.perf_counter()
-
-
 def observe_many(histogram: Histogram, values) -> None:
     """Observe every value of ``values`` (array-like, NaN skipped): one increment per bucket, not per value."""
     if len(values) == 1:   # one-record /predict: no array work
         value = float(values[0])
         if value == value:
-            histogram.observe(value)
+            _observe(histogram, value)
         return
     array = np.asarray(values, dtype=float).ravel()
     array = array[~np.isnan(array)]
@@ -179,3 +187,9 @@ def observe_many(histogram: Histogram, values) -> None:
             if n:
                 bucket.inc(n)
         histogram._sum.inc(float(array.sum()))
+
+
+def _observe(histogram: Histogram, amount: float) -> None:
+    """``histogram.observe(amount)`` without the per-call checks (no exemplars): the sum and one bucket."""
+    histogram._sum.inc(amount)
+    histogram._buckets[bisect_left(histogram._upper_bounds, amount)].inc(1)
