@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 AIRFLOW_VENV := .venv-airflow
 
-.PHONY: train test test-fast lint audit bench bench-quick clean
+.PHONY: train test test-fast test-container lint audit bench bench-quick clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,13 @@ test: $(VENV)/.dev $(AIRFLOW_VENV)/.airflow
 # The fast loop: every pure module's unit tests (tests/unit: no server, no subprocess), well under 2 minutes.
 test-fast: $(VENV)/.dev
 	$(BIN)/python -m pytest -q -n 2 tests/unit --durations=5
+
+# Dockerfile and Dockerfile.airflow built and run (tests/container, docs/deploy.md "The image, tested"): buildah
+# builds them unchanged on debootstrap stand-ins for their bases (cached in ~/.cache/tabpipe-container), then the
+# images train, serve and load the DAGs. Root only; `make test` never collects tests/container.
+test-container: $(VENV)/.dev
+	bash scripts/container_deps.sh
+	$(BIN)/python -m pytest -q -s -p no:cacheprovider -m container tests/container --durations=10
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check src tests benchmarks app.py gunicorn.conf.py
