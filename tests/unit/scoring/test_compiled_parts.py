@@ -224,18 +224,26 @@ def test_a_nan_feature_is_left_to_an_estimator_that_refuses_it(table, kind):
     rows[1][table.schema.features.index("load")] = float("nan")
     with own_predict_proba_calls(estimator) as calls, pytest.raises(ValueError, match="NaN"):
         scorer.proba(rows)
-    assert calls == [3]
+    assert calls == [1]   # only the row the compiled model leaves to it
 
 
-def test_a_row_beyond_float32_is_left_to_a_random_forest_that_refuses_it(table):
-    """scikit-learn's trees read float32: a feature beyond its range is refused by the forest's own path, and the
-    compiled forest does not score it either."""
+def test_a_row_beyond_float32_is_scored_as_the_end_of_the_range(table):
+    """scikit-learn's trees read float32 and their own path refuses a feature beyond its range; the service must
+    still score such a row (refuse only what cannot be read): the compiled forest routes it as the largest float32,
+    right of every threshold, without calling the estimator's own path."""
     estimator = WeightedMean.of_fitted([RandomForestClassifier(n_estimators=5, random_state=0).fit(table.X, table.y),
                                         hgb().fit(table.X, table.y)], [0.5, 0.5])
     scorer = assert_scores_like_model(table.model(estimator), table.records, compiled=True)
     rows = checked(scorer, table.records[:3])
-    rows[2][table.schema.features.index("users")] = 10**45
-    assert abs(scorer.vector(rows[2])[column(table, "num__users")]) > 1e39
-    with own_predict_proba_calls(estimator) as calls, pytest.raises(ValueError, match="float32"):
-        scorer.proba(rows)
-    assert calls == [3]
+    users = table.schema.features.index("users")
+    rows[2][users] = 10**45
+    vectors = np.vstack([scorer.vector(v) for v in rows])
+    assert abs(vectors[2, column(table, "num__users")]) > 1e39
+    with pytest.raises(ValueError, match="float32"):
+        estimator.predict_proba(vectors)
+    with own_predict_proba_calls(estimator) as calls:
+        got = scorer.proba(rows)
+    assert calls == []
+    clipped = vectors.copy()
+    clipped[2, column(table, "num__users")] = np.finfo(np.float32).max
+    np.testing.assert_allclose(got, estimator.predict_proba(clipped)[:, 1], rtol=0, atol=TOL)

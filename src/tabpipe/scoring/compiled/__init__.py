@@ -65,11 +65,17 @@ class RecordScorer:
             frame = pd.DataFrame([dict(zip(self.features, v)) for v in rows], columns=self.features)
             return self.model.predict_proba_typed(self.model.check(frame)[0])
         vectors = [self.vector(v) for v in rows]
-        if self.fast_estimator is not None:
+        if self.fast_estimator is None:
+            return self._own_proba(vectors)
+        out = np.empty(len(vectors))
+        for i, x in enumerate(vectors):
             try:
-                return np.array([self.fast_estimator(x) for x in vectors])
+                out[i] = self.fast_estimator(x)
             except NotCompilable:  # a row the compiled estimator leaves to the estimator's own path
-                pass
+                out[i] = self._own_proba([x])[0]
+        return out
+
+    def _own_proba(self, vectors: list[np.ndarray]) -> np.ndarray:
         with config_context(assume_finite=False, skip_parameter_validation=True):
             proba = self.model.estimator.predict_proba(np.vstack(vectors))
         return proba[:, list(self.model.estimator.classes_).index(1)]

@@ -164,9 +164,10 @@ class CompiledEstimator:
         if self.trees is not None:
             row = x
             if self.float32_trees:
-                rounded = x.astype(np.float32)
-                if not math.isfinite(rounded.sum()) and np.isinf(rounded).any():
-                    raise NotCompilable("beyond float32")    # scikit-learn's trees refuse such a row
+                # a value beyond float32 rounds to +-inf and goes right (left) of every threshold, as the ordering
+                # says; scikit-learn's own predict_proba refuses such a row, the compiled one scores it
+                with np.errstate(over="ignore"):
+                    rounded = x.astype(np.float32)
                 row = np.concatenate([x, rounded])
             sums = self.trees(row, has_nan)
             z, direct = z + sums[:-1], sums[-1]
