@@ -74,8 +74,9 @@ def _api_error(exc: ApiError):
 
 def _same_site_only():
     """before_request: a POST from another site's page is refused (403) unless its origin is allowed."""
-    if request.method == "POST":
-        refusal = cross_site_refusal(request.headers, request.host_url.rstrip("/"), current_state().allowed_origins)
+    headers = request.headers
+    if request.method == "POST" and ("Origin" in headers or "Sec-Fetch-Site" in headers):   # else: not a browser's
+        refusal = cross_site_refusal(headers, request.host_url.rstrip("/"), current_state().allowed_origins)
         if refusal:
             raise ApiError(403, refusal)
 
