@@ -17,6 +17,11 @@ import numpy as np
 import pandas as pd
 
 
+def _isin(values: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """Mask of ``values`` that occur in ``others`` (a hash table, not a sort)."""
+    return pd.Series(values, dtype=np.uint64).isin(others).to_numpy()
+
+
 def exact_duplicates(hashes: np.ndarray, y: np.ndarray) -> int:
     """Rows that repeat an earlier row's features and label (every copy after the first)."""
     return int(pd.DataFrame({"h": hashes, "y": y}).duplicated().sum())
@@ -26,25 +31,24 @@ def conflicting_labels(hashes: np.ndarray, y: np.ndarray) -> tuple[int, int]:
     """(rows, distinct feature rows) of the feature rows that occur with both labels."""
     labels = pd.Series(y).groupby(hashes, sort=False).agg(["min", "max"])
     conflicted = labels.index[labels["min"].to_numpy() != labels["max"].to_numpy()].to_numpy(dtype=np.uint64)
-    return int(np.isin(hashes, conflicted).sum()), int(len(conflicted))
+    return int(_isin(hashes, conflicted).sum()), int(len(conflicted))
 
 
 def across_split(train: np.ndarray, test: np.ndarray) -> dict[str, int]:
     """How many train rows and test rows have a feature row that also occurs on the other side, and how many
     distinct feature rows that is."""
-    common = np.intersect1d(train, test)
-    return {"train_rows": int(np.isin(train, common).sum()), "test_rows": int(np.isin(test, common).sum()),
-            "feature_rows": int(len(common))}
+    in_train, in_test = _isin(train, test), _isin(test, train)
+    return {"train_rows": int(in_train.sum()), "test_rows": int(in_test.sum()),
+            "feature_rows": int(len(pd.unique(train[in_train])))}
 
 
 def one_side(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(mask of the train rows to move to test, mask of the test rows to move to train) so that every copy of
     a feature row ends on one side: the side holding more of its copies, train on a tie."""
-    common = np.intersect1d(train, test)
-    if not len(common):
-        return np.zeros(len(train), dtype=bool), np.zeros(len(test), dtype=bool)
-    in_train, in_test = np.isin(train, common), np.isin(test, common)
-    _, train_copies = np.unique(train[in_train], return_counts=True)   # both in common's (sorted) order
-    _, test_copies = np.unique(test[in_test], return_counts=True)
-    to_test = common[test_copies > train_copies]
-    return np.isin(train, to_test), in_test & ~np.isin(test, to_test)
+    in_train, in_test = _isin(train, test), _isin(test, train)
+    if not in_train.any():
+        return in_train, in_test
+    train_copies = pd.Series(train[in_train], dtype=np.uint64).value_counts()
+    test_copies = pd.Series(test[in_test], dtype=np.uint64).value_counts().reindex(train_copies.index)
+    to_test = train_copies.index[test_copies.to_numpy() > train_copies.to_numpy()].to_numpy(dtype=np.uint64)
+    return _isin(train, to_test), in_test & ~_isin(test, to_test)

@@ -66,9 +66,11 @@ def check_integrity(train: pd.DataFrame, test: pd.DataFrame, schema: Schema, sec
     else:
         found = duplicates.across_split(h_train, h_test)
         report["across_split"] = {"policy": section.across_split, **found}
-        if section.across_split == "keep_one_side":
+        if section.across_split == "keep_one_side" and found["feature_rows"]:
             train, test, moved = _keep_one_side(train, test, h_train, h_test)
             report["across_split"].update(moved)
+        elif section.across_split == "keep_one_side":
+            report["across_split"].update(moved_to_train=0, moved_to_test=0)
     seconds = {"duplicates": round(time.perf_counter() - started, 3)}
     _log_repeats(report)
     leaks: dict[str, float] = {}

@@ -14,48 +14,57 @@ feature gets the larger of two single-column AUCs, both on the training split on
   in-sample fit; a relabelled target (``yes``/``no`` for 1/0) or a code only filled in for
   positives scores ~1.
 
-Vectorised: one factorisation, two ``bincount`` and at most three rankings per column.
+Vectorised, and no row is sorted: per column one factorisation and a few ``bincount``; the AUCs are
+computed over groups of rows that share a score (a value, or a value in a fold), sorting the groups.
 Design notes: docs/training.md#integrity-before-training
 """
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.stats import rankdata
 
 FOLDS = 5            # folds of the out-of-fold level rates
 MIN_LEVEL_ROWS = 5   # a value seen fewer times in the other folds is scored as the overall rate
 
 
-def rank_auc(scores: np.ndarray, y: np.ndarray) -> float:
-    """ROC-AUC of ``scores`` for the 0/1 labels ``y`` (ties count half), from ranks; NaN if a class is absent."""
-    if len(y) == 0 or y.min() == y.max():
+def grouped_auc(scores: np.ndarray, positives: np.ndarray, negatives: np.ndarray) -> float:
+    """ROC-AUC of groups of rows that share a score: ``positives`` and ``negatives`` rows per group (equal
+    scores tie and count half); NaN if a class is absent. Sorts the groups, not the rows."""
+    order = np.argsort(scores, kind="stable")
+    ordered = scores[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    pos = np.add.reduceat(np.asarray(positives, dtype=float)[order], starts) if len(order) else np.zeros(0)
+    neg = np.add.reduceat(np.asarray(negatives, dtype=float)[order], starts) if len(order) else np.zeros(0)
+    total_pos, total_neg = pos.sum(), neg.sum()
+    if not total_pos or not total_neg:
         return float("nan")
-    return _auc_from_ranks(rankdata(scores), y)
+    below = np.cumsum(neg) - neg
+    return float((pos * (below + neg / 2)).sum() / (total_pos * total_neg))
+
+
+def rank_auc(scores: np.ndarray, y: np.ndarray) -> float:
+    """ROC-AUC of ``scores`` for the 0/1 labels ``y`` (ties count half); NaN if a class is absent."""
+    y = np.asarray(y, dtype=float)
+    return grouped_auc(np.asarray(scores, dtype=float), y, 1 - y)
+
+
+def _ordered_auc(levels: np.ndarray, positives: np.ndarray, negatives: np.ndarray) -> float:
+    """``ordered_auc`` from distinct float values (NaN: missing) and their rows of each class."""
+    missing = np.isnan(levels)
+    best = 0.0
+    for fill in ((-np.inf, np.inf) if missing.any() else (-np.inf,)):
+        auc = grouped_auc(np.where(missing, fill, levels), positives, negatives)
+        if auc == auc:   # not NaN
+            best = max(best, auc, 1 - auc)
+    return best or 0.5
 
 
 def ordered_auc(values: np.ndarray, y: np.ndarray) -> float:
     """Rank AUC of float ``values`` read both ways, missing values (NaN) all below or all above the
     others, whichever ranks better (a column whose missingness is the target scores 1)."""
-    missing = np.isnan(values)
-    k = int(missing.sum())
-    if k == len(values):
-        return 0.5
-    ranks_present = rankdata(values[~missing])
-    best = 0.0
-    for low in ((True, False) if k else (True,)):
-        ranks = np.empty(len(values))
-        ranks[~missing] = ranks_present + (k if low else 0)
-        ranks[missing] = (k + 1) / 2 + (0 if low else len(values) - k)
-        auc = _auc_from_ranks(ranks, y)
-        best = max(best, auc, 1 - auc)
-    return best
-
-
-def _auc_from_ranks(ranks: np.ndarray, y: np.ndarray) -> float:
-    positives = int(y.sum())
-    negatives = len(y) - positives
-    return float((ranks[y.astype(bool)].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+    codes, levels = pd.factorize(values, use_na_sentinel=False)
+    positives = np.bincount(codes, weights=y, minlength=len(levels))
+    return _ordered_auc(np.asarray(levels, dtype=float), positives, np.bincount(codes, minlength=len(levels)) - positives)
 
 
 def level_auc(codes: np.ndarray, y: np.ndarray, folds: np.ndarray) -> float:
@@ -66,11 +75,14 @@ def level_auc(codes: np.ndarray, y: np.ndarray, folds: np.ndarray) -> float:
         return 0.5
     key = folds * n_levels + codes
     count = np.bincount(key, minlength=FOLDS * n_levels).reshape(FOLDS, n_levels)
+    total = count.sum(axis=0)
+    if total.max() <= MIN_LEVEL_ROWS:   # no value is ever seen often enough out of fold: every row scores the same
+        return 0.5
     positive = np.bincount(key, weights=y, minlength=FOLDS * n_levels).reshape(FOLDS, n_levels)
-    other_count = (count.sum(axis=0) - count)[folds, codes]
-    other_positive = (positive.sum(axis=0) - positive)[folds, codes]
+    other_count, other_positive = total - count, positive.sum(axis=0) - positive
     scores = np.where(other_count >= MIN_LEVEL_ROWS, other_positive / np.maximum(other_count, 1), y.mean())
-    return rank_auc(scores, y)
+    used = count.ravel() > 0   # one group per (fold, value) that holds rows
+    return grouped_auc(scores.ravel()[used], positive.ravel()[used], (count - positive).ravel()[used])
 
 
 def _ordered_values(column: pd.Series) -> np.ndarray | None:
@@ -89,10 +101,13 @@ def column_auc(column: pd.Series, y: np.ndarray, folds: np.ndarray) -> float:
     """The single-column AUC of one feature (see the module's docstring): the larger of the two readings."""
     values = _ordered_values(column)
     items = values if values is not None else column.to_numpy(dtype=object)
-    codes, _ = pd.factorize(items, use_na_sentinel=False)   # missing is a level of its own
-    auc = level_auc(codes.astype(np.int64), y, folds)
+    codes, levels = pd.factorize(items, use_na_sentinel=False)   # missing is a level of its own
+    codes = codes.astype(np.int64)
+    auc = level_auc(codes, y, folds)
     if values is not None:
-        auc = max(auc, ordered_auc(values, y))
+        positives = np.bincount(codes, weights=y, minlength=len(levels))
+        negatives = np.bincount(codes, minlength=len(levels)) - positives
+        auc = max(auc, _ordered_auc(np.asarray(levels, dtype=float), positives, negatives))
     return auc
 
 

@@ -86,3 +86,27 @@ def test_single_column_aucs_per_type(y):
 def test_single_column_aucs_follow_the_seed(y):
     frame = pd.DataFrame({"lvl": (np.arange(N) % 40).astype(str).astype(object)})
     assert single_column_aucs(frame, ["lvl"], y, seed=5) == single_column_aucs(frame, ["lvl"], y, seed=5)
+
+
+def test_grouped_aucs_equal_roc_auc_of_the_per_row_scores():
+    """The AUCs computed over groups equal scikit-learn's on the per-row scores they stand for."""
+    rng = np.random.default_rng(4)
+    n = 3000
+    labels = (rng.random(n) < 0.2).astype(np.int64)
+    values = np.round(rng.normal(size=n) + labels, 1)
+    values[rng.random(n) < 0.1] = np.nan
+    low, high = np.where(np.isnan(values), -1e9, values), np.where(np.isnan(values), 1e9, values)   # missing: below or above
+    expected = max(max(a, 1 - a) for a in (roc_auc_score(labels, low), roc_auc_score(labels, high)))
+    assert ordered_auc(values, labels) == pytest.approx(expected)
+
+    codes = rng.integers(0, 60, n) + 60 * labels * (rng.random(n) < 0.3)   # some levels only positives hold
+    folds = fold_of_rows(n, seed=1)
+    frame = pd.DataFrame({"code": codes, "fold": folds, "y": labels})
+    scores = np.empty(n)
+    for f in range(FOLDS):   # per row: its value's positive rate in the other folds, the overall rate if rare there
+        other = frame[frame.fold != f].groupby("code")["y"].agg(["sum", "count"])
+        rows = frame.index[frame.fold == f]
+        seen = other.reindex(frame.loc[rows, "code"])
+        rate = (seen["sum"] / seen["count"]).to_numpy()
+        scores[rows] = np.where(seen["count"].fillna(0).to_numpy() >= MIN_LEVEL_ROWS, rate, labels.mean())
+    assert level_auc(codes, labels, folds) == pytest.approx(roc_auc_score(labels, scores))
