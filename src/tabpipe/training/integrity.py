@@ -45,32 +45,12 @@ def labels(frame: pd.DataFrame, schema: Schema) -> np.ndarray:
 def check_integrity(train: pd.DataFrame, test: pd.DataFrame, schema: Schema, section: IntegritySection,
                     seed: int) -> IntegrityResult:
     """Count repeated rows, keep a feature row's copies on one side (``across_split: keep_one_side``) and
-    measure every feature's single-column AUC on the (final) training rows."""
-    started = time.perf_counter()
+    measure every feature's single-column AUC on the (final) training rows; ``seed`` draws the folds."""
     features = [c for c in schema.features if c in train.columns]
-    report: dict = {"rows": {"train": len(train), "test": len(test)},
+    report: dict = {"rows": {"train": len(train), "test": len(test)},   # as checked, before any row moved
                     "identity": "typed values of the schema's features in schema order; exact duplicates also share the label"}
-    counting = section.duplicate_rows or section.conflicting_labels or section.across_split != "off"
-    if counting:
-        h_train, h_test = row_hashes(train, features), row_hashes(test, features)
-        hashes = np.concatenate([h_train, h_test])
-        y = np.concatenate([labels(train, schema), labels(test, schema)])
-    report["duplicate_rows"] = {"rows": duplicates.exact_duplicates(hashes, y)} if section.duplicate_rows else DISABLED
-    if section.conflicting_labels:
-        rows, distinct = duplicates.conflicting_labels(hashes, y)
-        report["conflicting_labels"] = {"rows": rows, "feature_rows": distinct}
-    else:
-        report["conflicting_labels"] = DISABLED
-    if section.across_split == "off":
-        report["across_split"] = DISABLED
-    else:
-        found = duplicates.across_split(h_train, h_test)
-        report["across_split"] = {"policy": section.across_split, **found}
-        if section.across_split == "keep_one_side" and found["feature_rows"]:
-            train, test, moved = _keep_one_side(train, test, h_train, h_test)
-            report["across_split"].update(moved)
-        elif section.across_split == "keep_one_side":
-            report["across_split"].update(moved_to_train=0, moved_to_test=0)
+    started = time.perf_counter()
+    train, test = _repeats(train, test, features, schema, section, report)
     seconds = {"duplicates": round(time.perf_counter() - started, 3)}
     _log_repeats(report)
     leaks: dict[str, float] = {}
@@ -89,15 +69,40 @@ def check_integrity(train: pd.DataFrame, test: pd.DataFrame, schema: Schema, sec
     return IntegrityResult(train=train, test=test, report=report, leaks=leaks)
 
 
+def _repeats(train: pd.DataFrame, test: pd.DataFrame, features: list[str], schema: Schema,
+             section: IntegritySection, report: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Fill the report's repeated-row sections; the splits, copies moved to one side when so configured."""
+    if not (section.duplicate_rows or section.conflicting_labels or section.across_split != "off"):
+        report.update(duplicate_rows=DISABLED, conflicting_labels=DISABLED, across_split=DISABLED)
+        return train, test
+    h_train, h_test = row_hashes(train, features), row_hashes(test, features)
+    hashes = np.concatenate([h_train, h_test])
+    y = np.concatenate([labels(train, schema), labels(test, schema)])
+    report["duplicate_rows"] = {"rows": duplicates.exact_duplicates(hashes, y)} if section.duplicate_rows else DISABLED
+    if section.conflicting_labels:
+        rows, distinct = duplicates.conflicting_labels(hashes, y)
+        report["conflicting_labels"] = {"rows": rows, "feature_rows": distinct}
+    else:
+        report["conflicting_labels"] = DISABLED
+    if section.across_split == "off":
+        report["across_split"] = DISABLED
+        return train, test
+    found = report["across_split"] = {"policy": section.across_split, **duplicates.across_split(h_train, h_test)}
+    if section.across_split == "keep_one_side":
+        moved = {"moved_to_train": 0, "moved_to_test": 0}
+        if found["feature_rows"]:
+            train, test, moved = _keep_one_side(train, test, h_train, h_test)
+        found.update(moved)
+    return train, test
+
+
 def _keep_one_side(train: pd.DataFrame, test: pd.DataFrame, h_train: np.ndarray, h_test: np.ndarray
                    ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, int]]:
     """The splits with every straddling feature row's copies on one side (moved rows appended in their order)."""
     to_test, to_train = duplicates.one_side(h_train, h_test)
     moved = {"moved_to_train": int(to_train.sum()), "moved_to_test": int(to_test.sum())}
-    if to_test.any() or to_train.any():
-        train, test = (pd.concat([train[~to_test], test[to_train]], ignore_index=True),
-                       pd.concat([test[~to_train], train[to_test]], ignore_index=True))
-    return train, test, moved
+    return (pd.concat([train[~to_test], test[to_train]], ignore_index=True),
+            pd.concat([test[~to_train], train[to_test]], ignore_index=True), moved)
 
 
 def _log_repeats(report: dict) -> None:

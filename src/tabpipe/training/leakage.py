@@ -100,8 +100,7 @@ def _ordered_values(column: pd.Series) -> np.ndarray | None:
 def column_auc(column: pd.Series, y: np.ndarray, folds: np.ndarray) -> float:
     """The single-column AUC of one feature (see the module's docstring): the larger of the two readings."""
     values = _ordered_values(column)
-    items = values if values is not None else column.to_numpy(dtype=object)
-    codes, levels = pd.factorize(items, use_na_sentinel=False)   # missing is a level of its own
+    codes, levels = pd.factorize(values if values is not None else column, use_na_sentinel=False)   # missing: a level
     codes = codes.astype(np.int64)
     auc = level_auc(codes, y, folds)
     if values is not None:

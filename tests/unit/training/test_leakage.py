@@ -65,6 +65,7 @@ def test_single_column_aucs_per_type(y):
         "copy": y.astype(float),
         "yes_no": np.where(y == 1, "yes", "no").astype(object),
         "flipped": np.where(y == 1, "no", "yes").astype(object),
+        "as_text": pd.Series(np.where(y == 1, "T", "F")).astype("str"),   # pandas' string dtype, not object
         "when": pd.to_datetime("2024-01-01") + pd.to_timedelta(np.where(y == 1, 10, 0) + rng.random(N), unit="D"),
         "customer": np.array([f"c{i}" for i in rng.permutation(N)], dtype=object),
         "region": rng.choice(["n", "s", "e", "w"], N).astype(object),
@@ -74,7 +75,7 @@ def test_single_column_aucs_per_type(y):
     frame.loc[rng.random(N) < 0.05, "when"] = pd.NaT
     aucs = single_column_aucs(frame, list(frame.columns), y, seed=0)
     assert list(aucs) == list(frame.columns)
-    for leaked in ("copy", "yes_no", "flipped"):
+    for leaked in ("copy", "yes_no", "flipped", "as_text"):
         assert aucs[leaked] == 1.0, leaked
     assert 0.9 < aucs["when"] < 0.98   # separates except where missing: high, under the threshold
     for honest in ("customer", "region", "noise"):
