@@ -97,6 +97,15 @@ def _resolve_paths(cfg: PipelineConfig, base: Path) -> PipelineConfig:
     return cfg.model_copy(update=updates)
 
 
+def _check_leakage_allow(pipeline: PipelineConfig, schema: Schema, path: Path) -> None:
+    """Every column on the leakage check's allow-list is a feature of the schema (a typo would silently allow nothing)."""
+    unknown = [c for c in pipeline.validation.integrity.leakage.allow if c not in schema.features]
+    if unknown:
+        raise ConfigError(path, "validation.integrity.leakage.allow",
+                          f"{', '.join(map(repr, unknown))} {'is not a feature' if len(unknown) == 1 else 'are not features'} "
+                          f"of {pipeline.schema_path.name}")
+
+
 def load_settings(config_path: str | Path, *, check_candidates: bool = True) -> Settings:
     """Read pipeline.yaml plus the schema and model files it names; raise ConfigError on any problem.
 
@@ -108,6 +117,7 @@ def load_settings(config_path: str | Path, *, check_candidates: bool = True) -> 
     pipeline = _resolve_paths(_validate(PipelineConfig, raw, path), path.parent)
     schema_raw = _read_yaml(pipeline.schema_path)
     schema = _validate(Schema, schema_raw, pipeline.schema_path)
+    _check_leakage_allow(pipeline, schema, path)
     models_raw = _read_yaml(pipeline.training.models)
     models = _validate(ModelsConfig, models_raw, pipeline.training.models)
     if check_candidates:

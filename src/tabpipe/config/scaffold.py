@@ -32,6 +32,11 @@ split:
 
 validation:
   on_invalid_rows: fail        # rows breaking a hard schema rule: fail, or drop (counted in the report); expectations only warn
+  integrity:                   # checked before training, counted in validation_report.json
+    leakage:
+      stop_at_auc: 0.98        # a feature that alone ranks the target this well on the training rows stops the run
+      allow: []                # features reported but never stopping the run
+    across_split: keep_one_side   # copies of a feature row on both sides of the split: keep_one_side | count | off
   drift:
     fail_on_drift: false       # drift against the production model's training data only warns
 

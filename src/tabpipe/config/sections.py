@@ -2,7 +2,7 @@
 
 Every setting is declared once, here; the stages, the service and monitoring take these sections
 (or values read from them) as they are. Fixed choices are ``Literal`` aliases the rest of the
-package imports (``Metric``, ``Resampling``, ``InvalidRows``). A metric has one name inside the
+package imports (``Metric``, ``Resampling``, ``InvalidRows``, ``AcrossSplit``). A metric has one name inside the
 code: ``METRIC_SPELLINGS`` maps the other spelling users may write to it when the YAML is read.
 """
 from __future__ import annotations
@@ -22,6 +22,7 @@ Metric = Literal["roc_auc", "pr_auc", "f1"]
 METRIC_SPELLINGS = {"average_precision": "pr_auc"}   # also accepted in YAML, stored as the canonical name
 Resampling = Literal["smotetomek", "smote", "none"]
 InvalidRows = Literal["fail", "drop"]
+AcrossSplit = Literal["keep_one_side", "count", "off"]
 
 
 def canonical_metric(value: object) -> object:
@@ -52,9 +53,25 @@ class DriftSection(StrictModel):
     reference_rows: int = Field(20_000, gt=100)  # training rows stored with a model as its reference
 
 
+class LeakageSection(StrictModel):
+    """The target-leakage check: a feature that alone ranks the training rows' target this well stops the run."""
+    enabled: bool = True
+    stop_at_auc: float = Field(0.98, gt=0.5, le=1)   # a feature whose single-column AUC reaches this stops the run
+    allow: list[str] = []                            # features reported but never stopping the run
+
+
+class IntegritySection(StrictModel):
+    """The validation stage's integrity checks before training (docs/training.md#integrity-before-training)."""
+    leakage: LeakageSection = LeakageSection()
+    duplicate_rows: bool = True        # count exact duplicate rows (features + target)
+    conflicting_labels: bool = True    # count identical feature rows with opposite labels
+    across_split: AcrossSplit = "keep_one_side"   # rows in both splits: keep_one_side (count, then move) | count | off
+
+
 class ValidationSection(StrictModel):
-    """What the validation stage does with rows that break a hard rule, and its drift check."""
+    """What the validation stage does with rows that break a hard rule, its integrity checks and its drift check."""
     on_invalid_rows: InvalidRows = "fail"
+    integrity: IntegritySection = IntegritySection()
     drift: DriftSection = DriftSection()
 
 

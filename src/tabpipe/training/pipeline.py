@@ -1,6 +1,6 @@
 """TrainingPipeline: the whole training flow, one stage after another.
 
-    ingestion -> validation (schema + drift) -> transformation -> trainer -> evaluation -> pusher
+    ingestion -> validation (schema + integrity + drift) -> transformation -> trainer -> evaluation -> pusher
 
 Each stage gets a spec built from the validated YAML (``from_settings``) and the artifacts of the stages before it,
 writes into its own folder of the run, and returns an artifact entity recorded in ``run.json``.

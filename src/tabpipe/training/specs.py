@@ -15,7 +15,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tabpipe.config import Candidate, DriftSection, ExecutorSection, InvalidRows, Metric, Resampling, Settings
+from tabpipe.config import (
+    Candidate,
+    DriftSection,
+    ExecutorSection,
+    IntegritySection,
+    InvalidRows,
+    Metric,
+    Resampling,
+    Settings,
+)
 from tabpipe.training.rowfiles import RowFiles
 from tabpipe.schema import Schema
 from tabpipe.sources import SourceConfig
@@ -49,10 +58,11 @@ class IngestionConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class ValidationConfig:
-    """The schema the splits are checked against, and the drift check."""
+    """The schema the splits are checked against, the integrity checks and the drift check."""
 
     schema: Schema
     on_invalid_rows: InvalidRows
+    integrity: IntegritySection
     drift: DriftSection
     seed: int
     out_dir: Path
@@ -62,7 +72,8 @@ class ValidationConfig:
     def from_settings(cls, settings: Settings, *, out_dir: Path, rows: RowFiles) -> ValidationConfig:
         """The validation of ``settings``."""
         p = settings.pipeline
-        return cls(schema=settings.schema_, on_invalid_rows=p.validation.on_invalid_rows, drift=p.validation.drift,
+        return cls(schema=settings.schema_, on_invalid_rows=p.validation.on_invalid_rows,
+                   integrity=p.validation.integrity, drift=p.validation.drift,
                    seed=p.run.seed, out_dir=out_dir, rows=rows)
 
 
@@ -173,7 +184,7 @@ class IngestionArtifact:
 
 @dataclass(frozen=True)
 class ValidationArtifact:
-    """What validation kept: typed rows, dropped and warned rows, the drift verdict."""
+    """What validation kept: typed rows, dropped and warned rows, repeated rows, the drift verdict."""
     report_path: Path
     train_path: Path          # typed, schema-checked rows (features + target)
     test_path: Path
@@ -186,6 +197,7 @@ class ValidationArtifact:
     drift_json: Path | None
     rows_with_warnings: int = 0   # rows kept although they break an expectation (range, category, null)
     warning_counts: Mapping[str, Mapping[str, int]] = field(default_factory=dict)  # {column: {rule: rows}}
+    integrity_counts: Mapping[str, int] = field(default_factory=dict)  # repeated rows, rows moved across the split
 
 
 @dataclass(frozen=True)

@@ -66,6 +66,18 @@ def test_defaults_apply_for_omitted_sections(tmp_path):
     assert p.validation.on_invalid_rows == "fail" and p.validation.drift.fail_on_drift is False
     assert p.training.cv_folds == 5 and p.run.seed == 42 and p.split.test_size == 0.2
     assert p.registry.backend == "local" and p.registry.path == (tmp_path / "model_registry").resolve()
+    integrity = p.validation.integrity   # every integrity check on
+    assert integrity.leakage.enabled and integrity.leakage.stop_at_auc == 0.98 and integrity.across_split == "keep_one_side"
+    assert integrity.duplicate_rows and integrity.conflicting_labels
+
+
+def test_leakage_allow_list_names_features_of_the_schema(project):
+    edit_yaml(project, lambda d: d["validation"].update(integrity={"leakage": {"allow": ["alarm_count"]}}))
+    assert load_settings(project, check_candidates=False).pipeline.validation.integrity.leakage.allow == ["alarm_count"]
+    edit_yaml(project, lambda d: d["validation"].update(integrity={"leakage": {"allow": ["alarm_cnt", "cell_id"]}}))
+    err = config_error(project)
+    assert err.key == "validation.integrity.leakage.allow"
+    assert "'alarm_cnt', 'cell_id' are not features of schema.yaml" in err.message   # cell_id: role id
 
 
 # --------------------------------------------------------------------------- pipeline.yaml errors
@@ -113,6 +125,8 @@ def test_wrong_type(project):
     ("training", "time_budget_s", 0, "training.time_budget_s"),
     ("training", "search_rounds", 0, "training.search_rounds"),
     ("training", "ensemble_size", 0, "training.ensemble_size"),
+    ("validation", "integrity", {"across_split": "drop"}, "validation.integrity.across_split"),
+    ("validation", "integrity", {"leakage": {"stop_at_auc": 0.4}}, "validation.integrity.leakage.stop_at_auc"),
 ])
 def test_out_of_domain_values(project, section, key, value, dotted):
     edit_yaml(project, lambda d: d[section].update({key: value}))

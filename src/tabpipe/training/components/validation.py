@@ -5,7 +5,10 @@ range/category/null rules a column lists under ``hard:``) fail the run with a re
 with ``on_invalid_rows: drop``, offending rows are dropped and counted (a missing column or a bad
 target still fails). Broken expectations (inferred ranges, category lists, ``nullable: false``) keep
 their rows and are counted per column and rule in the report and in the artifact (``run.json``).
-Drift needs a reference: the training sample stored with the production model.
+Then the integrity checks (``tabpipe.training.integrity``): repeated rows are counted and a feature
+row's copies kept on one side of the split; a feature that alone ranks the target almost perfectly
+on the training rows fails the run, naming it. Drift needs a reference: the training sample stored
+with the production model.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from tabpipe.drift.rules import drift_report
+from tabpipe.training.integrity import check_integrity, leak_message
 from tabpipe.training.specs import IngestionArtifact, ValidationArtifact, ValidationConfig
 from tabpipe.errors import DataError
 from tabpipe.schema import Problem, coerce_frame, problem_rows, problems_report, summarize, warning_counts
@@ -41,8 +45,19 @@ def _merge_counts(*counts: dict[str, dict[str, int]]) -> dict[str, dict[str, int
     return merged
 
 
+def _integrity_counts(section: dict) -> dict[str, int]:
+    """The repeated-row counts of the report's ``integrity`` section, flat (for run.json); checks that are off are left out."""
+    counts = {"duplicate_rows": section["duplicate_rows"].get("rows"),
+              "conflicting_label_rows": section["conflicting_labels"].get("rows"),
+              "across_split_train_rows": section["across_split"].get("train_rows"),
+              "across_split_test_rows": section["across_split"].get("test_rows"),
+              "moved_to_train": section["across_split"].get("moved_to_train"),
+              "moved_to_test": section["across_split"].get("moved_to_test")}
+    return {name: n for name, n in counts.items() if n is not None}
+
+
 class DataValidation:
-    """Schema rules (hard rules fail or drop, expectations are counted) and drift against production."""
+    """Schema rules (hard rules fail or drop, expectations are counted), integrity checks and drift against production."""
     def __init__(self, config: ValidationConfig, ingestion: IngestionArtifact, registry):
         self.config, self.ingestion, self.registry = config, ingestion, registry
 
@@ -57,7 +72,8 @@ class DataValidation:
         return typed[keep].reset_index(drop=True)
 
     def run(self) -> ValidationArtifact:
-        """Check both splits, keep the valid rows, check drift, and write validation_report.json."""
+        """Check both splits, keep the valid rows, run the integrity checks, check drift, and write
+        validation_report.json."""
         cfg = self.config
         cfg.out_dir.mkdir(parents=True, exist_ok=True)
         frames = {"train": cfg.rows.read_frame(self.ingestion.train_path), "test": cfg.rows.read_frame(self.ingestion.test_path)}
@@ -74,6 +90,13 @@ class DataValidation:
         if warned:
             log.warning("%d rows break expectations of the schema (kept): %s", rows_warned,
                         "; ".join(f"{c}: {', '.join(f'{r} {k}' for r, k in rules.items())}" for c, rules in warned.items()))
+        integrity = check_integrity(typed["train"], typed["test"], cfg.schema, cfg.integrity, cfg.seed)
+        typed = {"train": integrity.train, "test": integrity.test}
+        report["integrity"] = integrity.report
+        (cfg.out_dir / "validation_report.json").write_text(json.dumps(report, indent=2, default=str))
+        if integrity.leaks:
+            raise DataError(leak_message(integrity.leaks, cfg.integrity) +
+                            f" (full report: {cfg.out_dir / 'validation_report.json'})")
         drift = self._drift(pd.concat([typed["train"], typed["test"]], ignore_index=True))
         report["drift"] = drift
         (cfg.out_dir / "validation_report.json").write_text(json.dumps(report, indent=2, default=str))
@@ -89,7 +112,7 @@ class DataValidation:
             report_path=cfg.out_dir / "validation_report.json",
             train_path=paths["train"], test_path=paths["test"],
             n_train=len(typed["train"]), n_test=len(typed["test"]), rows_dropped=dropped,
-            rows_with_warnings=rows_warned, warning_counts=warned,
+            rows_with_warnings=rows_warned, warning_counts=warned, integrity_counts=_integrity_counts(report["integrity"]),
             drift_status=drift["status"], drift_share=drift.get("drift_share"),
             drift_html=Path(drift["html"]) if "html" in drift else None,
             drift_json=Path(drift["json"]) if "json" in drift else None,
