@@ -11,11 +11,13 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
 from prometheus_client import CollectorRegistry, generate_latest
@@ -320,45 +322,69 @@ def _send(port: int, records: list[dict], n: int, threads: int = 8, headers: dic
         list(pool.map(one, range(n)))
 
 
-def _per_worker_counts(folder: Path, tmp_path: Path) -> dict[str, float]:
-    """The /predict 200 count each worker wrote (its own counter file, read alone)."""
+def _per_worker_counts(folder: Path, tmp_path: Path) -> dict[int, float]:
+    """pid -> the /predict 200 count that worker wrote to its own counter file (each file read alone, through
+    prometheus_client's MultiProcessCollector on a copy)."""
     counts = {}
     for path in folder.glob("counter_*.db"):
-        alone = tmp_path / f"alone-{path.stem}"
-        alone.mkdir()
+        alone = Path(tempfile.mkdtemp(dir=tmp_path, prefix=f"alone-{path.stem}-"))
         shutil.copy(path, alone / path.name)
         registry = CollectorRegistry()
         MultiProcessCollector(registry, str(alone))
         scraped = samples(generate_latest(registry).decode())
-        counts[path.stem.split("_", 1)[1]] = value(scraped, "tabpipe_http_requests_total", endpoint="/predict",
-                                                   status="200")
+        counts[int(path.stem.split("_", 1)[1])] = value(scraped, "tabpipe_http_requests_total", endpoint="/predict",
+                                                        status="200")
     return counts
 
 
 def test_counters_add_up_across_two_gunicorn_workers_and_logs_are_json(main_project, tmp_path):
+    """Both workers serve /predict (bursts of concurrent requests until each worker's own file counts some: the
+    kernel decides which worker accepts a connection), then any worker's scrape adds up exactly what was sent."""
     config = copy_project(main_project, tmp_path / "p", production="v0001")
     metrics_dir = tmp_path / "metrics"
     metrics_dir.mkdir()
     (metrics_dir / "counter_1.db").write_bytes(b"stale: from an earlier run, must be wiped at start")
     env = {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), "TABPIPE_LOG_FORMAT": "json"}
     records = sample_records(main_project, 20)
-    n = 240
+    burst, sent = 16, 0
     with running_server(config, tmp_path / "server.log", workers=2, env=env) as server:
         assert server.wait_healthy() == "v0001"
         assert not (metrics_dir / "counter_1.db").exists()
-        _send(server.port, records, n, headers={"X-Request-ID": "load-test"})
+        master = psutil.Process(server.proc.pid)   # tabpipe serve execs gunicorn: the same process
+        workers = wait_until(lambda: {p.pid for p in master.children()} if len(master.children()) == 2 else None, 30,
+                             what="gunicorn's 2 workers")
+        deadline = time.monotonic() + 60
+        while True:   # bounded: 60 s of bursts; each burst is 16 requests at once, each on its own connection
+            _send(server.port, records, burst, threads=burst, headers={"X-Request-ID": "load-test"})
+            sent += burst
+            served = {pid for pid, n in _per_worker_counts(metrics_dir, tmp_path).items() if n > 0}
+            if served == workers:
+                break
+            assert served <= workers, (served, workers)
+            if time.monotonic() > deadline:
+                pytest.fail(f"after 60 s and {sent} concurrent requests, only workers {sorted(served)} of "
+                            f"{sorted(workers)} have counted a /predict request", pytrace=False)
+            time.sleep(0.2)   # the other worker's counts reach its file within metrics.FLUSH_S
         status, _, body = http_request(server.port, "GET", "/readyz")
         assert status == 200 and json.loads(body)["model_version"] == "v0001"
+
+        def totals_add_up():
+            scraped = _metrics_over_http(server.port)
+            return value(scraped, "tabpipe_http_requests_total", endpoint="/predict", status="200") == sent
+
+        wait_until(totals_add_up, 10, interval=0.2, what=f"the scraped /predict count to reach {sent}")
         for _ in range(6):   # whichever worker answers, the totals are every worker's
             scraped = _metrics_over_http(server.port)
-            assert value(scraped, "tabpipe_http_requests_total", endpoint="/predict", status="200") == n
-            assert value(scraped, "tabpipe_rows_scored_total") == n
-            assert value(scraped, "tabpipe_http_request_duration_seconds_count", endpoint="/predict") == n
-            assert value(scraped, "tabpipe_prediction_probability_count") == n
+            assert value(scraped, "tabpipe_http_requests_total", endpoint="/predict", status="200") == sent
+            assert value(scraped, "tabpipe_rows_scored_total") == sent
+            assert value(scraped, "tabpipe_http_request_duration_seconds_count", endpoint="/predict") == sent
+            assert value(scraped, "tabpipe_http_request_duration_seconds_bucket", endpoint="/predict",
+                         le="+Inf") == sent
+            assert value(scraped, "tabpipe_prediction_probability_count") == sent
             assert value(scraped, "tabpipe_model_info", version="v0001") == 1
         per_worker = _per_worker_counts(metrics_dir, tmp_path)
-        assert len(per_worker) == 2, per_worker
-        assert sum(per_worker.values()) == n and all(v > 0 for v in per_worker.values()), per_worker
+        assert set(per_worker) == workers, (per_worker, workers)
+        assert sum(per_worker.values()) == sent and all(n > 0 for n in per_worker.values()), per_worker
         # plain probe, for the log lines below
         http_request(server.port, "GET", "/livez", headers={"X-Request-ID": "probe-1"})
         time.sleep(0.5)
@@ -372,7 +398,8 @@ def test_counters_add_up_across_two_gunicorn_workers_and_logs_are_json(main_proj
             pytest.fail(f"not a JSON log line: {line!r}")
     access = [line for line in parsed if line["logger"] == "gunicorn.access"]
     predict = [line for line in access if line.get("path") == "/predict"]
-    assert len(predict) == n and all(line["request_id"] == "load-test" and line["status"] == 200 for line in predict)
+    assert len(predict) == sent and all(line["request_id"] == "load-test" and line["status"] == 200
+                                        for line in predict)
     probe = [line for line in access if line.get("path") == "/livez"]
     assert len(probe) == 1 and probe[0]["request_id"] == "probe-1"
     health = [line for line in access if line.get("path") == "/health"]

@@ -68,8 +68,8 @@ def create_app(config: str | Path | None = None, registry: ModelRegistry | None 
         prediction_log=prediction_log, upload_store=StoreHandle(lambda: open_history(settings, environ)),
         metrics=service_metrics,
     )
-    if service_metrics is not None and prediction_log is not None:
-        service_metrics.watch(prediction_log)
+    if service_metrics is not None:   # its thread shares this worker's counts with the others' scrapes
+        service_metrics.start(prediction_log)
     app.after_request(add_request_id)
     app.errorhandler(ApiError)(_api_error)
     app.before_request(_same_site_only)
