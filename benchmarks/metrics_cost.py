@@ -1,6 +1,7 @@
 """What the service's Prometheus metrics cost on one-row POST /predict (issue #19: <= 5 % of p50).
 
     .venv/bin/python -m benchmarks.metrics_cost --config PROJECT/pipeline.yaml [--repeats 5] [--seconds 5]
+    .venv/bin/python -m benchmarks.metrics_cost --config PROJECT/pipeline.yaml --in-process [--repeats 3]
 
 Two gunicorn servers with the shipped settings serve the same config's production model, one built with
 metrics (``create_app()``, the default) and one without (``create_app(metrics=False)``: no ``/metrics``, no
@@ -8,6 +9,12 @@ per-request bookkeeping). ``wrk`` with one connection drives one-row POST /predi
 alternating, ``--repeats`` times; prints the median p50 and p99 of each, the CPU seconds the server's
 processes spent per request (less sensitive than latency to other load on a shared machine) and the ratios.
 ``--access-log`` keeps gunicorn's access log on (discarded), as ``tabpipe serve`` has it. Needs ``wrk``.
+
+``--in-process`` resolves smaller differences on a busy machine: four apps in this process (built off, on,
+on, off, so that build order favours neither; metrics values in a private multiprocess folder, as under
+gunicorn) answer one-row POST /predict through Flask's test client in rotation, request by request;
+prints, per block of ``--requests`` rounds, the median server-side latency of the "on" and "off" requests.
+``--control`` builds all four without metrics (the difference is then the method's own noise).
 """
 from __future__ import annotations
 
@@ -18,6 +25,8 @@ import platform
 import shutil
 import statistics
 import sys
+import tempfile
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -51,6 +60,51 @@ def cpu_seconds(proc) -> float:
     return total
 
 
+def in_process(config: Path, record: dict, args) -> None:
+    """Median test-client latency of one-row POST /predict, metrics on vs off, apps in rotation."""
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="tabpipe-metrics-bench-",
+                                                              dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
+    from tabpipe.edge import prepare_process
+    prepare_process()
+    from tabpipe.serving.app import create_app   # after the folder is set: prometheus_client reads it on import
+
+    built = [(name, create_app(config, metrics=flag and not args.control))
+             for name, flag in (("off", False), ("on", True), ("on", True), ("off", False))]
+    for _, app in built:
+        app.extensions["tabpipe"]["holder"].stop()
+    clients = [(name, app.test_client()) for name, app in built]
+    body = json.dumps(record)
+
+    def one(client) -> int:
+        started = time.perf_counter_ns()
+        resp = client.post("/predict", data=body, content_type="application/json")
+        elapsed = time.perf_counter_ns() - started
+        if resp.status_code != 200:
+            sys.exit(f"POST /predict answered {resp.status_code}: {resp.get_data(as_text=True)[:300]}")
+        return elapsed
+
+    for _ in range(300):   # warm up
+        for _, client in clients:
+            one(client)
+    print(f"### Metrics cost in process — {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.node()}, "
+          f"load average {os.getloadavg()[0]:.2f}; `{' '.join(['python -m benchmarks.metrics_cost'] + sys.argv[1:])}`"
+          f"{' (control: no metrics anywhere)' if args.control else ''}\n")
+    print("| block | off p50 (us) | on p50 (us) | on - off (us) | on / off |")
+    print("|---:|---:|---:|---:|---:|")
+    deltas = []
+    for block in range(args.repeats):
+        times: dict[str, list[int]] = {"on": [], "off": []}
+        for i in range(args.requests):
+            for j in range(len(clients)):
+                name, client = clients[(i + j) % len(clients)]
+                times[name].append(one(client))
+        on, off = (statistics.median(times[k]) / 1e3 for k in ("on", "off"))
+        deltas.append(on - off)
+        print(f"| {block + 1} | {off:.1f} | {on:.1f} | {on - off:+.1f} | {on / off:.3f} |", flush=True)
+    print(f"\nmedian difference over {args.repeats} blocks of {args.requests} rounds: "
+          f"{statistics.median(deltas):+.1f} us")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.metrics_cost", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -58,7 +112,13 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--seconds", type=int, default=5, help="wrk seconds per run")
     ap.add_argument("--access-log", action="store_true", help="keep gunicorn's access log on, as tabpipe serve does")
+    ap.add_argument("--in-process", action="store_true", help="test-client apps in rotation instead of gunicorn + wrk")
+    ap.add_argument("--requests", type=int, default=2500, help="--in-process: rounds (one request per app) per block")
+    ap.add_argument("--control", action="store_true", help="--in-process: no metrics in any app (the method's noise)")
     args = ap.parse_args()
+    if args.in_process:
+        config = args.config.resolve()
+        return in_process(config, one_record(config), args)
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed: apt-get install wrk (scripts/test_deps.sh installs it)")
     config = args.config.resolve()
