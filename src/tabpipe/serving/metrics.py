@@ -265,7 +265,10 @@ class ServiceMetrics:
     # ---- the worker's thread
 
     def start(self, prediction_log: PredictionLog | None) -> None:
-        """Every FLUSH_S seconds, in a daemon thread: flush the tallies, sample ``prediction_log``; flush at exit."""
+        """Every FLUSH_S seconds, in a daemon thread: flush the tallies, sample ``prediction_log``; flush at exit.
+
+        Call it in the process that serves (gunicorn: ``preload_app`` is off, each worker builds its own app):
+        a thread does not survive a fork."""
         def loop():
             while not self._stop.wait(FLUSH_S):
                 self.flush()
