@@ -19,6 +19,7 @@ prints, per block of ``--requests`` rounds, the median server-side latency of th
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import platform
@@ -62,8 +63,9 @@ def cpu_seconds(proc) -> float:
 
 def in_process(config: Path, record: dict, args) -> None:
     """Median test-client latency of one-row POST /predict, metrics on vs off, apps in rotation."""
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="tabpipe-metrics-bench-",
-                                                              dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
+    folder = tempfile.mkdtemp(prefix="tabpipe-metrics-bench-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
     from tabpipe.edge import prepare_process
     prepare_process()
     from tabpipe.serving.app import create_app   # after the folder is set: prometheus_client reads it on import
