@@ -56,6 +56,6 @@ EXPOSE 8000
 
 # slim has no curl: probe with the standard library; any non-2xx answer or error exits 1.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('PORT', '8000') + '/health', timeout=4)"]
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('PORT', '8000') + '/readyz', timeout=4)"]
 
 CMD ["gunicorn", "--config", "/app/gunicorn.conf.py", "app:app"]

@@ -8,7 +8,7 @@
 # health probes. Clients reach the service through an nginx container (${TABPIPE_CONTAINER}-proxy,
 # host port ${TABPIPE_HOST_PORT}) whose upstream is the active slot, recorded in ${PROXY_DIR}/active.
 #
-# Steps: start IMAGE in the idle slot -> wait until its /health answers 2xx -> point the proxy at it
+# Steps: start IMAGE in the idle slot -> wait until its /readyz answers 2xx -> point the proxy at it
 # (config swap + graceful `nginx -s reload`, verified through the proxy) -> let in-flight requests
 # drain -> stop the old slot (kept, stopped, as the manual rollback target until the next deploy).
 # Until the switch is verified, any failure, Ctrl-C or SIGTERM (a cancelled workflow) removes only
@@ -24,7 +24,7 @@
 #   TABPIPE_PROXY_IMAGE      nginx image (listens on 8080, non-root)         (nginxinc/nginx-unprivileged:1.27-alpine)
 #   TABPIPE_HOST_PORT        host port of the proxy, i.e. of the service     (8000)
 #   TABPIPE_BLUE_PORT / TABPIPE_GREEN_PORT   loopback probe ports            (18001 / 18002)
-#   TABPIPE_HEALTH_TIMEOUT   seconds to wait for GET /health to answer 2xx   (120)
+#   TABPIPE_HEALTH_TIMEOUT   seconds to wait for GET /readyz to answer 2xx   (120)
 #   TABPIPE_HEALTH_INTERVAL  seconds between two probes                      (3)
 #   TABPIPE_DRAIN_SECONDS    wait between the switch and stopping the old    (10)
 set -euo pipefail
@@ -47,7 +47,7 @@ log() { printf '[deploy] %s\n' "$*" >&2; }
 exists() { docker container inspect "$1" >/dev/null 2>&1; }
 slot_port() { if [[ "$1" == blue ]]; then echo "${TABPIPE_BLUE_PORT:-18001}"; else echo "${TABPIPE_GREEN_PORT:-18002}"; fi; }
 
-# Wait until http://127.0.0.1:$2/health answers 2xx; give up early if container $1 stopped or restarted.
+# Wait until http://127.0.0.1:$2/readyz answers 2xx; give up early if container $1 stopped or restarted.
 wait_healthy() {
   local name="$1" probe_port="$2" deadline=$((SECONDS + timeout))
   while ((SECONDS < deadline)); do
@@ -55,12 +55,12 @@ wait_healthy() {
       log "container $name stopped or restarted"
       return 1
     fi
-    if curl -fsS --max-time 5 -o /dev/null "http://127.0.0.1:${probe_port}/health"; then
+    if curl -fsS --max-time 5 -o /dev/null "http://127.0.0.1:${probe_port}/readyz"; then
       return 0
     fi
     sleep "$interval"
   done
-  log "no healthy answer from $name's /health within ${timeout}s"
+  log "no healthy answer from $name's /readyz within ${timeout}s"
   return 1
 }
 
@@ -68,7 +68,7 @@ wait_healthy() {
 wait_switched() {
   local name="$1" deadline=$((SECONDS + timeout))
   while ((SECONDS < deadline)); do
-    if curl -fsS --max-time 5 -D - -o /dev/null "http://127.0.0.1:${port}/health" 2>/dev/null |
+    if curl -fsS --max-time 5 -D - -o /dev/null "http://127.0.0.1:${port}/readyz" 2>/dev/null |
         tr -d '\r' | grep -qix "x-tabpipe-backend: ${name}"; then
       return 0
     fi

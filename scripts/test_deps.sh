@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# System packages the test suite drives for real: a PostgreSQL server, a headless Chromium and wrk
-# (the load generator of the fault suite's 60 s load test).
+# System packages the test suite drives for real: a PostgreSQL server, a headless Chromium, wrk
+# (the load generator of the fault suite's 60 s load test) and a Prometheus server (scrapes the service
+# in tests/scenarios/test_metrics.py).
 # Installs what is missing (scripts/apt_missing.sh), or says what to install.
 set -euo pipefail
 missing=()
@@ -8,4 +9,5 @@ compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || command -v initdb >/
 [ -n "${TABPIPE_TEST_CHROMIUM:-}" ] || command -v chromium >/dev/null || command -v chromium-browser >/dev/null \
   || command -v google-chrome >/dev/null || missing+=(chromium)
 command -v wrk >/dev/null || missing+=(wrk)
+command -v prometheus >/dev/null || missing+=(prometheus)
 exec bash "$(dirname "$0")/apt_missing.sh" "test dependencies" ${missing[@]+"${missing[@]}"}

@@ -124,7 +124,7 @@ def test_dockerfile_runs_as_non_root_with_healthcheck():
     assert users, "no USER instruction"
     assert users[-1].split(":")[0] not in {"root", "0"}
     healthchecks = [args for keyword, args in instructions if keyword == "HEALTHCHECK"]
-    assert len(healthchecks) == 1 and "/health" in healthchecks[0]
+    assert len(healthchecks) == 1 and "/readyz" in healthchecks[0] and "/health" not in healthchecks[0]
     assert "urllib" in healthchecks[0] and "curl" not in healthchecks[0]
     assert ("EXPOSE", "8000") in instructions
     assert any(k == "COPY" and a.startswith("--from=builder /opt/venv") for k, a in instructions)
@@ -158,6 +158,22 @@ def test_compose_services_and_start_order():
     assert _depends(services["app"])["train"] == "service_completed_successfully"
     for name in ("mongo", "minio"):
         assert "healthcheck" in services[name]
+
+
+def test_readiness_probe_is_what_the_container_compose_and_deploy_use():
+    """The image, the compose app service and the deploy script's wait loops all probe GET /readyz."""
+    services = _compose()["services"]
+    app_check = " ".join(services["app"]["healthcheck"]["test"])
+    assert "/readyz" in app_check and "urllib" in app_check and "/health" not in app_check
+    for name, service in services.items():
+        test = " ".join(map(str, service.get("healthcheck", {}).get("test", [])))
+        assert "/health" not in test, f"{name} probes /health; the serving probe is /readyz"
+    script = DEPLOY_SCRIPT.read_text()
+    probes = re.findall(r"curl [^\n]*?\"http://127\.0\.0\.1:\$\{\w+\}(/\w+)\"", script)
+    assert probes and set(probes) == {"/readyz"}, probes
+    for function in ("wait_healthy", "wait_switched"):
+        body = re.search(rf"^{function}\(\) \{{\n(.*?)^\}}", script, re.S | re.M).group(1)
+        assert "/readyz" in body and "/health" not in body, function
 
 
 def test_compose_train_job_and_app():

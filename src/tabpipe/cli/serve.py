@@ -34,9 +34,10 @@ def serve(
 
         create_app(config).run(host=host, port=port)
         return
-    from tabpipe.serving import gunicorn_conf
+    from importlib.util import find_spec
 
-    argv = [sys.executable, "-m", "gunicorn", "--config", gunicorn_conf.__file__, "--bind", f"{host}:{port}",
+    gunicorn_conf = find_spec("tabpipe.serving.gunicorn_conf").origin   # gunicorn runs it (metrics folder, logs)
+    argv = [sys.executable, "-m", "gunicorn", "--config", gunicorn_conf, "--bind", f"{host}:{port}",
             "tabpipe.serving.app:create_app()"]
     # bandit B606: a fixed argv run by this very interpreter, no shell involved
     os.execv(sys.executable, argv)  # nosec B606

@@ -10,12 +10,29 @@ docker compose and on EC2:
     GUNICORN_GRACEFUL_TIMEOUT seconds a worker gets to finish requests on shutdown (default 30)
     GUNICORN_LOG_LEVEL        debug, info, warning, error (default info)
     GUNICORN_MAX_REQUESTS     recycle a worker after this many requests (default 0: never)
+    TABPIPE_LOG_FORMAT        json: one JSON object per log line, with the request id (default text)
+    PROMETHEUS_MULTIPROC_DIR  where the workers keep their metrics (default: a private temporary
+                              folder made here, on /dev/shm when present, removed on exit); emptied
+                              when the server starts
 """
 import os
+import shutil
+import tempfile
 
 from tabpipe.edge import prepare_process
+from tabpipe.serving.logs import json_logs_wanted
 
 prepare_process()   # before any worker imports scikit-learn
+
+# Metrics: each worker writes its values under this folder, a scrape of any worker adds them up. It must be
+# in the environment before a worker imports prometheus_client; a folder made here is ours to remove
+# (remembered in the environment too: gunicorn runs this file again on a reload). On tmpfs when there is
+# one: the values are memory-mapped files, and a disk's writeback of their pages slows every request.
+_MADE = "TABPIPE_METRICS_DIR_MADE"
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    # bandit B108: a private folder made by mkdtemp (mode 0700) under /dev/shm, not a fixed path
+    _shm = "/dev/shm" if os.path.isdir("/dev/shm") else None  # nosec B108
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.environ[_MADE] = tempfile.mkdtemp(prefix="tabpipe-metrics-", dir=_shm)
 
 
 def _int(name: str, default: int) -> int:
@@ -48,3 +65,28 @@ accesslog = "-"
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms "%(a)s"'
+if json_logs_wanted(os.environ):   # the app factory reads the same variable
+    logger_class = "tabpipe.serving.logs.JsonGunicornLogger"
+
+
+def on_starting(server):
+    """Master start (not on reload): empty the metrics folder, so no earlier run's counts are added in."""
+    folder = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    os.makedirs(folder, exist_ok=True)
+    for name in os.listdir(folder):
+        if name.endswith(".db"):
+            os.remove(os.path.join(folder, name))
+
+
+def child_exit(server, worker):
+    """A worker exited: drop its live gauges (its counters and histograms stay in the totals)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    """Master exit: remove the metrics folder if this config made it."""
+    folder = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    if os.environ.get(_MADE) == folder:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from tabpipe.errors import RegistryError
@@ -39,9 +40,13 @@ class Loaded:
 
 
 class ModelHolder:
-    """The service's current model (``current``), swapped by a polling thread when production moves."""
-    def __init__(self, registry, poll_interval_s: float = 5.0):
+    """The service's current model (``current``), swapped by a polling thread when production moves.
+
+    ``on_load(version)`` is called after each swap, ``on_failure(code)`` after each failed attempt (metrics)."""
+    def __init__(self, registry, poll_interval_s: float = 5.0, *, on_load: Callable[[str], None] | None = None,
+                 on_failure: Callable[[str], None] | None = None):
         self.registry, self.poll_interval_s = registry, poll_interval_s
+        self.on_load, self.on_failure = on_load, on_failure
         self.current: Loaded | None = None
         self.last_error: str | None = None   # full detail: server log and operators only
         self.error_code: str | None = None   # stable code, safe to show to clients
@@ -73,9 +78,13 @@ class ModelHolder:
             if detail != self.last_error:  # once per distinct failure, not every poll
                 log.error("model refresh failed (%s): %s", code, detail)
             self.last_error, self.error_code = detail, code
+            if self.on_failure is not None:
+                self.on_failure(code)
             return False
         self.current = loaded
         self._clear_error()
+        if self.on_load is not None:
+            self.on_load(version)
         log.info("serving model %s", version)
         return True
 

@@ -13,19 +13,24 @@ import re
 from flask import request
 
 from tabpipe.history.predlog import PredictionLog, new_request_id
+from tabpipe.serving.logs import REQUEST_ID_KEY
 
 _CLIENT_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
-_ENVIRON_KEY = "tabpipe.request_id"
 
 
 def request_id() -> str:
     """This request's id (the client's X-Request-ID when well-formed, else a new one)."""
     environ = request.environ
-    current = environ.get(_ENVIRON_KEY)
+    current = environ.get(REQUEST_ID_KEY)
     if current is None:
         given = environ.get("HTTP_X_REQUEST_ID")
-        current = environ[_ENVIRON_KEY] = given if given and _CLIENT_ID.fullmatch(given) else new_request_id()
+        current = environ[REQUEST_ID_KEY] = given if given and _CLIENT_ID.fullmatch(given) else new_request_id()
     return current
+
+
+def assign_request_id() -> None:
+    """before_request (JSON logs): give every request its id up front, so each of its log lines has it."""
+    request_id()
 
 
 def log_request(prediction_log: PredictionLog | None, version: str, rows, proba, labels, warnings=None) -> None:
@@ -40,7 +45,7 @@ def log_request(prediction_log: PredictionLog | None, version: str, rows, proba,
 
 def add_request_id(response):
     """after_request: tell the client the id its rows were logged under."""
-    current = request.environ.get(_ENVIRON_KEY)
+    current = request.environ.get(REQUEST_ID_KEY)
     if current is not None:
         response.headers.add("X-Request-ID", current)
     return response

@@ -16,6 +16,7 @@ from tabpipe.config import ServeSection, Settings
 from tabpipe.history.predlog import PredictionLog
 from tabpipe.serving.holder import Loaded, ModelHolder
 from tabpipe.serving.inputs import ApiError
+from tabpipe.serving.metrics import ServiceMetrics
 from tabpipe.serving.uploads import StoreHandle
 
 EXTENSION = "tabpipe"   # the key in app.extensions
@@ -23,7 +24,7 @@ EXTENSION = "tabpipe"   # the key in app.extensions
 
 @dataclass(frozen=True, kw_only=True, eq=False)
 class ServiceState(Mapping):
-    """The settings, the model holder, the prediction log, the upload store and the training lock of one app."""
+    """The settings, the model holder, the prediction log, the upload store, the metrics and the training lock of one app."""
 
     settings: Settings
     holder: ModelHolder
@@ -31,6 +32,7 @@ class ServiceState(Mapping):
     upload_store: StoreHandle
     environ: Mapping[str, str]                  # the process environment, handed in by the factory (tokens, keys)
     allowed_origins: frozenset[str]
+    metrics: ServiceMetrics | None = None       # None when the app was built with metrics=False
     training: threading.Lock = field(default_factory=threading.Lock)   # held while a /train run is in progress
 
     @property

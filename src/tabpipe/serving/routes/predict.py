@@ -2,7 +2,8 @@
 multipart field ``file``, answered as CSV with the counts in ``X-*`` headers) and the HTML form at ``/``.
 
 Batches score every row that can be scored and answer, in input order, a prediction or the row's errors
-(``serving/answers.py``); 422 when nothing could be scored. Scored rows go to the prediction log when it is on.
+(``serving/answers.py``); 422 when nothing could be scored. Scored rows go to the prediction log when it is on,
+and every row is counted in the metrics (scored, failed, warnings, probabilities; ``serving/metrics.py``).
 """
 from __future__ import annotations
 
@@ -40,7 +41,10 @@ def predict():
         errors = [p for p in problems if p.hard]
         rows.append((None if errors else values, errors, [p for p in problems if not p.hard]))
     scorable = [i for i, (values, _, _) in enumerate(rows) if values is not None]
+    metrics = state.metrics
     if not scorable:
+        if metrics is not None:
+            metrics.rows(0, len(rows), (p for _, _, warns in rows for p in warns))
         details = Details(MAX_DETAILS)
         errors = details_of(p for _, errs, _ in rows for p in details.take(errs, first_free=True))
         what = f"{len(rows[0][1])} schema violation(s)" if not is_batch else \
@@ -48,6 +52,8 @@ def predict():
         raise ApiError(422, what, errors, {"summary": batch_summary(rows, details)} if is_batch else None)
     proba = current.scorer.proba([rows[i][0] for i in scorable])
     labels = current.model.labels_for(proba)
+    if metrics is not None:
+        metrics.rows(len(scorable), len(rows) - len(scorable), (p for _, _, warns in rows for p in warns), proba)
     scored = {i: (label, float(p)) for i, label, p in zip(scorable, labels.tolist(), proba)}   # tolist: Python values
     if state.prediction_log is not None:   # every record keeps its input index (the row id outcomes join on)
         log_request(state.prediction_log, current.version, [r if isinstance(r, dict) else {} for r in records],
@@ -83,6 +89,11 @@ def predict_csv():
     scored, problems = score_frame(current.model, frame)
     n_scored = int(scored["probability"].notna().sum())
     counts = csv_counts(problems, len(frame), n_scored)
+    if state.metrics is not None:
+        state.metrics.rows(n_scored, counts["failed"], probabilities=scored["probability"].to_numpy())
+        for column, rules in counts["warnings"].items():
+            for rule, n in rules.items():
+                state.metrics.warning_counts(column, rule, n)
     if n_scored == 0:
         details = Details(MAX_DETAILS)
         raise ApiError(422, f"none of the {len(frame)} rows could be scored",
@@ -101,7 +112,8 @@ def predict_csv():
 @blueprint.route("/", methods=["GET", "POST"])
 def form():
     """The HTML form built from the model's schema; a POST scores the one record it holds (422 on errors)."""
-    current = current_state().holder.current
+    state = current_state()
+    current = state.holder.current
     result, errors, warnings, values, status = None, {}, {}, {}, 200
     if current is not None and request.method == "POST":
         values = {k: v for k, v in request.form.items()}
@@ -110,8 +122,12 @@ def form():
         warnings = {p.column: p.message for p in problems if not p.hard}
         if errors:
             status = 422
+            if state.metrics is not None:
+                state.metrics.rows(0, 1, [p for p in problems if not p.hard])
         else:
             p = float(current.scorer.proba([checked])[0])
+            if state.metrics is not None:
+                state.metrics.rows(1, 0, [w for w in problems if not w.hard], [p])
             result = {"prediction": current.model.labels_for(np.array([p])).tolist()[0], "probability": p}
     fields = [] if current is None else [(n, current.model.schema.columns[n]) for n in current.model.schema.features]
     return render_template("form.html", current=current, fields=fields, result=result, errors=errors,
