@@ -3,7 +3,7 @@
 The real Dockerfile is built unchanged by ``buildah bud`` (chroot isolation, no pull) on a stand-in for
 ``python:3.11-slim-bookworm`` (standin_image.py). In the image, as the user it declares: a keypair,
 training with the shipped config, gunicorn answering the host (health, prediction, the image's own
-HEALTHCHECK, /metrics when the service has it), and nothing writable but the run outputs.
+HEALTHCHECK, /metrics, /livez and /readyz), and nothing writable but the run outputs.
 """
 from __future__ import annotations
 
@@ -201,14 +201,16 @@ def test_the_images_healthcheck_passes(buildah, container, image, server):
     assert done.returncode == 0, (done.stdout, done.stderr)
 
 
-def test_metrics_answers_when_the_service_has_it(server):
-    """GET /metrics answers, once the service has that endpoint."""
-    routes = "".join(path.read_text() for path in (REPO / "src/tabpipe/serving/routes").glob("*.py"))
-    if '"/metrics"' not in routes:
-        pytest.skip("the service has no /metrics endpoint yet (src/tabpipe/serving/routes): not asserted")
+def test_metrics_and_probes_answer(server):
+    """GET /metrics answers in Prometheus' text format with the served requests counted; /livez and /readyz
+    answer 200 (a verified model is loaded)."""
     url, _ = server
+    for probe in ("/livez", "/readyz"):
+        status, body = http("GET", url + probe)
+        assert status == 200, (probe, body)
     status, body = http("GET", url + "/metrics")
-    assert status == 200 and body, body
+    text = body.decode() if isinstance(body, bytes) else str(body)
+    assert status == 200 and "# TYPE" in text and "tabpipe_" in text, text[:500]
 
 
 PROBE = """
