@@ -4,7 +4,7 @@ The estimate (``estimate.py``) assumes P(label | features) is what it was when t
 fitted; once outcomes exist for a window, realised minus estimated ROC-AUC on the labelled rows measures
 how wrong that assumption has become. Its confidence interval comes from a bootstrap of the rows:
 each resampling draws rows with replacement (as counts per row) and both AUCs are recomputed with
-those counts as weights, from one ranking of the scores.
+those counts as weights, from one ranking of the scores (no sort per resampling).
 Design notes: docs/monitoring.md#concept-drift-estimate-against-outcomes
 """
 from __future__ import annotations
@@ -17,15 +17,18 @@ RESAMPLINGS = 200
 CONFIDENCE = 0.95
 
 
-def weighted_auc(tie_ends: np.ndarray, positive: np.ndarray, negative: np.ndarray) -> float:
+def weighted_auc(starts: np.ndarray | None, positive: np.ndarray, negative: np.ndarray) -> float:
     """Area under the ROC curve of rows already sorted by score (highest first), ``positive`` and
-    ``negative`` their weights as a positive and as a negative, ``tie_ends`` the last index of each run
-    of equal scores (ties: the trapezoid, i.e. half credit). NaN when either total weight is zero."""
-    tp, fp = np.cumsum(positive)[tie_ends], np.cumsum(negative)[tie_ends]
-    if tp[-1] <= 0 or fp[-1] <= 0:
+    ``negative`` their weights as a positive and as a negative; ``starts``: the first index of each run
+    of equal scores (None: no ties). A negative scores every positive ranked above it, and half of each
+    positive tied with it (the trapezoid, as scikit-learn). NaN when either total weight is zero."""
+    if starts is not None:
+        positive, negative = np.add.reduceat(positive, starts), np.add.reduceat(negative, starts)
+    total_positive, total_negative = positive.sum(), negative.sum()
+    if total_positive <= 0 or total_negative <= 0:
         return float("nan")
-    tpr, fpr = np.r_[0.0, tp / tp[-1]], np.r_[0.0, fp / fp[-1]]
-    return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
+    above = np.cumsum(positive) - 0.5 * positive
+    return float((negative * above).sum() / (total_positive * total_negative))   # not np.dot: BLAS threads
 
 
 def concept_gap(y: np.ndarray, proba: np.ndarray, calibration: dict, *, resamplings: int = RESAMPLINGS,
@@ -39,14 +42,16 @@ def concept_gap(y: np.ndarray, proba: np.ndarray, calibration: dict, *, resampli
                 "message": "the labelled rows do not have both classes: no realised ROC-AUC"}
     order = np.argsort(-p, kind="mergesort")
     s, y, c = p[order], y[order], apply_calibration(p[order], calibration)
-    tie_ends = np.r_[np.flatnonzero(np.diff(s) != 0), len(s) - 1]
-    realised = weighted_auc(tie_ends, y, 1 - y)
-    estimated = weighted_auc(tie_ends, c, 1 - c)
+    starts = np.r_[0, np.flatnonzero(np.diff(s) != 0) + 1]
+    starts = None if len(starts) == len(s) else starts
+    realised = weighted_auc(starts, y, 1 - y)
+    estimated = weighted_auc(starts, c, 1 - c)
     rng = np.random.default_rng([seed, 7])
     gaps = []
     for _ in range(resamplings):
         w = np.bincount(rng.integers(0, len(y), len(y)), minlength=len(y)).astype(float)
-        gaps.append(weighted_auc(tie_ends, w * y, w * (1 - y)) - weighted_auc(tie_ends, w * c, w * (1 - c)))
+        wy, wc = w * y, w * c
+        gaps.append(weighted_auc(starts, wy, w - wy) - weighted_auc(starts, wc, w - wc))
     gaps = np.asarray(gaps)
     gaps = gaps[~np.isnan(gaps)]          # a resampling without one of the classes
     tail = (1 - confidence) / 2
