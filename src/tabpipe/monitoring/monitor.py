@@ -184,7 +184,7 @@ def _evidently(reference: pd.DataFrame | None, stats: WindowStats, out_dir: Path
         return {"status": "no_rows", "message": "no rows in the window"}
     from tabpipe.drift.rules import drift_report
 
-    sample, total = stats.sample, stats.rows
+    sample, total = stats.smallest(s.evidently_max_rows), stats.rows
     try:
         summary = drift_report(reference, sample, out_dir, drift_share=s.evidently_drift_share,
                                max_rows=s.evidently_max_rows, seed=s.seed, sensitive=sensitive, window_rows=total)
@@ -285,14 +285,15 @@ def _monitor(window: Window | DatasetWindow, stats: WindowStats, *, model, versi
     clock.lap("multivariate")
     concept = _concept(y[labelled] if y is not None else None, proba[labelled], calibration, s)
     clock.lap("concept")
-    sampled = stats.sample is not None and len(stats.sample) < n
+    evidently_sample = stats.smallest(s.evidently_max_rows)
+    sampled = evidently_sample is not None and len(evidently_sample) < n
 
     obs = Observations(window=window.description, rows=n,
                        roc_auc=realised["roc_auc"] if realised else None,
                        estimated_roc_auc=estimated["roc_auc"] if estimated else None,
                        psi={name: r.value for name, r in psi.items()},
                        drift_share=drift.get("drift_share"),
-                       drift_share_source=(f"evidently tests on a sample of {len(stats.sample)} of {n} rows"
+                       drift_share_source=(f"evidently tests on a sample of {len(evidently_sample)} of {n} rows"
                                            if sampled else "evidently"),
                        domain_auc=multivariate.get("auc"), domain_auc_threshold=multivariate.get("threshold"),
                        domain_auc_note=multivariate.get("message") or multivariate["status"],
@@ -383,7 +384,7 @@ def _domain_auc(profile: dict | None, reference: pd.DataFrame | None, stats: Win
     from tabpipe.drift.multivariate import domain_auc
 
     m = s.multivariate
-    window = stats.sample if stats.sample is not None else pd.DataFrame()
+    window = stats.sample if stats.sample is not None else pd.DataFrame()   # domain_auc draws its own seeded sample
     result = domain_auc(reference, window, profile["features"], profile.get("multivariate"),
                         sample_rows=m.sample_rows, min_rows=m.min_rows, seed=s.seed,
                         false_alarm_rate=m.false_alarm_rate, margin=m.margin)
