@@ -35,7 +35,8 @@ def concept_gap(y: np.ndarray, proba: np.ndarray, calibration: dict, *, resampli
                 confidence: float = CONFIDENCE, seed: int = 0) -> dict:
     """Realised minus estimated ROC-AUC of labelled rows (``y`` 0/1, the model's raw ``proba``), with a
     percentile bootstrap interval at ``confidence``. ``{"status": "ok", "realised", "estimated", "gap",
-    "ci": [low, high], ...}``, or ``{"status": "insufficient_data", "message"}`` without both classes."""
+    "ci": [low, high], ...}``, or ``{"status": "insufficient_data", "message"}`` without both classes
+    (or with so few of one that over a tenth of the resamplings miss it)."""
     y, p = np.asarray(y, dtype=float), np.asarray(proba, dtype=float)
     if len(y) == 0 or y.min() == y.max():
         return {"status": "insufficient_data", "rows": len(y),
@@ -54,8 +55,12 @@ def concept_gap(y: np.ndarray, proba: np.ndarray, calibration: dict, *, resampli
         gaps.append(weighted_auc(starts, wy, w - wy) - weighted_auc(starts, wc, w - wc))
     gaps = np.asarray(gaps)
     gaps = gaps[~np.isnan(gaps)]          # a resampling without one of the classes
+    if len(gaps) < 0.9 * resamplings:
+        return {"status": "insufficient_data", "rows": len(y), "positives": int(y.sum()),
+                "message": f"{resamplings - len(gaps)} of {resamplings} bootstrap resamplings had only one class: "
+                           "too few rows of one class for an interval"}
     tail = (1 - confidence) / 2
-    low, high = (np.quantile(gaps, [tail, 1 - tail]) if len(gaps) else (float("nan"), float("nan")))
+    low, high = np.quantile(gaps, [tail, 1 - tail])
     return {"status": "ok", "metric": "roc_auc", "realised": realised, "estimated": estimated,
             "gap": realised - estimated, "ci": [float(low), float(high)], "confidence": confidence,
             "rows": len(y), "positives": int(y.sum()), "resamplings": resamplings,

@@ -4,8 +4,9 @@ Panels (2 x 3, matplotlib's Agg backend, no display needed): ROC curve, precisio
 confusion matrix at the model's threshold, probability distribution by class, metric trend across
 monitoring windows (realised and estimated ROC-AUC; for a monitoring window with outcomes, the
 concept-drift gap between them with its interval), PSI per feature (with the watch / retrain lines;
-for a monitoring window, the multivariate domain-classifier AUC and its threshold above). A panel without the data it needs says so in the panel instead of being left out, so
-the figure always has the same six places. The HTML report embeds the PNG (base64) and carries
+for a monitoring window, the multivariate domain-classifier AUC and its threshold above). A panel
+without the data it needs says so in the panel instead of being left out, so the figure always has
+the same six places. The HTML report embeds the PNG (base64) and carries
 the metrics, a model card, the drift and data-quality summaries and a link to the evidently
 report; it needs no other file to display.
 """

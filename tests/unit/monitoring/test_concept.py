@@ -91,3 +91,5 @@ def test_weighted_auc_is_the_realised_and_the_estimated_auc():
 def test_one_class_is_insufficient_data():
     result = concept_gap(np.ones(300), np.linspace(0, 1, 300), IDENTITY)
     assert result["status"] == "insufficient_data" and "both classes" in result["message"]
+    lone = concept_gap(np.r_[1, np.zeros(299)], np.linspace(0, 1, 300), IDENTITY)   # resamplings miss the positive
+    assert lone["status"] == "insufficient_data" and "only one class" in lone["message"]
