@@ -174,7 +174,7 @@ class MultivariateSection(StrictModel):
 
     enabled: bool = True
     sample_rows: int = Field(2_000, ge=100, le=100_000)   # rows of each side the classifier sees
-    null_resamplings: int = Field(100, ge=20, le=2_000)   # publish time: training rows set against training rows
+    null_resamplings: int = Field(40, ge=20, le=2_000)   # publish time: training rows set against training rows
     false_alarm_rate: float = Field(0.01, gt=0, lt=0.5)   # share of no-shift windows allowed over the threshold...
     margin: float = Field(0.01, ge=0, le=0.5)             # ...plus this much AUC
     min_rows: int = Field(300, ge=50)                     # fewer window rows: not checked

@@ -8,6 +8,7 @@ import pytest
 
 from tabpipe.config import RulesSection
 from tabpipe.drift.multivariate import (
+    RESAMPLINGS,
     calibrate,
     categorical_mask,
     domain_auc,
@@ -43,7 +44,7 @@ def published():
     train = rows(20_000, seed=0)
     proba = np.linspace(0.01, 0.99, 500)
     profile = build_profile(train, SCHEMA, proba, (proba > 0.5).astype(int), 0.5,
-                            multivariate={"sample_rows": SAMPLE, "resamplings": 100, "seed": 3})
+                            multivariate={"sample_rows": SAMPLE, "resamplings": RESAMPLINGS, "seed": 3})   # the shipped default
     return profile, train.sample(5_000, random_state=1)
 
 
@@ -92,7 +93,7 @@ def test_same_seed_same_answer(published):
 def test_calibration_is_reproducible_and_stored_in_the_profile(published):
     profile, _ = published
     stored = profile["multivariate"]
-    assert stored["status"] == "ok" and stored["sample_rows"] == SAMPLE and len(stored["null_auc"]) == 100
+    assert stored["status"] == "ok" and stored["sample_rows"] == SAMPLE and len(stored["null_auc"]) == RESAMPLINGS
     assert stored["features"] == ["a", "b", "x", "c"]
     again = calibrate(rows(20_000, seed=0), profile["features"], sample_rows=SAMPLE, resamplings=5, seed=3)
     assert again["null_auc"] == stored["null_auc"][:5]
