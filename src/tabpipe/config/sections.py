@@ -158,11 +158,19 @@ class RulesSection(StrictModel):
     retrain_psi_at_least: float = Field(0.2, ge=0, allow_inf_nan=False)   # any feature
     retrain_drift_share_at_least: float = Field(0.5, ge=0, le=1)  # share of drifted columns (evidently)
     watch_psi_at_least: float = Field(0.1, ge=0, allow_inf_nan=False)
+    # multivariate drift: watch above the calibrated no-shift threshold (monitoring.multivariate); retrain above
+    # this domain AUC (1.0: never — a shift of the features alone is a reason to look, not proof of harm)
+    retrain_domain_auc_above: float = Field(1.0, ge=0.5, le=1)
+    # concept drift: |realised - estimated ROC-AUC| on the labelled rows, its interval excluding 0 (monitoring.concept)
+    watch_concept_gap_at_least: float = Field(0.03, ge=0, le=1)
+    retrain_concept_gap_at_least: float = Field(0.10, ge=0, le=1)
 
     @model_validator(mode="after")
     def _ordered(self) -> RulesSection:
         if self.watch_psi_at_least > self.retrain_psi_at_least:
             raise ValueError("watch_psi_at_least must not exceed retrain_psi_at_least")
+        if self.watch_concept_gap_at_least > self.retrain_concept_gap_at_least:
+            raise ValueError("watch_concept_gap_at_least must not exceed retrain_concept_gap_at_least")
         return self
 
 
@@ -175,6 +183,28 @@ class AlertsSection(StrictModel):
     backoff_s: float = Field(0.5, ge=0)
     total_s: float = Field(10.0, gt=0)        # the whole delivery never takes longer
     cooldown_s: float = Field(21_600, ge=0)   # the same alert for the same version is not re-sent sooner
+
+
+class MultivariateSection(StrictModel):
+    """Multivariate drift: a domain classifier's ROC-AUC between reference rows and the window's rows; its
+    watch threshold from the no-shift AUCs measured when the model is published (docs/monitoring.md)."""
+
+    enabled: bool = True
+    sample_rows: int = Field(2_000, ge=100, le=100_000)   # rows of each side the classifier sees
+    null_resamplings: int = Field(40, ge=20, le=2_000)   # publish time: training rows set against training rows
+    false_alarm_rate: float = Field(0.01, gt=0, lt=0.5)   # share of no-shift windows allowed over the threshold...
+    margin: float = Field(0.01, ge=0, le=0.5)             # ...plus this much AUC
+    min_rows: int = Field(300, ge=50)                     # fewer window rows: not checked
+
+
+class ConceptSection(StrictModel):
+    """Concept drift: realised minus label-free estimated ROC-AUC on a window's labelled rows, with a
+    bootstrap interval (docs/monitoring.md)."""
+
+    enabled: bool = True
+    resamplings: int = Field(200, ge=50, le=10_000)
+    confidence: float = Field(0.95, gt=0.5, lt=1)
+    min_rows: int = Field(200, ge=20)                     # fewer labelled rows: not checked
 
 
 class MonitoringSection(StrictModel):
@@ -191,6 +221,8 @@ class MonitoringSection(StrictModel):
     alerts: AlertsSection = AlertsSection()
     psi_min_rows: int = Field(500, ge=1)         # fewer rows in a window: PSI is insufficient_data, never an alert
     evidently: bool = True                       # also write evidently's drift report (sampled to validation.drift.max_rows)
+    multivariate: MultivariateSection = MultivariateSection()   # domain classifier AUC (several columns at once)
+    concept: ConceptSection = ConceptSection()                  # estimate vs outcomes on the same rows
 
     @field_validator("log_predictions")
     @classmethod

@@ -1,7 +1,8 @@
 """The reference profile frozen at publish (``profile.json``): everything ``tabpipe monitor`` needs from the training data.
 
 Per feature, quantile bins or top categories with their training shares and null rate; the score
-distribution on the test split; the calibration map of the label-free estimate.
+distribution on the test split; the calibration map of the label-free estimate; when asked, the
+no-shift distribution of the multivariate domain AUC (``multivariate.calibrate``).
 Design notes: docs/monitoring.md#the-reference-profile
 """
 from __future__ import annotations
@@ -58,8 +59,11 @@ def fit_calibration(proba: np.ndarray, y: np.ndarray, *, fitted_on: str) -> dict
 
 
 def build_profile(train: pd.DataFrame, schema: Schema, test_proba: np.ndarray, test_y: np.ndarray, threshold: float,
-                  *, bins: int = 10, max_categories: int = 50) -> dict:
-    """The profile of a typed training split plus the model's test-split probabilities (JSON-ready)."""
+                  *, bins: int = 10, max_categories: int = 50, multivariate: dict | None = None) -> dict:
+    """The profile of a typed training split plus the model's test-split probabilities (JSON-ready).
+
+    ``multivariate``: keyword arguments of ``multivariate.calibrate`` (``sample_rows``, ``resamplings``,
+    ``seed``) to store the domain AUC's no-shift distribution under ``"multivariate"``; None: not stored."""
     if bins < 2:
         raise ValueError(f"bins must be >= 2, got {bins}")
     features, skipped = {}, {}
@@ -74,7 +78,7 @@ def build_profile(train: pd.DataFrame, schema: Schema, test_proba: np.ndarray, t
         else:
             skipped[name] = f"type {kind} is not binned (a timestamp always moves forward)"
     score_counts = numeric_counts(np.asarray(test_proba, dtype=float), np.asarray(SCORE_EDGES))
-    return {
+    profile = {
         "format": FORMAT,
         "bins": bins,
         "training_rows": len(train),
@@ -86,6 +90,11 @@ def build_profile(train: pd.DataFrame, schema: Schema, test_proba: np.ndarray, t
         "calibration": fit_calibration(test_proba, test_y,
                                        fitted_on=f"held-out test split ({len(test_y)} rows, scored by the final model)"),
     }
+    if multivariate is not None:
+        from tabpipe.drift.multivariate import calibrate
+
+        profile["multivariate"] = calibrate(train, features, **multivariate)
+    return profile
 
 
 def write_profile(path: Path, profile: dict) -> Path:
@@ -113,11 +122,12 @@ def test_predictions(test: pd.DataFrame, model) -> tuple[np.ndarray, np.ndarray]
     return y, model.predict_proba_typed(test[schema.features])
 
 
-def write_profile_for_run(validation, model_path: Path, out_path: Path, rows) -> Path:
+def write_profile_for_run(validation, model_path: Path, out_path: Path, rows, *, multivariate: dict | None = None) -> Path:
     """Write the profile of a training run (its typed splits, ``validation``: ValidationArtifact, read
-    through the run's ``RowFiles`` ``rows``) and model."""
+    through the run's ``RowFiles`` ``rows``) and model; ``multivariate``: as ``build_profile`` takes it."""
     with open(model_path, "rb") as fh:
         model = dill.load(fh)  # nosec B301 -- the run's own model file, written by its trainer stage
     y, proba = test_predictions(rows.read_frame(validation.test_path), model)
     train = rows.read_frame(validation.train_path)
-    return write_profile(out_path, build_profile(train, model.schema, proba, y, model.threshold))
+    return write_profile(out_path, build_profile(train, model.schema, proba, y, model.threshold,
+                                               multivariate=multivariate))

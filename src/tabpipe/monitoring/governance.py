@@ -27,6 +27,12 @@ class Observations:
     psi: dict[str, float | None] = field(default_factory=dict)
     drift_share: float | None = None
     drift_share_source: str = "evidently"
+    domain_auc: float | None = None              # multivariate: the domain classifier's out-of-fold ROC-AUC
+    domain_auc_threshold: float | None = None    # its no-shift threshold for this window's sizes
+    domain_auc_note: str = "not measured"        # why there is no domain AUC
+    concept_gap: float | None = None             # realised - estimated ROC-AUC on the labelled rows
+    concept_gap_ci: tuple[float, float] | None = None
+    concept_gap_note: str = "not measured"       # why there is no gap
 
 
 @dataclass(frozen=True)
@@ -103,6 +109,30 @@ def decide(obs: Observations, rules: RulesSection) -> Decision:
     elif obs.drift_share >= rules.retrain_drift_share_at_least:
         fire("drift_share", "retrain", obs.drift_share, rules.retrain_drift_share_at_least,
              f"drift share ({obs.drift_share_source}) {obs.drift_share:.2f} >= {rules.retrain_drift_share_at_least}")
+
+    if not (_known(obs.domain_auc) and _known(obs.domain_auc_threshold)):
+        skipped.append(f"domain_auc: {obs.domain_auc_note}")
+    elif obs.domain_auc > rules.retrain_domain_auc_above:
+        fire("domain_auc_retrain", "retrain", obs.domain_auc, rules.retrain_domain_auc_above,
+             f"multivariate drift: domain classifier ROC-AUC {obs.domain_auc:.4f} > {rules.retrain_domain_auc_above} "
+             "(reference rows and window rows are told apart)")
+    elif obs.domain_auc > obs.domain_auc_threshold:
+        fire("domain_auc_watch", "watch", obs.domain_auc, obs.domain_auc_threshold,
+             f"multivariate drift: domain classifier ROC-AUC {obs.domain_auc:.4f} > {obs.domain_auc_threshold:.4f} "
+             "(no-shift threshold: the features' joint distribution moved)")
+
+    if not (_known(obs.concept_gap) and obs.concept_gap_ci is not None):
+        skipped.append(f"concept_gap: {obs.concept_gap_note}")
+    else:
+        low, high = obs.concept_gap_ci
+        size = abs(obs.concept_gap)
+        level = ("retrain" if size >= rules.retrain_concept_gap_at_least else
+                 "watch" if size >= rules.watch_concept_gap_at_least else None)
+        if level is not None and (low > 0 or high < 0):
+            limit = rules.retrain_concept_gap_at_least if level == "retrain" else rules.watch_concept_gap_at_least
+            fire(f"concept_gap_{level}", level, obs.concept_gap, limit,
+                 f"concept drift: realised - estimated ROC-AUC = {obs.concept_gap:+.4f} (interval {low:+.4f} .. "
+                 f"{high:+.4f}, excludes 0), |gap| >= {limit}: outcomes no longer follow the model's probabilities")
 
     reasons.sort(key=lambda r: -LEVELS.index(r.level))  # stable: rule order kept within a level
     level = max((LEVELS.index(r.level) for r in reasons), default=0)

@@ -60,7 +60,8 @@ def run_monitoring(settings, *, environ: Mapping[str, str], now: datetime, since
     else:
         log.warning("%s has no profile.json (published before monitoring): no PSI, no estimate", version)
     reference = None
-    if msettings.evidently and "reference.parquet" in files:
+    wants_reference = msettings.evidently or (msettings.multivariate.enabled and (profile or {}).get("multivariate"))
+    if wants_reference and "reference.parquet" in files:
         import pandas as pd
 
         reference = pd.read_parquet(registry.fetch(version, "reference.parquet"))

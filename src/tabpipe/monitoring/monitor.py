@@ -22,9 +22,10 @@ from sklearn.metrics import confusion_matrix
 
 from tabpipe.errors import DataError
 from tabpipe.training.metrics import holdout_metrics
-from tabpipe.config import AlertsSection, RulesSection, Settings
+from tabpipe.config import AlertsSection, ConceptSection, MultivariateSection, RulesSection, Settings
 from tabpipe.monitoring.alerts import Alert, deliver
 from tabpipe.reports.dashboard import figure, write_html, write_png
+from tabpipe.monitoring.concept import concept_gap
 from tabpipe.monitoring.estimate import estimate
 from tabpipe.monitoring.governance import Observations, decide
 from tabpipe.history.logread import LogRows
@@ -53,6 +54,8 @@ class MonitorSettings:
     evidently_max_rows: int           # validation.drift.max_rows
     evidently_drift_share: float      # validation.drift.drift_share
     seed: int                         # run.seed
+    multivariate: MultivariateSection = MultivariateSection()   # monitoring.multivariate
+    concept: ConceptSection = ConceptSection()                  # monitoring.concept
 
     @classmethod
     def from_settings(cls, settings: Settings) -> MonitorSettings:
@@ -61,7 +64,8 @@ class MonitorSettings:
         m = p.monitoring
         return cls(rules=m.rules, alerts=m.alerts, psi_min_rows=m.psi_min_rows,
                    evidently=m.evidently and p.validation.drift.enabled, evidently_max_rows=p.validation.drift.max_rows,
-                   evidently_drift_share=p.validation.drift.drift_share, seed=p.run.seed)
+                   evidently_drift_share=p.validation.drift.drift_share, seed=p.run.seed,
+                   multivariate=m.multivariate, concept=m.concept)
 
 
 @dataclass(frozen=True)
@@ -180,7 +184,7 @@ def _evidently(reference: pd.DataFrame | None, stats: WindowStats, out_dir: Path
         return {"status": "no_rows", "message": "no rows in the window"}
     from tabpipe.drift.rules import drift_report
 
-    sample, total = stats.sample, stats.rows
+    sample, total = stats.smallest(s.evidently_max_rows), stats.rows
     try:
         summary = drift_report(reference, sample, out_dir, drift_share=s.evidently_drift_share,
                                max_rows=s.evidently_max_rows, seed=s.seed, sensitive=sensitive, window_rows=total)
@@ -222,7 +226,8 @@ def run_monitor(window: Window | DatasetWindow, *, model, version: str, profile:
                          config_ref=str(out_dir / RESULT_FILE), started_at=now)
     try:
         stats = window_stats(window, model=model, profile=profile, evidently=settings.evidently and reference is not None,
-                             settings=settings, dask=dask, dask_address=dask_address, n_workers=n_workers)
+                             multivariate=_multivariate_ready(settings, profile, reference), settings=settings,
+                             dask=dask, dask_address=dask_address, n_workers=n_workers)
         clock.lap("schema_check_and_score")
         result = _monitor(window, stats, model=model, version=version, profile=profile, reference=reference,
                           out_dir=out_dir, s=settings, store=store, webhook_url=webhook_url, run_id=run_id, now=now,
@@ -237,20 +242,23 @@ def run_monitor(window: Window | DatasetWindow, *, model, version: str, profile:
 
 
 def window_stats(window: Window | DatasetWindow, *, model, profile: dict | None, evidently: bool,
-                 settings: MonitorSettings, dask: bool = False, dask_address: str | None = None,
-                 n_workers: int = 1) -> WindowStats:
-    """The window's counts, probabilities, outcomes and (for evidently) rows: a window in memory as one chunk,
-    with every row kept for evidently; a dataset file by file, with a sample of ``evidently_max_rows`` rows."""
+                 settings: MonitorSettings, multivariate: bool = False, dask: bool = False,
+                 dask_address: str | None = None, n_workers: int = 1) -> WindowStats:
+    """The window's counts, probabilities, outcomes and (for evidently and the domain classifier) rows: a
+    window in memory as one chunk, with every row kept for evidently (else ``multivariate.sample_rows``
+    for the domain classifier); a dataset file by file, with a sample of the larger of the two."""
     features = profile["features"] if profile else None
+    domain_rows = settings.multivariate.sample_rows if multivariate else 0
     if isinstance(window, Window):
-        spec = ChunkSpec(model=model, profile_features=features, keep=None if evidently else 0, seed=settings.seed)
+        spec = ChunkSpec(model=model, profile_features=features, keep=None if evidently else domain_rows,
+                         seed=settings.seed)
         return frame_stats(window.rows, spec, proba=window.proba, outcomes=window.outcomes, where=window.description)
     from tabpipe.scoring.partitions import check_columns, partitions
 
     parts = partitions(window.path)
     check_columns(parts, model)
     spec = ChunkSpec(model=model, profile_features=features, labels=window.labels,
-                     keep=settings.evidently_max_rows if evidently else 0, seed=settings.seed)
+                     keep=max(settings.evidently_max_rows if evidently else 0, domain_rows), seed=settings.seed)
     return dataset_stats(parts, spec, dask=dask, dask_address=dask_address, n_workers=n_workers)
 
 
@@ -273,15 +281,25 @@ def _monitor(window: Window | DatasetWindow, stats: WindowStats, *, model, versi
     clock.lap("psi")
     drift = _evidently(reference, stats, out_dir, s, schema.sensitive)
     clock.lap("evidently")
-    sampled = stats.sample is not None and len(stats.sample) < n
+    multivariate = _domain_auc(profile, reference, stats, s)
+    clock.lap("multivariate")
+    concept = _concept(y[labelled] if y is not None else None, proba[labelled], calibration, s)
+    clock.lap("concept")
+    evidently_sample = stats.smallest(s.evidently_max_rows)
+    sampled = evidently_sample is not None and len(evidently_sample) < n
 
     obs = Observations(window=window.description, rows=n,
                        roc_auc=realised["roc_auc"] if realised else None,
                        estimated_roc_auc=estimated["roc_auc"] if estimated else None,
                        psi={name: r.value for name, r in psi.items()},
                        drift_share=drift.get("drift_share"),
-                       drift_share_source=(f"evidently tests on a sample of {len(stats.sample)} of {n} rows"
-                                           if sampled else "evidently"))
+                       drift_share_source=(f"evidently tests on a sample of {len(evidently_sample)} of {n} rows"
+                                           if sampled else "evidently"),
+                       domain_auc=multivariate.get("auc"), domain_auc_threshold=multivariate.get("threshold"),
+                       domain_auc_note=multivariate.get("message") or multivariate["status"],
+                       concept_gap=concept.get("gap"),
+                       concept_gap_ci=tuple(concept["ci"]) if concept.get("ci") else None,
+                       concept_gap_note=concept.get("message") or concept["status"])
     decision = decide(obs, s.rules)
     clock.lap("governance")
 
@@ -309,6 +327,7 @@ def _monitor(window: Window | DatasetWindow, stats: WindowStats, *, model, versi
     png = write_png(figure(proba=panel_proba, y=panel_y, threshold=threshold, trend=trend, psi={k: r.value for k, r in psi.items()},
                            psi_lines=(s.rules.watch_psi_at_least, s.rules.retrain_psi_at_least),
                            auc_line=s.rules.retrain_roc_auc_below,
+                           multivariate=multivariate, concept=concept,
                            title=f"monitoring {version}: {window.description} ({n} rows)"),
                     out_dir / "dashboard.png")
     clock.lap("dashboard")
@@ -332,6 +351,8 @@ def _monitor(window: Window | DatasetWindow, stats: WindowStats, *, model, versi
         "psi_skipped": dict((profile or {}).get("skipped", {})),   # features the profile leaves out, with why
         "score_psi": score_psi.as_dict() if score_psi else None,
         "drift": {k: v for k, v in drift.items() if k != "columns"},
+        "multivariate": multivariate,
+        "concept": concept,
         "quality": quality,
         "alert": alert,
         "reports": reports,
@@ -344,6 +365,49 @@ def _monitor(window: Window | DatasetWindow, stats: WindowStats, *, model, versi
     result["stage_seconds"] = dict(clock.seconds)
     (out_dir / RESULT_FILE).write_text(json.dumps(result, indent=2, allow_nan=False))
     return result
+
+
+def _multivariate_ready(s: MonitorSettings, profile: dict | None, reference: pd.DataFrame | None) -> bool:
+    """Whether the domain classifier can run: enabled, a calibrated profile and reference rows."""
+    return (s.multivariate.enabled and reference is not None
+            and ((profile or {}).get("multivariate") or {}).get("status") == "ok")
+
+
+def _domain_auc(profile: dict | None, reference: pd.DataFrame | None, stats: WindowStats, s: MonitorSettings) -> dict:
+    """The multivariate drift signal (``tabpipe.drift.multivariate``), or a status saying why there is none."""
+    if not s.multivariate.enabled:
+        return {"status": "disabled", "message": "monitoring.multivariate.enabled is false"}
+    if profile is None:
+        return {"status": "no_profile", "message": "the model version has no profile.json"}
+    if reference is None:
+        return {"status": "no_reference", "message": "the model version has no reference.parquet"}
+    from tabpipe.drift.multivariate import domain_auc
+
+    m = s.multivariate
+    window = stats.sample if stats.sample is not None else pd.DataFrame()   # domain_auc draws its own seeded sample
+    result = domain_auc(reference, window, profile["features"], profile.get("multivariate"),
+                        sample_rows=m.sample_rows, min_rows=m.min_rows, seed=s.seed,
+                        false_alarm_rate=m.false_alarm_rate, margin=m.margin)
+    out = result.as_dict()
+    if result.status == "insufficient_data" or (result.status == "ok" and stats.rows > len(window)):
+        out["message"] = " ".join(x for x in (out["message"], f"(the window has {stats.rows} rows; the classifier "
+                                              f"saw a random sample of {result.window_rows})") if x)
+    return out
+
+
+def _concept(y: np.ndarray | None, proba: np.ndarray, calibration: dict | None, s: MonitorSettings) -> dict:
+    """The concept drift signal (``concept.concept_gap``) on the labelled rows, or a status saying why there is none."""
+    c = s.concept
+    if not c.enabled:
+        return {"status": "disabled", "message": "monitoring.concept.enabled is false"}
+    if y is None or len(y) == 0:
+        return {"status": "no_outcomes", "message": "no outcomes in this window"}
+    if not calibration:
+        return {"status": "no_estimate", "message": "the profile has no calibration map: no label-free estimate"}
+    if len(y) < c.min_rows:
+        return {"status": "insufficient_data", "rows": len(y),
+                "message": f"{len(y)} labelled rows; the gap needs at least {c.min_rows} (monitoring.concept.min_rows)"}
+    return concept_gap(y, proba, calibration, resamplings=c.resamplings, confidence=c.confidence, seed=s.seed)
 
 
 def _metric_values(metrics: Mapping) -> dict[str, float]:
@@ -398,6 +462,14 @@ def _write_report(out_dir: Path, result: dict, png: Path, model, version: str) -
              for name, r in sorted(result["psi"].items(), key=lambda kv: -(kv[1]["psi"] or 0))}
     if result["score_psi"]:
         drift["PSI of the score"] = result["score_psi"]["psi"]
+    mv, concept = result["multivariate"], result["concept"]
+    drift["multivariate: domain classifier ROC-AUC"] = (
+        f"{mv['auc']:.4f} (no-shift threshold {mv['threshold']:.4f}; {mv['reference_rows']} reference vs "
+        f"{mv['window_rows']} window rows)" if mv.get("auc") is not None else f"not measured: {mv.get('message') or mv['status']}")
+    drift["concept drift: realised - estimated ROC-AUC"] = (
+        f"{concept['gap']:+.4f} ({concept['confidence']:.0%} interval {concept['ci'][0]:+.4f} .. {concept['ci'][1]:+.4f}; "
+        f"realised {concept['realised']:.4f}, estimated {concept['estimated']:.4f}, {concept['rows']} labelled rows)"
+        if concept.get("gap") is not None else f"not measured: {concept.get('message') or concept['status']}")
     drift["evidently"] = result["drift"].get("sample_note") or result["drift"].get("message")
     drift["evidently drift share"] = result["drift"].get("drift_share")
     q = result["quality"]

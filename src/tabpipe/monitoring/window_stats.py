@@ -95,6 +95,16 @@ class WindowStats:
         self.sample = self.sample.iloc[chosen].reset_index(drop=True)
         self.sample_keys, self.sample_place = self.sample_keys[chosen], self.sample_place[chosen]
 
+    def smallest(self, k: int) -> pd.DataFrame | None:
+        """The sampled rows with the ``k`` smallest keys, in row order: exactly the sample ``keep=k`` would
+        have kept (one sample serves evidently and the domain classifier at their own sizes). With
+        ``keep=None`` (every row kept) the whole sample."""
+        if self.keep is None or self.sample is None or len(self.sample) <= k:
+            return self.sample
+        chosen = np.argpartition(self.sample_keys, k - 1)[:k]
+        chosen = chosen[np.argsort(self.sample_place[chosen], kind="stable")]
+        return self.sample.iloc[chosen].reset_index(drop=True)
+
     def finish(self) -> WindowStats:
         """The per-row lists as single arrays (probabilities, and outcomes when any chunk had them)."""
         self.proba = np.concatenate(self.proba) if self.proba else np.empty(0)

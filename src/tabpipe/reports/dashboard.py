@@ -2,9 +2,11 @@
 
 Panels (2 x 3, matplotlib's Agg backend, no display needed): ROC curve, precision-recall curve,
 confusion matrix at the model's threshold, probability distribution by class, metric trend across
-monitoring windows (realised and estimated ROC-AUC), PSI per feature (with the watch / retrain
-lines). A panel without the data it needs says so in the panel instead of being left out, so
-the figure always has the same six places. The HTML report embeds the PNG (base64) and carries
+monitoring windows (realised and estimated ROC-AUC; for a monitoring window with outcomes, the
+concept-drift gap between them with its interval), PSI per feature (with the watch / retrain lines;
+for a monitoring window, the multivariate domain-classifier AUC and its threshold above). A panel
+without the data it needs says so in the panel instead of being left out, so the figure always has
+the same six places. The HTML report embeds the PNG (base64) and carries
 the metrics, a model card, the drift and data-quality summaries and a link to the evidently
 report; it needs no other file to display.
 """
@@ -53,10 +55,13 @@ def _has_both_classes(y) -> bool:
 
 def figure(*, proba: np.ndarray | None, y: np.ndarray | None, threshold: float,
            trend: Sequence[Mapping] = (), psi: Mapping[str, float | None] | None = None,
-           psi_lines: tuple[float, float] = (0.1, 0.2), auc_line: float = 0.70, title: str = ""):
+           psi_lines: tuple[float, float] = (0.1, 0.2), auc_line: float = 0.70, title: str = "",
+           multivariate: Mapping | None = None, concept: Mapping | None = None):
     """The 6-panel figure. ``trend``: rows ``{"window", "realised", "estimated"}`` (ROC-AUC, None if
     unknown), oldest first; ``psi``: feature -> PSI (None = insufficient data); ``psi_lines`` (watch,
-    retrain) and ``auc_line`` are the governance thresholds drawn on the panels."""
+    retrain) and ``auc_line`` are the governance thresholds drawn on the panels. ``multivariate`` /
+    ``concept``: a monitoring run's ``"multivariate"`` and ``"concept"`` results, written on the PSI and
+    trend panels (None: nothing written)."""
     fig, axes = plt.subplots(2, 3, figsize=(16, 9.5))
     ax_roc, ax_pr, ax_cm, ax_dist, ax_trend, ax_psi = axes.ravel()
     proba = None if proba is None else np.asarray(proba, dtype=float)
@@ -129,10 +134,39 @@ def figure(*, proba: np.ndarray | None, y: np.ndarray | None, threshold: float,
             ax_psi.axvline(line, color="black", ls=":", lw=1)
             ax_psi.text(line, len(names) - 0.4, label, fontsize=8)
         ax_psi.set(title=PANELS[5], xlabel="PSI against the training profile")
+    for ax, line in ((ax_psi, multivariate_line(multivariate)), (ax_trend, concept_line(concept))):
+        if line:
+            ax.text(0.02, 0.98, line, transform=ax.transAxes, ha="left", va="top", fontsize=8,
+                    bbox={"boxstyle": "round", "facecolor": "#fff3cd" if line.startswith("multivariate drift") or "excludes 0" in line
+                          else "white",
+                          "edgecolor": "#cccccc"})
     if title:
         fig.suptitle(title, fontsize=14)
     fig.tight_layout()
     return fig
+
+
+def multivariate_line(result: Mapping | None) -> str:
+    """Lines on the PSI panel: the domain classifier's AUC against its threshold, or why it is absent."""
+    if not result:
+        return ""
+    if not _finite(result.get("auc")):
+        return f"multivariate: not measured\n({result.get('status', 'n/a')})"
+    drifted = result["auc"] > result["threshold"]
+    return (f"multivariate{' drift' if drifted else ''}: domain AUC\n{result['auc']:.3f} "
+            f"{'>' if drifted else '<='} {result['threshold']:.3f} (no-shift threshold)")
+
+
+def concept_line(result: Mapping | None) -> str:
+    """Lines on the trend panel: this window's realised - estimated ROC-AUC with its interval."""
+    if not result:
+        return ""
+    if not _finite(result.get("gap")):
+        return f"concept: not measured\n({result.get('status', 'n/a')})"
+    low, high = result["ci"]
+    outside = low > 0 or high < 0
+    return (f"concept: realised - estimated ROC-AUC\n{result['gap']:+.3f} [{low:+.3f}, {high:+.3f}] this window"
+            + ("\n(interval excludes 0)" if outside else ""))
 
 
 def _finite(value) -> bool:

@@ -154,6 +154,7 @@ class PusherConfig:
     extra_metadata: Mapping[str, Any]
     out_dir: Path
     rows: RowFiles
+    multivariate: Mapping[str, Any] | None = None   # calibration of the domain AUC stored in profile.json (None: none)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, out_dir: Path, rows: RowFiles, run_id: str,
@@ -162,8 +163,11 @@ class PusherConfig:
         p = settings.pipeline
         metadata = {"data_fingerprint": ingestion.fingerprint, "rows": ingestion.n_rows,
                     "schema": settings.schema_.model_dump(mode="json"), "package_versions": dict(package_versions)}
+        mv = p.monitoring.multivariate
+        calibration = ({"sample_rows": mv.sample_rows, "resamplings": mv.null_resamplings, "seed": p.run.seed}
+                       if mv.enabled else None)
         return cls(schema=settings.schema_, reference_rows=p.validation.drift.reference_rows, seed=p.run.seed,
-                   run_id=run_id, extra_metadata=metadata, out_dir=out_dir, rows=rows)
+                   run_id=run_id, extra_metadata=metadata, out_dir=out_dir, rows=rows, multivariate=calibration)
 
 
 # ------------------------------------------------------------------ artifact entities

@@ -67,6 +67,42 @@ def test_rules_that_could_not_be_checked_are_listed(observations, note):
     assert any(n.startswith(note) for n in decide(observations, DEFAULT).not_checked)
 
 
+CLEAN = {"roc_auc": 0.85, "psi": {"a": 0.01}, "drift_share": 0.0}
+
+
+@pytest.mark.parametrize("signals, decision, fired", [
+    # multivariate: watch strictly above the window's calibrated threshold; retrain is off by default (1.0)
+    ({"domain_auc": 0.61, "domain_auc_threshold": 0.55}, "watch", [("domain_auc_watch", 0.61, 0.55)]),
+    ({"domain_auc": 0.55, "domain_auc_threshold": 0.55}, "ok", []),
+    ({"domain_auc": 0.99, "domain_auc_threshold": 0.55}, "watch", [("domain_auc_watch", 0.99, 0.55)]),
+    # concept: |gap| over the tolerance AND an interval that excludes 0
+    ({"concept_gap": -0.05, "concept_gap_ci": (-0.07, -0.03)}, "watch", [("concept_gap_watch", -0.05, 0.03)]),
+    ({"concept_gap": 0.05, "concept_gap_ci": (0.02, 0.08)}, "watch", [("concept_gap_watch", 0.05, 0.03)]),
+    ({"concept_gap": -0.12, "concept_gap_ci": (-0.15, -0.09)}, "retrain", [("concept_gap_retrain", -0.12, 0.10)]),
+    ({"concept_gap": -0.05, "concept_gap_ci": (-0.11, 0.01)}, "ok", []),          # interval holds 0
+    ({"concept_gap": -0.02, "concept_gap_ci": (-0.025, -0.015)}, "ok", []),       # within the tolerance
+])
+def test_multivariate_and_concept_rules(signals, decision, fired):
+    result = decide(obs(**CLEAN, **signals), DEFAULT)
+    assert result.decision == decision
+    assert [(r.rule, r.observed, r.threshold) for r in result.reasons] == [
+        (rule, pytest.approx(o), pytest.approx(t)) for rule, o, t in fired]
+
+
+def test_domain_auc_retrain_when_configured():
+    rules = RulesSection(retrain_domain_auc_above=0.9)
+    result = decide(obs(**CLEAN, domain_auc=0.95, domain_auc_threshold=0.55), rules)
+    assert [(r.rule, r.level) for r in result.reasons] == [("domain_auc_retrain", "retrain")]
+    assert "domain classifier ROC-AUC 0.9500 > 0.9" in result.reasons[0].message
+
+
+def test_signals_not_measured_say_why():
+    notes = decide(obs(**CLEAN, domain_auc_note="the model version has no reference.parquet",
+                       concept_gap_note="no outcomes in this window"), DEFAULT).not_checked
+    assert "domain_auc: the model version has no reference.parquet" in notes
+    assert "concept_gap: no outcomes in this window" in notes
+
+
 def test_custom_rules():
     rules = RulesSection(retrain_roc_auc_below=0.9, retrain_psi_at_least=0.5, watch_psi_at_least=0.3,
                   retrain_drift_share_at_least=0.9)
@@ -77,6 +113,8 @@ def test_custom_rules():
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"watch_psi_at_least": 0.3}, "must not exceed"),
+    ({"watch_concept_gap_at_least": 0.2}, "watch_concept_gap_at_least must not exceed"),
+    ({"retrain_domain_auc_above": 0.4}, r"retrain_domain_auc_above\n.*greater than or equal to 0.5"),
     ({"retrain_roc_auc_below": -1}, r"retrain_roc_auc_below\n.*greater than or equal to 0"),
     ({"retrain_psi_at_least": float("inf")}, r"retrain_psi_at_least\n.*finite number"),
     ({"watch_psi_at_least": float("nan")}, r"watch_psi_at_least\n.*finite number"),

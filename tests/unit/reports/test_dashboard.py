@@ -59,6 +59,24 @@ def test_panels_without_data_say_so(scored, tmp_path):
     assert png_size(write_png(nothing, tmp_path / "e.png")) == (1280, 760)
 
 
+def test_monitoring_signals_are_written_on_the_psi_and_trend_panels(scored):
+    y, proba = scored
+    fig = figure(proba=proba, y=y, threshold=0.5, psi={"a": 0.01},
+                 multivariate={"status": "ok", "auc": 0.91, "threshold": 0.54},
+                 concept={"status": "ok", "gap": -0.31, "ci": [-0.35, -0.27]})
+    axes = fig.get_axes()
+    assert "multivariate drift: domain AUC\n0.910 > 0.540" in panel_texts(axes[5])
+    assert "-0.310 [-0.350, -0.270]" in panel_texts(axes[4]) and "excludes 0" in panel_texts(axes[4])
+    quiet = figure(proba=proba, y=y, threshold=0.5, psi={"a": 0.01},
+                   multivariate={"status": "ok", "auc": 0.51, "threshold": 0.54},
+                   concept={"status": "no_outcomes", "gap": None})
+    assert "multivariate: domain AUC\n0.510 <= 0.540" in panel_texts(quiet.get_axes()[5])
+    assert "concept: not measured\n(no_outcomes)" in panel_texts(quiet.get_axes()[4])
+    training = figure(proba=proba, y=y, threshold=0.5, psi={"a": 0.01})     # a training report: neither line
+    assert "multivariate" not in panel_texts(training.get_axes()[5])
+    assert "concept" not in panel_texts(training.get_axes()[4])
+
+
 def test_one_class_only_is_treated_as_unlabelled(scored):
     _, proba = scored
     fig = figure(proba=proba, y=np.zeros(len(proba), int), threshold=0.5)

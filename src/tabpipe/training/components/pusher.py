@@ -45,7 +45,7 @@ class ModelPusher:
             reference.to_parquet(ref_path, index=False)
             train_rows = write_train_rows(train, cfg.schema, cfg.out_dir / TRAIN_ROWS_FILE)
             profile_path = write_profile_for_run(self.validation, self.trainer.model_path, cfg.out_dir / "profile.json",
-                                                 cfg.rows)
+                                                 cfg.rows, multivariate=cfg.multivariate)
             metadata = {
                 "run_id": cfg.run_id,
                 "metrics": dict(ev.metrics),
