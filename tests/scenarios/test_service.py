@@ -1160,7 +1160,7 @@ def test_csv_rows_are_capped_before_scoring(capped, monkeypatch):
     from tabpipe.serving.routes import predict as predict_routes
 
     df = pd.read_csv(capped.project.root / "data1.csv").head(51)
-    monkeypatch.setattr(predict_routes, "score_frame", lambda *a: (_ for _ in ()).throw(AssertionError("scored")))
+    monkeypatch.setattr(predict_routes, "score_rows", lambda *a: (_ for _ in ()).throw(AssertionError("scored")))
     body = error_json(csv_upload(capped.client, _csv(df)), 413)
     assert "serve.max_csv_rows=50" in body["error"] and "51 rows" in body["error"]
     monkeypatch.undo()

@@ -36,7 +36,8 @@ def predict(
     if input.is_dir():   # a partitioned Parquet dataset, file by file (not written to the prediction log)
         result = _score_folder(model, input, output, config)
     else:
-        result = score_file(model.use_all_cores(), input, output, on_scored=logger)
+        with logger:
+            result = score_file(model.use_all_cores(), input, output, on_scored=logger)
     out.print(f"model {meta['version']}: scored {result.scored} of {result.rows} rows -> {output}")
     if logger.message:
         (err if logger.failed else out).print(logger.message, highlight=False)
@@ -63,30 +64,65 @@ def _score_folder(model, folder: Path, output: Path, config: Path):
 
 
 class _BatchLogger:
-    """``score_file``'s hook: records the predict run and its scored rows in the history store."""
+    """``score_file``'s hook: records the predict run and its scored rows in the history store, chunk by chunk
+    (one run; each chunk's rows keep their row index in the file). Used as a context manager around the
+    scoring: the run is finished (succeeded, or failed when the scoring stopped) and the store closed."""
 
     def __init__(self, settings, version: str, source: str, request_id: str | None):
         self.settings, self.version, self.source = settings, version, source
         self.request_id = request_id or None
         self.message, self.failed = "", False
+        self._stack = self._store = None
+        self._rows = self._logged = 0
 
-    def __call__(self, rows, scored) -> None:
+    def __enter__(self) -> _BatchLogger:
+        return self
+
+    def __call__(self, rows, scored, first_row: int = 0) -> None:
+        from tabpipe.history.predlog import log_batch
+
+        if self.settings.pipeline.monitoring.sample_rate == 0 or self.failed:
+            return
+        try:
+            if self._store is None:
+                self._open()
+            self._rows = first_row + len(rows)
+            self._logged += log_batch(self._store, self._format, self.request_id, self.version, rows, scored.proba,
+                                      scored.labels, first_row=first_row)
+        except TabpipeError as exc:
+            self._fail(exc)
+
+    def _open(self) -> None:
         import os
+        from contextlib import ExitStack
 
         from tabpipe.history.open import open_history, row_format
-        from tabpipe.history.predlog import log_batch, new_request_id
+        from tabpipe.history.predlog import new_request_id
 
-        if self.settings.pipeline.monitoring.sample_rate == 0:
+        self.request_id = self.request_id or new_request_id()
+        self._stack = ExitStack()
+        self._store = self._stack.enter_context(open_history(self.settings, os.environ))
+        self._format = row_format(self.settings, os.environ)
+        self._store.record_run(kind="predict", run_id=self.request_id, model_version=self.version, source=self.source,
+                               rows=0)
+
+    def _fail(self, exc: Exception) -> None:
+        self.message, self.failed = f"[yellow]warning:[/] predictions not logged: {exc}", True
+        self._close()
+
+    def _close(self) -> None:
+        if self._stack is not None:
+            stack, self._stack, self._store = self._stack, None, None
+            stack.close()
+
+    def __exit__(self, kind, error, traceback) -> None:
+        if self._store is None:
             return
-        request_id = self.request_id or new_request_id()
         try:
-            with open_history(self.settings, os.environ) as store:
-                store.record_run(kind="predict", run_id=request_id, model_version=self.version, source=self.source,
-                                 rows=len(rows))
-                logged = log_batch(store, row_format(self.settings, os.environ), request_id, self.version, rows,
-                                   scored["probability"].to_numpy(), scored["prediction"].to_numpy())
-                store.finish_run(request_id, status="succeeded")
+            self._store.finish_run(self.request_id, status="succeeded" if kind is None else "failed",
+                                   rows=self._rows, error=None if kind is None else str(error)[:500])
         except TabpipeError as exc:
-            self.message, self.failed = f"[yellow]warning:[/] predictions not logged: {exc}", True
+            self._fail(exc)
             return
-        self.message = f"logged {logged} rows to the history store as request {request_id}"
+        self._close()
+        self.message = f"logged {self._logged} rows to the history store as request {self.request_id}"

@@ -69,8 +69,9 @@ class RowFormat:
 
     def rows(self, request_id: str, version: str, records: Sequence[Mapping[str, Any]], proba: Sequence[float],
              labels: Sequence[Any], warnings: Sequence[Sequence[str]] | None = None,
-             logged_at: datetime | None = None) -> list[dict]:
-        """Log rows for the scored ``records`` (rows with a NaN probability — not scored — are skipped)."""
+             logged_at: datetime | None = None, first_row: int = 0) -> list[dict]:
+        """Log rows for the scored ``records`` (rows with a NaN probability — not scored — are skipped);
+        ``first_row``: the row index of ``records[0]`` (a chunk of a longer file)."""
         stamp = logged_at or datetime.now(timezone.utc)
         rows = []
         for i, record in enumerate(records):
@@ -80,7 +81,7 @@ class RowFormat:
             if p != p:
                 continue
             inputs = {k: v for k, v in record.items() if k in self.columns}
-            rows.append({"request_id": request_id, "row_index": i, "row_id": self._row_id(record),
+            rows.append({"request_id": request_id, "row_index": first_row + i, "row_id": self._row_id(record),
                          "logged_at": stamp, "model_version": version, "inputs": self.protector.record(inputs),
                          "probability": p, "prediction": labels[i],
                          "warnings": list(warnings[i]) if warnings is not None else []})
@@ -88,10 +89,11 @@ class RowFormat:
 
 
 def log_batch(store: HistoryStore, fmt: RowFormat, request_id: str, version: str, frame, proba: np.ndarray,
-              labels: Sequence[Any]) -> int:
-    """Write the scored rows of a DataFrame now (``tabpipe predict``); returns the rows written."""
+              labels: Sequence[Any], first_row: int = 0) -> int:
+    """Write the scored rows of a DataFrame now (``tabpipe predict``); returns the rows written.
+    ``first_row``: the row index of the frame's first row (a chunk of a longer file)."""
     records = frame.to_dict("records")
-    rows = fmt.rows(request_id, version, records, proba, labels)
+    rows = fmt.rows(request_id, version, records, proba, labels, first_row=first_row)
     for start in range(0, len(rows), WRITE_CHUNK):
         store.log_predictions(rows[start:start + WRITE_CHUNK])
     return len(rows)

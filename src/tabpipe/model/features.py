@@ -29,7 +29,8 @@ def datetime_parts(X: pd.DataFrame) -> np.ndarray:
     """(n, k) datetime frame -> (n, 2k) float array: hour of day, day of week; NaN where missing."""
     cols = []
     for name in X.columns:
-        dt = pd.to_datetime(X[name], errors="coerce")
+        column = X[name]   # typed by the schema check: datetime64 already (to_datetime would scan it again)
+        dt = column if pd.api.types.is_datetime64_any_dtype(column) else pd.to_datetime(column, errors="coerce")
         cols += [dt.dt.hour.astype(float).to_numpy(), dt.dt.dayofweek.astype(float).to_numpy()]
     return np.column_stack(cols) if cols else np.empty((len(X), 0))
 

@@ -21,14 +21,15 @@ def _rows(mask: np.ndarray) -> tuple[int, ...]:
     return tuple(np.flatnonzero(mask).tolist())
 
 
-def _parse_objects(items: np.ndarray, spec: ColumnSpec) -> tuple[list, list]:
-    """``parse_value`` over raw values: once per distinct value when they are all text."""
+def _parse_objects(items: np.ndarray, spec: ColumnSpec) -> tuple[np.ndarray, list, list]:
+    """``parse_value`` over raw values, once per distinct value when they are all text:
+    (per item the index of its value, per value its typed form, per value its error or None)."""
     if len(items) and pd.api.types.infer_dtype(items, skipna=False) == "string":
         codes, uniques = pd.factorize(items)
-        parsed = [parse_value(v, spec) for v in uniques]
-        return [parsed[c][0] for c in codes], [parsed[c][1] for c in codes]
-    parsed = [parse_value(v, spec) for v in items]
-    return [p[0] for p in parsed], [p[1] for p in parsed]
+    else:
+        codes, uniques = np.arange(len(items)), items
+    parsed = [parse_value(v, spec) for v in uniques]
+    return codes, [p[0] for p in parsed], [p[1] for p in parsed]
 
 
 def _parse_column(raw: pd.Series, spec: ColumnSpec, missing: np.ndarray) -> tuple[np.ndarray, dict[str, list[int]]]:
@@ -53,20 +54,23 @@ def _parse_column(raw: pd.Series, spec: ColumnSpec, missing: np.ndarray) -> tupl
         out = np.full(n, np.nan, dtype=object)   # text is its own category text
         out[present] = items
         return out, {}
-    typed, errors = _parse_objects(items, spec)
-    failed = np.array([e is not None for e in errors], dtype=bool)
+    codes, typed, errors = _parse_objects(items, spec)
+    bad = np.array([e is not None for e in errors], dtype=bool)
+    failed = bad[codes]
     if kind in ("int", "float", "bool"):
+        values = np.array([np.nan if e else t for t, e in zip(typed, bad)], dtype=float)
         out = np.full(n, np.nan)
-        out[present[~failed]] = np.array([t for t, f in zip(typed, failed) if not f], dtype=float)
     elif kind == "datetime":
+        values = np.array([np.datetime64("NaT") if e else t for t, e in zip(typed, bad)], dtype="datetime64[ns]")
         out = np.full(n, np.datetime64("NaT"), dtype="datetime64[ns]")
-        out[present[~failed]] = np.array([t for t, f in zip(typed, failed) if not f], dtype="datetime64[ns]")
     else:
+        values = np.empty(len(typed), dtype=object)
+        values[:] = [np.nan if e else t for t, e in zip(typed, bad)]
         out = np.full(n, np.nan, dtype=object)
-        out[present[~failed]] = [t for t, f in zip(typed, failed) if not f]
+    out[present] = values[codes]                 # one conversion per distinct value, then a gather
     by_message: dict[str, list[int]] = {}
-    for pos, error in zip(present[failed], (e for e in errors if e is not None)):
-        by_message.setdefault(error, []).append(int(pos))
+    for pos, code in zip(present[failed].tolist(), codes[failed].tolist()):
+        by_message.setdefault(errors[code], []).append(int(pos))
     return out, by_message
 
 

@@ -13,7 +13,7 @@ import pyarrow as pa
 from flask import Blueprint, Response, jsonify, render_template, request
 
 from tabpipe.schema import ABSENT, Problem
-from tabpipe.scoring.batch import MissingColumns, TooManyRows, read_csv_bytes, score_frame, to_csv_bytes
+from tabpipe.scoring.batch import MissingColumns, TooManyRows, read_csv_table, score_rows, scored_table, to_csv_bytes
 from tabpipe.serving.answers import (
     MAX_DETAILS, batch_answer, batch_summary, csv_counts, details_of, not_an_object, problem_details,
 )
@@ -75,7 +75,7 @@ def predict_csv():
     current = state.loaded()
     features = current.model.schema.features
     try:
-        frame = read_csv_bytes(upload.read(), max_rows=state.serve.max_csv_rows, required=features,
+        table = read_csv_table(upload.read(), max_rows=state.serve.max_csv_rows, required=features,
                                max_columns=max(1000, 4 * len(current.model.schema.columns)))
     except MissingColumns as exc:
         raise ApiError(422, str(exc), details_of(Problem(name, "missing_column", ABSENT) for name in exc.columns)) from None
@@ -84,10 +84,11 @@ def predict_csv():
                             "(split the file, or score it with `tabpipe predict`)") from None
     except (ValueError, UnicodeDecodeError, pd.errors.ParserError, pa.ArrowException) as exc:
         raise ApiError(400, f"could not read the CSV: {str(exc)[:300]}") from None
-    if frame.empty:
+    if table.num_rows == 0:
         raise ApiError(400, "the CSV has a header but no rows")
-    scored, problems = score_frame(current.model, frame)
-    n_scored = int(scored["probability"].notna().sum())
+    frame = table.to_pandas()
+    scored = score_rows(current.model, frame)
+    problems, n_scored = scored.problems, scored.scored
     counts = csv_counts(problems, len(frame), n_scored)
     if state.metrics is not None:
         state.metrics.rows(n_scored, counts["failed"], probabilities=scored["probability"].to_numpy())
@@ -103,10 +104,9 @@ def predict_csv():
                "X-Failed": str(counts["failed"]), "X-Rows-With-Warnings": str(counts["rows_with_warnings"]),
                "X-Warning-Counts": ";".join(f"{c}:{r}={n}" for c, rules in counts["warnings"].items()
                                             for r, n in rules.items())}
-    log_request(state.prediction_log, current.version, frame, scored["probability"].to_numpy(),
-                scored["prediction"].to_numpy(),
-                [[w] if isinstance(w, str) and w else [] for w in scored["warnings"]])
-    return Response(to_csv_bytes(scored), mimetype="text/csv", headers=headers)
+    log_request(state.prediction_log, current.version, frame, scored.proba, scored.labels,
+                [[w] if w else [] for w in scored.warnings])
+    return Response(to_csv_bytes(scored_table(table, scored)), mimetype="text/csv", headers=headers)
 
 
 @blueprint.route("/", methods=["GET", "POST"])
