@@ -91,7 +91,7 @@ def predict_csv():
     problems, n_scored = scored.problems, scored.scored
     counts = csv_counts(problems, len(frame), n_scored)
     if state.metrics is not None:
-        state.metrics.rows(n_scored, counts["failed"], probabilities=scored["probability"].to_numpy())
+        state.metrics.rows(n_scored, counts["failed"], probabilities=scored.proba)
         for column, rules in counts["warnings"].items():
             for rule, n in rules.items():
                 state.metrics.warning_counts(column, rule, n)
