@@ -602,7 +602,8 @@ def test_validation_row_numbers_point_at_the_source_rows(tmp_path, base_data):
                                               test_size=0.2, seed=0, out_dir=tmp_path / "ing", uploaded_rows=None,
                                               rows=rows)).run()
     validation = DataValidation(ValidationConfig(schema=s.schema_, on_invalid_rows="drop",
-                                                 integrity=p.validation.integrity, drift=p.validation.drift.model_copy(update={"enabled": False}),
+                                                 integrity=p.validation.integrity,
+                                                 drift=p.validation.drift.model_copy(update={"enabled": False}),
                                                  seed=0, out_dir=tmp_path / "val", rows=rows),
                                 ingestion, registry_of(s.config_path)).run()
     assert validation.rows_dropped == len(bad)
