@@ -8,7 +8,6 @@ Design notes: docs/dask.md#scoring-a-partitioned-dataset-invariants
 from __future__ import annotations
 
 import logging
-import os
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,12 +15,12 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.csv as pa_csv
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from pyarrow.fs import LocalFileSystem
 
 from tabpipe.scoring.batch import BatchResult, MissingColumns, score_frame, summary
+from tabpipe.scoring.stream import ChunkWriter
 from tabpipe.errors import DataError, TabpipeError
 from tabpipe.model import TabularModel
 from tabpipe.schema import Problem
@@ -133,40 +132,6 @@ class _Tally:
         return summary(problems, self.rows, self.scored)
 
 
-class _Output:
-    """Tables appended to ``<path>.part`` (Parquet or CSV by the suffix of ``path``), renamed to ``path`` by ``commit``."""
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.part = self.path.with_name(self.path.name + ".part")
-        self.parquet = self.path.suffix.lower() == ".parquet"
-        self.writer = None
-        self.schema: pa.Schema | None = None
-
-    def write(self, table: pa.Table | None) -> None:
-        if table is None or table.num_rows == 0:
-            return
-        if self.writer is None:
-            self.schema = table.schema.remove_metadata()
-            self.writer = (pq.ParquetWriter(self.part, self.schema) if self.parquet
-                           else pa_csv.CSVWriter(str(self.part), self.schema))
-        self.writer.write_table(table.replace_schema_metadata(None).cast(self.schema))
-
-    def commit(self, fallback_schema: pa.Schema) -> None:
-        if self.writer is None:   # no rows at all: an empty file with the columns
-            self.schema = fallback_schema
-            self.writer = (pq.ParquetWriter(self.part, fallback_schema) if self.parquet
-                           else pa_csv.CSVWriter(str(self.part), fallback_schema))
-        self.writer.close()
-        os.replace(self.part, self.path)
-
-    def abandon(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-        self.part.unlink(missing_ok=True)
-
-
 def score_dataset(model: TabularModel, folder: Path, output_path: Path, *, dask_address: str | None = None,
                   dask: bool = False, n_workers: int = 1) -> BatchResult:
     """Score every file of a partitioned Parquet folder into ``output_path`` (.parquet or .csv), in order.
@@ -174,7 +139,7 @@ def score_dataset(model: TabularModel, folder: Path, output_path: Path, *, dask_
     ``dask``: one task per file on the cluster at ``dask_address`` (or a LocalCluster of ``n_workers``)."""
     parts = partitions(Path(folder))
     check_columns(parts, model)
-    out, tally = _Output(output_path), _Tally()
+    out, tally = ChunkWriter(output_path), _Tally()
     try:
         scored = (map_on_dask(score_partition, model, [(p,) for p in parts], dask_address, n_workers) if dask
                   else (score_partition(model, p) for p in parts))
