@@ -147,16 +147,21 @@ class PeakRss(logging.Handler):
         logging.getLogger("tabpipe").removeHandler(self)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def project_arguments(parser: argparse.ArgumentParser, numerics: int = 0, repeats: int = 1) -> None:
+    """The options of ``project`` (rows, columns, budget, resampling, init) and ``--repeats``."""
     parser.add_argument("--rows", type=int, default=300_000)
     parser.add_argument("--categoricals", type=int, default=20)
-    parser.add_argument("--numerics", type=int, default=0)
+    parser.add_argument("--numerics", type=int, default=numerics)
     parser.add_argument("--budget", type=float, default=120)
     parser.add_argument("--resampling", default="smote", choices=["smotetomek", "smote", "none"])
     parser.add_argument("--init", action="store_true",
                         help="the project `tabpipe init` writes (its budget and resampling; --budget/--resampling ignored)")
-    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=repeats)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    project_arguments(parser)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     runs = []

@@ -28,7 +28,7 @@ from tabpipe.edge import prepare_process  # noqa: E402
 prepare_process()  # OMP_WAIT_POLICY, before scikit-learn loads
 import pandas as pd  # noqa: E402
 
-from benchmarks.budget_bench import project  # noqa: E402
+from benchmarks.budget_bench import project, project_arguments  # noqa: E402
 from tabpipe.config import load_settings  # noqa: E402
 from tabpipe.schema import coerce_frame  # noqa: E402
 from tabpipe.training.integrity import check_integrity  # noqa: E402
@@ -51,13 +51,7 @@ def alone(settings, run_dir: Path, repeats: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rows", type=int, default=300_000)
-    parser.add_argument("--categoricals", type=int, default=20)
-    parser.add_argument("--numerics", type=int, default=24)
-    parser.add_argument("--budget", type=float, default=120)
-    parser.add_argument("--resampling", default="smote", choices=["smotetomek", "smote", "none"])
-    parser.add_argument("--init", action="store_true", help="the project `tabpipe init` writes (its budget)")
-    parser.add_argument("--repeats", type=int, default=3)
+    project_arguments(parser, numerics=24, repeats=3)
     parser.add_argument("--alone", type=int, default=3, help="times the checks are timed alone per run")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
