@@ -61,6 +61,13 @@ class Buildah:
         """Run ``buildah <args>`` (see ``run``)."""
         return run(self.argv(*args), **kwargs)
 
+    def bud(self, tag: str, containerfile: str, context: Path) -> None:
+        """``buildah bud`` of ``context``/``containerfile`` as ``tag``: chroot isolation, no pull, Docker format,
+        with the build mounts."""
+        volumes = [arg for mount in self.mounts for arg in ("--volume", mount)]
+        self("bud", "--isolation", "chroot", "--pull=never", "--format", "docker", *volumes, "-t", tag,
+             "-f", containerfile, ".", cwd=context, timeout=3600)
+
     def run_in(self, container: str, *command: str, env: dict | None = None, volumes: tuple = (),
                check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
         """``buildah run`` (chroot isolation) in ``container``, as its image's user (no ``--user``)."""
@@ -250,9 +257,7 @@ def ensure_airflow_base(buildah: Buildah, name: str, repo: Path, log=say) -> Non
         (context / "constraints.txt").write_text(
             "".join(line + "\n" for line in pins.splitlines() if "==" in line and not line.startswith("tabpipe")))
         log(f"stand-in {name}: Airflow on the Python stand-in")
-        volumes = [arg for mount in buildah.mounts for arg in ("--volume", mount)]
-        buildah("bud", "--isolation", "chroot", "--pull=never", "--format", "docker", *volumes, "-t", name,
-                "-f", "Containerfile", ".", cwd=context, timeout=3600)
+        buildah.bud(name, "Containerfile", context)
         log(f"stand-in {name} ready in {time.monotonic() - started:.0f}s")
     finally:
         shutil.rmtree(context, ignore_errors=True)

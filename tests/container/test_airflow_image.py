@@ -45,9 +45,7 @@ def container(buildah):
     """A working container of Dockerfile.airflow's image."""
     say("buildah bud Dockerfile.airflow")
     started = time.monotonic()
-    volumes = [arg for mount in buildah.mounts for arg in ("--volume", mount)]
-    buildah("bud", "--isolation", "chroot", "--pull=never", "--format", "docker", *volumes,
-            "-t", IMAGE, "-f", "Dockerfile.airflow", ".", cwd=REPO, timeout=3600)
+    buildah.bud(IMAGE, "Dockerfile.airflow", REPO)
     say(f"built in {time.monotonic() - started:.0f}s")
     name = buildah("from", "--pull=never", IMAGE).stdout.strip()
     yield name

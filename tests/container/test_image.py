@@ -47,9 +47,7 @@ def image(buildah):
     """The Dockerfile built as tabpipe:test; the image's configuration (buildah inspect)."""
     say("buildah bud the Dockerfile")
     started = time.monotonic()
-    volumes = [arg for mount in buildah.mounts for arg in ("--volume", mount)]
-    buildah("bud", "--isolation", "chroot", "--pull=never", "--format", "docker", *volumes,
-            "-t", IMAGE, "-f", "Dockerfile", ".", cwd=REPO, timeout=3600)
+    buildah.bud(IMAGE, "Dockerfile", REPO)
     say(f"built in {time.monotonic() - started:.0f}s")
     yield json.loads(buildah("inspect", "--type", "image", IMAGE).stdout)
     buildah("rmi", "--force", IMAGE, check=False)
