@@ -14,12 +14,14 @@ Invariants:
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import quote, quote_plus, unquote
 
-from pydantic import Field, TypeAdapter, model_validator
+from pydantic import Field, TypeAdapter, field_validator, model_validator
 
 from tabpipe.config_base import StrictModel
 from tabpipe.errors import DataError
@@ -93,7 +95,122 @@ class SqlSource(StrictModel):
         return self
 
 
-SourceConfig = Annotated[FileSource | MongoSource | SqlSource, Field(discriminator="type")]
+LeafSource = Annotated[FileSource | MongoSource | SqlSource, Field(discriminator="type")]
+
+# --------------------------------------------------------------------------- joined sources
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(w|d|h|min|s)\s*$")
+_UNIT_SECONDS = {"w": 604_800, "d": 86_400, "h": 3_600, "min": 60, "s": 1}
+AGGREGATIONS = ("count", "sum", "mean", "min", "max", "last")
+
+
+def parse_duration(text: str) -> timedelta:
+    """``"90d"`` -> 90 days; units ``w d h min s`` (no months or years: their length varies)."""
+    match = _DURATION.match(str(text))
+    if not match:
+        raise ValueError(f"bad duration {text!r}: write a number and one of the units w, d, h, min, s "
+                         "(e.g. '90d', '12h', '30min')")
+    value = timedelta(seconds=float(match[1]) * _UNIT_SECONDS[match[2]])
+    if value <= timedelta(0):
+        raise ValueError(f"bad duration {text!r}: must be more than zero")
+    return value
+
+
+class AsOf(StrictModel):
+    """Point in time: each base row gets only joined records stamped before its label time.
+
+    ``column``: the time column of the joined table; ``label_time``: the base's time column (default:
+    the join source's ``label_time``); ``tolerance``: how far back a record may lie (``"90d"``; none:
+    any age); ``exact_matches``: whether a record stamped exactly at the label time counts (default
+    false: strictly earlier, since a record written at the decision instant may be its consequence).
+    """
+
+    column: str
+    label_time: str | None = None
+    tolerance: str | None = None
+    exact_matches: bool = False
+
+    @field_validator("tolerance")
+    @classmethod
+    def _duration(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_duration(value)
+        return value
+
+    @property
+    def window(self) -> timedelta | None:
+        """The tolerance as a timedelta (None: unbounded)."""
+        return None if self.tolerance is None else parse_duration(self.tolerance)
+
+
+class JoinSpec(StrictModel):
+    """One table joined onto the base on the key columns ``on`` (same names on both sides).
+
+    Without ``aggregate`` each base row gets at most one record: the latest one before its label time
+    with ``as_of``, else the one with its keys (the joined table must then be unique on ``on``).
+    ``aggregate`` (column -> functions among count, sum, mean, min, max, last) summarises all the records
+    of the key (with ``as_of``: those in the window before the label time) into ``<name>_<column>_<fn>``
+    columns, plus ``<name>_count``, the number of records.
+    """
+
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    source: LeafSource
+    on: list[str] = Field(min_length=1)
+    how: Literal["left", "inner"] = "left"
+    as_of: AsOf | None = None
+    aggregate: dict[str, list[Literal["count", "sum", "mean", "min", "max", "last"]]] | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> JoinSpec:
+        if len(set(self.on)) != len(self.on):
+            raise ValueError(f"'on' names a key column twice: {self.on}")
+        if self.as_of is not None and self.as_of.column in self.on:
+            raise ValueError(f"as_of.column {self.as_of.column!r} is also a key in 'on'")
+        if self.aggregate is not None:
+            if not self.aggregate or any(not fns for fns in self.aggregate.values()):
+                raise ValueError("aggregate needs at least one column with at least one function")
+            keys = [c for c in self.aggregate if c in self.on]
+            if keys:
+                raise ValueError(f"aggregate names key column(s) {keys}; keys are not aggregated")
+            if self.as_of is None and any("last" in fns for fns in self.aggregate.values()):
+                raise ValueError("aggregate 'last' needs as_of (the time column that orders the records)")
+        return self
+
+
+class JoinSource(StrictModel):
+    """Several sources joined into one training table: ``base`` (one row per training row, with the
+    target and, for point-in-time joins, ``label_time``) then each of ``joins`` in order.
+
+    Columns of a joined table that clash with columns already in the table are prefixed ``<name>_``.
+    """
+
+    type: Literal["join"]
+    base: LeafSource
+    label_time: str | None = None
+    joins: list[JoinSpec] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> JoinSource:
+        names = [j.name for j in self.joins]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"join names must be unique; repeated: {twice}")
+        if "base" in names:
+            raise ValueError("'base' is the base table's name; give the join another name")
+        for index, join in enumerate(self.joins):
+            if join.as_of is not None and join.as_of.label_time is None and self.label_time is None:
+                raise ValueError(f"joins[{index}] ({join.name}) has as_of but no label time: set source.label_time "
+                                 "(the base's time column) or as_of.label_time")
+        return self
+
+    def label_time_of(self, join: JoinSpec) -> str | None:
+        """The base column whose time bounds ``join`` (None: not a point-in-time join)."""
+        if join.as_of is None:
+            return None
+        return join.as_of.label_time or self.label_time
+
+
+SourceConfig = Annotated[FileSource | MongoSource | SqlSource | JoinSource, Field(discriminator="type")]
 SOURCE_ADAPTER: TypeAdapter = TypeAdapter(SourceConfig)
 
 
