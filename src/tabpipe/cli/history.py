@@ -88,6 +88,10 @@ def lineage(version: str = typer.Argument(..., help="Registry version, e.g. v000
     out.print(f"  trained by run {training['run_id']} ({training['status'] or 'not in the store'}) on "
               f"{training['rows']} rows, data fingerprint {training['data_fingerprint']}", highlight=False)
     out.print(f"  source: {training['source']}", highlight=False)
+    for part in training.get("sources") or ():
+        matched = "" if part.get("matched_rows") is None else f", {part['matched_rows']} base rows matched"
+        out.print(f"    {part['name']}: {part['rows']} rows{matched}, fingerprint {part['fingerprint']} ({part['source']})",
+                  highlight=False)
     out.print(f"  config snapshot: {training['config_ref']}" + (f" ({training['note']})" if training.get("note") else ""),
               highlight=False)
     trigger = training.get("triggered_by")

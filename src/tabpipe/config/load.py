@@ -16,7 +16,7 @@ from tabpipe.config.sections import PipelineConfig
 from tabpipe.config_base import StrictModel
 from tabpipe.errors import ConfigError
 from tabpipe.schema import Schema
-from tabpipe.sources import FileSource, SqlSource, redact_urls_in
+from tabpipe.sources import FileSource, JoinSource, SqlSource, redact_urls_in
 
 
 class Settings(StrictModel):
@@ -53,7 +53,7 @@ def _dotted(loc: tuple) -> str:
     for part in loc:
         if isinstance(part, int):
             key += f"[{part}]"
-        elif part in ("file", "mongodb", "sql"):  # discriminated-union tags add nothing for the reader
+        elif part in ("file", "mongodb", "sql", "join"):  # discriminated-union tags add nothing for the reader
             continue
         else:
             key += f".{part}" if key else str(part)
@@ -83,18 +83,30 @@ def _resolve_paths(cfg: PipelineConfig, base: Path) -> PipelineConfig:
         "run": cfg.run.model_copy(update={"artifacts_dir": _resolve(base, cfg.run.artifacts_dir)}),
         "training": cfg.training.model_copy(update={"models": _resolve(base, cfg.training.models)}),
     }
-    if isinstance(cfg.source, FileSource):
-        updates["source"] = cfg.source.model_copy(update={"path": _resolve(base, cfg.source.path)})
-    if isinstance(cfg.source, SqlSource) and cfg.source.url and cfg.source.url.startswith("sqlite:///"):
-        db = cfg.source.url.removeprefix("sqlite:///")
-        if db and not db.startswith("/") and db != ":memory:":
-            updates["source"] = cfg.source.model_copy(update={"url": f"sqlite:///{_resolve(base, Path(db))}"})
+    if isinstance(cfg.source, JoinSource):
+        updates["source"] = cfg.source.model_copy(update={
+            "base": _resolve_source(cfg.source.base, base),
+            "joins": [join.model_copy(update={"source": _resolve_source(join.source, base)})
+                      for join in cfg.source.joins]})
+    else:
+        updates["source"] = _resolve_source(cfg.source, base)
     registry = {name: _resolve(base, getattr(cfg.registry, name))
                 for name in ("signing_key_file", "verify_key_file") if getattr(cfg.registry, name) is not None}
     if cfg.registry.backend == "local":
         registry["path"] = _resolve(base, cfg.registry.path)
     updates["registry"] = cfg.registry.model_copy(update=registry)
     return cfg.model_copy(update=updates)
+
+
+def _resolve_source(source: Any, base: Path) -> Any:
+    """A file source's path, or a SQLite URL's relative file, made absolute against ``base``."""
+    if isinstance(source, FileSource):
+        return source.model_copy(update={"path": _resolve(base, source.path)})
+    if isinstance(source, SqlSource) and source.url and source.url.startswith("sqlite:///"):
+        db = source.url.removeprefix("sqlite:///")
+        if db and not db.startswith("/") and db != ":memory:":
+            return source.model_copy(update={"url": f"sqlite:///{_resolve(base, Path(db))}"})
+    return source
 
 
 def _check_leakage_allow(pipeline: PipelineConfig, schema: Schema, path: Path) -> None:

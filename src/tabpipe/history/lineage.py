@@ -1,4 +1,5 @@
-"""Lineage: a model version back to its training run, config snapshot, data fingerprint and source,
+"""Lineage: a model version back to its training run, config snapshot, data fingerprint and source
+(for a joined source, each part's rows and fingerprint),
 and forward to the monitoring windows, drift and alerts recorded for it. Also how a training run
 is recorded in the history store (``record_train_run``, called once by the CLI after a run).
 
@@ -14,21 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from tabpipe.history.store import SCORE_FEATURE, HistoryStore
-
-
-def describe_source(source) -> str:
-    """A one-line description of a source config, never containing credentials."""
-    from tabpipe.sources import redact_url
-
-    kind = getattr(source, "type", "?")
-    if kind == "file":
-        return f"file {source.path}"
-    if kind == "mongodb":
-        return f"mongodb {source.database}.{source.collection} (URI from ${source.uri_env}) filter={json.dumps(source.filter, default=str)}"
-    if kind == "sql":
-        where = f"URL from ${source.url_env}" if source.url_env else redact_url(source.url or "")
-        return f"sql {where}: {source.query}"
-    return str(kind)
+from tabpipe.sources.base import describe_source  # noqa: F401  (the one description of a source; used here by callers)
 
 
 def record_train_run(store: HistoryStore, record: dict, run_dir: Path, source: str,
@@ -92,6 +79,7 @@ def lineage(version: str, metadata: dict, store: HistoryStore, *, is_production:
             "data_fingerprint": metadata.get("data_fingerprint") or (run or {}).get("data_fingerprint"),
             "rows": metadata.get("rows") or (run or {}).get("rows"),
             "source": (run or {}).get("source"),
+            "sources": metadata.get("sources"),   # a joined source's parts: rows, matched rows, fingerprint each
             "status": (run or {}).get("status"),
             "started_at": (run or {}).get("started_at").isoformat() if run else None,
             "stage_seconds": (run or {}).get("stage_seconds"),

@@ -13,6 +13,7 @@ Invariants:
 """
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Mapping
@@ -212,6 +213,24 @@ class JoinSource(StrictModel):
 
 SourceConfig = Annotated[FileSource | MongoSource | SqlSource | JoinSource, Field(discriminator="type")]
 SOURCE_ADAPTER: TypeAdapter = TypeAdapter(SourceConfig)
+
+
+def describe_source(source: Any) -> str:
+    """A one-line description of a source config, never containing credentials."""
+    kind = getattr(source, "type", "?")
+    if kind == "file":
+        return f"file {source.path}"
+    if kind == "mongodb":
+        return (f"mongodb {source.database}.{source.collection} (URI from ${source.uri_env}) "
+                f"filter={json.dumps(source.filter, default=str)}")
+    if kind == "sql":
+        where = f"URL from ${source.url_env}" if source.url_env else redact_url(source.url or "")
+        return f"sql {where}: {source.query}"
+    if kind == "join":
+        parts = [f"base = {describe_source(source.base)}"]
+        parts += [f"{join.name} = {describe_source(join.source)}" for join in source.joins]
+        return "join of " + "; ".join(parts)
+    return str(kind)
 
 
 # --------------------------------------------------------------------------- environment

@@ -106,7 +106,16 @@ class TrainingPipeline:
 
     @staticmethod
     def _same_data(run: Run, first: str | None, ingestion):
-        """``ingestion``, after checking that a resumed run reads the data its first attempt read (``first``)."""
+        """``ingestion``, after checking that a resumed run reads the data its first attempt read (``first``):
+        for a joined source, each part first (the message names the parts that changed), then the table."""
+        now = {part["name"]: part["fingerprint"] for part in ingestion.sources}
+        then = run.record.setdefault("source_fingerprints", now) if now else {}
+        changed = [name for name in sorted(set(then) | set(now)) if then.get(name) != now.get(name)]
+        if changed:
+            shown = ", ".join(f"{name} ({(then.get(name) or 'absent')[:12]}... then, {(now.get(name) or 'absent')[:12]}"
+                              f"... now)" for name in changed)
+            raise RunFolderError(f"source part(s) changed since run folder {run.dir} was started: {shown}; its "
+                                 "finished stages belong to the old data: use a new run name")
         first = run.record["data_fingerprint"] = first or ingestion.fingerprint
         if first != ingestion.fingerprint:
             raise RunFolderError(f"the source's data changed since run folder {run.dir} was started (data "

@@ -162,6 +162,7 @@ class PusherConfig:
         """The publication of run ``run_id``; its metadata names the data ``ingestion`` read."""
         p = settings.pipeline
         metadata = {"data_fingerprint": ingestion.fingerprint, "rows": ingestion.n_rows,
+                    **({"sources": [dict(part) for part in ingestion.sources]} if ingestion.sources else {}),
                     "schema": settings.schema_.model_dump(mode="json"), "package_versions": dict(package_versions)}
         mv = p.monitoring.multivariate
         calibration = ({"sample_rows": mv.sample_rows, "resamplings": mv.null_resamplings, "seed": p.run.seed}
@@ -184,6 +185,7 @@ class IngestionArtifact:
     fingerprint: str          # sha256 of the data's content (column names, dtypes, values)
     uploaded_rows: int = 0    # rows uploaded with POST /data appended after the source's rows
     uploaded_through_id: int | None = None   # ...every uploaded row with a store id up to this one
+    sources: tuple = ()       # a join source's parts: {name, source, rows, columns, matched_rows, fingerprint}
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,9 @@
 With ``training.include_uploaded_rows`` the rows uploaded with ``POST /data`` (history store table
 ``training_rows``) are appended after the source's rows, before the split; how many and up to which
 store id is recorded in the artifact (run.json). Only the source's columns are kept.
+
+A ``join`` source's parts (its base and each joined table) are each fingerprinted as read, with their
+row counts, in the artifact's ``sources``: a resumed run compares them, and lineage shows them.
 """
 from __future__ import annotations
 
@@ -15,7 +18,8 @@ from sklearn.model_selection import train_test_split
 
 from tabpipe.training.specs import IngestionArtifact, IngestionConfig
 from tabpipe.errors import DataError
-from tabpipe.sources import read_source
+from tabpipe.sources import JoinSource, read_tables
+from tabpipe.sources.base import describe_source
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +50,9 @@ class DataIngestion:
     def run(self) -> IngestionArtifact:
         """Write raw, train and test rows into the stage folder."""
         cfg = self.config
-        df = read_source(cfg.source, cfg.base_dir, environ=cfg.environ)
+        tables = read_tables(cfg.source, cfg.base_dir, environ=cfg.environ)
+        df = tables.frame
+        sources = source_parts(tables) if isinstance(cfg.source, JoinSource) else ()
         if cfg.target not in df.columns:
             raise DataError(f"the data has no target column {cfg.target!r}; columns are: {', '.join(map(str, df.columns))}")
         if len(df) < 20:
@@ -65,8 +71,16 @@ class DataIngestion:
         return IngestionArtifact(
             raw_path=paths["raw"], train_path=paths["train"], test_path=paths["test"],
             n_rows=len(df), n_train=len(train), n_test=len(test), fingerprint=fingerprint(df),
-            uploaded_rows=uploaded, uploaded_through_id=through,
+            uploaded_rows=uploaded, uploaded_through_id=through, sources=sources,
         )
+
+
+def source_parts(tables) -> tuple[dict, ...]:
+    """Per part of a joined source: its name, description (credentials hidden), rows and columns as read,
+    base rows it matched (joined tables) and fingerprint."""
+    return tuple({"name": part.name, "source": describe_source(part.config), "rows": len(part.frame),
+                  "columns": int(part.frame.shape[1]), "matched_rows": part.matched,
+                  "fingerprint": fingerprint(part.frame)} for part in tables.parts)
 
 
 def append_uploaded(df: pd.DataFrame, uploaded: pd.DataFrame) -> tuple[pd.DataFrame, int, int | None]:
