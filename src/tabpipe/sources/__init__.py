@@ -9,7 +9,8 @@ Four kinds of source, chosen in YAML by ``type``, one module each:
   point in time (each row sees only records stamped before its label time) where declared.
 
 :mod:`.base` holds the configs, the one URL redaction rule and the env lookup; :mod:`.core`'s
-``read_source`` picks the reader (``read_tables`` also returns the parts of a join); :mod:`.mongo_loader` seeds a collection from a frame. Every
+``read_source`` picks the reader (``read_tables`` also returns the parts of a join); :mod:`.mongo_loader`
+seeds a collection from a frame; :mod:`.loan_sample` generates the joined-source example's four tables. Every
 reader returns one ``pandas.DataFrame`` and reports expected failures as
 :class:`~tabpipe.errors.DataError`, with any password shown as ``***``.
 """
