@@ -111,6 +111,36 @@ def test_unknown_key_inside_source(project):
     assert config_error(project).key == "source.paht"
 
 
+def _join(doc: dict, **as_of) -> None:
+    doc["source"] = {"type": "join", "base": {"type": "file", "path": "data.csv"}, "label_time": "timestamp",
+                     "joins": [{"name": "cells", "source": {"type": "sql", "url": "sqlite:///cells.db", "query": "SELECT 1"},
+                                "on": ["cell_id"], "as_of": {"column": "seen_at", **as_of}}]}
+
+
+def test_join_source_paths_resolve_against_the_config_folder(project):
+    edit_yaml(project, _join)
+    source = load_settings(project).pipeline.source
+    assert source.base.path == project.parent.resolve() / "data.csv"
+    assert source.joins[0].source.url == f"sqlite:///{project.parent.resolve() / 'cells.db'}"
+
+
+@pytest.mark.parametrize("as_of, key, message", [
+    ({"tolerance": "90x"}, "source.joins[0].as_of.tolerance", "bad duration '90x'"),
+    ({"tolerance": "90d", "typo": 1}, "source.joins[0].as_of.typo", "unknown key"),
+    ({"exact_matches": "sometimes"}, "source.joins[0].as_of.exact_matches", "valid boolean"),
+])
+def test_join_source_errors_name_file_and_key(project, as_of, key, message):
+    edit_yaml(project, lambda d: _join(d, **as_of))
+    err = config_error(project)
+    assert (err.file, err.key) == (str(project.resolve()), key) and message in err.message
+
+
+def test_join_source_without_label_time_is_a_config_error(project):
+    edit_yaml(project, lambda d: (_join(d), d["source"].pop("label_time")))
+    err = config_error(project)
+    assert err.key == "source" and "joins[0] (cells) has as_of but no label time" in err.message
+
+
 def test_wrong_type(project):
     edit_yaml(project, lambda d: d["training"].update(cv_folds="five"))
     err = config_error(project)
