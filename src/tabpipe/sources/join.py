@@ -97,7 +97,11 @@ def _join_one(frame: pd.DataFrame, table: pd.DataFrame, join: JoinSpec, label: s
     if join.aggregate is not None:
         _require(table, list(join.aggregate), f"{key}.aggregate", f"joined table {join.name!r}")
     left_keys, right_keys = _aligned_keys(frame[join.on], table[join.on], where)
-    left = left_keys.assign(**{_ROW: range(len(frame))})
+    left = left_keys.assign(**{_ROW: frame.index.to_numpy()})     # base row numbers, increasing
+    keyless = right_keys.isna().any(axis=1)
+    if keyless.any():    # pandas would match a missing key with a missing key
+        log.warning("%s: %d record(s) with a missing key %s are left out", where, int(keyless.sum()), join.on)
+        right_keys, table = right_keys[~keyless], table[~keyless]
     right = right_keys
     if join.as_of is not None:
         left[_LABEL_T] = _times(frame[label], label_key, "the base", rows_must_have_time=True)
@@ -120,7 +124,7 @@ def _join_one(frame: pd.DataFrame, table: pd.DataFrame, join: JoinSpec, label: s
 
 def _single(left: pd.DataFrame, right: pd.DataFrame, table: pd.DataFrame, join: JoinSpec,
             existing: Sequence[str], where: str) -> pd.DataFrame:
-    """The one record per row (plain or as-of), as columns indexed 0..n-1 in ``left``'s row order."""
+    """The one record per row (plain or as-of), as columns in ``left``'s row order (index 0..n-1)."""
     features = [c for c in table.columns if c not in join.on]
     renamed = _renames(features, existing, join.name, where)
     right = pd.concat([right, table[features].rename(columns=renamed)], axis=1).assign(**{_HIT: True})
@@ -146,7 +150,8 @@ def _single(left: pd.DataFrame, right: pd.DataFrame, table: pd.DataFrame, join: 
 
 def _aggregated(left: pd.DataFrame, right: pd.DataFrame, table: pd.DataFrame, join: JoinSpec,
                 where: str) -> pd.DataFrame:
-    """``<name>_count`` and ``<name>_<column>_<fn>`` per row over its records (in the as-of window)."""
+    """``<name>_count`` and ``<name>_<column>_<fn>`` per row over its records (in the as-of window), in
+    ``left``'s row order (index 0..n-1)."""
     columns = list(join.aggregate)
     pairs = left.merge(pd.concat([right, table[columns]], axis=1), on=join.on, how="inner")
     if join.as_of is not None:
@@ -155,7 +160,7 @@ def _aggregated(left: pd.DataFrame, right: pd.DataFrame, table: pd.DataFrame, jo
         check_point_in_time(pairs[_ROW], pairs[_LABEL_T], pairs[_RECORD_T],
                             exact_matches=join.as_of.exact_matches, window=join.as_of.window, where=where)
         pairs = pairs.sort_values([_ROW, _RECORD_T], kind="stable")
-    rows = pd.RangeIndex(len(left))
+    rows = pd.Index(left[_ROW])
     grouped = pairs.groupby(_ROW, sort=True)
     count = grouped.size().reindex(rows, fill_value=0)
     out = {f"{join.name}_count": count.astype("int64")}
@@ -173,7 +178,7 @@ def _aggregated(left: pd.DataFrame, right: pd.DataFrame, table: pd.DataFrame, jo
             out[name] = result
     attached = pd.DataFrame(out, index=rows)
     attached[_HIT] = (count > 0).to_numpy()
-    return attached
+    return attached.reset_index(drop=True)
 
 
 # --------------------------------------------------------------------------- the point-in-time rule

@@ -217,3 +217,27 @@ def test_config_errors(joins, extra, message):
 def test_parse_duration_units():
     assert parse_duration("90d").days == 90 and parse_duration("12h").total_seconds() == 43200
     assert parse_duration("2w").days == 14 and parse_duration("30min").total_seconds() == 1800
+
+
+def test_records_without_a_key_match_no_row(caplog):
+    """pandas matches a missing key with a missing key; a join must not."""
+    no_key = lambda: applications().assign(applicant=["a", None, "a", "c"])  # noqa: E731
+    keyless = lambda: pd.DataFrame({"applicant": [None, "a"], "segment": ["ghost", "retail"]})  # noqa: E731
+    table = run(source([{"name": "seg", "source": {"type": "file", "path": "seg.csv"}, "on": ["applicant"]}]),
+                {"apps.csv": no_key, "seg.csv": keyless}).frame
+    assert table["segment"].tolist()[0::2] == ["retail", "retail"] and table["segment"].iloc[1::2].isna().all()
+    assert "1 record(s) with a missing key" in caplog.text
+
+
+def test_joins_chain_after_an_inner_join():
+    """A later join sees the rows an earlier inner join kept, and attaches its values to the right ones."""
+    joins = [{**bureau_join(), "how": "inner"},
+             {"name": "pay", "source": {"type": "file", "path": "payments.csv"}, "on": ["applicant"],
+              "as_of": {"column": "paid_at", "tolerance": "100d"}, "aggregate": {"amount": ["sum"]}},
+             {"name": "pay2", "source": {"type": "file", "path": "payments.csv"}, "on": ["applicant"],
+              "as_of": {"column": "paid_at"}}]
+    table = run(source(joins)).frame
+    assert table["app_id"].tolist() == [1, 2, 3]
+    assert table["pay_amount_sum"].tolist() == [150.0, 10.0, 7025.0]
+    assert table["paid_at"].tolist() == [T("2024-02-15"), T("2024-03-09"), T("2024-05-15")]
+    assert table["amount"].tolist() == [50.0, 10.0, 25.0]            # pay2's payment amount: no clash, kept as is
