@@ -21,6 +21,7 @@ import sqlalchemy
 import yaml
 from helpers import CHEAP_MODELS, TABPIPE_BIN, read_run_json, stage_dir
 from mongomock.store import ServerStore
+from pg_server import postgres_url_fixture  # noqa: F401  (session fixture `postgres_url`)
 
 from tabpipe.config import load_settings
 from tabpipe.schema import infer_schema
@@ -196,3 +197,25 @@ def test_resume_refuses_a_changed_part_and_names_it(tmp_path):
             TrainingPipeline(settings, environ=environ).run(run_name="nightly")
         assert "bureau" not in str(caught.value) and "base" not in str(caught.value)
     assert read_run_json(tmp_path / "artifacts" / "nightly")["source_fingerprints"] == first["source_fingerprints"]
+
+
+def test_postgres_part_with_time_zones_joins_on_the_same_instants(postgres_url, tmp_path, monkeypatch):
+    """The bureau in a real PostgreSQL, its times as timestamptz written in Paris time: the join compares
+    instants (naive times are UTC), so it picks the same reports as from the naive UTC times in SQLite."""
+    tables = write_tables(tmp_path)
+    bureau = tables["bureau"].assign(reported_at=tables["bureau"]["reported_at"].dt.tz_localize("UTC")
+                                     .dt.tz_convert("Europe/Paris"))
+    engine = sqlalchemy.create_engine(postgres_url)
+    try:
+        bureau.to_sql("loan_bureau", engine, index=False, if_exists="replace")
+    finally:
+        engine.dispose()
+    monkeypatch.setenv("TABPIPE_TEST_PG_URL", postgres_url)
+    source = join_source(PAYMENTS_FILE)
+    from_sqlite = read_source(source, tmp_path, environ={})
+    source["joins"][1]["source"] = {"type": "sql", "url_env": "TABPIPE_TEST_PG_URL", "query": "SELECT * FROM loan_bureau"}
+    from_postgres = read_source(source, tmp_path, environ=os.environ)
+    assert from_postgres["reported_at"].dt.tz is not None                    # PostgreSQL gave zoned times
+    columns = ["bureau_score", "open_loans", "bureau_amount"]
+    pd.testing.assert_frame_equal(from_postgres[columns], from_sqlite[columns], check_dtype=False)
+    assert from_postgres["bureau_score"].notna().sum() > len(from_postgres) // 3
