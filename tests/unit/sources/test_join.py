@@ -241,3 +241,13 @@ def test_joins_chain_after_an_inner_join():
     assert table["pay_amount_sum"].tolist() == [150.0, 10.0, 7025.0]
     assert table["paid_at"].tolist() == [T("2024-02-15"), T("2024-03-09"), T("2024-05-15")]
     assert table["amount"].tolist() == [50.0, 10.0, 25.0]            # pay2's payment amount: no clash, kept as is
+
+
+def test_description_names_every_part_and_hides_passwords():
+    from tabpipe.sources.base import describe_source
+
+    cfg = source([{**bureau_join(), "source": {"type": "sql", "url": "postgresql://bob:Pw-secret-1@db/loans",
+                                               "query": "SELECT * FROM bureau"}}])
+    text = describe_source(cfg)
+    assert text == "join of base = file apps.csv; bureau = sql postgresql://bob:***@db/loans: SELECT * FROM bureau"
+    assert "Pw-secret-1" not in text
