@@ -82,6 +82,13 @@ def _json_field(name: str, raw: bytes | str) -> Any:
 def message_rows(fields: Mapping[bytes | str, bytes | str]) -> list[Any]:
     """The rows of one entry (each a dict when readable; a non-dict item is refused by ``decode_batch``),
     or ``_Unreadable`` naming the field."""
+    if b"rows" not in fields and b"row" not in fields:
+        try:   # the common flat message in one pass; anything unusual takes the path below, which names the field
+            row = {key.decode("utf-8"): value.decode("utf-8") or None for key, value in fields.items()}
+            if row and "rows" not in row and "row" not in row:
+                return [row]
+        except (UnicodeDecodeError, AttributeError):
+            pass
     names = {}
     for key, value in fields.items():
         try:
