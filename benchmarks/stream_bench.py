@@ -13,7 +13,9 @@ process consumes it with micro-batches of about ``--batch-rows`` rows. Reported 
 
 - steady rows/s: the rows of every output entry after the first batch's, divided by the time between the first
   and the last output entry (Redis entry ids are millisecond timestamps): scoring, log and output writes, acks;
-- wall rows/s: all rows over the process's whole life (imports, model loading and the idle check included).
+- wall rows/s: all rows over the process's whole life (imports, model loading and the idle check included);
+- rows per CPU second of the consumer process (user + system, its whole life): what it costs, less moved by
+  other work on a shared machine than the rates (redis-server's own CPU time is not in it).
 
 Medians of ``--repeats`` runs; the load average is printed, since a shared machine moves these figures a lot.
 """
@@ -88,7 +90,8 @@ def stream_run(config: Path, url: str, history: Path, batch_size: int, src: Path
     proc.stderr.close()
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"tabpipe stream failed:\n{stdout[-2000:]}\n{stderr[-3000:]}")
-    return {"seconds": seconds, "peak_rss_mb": usage.ru_maxrss / 1024, "status": stdout.strip().splitlines()[-1]}
+    return {"seconds": seconds, "cpu_seconds": usage.ru_utime + usage.ru_stime, "peak_rss_mb": usage.ru_maxrss / 1024,
+            "status": stdout.strip().splitlines()[-1]}
 
 
 def steady_rate(client) -> tuple[float, int]:
@@ -155,17 +158,19 @@ def main() -> int:
                     run = stream_run(config, url, history, max(1, args.batch_rows // per_message), args.src)
                     run["steady_rows_per_s"], out_rows = steady_rate(client)
                     run["wall_rows_per_s"] = args.rows / run["seconds"]
+                    run["rows_per_cpu_s"] = args.rows / run["cpu_seconds"]
                     if out_rows != args.rows:
                         raise SystemExit(f"{out_rows} rows in the output, {args.rows} sent: {run['status']}")
                     runs.append(run)
                     history.unlink()
                     log(f"{per_message} row(s)/message, {messages:,} messages: steady {run['steady_rows_per_s']:,.0f} "
                         f"rows/s, wall {run['seconds']:.1f} s ({run['wall_rows_per_s']:,.0f} rows/s), "
-                        f"peak RSS {run['peak_rss_mb']:.0f} MB")
+                        f"{run['rows_per_cpu_s']:,.0f} rows per CPU s, peak RSS {run['peak_rss_mb']:.0f} MB")
                 results["shapes"][per_message] = {
                     "messages": messages, "batch_size": max(1, args.batch_rows // per_message),
                     "median_steady_rows_per_s": statistics.median(r["steady_rows_per_s"] for r in runs),
-                    "median_wall_rows_per_s": statistics.median(r["wall_rows_per_s"] for r in runs), "runs": runs}
+                    "median_wall_rows_per_s": statistics.median(r["wall_rows_per_s"] for r in runs),
+                    "median_rows_per_cpu_s": statistics.median(r["rows_per_cpu_s"] for r in runs), "runs": runs}
         finally:
             server.terminate()
             server.wait(10)
@@ -176,7 +181,8 @@ def main() -> int:
           f"medians of {args.repeats})")
     for per_message, r in results["shapes"].items():
         print(f"tabpipe stream, {per_message:>3} row(s) per message (batch {r['batch_size']} messages): steady "
-              f"{r['median_steady_rows_per_s']:>9,.0f} rows/s, wall {r['median_wall_rows_per_s']:>9,.0f} rows/s")
+              f"{r['median_steady_rows_per_s']:>9,.0f} rows/s, wall {r['median_wall_rows_per_s']:>9,.0f} rows/s, "
+              f"{r['median_rows_per_cpu_s']:>9,.0f} rows per consumer CPU s")
     return 0
 
 
