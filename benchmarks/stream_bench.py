@@ -17,6 +17,8 @@ process consumes it with micro-batches of about ``--batch-rows`` rows. Reported 
 - rows per CPU second of the consumer process (user + system, its whole life): what it costs, less moved by
   other work on a shared machine than the rates (redis-server's own CPU time is not in it).
 
+``--consumers N`` runs N consumer processes of the group together (their CPU seconds summed).
+
 Medians of ``--repeats`` runs; the load average is printed, since a shared machine moves these figures a lot.
 """
 from __future__ import annotations
@@ -75,23 +77,29 @@ def produce(client, records: list[dict], per_message: int) -> int:
     return messages
 
 
-def stream_run(config: Path, url: str, history: Path, batch_size: int, src: Path) -> dict:
-    """One ``tabpipe stream --until-idle`` process: wall seconds, peak RSS (MB), its last status line."""
+def stream_run(config: Path, url: str, history: Path, batch_size: int, src: Path, consumers: int = 1) -> dict:
+    """``consumers`` ``tabpipe stream --until-idle`` processes of one group, started together: wall seconds until
+    the last exits, their CPU seconds and largest peak RSS (MB), the last one's status line."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(src), str(ROOT)]), "TABPIPE_REDIS_URL": url,
            "TABPIPE_HISTORY_URL": f"sqlite:///{history}"}
     command = [sys.executable, "-m", "tabpipe.cli", "stream", "-c", str(config), "--until-idle", "--batch-size",
                str(batch_size), "--block-ms", "300"]
     started = time.perf_counter()
-    proc = subprocess.Popen(command, env=env, cwd=config.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - started
-    stdout, stderr = proc.stdout.read().decode(), proc.stderr.read().decode(errors="replace")
-    proc.stdout.close()
-    proc.stderr.close()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"tabpipe stream failed:\n{stdout[-2000:]}\n{stderr[-3000:]}")
-    return {"seconds": seconds, "cpu_seconds": usage.ru_utime + usage.ru_stime, "peak_rss_mb": usage.ru_maxrss / 1024,
-            "status": stdout.strip().splitlines()[-1]}
+    procs = [subprocess.Popen(command, env=env, cwd=config.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for _ in range(consumers)]
+    cpu = rss = 0.0
+    status = ""
+    for proc in procs:
+        _, code, usage = os.wait4(proc.pid, 0)
+        stdout, stderr = proc.stdout.read().decode(), proc.stderr.read().decode(errors="replace")
+        proc.stdout.close()
+        proc.stderr.close()
+        if os.waitstatus_to_exitcode(code) != 0:
+            raise SystemExit(f"tabpipe stream failed:\n{stdout[-2000:]}\n{stderr[-3000:]}")
+        cpu += usage.ru_utime + usage.ru_stime
+        rss = max(rss, usage.ru_maxrss / 1024)
+        status = stdout.strip().splitlines()[-1]
+    return {"seconds": time.perf_counter() - started, "cpu_seconds": cpu, "peak_rss_mb": rss, "status": status}
 
 
 def steady_rate(client) -> tuple[float, int]:
@@ -114,6 +122,7 @@ def main() -> int:
     ap.add_argument("--rows-per-message", type=int, nargs="+", default=[1, 10])
     ap.add_argument("--batch-rows", type=int, default=2000, help="rows per micro-batch (messages per read = "
                     "this / rows per message)")
+    ap.add_argument("--consumers", type=int, default=1, help="consumer processes of the group, run together")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--src", type=Path, default=ROOT / "src", help="the source tree to measure")
     args = ap.parse_args()
@@ -155,7 +164,8 @@ def main() -> int:
                     client.flushdb()
                     messages = produce(client, records, per_message)
                     history = tmp / f"history-{per_message}-{repeat}.sqlite"
-                    run = stream_run(config, url, history, max(1, args.batch_rows // per_message), args.src)
+                    run = stream_run(config, url, history, max(1, args.batch_rows // per_message), args.src,
+                                     args.consumers)
                     run["steady_rows_per_s"], out_rows = steady_rate(client)
                     run["wall_rows_per_s"] = args.rows / run["seconds"]
                     run["rows_per_cpu_s"] = args.rows / run["cpu_seconds"]
@@ -177,8 +187,8 @@ def main() -> int:
         results["load_average"] = {"start": load_start, "end": os.getloadavg()}
     print(json.dumps(results, indent=2, default=str))
     print(f"\n{machine()}; model {meta['version']} ({model.candidate}); {args.rows:,} rows, every row logged to "
-          f"SQLite; load average {load_start[0]:.2f} at start, {os.getloadavg()[0]:.2f} at end (a shared machine: "
-          f"medians of {args.repeats})")
+          f"SQLite, {args.consumers} consumer process(es); load average {load_start[0]:.2f} at start, "
+          f"{os.getloadavg()[0]:.2f} at end (a shared machine: medians of {args.repeats})")
     for per_message, r in results["shapes"].items():
         print(f"tabpipe stream, {per_message:>3} row(s) per message (batch {r['batch_size']} messages): steady "
               f"{r['median_steady_rows_per_s']:>9,.0f} rows/s, wall {r['median_wall_rows_per_s']:>9,.0f} rows/s, "
