@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 from types import SimpleNamespace
@@ -181,3 +182,19 @@ def test_sigterm_finishes_the_current_batch_acknowledges_it_and_exits_0(trained,
     with HistoryStore.open(env["TABPIPE_HISTORY_URL"]) as store:
         log = store.predictions(with_inputs=False)
     assert sorted(log["row_id"]) == sorted(r["measurement_id"] for r in records)
+
+
+def test_the_redis_url_comes_from_the_environment_and_its_password_is_never_printed(trained, env):
+    unset = {k: v for k, v in env.items() if k != "TABPIPE_REDIS_URL"}
+    proc = run_stream(trained.config, unset, "--until-idle", timeout=60)
+    assert proc.returncode == 2
+    assert "stream.redis_url_env" in proc.stderr and "TABPIPE_REDIS_URL is not set" in proc.stderr
+    with socket.socket() as s:                   # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    wrong = {**env, "TABPIPE_REDIS_URL": f"redis://:s3cret-pass@127.0.0.1:{port}/0"}
+    for args in (["--until-idle"], ["--status"]):
+        proc = run_stream(trained.config, wrong, *args, timeout=60)
+        assert proc.returncode == 1, proc.stderr
+        assert f"redis://:***@127.0.0.1:{port}/0" in proc.stderr and "PING failed" in proc.stderr
+        assert "s3cret" not in proc.stdout + proc.stderr

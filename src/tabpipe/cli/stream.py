@@ -63,9 +63,9 @@ def stream(
                           f"{section.redis_url_env} is not a Redis URL ({redacted_url(url)}): {exc}") from None
     with ExitStack() as stack:
         stack.callback(client.close)
+        probe = StreamConsumer(client, streams, None, "", None, None, url=url)
+        probe.ping()                      # before loading the model: a wrong URL fails at once
         if status:
-            probe = StreamConsumer(client, streams, None, "", None, None, url=url)
-            probe.ping()
             print_json(probe.status())
             return
         model, meta = open_registry_of(config).load_model(model_version)
@@ -76,7 +76,6 @@ def stream(
         else:
             err.print("[yellow]warning:[/] monitoring.log_predictions is off: scored rows are not logged", highlight=False)
         consumer_ = StreamConsumer(client, streams, model.use_all_cores(), meta["version"], store, fmt, url=url)
-        consumer_.ping()
         stop = {"signal": None}
 
         def _stop(signum, _frame):
