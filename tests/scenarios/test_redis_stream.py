@@ -198,3 +198,57 @@ def test_the_redis_url_comes_from_the_environment_and_its_password_is_never_prin
         assert proc.returncode == 1, proc.stderr
         assert f"redis://:***@127.0.0.1:{port}/0" in proc.stderr and "PING failed" in proc.stderr
         assert "s3cret" not in proc.stdout + proc.stderr
+
+
+class _DiesBeforeExec:
+    """A Redis client whose MULTI/EXEC never reaches the server: a consumer dying between its log write and XACK."""
+
+    def __init__(self, client):
+        self._client = client
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+    def pipeline(self, transaction=True):
+        pipe = self._client.pipeline(transaction=transaction)
+
+        def execute(*_args, **_kwargs):
+            pipe.reset()
+            raise redis.ConnectionError("the consumer died before EXEC")
+
+        pipe.execute = execute
+        return pipe
+
+
+def test_a_batch_logged_but_not_acknowledged_is_claimed_by_another_consumer_and_not_logged_again(trained, env):
+    from dataclasses import replace
+
+    from helpers import registry_of
+    from tabpipe.config import load_settings
+    from tabpipe.history.open import row_format
+    from tabpipe.scoring.redis_stream import StreamConsumer, StreamError, Streams
+
+    client = redis.Redis.from_url(env["TABPIPE_REDIS_URL"])
+    records = generate(30, seed=9).drop(columns=["fault_flag"]).to_dict("records")
+    for record in records:
+        client.xadd("tabpipe:rows", flat_fields(record))
+    model, meta = registry_of(trained.config).load_model()
+    fmt = row_format(load_settings(trained.config, check_candidates=False), env)
+    streams = Streams(input="tabpipe:rows", output="tabpipe:scores", dead_letter="tabpipe:dead", group="tabpipe",
+                      consumer="dies", batch_size=100, block_ms=100, claim_idle_ms=50)
+    with HistoryStore.open(env["TABPIPE_HISTORY_URL"]) as store:
+        first = StreamConsumer(_DiesBeforeExec(client), streams, model, meta["version"], store, fmt)
+        with pytest.raises(StreamError, match="died before EXEC"):
+            first.run(lambda: False, until_idle=True)
+        assert store.count_predictions() == 30                     # logged...
+        assert client.xlen("tabpipe:scores") == 0                  # ...no result written, nothing acknowledged
+        assert client.xpending("tabpipe:rows", "tabpipe")["pending"] == 30
+        time.sleep(0.1)                                             # idle longer than claim_idle_ms
+        heir = StreamConsumer(client, replace(streams, consumer="heir"), model, meta["version"], store, fmt)
+        counters = heir.run(lambda: False, until_idle=True)
+        assert (counters.claimed, counters.rows_scored, counters.rows_logged, counters.rows_already_logged) == \
+            (30, 30, 0, 30)
+        assert store.count_predictions() == 30
+        assert sorted(store.predictions()["row_id"]) == sorted(r["measurement_id"] for r in records)
+    assert sum(len(results) for results in outputs(client).values()) == 30
+    assert client.xpending("tabpipe:rows", "tabpipe")["pending"] == 0
