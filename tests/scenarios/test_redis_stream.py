@@ -252,3 +252,34 @@ def test_a_batch_logged_but_not_acknowledged_is_claimed_by_another_consumer_and_
         assert sorted(store.predictions()["row_id"]) == sorted(r["measurement_id"] for r in records)
     assert sum(len(results) for results in outputs(client).values()) == 30
     assert client.xpending("tabpipe:rows", "tabpipe")["pending"] == 0
+
+
+def test_a_message_every_consumer_dies_on_is_dead_lettered_after_max_deliveries(trained, env):
+    from helpers import registry_of
+    from tabpipe.config import load_settings
+    from tabpipe.history.open import row_format
+    from tabpipe.scoring.redis_stream import StreamConsumer, StreamError, Streams
+
+    client = redis.Redis.from_url(env["TABPIPE_REDIS_URL"])
+    record = generate(1, seed=10).drop(columns=["fault_flag"]).to_dict("records")[0]
+    mid = client.xadd("tabpipe:rows", flat_fields(record)).decode()
+    model, meta = registry_of(trained.config).load_model()
+    fmt = row_format(load_settings(trained.config, check_candidates=False), env)
+    with HistoryStore.open(env["TABPIPE_HISTORY_URL"]) as store:
+        for attempt in range(3):                     # delivered three times; each consumer dies before EXEC
+            streams = Streams(input="tabpipe:rows", output="tabpipe:scores", dead_letter="tabpipe:dead",
+                              group="tabpipe", consumer=f"dies-{attempt}", batch_size=10, block_ms=100,
+                              claim_idle_ms=50, max_deliveries=3)
+            with pytest.raises(StreamError):
+                StreamConsumer(_DiesBeforeExec(client), streams, model, meta["version"], store, fmt).run(
+                    lambda: False, until_idle=True)
+            time.sleep(0.1)
+        streams = Streams(input="tabpipe:rows", output="tabpipe:scores", dead_letter="tabpipe:dead", group="tabpipe",
+                          consumer="last", batch_size=10, block_ms=100, claim_idle_ms=50, max_deliveries=3)
+        counters = StreamConsumer(client, streams, model, meta["version"], store, fmt).run(lambda: False,
+                                                                                          until_idle=True)
+    assert (counters.given_up, counters.rows_scored) == (1, 0)
+    ((_, dead),) = client.xrange("tabpipe:dead")
+    assert dead[b"message"].decode() == mid and dead[b"reason"].startswith(b"delivered 3 times")
+    assert json.loads(dead[b"payload"])["measurement_id"] == record["measurement_id"]
+    assert client.xpending("tabpipe:rows", "tabpipe")["pending"] == 0 and client.xlen("tabpipe:scores") == 0

@@ -55,7 +55,7 @@ def stream(
     streams = Streams(input=section.input, output=section.output, dead_letter=section.dead_letter,
                       group=section.group, consumer=consumer or f"{socket.gethostname()}-{os.getpid()}",
                       batch_size=batch_size or section.batch_size, block_ms=block_ms or section.block_ms,
-                      claim_idle_ms=claim_idle_ms or section.claim_idle_ms)
+                      claim_idle_ms=claim_idle_ms or section.claim_idle_ms, max_deliveries=section.max_deliveries)
     try:
         client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=streams.block_ms / 1000 + 30)
     except ValueError as exc:

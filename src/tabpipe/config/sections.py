@@ -249,6 +249,7 @@ class StreamSection(StrictModel):
     batch_size: int = Field(500, gt=0, le=100_000)            # messages per read (a micro-batch)
     block_ms: int = Field(1_000, gt=0, le=60_000)             # longest wait for new messages (also SIGTERM's delay)
     claim_idle_ms: int = Field(60_000, gt=0)                  # pending this long: claimed from a consumer presumed dead
+    max_deliveries: int = Field(10, ge=2)                      # delivered this often, never acknowledged: dead letter
     status_interval_s: float = Field(30.0, gt=0)              # how often the status line is printed
 
     @model_validator(mode="after")

@@ -23,7 +23,7 @@ from tabpipe.history.predlog import RowFormat, log_once
 from tabpipe.history.store import HistoryStore
 from tabpipe.model import TabularModel
 from tabpipe.scoring.batch import score_rows
-from tabpipe.scoring.stream_messages import Decoded, decode_batch, refused_rows, result_entries
+from tabpipe.scoring.stream_messages import Decoded, decode_batch, given_up, refused_rows, result_entries
 
 
 class StreamError(TabpipeError):
@@ -50,6 +50,7 @@ class Counters:
     rows_logged: int = 0
     rows_already_logged: int = 0  # redelivered rows the log had: skipped
     claimed: int = 0              # messages taken over from idle consumers (XAUTOCLAIM)
+    given_up: int = 0             # messages dead-lettered after max_deliveries deliveries
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class Streams:
     batch_size: int
     block_ms: int
     claim_idle_ms: int
+    max_deliveries: int = 10
 
 
 class StreamConsumer:
@@ -108,14 +110,35 @@ class StreamConsumer:
         return answer[0][1] if answer else []
 
     def _claim(self) -> list:
-        """Messages pending longer than ``claim_idle_ms`` on any consumer, now ours (one batch at most)."""
+        """Messages pending longer than ``claim_idle_ms`` on any consumer, now ours (one batch at most); those
+        delivered ``max_deliveries`` times already are dead-lettered (and acknowledged) instead."""
         s = self.streams
         self._last_claim = time.monotonic()
+        stale = self._redis("XPENDING", self.client.xpending_range, s.input, s.group, "-", "+", s.batch_size,
+                            idle=s.claim_idle_ms)
+        worn = {_plain(e["message_id"]): e["times_delivered"] for e in stale if e["times_delivered"] >= s.max_deliveries}
+        if worn:
+            taken = self._redis("XCLAIM", self.client.xclaim, s.input, s.group, s.consumer, s.claim_idle_ms,
+                                list(worn))
+            self._give_up([given_up(mid, fields, worn[_plain(mid)]) for mid, fields in taken])
         answer = self._redis("XAUTOCLAIM", self.client.xautoclaim, s.input, s.group, s.consumer,
                              min_idle_time=s.claim_idle_ms, start_id="0-0", count=s.batch_size)
         messages = answer[1] if answer else []
         self.counters.claimed += len(messages)
         return messages
+
+    def _give_up(self, refusals: list) -> None:
+        """Dead-letter and acknowledge whole messages, in one transaction."""
+        if not refusals:
+            return
+        s = self.streams
+        pipe = self.client.pipeline(transaction=True)
+        for refusal in refusals:
+            pipe.xadd(s.dead_letter, refusal.fields())
+        pipe.xack(s.input, s.group, *(r.message_id for r in refusals))
+        self._redis("dead-lettering worn-out messages", pipe.execute)
+        self.counters.given_up += len(refusals)
+        self.counters.dead_letters += len(refusals)
 
     # ---- one batch
 

@@ -149,6 +149,14 @@ def decode_batch(messages: Iterable[tuple[bytes | str, Mapping | None]], feature
     return out
 
 
+def given_up(message_id: bytes | str, fields: Mapping | None, deliveries: int) -> Refusal:
+    """The refusal of a message delivered ``deliveries`` times and never acknowledged: every consumer that took it
+    stopped before finishing its batch (a message that crashes or exhausts the consumer is not retried forever)."""
+    shown = {_loose_text(k): _loose_text(v) for k, v in (fields or {}).items()}
+    return Refusal(_text(message_id), None, f"delivered {deliveries} times and never acknowledged: the consumers that "
+                   "took it stopped before finishing its batch", _payload(shown))
+
+
 def refused_rows(decoded: Decoded, errors: Sequence[str | None]) -> list[Refusal]:
     """A ``Refusal`` for each scored record whose schema-check ``errors`` text is set (``Scored.errors``)."""
     return [Refusal(message_id, index, f"row {index}: {errors[i]}", _payload(to_json_ready(decoded.records[i])))
