@@ -149,14 +149,16 @@ def _depends(service: dict) -> dict[str, str]:
 
 def test_compose_services_and_start_order():
     services = _compose()["services"]
-    assert set(services) == {"app", "mongo", "minio", "minio-init", "train", "airflow"}
+    assert set(services) == {"app", "mongo", "minio", "minio-init", "train", "airflow", "redis", "stream"}
+    assert _depends(services["stream"]) == {"redis": "service_healthy", "train": "service_completed_successfully"}
+    assert services["stream"]["command"][:2] == ["tabpipe", "stream"]
     assert services["airflow"]["profiles"] == ["airflow"]          # not started by a plain `up`
     assert _depends(services["minio-init"]) == {"minio": "service_healthy"}
     assert _depends(services["train"]) == {"mongo": "service_healthy",
                                            "minio": "service_healthy",
                                            "minio-init": "service_completed_successfully"}
     assert _depends(services["app"])["train"] == "service_completed_successfully"
-    for name in ("mongo", "minio"):
+    for name in ("mongo", "minio", "redis"):
         assert "healthcheck" in services[name]
 
 
@@ -206,6 +208,7 @@ def test_compose_app_gets_only_read_credentials():
     assert "MONGODB_URI" not in app and "TABPIPE_REGISTRY_SIGNING_KEY" not in app
     assert "mongo" not in services["app"].get("depends_on", {})
     assert app["AWS_ACCESS_KEY_ID"] == "${TABPIPE_S3_APP_ACCESS_KEY:?set TABPIPE_S3_APP_ACCESS_KEY in .env}"
+    assert _secrets_of(services["stream"]) == _secrets_of(services["app"])   # the stream consumer: read-only too
     # the trainer: read-write registry key, the private signing key, a read-only MongoDB user (never root)
     assert _secrets_of(services["train"]) == {"TABPIPE_S3_ACCESS_KEY", "TABPIPE_S3_SECRET_KEY",
                                               "TABPIPE_REGISTRY_SIGNING_KEY", "MONGO_TRAIN_USER",

@@ -14,11 +14,12 @@ from tabpipe.cli.models import keys_app, models_app
 from tabpipe.cli.monitor import monitor, outcomes
 from tabpipe.cli.predict import predict
 from tabpipe.cli.serve import flowchart, serve
+from tabpipe.cli.stream import stream
 from tabpipe.cli.train import train
 
 app = typer.Typer(help="Train, gate, version and serve tabular classifiers from YAML.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
-for command in (train, predict, init, serve, flowchart, monitor, outcomes, lineage):
+for command in (train, predict, init, serve, stream, flowchart, monitor, outcomes, lineage):
     app.command()(command)
 app.add_typer(data_app, name="data")
 app.add_typer(models_app, name="models")

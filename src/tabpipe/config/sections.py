@@ -237,6 +237,28 @@ class MonitoringSection(StrictModel):
         return float(self.log_predictions)
 
 
+class StreamSection(StrictModel):
+    """``tabpipe stream``: the Redis Stream it consumes and the ones it writes (docs/streaming.md). The Redis URL
+    (it may hold a password) is read from the environment variable named here, never from a file."""
+
+    redis_url_env: str = "TABPIPE_REDIS_URL"
+    input: str = Field("tabpipe:rows", min_length=1)          # rows to score
+    output: str = Field("tabpipe:scores", min_length=1)       # one entry per scored message
+    dead_letter: str = Field("tabpipe:dead", min_length=1)    # one entry per refused message or row, with the reason
+    group: str = Field("tabpipe", min_length=1)               # consumer group on the input stream
+    batch_size: int = Field(500, gt=0, le=100_000)            # messages per read (a micro-batch)
+    block_ms: int = Field(1_000, gt=0, le=60_000)             # longest wait for new messages (also SIGTERM's delay)
+    claim_idle_ms: int = Field(60_000, gt=0)                  # pending this long: claimed from a consumer presumed dead
+    max_deliveries: int = Field(10, ge=2)                      # delivered this often, never acknowledged: dead letter
+    status_interval_s: float = Field(30.0, gt=0)              # how often the status line is printed
+
+    @model_validator(mode="after")
+    def _distinct(self) -> StreamSection:
+        if len({self.input, self.output, self.dead_letter}) < 3:
+            raise ValueError("input, output and dead_letter must be three different streams")
+        return self
+
+
 class PipelineConfig(StrictModel):
     """The whole of ``pipeline.yaml``: the data source and one section per part of the project."""
 
@@ -252,6 +274,7 @@ class PipelineConfig(StrictModel):
     serve: ServeSection = ServeSection()
     orchestration: OrchestrationSection = OrchestrationSection()
     monitoring: MonitoringSection = MonitoringSection()
+    stream: StreamSection = StreamSection()
 
     @property
     def includes_uploaded_rows(self) -> bool:

@@ -8,7 +8,8 @@
   (``queue_rows``): when full, new rows are dropped and counted. When the store fails, the batch
   goes back to the front of the queue, the failure is logged and counted, and the writer retries
   with a growing pause (up to ``MAX_RETRY_S``); ``stats()`` is what ``/health`` shows.
-- ``log_batch`` writes synchronously, for ``tabpipe predict``.
+- ``log_batch`` writes synchronously, for ``tabpipe predict``; ``log_once`` writes log rows whose row id
+  is not logged yet, for ``tabpipe stream`` (a redelivered message is never logged twice).
 """
 from __future__ import annotations
 
@@ -97,6 +98,21 @@ def log_batch(store: HistoryStore, fmt: RowFormat, request_id: str, version: str
     for start in range(0, len(rows), WRITE_CHUNK):
         store.log_predictions(rows[start:start + WRITE_CHUNK])
     return len(rows)
+
+
+def log_once(store: HistoryStore, rows: list[dict]) -> tuple[int, int]:
+    """Write the log rows (``RowFormat.rows``) whose ``row_id`` no logged row carries yet, the first of rows
+    sharing one; returns (rows written, rows skipped). Rows need a ``row_id``. Idempotent for one writer at a
+    time per row id: two writers logging the same new id at the same instant can both write it."""
+    logged = store.logged_row_ids(row["row_id"] for row in rows) if rows else set()
+    fresh = []
+    for row in rows:
+        if row["row_id"] not in logged:
+            logged.add(row["row_id"])
+            fresh.append(row)
+    for start in range(0, len(fresh), WRITE_CHUNK):
+        store.log_predictions(fresh[start:start + WRITE_CHUNK])
+    return len(fresh), len(rows) - len(fresh)
 
 
 class PredictionLog:
