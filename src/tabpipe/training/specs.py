@@ -23,6 +23,7 @@ from tabpipe.config import (
     InvalidRows,
     Metric,
     Resampling,
+    SegmentsSection,
     Settings,
 )
 from tabpipe.training.rowfiles import RowFiles
@@ -134,13 +135,16 @@ class EvaluationConfig:
     min_improvement: float
     out_dir: Path
     rows: RowFiles
+    segments: SegmentsSection = SegmentsSection()   # per-segment comparison and worst-slice search
+    seed: int = 0                                   # of the bootstrap resamples
 
     @classmethod
     def from_settings(cls, settings: Settings, *, out_dir: Path, rows: RowFiles) -> EvaluationConfig:
         """The evaluation of ``settings``."""
         evaluation = settings.pipeline.evaluation
         return cls(metric=evaluation.metric, min_score=evaluation.min_score,
-                   min_improvement=evaluation.min_improvement, out_dir=out_dir, rows=rows)
+                   min_improvement=evaluation.min_improvement, out_dir=out_dir, rows=rows,
+                   segments=settings.pipeline.segments, seed=settings.pipeline.run.seed)
 
 
 @dataclass(frozen=True, kw_only=True)
