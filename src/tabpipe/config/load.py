@@ -115,6 +115,10 @@ def _check_segments(pipeline: PipelineConfig, schema: Schema, path: Path) -> Non
         if column not in schema.columns:
             raise ConfigError(path, f"segments.columns[{i}]", f"{column!r} is not a column of "
                               f"{pipeline.schema_path.name} (columns: {', '.join(schema.columns)})")
+        if schema.columns[column].sensitive:
+            raise ConfigError(path, f"segments.columns[{i}]", f"{column!r} is sensitive: true in "
+                              f"{pipeline.schema_path.name}; its values would be written in clear into "
+                              "blessing.json and the model card")
 
 
 def load_settings(config_path: str | Path, *, check_candidates: bool = True) -> Settings:

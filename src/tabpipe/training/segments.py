@@ -44,7 +44,8 @@ def column_bins(train: pd.Series, kind: str, bins: int) -> dict:
         if len(finite) == 0:
             return {"kind": "numeric", "edges": []}
         edges = np.unique(np.quantile(finite, np.linspace(0, 1, bins + 1)[1:-1]))
-        return {"kind": "numeric", "edges": [float(e) for e in edges]}
+        spec = {"kind": "numeric", "edges": [float(e) for e in edges]}
+        return {**spec, "datetime": True} if kind == "datetime" else spec
     return {"kind": "category"}
 
 
@@ -53,7 +54,7 @@ def segment_labels(values: pd.Series, spec: Mapping) -> np.ndarray:
     bin as ``(low, high]``; ``missing`` for missing values."""
     if spec["kind"] == "numeric":
         x, edges = _as_float(values), np.asarray(spec["edges"], dtype=float)
-        names = bin_names(edges)
+        names = bin_names(edges, datetime=bool(spec.get("datetime")))
         which = np.searchsorted(edges, x, side="left")   # right-closed: x == edge falls in the lower bin
         out = np.asarray(names, dtype=object)[np.minimum(which, len(names) - 1)]
         out[np.isnan(x)] = MISSING
@@ -62,19 +63,46 @@ def segment_labels(values: pd.Series, spec: Mapping) -> np.ndarray:
     return np.where(values.isna().to_numpy(), MISSING, text.astype(str).to_numpy()).astype(object)
 
 
-def bin_names(edges: Sequence[float]) -> list[str]:
-    """Names of the len(edges)+1 right-closed bins: ``<= a``, ``(a, b]``, ..., ``> z``."""
+def bin_names(edges: Sequence[float], *, datetime: bool = False) -> list[str]:
+    """Names of the len(edges)+1 right-closed bins: ``<= a``, ``(a, b]``, ..., ``> z`` (``datetime``: edges
+    are nanoseconds since the epoch, named as UTC times)."""
     if len(edges) == 0:
         return ["all values"]
-    e = [f"{v:.4g}" for v in edges]
+    e = ([pd.Timestamp(int(v), tz="UTC").isoformat(timespec="seconds") for v in edges] if datetime
+         else [f"{v:.4g}" for v in edges])
     return [f"<= {e[0]}"] + [f"({e[i - 1]}, {e[i]}]" for i in range(1, len(e))] + [f"> {e[-1]}"]
 
 
+def _ordered(names: np.ndarray) -> list:
+    """The distinct segment names in reading order: numeric bins from low to high, categories
+    alphabetically, ``missing`` last."""
+    def key(name):
+        text = str(name)
+        if text == MISSING:
+            return (1, np.inf, text)
+        if text.startswith("<= "):
+            return (0, -np.inf, text)
+        if text.startswith("> "):
+            return (0, np.inf, text)
+        if text.startswith("(") and text.endswith("]"):
+            return (0, _low(text), text)
+        return (0, 0.0, text)
+    return sorted(set(names.tolist()), key=key)
+
+
+def _low(text: str) -> float:
+    """The lower edge of a bin named ``(low, high]``."""
+    low = text[1:].split(", ")[0]
+    try:
+        return float(low)
+    except ValueError:
+        return float(pd.Timestamp(low).value)
+
+
 def _as_float(values: pd.Series) -> np.ndarray:
-    if pd.api.types.is_datetime64_any_dtype(values):
-        out = values.astype("int64").to_numpy(dtype=float)
-        out[values.isna().to_numpy()] = np.nan
-        return out
+    if pd.api.types.is_datetime64_any_dtype(values):   # nanoseconds since the epoch (UTC), NaN for NaT
+        since = pd.to_datetime(values, utc=True) - pd.Timestamp(0, tz="UTC")
+        return (since / pd.Timedelta(1, "ns")).to_numpy(dtype=float)
     return pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
 
 
@@ -152,7 +180,7 @@ def compare_segments(labels: Mapping[str, np.ndarray], y: np.ndarray, new: np.nd
     rows, refused = [], []
     for column, names in labels.items():
         names = np.asarray(names, dtype=object)
-        for segment in sorted(set(names.tolist()), key=str):
+        for segment in _ordered(names):
             mask = names == segment
             n, positives = int(mask.sum()), int(y[mask].sum())
             entry = {"column": column, "segment": str(segment), "rows": n, "positives": positives}
@@ -215,6 +243,23 @@ def _paired(metric: str, y: np.ndarray, p_new: np.ndarray, p_prod: np.ndarray | 
     return {"value": point, "ci": _interval(new_b - prod_b, confidence)}
 
 
+def metric_intervals(y: np.ndarray, proba: np.ndarray, threshold: float, *, resamplings: int, seed: int,
+                     confidence: float = 0.95) -> dict:
+    """Each holdout metric (roc_auc, pr_auc, f1 at ``threshold``) with its bootstrap percentile interval."""
+    y = np.asarray(y, dtype=int)
+    rng = np.random.default_rng(seed)
+    boot: dict[str, list] = {m: [] for m in ("roc_auc", "pr_auc", "f1")}
+    for size in _chunks(resamplings, len(y)):
+        w = _resample_weights(rng, len(y), size)
+        for m in boot:
+            boot[m].append(weighted_metric(m, y, proba, threshold, w))
+    out = {}
+    for m, parts in boot.items():
+        value = float(weighted_metric(m, y, proba, threshold, np.ones((1, len(y))))[0])
+        out[m] = {"value": value if np.isfinite(value) else None, "ci": _interval(np.concatenate(parts), confidence)}
+    return out
+
+
 def refusal_reason(report: Mapping) -> str | None:
     """Why the segments refuse the challenger (one sentence), or None when they do not."""
     if not report.get("refused"):
@@ -259,7 +304,7 @@ def worst_slices(slices: Mapping[str, np.ndarray], y: np.ndarray, proba: np.ndar
     skipped = {"too_small": 0, "one_class": 0}
     for column, names in slices.items():
         names = np.asarray(names, dtype=object)
-        for name in sorted(set(names.tolist()), key=str):
+        for name in _ordered(names):
             mask = names == name
             rows, positives = int(mask.sum()), int(y[mask].sum())
             if rows < min_rows:
@@ -316,7 +361,14 @@ def segment_checks(settings, schema, *, metric: str, seed: int, train: pd.DataFr
                               max_drop=settings.max_drop, resamplings=settings.resamplings, seed=seed)
     report["columns"] = columns
     report["rows"] = int(keep.sum())
-    out = {"segments": report, "worst_slices": None}
+    whole = compare_segments({"all test rows": np.full(int(keep.sum()), "all", dtype=object)}, y[keep], proba[keep],
+                             production_proba, metric=metric, new_threshold=threshold,
+                             production_threshold=production_threshold, min_rows=1, max_drop=1.0,
+                             resamplings=settings.resamplings, seed=seed)["segments"][0]
+    out = {"segments": report, "worst_slices": None,
+           "intervals": {"confidence": 0.95, "resamplings": settings.resamplings,
+                         "new": metric_intervals(y, proba, threshold, resamplings=settings.resamplings, seed=seed),
+                         "compared": {k: whole[k] for k in ("rows", "new", "production", "difference")}}}
     if settings.worst_slices:
         features = [c for c in schema.features if not schema.columns[c].sensitive]
         slices = {c: segment_labels(test[c], column_bins(train[c], schema.columns[c].type, settings.bins))
@@ -326,4 +378,24 @@ def segment_checks(settings, schema, *, metric: str, seed: int, train: pd.DataFr
                                            resamplings=settings.resamplings, seed=seed, top=settings.worst_slices)
         out["worst_slices"]["sensitive_columns_left_out"] = sorted(
             c for c in schema.features if schema.columns[c].sensitive)
+    return out
+
+
+def segment_metrics(frame: pd.DataFrame, columns: Mapping[str, Mapping], y: np.ndarray, proba: np.ndarray,
+                    threshold: float) -> list[dict]:
+    """Realised metrics per segment of labelled rows (``tabpipe monitor``): ``columns`` as published with
+    the version (``column_bins`` specs); ROC-AUC / average precision None where a segment has one class."""
+    y, proba = np.asarray(y, dtype=int), np.asarray(proba, dtype=float)
+    out = []
+    for column, spec in columns.items():
+        if column not in frame.columns:
+            continue
+        names = segment_labels(frame[column].reset_index(drop=True), spec)
+        for name in _ordered(names):
+            mask = names == name
+            row = {"column": column, "segment": str(name), "rows": int(mask.sum()), "positives": int(y[mask].sum())}
+            for metric in ("roc_auc", "pr_auc", "f1"):
+                value = float(weighted_metric(metric, y[mask], proba[mask], threshold, np.ones((1, int(mask.sum()))))[0])
+                row[metric] = value if np.isfinite(value) else None
+            out.append(row)
     return out

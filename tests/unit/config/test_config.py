@@ -93,6 +93,10 @@ def test_segments_short_and_long_form_and_unknown_columns(project):
     assert "'regoin' is not a column of schema.yaml" in err.message
     edit_yaml(project, lambda d: d.update(segments=["fault_flag"]))
     assert "is the target" in config_error(project).message
+    schema = project.parent / "schema.yaml"
+    edit_yaml(schema, lambda d: d["columns"]["vendor"].update(sensitive=True))
+    edit_yaml(project, lambda d: d.update(segments=["vendor"]))
+    assert "is sensitive: true" in config_error(project).message
     edit_yaml(project, lambda d: d.update(segments={"columns": ["region"], "max_drop": 2}))
     assert config_error(project).key == "segments.max_drop"
 
