@@ -145,6 +145,7 @@ class SegmentsSection(StrictModel):
     worst_slices: int = Field(10, ge=0, le=100)      # weakest single-column slices listed in the card (0: no search)
     slice_min_rows: int = Field(50, ge=10)           # smaller slices are not tested in the worst-slice search
     fdr: float = Field(0.05, gt=0, lt=1)             # Benjamini-Hochberg false discovery rate of the search
+    slice_resamplings: int = Field(200, ge=50, le=20_000)   # the search's bootstrap (a standard error, not percentiles)
 
     @field_validator("columns")
     @classmethod

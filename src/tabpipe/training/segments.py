@@ -29,7 +29,7 @@ from scipy.stats import norm
 
 MISSING = "missing"
 NUMERIC_KINDS = ("int", "float", "bool", "datetime")
-_CHUNK_CELLS = 4_000_000    # bootstrap weights held at once (resamplings x rows), ~32 MB
+_CHUNK_CELLS = 500_000      # bootstrap weights per step (resamplings x rows), ~4 MB: cache-sized steps are fastest
 
 
 # ------------------------------------------------------------------ segment labels
@@ -113,33 +113,55 @@ def weighted_metric(metric: str, y: np.ndarray, proba: np.ndarray, threshold: fl
     """The metric of ``proba`` against ``y`` under each row of ``weights`` (shape (resamples, rows);
     a bootstrap resample is the count of each row drawn). NaN where it is undefined (ROC-AUC without
     both classes, average precision without a positive). ``roc_auc`` / ``pr_auc`` / ``f1`` (at
-    ``threshold``), equal to scikit-learn's with ``sample_weight``."""
+    ``threshold``), equal to scikit-learn's with ``sample_weight``.
+
+    One sort of the scores serves every resample: cumulative weights along the sorted scores give, for
+    each row, the weight of the other class below (ROC-AUC) or above (average precision) its score;
+    tied scores are looked up at the ends of their group."""
     y = np.asarray(y, dtype=bool)
+    proba = np.asarray(proba, dtype=float)
     w = np.atleast_2d(np.asarray(weights, dtype=float))
-    pos_w, neg_w = w * y, w * ~y
-    P, N = pos_w.sum(axis=1), neg_w.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         if metric == "f1":
-            pred = np.asarray(proba) >= threshold
-            tp, fp = (pos_w * pred).sum(axis=1), (neg_w * pred).sum(axis=1)
-            fn = P - tp
+            pred = proba >= threshold
+            tp, fp, fn = w[:, y & pred].sum(axis=1), w[:, ~y & pred].sum(axis=1), w[:, y & ~pred].sum(axis=1)
             denominator = 2 * tp + fp + fn
             return np.where(denominator > 0, 2 * tp / np.where(denominator > 0, denominator, 1), 0.0)
-        order = np.argsort(proba, kind="mergesort")
-        s = np.asarray(proba, dtype=float)[order]
-        starts = np.r_[0, np.flatnonzero(np.diff(s)) + 1]            # groups of tied scores, ascending
-        Pg = np.add.reduceat(pos_w[:, order], starts, axis=1)
-        Ng = np.add.reduceat(neg_w[:, order], starts, axis=1)
+        if metric not in ("roc_auc", "pr_auc"):
+            raise ValueError(f"unknown metric {metric!r}")
+        descending = metric == "pr_auc"
+        order = np.argsort(-proba if descending else proba, kind="mergesort")
+        s, ys = proba[order], y[order]
+        ws = w if np.array_equal(order, np.arange(len(order))) else w[:, order]
+        neg = ws * ~ys                                                  # the other class's weight...
+        pos_w = ws * ys
+        P, N = pos_w.sum(axis=1), neg.sum(axis=1)
         if metric == "roc_auc":
-            below = np.cumsum(Ng, axis=1) - Ng
-            auc = (Pg * (below + 0.5 * Ng)).sum(axis=1) / (P * N)
+            below = np.cumsum(neg, axis=1)     # ...at or below each score (a positive's own row adds nothing)
+            tied = np.diff(s) == 0
+            if tied.any():                                              # ties: half of the group's other class
+                first, last = _group_ends(tied)
+                before = np.where(first > 0, below[:, np.maximum(first - 1, 0)], 0.0)
+                below = before + 0.5 * (below[:, last] - before)
+            auc = (pos_w * below).sum(axis=1) / (P * N)
             return np.where((P > 0) & (N > 0), auc, np.nan)
-        if metric == "pr_auc":
-            tp, fp = np.cumsum(Pg[:, ::-1], axis=1), np.cumsum(Ng[:, ::-1], axis=1)   # thresholds descending
-            precision = np.where(tp + fp > 0, tp / np.where(tp + fp > 0, tp + fp, 1), 0.0)
-            recall_step = Pg[:, ::-1] / np.where(P > 0, P, 1)[:, None]
-            return np.where(P > 0, (recall_step * precision).sum(axis=1), np.nan)
-    raise ValueError(f"unknown metric {metric!r}")
+        tp, fp = np.cumsum(pos_w, axis=1), np.cumsum(neg, axis=1)       # scores descending: tp/fp at each threshold
+        tied = np.diff(s) == 0
+        if tied.any():                                                  # a threshold takes its whole tie group
+            _, last = _group_ends(tied)
+            tp, fp = tp[:, last], fp[:, last]
+        precision = np.where(tp + fp > 0, tp / np.where(tp + fp > 0, tp + fp, 1), 0.0)
+        return np.where(P > 0, (pos_w * precision).sum(axis=1) / np.where(P > 0, P, 1), np.nan)
+
+
+def _group_ends(tied: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each position of a sorted array (``tied[i]``: positions i and i+1 hold the same value), the
+    first and last position of its group of equal values."""
+    n = len(tied) + 1
+    starts = np.r_[0, np.flatnonzero(~tied) + 1]
+    ends = np.r_[starts[1:] - 1, n - 1]
+    group = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, n]))
+    return starts[group], ends[group]
 
 
 def _resample_weights(rng: np.random.Generator, n: int, resamples: int) -> np.ndarray:
@@ -375,7 +397,8 @@ def segment_checks(settings, schema, *, metric: str, seed: int, train: pd.DataFr
                   for c in features}
         out["worst_slices"] = worst_slices(slices, y, proba, metric=metric, threshold=threshold,
                                            min_rows=settings.slice_min_rows, fdr=settings.fdr,
-                                           resamplings=settings.resamplings, seed=seed, top=settings.worst_slices)
+                                           resamplings=settings.slice_resamplings, seed=seed,
+                                           top=settings.worst_slices)
         out["worst_slices"]["sensitive_columns_left_out"] = sorted(
             c for c in schema.features if schema.columns[c].sensitive)
     return out
