@@ -25,7 +25,7 @@ CARD_JSON = "model_card.json"
 CARD_HTML = "model_card.html"
 # blessing.json keys the card places itself; every other key is carried over under "evaluation"
 _PLACED = {"accepted", "reason", "metric", "min_score", "min_improvement", "new", "production_version", "production",
-           "new_on_compared_rows", "compared_rows", "segments", "worst_slices", "intervals"}
+           "new_on_compared_rows", "compared_rows", "segments", "worst_slices", "intervals", "calibration"}
 
 
 def describe_source(source: Mapping[str, Any]) -> dict:
