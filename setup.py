@@ -21,7 +21,7 @@ setup(
     package_dir={"": "src"},
     packages=find_namespace_packages("src", include=["tabpipe*"]),
     include_package_data=True,
-    package_data={"tabpipe": ["defaults/*", "serving/templates/*", "history/migrations/*.py",
+    package_data={"tabpipe": ["defaults/*", "reports/*.json", "serving/templates/*", "history/migrations/*.py",
                               "history/migrations/*.mako", "history/migrations/versions/*.py"]},
     install_requires=_requirements(),
     entry_points={"console_scripts": ["tabpipe=tabpipe.cli:main"]},

@@ -1,4 +1,4 @@
-"""``tabpipe models list|promote|verify|sign`` and ``tabpipe keys generate``: the registry and its keys.
+"""``tabpipe models list|promote|verify|card|sign`` and ``tabpipe keys generate``: the registry and its keys.
 
 Exit codes: 0 done; 1 a registry error (unknown, unsigned or tampered version; a keypair exists);
 2 usage or configuration (missing keys).
@@ -13,7 +13,7 @@ from rich.table import Table
 
 from tabpipe.cli.common import DEFAULT_KEYS_DIR, ConfigOpt, cli_errors, err, open_registry_of, out
 
-models_app = typer.Typer(help="The model registry: list versions, promote (or roll back), verify and sign.",
+models_app = typer.Typer(help="The model registry: list versions, promote (or roll back), verify, show model cards and sign.",
                          no_args_is_help=True)
 keys_app = typer.Typer(help="The Ed25519 keypair that signs registry versions.", no_args_is_help=True)
 
@@ -90,6 +90,45 @@ def models_verify(version: str = typer.Argument(..., help="Version to check, e.g
         raise RegistryError(f"{version}/model.pkl loads, but is not a model with predict_proba")
     out.print(f"{version}: signature, {len(meta['files'])} file checksum(s) and loading verified "
               f"({type(model).__name__})")
+
+
+@models_app.command("card")
+@cli_errors
+def models_card(version: str = typer.Argument(..., help="Version whose model card to print, e.g. v0002."),
+                diff: str = typer.Option(None, "--diff", help="Also list what differs from this version's card."),
+                as_json: bool = typer.Option(False, "--json", help="Print the card's JSON (with --diff: the differences)."),
+                config: Path = ConfigOpt) -> None:
+    """Print VERSION's model card (model_card.json, verified against the version's signature); with
+    --diff OTHER, every entry that differs between OTHER's card and VERSION's."""
+    import json
+
+    from tabpipe.reports.model_card import card_diff, render_text
+
+    registry = open_registry_of(config)
+    card = _read_card(registry, version)
+    if diff is None:
+        out.print(json.dumps(card, indent=2) if as_json else render_text(card), highlight=False, markup=False,
+                  soft_wrap=True)
+        return
+    changes = card_diff(_read_card(registry, diff), card)
+    if as_json:
+        out.print(json.dumps([{"key": k, diff: a, version: b} for k, a, b in changes], indent=2),
+                  highlight=False, markup=False, soft_wrap=True)
+        return
+    out.print(f"model card {diff} -> {version}: {len(changes)} entries differ", highlight=False, markup=False)
+    for key, old, new in changes:
+        out.print(f"{key}: {json.dumps(old)} -> {json.dumps(new)}", highlight=False, markup=False, soft_wrap=True)
+
+
+def _read_card(registry, version: str) -> dict:
+    """A version's model_card.json after its signature and checksum are verified."""
+    import json
+
+    from tabpipe.errors import RegistryError
+
+    if "model_card.json" not in registry.metadata(version)["files"]:
+        raise RegistryError(f"{version} has no model card (published before model cards existed)")
+    return json.loads(registry.fetch(version, "model_card.json").read_text())
 
 
 @models_app.command("sign")

@@ -118,6 +118,21 @@ def _check_leakage_allow(pipeline: PipelineConfig, schema: Schema, path: Path) -
                           f"of {pipeline.schema_path.name}")
 
 
+def _check_segments(pipeline: PipelineConfig, schema: Schema, path: Path) -> None:
+    """Every segment column is a column of the schema (not the target): a typo would check no segment."""
+    for i, column in enumerate(pipeline.segments.columns):
+        if column == schema.target.name:
+            raise ConfigError(path, f"segments.columns[{i}]", f"{column!r} is the target; segments are cut by "
+                              "the columns the rows are described by")
+        if column not in schema.columns:
+            raise ConfigError(path, f"segments.columns[{i}]", f"{column!r} is not a column of "
+                              f"{pipeline.schema_path.name} (columns: {', '.join(schema.columns)})")
+        if schema.columns[column].sensitive:
+            raise ConfigError(path, f"segments.columns[{i}]", f"{column!r} is sensitive: true in "
+                              f"{pipeline.schema_path.name}; its values would be written in clear into "
+                              "blessing.json and the model card")
+
+
 def load_settings(config_path: str | Path, *, check_candidates: bool = True) -> Settings:
     """Read pipeline.yaml plus the schema and model files it names; raise ConfigError on any problem.
 
@@ -130,6 +145,7 @@ def load_settings(config_path: str | Path, *, check_candidates: bool = True) -> 
     schema_raw = _read_yaml(pipeline.schema_path)
     schema = _validate(Schema, schema_raw, pipeline.schema_path)
     _check_leakage_allow(pipeline, schema, path)
+    _check_segments(pipeline, schema, path)
     models_raw = _read_yaml(pipeline.training.models)
     models = _validate(ModelsConfig, models_raw, pipeline.training.models)
     if check_candidates:

@@ -129,6 +129,45 @@ class EvaluationSection(StrictModel):
     min_improvement: float = Field(0.0, ge=-1, le=1)
 
 
+def _segment_list(value: object) -> object:
+    """``segments: [column, ...]`` is short for ``segments: {columns: [column, ...]}``."""
+    return {"columns": value} if isinstance(value, list) else value
+
+
+class SegmentsSection(StrictModel):
+    """Per-segment checks of the gate (docs/model_card.md#segments-and-the-gate): the gate's metric on each
+    segment of the test rows, and the worst-slice search of the model card."""
+    columns: list[str] = []                          # schema columns; numeric ones are cut into `bins` quantile bins
+    bins: int = Field(4, ge=2, le=20)                # quantile bins of a numeric column (edges from the training rows)
+    min_rows: int = Field(200, ge=20)                # smaller segments are reported, never refuse a model
+    max_drop: float = Field(0.02, ge=0, le=1)        # refuse when new - production is below -max_drop at 95 %
+    resamplings: int = Field(1000, ge=100, le=20_000)   # bootstrap resamples of the intervals
+    worst_slices: int = Field(10, ge=0, le=100)      # weakest single-column slices listed in the card (0: no search)
+    slice_min_rows: int = Field(50, ge=10)           # smaller slices are not tested in the worst-slice search
+    fdr: float = Field(0.05, gt=0, lt=1)             # Benjamini-Hochberg false discovery rate of the search
+    slice_resamplings: int = Field(200, ge=50, le=20_000)   # the search's bootstrap (a standard error, not percentiles)
+
+    @field_validator("columns")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        repeated = sorted({c for c in value if value.count(c) > 1})
+        if repeated:
+            raise ValueError(f"{', '.join(map(repr, repeated))} listed more than once")
+        return value
+
+
+class ModelCardSection(StrictModel):
+    """What the published model card (docs/model_card.md) says about the model's purpose; all optional."""
+    owner: str | None = None             # a team or person to ask about the model
+    intended_use: str | None = None      # what the predictions are for (and who acts on them)
+    limitations: list[str] = []          # known limits: data it never saw, uses it is not for
+
+    @field_validator("limitations", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: object) -> object:
+        return [value] if isinstance(value, str) else value
+
+
 class ServeSection(StrictModel):
     """The prediction service: model polling, request limits, allowed origins, token-guarded POST routes."""
     poll_interval_s: float = Field(5.0, ge=0)      # how often to look for a new production model; 0 = never
@@ -270,6 +309,8 @@ class PipelineConfig(StrictModel):
     transformation: TransformationSection = TransformationSection()
     training: TrainingSection = TrainingSection()
     evaluation: EvaluationSection = EvaluationSection()
+    segments: Annotated[SegmentsSection, BeforeValidator(_segment_list)] = SegmentsSection()
+    model_card: ModelCardSection = ModelCardSection()
     registry: RegistryConfig = RegistryConfig()
     serve: ServeSection = ServeSection()
     orchestration: OrchestrationSection = OrchestrationSection()

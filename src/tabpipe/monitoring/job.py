@@ -82,7 +82,7 @@ def run_monitoring(settings, *, environ: Mapping[str, str], now: datetime, since
         result = run_monitor(window, model=model, version=version, profile=profile, reference=reference,
                              out_dir=out_dir, settings=msettings, store=store,
                              webhook_url=environ.get(msettings.alerts.webhook_url_env) or None, now=now,
-                             stage_seconds=read_seconds, **on)
+                             stage_seconds=read_seconds, segments=meta.get("segments"), **on)
     finally:
         store.close()
     if retrain and result["decision"] == "retrain":

@@ -206,14 +206,17 @@ def run_monitor(window: Window | DatasetWindow, *, model, version: str, profile:
                 reference: pd.DataFrame | None, out_dir: Path, settings: MonitorSettings, store=None,
                 webhook_url: str | None = None, run_id: str | None = None, now: datetime | None = None,
                 stage_seconds: Mapping[str, float] | None = None,
-                dask: bool = False, dask_address: str | None = None, n_workers: int = 1) -> dict:
+                dask: bool = False, dask_address: str | None = None, n_workers: int = 1,
+                segments: Mapping[str, Mapping] | None = None) -> dict:
     """Monitor ``window`` for ``model`` (registry ``version``); returns the result (also ``monitor.json``).
 
     ``store``: a ``HistoryStore`` (None: nothing recorded, no trend, no de-duplication). A
     ``DatasetWindow`` is read a row group at a time; with ``dask``, one task per file on the cluster at
     ``dask_address`` (None: a LocalCluster of ``n_workers`` processes), the counts merged here.
     ``stage_seconds``: stages the caller timed (e.g. reading the window); the run adds its own
-    (``result["stage_seconds"]``, also in the store's ``runs`` row).
+    (``result["stage_seconds"]``, also in the store's ``runs`` row). ``segments``: the segment columns
+    published with the version (its metadata's ``segments``): realised metrics per segment for a window in
+    memory with outcomes.
     """
     clock = Stopwatch(stage_seconds)
     now = now or datetime.now(timezone.utc)
@@ -231,7 +234,7 @@ def run_monitor(window: Window | DatasetWindow, *, model, version: str, profile:
         clock.lap("schema_check_and_score")
         result = _monitor(window, stats, model=model, version=version, profile=profile, reference=reference,
                           out_dir=out_dir, s=settings, store=store, webhook_url=webhook_url, run_id=run_id, now=now,
-                          clock=clock)
+                          clock=clock, segments=segments)
     except BaseException as exc:
         if store is not None:
             store.finish_run(run_id, status="failed", error=f"{type(exc).__name__}: {exc}", stage_seconds=clock.seconds)
@@ -264,7 +267,7 @@ def window_stats(window: Window | DatasetWindow, *, model, profile: dict | None,
 
 def _monitor(window: Window | DatasetWindow, stats: WindowStats, *, model, version: str, profile: dict | None,
              reference: pd.DataFrame | None, out_dir: Path, s: MonitorSettings, store, webhook_url: str | None,
-             run_id: str, now: datetime, clock: Stopwatch) -> dict:
+             run_id: str, now: datetime, clock: Stopwatch, segments: Mapping[str, Mapping] | None = None) -> dict:
     n, schema, threshold = stats.rows, model.schema, float(model.threshold)
     quality = stats.quality(schema)
     proba = stats.proba
@@ -272,6 +275,7 @@ def _monitor(window: Window | DatasetWindow, stats: WindowStats, *, model, versi
     y, labelled = stats.y, stats.labelled if stats.labelled is not None else np.zeros(n, dtype=bool)
     realised = _realised(y[labelled], proba[labelled], threshold) if y is not None else None
 
+    by_segment = _by_segment(window, segments, y, proba, labelled, threshold, realised is not None)
     calibration = (profile or {}).get("calibration")
     estimated = estimate(proba[scored], threshold, calibration) if calibration else None
     clock.lap("performance")
@@ -347,6 +351,7 @@ def _monitor(window: Window | DatasetWindow, stats: WindowStats, *, model, versi
                    "labelled_rows": int(labelled.sum())},
         "metrics": {"realised": realised, "estimated": estimated,
                     "note": None if realised else "no outcomes with both classes in this window: only the estimate"},
+        "segments": by_segment,
         "psi": {name: r.as_dict() for name, r in psi.items()},
         "psi_skipped": dict((profile or {}).get("skipped", {})),   # features the profile leaves out, with why
         "score_psi": score_psi.as_dict() if score_psi else None,
@@ -365,6 +370,22 @@ def _monitor(window: Window | DatasetWindow, stats: WindowStats, *, model, versi
     result["stage_seconds"] = dict(clock.seconds)
     (out_dir / RESULT_FILE).write_text(json.dumps(result, indent=2, allow_nan=False))
     return result
+
+
+def _by_segment(window: Window | DatasetWindow, segments: Mapping | None, y: np.ndarray | None, proba: np.ndarray,
+                labelled: np.ndarray, threshold: float, realised: bool) -> dict:
+    """Realised metrics per segment of the labelled rows (``segments.segment_metrics``), or why there are none."""
+    if not segments:
+        return {"status": "not_configured", "message": "the version was published without segments (pipeline.yaml segments)"}
+    if not realised:
+        return {"status": "no_outcomes", "message": "no outcomes with both classes in this window"}
+    if not isinstance(window, Window):
+        return {"status": "not_computed", "message": "per-segment metrics are computed for windows read in memory "
+                                                     "(the prediction log, a CSV file), not for Parquet datasets"}
+    from tabpipe.training.segments import segment_metrics
+
+    rows = window.rows.reset_index(drop=True)[labelled]
+    return {"status": "ok", "rows": segment_metrics(rows, segments, y[labelled], proba[labelled], threshold)}
 
 
 def _multivariate_ready(s: MonitorSettings, profile: dict | None, reference: pd.DataFrame | None) -> bool:
@@ -483,7 +504,9 @@ def _write_report(out_dir: Path, result: dict, png: Path, model, version: str) -
                png=png, metrics=metrics, model_card=card, drift=drift, quality=quality,
                decision={"decision": result["decision"], "reasons": result["reasons"],
                          "not_checked": result["not_checked"]},
-               evidently_html=result["reports"]["evidently_html"])
+               evidently_html=result["reports"]["evidently_html"],
+               links={"model card of the served model": "model/card"},
+               segments=(result["segments"].get("rows") or []))
 
 
 def labelled_rows(window: Window, target: str, labels: tuple) -> pd.DataFrame:

@@ -11,7 +11,7 @@ import hashlib
 import json
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
@@ -88,10 +88,13 @@ class ModelRegistry:
 
     # ---- publishing
 
-    def publish(self, files: Mapping[str, Path], metadata: Mapping) -> str:
+    def publish(self, files: Mapping[str, Path], metadata: Mapping,
+                named: Callable[[str], Mapping[str, Path]] | None = None) -> str:
         """Store ``files`` (must include model.pkl) and ``metadata`` as a new, signed version.
 
-        Does not move the production pointer. Returns the new version id.
+        ``named``: files that name their version (the model card), written by ``named(version)`` once
+        the version id is known (again, if that number was taken meanwhile); listed and signed like the
+        others. Does not move the production pointer. Returns the new version id.
         """
         if self.keys.signing is None and self.require_signature:
             raise RegistryError("refusing to publish an unsigned version: registry.require_signature is on "
@@ -106,12 +109,18 @@ class ModelRegistry:
         number = self._next_number()
         for _ in range(_MAX_PUBLISH_ATTEMPTS):
             version = version_id(number)
+            these, listed = files, digests
+            if named is not None:
+                extra = _check_named(named(version), files)
+                these = {**files, **extra}
+                listed = {**digests, **{name: {"sha256": durable.sha256_file(path), "bytes": path.stat().st_size}
+                                        for name, path in extra.items()}}
             # normalised through JSON first, so the signed bytes are exactly what readers parse
-            document = json.loads(json.dumps({"version": version, "created_at": created_at, "files": digests,
+            document = json.loads(json.dumps({"version": version, "created_at": created_at, "files": listed,
                                               **metadata}, default=_METADATA_JSON))
             if self.keys.signing is not None:
                 document["signature"] = signing.sign(document, self.keys.signing)
-            if self.backend.write_version(version, files, json.dumps(document, indent=2).encode()):
+            if self.backend.write_version(version, these, json.dumps(document, indent=2).encode()):
                 return version
             number = max(number + 1, self._next_number())
         raise RegistryError(f"could not find a free version number in {self.backend.where}")
@@ -352,6 +361,19 @@ def _check_files(files: Mapping[str, Path]) -> dict[str, Path]:
         if not path.is_file():
             raise ValueError(f"file to publish does not exist: {path}")
         checked[name] = path
+    return checked
+
+
+def _check_named(files: Mapping[str, Path], fixed: Mapping[str, Path]) -> dict[str, Path]:
+    """Validate the files ``publish``'s ``named`` wrote; none may replace one of the ``fixed`` files."""
+    clash = sorted(set(files) & set(fixed))
+    if clash:
+        raise ValueError(f"files {clash} are given twice to publish")
+    checked = {}
+    for name, path in files.items():
+        if not is_file_name(name) or not Path(path).is_file():
+            raise ValueError(f"invalid registry file {name!r} ({path})")
+        checked[name] = Path(path)
     return checked
 
 

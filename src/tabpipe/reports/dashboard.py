@@ -204,9 +204,12 @@ img{max-width:100%;border:1px solid #ddd}"""
 
 def write_html(path: Path, *, title: str, png: Path, metrics: Mapping, model_card: Mapping,
                drift: Mapping, quality: Mapping, decision: Mapping | None = None,
-               evidently_html: str | None = None, notes: Sequence[str] = ()) -> Path:
+               evidently_html: str | None = None, notes: Sequence[str] = (),
+               links: Mapping[str, str] | None = None, segments: Sequence[Mapping] = ()) -> Path:
     """A self-contained HTML report (the PNG is embedded). Files it names are given relative to the
-    report's folder: the report is served at ``/dashboard``, and server paths are nobody's business."""
+    report's folder: the report is served at ``/dashboard``, and server paths are nobody's business.
+    ``links``: text -> relative address (e.g. the model card); ``segments``: rows of a per-segment table
+    (``column``, ``segment``, ``rows``, ``positives`` and metric values)."""
     path = Path(path)
     image = base64.b64encode(Path(png).read_bytes()).decode()
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
@@ -222,6 +225,13 @@ def write_html(path: Path, *, title: str, png: Path, metrics: Mapping, model_car
     parts.append(f"<img id='dashboard' alt='6-panel dashboard' src='data:image/png;base64,{image}'>")
     parts.append("<h2>Metrics</h2>" + _table(metrics))
     parts.append("<h2>Model card</h2>" + _table(model_card))
+    for text, href in (links or {}).items():
+        parts.append(f"<p><a class='model-card' href='{html.escape(href)}'>{html.escape(text)}</a></p>")
+    if segments:
+        head = list(segments[0])
+        parts.append("<h2 id='segments'>Segments</h2><table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head)
+                     + "</tr>" + "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(row.get(h)))}</td>" for h in head)
+                                         + "</tr>" for row in segments) + "</table>")
     parts.append("<h2>Drift</h2>" + _table(drift))
     if evidently_html:
         link = os.path.relpath(evidently_html, path.parent)
@@ -264,5 +274,20 @@ def write_training_report(out_dir: Path, *, validation, trainer, evaluation, row
         evidently_html=str(validation.drift_html) if validation.drift_html else None,
         quality={"training rows": validation.n_train, "test rows": validation.n_test,
                  "rows dropped (schema)": validation.rows_dropped, "validation report": os.path.relpath(validation.report_path, out_dir)},
-        notes=["Evaluation data: the held-out test split, scored by the final model."])
+        notes=["Evaluation data: the held-out test split, scored by the final model."],
+        links=({"model card of this run's version (model_card.html)": "model_card.html"} if evaluation.accepted else {})
+        | {"model card of the served model (tabpipe serve)": "model/card"},
+        segments=_segment_rows(json.loads(Path(evaluation.blessing_path).read_text()).get("segments")))
     return {"png": str(png), "html": str(report)}
+
+
+def _segment_rows(report: Mapping | None) -> list[dict]:
+    """The gate's per-segment table (blessing.json ``segments``) as rows of the report."""
+    def ci(entry):
+        if not entry or entry.get("value") is None:
+            return None
+        return f"{entry['value']:.4f}" + (f" [{entry['ci'][0]:.4f}, {entry['ci'][1]:.4f}]" if entry.get("ci") else "")
+    return [{"column": s["column"], "segment": s["segment"], "rows": s["rows"], "positives": s["positives"],
+             f"new {report['metric']}": ci(s["new"]), "production": ci(s["production"]),
+             "new - production": ci(s["difference"]), "status": "REFUSED" if s["refused"] else s["status"]}
+            for s in (report or {}).get("segments") or []]

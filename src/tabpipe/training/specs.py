@@ -23,6 +23,7 @@ from tabpipe.config import (
     InvalidRows,
     Metric,
     Resampling,
+    SegmentsSection,
     Settings,
 )
 from tabpipe.training.rowfiles import RowFiles
@@ -134,13 +135,16 @@ class EvaluationConfig:
     min_improvement: float
     out_dir: Path
     rows: RowFiles
+    segments: SegmentsSection = SegmentsSection()   # per-segment comparison and worst-slice search
+    seed: int = 0                                   # of the bootstrap resamples
 
     @classmethod
     def from_settings(cls, settings: Settings, *, out_dir: Path, rows: RowFiles) -> EvaluationConfig:
         """The evaluation of ``settings``."""
         evaluation = settings.pipeline.evaluation
         return cls(metric=evaluation.metric, min_score=evaluation.min_score,
-                   min_improvement=evaluation.min_improvement, out_dir=out_dir, rows=rows)
+                   min_improvement=evaluation.min_improvement, out_dir=out_dir, rows=rows,
+                   segments=settings.pipeline.segments, seed=settings.pipeline.run.seed)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -155,6 +159,7 @@ class PusherConfig:
     out_dir: Path
     rows: RowFiles
     multivariate: Mapping[str, Any] | None = None   # calibration of the domain AUC stored in profile.json (None: none)
+    card_context: Mapping[str, Any] = field(default_factory=dict)   # what the model card takes from the config
 
     @classmethod
     def from_settings(cls, settings: Settings, *, out_dir: Path, rows: RowFiles, run_id: str,
@@ -167,8 +172,13 @@ class PusherConfig:
         mv = p.monitoring.multivariate
         calibration = ({"sample_rows": mv.sample_rows, "resamplings": mv.null_resamplings, "seed": p.run.seed}
                        if mv.enabled else None)
+        from tabpipe.training.card import describe_source, sensitive_handling
+
+        card = {"model_card": p.model_card.model_dump(), "source": describe_source(p.source.model_dump(mode="json")),
+                "sensitive": sensitive_handling(settings.schema_, p.monitoring.sensitive, p.monitoring.hash_key_env)}
         return cls(schema=settings.schema_, reference_rows=p.validation.drift.reference_rows, seed=p.run.seed,
-                   run_id=run_id, extra_metadata=metadata, out_dir=out_dir, rows=rows, multivariate=calibration)
+                   run_id=run_id, extra_metadata=metadata, out_dir=out_dir, rows=rows, multivariate=calibration,
+                   card_context=card)
 
 
 # ------------------------------------------------------------------ artifact entities

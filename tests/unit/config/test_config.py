@@ -80,6 +80,36 @@ def test_leakage_allow_list_names_features_of_the_schema(project):
     assert "'alarm_cnt', 'cell_id' are not features of schema.yaml" in err.message   # cell_id: role id
 
 
+def test_segments_short_and_long_form_and_unknown_columns(project):
+    edit_yaml(project, lambda d: d.update(segments=["region", "latency_ms"]))
+    seg = load_settings(project, check_candidates=False).pipeline.segments
+    assert seg.columns == ["region", "latency_ms"] and seg.min_rows == 200 and seg.max_drop == 0.02 and seg.bins == 4
+    edit_yaml(project, lambda d: d.update(segments={"columns": ["region"], "min_rows": 500, "max_drop": 0.05}))
+    seg = load_settings(project, check_candidates=False).pipeline.segments
+    assert (seg.columns, seg.min_rows, seg.max_drop) == (["region"], 500, 0.05)
+    edit_yaml(project, lambda d: d.update(segments=["region", "regoin"]))
+    err = config_error(project)
+    assert (Path(err.file).name, err.key) == ("pipeline.yaml", "segments.columns[1]")
+    assert "'regoin' is not a column of schema.yaml" in err.message
+    edit_yaml(project, lambda d: d.update(segments=["fault_flag"]))
+    assert "is the target" in config_error(project).message
+    schema = project.parent / "schema.yaml"
+    edit_yaml(schema, lambda d: d["columns"]["vendor"].update(sensitive=True))
+    edit_yaml(project, lambda d: d.update(segments=["vendor"]))
+    assert "is sensitive: true" in config_error(project).message
+    edit_yaml(project, lambda d: d.update(segments={"columns": ["region"], "max_drop": 2}))
+    assert config_error(project).key == "segments.max_drop"
+
+
+def test_model_card_keys_are_optional_and_strict(project):
+    card = load_settings(project, check_candidates=False).pipeline.model_card
+    assert card.owner is None and card.limitations == []
+    edit_yaml(project, lambda d: d.update(model_card={"owner": "network ops", "limitations": "4G only"}))
+    assert load_settings(project, check_candidates=False).pipeline.model_card.limitations == ["4G only"]
+    edit_yaml(project, lambda d: d.update(model_card={"ownr": "x"}))
+    assert config_error(project).key == "model_card.ownr"
+
+
 # --------------------------------------------------------------------------- pipeline.yaml errors
 
 def test_missing_file(tmp_path):

@@ -1,4 +1,5 @@
-"""Operating the service: ``GET /health``, ``GET /openapi.json``, ``GET /model``, ``GET /dashboard`` and
+"""Operating the service: ``GET /health``, ``GET /openapi.json``, ``GET /model``, ``GET /model/card``,
+``GET /dashboard`` and
 ``POST /train`` (off unless ``serve.allow_train``; then a Bearer token equal to the environment variable
 named by ``serve.train_token_env``; one run at a time, in the background, and the new model is served
 once the registry promotes it).
@@ -56,9 +57,30 @@ def model_info():
         "model_version": current.version, "trained_at": meta.get("created_at"), "run_id": meta.get("run_id"),
         "candidate": meta.get("candidate"), "metrics": meta.get("metrics"), "threshold": current.model.threshold,
         "labels": list(current.model.labels),
+        "model_card": "/model/card" if "model_card.json" in meta.get("files", {}) else None,
         "schema": {"target": schema.target.name, "positive": schema.target.positive,
                    "features": {n: schema.columns[n].model_dump(exclude_none=True, exclude={"role"}) for n in schema.features}},
     })
+
+
+@blueprint.get("/model/card")
+def model_card():
+    """The loaded version's model card: HTML by default, its JSON with ``?format=json``; both verified
+    against the version's signature when read (404 for a version published without a card)."""
+    from tabpipe.errors import RegistryError
+
+    current = current_state().loaded()
+    as_json = request.args.get("format", "html") == "json"
+    name = "model_card.json" if as_json else "model_card.html"
+    if name not in current.metadata.get("files", {}):
+        raise ApiError(404, f"{current.version} has no model card (published before model cards existed)")
+    try:
+        path = current_state().holder.registry.fetch(current.version, name)
+    except RegistryError:
+        log.exception("model card of %s refused", current.version)
+        raise ApiError(500, f"the model card of {current.version} could not be read or verified; see the server log",
+                       code="registry_error") from None
+    return send_file(path, mimetype="application/json" if as_json else "text/html", max_age=0)
 
 
 @blueprint.get("/dashboard")

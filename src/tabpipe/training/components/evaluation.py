@@ -20,6 +20,7 @@ from tabpipe.training.specs import (
 from tabpipe.errors import TabpipeError
 from tabpipe.training.holdout import unseen_by_production
 from tabpipe.training.metrics import holdout_metrics
+from tabpipe.training.segments import refusal_reason, segment_checks
 
 if TYPE_CHECKING:
     from tabpipe.config import Metric
@@ -64,6 +65,8 @@ class ModelEvaluation:
         proba = model.predict_proba_typed(X)
         new = holdout_metrics(y, proba, model.threshold)
         prod_version, prod, note, new_compared, overlap = self.registry.production_version(), None, "", None, None
+        seg_args = {"compared": None, "production_proba": None, "production_threshold": None}
+        all_y, all_test = y, test
         if prod_version is not None:
             prod_model, _ = self.registry.load_model(prod_version)
             unseen, overlap = unseen_by_production(test, self.registry, prod_version)
@@ -75,21 +78,31 @@ class ModelEvaluation:
                     return self._write(cfg, False, blessing_reason, new, prod_version, None, None, overlap)
                 new_compared = holdout_metrics(y[unseen], proba[unseen], model.threshold)
                 test, y = test[unseen], y[unseen]
+                seg_args["compared"] = unseen
             try:
-                prod = holdout_metrics(y, prod_model.predict_proba(test), prod_model.threshold)
+                prod_proba = prod_model.predict_proba(test)
+                prod = holdout_metrics(y, prod_proba, prod_model.threshold)
+                seg_args.update(production_proba=prod_proba, production_threshold=float(prod_model.threshold))
             except TabpipeError as exc:
                 note = f" (production {prod_version} cannot score the current data: {exc})"
                 log.warning("production model %s cannot score the test split: %s", prod_version, exc)
         accepted, reason = gate(cfg.metric, new, prod, cfg.min_score, cfg.min_improvement, note, new_compared)
-        return self._write(cfg, accepted, reason, new, prod_version, prod, new_compared, overlap)
+        checks = segment_checks(cfg.segments, model.schema, metric=cfg.metric, seed=cfg.seed, test=all_test,
+                                train=cfg.rows.read_frame(self.validation.train_path), y=all_y, proba=proba,
+                                threshold=float(model.threshold), **seg_args)
+        if accepted and checks["segments"]["refused"]:   # docs/model_card.md#segments-and-the-gate
+            accepted, reason = False, f"{reason}, but {refusal_reason(checks['segments'])}"
+        return self._write(cfg, accepted, reason, new, prod_version, prod, new_compared, overlap, checks)
 
     @staticmethod
     def _write(cfg: EvaluationConfig, accepted: bool, reason: str, new: dict, prod_version: str | None,
-               prod: dict | None, new_compared: dict | None, overlap: str | None) -> EvaluationArtifact:
+               prod: dict | None, new_compared: dict | None, overlap: str | None,
+               checks: dict | None = None) -> EvaluationArtifact:
         log.info("%s: %s", "ACCEPTED" if accepted else "REJECTED", reason)
         blessing = {"accepted": accepted, "reason": reason, "metric": cfg.metric, "min_score": cfg.min_score,
                     "min_improvement": cfg.min_improvement, "new": new, "production_version": prod_version,
-                    "production": prod, "new_on_compared_rows": new_compared, "compared_rows": overlap}
+                    "production": prod, "new_on_compared_rows": new_compared, "compared_rows": overlap,
+                    **(checks or {"segments": None, "worst_slices": None})}
         path = cfg.out_dir / "blessing.json"
         path.write_text(json.dumps(blessing, indent=2))
         return EvaluationArtifact(blessing_path=path, accepted=accepted, reason=reason, metrics=new,

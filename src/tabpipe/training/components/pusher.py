@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import datetime, timezone
 
 from tabpipe.training.specs import (
     EvaluationArtifact,
@@ -14,6 +15,7 @@ from tabpipe.training.specs import (
     TrainerArtifact,
     ValidationArtifact,
 )
+from tabpipe.training.card import build_card, write_card
 from tabpipe.training.holdout import TRAIN_ROWS_FILE, write_train_rows
 from tabpipe.reports.dashboard import write_training_report
 from tabpipe.drift.profile import write_profile_for_run
@@ -58,9 +60,13 @@ class ModelPusher:
                 "blessing": {"reason": ev.reason, "production_version": ev.production_version},
                 **cfg.extra_metadata,
             }
+            blessing = json.loads(ev.blessing_path.read_text())
+            if (blessing.get("segments") or {}).get("columns"):   # how `tabpipe monitor` cuts the same segments
+                metadata["segments"] = blessing["segments"]["columns"]
             version = self.registry.publish({"model.pkl": self.trainer.model_path, "reference.parquet": ref_path,
                                              "profile.json": profile_path,
-                                             TRAIN_ROWS_FILE: cfg.out_dir / TRAIN_ROWS_FILE}, metadata)
+                                             TRAIN_ROWS_FILE: cfg.out_dir / TRAIN_ROWS_FILE}, metadata,
+                                            named=lambda v: self._card(v, blessing))
             try:  # only if production is still the version the evaluation beat (compare-and-swap)
                 self.registry.promote(version, expected=ev.production_version)
             except PromotionConflict as exc:
@@ -74,3 +80,13 @@ class ModelPusher:
                                                             "promoted": result.promoted, "reason": result.reason},
                                                            indent=2))
         return result
+
+    def _card(self, version: str, blessing: dict) -> dict:
+        """model_card.json + model_card.html of ``version`` in the pusher's folder (docs/model_card.md)."""
+        cfg = self.config
+        schema = cfg.schema
+        card = build_card(version=version, created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                          run_id=cfg.run_id, blessing=blessing, validation=self.validation, trainer=self.trainer,
+                          ingestion_metadata=cfg.extra_metadata, context=cfg.card_context, features=schema.features,
+                          target=schema.target.model_dump(mode="json"))
+        return write_card(cfg.out_dir, card)
