@@ -1,0 +1,138 @@
+"""Per-row reasons: the model's raw score logit as a base value plus one additive contribution per input column.
+
+"The model's logit" is ``logit(p)`` of the raw model output ``p`` (P(class 1) before any calibration), and
+``base + sum(contributions) == logit`` for every row (to 1e-6, tested on 10k rows):
+
+- one logistic-link estimator (logistic regression, ``SplineLogisticRegression``, histogram gradient boosting):
+  ``logit(p)`` is the estimator's own logit and the contributions are its exact terms (``members``);
+- an average of probabilities (``LinearBoostingBlend``, ``WeightedMean``, forests): log-odds do not add up over
+  members, so each member's contributions are rescaled by the secant of the sigmoid and of the logit between
+  the base and the row (the "rescale rule" of DeepLIFT, exact by construction). With member outputs ``v_j``
+  (logit, or probability for a forest) = ``b_j + sum_i phi_ji``, shares ``c_j`` and ``P(v)`` the member's
+  probability:
+
+      base = logit(sum_j c_j P(b_j)),
+      contribution_i = k * sum_j c_j * (P(v_j) - P(b_j)) / (v_j - b_j) * phi_ji,
+      k = (logit(p) - base) / sum_j c_j (P(v_j) - P(b_j)),
+
+  so the contributions add up to ``logit(p) - base`` exactly; where a difference vanishes the secant is the
+  derivative. A probability of exactly 0 or 1 (possible for forests) counts as ``1e-15`` from it.
+
+Contributions per preprocessed feature are summed back to the user's column (one-hot levels, missing-value
+indicators, spline terms, datetime parts: ``columns``).
+"""
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import expit
+
+from tabpipe.scoring.explain.columns import column_matrix
+from tabpipe.scoring.explain.members import Member, NotExplainable, members
+
+OF = "raw score logit"
+EDGE = 1e-15          # a probability of 0 or 1 is taken this far from it
+TINY = 1e-12          # a member output difference below this uses the derivative instead of the secant
+
+
+@dataclass(frozen=True)
+class Reasons:
+    """Rows' explanations: ``logit`` (n,) = ``base`` + ``contributions`` (n, columns).sum(1)."""
+
+    base: float
+    contributions: np.ndarray
+    logit: np.ndarray
+    columns: list[str]
+
+    def top(self, k: int) -> np.ndarray:
+        """(n, min(k, columns)) the column indices of each row's ``k`` largest |contributions|, largest first
+        (equal ones in column order)."""
+        order = np.argsort(-np.abs(self.contributions), axis=1, kind="stable")
+        return order[:, :min(k, len(self.columns))]
+
+
+class Explainer:
+    """``explain(X)``: the ``Reasons`` of preprocessed rows for a fitted ``TabularModel``; ``NotExplainable``
+    on creation when its estimator is of a kind not explained."""
+
+    def __init__(self, model):
+        width = len(model.preprocessor.get_feature_names_out())
+        means = getattr(model, "feature_means", None)
+        means = np.zeros(width) if means is None else np.asarray(means, dtype=np.float64)
+        self.members: list[Member] = members(model.estimator, means)
+        self.columns = list(model.schema.features)
+        self.to_columns = column_matrix(model.preprocessor, self.columns)
+        self.single = len(self.members) == 1 and self.members[0].logit and self.members[0].weight == 1.0
+        self.base = self.members[0].base if self.single else _base(self.members)
+
+    def explain(self, X: np.ndarray) -> Reasons:
+        """The reasons of the preprocessed rows ``X`` (n, features out)."""
+        X = np.asarray(X, dtype=np.float64)
+        phis = [m.explain(X) for m in self.members]
+        if self.single:
+            phi = phis[0]
+        else:
+            phi = _rescaled(self.members, phis, self.base)
+        contributions = np.asarray(phi @ self.to_columns)
+        logit = self.base + phi.sum(axis=1) if self.single else None
+        if logit is None:
+            logit = _logit_of(self.members, np.column_stack([m.base + p.sum(axis=1) for m, p in zip(self.members, phis)]))
+        return Reasons(float(self.base), contributions, logit, self.columns)
+
+
+def _probabilities(members: list[Member], values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(P(class 1), 1 - P(class 1)) of the average, from member outputs ``values`` (n, members), computed
+    apart so that neither loses digits near 0 or 1."""
+    is_logit = np.array([m.logit for m in members])
+    c = np.array([m.weight for m in members])
+    p = np.where(is_logit, expit(values), values)
+    q = np.where(is_logit, expit(-values), 1.0 - values)
+    return p @ c, q @ c
+
+
+def _logit_of(members: list[Member], values: np.ndarray) -> np.ndarray:
+    p, q = _probabilities(members, values)
+    return np.log(np.maximum(p, EDGE)) - np.log(np.maximum(q, EDGE))
+
+
+def _base(members: list[Member]) -> float:
+    return float(_logit_of(members, np.array([[m.base for m in members]]))[0])
+
+
+def _rescaled(members: list[Member], phis: list[np.ndarray], base: float) -> np.ndarray:
+    """(n, F) contributions to the average's logit: each member's rescaled by its secant (module docstring)."""
+    bases = np.array([m.base for m in members])
+    sums = np.column_stack([p.sum(axis=1) for p in phis])                 # (n, J): v_j - b_j
+    values = bases + sums
+    is_logit = np.array([m.logit for m in members])
+    c = np.array([m.weight for m in members])
+    moved = np.where(is_logit, expit(values) - expit(bases), values - bases) * c      # c_j (P(v_j) - P(b_j))
+    slope_at_base = np.where(is_logit, expit(bases) * expit(-bases), 1.0) * c
+    small = np.abs(sums) < TINY
+    slope = np.where(small, slope_at_base, moved / np.where(small, 1.0, sums))
+    change = (slope * sums).sum(axis=1)                                    # ~ p - p(base)
+    p, q = _probabilities(members, values)
+    logit = np.log(np.maximum(p, EDGE)) - np.log(np.maximum(q, EDGE))
+    # members that cancel in probability: the secant of the logit is noise there, its derivative is not
+    flat = np.abs(change) <= 1e-9 * np.abs(slope * sums).sum(axis=1) + 1e-300
+    k = np.where(flat, 1.0 / np.maximum(p * q, EDGE), (logit - base) / np.where(flat, 1.0, change))
+    phi = np.zeros_like(phis[0])
+    for j, part in enumerate(phis):
+        phi += (k * slope[:, j])[:, None] * part
+    return phi
+
+
+_EXPLAINERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def explainer_for(model) -> Explainer:
+    """The model's ``Explainer``, built once per model object (``NotExplainable`` each time if it cannot be)."""
+    found = _EXPLAINERS.get(model)
+    if found is None:
+        found = _EXPLAINERS[model] = Explainer(model)
+    return found
+
+
+__all__ = ["OF", "Explainer", "NotExplainable", "Reasons", "explainer_for"]
