@@ -52,6 +52,36 @@ class Reasons:
         order = np.argsort(-np.abs(self.contributions), axis=1, kind="stable")
         return order[:, :min(k, len(self.columns))]
 
+    def entries(self, k: int, values: list[dict] | None = None) -> list[dict]:
+        """Per row ``{of, base, logit, contributions: [{column, value, contribution}] (the top k), rest}``;
+        ``rest`` sums the other columns' contributions, so base + the listed ones + rest = logit. ``values``:
+        per row the record as sent, for each column's ``value`` (omitted without it)."""
+        top = self.top(k)
+        out = []
+        for i, picked in enumerate(top.tolist()):
+            row = self.contributions[i]
+            shown = [{"column": self.columns[j], **({"value": values[i].get(self.columns[j])} if values else {}),
+                      "contribution": float(row[j])} for j in picked]
+            out.append({"of": OF, "base": self.base, "logit": float(self.logit[i]), "contributions": shown,
+                        "rest": float(row.sum() - row[picked].sum())})
+        return out
+
+    def table(self, k: int, rows: np.ndarray, n: int) -> dict[str, np.ndarray]:
+        """The reasons as columns of an ``n``-row table whose rows ``rows`` (indices) were explained, in order:
+        ``reason_base``, ``reason_logit`` and per rank i = 1..k ``reason_i_column``, ``reason_i_contribution``
+        (null for a row not explained)."""
+        top = self.top(k)
+        base, logit = np.full(n, np.nan), np.full(n, np.nan)
+        base[rows], logit[rows] = self.base, self.logit
+        out = {"reason_base": base, "reason_logit": logit}
+        names = np.array(self.columns, dtype=object)
+        for i in range(top.shape[1]):
+            column, contribution = np.full(n, None, dtype=object), np.full(n, np.nan)
+            column[rows] = names[top[:, i]]
+            contribution[rows] = np.take_along_axis(self.contributions, top[:, i:i + 1], axis=1)[:, 0]
+            out[f"reason_{i + 1}_column"], out[f"reason_{i + 1}_contribution"] = column, contribution
+        return out
+
 
 class Explainer:
     """``explain(X)``: the ``Reasons`` of preprocessed rows for a fitted ``TabularModel``; ``NotExplainable``
@@ -67,19 +97,22 @@ class Explainer:
         self.single = len(self.members) == 1 and self.members[0].logit and self.members[0].weight == 1.0
         self.base = self.members[0].base if self.single else _base(self.members)
 
+    def empty_table(self, k: int) -> dict[str, np.ndarray]:
+        """``Reasons.table`` of no rows."""
+        return Reasons(self.base, np.zeros((0, len(self.columns))), np.zeros(0), self.columns).table(k, np.zeros(0, int), 0)
+
     def explain(self, X: np.ndarray) -> Reasons:
         """The reasons of the preprocessed rows ``X`` (n, features out)."""
         X = np.asarray(X, dtype=np.float64)
-        phis = [m.explain(X) for m in self.members]
+        parts = [m.explain(X) for m in self.members]
         if self.single:
-            phi = phis[0]
+            phi = parts[0][0]
+            logit = self.base + phi.sum(axis=1)
         else:
-            phi = _rescaled(self.members, phis, self.base)
-        contributions = np.asarray(phi @ self.to_columns)
-        logit = self.base + phi.sum(axis=1) if self.single else None
-        if logit is None:
-            logit = _logit_of(self.members, np.column_stack([m.base + p.sum(axis=1) for m, p in zip(self.members, phis)]))
-        return Reasons(float(self.base), contributions, logit, self.columns)
+            outputs = np.column_stack([output for _, output in parts])
+            phi = _rescaled(self.members, [p for p, _ in parts], outputs, self.base)
+            logit = _logit_of(self.members, outputs)
+        return Reasons(float(self.base), np.asarray(phi @ self.to_columns), logit, self.columns)
 
 
 def _probabilities(members: list[Member], values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -101,11 +134,11 @@ def _base(members: list[Member]) -> float:
     return float(_logit_of(members, np.array([[m.base for m in members]]))[0])
 
 
-def _rescaled(members: list[Member], phis: list[np.ndarray], base: float) -> np.ndarray:
-    """(n, F) contributions to the average's logit: each member's rescaled by its secant (module docstring)."""
+def _rescaled(members: list[Member], phis: list[np.ndarray], values: np.ndarray, base: float) -> np.ndarray:
+    """(n, F) contributions to the average's logit: each member's rescaled by its secant (module docstring).
+    ``values``: (n, members) the members' outputs."""
     bases = np.array([m.base for m in members])
-    sums = np.column_stack([p.sum(axis=1) for p in phis])                 # (n, J): v_j - b_j
-    values = bases + sums
+    sums = np.column_stack([p.sum(axis=1) for p in phis])                 # v_j - b_j, as the contributions add up
     is_logit = np.array([m.logit for m in members])
     c = np.array([m.weight for m in members])
     moved = np.where(is_logit, expit(values) - expit(bases), values - bases) * c      # c_j (P(v_j) - P(b_j))
@@ -128,11 +161,12 @@ _EXPLAINERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def explainer_for(model) -> Explainer:
-    """The model's ``Explainer``, built once per model object (``NotExplainable`` each time if it cannot be)."""
-    found = _EXPLAINERS.get(model)
-    if found is None:
-        found = _EXPLAINERS[model] = Explainer(model)
-    return found
+    """The model's ``Explainer``, built once per fitted estimator, preprocessing and means (``NotExplainable``
+    each time if it cannot be)."""
+    made = _EXPLAINERS.get(model.estimator)
+    if made is None or made[0] is not model.preprocessor or made[1] is not model.feature_means:
+        made = _EXPLAINERS[model.estimator] = (model.preprocessor, model.feature_means, Explainer(model))
+    return made[2]
 
 
 __all__ = ["OF", "Explainer", "NotExplainable", "Reasons", "explainer_for"]

@@ -35,6 +35,7 @@ class Member:
     weight: float
     logit: bool
     base: float
+    intercept: float = 0.0                  # the output of a row of zeros but for the trees
     linear: np.ndarray | None = None        # (F,) weights
     reference: np.ndarray | None = None     # (F,) the point the linear terms are centred on
     spline: object = None                   # a fitted SplineLogisticRegression with spline columns
@@ -42,16 +43,23 @@ class Member:
     trees: PathDependentShap | None = None
     float32_trees: bool = False              # scikit-learn's trees compare float32-rounded inputs
 
-    def explain(self, X: np.ndarray) -> np.ndarray:
-        """(n, F) contributions of the preprocessed rows ``X`` (n, F)."""
+    def explain(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(n, F) contributions of the preprocessed rows ``X`` (n, F), and (n,) the member's output computed
+        directly (equal to base + contributions to rounding)."""
         phi = np.zeros(X.shape)
+        output = np.full(len(X), self.intercept)
         if self.linear is not None:
             phi += (X - self.reference) * self.linear
+            output += X @ self.linear
         if self.spline is not None:
-            phi[:, self.spline.spline_columns_] += _curves(self.spline, X) - self.spline_means
+            curves = _curves(self.spline, X)
+            phi[:, self.spline.spline_columns_] += curves - self.spline_means
+            output += curves.sum(axis=1)
         if self.trees is not None:
-            phi += self.trees(X.astype(np.float32).astype(np.float64) if self.float32_trees else X)
-        return phi
+            tree_phi, tree_sum = self.trees(X.astype(np.float32).astype(np.float64) if self.float32_trees else X)
+            phi += tree_phi
+            output += tree_sum
+        return phi, output
 
 
 def _curves(est, X: np.ndarray) -> np.ndarray:
@@ -67,13 +75,15 @@ def _logistic(est, weight, means, out):
     if est.coef_.shape[0] != 1:
         raise NotExplainable("a multinomial logistic regression")
     w = est.coef_[0].astype(np.float64)
-    out.append(Member(weight, True, float(est.intercept_[0]) + float(w @ means), linear=w, reference=means))
+    out.append(Member(weight, True, float(est.intercept_[0]) + float(w @ means), float(est.intercept_[0]), linear=w,
+                      reference=means))
 
 
 def _spline_logistic(est, weight, means, out):
     width = est.n_features_in_
     w = est.linear_.coef_[0][:width].astype(np.float64)
-    member = Member(weight, True, float(est.linear_.intercept_[0]) + float(w @ means), linear=w, reference=means)
+    member = Member(weight, True, float(est.linear_.intercept_[0]) + float(w @ means), float(est.linear_.intercept_[0]),
+                    linear=w, reference=means)
     if est.splines_ is not None:
         basis_means = getattr(est, "basis_means_", None)
         if basis_means is not None:
@@ -100,7 +110,8 @@ def _hist_gradient_boosting(est, weight, means, out):
     except NotCompilable as exc:
         raise NotExplainable(f"a histogram gradient boosting model with {exc}") from None
     shap = _tree_shap(trees, [p[0].nodes["count"] for p in est._predictors], est.n_features_in_)
-    out.append(Member(weight, True, float(np.ravel(est._baseline_prediction)[0]) + shap.expected, trees=shap))
+    baseline = float(np.ravel(est._baseline_prediction)[0])
+    out.append(Member(weight, True, baseline + shap.expected, baseline, trees=shap))
 
 
 def _forest(est, weight, means, out):

@@ -42,8 +42,9 @@ class _Group:
 
 
 class PathDependentShap:
-    """``__call__(X)``: (n, n_features) SHAP values of the sum of ``trees`` (each ``Tree`` with a ``cover`` per node);
-    ``expected``: the sum's expected value under the covers, so that ``expected + phi.sum(1)`` is the trees' sum."""
+    """``__call__(X)``: (n, n_features) SHAP values of the sum of ``trees`` (each ``Tree`` with a ``cover`` per node)
+    and (n,) that sum itself; ``expected``: the sum's expected value under the covers, so that
+    ``expected + phi.sum(1)`` is the trees' sum (to rounding)."""
 
     def __init__(self, trees: list[tuple[Tree, np.ndarray]], n_features: int, feature_of=None):
         """``trees``: (tree, cover per node) pairs, leaf values already scaled; ``n_features``: width of the rows
@@ -53,7 +54,7 @@ class PathDependentShap:
         node_feature, node_threshold, node_missing_left = [], [], []
         edge_node, edge_left = [], []
         leaves: dict[int, list] = {}          # d -> [(slot edges, z, value, features)]
-        expected, offset = 0.0, 0
+        expected, offset, constant = 0.0, 0, 0.0
         for tree, cover in trees:
             cover = np.asarray(cover, dtype=np.float64)
             node_feature.append(tree.feature), node_threshold.append(tree.threshold)
@@ -68,6 +69,8 @@ class PathDependentShap:
                         slots[feature] = (known + [edge], z * fraction)
                     z_all = float(np.prod([z for _, z in slots.values()])) if slots else 1.0
                     expected += float(tree.value[node]) * z_all
+                    if not path:                  # a tree of one leaf: a constant
+                        constant += float(tree.value[node])
                     if slots:
                         leaves.setdefault(len(slots), []).append(
                             ([e for e, _ in slots.values()], [z for _, z in slots.values()], float(tree.value[node]),
@@ -80,7 +83,7 @@ class PathDependentShap:
                     fraction = float(cover[child]) / parent if parent > 0 else 0.0
                     stack.append((child, path + [(edge, int(tree.feature[node]), fraction)]))
             offset += len(tree.left)
-        self.expected = expected
+        self.expected, self.constant = expected, constant
         self.feature = np.concatenate(node_feature) if trees else np.zeros(0, dtype=np.intp)
         self.threshold = np.concatenate(node_threshold) if trees else np.zeros(0)
         self.missing_left = np.concatenate(node_missing_left) if trees else np.zeros(0, dtype=bool)
@@ -113,19 +116,21 @@ class PathDependentShap:
         out[:, :-1] = left == self.edge_left
         return out
 
-    def __call__(self, X: np.ndarray) -> np.ndarray:
-        """(n, n_features) SHAP values of the rows ``X`` (n, width read by the trees)."""
+    def __call__(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(n, n_features) SHAP values of the rows ``X`` (n, width read by the trees), and (n,) the trees' sum."""
         out = np.zeros((len(X), self.n_features))
+        total = np.full(len(X), self.constant)
         if not self.groups or len(X) == 0:
-            return out
+            return out, total
         follow = self.follows(X)
         for g in self.groups:
             L, d, _ = g.edges.shape
             step = max(1, BLOCK_CELLS // (L * d * len(g.nodes)))
             for start in range(0, len(X), step):
-                o = follow[start:start + step][:, g.edges].all(axis=-1).astype(np.float64)   # (r, L, d)
-                out[start:start + step] += _leaf_shap(o, g) @ g.to_feature
-        return out
+                o = follow[start:start + step][:, g.edges].all(axis=-1)          # (r, L, d)
+                total[start:start + step] += o.all(axis=2) @ g.value              # the exit leaves' values
+                out[start:start + step] += _leaf_shap(o.astype(np.float64), g) @ g.to_feature
+        return out, total
 
 
 def _leaf_shap(o: np.ndarray, g: _Group) -> np.ndarray:
