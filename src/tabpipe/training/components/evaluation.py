@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import dill
@@ -19,6 +20,7 @@ from tabpipe.training.specs import (
 )
 from tabpipe.errors import TabpipeError
 from tabpipe.training.holdout import unseen_by_production
+from tabpipe.training.importance import permutation_importance
 from tabpipe.training.metrics import holdout_metrics
 
 if TYPE_CHECKING:
@@ -63,6 +65,7 @@ class ModelEvaluation:
         X, y = split_xy(test, model.schema)
         proba = model.predict_proba_typed(X)
         new = holdout_metrics(y, proba, model.threshold)
+        importance = permutation_importance(model, X, y, cfg.metric)   # run.json: stages.evaluation.artifact
         prod_version, prod, note, new_compared, overlap = self.registry.production_version(), None, "", None, None
         if prod_version is not None:
             prod_model, _ = self.registry.load_model(prod_version)
@@ -72,7 +75,8 @@ class ModelEvaluation:
                 if len(set(y[unseen].tolist())) < 2:
                     blessing_reason = (f"cannot compare with production {prod_version}: {overlap}, and the "
                                        f"{int(unseen.sum())} rows left do not hold both classes; production kept")
-                    return self._write(cfg, False, blessing_reason, new, prod_version, None, None, overlap)
+                    return replace(self._write(cfg, False, blessing_reason, new, prod_version, None, None, overlap),
+                                   importance=importance)
                 new_compared = holdout_metrics(y[unseen], proba[unseen], model.threshold)
                 test, y = test[unseen], y[unseen]
             try:
@@ -81,7 +85,8 @@ class ModelEvaluation:
                 note = f" (production {prod_version} cannot score the current data: {exc})"
                 log.warning("production model %s cannot score the test split: %s", prod_version, exc)
         accepted, reason = gate(cfg.metric, new, prod, cfg.min_score, cfg.min_improvement, note, new_compared)
-        return self._write(cfg, accepted, reason, new, prod_version, prod, new_compared, overlap)
+        return replace(self._write(cfg, accepted, reason, new, prod_version, prod, new_compared, overlap),
+                       importance=importance)
 
     @staticmethod
     def _write(cfg: EvaluationConfig, accepted: bool, reason: str, new: dict, prod_version: str | None,
