@@ -15,7 +15,7 @@ from tabpipe.model.estimators import LinearBoostingBlend, SplineLogisticRegressi
 from tabpipe.schema import coerce_frame
 from tabpipe.scoring.explain import OF, Explainer, NotExplainable
 from tabpipe.scoring.explain.columns import feature_columns
-from tabpipe.scoring.explain.members import members
+from tabpipe.scoring.explain.members import members, read, tree_shap
 
 N_ROWS = 10_000
 
@@ -121,7 +121,9 @@ def test_hist_gradient_boosting_equals_shap_tree_explainer_with_missing_values()
           + rng.normal(size=N_ROWS)) > 1.2).astype(int)
     est = HistGradientBoostingClassifier(max_iter=80, max_leaf_nodes=31, random_state=0).fit(X, y)
     (member,) = members(est, np.zeros(X.shape[1]))
-    ours, output = member.explain(X)
+    trees = tree_shap([member], X.shape[1])
+    ours, output = (values[:, 0] for values in trees(X))
+    output = output + member.intercept
     reference = shap.TreeExplainer(est, feature_perturbation="tree_path_dependent")
     theirs = reference.shap_values(X)
     np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-6)
@@ -134,10 +136,11 @@ def test_hist_gradient_boosting_equals_shap_tree_explainer_with_missing_values()
 def test_trees_of_a_tabular_model_equal_shap_tree_explainer(table, rows, kind):
     est = ESTIMATORS[kind]().fit(table.X, table.y)
     (member,) = members(est, np.zeros(table.X.shape[1]))
+    trees = tree_shap([member], table.X.shape[1])
     theirs = shap.TreeExplainer(est, feature_perturbation="tree_path_dependent").shap_values(rows[:2000])
     if theirs.ndim == 3:                                   # a forest: values per class; class 1, in probability
         theirs = theirs[:, :, 1]
-    np.testing.assert_allclose(member.explain(rows[:2000])[0], theirs, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(trees(read(rows[:2000], trees))[0][:, 0], theirs, rtol=0, atol=1e-6)
 
 
 def test_columns_are_traced_back_through_the_preprocessing(table):
@@ -171,3 +174,18 @@ def test_estimators_not_explained_are_refused_by_name(table):
 
     with pytest.raises(NotExplainable, match="GaussianNB"):
         Explainer(table.model(GaussianNB().fit(table.X, table.y)))
+
+
+def test_a_few_rows_and_many_rows_take_different_tables_and_agree(table, rows):
+    """Up to FEW_ROWS rows go through the padded tables, more through the tables per path length."""
+    from tabpipe.scoring.explain.treeshap import FEW_ROWS
+
+    est = ESTIMATORS["weighted_mean"]().fit(table.X, table.y)
+    explainer = Explainer(table.model(est))
+    trees = explainer.trees
+    assert trees.table is not None and trees.groups and trees.few        # tabulated leaves and longer paths
+    many = explainer.explain(rows[:200])
+    few = np.vstack([explainer.explain(rows[i:min(i + FEW_ROWS, 200)]).contributions for i in range(0, 200, FEW_ROWS)])
+    one = np.vstack([explainer.explain(rows[i:i + 1]).contributions for i in range(20)])
+    np.testing.assert_allclose(few, many.contributions, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(one, many.contributions[:20], rtol=0, atol=1e-12)

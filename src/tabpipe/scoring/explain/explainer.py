@@ -30,7 +30,7 @@ import numpy as np
 from scipy.special import expit
 
 from tabpipe.scoring.explain.columns import column_matrix
-from tabpipe.scoring.explain.members import Member, NotExplainable, members
+from tabpipe.scoring.explain.members import Member, NotExplainable, members, read, tree_shap
 
 OF = "raw score logit"
 EDGE = 1e-15          # a probability of 0 or 1 is taken this far from it
@@ -92,8 +92,9 @@ class Explainer:
         means = getattr(model, "feature_means", None)
         means = np.zeros(width) if means is None else np.asarray(means, dtype=np.float64)
         self.members: list[Member] = members(model.estimator, means)
+        self.trees = tree_shap(self.members, width)
         self.columns = list(model.schema.features)
-        self.to_columns = column_matrix(model.preprocessor, self.columns)
+        self.to_columns = column_matrix(model.preprocessor, self.columns).toarray()
         self.single = len(self.members) == 1 and self.members[0].logit and self.members[0].weight == 1.0
         self.base = self.members[0].base if self.single else _base(self.members)
 
@@ -105,6 +106,11 @@ class Explainer:
         """The reasons of the preprocessed rows ``X`` (n, features out)."""
         X = np.asarray(X, dtype=np.float64)
         parts = [m.explain(X) for m in self.members]
+        if self.trees is not None:
+            tree_phi, tree_sums = self.trees(read(X, self.trees))
+            for j, (phi, output) in enumerate(parts):
+                phi += tree_phi[:, j]
+                output += tree_sums[:, j]
         if self.single:
             phi = parts[0][0]
             logit = self.base + phi.sum(axis=1)
@@ -112,7 +118,7 @@ class Explainer:
             outputs = np.column_stack([output for _, output in parts])
             phi = _rescaled(self.members, [p for p, _ in parts], outputs, self.base)
             logit = _logit_of(self.members, outputs)
-        return Reasons(float(self.base), np.asarray(phi @ self.to_columns), logit, self.columns)
+        return Reasons(float(self.base), phi @ self.to_columns, logit, self.columns)
 
 
 def _probabilities(members: list[Member], values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

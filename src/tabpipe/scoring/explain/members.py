@@ -6,7 +6,8 @@ contributions per preprocessed feature in its own output space.
 - ``SplineLogisticRegression``: the same, plus each splined column's curve minus its mean over the rows the
   model was fitted on (``basis_means_``; for a model fitted before that attribute: the curve at ``mean``);
 - ``HistGradientBoostingClassifier`` (numeric splits): its logit, path-dependent Tree SHAP on its trees
-  (cover = the training rows each node saw), base = baseline + the trees' expected value;
+  (cover = the training rows each node saw), base = baseline + the trees' expected value (the trees of all
+  members are explained in one pass: ``tree_shap``);
 - random forest / extra trees: their probability, Tree SHAP of the averaged trees (cover = weighted samples);
 - ``LinearBoostingBlend`` and ``WeightedMean`` (nested too): their members, each with its share of the
   probability.
@@ -15,10 +16,12 @@ Anything else raises ``NotExplainable``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from tabpipe.scoring.compiled.errors import NotCompilable
+from tabpipe.scoring.compiled.linear import _intervals
 from tabpipe.scoring.compiled.trees import hist_gradient_boosting_trees, sklearn_trees
 from tabpipe.scoring.explain.treeshap import PathDependentShap
 
@@ -39,36 +42,73 @@ class Member:
     linear: np.ndarray | None = None        # (F,) weights
     reference: np.ndarray | None = None     # (F,) the point the linear terms are centred on
     spline: object = None                   # a fitted SplineLogisticRegression with spline columns
+    curves: list | None = None              # its curves as piecewise cubics (``compiled.linear``), if they compile
     spline_means: np.ndarray | None = None  # (splined columns,) mean of each curve (its centre)
-    trees: PathDependentShap | None = None
-    float32_trees: bool = False              # scikit-learn's trees compare float32-rounded inputs
+    trees: list = field(default_factory=list)   # (Tree, cover per node): explained together (``tree_shap``)
 
     def explain(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(n, F) contributions of the preprocessed rows ``X`` (n, F), and (n,) the member's output computed
-        directly (equal to base + contributions to rounding)."""
+        """(n, F) contributions of the preprocessed rows ``X`` (n, F) but for the trees', and (n,) the member's
+        output computed directly, but for its trees' sum."""
         phi = np.zeros(X.shape)
         output = np.full(len(X), self.intercept)
         if self.linear is not None:
             phi += (X - self.reference) * self.linear
             output += X @ self.linear
         if self.spline is not None:
-            curves = _curves(self.spline, X)
+            curves = _curves(self.spline, X, self.curves)
             phi[:, self.spline.spline_columns_] += curves - self.spline_means
             output += curves.sum(axis=1)
-        if self.trees is not None:
-            tree_phi, tree_sum = self.trees(X.astype(np.float32).astype(np.float64) if self.float32_trees else X)
-            phi += tree_phi
-            output += tree_sum
         return phi, output
 
 
-def _curves(est, X: np.ndarray) -> np.ndarray:
-    """(n, splined columns): each splined column's spline term of ``est``'s logit."""
+def tree_shap(members: list[Member], n_features: int) -> PathDependentShap | None:
+    """The trees of all ``members`` in one ``PathDependentShap`` (member j's values in its column j), whose
+    expected values are added to the members' bases here; None without trees. A forest's trees read the
+    float32-rounded copy of the row, at columns ``n_features`` and beyond (``read``)."""
+    trees = [(tree, cover, j) for j, m in enumerate(members) for tree, cover in m.trees]
+    if not trees:
+        return None
+    shap = PathDependentShap(trees, n_features, len(members))
+    for m, expected in zip(members, shap.expected):
+        m.base += float(expected)
+    return shap
+
+
+def read(X: np.ndarray, shap: PathDependentShap) -> np.ndarray:
+    """The rows as the trees read them: ``X``, then its float32-rounded copy when a tree reads it."""
+    if shap.edge_feature.max() < X.shape[1]:
+        return X
+    return np.hstack([X, X.astype(np.float32).astype(np.float64)])
+
+
+def _curves(est, X: np.ndarray, cubics: list | None = None) -> np.ndarray:
+    """(n, splined columns): each splined column's spline term of ``est``'s logit; ``cubics``: the curves as
+    piecewise cubics (``_cubics``), else the fitted basis is evaluated."""
+    if cubics is not None:
+        out = np.empty((len(X), len(cubics)))
+        for j, (column, breaks, origins, coefs) in enumerate(cubics):
+            v = X[:, column]
+            at = np.searchsorted(breaks, v, side="right")     # breakpoints at or below v
+            t = v - origins[at]
+            c = coefs[at]
+            out[:, j] = c[:, 0] + t * (c[:, 1] + t * (c[:, 2] + t * c[:, 3]))
+        return out
     width = est.n_features_in_
     n_columns = len(est.spline_columns_)
     basis = est.splines_.transform(X[:, est.spline_columns_]).reshape(len(X), n_columns, -1)
     coef = est.linear_.coef_[0][width:].astype(np.float64).reshape(n_columns, -1)
     return np.einsum("ncs,cs->nc", basis, coef)
+
+
+def _cubics(est) -> list | None:
+    """Each splined column's fitted curve as (column, breakpoints, origins, cubic coefficients), or None."""
+    width = est.n_features_in_
+    weights = est.linear_.coef_[0][width:].astype(np.float64).reshape(len(est.spline_columns_), -1)
+    try:
+        return [(int(column), *_intervals(np.asarray(spline.t, dtype=np.float64), w, spline.k))
+                for column, spline, w in zip(est.spline_columns_, est.splines_.bsplines_, weights)]
+    except NotCompilable:
+        return None
 
 
 def _logistic(est, weight, means, out):
@@ -91,35 +131,29 @@ def _spline_logistic(est, weight, means, out):
             centres = (basis_means.reshape(coef.shape) * coef).sum(axis=1)
         else:
             centres = _curves(est, means[None, :])[0]
-        member.spline, member.spline_means = est, centres
+        member.spline, member.spline_means, member.curves = est, centres, _cubics(est)
         member.base += float(centres.sum())
     out.append(member)
-
-
-def _tree_shap(trees, covers, n_features: int) -> PathDependentShap:
-    return PathDependentShap(list(zip(trees, covers)), n_features)
 
 
 def _hist_gradient_boosting(est, weight, means, out):
     if est.n_trees_per_iteration_ != 1 or est.loss != "log_loss" or getattr(est, "_preprocessor", None) is not None:
         raise NotExplainable("a histogram gradient boosting model with categorical features or several classes")
-    from tabpipe.scoring.compiled.errors import NotCompilable
-
     try:
         trees = hist_gradient_boosting_trees(est)
     except NotCompilable as exc:
         raise NotExplainable(f"a histogram gradient boosting model with {exc}") from None
-    shap = _tree_shap(trees, [p[0].nodes["count"] for p in est._predictors], est.n_features_in_)
     baseline = float(np.ravel(est._baseline_prediction)[0])
-    out.append(Member(weight, True, baseline + shap.expected, baseline, trees=shap))
+    out.append(Member(weight, True, baseline, baseline,
+                      trees=list(zip(trees, [p[0].nodes["count"] for p in est._predictors]))))
 
 
 def _forest(est, weight, means, out):
     if est.n_outputs_ != 1:
         raise NotExplainable("a multi-output forest")
-    trees = sklearn_trees(est, 0, 1.0 / len(est.estimators_))
-    shap = _tree_shap(trees, [t.tree_.weighted_n_node_samples for t in est.estimators_], est.n_features_in_)
-    out.append(Member(weight, False, shap.expected, trees=shap, float32_trees=True))
+    trees = sklearn_trees(est, est.n_features_in_, 1.0 / len(est.estimators_))    # they read the float32 copy
+    out.append(Member(weight, False, 0.0, trees=list(zip(trees, [t.tree_.weighted_n_node_samples
+                                                                for t in est.estimators_]))))
 
 
 def _blend(est, weight, means, out):
