@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from service_helpers import build_project, copy_project, sample_records
@@ -145,3 +146,20 @@ def test_tabpipe_predict_explain_writes_reason_columns(projects, served, tmp_pat
     assert plain.exit_code == 0
     assert list(pd.read_csv(tmp_path / "plain.csv").columns) == list(rows.columns) + [
         "prediction", "probability", "warnings", "error"]
+
+
+def test_training_records_permutation_importance_in_run_json(projects):
+    """Every training run of the project recorded each feature's permutation importance on its test rows."""
+    from tabpipe.schema import Schema
+
+    project = projects["ext"]
+    features = Schema.model_validate(yaml.safe_load((project.root / "schema.yaml").read_text())).features
+    runs = sorted((project.root / "artifacts").glob("*/run.json"))
+    assert len(runs) == 2
+    for path in runs:
+        importance = json.loads(path.read_text())["stages"]["evaluation"]["artifact"]["importance"]
+        assert importance["metric"] == "roc_auc" and importance["rows"] > 0 and importance["bootstrap"] == 100
+        assert sorted(r["column"] for r in importance["columns"]) == sorted(features)
+        sizes = [r["importance"] for r in importance["columns"]]
+        assert sizes == sorted(sizes, reverse=True) and sizes[0] > 0       # something matters, listed first
+        assert all(r["low"] <= r["high"] for r in importance["columns"])
