@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tabpipe.scoring.compiled.errors import NotCompilable
-from tabpipe.scoring.compiled.linear import _intervals
+from tabpipe.scoring.compiled.linear import _POWERS, SplineCurves
 from tabpipe.scoring.compiled.trees import hist_gradient_boosting_trees, sklearn_trees
 from tabpipe.scoring.explain.treeshap import PathDependentShap
 
@@ -42,7 +42,7 @@ class Member:
     linear: np.ndarray | None = None        # (F,) weights
     reference: np.ndarray | None = None     # (F,) the point the linear terms are centred on
     spline: object = None                   # a fitted SplineLogisticRegression with spline columns
-    curves: list | None = None              # its curves as piecewise cubics (``compiled.linear``), if they compile
+    curves: SplineCurves | None = None      # its curves as piecewise cubics (``compiled.linear``), if they compile
     spline_means: np.ndarray | None = None  # (splined columns,) mean of each curve (its centre)
     trees: list = field(default_factory=list)   # (Tree, cover per node): explained together (``tree_shap``)
 
@@ -81,18 +81,13 @@ def read(X: np.ndarray, shap: PathDependentShap) -> np.ndarray:
     return np.hstack([X, X.astype(np.float32).astype(np.float64)])
 
 
-def _curves(est, X: np.ndarray, cubics: list | None = None) -> np.ndarray:
-    """(n, splined columns): each splined column's spline term of ``est``'s logit; ``cubics``: the curves as
-    piecewise cubics (``_cubics``), else the fitted basis is evaluated."""
+def _curves(est, X: np.ndarray, cubics: SplineCurves | None = None) -> np.ndarray:
+    """(n, splined columns): each splined column's spline term of ``est``'s logit; ``cubics``: the curves as the
+    compiled scorer's piecewise cubics (all columns at once), else the fitted basis is evaluated."""
     if cubics is not None:
-        out = np.empty((len(X), len(cubics)))
-        for j, (column, breaks, origins, coefs) in enumerate(cubics):
-            v = X[:, column]
-            at = np.searchsorted(breaks, v, side="right")     # breakpoints at or below v
-            t = v - origins[at]
-            c = coefs[at]
-            out[:, j] = c[:, 0] + t * (c[:, 1] + t * (c[:, 2] + t * c[:, 3]))
-        return out
+        v = X[:, cubics.columns]                                                  # (n, columns)
+        at = (cubics.breaks <= v[..., None]).sum(axis=2) + cubics.offsets         # each value's interval
+        return (cubics.coefs[at] * (v - cubics.origins[at])[..., None] ** _POWERS).sum(axis=2)
     width = est.n_features_in_
     n_columns = len(est.spline_columns_)
     basis = est.splines_.transform(X[:, est.spline_columns_]).reshape(len(X), n_columns, -1)
@@ -100,13 +95,10 @@ def _curves(est, X: np.ndarray, cubics: list | None = None) -> np.ndarray:
     return np.einsum("ncs,cs->nc", basis, coef)
 
 
-def _cubics(est) -> list | None:
-    """Each splined column's fitted curve as (column, breakpoints, origins, cubic coefficients), or None."""
-    width = est.n_features_in_
-    weights = est.linear_.coef_[0][width:].astype(np.float64).reshape(len(est.spline_columns_), -1)
+def _cubics(est) -> SplineCurves | None:
+    """The splined columns' fitted curves as piecewise cubics, or None if they do not compile."""
     try:
-        return [(int(column), *_intervals(np.asarray(spline.t, dtype=np.float64), w, spline.k))
-                for column, spline, w in zip(est.spline_columns_, est.splines_.bsplines_, weights)]
+        return SplineCurves([(0, est)], 1)
     except NotCompilable:
         return None
 
