@@ -4,6 +4,7 @@ multipart field ``file``, answered as CSV with the counts in ``X-*`` headers) an
 Batches score every row that can be scored and answer, in input order, a prediction or the row's errors
 (``serving/answers.py``); 422 when nothing could be scored. Scored rows go to the prediction log when it is on,
 and every row is counted in the metrics (scored, failed, warnings, probabilities; ``serving/metrics.py``).
+``explain`` k (in the JSON body or the query) adds each scored row's k largest reasons (``scoring/explain``).
 """
 from __future__ import annotations
 
