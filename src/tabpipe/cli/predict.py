@@ -22,22 +22,28 @@ def predict(
     model_version: str | None = typer.Option(None, "--model-version", help="Registry version (default: production)."),
     request_id: str | None = typer.Option(None, "--request-id", help="Id the rows are logged under (default: a new one; "
                                           "rows without a schema id column join outcomes as REQUEST_ID:ROW_INDEX)."),
+    explain: int = typer.Option(0, "--explain", min=0, max=1000, help="Add each row's K largest reasons: columns "
+                                "reason_base, reason_logit, reason_I_column, reason_I_contribution (log-odds of the "
+                                "raw score; base + all contributions = reason_logit)."),
 ) -> None:
     """Score a file with the production model (or --model-version). Every row that can be scored is
     scored; rows that break a hard schema rule get an 'error' text instead of a guess (exit 1), rows
     that only break expectations are scored and named in the 'warnings' column (exit 0).
-    With monitoring.log_predictions on, the scored rows are recorded in the history store."""
+    With monitoring.log_predictions on, the scored rows are recorded in the history store.
+    --explain K adds each scored row's top K reasons (docs/serving.md#per-row-reasons)."""
     from tabpipe.config import load_settings
     from tabpipe.scoring.batch import score_file
 
     settings = load_settings(config, check_candidates=False)
     model, meta = open_registry_of(config).load_model(model_version)
     logger = _BatchLogger(settings, meta["version"], str(input), request_id)
+    if explain:
+        _check_explainable(model, input)
     if input.is_dir():   # a partitioned Parquet dataset, file by file (not written to the prediction log)
         result = _score_folder(model, input, output, config)
     else:
         with logger:
-            result = score_file(model.use_all_cores(), input, output, on_scored=logger)
+            result = score_file(model.use_all_cores(), input, output, on_scored=logger, explain=explain)
     out.print(f"model {meta['version']}: scored {result.scored} of {result.rows} rows -> {output}")
     if logger.message:
         (err if logger.failed else out).print(logger.message, highlight=False)
@@ -51,6 +57,18 @@ def predict(
         err.print(f"[red]{bad} row{'s' if bad != 1 else ''} could not be scored[/] "
                   f"(see the 'error' column):\n{result.errors}", highlight=False)
         raise typer.Exit(1)
+
+
+def _check_explainable(model, input: Path) -> None:
+    """Usage error (exit 2) when --explain cannot be honoured: a folder input, or a model not explained."""
+    from tabpipe.scoring.explain import NotExplainable, explainer_for
+
+    if input.is_dir():
+        raise typer.BadParameter("--explain scores a file, not a folder of Parquet files", param_hint="--explain")
+    try:
+        explainer_for(model)
+    except NotExplainable as exc:
+        raise typer.BadParameter(f"not available for this model: {exc}", param_hint="--explain") from None
 
 
 def _score_folder(model, folder: Path, output: Path, config: Path):

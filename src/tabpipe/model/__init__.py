@@ -26,6 +26,7 @@ class TabularModel:
     labels: tuple[Any, Any]      # (negative label, positive label) as in the training data
     candidate: str = ""
     resampling: str = ""         # how the estimator's training rows were resampled (smotetomek | smote | none)
+    feature_means: Any = None    # (preprocessed columns,) float64 mean of the training rows: the centre of explanations
 
     @property
     def features(self) -> list[str]:

@@ -98,8 +98,11 @@ class SplineLogisticRegression(ClassifierMixin, BaseEstimator):
         self.splines_ = (SplineTransformer(n_knots=self.n_knots, degree=3, knots="quantile",
                                            extrapolation="linear").fit(X[:, many])
                          if many else None)
-        self.linear_ = LogisticRegression(C=self.C, max_iter=self.max_iter).fit(
-            self._expand(X), y, sample_weight=sample_weight)
+        expanded = self._expand(X)
+        self.linear_ = LogisticRegression(C=self.C, max_iter=self.max_iter).fit(expanded, y, sample_weight=sample_weight)
+        # each basis column's mean over the rows fitted on: the centre of the spline terms' explanations
+        self.basis_means_ = (np.average(expanded[:, X.shape[1]:], axis=0, weights=sample_weight).astype(np.float64)
+                             if many else np.zeros(0))
         return self
 
     def _expand(self, X: np.ndarray) -> np.ndarray:

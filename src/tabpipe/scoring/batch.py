@@ -59,6 +59,7 @@ class Scored:
     warnings: list
     errors: list
     problems: list[Problem]
+    reasons: dict = field(default_factory=dict)   # explain columns (name -> (n,) values), when asked for
 
     @property
     def scored(self) -> int:
@@ -80,16 +81,39 @@ def _row_texts(problems: list[Problem], n: int) -> list:
     return out
 
 
-def score_rows(model: TabularModel, df: pd.DataFrame) -> Scored:
-    """Score the rows of ``df`` (in order); ``MissingColumns`` when a feature column is absent."""
+def score_rows(model: TabularModel, df: pd.DataFrame, explain: int = 0) -> Scored:
+    """Score the rows of ``df`` (in order); ``MissingColumns`` when a feature column is absent.
+
+    ``explain`` k > 0: each scored row's top k reasons too (``explained``; ``NotExplainable`` for a model
+    whose estimator is not explained)."""
     absent = absent_columns(df.columns, model.schema)
     if absent:
         raise MissingColumns(absent)
     typed, problems = model.check(df)
     n = len(df)
     proba = probabilities(model, typed, problems)
+    reasons = explained(model, typed, ~np.isnan(proba), explain) if explain > 0 else {}
     return Scored(proba, model.labels_for(proba), _row_texts([p for p in problems if not p.hard], n),
-                  _row_texts([p for p in problems if p.hard], n), problems)
+                  _row_texts([p for p in problems if p.hard], n), problems, reasons)
+
+
+def explained(model: TabularModel, typed: pd.DataFrame, valid: np.ndarray, k: int,
+              block_rows: int = BLOCK_ROWS) -> dict[str, np.ndarray]:
+    """The reason columns (``Reasons.table``) of the ``valid`` rows of ``typed``, k per row, a block at a time."""
+    from tabpipe.scoring.explain import explainer_for
+
+    explainer = explainer_for(model)
+    at = np.flatnonzero(valid)
+    blocks = [at[start:start + block_rows] for start in range(0, len(at), block_rows)] or [at]
+    parts = [explainer.explain(model.preprocessor.transform(typed.iloc[rows])).table(k, np.arange(len(rows)), len(rows))
+             if len(rows) else explainer.empty_table(k) for rows in blocks]
+    out = {}
+    for name in parts[0]:
+        chunks = [part[name] for part in parts]
+        column = np.full(len(typed), None if chunks[0].dtype == object else np.nan, dtype=chunks[0].dtype)
+        column[at] = np.concatenate(chunks)
+        out[name] = column
+    return out
 
 
 def score_frame(model: TabularModel, df: pd.DataFrame) -> tuple[pd.DataFrame, list[Problem]]:
@@ -117,8 +141,10 @@ def scored_table(rows: pa.Table, scored: Scored) -> pa.Table:
                "probability": pa.array(scored.proba, from_pandas=True),
                "warnings": pa.array(scored.warnings, type=pa.string()),
                "error": pa.array(scored.errors, type=pa.string())}
+    columns.update({name: pa.array(values, type=pa.string() if values.dtype == object else pa.float64(),
+                                   from_pandas=True) for name, values in scored.reasons.items()})
     table = rows.replace_schema_metadata(None)
-    for name in OUTPUT_COLUMNS:
+    for name in [*OUTPUT_COLUMNS, *scored.reasons]:
         at = table.schema.get_field_index(name)
         table = table.set_column(at, name, columns[name]) if at >= 0 else table.append_column(name, columns[name])
     return table
@@ -230,17 +256,19 @@ OnScored = Callable[[pd.DataFrame, Scored, int], None]
 
 
 def score_file(model: TabularModel, input_path: Path, output_path: Path, on_scored: OnScored | None = None, *,
-               chunk_bytes: int = stream.CHUNK_BYTES, chunk_rows: int = stream.CHUNK_ROWS) -> BatchResult:
+               chunk_bytes: int = stream.CHUNK_BYTES, chunk_rows: int = stream.CHUNK_ROWS,
+               explain: int = 0) -> BatchResult:
     """Score a CSV/Parquet file into ``output_path`` (.csv or .parquet); MissingColumns writes nothing.
 
     CSV (plain, gzip, bzip2, zstd) and Parquet are read, scored and written a chunk at a time
     (``scoring/stream.py``: about ``chunk_bytes`` of CSV or ``chunk_rows`` Parquet rows), so memory does
     not grow with the file; the output is what scoring the whole file at once writes, renamed into place
     when complete. ``on_scored(input_rows, scored, first_row)`` is called for each chunk after scoring it
-    (the prediction log), ``first_row`` being the chunk's first row in the file."""
+    (the prediction log), ``first_row`` being the chunk's first row in the file. ``explain`` k > 0 adds each
+    scored row's top k reasons (``explained``)."""
     input_path = Path(input_path)
     if not input_path.is_file() or not stream.streamable(input_path):
-        return _score_whole_file(model, input_path, output_path, on_scored)
+        return _score_whole_file(model, input_path, output_path, on_scored, explain)
     if input_path.stat().st_size == 0:
         raise DataError(f"data file is empty: {input_path.absolute()}")
     try:
@@ -263,7 +291,7 @@ def score_file(model: TabularModel, input_path: Path, output_path: Path, on_scor
     try:
         for table in chunks:
             frame = table.to_pandas()
-            scored = score_rows(model, frame)
+            scored = score_rows(model, frame, explain)
             if on_scored is not None:
                 on_scored(frame, scored, tally.rows)
             out.write(scored_table(table, scored))
@@ -279,11 +307,11 @@ def score_file(model: TabularModel, input_path: Path, output_path: Path, on_scor
 
 
 def _score_whole_file(model: TabularModel, input_path: Path, output_path: Path,
-                      on_scored: OnScored | None) -> BatchResult:
+                      on_scored: OnScored | None, explain: int = 0) -> BatchResult:
     """The whole file in memory: the formats Arrow does not stream (.csv.xz, .csv.zip)."""
     df = read_file(input_path)
     try:
-        scored = score_rows(model, df)
+        scored = score_rows(model, df, explain)
     except MissingColumns as exc:
         raise MissingColumns(exc.columns, str(input_path)) from None
     if on_scored is not None:

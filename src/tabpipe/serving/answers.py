@@ -52,15 +52,18 @@ def batch_summary(rows: list[tuple], details: Details) -> dict:
             "details_truncated": details.truncated}
 
 
-def batch_answer(rows: list[tuple], scored: dict[int, tuple]) -> dict:
-    """``predictions``: one entry per record, in order — ``{row, prediction, probability[, warnings]}``
+def batch_answer(rows: list[tuple], scored: dict[int, tuple], reasons: dict[int, dict] | None = None) -> dict:
+    """``predictions``: one entry per record, in order — ``{row, prediction, probability[, reasons][, warnings]}``
     or ``{row, prediction: null, probability: null, errors[, warnings]}`` — and the exact ``summary``.
-    Detail lists are bounded: each failed row keeps its first error, then MAX_DETAILS more in all."""
+    Detail lists are bounded: each failed row keeps its first error, then MAX_DETAILS more in all.
+    ``reasons``: per scored row its explanation (``Reasons.entries``), when asked for."""
     details = Details(MAX_DETAILS)
     predictions = []
     for i, (_, errs, warns) in enumerate(rows):
         prediction, probability = scored.get(i, (None, None))
         entry: dict = {"row": i, "prediction": prediction, "probability": probability}
+        if reasons is not None and i in reasons:
+            entry["reasons"] = reasons[i]
         if errs:
             entry["errors"] = [_entry_detail(p) for p in details.take(errs, first_free=True)]
         if warns:

@@ -23,8 +23,10 @@ def _not_json_constant(name: str) -> str:
     return name   # NaN / Infinity / -Infinity stay text: the field's type rule names them
 
 
-def records_from_json(body: bytes, max_records: int) -> tuple[list, bool]:
-    """(records, is_batch) from a ``{...}`` or ``{"records": [...]}`` body; ApiError 400/413 otherwise."""
+def records_from_json(body: bytes, max_records: int, options: frozenset = frozenset()) -> tuple[list, bool, dict]:
+    """(records, is_batch, options) from a ``{...}`` or ``{"records": [...], <option>: ...}`` body; ApiError
+    400/413 otherwise. ``options``: the keys a request may set next to ``records`` (or, for one record, among
+    its fields, where a key of the record's own is never taken as an option); returned as sent."""
     limit = 2 * max_records + CONTAINER_SLACK
     containers = body.count(b"{") + body.count(b"[")
     if containers > limit:
@@ -34,7 +36,7 @@ def records_from_json(body: bytes, max_records: int) -> tuple[list, bool]:
         payload = json.loads(body, parse_constant=_not_json_constant)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise ApiError(400, f"malformed JSON: {str(exc)[:200]}") from None
-    if isinstance(payload, dict) and set(payload) == {"records"}:
+    if isinstance(payload, dict) and "records" in payload and set(payload) <= {"records", *options}:
         records = payload["records"]
         if not isinstance(records, list):
             raise ApiError(400, "'records' must be a list of objects")
@@ -42,10 +44,26 @@ def records_from_json(body: bytes, max_records: int) -> tuple[list, bool]:
             raise ApiError(400, "'records' is empty")
         if len(records) > max_records:
             raise ApiError(413, f"{len(records)} records in one request; the limit is serve.max_records={max_records}")
-        return records, True
+        return records, True, {k: v for k, v in payload.items() if k != "records"}
     if isinstance(payload, dict):
-        return [payload], False
+        return [payload], False, {k: payload.pop(k) for k in options if k in payload}
     raise ApiError(400, "expected one record (a JSON object) or {\"records\": [...]}")
+
+
+MAX_EXPLAIN = 1000   # reasons per row a request may ask for (a model has at most this many columns to name)
+
+
+def explain_count(value, where: str) -> int:
+    """The number of reasons per row asked for (0: none); ApiError 400 naming ``where`` unless a whole number
+    in [0, MAX_EXPLAIN]."""
+    if value is None:
+        return 0
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_EXPLAIN:
+        raise ApiError(400, f"{where} must be a whole number of reasons per row from 0 to {MAX_EXPLAIN}, "
+                            f"got {str(value)[:40]!r}")
+    return value
 
 
 def cross_site_refusal(headers: Mapping[str, str], own_origin: str, allowed: Iterable[str]) -> str | None:

@@ -26,13 +26,25 @@ SUMMARY = {"type": "object", "required": ["rows", "scored", "failed"],
 ERROR = {"type": "object", "required": ["error"],
          "properties": {"error": {"type": "string"}, "details": {"type": "array", "items": ROW_PROBLEM},
                         "summary": SUMMARY}}
+REASONS = {"type": "object", "required": ["of", "base", "logit", "contributions", "rest"],
+           "description": "the row's top k reasons, in log-odds of the raw score (before calibration): "
+                          "base + the contributions of all columns = logit; rest sums the columns not listed",
+           "properties": {"of": {"type": "string", "enum": ["raw score logit"]}, "base": {"type": "number"},
+                          "logit": {"type": "number"}, "rest": {"type": "number"},
+                          "contributions": {"type": "array", "items": {
+                              "type": "object", "required": ["column", "contribution"],
+                              "properties": {"column": {"type": "string"}, "value": {"nullable": True},
+                                             "contribution": {"type": "number"}}}}}}
+EXPLAIN = {"name": "explain", "in": "query", "required": False,
+           "description": "add each scored row's k largest reasons (0: none)",
+           "schema": {"type": "integer", "minimum": 0, "maximum": 1000}}
 ANSWER = {"type": "object", "required": ["model_version", "predictions", "summary"], "properties": {
     "model_version": {"type": "string"}, "summary": SUMMARY,
     "predictions": {"type": "array", "items": {
         "type": "object", "required": ["row", "prediction", "probability"],
         "properties": {"row": {"type": "integer"}, "prediction": LABEL,
                        "probability": {"type": "number", "minimum": 0, "maximum": 1, "nullable": True},
-                       "errors": {"type": "array", "items": PROBLEM},
+                       "reasons": REASONS, "errors": {"type": "array", "items": PROBLEM},
                        "warnings": {"type": "array", "items": PROBLEM}}}}}}
 
 
@@ -103,17 +115,22 @@ def openapi_document(schema: Schema | None, *, max_records: int, train_enabled: 
         "/openapi.json": {"get": {"summary": "this document", "responses": {
             "200": _json({"type": "object"}, "OpenAPI document")}}},
         "/predict": {"post": {
-            "summary": "score one record or a batch (per-row results, in order)",
+            "summary": "score one record or a batch (per-row results, in order); 'explain': k (in the body or the "
+                       "query) adds each row's k largest reasons",
+            "parameters": [EXPLAIN],
             "requestBody": {"required": True, "content": {"application/json": {"schema": {"oneOf": [
                 {"$ref": "#/components/schemas/Record"},
                 {"type": "object", "required": ["records"], "additionalProperties": False, "properties": {
                     "records": {"type": "array", "minItems": 1, "maxItems": max_records,
-                                "items": {"$ref": "#/components/schemas/Record"}}}}]}}}},
+                                "items": {"$ref": "#/components/schemas/Record"}},
+                    "explain": EXPLAIN["schema"]}}]}}}},
             "responses": {"200": _json({"$ref": "#/components/schemas/Answer"}, "per-row predictions"),
                           **_errors(400, 403, 413, 415, 422, 503)}}},
         "/predict/csv": {"post": {
             "summary": "score a CSV upload (multipart field 'file'); answer: the rows + prediction, probability, "
-                       "warnings, error columns",
+                       "warnings, error columns (with ?explain=k: reason_base, reason_logit and reason_i_column, "
+                       "reason_i_contribution for i = 1..k)",
+            "parameters": [EXPLAIN],
             "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
                 "type": "object", "required": ["file"], "properties": {"file": {"type": "string", "format": "binary"}}}}}},
             "responses": {"200": {"description": "scored CSV", "content": {"text/csv": {"schema": {"type": "string"}}}},

@@ -72,7 +72,7 @@ def store_errors() -> Iterator[None]:
 def read_upload(request, serve, required: tuple[str, ...]) -> list | pd.DataFrame:
     """JSON records (a list, items not yet checked) or the uploaded CSV as a DataFrame."""
     if request.is_json:
-        records, _ = records_from_json(request.get_data(), serve.max_records)
+        records, _, _ = records_from_json(request.get_data(), serve.max_records)
         return records
     if request.mimetype != "multipart/form-data":
         raise ApiError(415, "send Content-Type: application/json ({\"records\": [...]}) "

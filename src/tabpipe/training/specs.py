@@ -256,6 +256,7 @@ class EvaluationArtifact:
     metrics: Mapping[str, float]
     production_version: str | None
     production_metrics: Mapping[str, float] | None = field(default=None)
+    importance: Mapping[str, Any] | None = field(default=None)   # permutation importance on the test rows
 
 
 @dataclass(frozen=True)

@@ -113,3 +113,9 @@ def table() -> Table:
     probe, _ = generate_records(120, seed=1)
     records = train[:60] + probe + edge_records(train[10]) + edge_records(probe[0])
     return Table(schema=schema, preprocessor=preprocessor, X=X, y=y, records=records)
+
+
+@pytest.fixture(scope="session")
+def make_records():
+    """``generate_records``: more rows of the table's schema, for the tests that need many."""
+    return generate_records

@@ -59,6 +59,13 @@ class RecordScorer:
             block.extend(values, out)
         return np.array(out)
 
+    def matrix(self, rows: list[list]) -> np.ndarray:
+        """(n, n_features_out) float64: the fitted preprocessing applied to checked records."""
+        if self.blocks is None:
+            frame = pd.DataFrame([dict(zip(self.features, v)) for v in rows], columns=self.features)
+            return self.model.preprocessor.transform(self.model.check(frame)[0])
+        return np.array([self.vector(v) for v in rows])
+
     def proba(self, rows: list[list]) -> np.ndarray:
         """(n,) P(positive) for checked records."""
         if self.blocks is None:

@@ -4,6 +4,7 @@ multipart field ``file``, answered as CSV with the counts in ``X-*`` headers) an
 Batches score every row that can be scored and answer, in input order, a prediction or the row's errors
 (``serving/answers.py``); 422 when nothing could be scored. Scored rows go to the prediction log when it is on,
 and every row is counted in the metrics (scored, failed, warnings, probabilities; ``serving/metrics.py``).
+``explain`` k (in the JSON body or the query) adds each scored row's k largest reasons (``scoring/explain``).
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from tabpipe.scoring.batch import MissingColumns, TooManyRows, read_csv_table, s
 from tabpipe.serving.answers import (
     MAX_DETAILS, batch_answer, batch_summary, csv_counts, details_of, not_an_object, problem_details,
 )
-from tabpipe.serving.inputs import ApiError, Details, records_from_json
+from tabpipe.serving.inputs import ApiError, Details, explain_count, records_from_json
 from tabpipe.serving.predlog_hook import log_request
 from tabpipe.serving.state import current_state
 
@@ -31,7 +32,10 @@ def predict():
         raise ApiError(415, "send Content-Type: application/json")
     state = current_state()
     current = state.loaded()
-    records, is_batch = records_from_json(request.get_data(), state.serve.max_records)
+    options = frozenset({"explain"} - set(current.model.schema.features))   # a feature named so stays a feature
+    records, is_batch, asked = records_from_json(request.get_data(), state.serve.max_records, options)
+    explain = explain_count(asked.get("explain", request.args.get("explain")), "explain")
+    explainer = _explainer(current.model) if explain else None
     rows = []                      # per record: (checked values or None, error Problems, warning Problems)
     for i, record in enumerate(records):
         if not isinstance(record, dict):
@@ -55,12 +59,27 @@ def predict():
     if metrics is not None:
         metrics.rows(len(scorable), len(rows) - len(scorable), (p for _, _, warns in rows for p in warns), proba)
     scored = {i: (label, float(p)) for i, label, p in zip(scorable, labels.tolist(), proba)}   # tolist: Python values
+    reasons = None
+    if explainer is not None:
+        entries = explainer.explain(current.scorer.matrix([rows[i][0] for i in scorable])).entries(
+            explain, [records[i] for i in scorable])
+        reasons = dict(zip(scorable, entries))
     if state.prediction_log is not None:   # every record keeps its input index (the row id outcomes join on)
         log_request(state.prediction_log, current.version, [r if isinstance(r, dict) else {} for r in records],
                     [scored[i][1] if i in scored else float("nan") for i in range(len(rows))],
                     [scored[i][0] if i in scored else None for i in range(len(rows))],
                     [[p.text for p in warns] for _, _, warns in rows])
-    return jsonify({"model_version": current.version, **batch_answer(rows, scored)})
+    return jsonify({"model_version": current.version, **batch_answer(rows, scored, reasons)})
+
+
+def _explainer(model):
+    """The model's explainer; ApiError 400 when its estimator is not one explained."""
+    from tabpipe.scoring.explain import NotExplainable, explainer_for
+
+    try:
+        return explainer_for(model)
+    except NotExplainable as exc:
+        raise ApiError(400, f"explain is not available for this model: {exc}") from None
 
 
 @blueprint.post("/predict/csv")
@@ -74,6 +93,9 @@ def predict_csv():
     state = current_state()
     current = state.loaded()
     features = current.model.schema.features
+    explain = explain_count(request.args.get("explain"), "the query parameter explain")
+    if explain:
+        _explainer(current.model)
     try:
         table = read_csv_table(upload.read(), max_rows=state.serve.max_csv_rows, required=features,
                                max_columns=max(1000, 4 * len(current.model.schema.columns)))
@@ -87,7 +109,7 @@ def predict_csv():
     if table.num_rows == 0:
         raise ApiError(400, "the CSV has a header but no rows")
     frame = table.to_pandas()
-    scored = score_rows(current.model, frame)
+    scored = score_rows(current.model, frame, explain)
     problems, n_scored = scored.problems, scored.scored
     counts = csv_counts(problems, len(frame), n_scored)
     if state.metrics is not None:

@@ -19,6 +19,7 @@ from tabpipe.training.specs import (
 )
 from tabpipe.errors import TabpipeError
 from tabpipe.training.holdout import unseen_by_production
+from tabpipe.training.importance import permutation_importance
 from tabpipe.training.metrics import holdout_metrics
 from tabpipe.training.segments import refusal_reason, segment_checks
 
@@ -64,6 +65,7 @@ class ModelEvaluation:
         X, y = split_xy(test, model.schema)
         proba = model.predict_proba_typed(X)
         new = holdout_metrics(y, proba, model.threshold)
+        importance = permutation_importance(model, X, y, cfg.metric)   # run.json: stages.evaluation.artifact
         prod_version, prod, note, new_compared, overlap = self.registry.production_version(), None, "", None, None
         seg_args = {"compared": None, "production_proba": None, "production_threshold": None}
         all_y, all_test = y, test
@@ -75,7 +77,8 @@ class ModelEvaluation:
                 if len(set(y[unseen].tolist())) < 2:
                     blessing_reason = (f"cannot compare with production {prod_version}: {overlap}, and the "
                                        f"{int(unseen.sum())} rows left do not hold both classes; production kept")
-                    return self._write(cfg, False, blessing_reason, new, prod_version, None, None, overlap)
+                    return self._write(cfg, False, blessing_reason, new, prod_version, None, None, overlap,
+                                       importance=importance)
                 new_compared = holdout_metrics(y[unseen], proba[unseen], model.threshold)
                 test, y = test[unseen], y[unseen]
                 seg_args["compared"] = unseen
@@ -92,18 +95,19 @@ class ModelEvaluation:
                                 threshold=float(model.threshold), **seg_args)
         if accepted and checks["segments"]["refused"]:   # docs/model_card.md#segments-and-the-gate
             accepted, reason = False, f"{reason}, but {refusal_reason(checks['segments'])}"
-        return self._write(cfg, accepted, reason, new, prod_version, prod, new_compared, overlap, checks)
+        return self._write(cfg, accepted, reason, new, prod_version, prod, new_compared, overlap, checks,
+                           importance=importance)
 
     @staticmethod
     def _write(cfg: EvaluationConfig, accepted: bool, reason: str, new: dict, prod_version: str | None,
                prod: dict | None, new_compared: dict | None, overlap: str | None,
-               checks: dict | None = None) -> EvaluationArtifact:
+               checks: dict | None = None, *, importance: dict | None = None) -> EvaluationArtifact:
         log.info("%s: %s", "ACCEPTED" if accepted else "REJECTED", reason)
         blessing = {"accepted": accepted, "reason": reason, "metric": cfg.metric, "min_score": cfg.min_score,
                     "min_improvement": cfg.min_improvement, "new": new, "production_version": prod_version,
                     "production": prod, "new_on_compared_rows": new_compared, "compared_rows": overlap,
-                    **(checks or {"segments": None, "worst_slices": None})}
+                    **(checks or {"segments": None, "worst_slices": None}), "importance": importance}
         path = cfg.out_dir / "blessing.json"
         path.write_text(json.dumps(blessing, indent=2))
         return EvaluationArtifact(blessing_path=path, accepted=accepted, reason=reason, metrics=new,
-                                  production_version=prod_version, production_metrics=prod)
+                                  production_version=prod_version, production_metrics=prod, importance=importance)

@@ -89,6 +89,7 @@ class ModelTrainer:
         preprocessor; several members become one ``WeightedMean``."""
         cfg, art = self.config, self.transformation
         X, y = cfg.rows.read_array(art.x_train_path), cfg.rows.read_array(art.y_train_path)
+        means = X.mean(axis=0, dtype=np.float64)   # the training rows as they are, before resampling
         kinds = dict.fromkeys(e.trial.resampling for e, _ in members)
         resampled = {kind: resample(X, y, kind, cfg.seed) for kind in kinds}
         del X, y   # the fits need only the resampled rows (the same arrays when nothing is resampled)
@@ -100,7 +101,7 @@ class ModelTrainer:
         return TabularModel(schema=cfg.schema, preprocessor=preprocessor, estimator=estimator, threshold=threshold,
                             labels=original_labels(target, cfg.schema.target.positive),
                             candidate=members[0][0].trial.candidate.name if len(members) == 1 else "ensemble",
-                            resampling="+".join(sorted(resampled)))
+                            resampling="+".join(sorted(resampled)), feature_means=means)
 
 
 def original_labels(target: pd.Series, positive) -> tuple:

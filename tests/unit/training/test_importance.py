@@ -1,0 +1,45 @@
+"""Permutation importance on the test rows (tabpipe.training.importance): the column the label depends on
+ranks first with an interval above zero, a column of noise gets an interval around zero."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.linear_model import LogisticRegression
+
+from tabpipe.model import TabularModel
+from tabpipe.model.features import build_preprocessor, fit_transform
+from tabpipe.schema import Schema, coerce_frame
+from tabpipe.training.importance import BOOTSTRAP, permutation_importance
+
+SCHEMA = {"target": {"name": "bad", "positive": 1},
+          "columns": {"signal": {"type": "float"}, "noise": {"type": "float"},
+                      "kind": {"type": "category"}}}
+
+
+def _frame(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    signal = rng.normal(size=n)
+    kind = rng.choice(["a", "b", "c"], n)
+    y = (2.0 * signal + 0.8 * (kind == "c") + rng.normal(size=n) > 0.5).astype(int)
+    return pd.DataFrame({"signal": signal, "noise": rng.normal(size=n), "kind": kind}), y
+
+
+def test_the_informative_column_ranks_first_with_an_interval_above_zero():
+    schema = Schema.model_validate(SCHEMA)
+    train, y_train = _frame(3000, 0)
+    test, y_test = _frame(1500, 1)
+    typed_train = coerce_frame(train, schema, with_target=False)[0]
+    preprocessor = build_preprocessor(schema)
+    (X,) = fit_transform(preprocessor, typed_train)
+    model = TabularModel(schema=schema, preprocessor=preprocessor, estimator=LogisticRegression().fit(X, y_train),
+                         threshold=0.5, labels=(0, 1))
+    result = permutation_importance(model, coerce_frame(test, schema, with_target=False)[0], y_test, "roc_auc")
+    by_column = {r["column"]: r for r in result["columns"]}
+    assert [r["column"] for r in result["columns"]][0] == "signal"
+    assert result["rows"] == 1500 and result["bootstrap"] == BOOTSTRAP and 0.5 < result["baseline"] <= 1
+    signal, noise, kind = by_column["signal"], by_column["noise"], by_column["kind"]
+    assert signal["low"] > 0.1 and signal["low"] <= signal["importance"] <= signal["high"]
+    assert kind["low"] > 0                                        # the one-hot block shuffled as one column
+    assert noise["low"] <= 0.0 <= noise["high"] + 1e-9 and abs(noise["importance"]) < 0.01
+    # same seed, same answer
+    assert permutation_importance(model, coerce_frame(test, schema, with_target=False)[0], y_test, "roc_auc") == result
