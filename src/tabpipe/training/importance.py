@@ -31,25 +31,22 @@ def permutation_importance(model, typed: pd.DataFrame, y: np.ndarray, metric: st
     if len(typed) > MAX_ROWS:
         keep = np.sort(rng.choice(len(typed), MAX_ROWS, replace=False))
         typed, y = typed.iloc[keep], y[keep]
-    X = model.preprocessor.transform(typed)
-    score = matrix_scorer(model.estimator)
-    baseline = score(X)
-    sources = np.array(feature_columns(model.preprocessor), dtype=object)
+    baseline, shuffle, score = _permuter(model, typed)
     resamples = _resamples(rng, y, BOOTSTRAP)
     base_scores = np.array([ranking_score(metric, y[r], baseline[r]) for r in resamples])
     rows = []
     for column in model.schema.features:
-        block = np.flatnonzero(sources == column)
-        if not len(block):
-            rows.append({"column": column, "importance": 0.0, "low": 0.0, "high": 0.0})
-            continue
         shuffled_scores, drops = np.zeros(len(resamples)), []
         for _ in range(REPEATS):
-            permuted = X.copy()
-            permuted[:, block] = X[rng.permutation(len(X))][:, block]
+            permuted = shuffle(column, rng.permutation(len(y)))
+            if permuted is None:   # the column reaches no feature of the model
+                break
             proba = score(permuted)
             drops.append(ranking_score(metric, y, baseline) - ranking_score(metric, y, proba))
             shuffled_scores += [ranking_score(metric, y[r], proba[r]) for r in resamples]
+        if not drops:
+            rows.append({"column": column, "importance": 0.0, "low": 0.0, "high": 0.0})
+            continue
         boot = base_scores - shuffled_scores / REPEATS
         low, high = np.quantile(boot, [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
         rows.append({"column": column, "importance": round(float(np.mean(drops)), 6),
@@ -64,3 +61,29 @@ def _resamples(rng: np.random.Generator, y: np.ndarray, n: int) -> list[np.ndarr
     positives, negatives = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
     return [np.concatenate([rng.choice(positives, len(positives)), rng.choice(negatives, len(negatives))])
             for _ in range(n)]
+
+
+def _permuter(model, typed: pd.DataFrame):
+    """``(baseline probabilities, shuffle(column, order) -> input with that column's values reordered or None,
+    score(input) -> probabilities)``. A TabularModel's rows are preprocessed once and the column's block of
+    preprocessed features is shuffled (the preprocessing works column by column); any other model (with only
+    ``predict_proba_typed``) gets the typed rows with the column reordered."""
+    if hasattr(model, "preprocessor") and hasattr(model, "estimator"):
+        X = model.preprocessor.transform(typed)
+        score = matrix_scorer(model.estimator)
+        sources = np.array(feature_columns(model.preprocessor), dtype=object)
+
+        def shuffle(column, order):
+            block = np.flatnonzero(sources == column)
+            if not len(block):
+                return None
+            permuted = X.copy()
+            permuted[:, block] = X[order][:, block]
+            return permuted
+        return score(X), shuffle, score
+
+    def shuffle_typed(column, order):
+        permuted = typed.copy()
+        permuted[column] = typed[column].to_numpy()[order]
+        return permuted
+    return model.predict_proba_typed(typed), shuffle_typed, model.predict_proba_typed
