@@ -15,7 +15,7 @@ import pandas as pd
 
 from tabpipe.scoring.batch import matrix_scorer
 from tabpipe.scoring.explain.columns import feature_columns
-from tabpipe.training.metrics import ranking_score
+from tabpipe.training.segments import weighted_metric
 
 REPEATS = 3          # shuffles per column
 BOOTSTRAP = 100      # resamples of the test rows for the interval
@@ -25,42 +25,50 @@ LEVEL = 0.95
 
 def permutation_importance(model, typed: pd.DataFrame, y: np.ndarray, metric: str, seed: int = 0) -> dict:
     """``{metric, rows, repeats, bootstrap, level, baseline, columns: [{column, importance, low, high}]}``,
-    columns by decreasing importance; ``typed``: the test rows typed by the schema check, ``y``: their 0/1 labels."""
+    columns by decreasing importance; ``typed``: the test rows typed by the schema check, ``y``: their 0/1 labels.
+    ``f1`` is taken at the model's decision threshold. Every resample's metric comes from one sort of the scores
+    (``segments.weighted_metric``), so the interval costs about what one metric does."""
     rng = np.random.default_rng(seed)
     y = np.asarray(y).astype(int)
     if len(typed) > MAX_ROWS:
         keep = np.sort(rng.choice(len(typed), MAX_ROWS, replace=False))
         typed, y = typed.iloc[keep], y[keep]
+    threshold = float(model.threshold)
     baseline, shuffle, score = _permuter(model, typed)
-    resamples = _resamples(rng, y, BOOTSTRAP)
-    base_scores = np.array([ranking_score(metric, y[r], baseline[r]) for r in resamples])
+    weights = np.vstack([np.ones(len(y)), _stratified_weights(rng, y, BOOTSTRAP)])   # row 0: the rows as they are
+
+    def metric_of(proba):
+        return weighted_metric(metric, y, proba, threshold, weights)
+    base = metric_of(baseline)
     rows = []
     for column in model.schema.features:
-        shuffled_scores, drops = np.zeros(len(resamples)), []
+        shuffled = []
         for _ in range(REPEATS):
             permuted = shuffle(column, rng.permutation(len(y)))
             if permuted is None:   # the column reaches no feature of the model
                 break
-            proba = score(permuted)
-            drops.append(ranking_score(metric, y, baseline) - ranking_score(metric, y, proba))
-            shuffled_scores += [ranking_score(metric, y[r], proba[r]) for r in resamples]
-        if not drops:
+            shuffled.append(metric_of(score(permuted)))
+        if not shuffled:
             rows.append({"column": column, "importance": 0.0, "low": 0.0, "high": 0.0})
             continue
-        boot = base_scores - shuffled_scores / REPEATS
-        low, high = np.quantile(boot, [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
-        rows.append({"column": column, "importance": round(float(np.mean(drops)), 6),
+        drop = base - np.mean(shuffled, axis=0)
+        low, high = np.nanquantile(drop[1:], [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
+        rows.append({"column": column, "importance": round(float(drop[0]), 6),
                      "low": round(float(low), 6), "high": round(float(high), 6)})
     rows.sort(key=lambda r: -r["importance"])
     return {"metric": metric, "rows": len(y), "repeats": REPEATS, "bootstrap": BOOTSTRAP, "level": LEVEL,
-            "baseline": round(ranking_score(metric, y, baseline), 6), "columns": rows}
+            "baseline": round(float(base[0]), 6), "columns": rows}
 
 
-def _resamples(rng: np.random.Generator, y: np.ndarray, n: int) -> list[np.ndarray]:
-    """``n`` bootstrap resamples of the rows, each holding both classes (stratified: the class counts kept)."""
-    positives, negatives = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
-    return [np.concatenate([rng.choice(positives, len(positives)), rng.choice(negatives, len(negatives))])
-            for _ in range(n)]
+def _stratified_weights(rng: np.random.Generator, y: np.ndarray, n: int) -> np.ndarray:
+    """(n, rows) counts of each row in ``n`` bootstrap resamples that keep each class's count."""
+    weights = np.zeros((n, len(y)))
+    for members in (np.flatnonzero(y == 1), np.flatnonzero(y == 0)):
+        if len(members):
+            draws = rng.integers(0, len(members), size=(n, len(members)))
+            for i in range(n):
+                weights[i, members] = np.bincount(draws[i], minlength=len(members))
+    return weights
 
 
 def _permuter(model, typed: pd.DataFrame):
