@@ -322,6 +322,10 @@ def worst_slices(slices: Mapping[str, np.ndarray], y: np.ndarray, proba: np.ndar
     at ``fdr``), and how many were tested and found weak."""
     y, proba = np.asarray(y, dtype=int), np.asarray(proba, dtype=float)
     n = len(y)
+    # rows in score order once: every slice's rows are then already sorted, so no resample is reordered per slice
+    order = np.argsort(-proba if metric == "pr_auc" else proba, kind="mergesort")
+    y, proba = y[order], proba[order]
+    slices = {column: np.asarray(names, dtype=object)[order] for column, names in slices.items()}
     candidates = []
     skipped = {"too_small": 0, "one_class": 0}
     for column, names in slices.items():
