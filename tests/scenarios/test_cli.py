@@ -119,7 +119,7 @@ def test_predict_writes_rows_in_order(trained, tmp_path):
     assert "scored 40 of 40 rows" in flat(result.output)
     scored = pd.read_csv(out)
     assert len(scored) == len(inp) == 40
-    assert list(scored.columns) == list(inp.columns) + ["prediction", "probability", "warnings", "error"]
+    assert list(scored.columns) == list(inp.columns) + ["prediction", "probability", "score", "warnings", "error"]
     assert scored["warnings"].isna().all() and scored["error"].isna().all()
     assert scored["measurement_id"].tolist() == inp["measurement_id"].tolist()
     assert scored["measured_at"].tolist() == inp["measured_at"].tolist()

@@ -644,7 +644,7 @@ def test_predict_csv_scores_every_row_it_can_in_order(rf):
     assert r.status_code == 200, r.get_data(as_text=True)[:500]
     out = pd.read_csv(io.BytesIO(r.data))
     assert list(out["measurement_id"]) == list(df["measurement_id"])
-    assert list(out.columns) == list(df.columns) + ["prediction", "probability", "warnings", "error"]
+    assert list(out.columns) == list(df.columns) + ["prediction", "probability", "score", "warnings", "error"]
     assert out["probability"].isna().tolist() == [i == 12 for i in range(20)]
     assert "technology (category): is not one of the allowed categories" in out.loc[12, "error"]
     assert out.loc[7, "warnings"] == "latency_ms (range): is below the minimum 0"

@@ -53,14 +53,15 @@ def batch_summary(rows: list[tuple], details: Details) -> dict:
 
 
 def batch_answer(rows: list[tuple], scored: dict[int, tuple]) -> dict:
-    """``predictions``: one entry per record, in order — ``{row, prediction, probability[, warnings]}``
-    or ``{row, prediction: null, probability: null, errors[, warnings]}`` — and the exact ``summary``.
+    """``predictions``: one entry per record, in order — ``{row, prediction, probability, score[, warnings]}``
+    or ``{row, prediction: null, probability: null, score: null, errors[, warnings]}`` — and the exact ``summary``.
+    ``scored``: per scored record (label, calibrated probability, raw score).
     Detail lists are bounded: each failed row keeps its first error, then MAX_DETAILS more in all."""
     details = Details(MAX_DETAILS)
     predictions = []
     for i, (_, errs, warns) in enumerate(rows):
-        prediction, probability = scored.get(i, (None, None))
-        entry: dict = {"row": i, "prediction": prediction, "probability": probability}
+        prediction, probability, score = scored.get(i, (None, None, None))
+        entry: dict = {"row": i, "prediction": prediction, "probability": probability, "score": score}
         if errs:
             entry["errors"] = [_entry_detail(p) for p in details.take(errs, first_free=True)]
         if warns:

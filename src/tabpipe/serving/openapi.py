@@ -29,9 +29,10 @@ ERROR = {"type": "object", "required": ["error"],
 ANSWER = {"type": "object", "required": ["model_version", "predictions", "summary"], "properties": {
     "model_version": {"type": "string"}, "summary": SUMMARY,
     "predictions": {"type": "array", "items": {
-        "type": "object", "required": ["row", "prediction", "probability"],
+        "type": "object", "required": ["row", "prediction", "probability", "score"],
         "properties": {"row": {"type": "integer"}, "prediction": LABEL,
                        "probability": {"type": "number", "minimum": 0, "maximum": 1, "nullable": True},
+                       "score": {"type": "number", "minimum": 0, "maximum": 1, "nullable": True},
                        "errors": {"type": "array", "items": PROBLEM},
                        "warnings": {"type": "array", "items": PROBLEM}}}}}}
 
@@ -112,7 +113,7 @@ def openapi_document(schema: Schema | None, *, max_records: int, train_enabled: 
             "responses": {"200": _json({"$ref": "#/components/schemas/Answer"}, "per-row predictions"),
                           **_errors(400, 403, 413, 415, 422, 503)}}},
         "/predict/csv": {"post": {
-            "summary": "score a CSV upload (multipart field 'file'); answer: the rows + prediction, probability, "
+            "summary": "score a CSV upload (multipart field 'file'); answer: the rows + prediction, probability, score, "
                        "warnings, error columns",
             "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
                 "type": "object", "required": ["file"], "properties": {"file": {"type": "string", "format": "binary"}}}}}},

@@ -50,11 +50,13 @@ def predict():
         what = f"{len(rows[0][1])} schema violation(s)" if not is_batch else \
             f"none of the {len(rows)} records could be scored"
         raise ApiError(422, what, errors, {"summary": batch_summary(rows, details)} if is_batch else None)
-    proba = current.scorer.proba([rows[i][0] for i in scorable])
+    score = current.scorer.scores([rows[i][0] for i in scorable])
+    proba = current.model.calibrate(score)
     labels = current.model.labels_for(proba)
     if metrics is not None:
         metrics.rows(len(scorable), len(rows) - len(scorable), (p for _, _, warns in rows for p in warns), proba)
-    scored = {i: (label, float(p)) for i, label, p in zip(scorable, labels.tolist(), proba)}   # tolist: Python values
+    scored = {i: (label, float(p), float(s))                                    # tolist: Python values
+              for i, label, p, s in zip(scorable, labels.tolist(), proba, score)}
     if state.prediction_log is not None:   # every record keeps its input index (the row id outcomes join on)
         log_request(state.prediction_log, current.version, [r if isinstance(r, dict) else {} for r in records],
                     [scored[i][1] if i in scored else float("nan") for i in range(len(rows))],
