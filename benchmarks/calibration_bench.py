@@ -9,10 +9,11 @@ dropped, rows without a target dropped): cut the reference split (``train_test_s
 stratify=y, random_state=seed)``, as ``reference_scores.md``), write the training 80 % to a CSV, ``tabpipe
 init`` it (the defaults; ``--budget`` overrides ``training.time_budget_s`` only) and run the training
 pipeline in this process up to the trainer stage. The test rows are used only here, to measure: the shipped
-model's raw ``score`` and calibrated ``probability`` (Platt, fitted by the trainer on out-of-fold scores).
-For comparison, isotonic regression and beta calibration (logistic regression on log s and log(1 - s)) are
-fitted on the SAME out-of-fold scores the trainer fitted Platt on (caught on their way to ``fit_platt``) and
-applied to the test rows' raw scores. ECE: 15 equal-frequency bins (``tabpipe.training.metrics``).
+model's raw ``score`` and its ``probability`` ("shipped": Platt, fitted by the trainer on out-of-fold scores,
+or the raw score where Platt did not lower the held-out log-loss of the out-of-fold rows). For comparison,
+Platt applied always, isotonic regression and beta calibration (logistic regression on log s and
+log(1 - s)) are fitted on the SAME out-of-fold scores the trainer fitted Platt on (caught on their way to
+``fit_platt``) and applied to the test rows' raw scores. ECE: 15 equal-frequency bins (``tabpipe.training.metrics``).
 "floor": the mean ECE of labels drawn at random from the probabilities themselves (``FLOOR_DRAWS`` draws): what
 a perfectly calibrated model scores on a test split of this size; a method at its floor is as calibrated as the
 split can show.
@@ -125,7 +126,8 @@ def beta(score: np.ndarray, y: np.ndarray):
     return lambda s: fit.predict_proba(features(s))[:, 1]
 
 
-def evaluate(ds: Dataset, frame: pd.DataFrame, seed: int, budget: float | None, work: Path) -> dict:
+def evaluate(ds: Dataset, frame: pd.DataFrame, seed: int, budget: float | None, work: Path,
+             arrays: Path | None = None) -> dict:
     y = positive_of(frame, ds)
     train, test = train_test_split(frame, test_size=0.2, stratify=y, random_state=seed)
     train.to_csv(work / "train.csv", index=False)
@@ -137,12 +139,13 @@ def evaluate(ds: Dataset, frame: pd.DataFrame, seed: int, budget: float | None, 
         text = pipeline.read_text()
         old = f"time_budget_s: {yaml.safe_load(text)['training']['time_budget_s']}"
         pipeline.write_text(text.replace(old, f"time_budget_s: {budget:g}", 1))
-    caught: list[tuple[np.ndarray, np.ndarray]] = []
+    caught: list[tuple] = []
     original = trainer_module.fit_platt
 
     def spy(score, labels):
-        caught.append((np.array(score, dtype=float), np.array(labels, dtype=int)))
-        return original(score, labels)
+        calibration = original(score, labels)
+        caught.append((np.array(score, dtype=float), np.array(labels, dtype=int), calibration))
+        return calibration
 
     trainer_module.fit_platt = spy
     start = time.perf_counter()
@@ -154,7 +157,7 @@ def evaluate(ds: Dataset, frame: pd.DataFrame, seed: int, budget: float | None, 
     artifact = run.record["stages"]["trainer"]["artifact"]
     with open(artifact["model_path"], "rb") as fh:
         model = dill.load(fh)  # nosec B301: written moments ago by this run's trainer
-    (oof, oof_y), = caught
+    (oof, oof_y, platt_fit), = caught
     typed, problems = model.check(test.drop(columns=[ds.target]))
     ok = np.ones(len(test), dtype=bool)
     for p in problems:
@@ -162,26 +165,31 @@ def evaluate(ds: Dataset, frame: pd.DataFrame, seed: int, budget: float | None, 
             ok[list(p.rows)] = False
     truth = (test[ds.target].to_numpy() == model.labels[1]).astype(int)[ok]   # in the model's orientation
     raw = model.score_typed(typed[ok])
-    platt = model.predict_proba_typed(typed[ok])
+    shipped = model.predict_proba_typed(typed[ok])
     out = {"dataset": ds.name, "seed": seed, "rows": len(frame), "test_rows": int(ok.sum()),
            "positives": int(truth.sum()), "oof_rows": len(oof_y), "candidate": model.candidate,
            "resampling": model.resampling, "seconds": round(seconds, 1), "roc_auc": float(roc_auc_score(truth, raw)),
            "calibration": artifact.get("calibration")}
-    for name, proba in (("raw", raw), ("platt", platt), ("isotonic", isotonic(oof, oof_y)(raw)),
-                        ("beta", beta(oof, oof_y)(raw))):
+    methods = {"raw": raw, "shipped": shipped, "platt": raw if platt_fit is None else platt_fit(raw),
+               "isotonic": isotonic(oof, oof_y)(raw), "beta": beta(oof, oof_y)(raw)}
+    if arrays is not None:
+        np.savez(arrays / f"{ds.name}-{seed}.npz", truth=truth, oof=oof, oof_y=oof_y, **methods)
+    for name, proba in methods.items():
         out[name] = {"ece": expected_calibration_error(truth, proba), "brier": brier_score(truth, proba),
                      "floor": ece_floor(proba)}
     return out
 
 
 def table(results: list[dict]) -> str:
-    lines = ["| dataset | test rows (pos.) | chosen (resampling) | ROC-AUC | ECE raw | ECE Platt (floor) | "
-             "ECE isotonic (floor) | ECE beta | Brier raw | Brier Platt | Brier isotonic | Brier beta |",
-             "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    methods = ("raw", "platt", "isotonic", "beta")
+    lines = ["| dataset | test rows (pos.) | chosen (resampling) | ROC-AUC | ECE raw | ECE shipped (floor) | ECE Platt "
+             "always | ECE isotonic (floor) | ECE beta | Brier raw | Brier shipped | Brier Platt always | Brier isotonic "
+             "| Brier beta |",
+             "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    methods = ("raw", "shipped", "platt", "isotonic", "beta")
+    floors = ("shipped", "isotonic")
 
     def ece(r: dict, m: str) -> str:
-        return f"{r[m]['ece']:.4f}" + (f" ({r[m]['floor']:.4f})" if m in ("platt", "isotonic") else "")
+        return f"{r[m]['ece']:.4f}" + (f" ({r[m]['floor']:.4f})" if m in floors else "")
 
     def median(m: str, key: str) -> float:
         return statistics.median(r[m][key] for r in results)
@@ -192,10 +200,15 @@ def table(results: list[dict]) -> str:
                      + " | ".join(f"{r[m]['brier']:.4f}" for m in methods) + " |")
     lines.append(f"| **median of {len(results)}** | | | {statistics.median(r['roc_auc'] for r in results):.4f} | "
                  + " | ".join(f"**{median(m, 'ece'):.4f}**" + (f" ({median(m, 'floor'):.4f})"
-                                                              if m in ("platt", "isotonic") else "") for m in methods)
+                                                              if m in floors else "") for m in methods)
                  + " | " + " | ".join(f"{median(m, 'brier'):.4f}" for m in methods) + " |")
-    worse = [r["dataset"] for r in results if r["platt"]["brier"] > r["raw"]["brier"]]
-    lines.append(f"\nDatasets where Platt's Brier is worse than the raw score's: {', '.join(worse) or 'none'}.")
+    for m in ("shipped", "platt"):
+        worse = [f"{r['dataset']} ({r[m]['brier'] - r['raw']['brier']:+.5f})" for r in results
+                 if r[m]["brier"] > r["raw"]["brier"]]
+        lines.append(f"\nBrier of {m} worse than the raw score's on: {', '.join(worse) or 'none'}.")
+    calibrated = sum(r["calibration"] is not None and r["calibration"].get("method") == "platt" for r in results)
+    lines.append(f"\nShipped with a Platt map: {calibrated} of {len(results)} (the others: raw score, already "
+                 "calibrated on held-out out-of-fold rows).")
     return "\n".join(lines)
 
 
@@ -205,6 +218,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=7, help="split seed (reference_scores.md uses 7, 8, 9)")
     ap.add_argument("--budget", type=float, default=None, help="override init's training.time_budget_s")
     ap.add_argument("--jsonl", type=Path, default=None, help="append each dataset's result as a JSON line")
+    ap.add_argument("--arrays", type=Path, default=None, help="save each dataset's test probabilities here (.npz)")
     args = ap.parse_args()
     by_name = {d.name.lower(): d for d in DATASETS}
     wanted = [n.strip().lower() for n in args.datasets.split(",") if n.strip()]
@@ -216,7 +230,7 @@ def main() -> None:
     for ds in (by_name[n] for n in wanted):
         try:
             with tempfile.TemporaryDirectory(prefix=f"calibration-{ds.name}-") as tmp:
-                result = evaluate(ds, load(ds), args.seed, args.budget, Path(tmp))
+                result = evaluate(ds, load(ds), args.seed, args.budget, Path(tmp), args.arrays)
         except Exception as exc:   # one dataset's failure is reported; the others still run
             failed.append(f"{ds.name}: {type(exc).__name__}: {str(exc)[:300]}")
             traceback.print_exc()
@@ -225,10 +239,10 @@ def main() -> None:
         if args.jsonl:
             with open(args.jsonl, "a") as fh:
                 fh.write(json.dumps(result) + "\n")
-        print(f"{ds.name}: ECE raw {result['raw']['ece']:.4f} -> Platt {result['platt']['ece']:.4f} "
-              f"(floor {result['platt']['floor']:.4f}) "
+        print(f"{ds.name}: ECE raw {result['raw']['ece']:.4f} -> shipped {result['shipped']['ece']:.4f} "
+              f"(floor {result['shipped']['floor']:.4f}), Platt always {result['platt']['ece']:.4f} "
               f"(isotonic {result['isotonic']['ece']:.4f}, beta {result['beta']['ece']:.4f}); Brier raw "
-              f"{result['raw']['brier']:.4f} -> Platt {result['platt']['brier']:.4f}; {result['candidate']} "
+              f"{result['raw']['brier']:.4f} -> shipped {result['shipped']['brier']:.4f}; {result['candidate']} "
               f"{result['seconds']:.0f}s", flush=True)
     command = " ".join(["benchmarks/calibration_bench.py", *sys.argv[1:]])
     print(f"\n### Calibration of `tabpipe init`'s defaults ({started:%Y-%m-%d %H:%M} UTC)\n\n"

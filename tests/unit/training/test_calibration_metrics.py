@@ -92,12 +92,22 @@ def test_calibration_on_out_of_fold_rows_lowers_ece_of_a_miscalibrated_score():
     fit, check = slice(0, 20_000), slice(20_000, None)
     calibration, record = calibrate_out_of_fold(y[fit], raw[fit], "platt")
     assert calibration.a == pytest.approx(1 / 2.5, rel=0.05) and record["rows"] == 20_000
+    assert record["held_out_gain"] > 0.01
     before = calibration_metrics(y[check], raw[check])
     after = calibration_metrics(y[check], calibration(raw[check]))
     assert before["ece"] > 0.1 and after["ece"] < 0.02
     assert after["brier"] < before["brier"] and after["log_loss"] < before["log_loss"]
     assert record["out_of_fold_calibrated"]["ece"] < record["out_of_fold_raw"]["ece"]
     assert calibrate_out_of_fold(y, raw, "none") == (None, None)
+
+
+def test_an_already_calibrated_score_is_served_as_it_is():
+    rng = np.random.default_rng(5)
+    z = rng.normal(-1.0, 1.5, 5_000)
+    y = (rng.random(len(z)) < 1 / (1 + np.exp(-z))).astype(int)
+    calibration, record = calibrate_out_of_fold(y, 1 / (1 + np.exp(-z)), "platt")
+    assert calibration is None and record["method"] == "none" and record["held_out_gain"] <= 0
+    assert "already calibrated" in record["note"]
 
 
 NEW = {"roc_auc": 0.80, "ece": 0.08, "rows": 500}
