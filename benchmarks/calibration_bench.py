@@ -18,6 +18,9 @@ log(1 - s)) are fitted on the SAME out-of-fold scores the trainer fitted Platt o
 a perfectly calibrated model scores on a test split of this size; a method at its floor is as calibrated as the
 split can show.
 Prints one line per dataset as it finishes, then a Markdown table with the medians over datasets.
+``--recompute results.jsonl --arrays DIR``: no training; every method recomputed from the arrays a run saved
+(the shipped map by the trainer's own ``calibrate_out_of_fold`` on the saved out-of-fold scores), e.g. after a
+change of the calibration rule.
 """
 from __future__ import annotations
 
@@ -174,10 +177,24 @@ def evaluate(ds: Dataset, frame: pd.DataFrame, seed: int, budget: float | None, 
                "isotonic": isotonic(oof, oof_y)(raw), "beta": beta(oof, oof_y)(raw)}
     if arrays is not None:
         np.savez(arrays / f"{ds.name}-{seed}.npz", truth=truth, oof=oof, oof_y=oof_y, **methods)
-    for name, proba in methods.items():
-        out[name] = {"ece": expected_calibration_error(truth, proba), "brier": brier_score(truth, proba),
-                     "floor": ece_floor(proba)}
-    return out
+    return {**out, **measure(truth, methods)}
+
+
+def measure(truth: np.ndarray, methods: dict) -> dict:
+    return {name: {"ece": expected_calibration_error(truth, proba), "brier": brier_score(truth, proba),
+                   "floor": ece_floor(proba)} for name, proba in methods.items()}
+
+
+def recompute(record: dict, arrays: Path) -> dict:
+    """``record`` (a line of a run's JSONL) with every method measured again from its saved arrays."""
+    saved = np.load(arrays / f"{record['dataset']}-{record['seed']}.npz")
+    oof, oof_y, raw = saved["oof"], saved["oof_y"], saved["raw"]
+    shipped_map, calibration = trainer_module.calibrate_out_of_fold(oof_y, oof, "platt")
+    platt_fit = trainer_module.fit_platt(oof, oof_y)
+    methods = {"raw": raw, "shipped": raw if shipped_map is None else shipped_map(raw),
+               "platt": raw if platt_fit is None else platt_fit(raw),
+               "isotonic": isotonic(oof, oof_y)(raw), "beta": beta(oof, oof_y)(raw)}
+    return {**record, "calibration": calibration, **measure(saved["truth"], methods)}
 
 
 def table(results: list[dict]) -> str:
@@ -219,6 +236,8 @@ def main() -> None:
     ap.add_argument("--budget", type=float, default=None, help="override init's training.time_budget_s")
     ap.add_argument("--jsonl", type=Path, default=None, help="append each dataset's result as a JSON line")
     ap.add_argument("--arrays", type=Path, default=None, help="save each dataset's test probabilities here (.npz)")
+    ap.add_argument("--recompute", type=Path, default=None,
+                    help="a run's JSONL: measure again from the arrays it saved in --arrays, without training")
     args = ap.parse_args()
     by_name = {d.name.lower(): d for d in DATASETS}
     wanted = [n.strip().lower() for n in args.datasets.split(",") if n.strip()]
@@ -227,6 +246,9 @@ def main() -> None:
         ap.error(f"unknown dataset(s) {', '.join(unknown)}; choose from {', '.join(d.name for d in DATASETS)}")
     started = datetime.now(timezone.utc)
     results, failed = [], []
+    if args.recompute:
+        results = [recompute(json.loads(line), args.arrays) for line in args.recompute.read_text().splitlines()]
+        wanted = []
     for ds in (by_name[n] for n in wanted):
         try:
             with tempfile.TemporaryDirectory(prefix=f"calibration-{ds.name}-") as tmp:

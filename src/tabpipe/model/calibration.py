@@ -3,7 +3,8 @@
 The trainer fits it on the out-of-fold scores of the training rows (never on the test split) and
 stores it inside the ``TabularModel``; every scoring path (``predict_proba``, the compiled record
 scorer, the batch scorer) applies the same ``Calibration.__call__`` to the model's raw ``score``.
-It is kept only when it lowers the log-loss of out-of-fold rows it was not fitted on (``held_out_gain``).
+It is kept only when it lowers the log-loss of out-of-fold rows it was not fitted on by more than twice
+the standard error of that gain (``held_out_gain``, ``SIGNIFICANT``).
 It is affine in the raw logit on purpose: a per-row explanation additive in the raw logit stays exact
 after calibration (each contribution times ``a``, the base value ``a * base + b``), and the map is
 monotone (``a > 0``), so it keeps the ranking and ROC/PR-AUC of the raw score.
@@ -20,6 +21,7 @@ from scipy.special import expit
 log = logging.getLogger(__name__)
 
 EPS = 1e-12     # raw scores are clipped to [EPS, 1 - EPS] before the logit (a tree can say exactly 0 or 1)
+SIGNIFICANT = 2.0   # the map is kept when its held-out log-loss gain exceeds this many standard errors
 
 
 def logit(score: np.ndarray) -> np.ndarray:
@@ -64,27 +66,27 @@ def fit_platt(score: np.ndarray, y: np.ndarray) -> Calibration | None:
     return Calibration(a=a, b=b, rows=len(y))
 
 
-def held_out_gain(score: np.ndarray, y: np.ndarray, folds: int = 5, seed: int = 0) -> float:
-    """How much Platt scaling lowers the log-loss of ``score`` on rows it was not fitted on (per row; <= 0:
-    it does not help): ``folds``-fold cross-validation over the (out-of-fold) rows. An already calibrated
-    score (e.g. a logistic regression trained without resampling) gains nothing, and is then served as it
-    is rather than moved by two parameters' estimation noise."""
+def held_out_gain(score: np.ndarray, y: np.ndarray, folds: int = 5, seed: int = 0) -> tuple[float, float]:
+    """(mean, standard error) over rows of how much Platt scaling lowers the log-loss of ``score`` on rows
+    it was not fitted on: ``folds``-fold cross-validation over the (out-of-fold) rows. An already
+    calibrated score (e.g. a logistic regression trained without resampling) gains nothing significant,
+    and is then served as it is rather than moved by two parameters' estimation noise."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold
 
     y = np.asarray(y, dtype=int)
     k = min(folds, int(np.bincount(y, minlength=2).min()))
     if k < 2:
-        return 0.0
+        return 0.0, 0.0
     z = logit(score)
     raw = np.clip(np.asarray(score, dtype=np.float64), EPS, 1.0 - EPS)
-    gain = 0.0
+    gain = np.empty(len(y))
     for fit_rows, check in StratifiedKFold(k, shuffle=True, random_state=seed).split(z, y):
         fit = LogisticRegression(C=np.inf, max_iter=1000).fit(z[fit_rows].reshape(-1, 1), y[fit_rows])
         p = np.clip(fit.predict_proba(z[check].reshape(-1, 1))[:, 1], EPS, 1.0 - EPS)
-        gain += _log_loss_sum(y[check], raw[check]) - _log_loss_sum(y[check], p)
-    return gain / len(y)
+        gain[check] = _log_loss(y[check], raw[check]) - _log_loss(y[check], p)
+    return float(gain.mean()), float(gain.std(ddof=1) / np.sqrt(len(y)))
 
 
-def _log_loss_sum(y: np.ndarray, p: np.ndarray) -> float:
-    return float(-np.sum(y * np.log(p) + (1 - y) * np.log1p(-p)))
+def _log_loss(y: np.ndarray, p: np.ndarray) -> np.ndarray:
+    return -(y * np.log(p) + (1 - y) * np.log1p(-p))

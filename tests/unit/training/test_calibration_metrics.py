@@ -92,7 +92,7 @@ def test_calibration_on_out_of_fold_rows_lowers_ece_of_a_miscalibrated_score():
     fit, check = slice(0, 20_000), slice(20_000, None)
     calibration, record = calibrate_out_of_fold(y[fit], raw[fit], "platt")
     assert calibration.a == pytest.approx(1 / 2.5, rel=0.05) and record["rows"] == 20_000
-    assert record["held_out_gain"] > 0.01
+    assert record["held_out_gain"] > max(0.01, 2 * record["held_out_gain_se"])
     before = calibration_metrics(y[check], raw[check])
     after = calibration_metrics(y[check], calibration(raw[check]))
     assert before["ece"] > 0.1 and after["ece"] < 0.02
@@ -106,7 +106,8 @@ def test_an_already_calibrated_score_is_served_as_it_is():
     z = rng.normal(-1.0, 1.5, 5_000)
     y = (rng.random(len(z)) < 1 / (1 + np.exp(-z))).astype(int)
     calibration, record = calibrate_out_of_fold(y, 1 / (1 + np.exp(-z)), "platt")
-    assert calibration is None and record["method"] == "none" and record["held_out_gain"] <= 0
+    assert calibration is None and record["method"] == "none"
+    assert record["held_out_gain"] <= 2 * record["held_out_gain_se"]
     assert "already calibrated" in record["note"]
 
 

@@ -19,7 +19,7 @@ import pandas as pd
 
 from tabpipe.errors import DataError, ModelQualityError
 from tabpipe.model import TabularModel
-from tabpipe.model.calibration import Calibration, fit_platt, held_out_gain
+from tabpipe.model.calibration import SIGNIFICANT, Calibration, fit_platt, held_out_gain
 from tabpipe.model.estimators import WeightedMean
 from tabpipe.schema import positive_mask
 from tabpipe.training.components.transformation import split_xy
@@ -113,7 +113,8 @@ def calibrate_out_of_fold(y: np.ndarray, oof: np.ndarray, method: str) -> tuple[
     """The calibration map fitted on out-of-fold scores ``oof`` of training rows with labels ``y`` (``method``
     ``platt``; ``none``: no map), and its record: the map, and the out-of-fold ECE/Brier/log-loss before and
     after it (measured on the rows it was fitted on: a check that it fitted, not a test score). No map
-    either when it does not lower the log-loss of out-of-fold rows it was not fitted on (``held_out_gain``)."""
+    either when it does not lower the log-loss of out-of-fold rows it was not fitted on significantly
+    (by more than ``SIGNIFICANT`` standard errors: ``held_out_gain``)."""
     if method == "none":
         return None, None
     calibration = fit_platt(oof, y)
@@ -121,18 +122,18 @@ def calibrate_out_of_fold(y: np.ndarray, oof: np.ndarray, method: str) -> tuple[
     if calibration is None:
         return None, {"method": "none", "note": "the out-of-fold scores could not be calibrated; raw scores served",
                       "out_of_fold_raw": raw}
-    gain = held_out_gain(oof, y)
-    if gain <= 0:
-        log.info("calibration not applied: Platt scaling does not lower the held-out log-loss of the out-of-fold "
-                 "scores (%+.5f per row); the raw score is served as the probability", -gain)
+    gain, error = held_out_gain(oof, y)
+    if gain <= SIGNIFICANT * error:
+        log.info("calibration not applied: Platt scaling lowers the held-out log-loss of the out-of-fold scores by "
+                 "%.5f ± %.5f per row, not significantly; the raw score is served as the probability", gain, error)
         return None, {"method": "none", "note": "already calibrated: Platt scaling did not lower the held-out "
-                      "log-loss of the out-of-fold scores; raw scores served", "held_out_gain": gain,
-                      "out_of_fold_raw": raw}
+                      f"log-loss of the out-of-fold scores by more than {SIGNIFICANT:g} standard errors; raw scores "
+                      "served", "held_out_gain": gain, "held_out_gain_se": error, "out_of_fold_raw": raw}
     calibrated = calibration_metrics(y, calibration(oof))
     log.info("calibration (%s on %d out-of-fold rows): a=%.4f b=%.4f; out-of-fold ECE %.4f -> %.4f, Brier %.4f -> %.4f",
              calibration.method, len(y), calibration.a, calibration.b, raw["ece"], calibrated["ece"], raw["brier"],
              calibrated["brier"])
-    return calibration, {**calibration.record(), "held_out_gain": gain, "out_of_fold_raw": raw,
+    return calibration, {**calibration.record(), "held_out_gain": gain, "held_out_gain_se": error, "out_of_fold_raw": raw,
                          "out_of_fold_calibrated": calibrated}
 
 
