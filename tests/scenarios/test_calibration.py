@@ -59,7 +59,8 @@ def test_the_published_model_carries_the_map_and_the_cost_threshold(calibrated_r
     config, run, record, _, fits = calibrated_run
     score, y, calibration = fits[0]
     assert run.record["accepted"], run.record["decision"]
-    model, _ = registry_of(config).load_model(run.record["model_version"])
+    model, meta = registry_of(config).load_model(run.record["model_version"])
+    assert meta["calibration"] == record["stages"]["trainer"]["artifact"]["calibration"]
     assert calibration is not None and model.calibration == calibration   # SMOTE-resampled: the raw score is not
     assert record["stages"]["trainer"]["artifact"]["calibration"]["held_out_gain"] > 0      # calibrated
     # the threshold minimises 1 * FP + 10 * FN on the calibrated out-of-fold probabilities
