@@ -119,8 +119,10 @@ def test_predict_writes_rows_in_order(trained, tmp_path):
     assert "scored 40 of 40 rows" in flat(result.output)
     scored = pd.read_csv(out)
     assert len(scored) == len(inp) == 40
-    assert list(scored.columns) == list(inp.columns) + ["prediction", "probability", "warnings", "error"]
+    assert list(scored.columns) == list(inp.columns) + ["prediction", "probability", "score", "warnings", "error"]
     assert scored["warnings"].isna().all() and scored["error"].isna().all()
+    model, _ = registry_of(trained.config).load_model(registry_of(trained.config).production_version())
+    np.testing.assert_allclose(scored["probability"], model.calibrate(scored["score"].to_numpy()), rtol=0, atol=1e-12)
     assert scored["measurement_id"].tolist() == inp["measurement_id"].tolist()
     assert scored["measured_at"].tolist() == inp["measured_at"].tolist()
     assert set(scored["prediction"]) <= {"yes", "no"} and scored["prediction"].notna().all()

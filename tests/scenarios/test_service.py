@@ -157,6 +157,22 @@ def test_predict_equals_model_predict_proba(served, name, version, candidate):
         assert math.isclose(single["probability"], p["probability"], abs_tol=1e-12)
 
 
+def test_predict_answers_carry_the_calibrated_probability_and_the_raw_score(served):
+    s = served("main", "v0001")
+    assert s.model.calibration is not None            # trained with the defaults: calibrated
+    records = sample_records(s.project, 40, seed=3)
+    preds = post_json(s.client, {"records": records}).get_json()["predictions"]
+    typed, _ = s.model.check(pd.DataFrame(records))
+    raw = s.model.score_typed(typed)
+    np.testing.assert_allclose([p["score"] for p in preds], raw, rtol=0, atol=TOL)
+    np.testing.assert_allclose([p["probability"] for p in preds], s.model.calibration(raw), rtol=0, atol=TOL)
+    assert max(abs(p["probability"] - p["score"]) for p in preds) > 1e-3   # calibrated, not the raw score again
+    resp = csv_upload(s.client, pd.DataFrame(records).to_csv(index=False).encode())
+    out = pd.read_csv(io.BytesIO(resp.data))
+    np.testing.assert_allclose(out["score"], raw, rtol=0, atol=TOL)
+    np.testing.assert_allclose(out["probability"], s.model.calibration(raw), rtol=0, atol=TOL)
+
+
 def _edge_records(project: Project) -> list[dict]:
     """Nulls in every nullable field, unknown allowed categories, offsets, bounds."""
     base = sample_records(project, 1, seed=3)[0]
@@ -644,7 +660,7 @@ def test_predict_csv_scores_every_row_it_can_in_order(rf):
     assert r.status_code == 200, r.get_data(as_text=True)[:500]
     out = pd.read_csv(io.BytesIO(r.data))
     assert list(out["measurement_id"]) == list(df["measurement_id"])
-    assert list(out.columns) == list(df.columns) + ["prediction", "probability", "warnings", "error"]
+    assert list(out.columns) == list(df.columns) + ["prediction", "probability", "score", "warnings", "error"]
     assert out["probability"].isna().tolist() == [i == 12 for i in range(20)]
     assert "technology (category): is not one of the allowed categories" in out.loc[12, "error"]
     assert out.loc[7, "warnings"] == "latency_ms (range): is below the minimum 0"

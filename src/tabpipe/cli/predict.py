@@ -17,7 +17,7 @@ from tabpipe.errors import TabpipeError
 def predict(
     input: Path = typer.Option(..., "--input", "-i", help="CSV or Parquet of rows to score (no target needed), or a "
                                "folder of Parquet files (a partitioned dataset, scored file by file)."),
-    output: Path = typer.Option(..., "--output", "-o", help="Where to write rows + prediction + probability (.csv/.parquet)."),
+    output: Path = typer.Option(..., "--output", "-o", help="Where to write rows + prediction + probability + score (.csv/.parquet)."),
     config: Path = ConfigOpt,
     model_version: str | None = typer.Option(None, "--model-version", help="Registry version (default: production)."),
     request_id: str | None = typer.Option(None, "--request-id", help="Id the rows are logged under (default: a new one; "

@@ -111,7 +111,7 @@ def train(
         return
     m = rec["metrics"]
     out.print(f"test roc_auc={m['roc_auc']:.4f} pr_auc={m['pr_auc']:.4f} f1={m['f1']:.4f} "
-              f"precision={m['precision']:.4f} recall={m['recall']:.4f}")
+              f"precision={m['precision']:.4f} recall={m['recall']:.4f} ece={m['ece']:.4f} brier={m['brier']:.4f}")
     if rec["accepted"] and rec.get("promoted"):
         out.print(f"[green]model accepted[/]: {rec['decision']}\nproduction model: {rec['model_version']}")
     elif rec["accepted"]:

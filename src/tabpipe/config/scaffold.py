@@ -56,6 +56,7 @@ evaluation:
   metric: roc_auc              # roc_auc | pr_auc | f1, on the untouched test split
   min_score: 0.6
   min_improvement: 0.0         # over the production model
+  # costs: {{false_positive: 1, false_negative: 10}}   # threshold: least expected cost instead of best F1
 
 registry:
   backend: local

@@ -1,8 +1,13 @@
-"""The shipped model: ONE fitted object = schema check + preprocessing + estimator + threshold.
+"""The shipped model: ONE fitted object = schema check + preprocessing + estimator + calibration + threshold.
 
 It takes raw rows as described by the schema (a DataFrame, or a list of dicts) and returns the
 original label values and the probability of the positive class. The same object is saved by the
 trainer, stored in the registry, used by ``tabpipe predict`` and by the web service.
+
+``score`` is the estimator's raw P(positive) (trained on resampled rows, ensembles' weighted means:
+ranks well, not calibrated); ``predict_proba`` is ``calibrate(score)``, the calibration map fitted on
+out-of-fold scores (``tabpipe.model.calibration``). A model without one (``calibration`` None, as
+every model saved before calibration existed) answers its raw score as its probability.
 """
 from __future__ import annotations
 
@@ -13,12 +18,14 @@ import numpy as np
 import pandas as pd
 
 from tabpipe.errors import DataError
+from tabpipe.model.calibration import Calibration
 from tabpipe.schema import Problem, Schema, coerce_frame, summarize
 
 
 @dataclass
 class TabularModel:
-    """The shipped model: schema, fitted preprocessing and classifier, decision threshold and original labels."""
+    """The shipped model: schema, fitted preprocessing and classifier, calibration, decision threshold (on the
+    calibrated probability) and original labels."""
     schema: Schema
     preprocessor: Any            # fitted sklearn ColumnTransformer
     estimator: Any               # fitted classifier trained on y in {0, 1}
@@ -27,6 +34,7 @@ class TabularModel:
     candidate: str = ""
     resampling: str = ""         # how the estimator's training rows were resampled (smotetomek | smote | none)
     feature_means: Any = None    # (preprocessed columns,) float64 mean of the training rows: the centre of explanations
+    calibration: Calibration | None = None   # raw score -> probability; None: the score is the probability
 
     @property
     def features(self) -> list[str]:
@@ -38,12 +46,21 @@ class TabularModel:
         frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame.from_records(rows)
         return coerce_frame(frame, self.schema, with_target=False)
 
-    def predict_proba_typed(self, typed: pd.DataFrame) -> np.ndarray:
-        """(n,) probabilities of the positive class for rows already typed by ``check``."""
+    def score_typed(self, typed: pd.DataFrame) -> np.ndarray:
+        """(n,) raw scores (the estimator's uncalibrated P(positive)) of rows already typed by ``check``."""
         if len(typed) == 0:
             return np.empty(0)
         X = self.preprocessor.transform(typed)
         return self.estimator.predict_proba(X)[:, list(self.estimator.classes_).index(1)]
+
+    def calibrate(self, score: np.ndarray) -> np.ndarray:
+        """Calibrated P(positive) of raw scores: the one place every scoring path turns a score into a probability."""
+        score = np.asarray(score, dtype=np.float64)
+        return score if self.calibration is None else self.calibration(score)
+
+    def predict_proba_typed(self, typed: pd.DataFrame) -> np.ndarray:
+        """(n,) calibrated probabilities of the positive class for rows already typed by ``check``."""
+        return self.calibrate(self.score_typed(typed))
 
     def predict_proba(self, rows: pd.DataFrame | list[dict]) -> np.ndarray:
         """(n,) probabilities of the positive class; DataError listing the hard problems if any row

@@ -1,4 +1,6 @@
-"""Batch scoring of a table: input rows in order + ``prediction``, ``probability``, ``warnings``, ``error``.
+"""Batch scoring of a table: input rows in order + ``prediction``, ``probability``, ``score``, ``warnings``, ``error``.
+
+``probability`` is the model's calibrated P(positive), ``score`` its raw estimator output (``TabularModel``).
 
 Every row that can be scored is scored. A row that breaks a hard rule of the schema (a value that
 cannot be read as its type, or a rule the column lists under ``hard:``) gets an ``error`` text and
@@ -53,13 +55,20 @@ class BatchResult:
 @dataclass(frozen=True)
 class Scored:
     """What scoring a table adds to its rows: per row the probability (NaN: not scored), the label (meaningless
-    where the probability is NaN), the warnings and error texts (None: none), and every problem found."""
+    where the probability is NaN), the warnings and error texts (None: none), every problem found, and the
+    raw score the probability is calibrated from (None: the same as ``proba``)."""
     proba: np.ndarray
     labels: np.ndarray
     warnings: list
     errors: list
     problems: list[Problem]
     reasons: dict = field(default_factory=dict)   # explain columns (name -> (n,) values), when asked for
+    score: np.ndarray | None = None
+
+    @property
+    def raw(self) -> np.ndarray:
+        """Per row the raw score (NaN: not scored)."""
+        return self.proba if self.score is None else self.score
 
     @property
     def scored(self) -> int:
@@ -91,10 +100,11 @@ def score_rows(model: TabularModel, df: pd.DataFrame, explain: int = 0) -> Score
         raise MissingColumns(absent)
     typed, problems = model.check(df)
     n = len(df)
-    proba = probabilities(model, typed, problems)
+    score = scores(model, typed, problems)
+    proba = model.calibrate(score)
     reasons = explained(model, typed, ~np.isnan(proba), explain) if explain > 0 else {}
     return Scored(proba, model.labels_for(proba), _row_texts([p for p in problems if not p.hard], n),
-                  _row_texts([p for p in problems if p.hard], n), problems, reasons)
+                  _row_texts([p for p in problems if p.hard], n), problems, reasons, score)
 
 
 def explained(model: TabularModel, typed: pd.DataFrame, valid: np.ndarray, k: int,
@@ -117,7 +127,7 @@ def explained(model: TabularModel, typed: pd.DataFrame, valid: np.ndarray, k: in
 
 
 def score_frame(model: TabularModel, df: pd.DataFrame) -> tuple[pd.DataFrame, list[Problem]]:
-    """Rows of ``df`` (in order) with prediction/probability/warnings/error, and every problem found.
+    """Rows of ``df`` (in order) with prediction/probability/score/warnings/error, and every problem found.
 
     Raises ``MissingColumns`` when a feature column is absent."""
     scored = score_rows(model, df)
@@ -126,12 +136,13 @@ def score_frame(model: TabularModel, df: pd.DataFrame) -> tuple[pd.DataFrame, li
     result = df.reset_index(drop=True).copy()
     result["prediction"] = pd.Series(scored.labels[valid], index=np.flatnonzero(valid)).reindex(range(n))
     result["probability"] = scored.proba
+    result["score"] = scored.raw
     result["warnings"] = pd.Series(scored.warnings, dtype=object).where(pd.notna(scored.warnings), np.nan)
     result["error"] = pd.Series(scored.errors, dtype=object).where(pd.notna(scored.errors), np.nan)
     return result, scored.problems
 
 
-OUTPUT_COLUMNS = ("prediction", "probability", "warnings", "error")
+OUTPUT_COLUMNS = ("prediction", "probability", "score", "warnings", "error")
 
 
 def scored_table(rows: pa.Table, scored: Scored) -> pa.Table:
@@ -139,6 +150,7 @@ def scored_table(rows: pa.Table, scored: Scored) -> pa.Table:
     frame converts to, without a pandas copy of the input. A column named like an output is replaced in place."""
     columns = {"prediction": pa.array(scored.labels, mask=np.isnan(scored.proba)),
                "probability": pa.array(scored.proba, from_pandas=True),
+               "score": pa.array(scored.raw, from_pandas=True),
                "warnings": pa.array(scored.warnings, type=pa.string()),
                "error": pa.array(scored.errors, type=pa.string())}
     columns.update({name: pa.array(values, type=pa.string() if values.dtype == object else pa.float64(),
@@ -152,9 +164,16 @@ def scored_table(rows: pa.Table, scored: Scored) -> pa.Table:
 
 def probabilities(model: TabularModel, typed: pd.DataFrame, problems: list[Problem],
                   block_rows: int = BLOCK_ROWS) -> np.ndarray:
-    """(n,) positive-class probabilities of rows typed by ``model.check``; NaN for a row that breaks a hard rule.
+    """(n,) calibrated positive-class probabilities of rows typed by ``model.check``; NaN for a row that breaks
+    a hard rule. Equal to ``model.predict_proba_typed`` on the valid rows (to 1e-12, tested)."""
+    return model.calibrate(scores(model, typed, problems, block_rows))
 
-    Equal to ``model.predict_proba_typed`` on the valid rows (to 1e-12, tested), computed a block of rows at a
+
+def scores(model: TabularModel, typed: pd.DataFrame, problems: list[Problem],
+           block_rows: int = BLOCK_ROWS) -> np.ndarray:
+    """(n,) raw scores of rows typed by ``model.check``; NaN for a row that breaks a hard rule.
+
+    Equal to ``model.score_typed`` on the valid rows (to 1e-12, tested), computed a block of rows at a
     time (preprocessing included: bounded temporaries) by the estimator's ``MatrixScorer``."""
     valid = np.ones(len(typed), dtype=bool)
     for p in problems:

@@ -19,7 +19,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from pyarrow.fs import LocalFileSystem
 
-from tabpipe.scoring.batch import BatchResult, MissingColumns, score_frame, summary
+from tabpipe.scoring.batch import OUTPUT_COLUMNS, BatchResult, MissingColumns, score_frame, summary
 from tabpipe.scoring.stream import ChunkWriter
 from tabpipe.errors import DataError, TabpipeError
 from tabpipe.model import TabularModel
@@ -94,6 +94,7 @@ def _typed(scored: pd.DataFrame, model: TabularModel) -> pd.DataFrame:
     kind = "boolean" if pd.api.types.is_bool_dtype(labels) else "Int64" if pd.api.types.is_integer_dtype(labels) \
         else "string"
     return scored.assign(prediction=scored["prediction"].astype(kind), probability=scored["probability"].astype(float),
+                         score=scored["score"].astype(float),
                          warnings=scored["warnings"].astype("string"), error=scored["error"].astype("string"))
 
 
@@ -155,9 +156,9 @@ def score_dataset(model: TabularModel, folder: Path, output_path: Path, *, dask_
 
 def _empty_schema(model: TabularModel, part: Partition) -> pa.Schema:
     empty = part.schema.empty_table().to_pandas()
-    for name in ("prediction", "probability", "warnings", "error"):
+    for name in OUTPUT_COLUMNS:
         empty[name] = pd.Series(dtype=object)
-    empty["probability"] = empty["probability"].astype(float)
+    empty["probability"], empty["score"] = empty["probability"].astype(float), empty["score"].astype(float)
     return pa.Table.from_pandas(_typed(empty, model), preserve_index=False).schema.remove_metadata()
 
 

@@ -53,15 +53,16 @@ def batch_summary(rows: list[tuple], details: Details) -> dict:
 
 
 def batch_answer(rows: list[tuple], scored: dict[int, tuple], reasons: dict[int, dict] | None = None) -> dict:
-    """``predictions``: one entry per record, in order — ``{row, prediction, probability[, reasons][, warnings]}``
-    or ``{row, prediction: null, probability: null, errors[, warnings]}`` — and the exact ``summary``.
-    Detail lists are bounded: each failed row keeps its first error, then MAX_DETAILS more in all.
-    ``reasons``: per scored row its explanation (``Reasons.entries``), when asked for."""
+    """``predictions``: one entry per record, in order — ``{row, prediction, probability, score[, reasons][, warnings]}``
+    or ``{row, prediction: null, probability: null, score: null, errors[, warnings]}`` — and the exact ``summary``.
+    ``scored``: per scored record (label, calibrated probability, raw score); ``reasons``: per scored row its
+    explanation (``Reasons.entries``), when asked for.
+    Detail lists are bounded: each failed row keeps its first error, then MAX_DETAILS more in all."""
     details = Details(MAX_DETAILS)
     predictions = []
     for i, (_, errs, warns) in enumerate(rows):
-        prediction, probability = scored.get(i, (None, None))
-        entry: dict = {"row": i, "prediction": prediction, "probability": probability}
+        prediction, probability, score = scored.get(i, (None, None, None))
+        entry: dict = {"row": i, "prediction": prediction, "probability": probability, "score": score}
         if reasons is not None and i in reasons:
             entry["reasons"] = reasons[i]
         if errs:

@@ -41,9 +41,10 @@ EXPLAIN = {"name": "explain", "in": "query", "required": False,
 ANSWER = {"type": "object", "required": ["model_version", "predictions", "summary"], "properties": {
     "model_version": {"type": "string"}, "summary": SUMMARY,
     "predictions": {"type": "array", "items": {
-        "type": "object", "required": ["row", "prediction", "probability"],
+        "type": "object", "required": ["row", "prediction", "probability", "score"],
         "properties": {"row": {"type": "integer"}, "prediction": LABEL,
                        "probability": {"type": "number", "minimum": 0, "maximum": 1, "nullable": True},
+                       "score": {"type": "number", "minimum": 0, "maximum": 1, "nullable": True},
                        "reasons": REASONS, "errors": {"type": "array", "items": PROBLEM},
                        "warnings": {"type": "array", "items": PROBLEM}}}}}}
 
@@ -127,7 +128,7 @@ def openapi_document(schema: Schema | None, *, max_records: int, train_enabled: 
             "responses": {"200": _json({"$ref": "#/components/schemas/Answer"}, "per-row predictions"),
                           **_errors(400, 403, 413, 415, 422, 503)}}},
         "/predict/csv": {"post": {
-            "summary": "score a CSV upload (multipart field 'file'); answer: the rows + prediction, probability, "
+            "summary": "score a CSV upload (multipart field 'file'); answer: the rows + prediction, probability, score, "
                        "warnings, error columns (with ?explain=k: reason_base, reason_logit and reason_i_column, "
                        "reason_i_contribution for i = 1..k)",
             "parameters": [EXPLAIN],

@@ -1,4 +1,4 @@
-"""Scores and threshold tuning: pure functions of labels (0/1) and positive-class probabilities.
+"""Scores, calibration measures and threshold tuning: pure functions of labels (0/1) and positive-class probabilities.
 
 A metric has one name everywhere (``tabpipe.config.Metric``): ``pr_auc`` is the average precision
 (the YAML spelling ``average_precision`` is mapped to it when the config is read).
@@ -19,6 +19,9 @@ from sklearn.metrics import (
 
 if TYPE_CHECKING:
     from tabpipe.config import Metric
+
+ECE_BINS = 15        # expected calibration error: equal-frequency bins of the probability
+LOG_LOSS_EPS = 1e-15
 
 
 def ranking_score(metric: Metric, y: np.ndarray, proba: np.ndarray) -> float:
@@ -42,12 +45,73 @@ def best_f1_threshold(y: np.ndarray, proba: np.ndarray) -> tuple[float, float]:
     return float(thresholds[best]) if len(thresholds) else 0.5, float(f1[best])
 
 
+def min_cost_threshold(y: np.ndarray, proba: np.ndarray, false_positive: float,
+                       false_negative: float) -> tuple[float, float]:
+    """(threshold, mean cost per row) minimising ``false_positive * FP + false_negative * FN`` of
+    ``proba >= threshold`` over the rows' own probabilities (and "no row positive": just above the largest);
+    of equal costs the highest threshold."""
+    y, proba = np.asarray(y, dtype=int), np.asarray(proba, dtype=float)
+    order = np.argsort(-proba, kind="mergesort")
+    p, positive = proba[order], y[order]
+    last_of_tie = np.r_[np.flatnonzero(np.diff(p) != 0), len(p) - 1]
+    tp, fp = np.cumsum(positive)[last_of_tie], np.cumsum(1 - positive)[last_of_tie]
+    # threshold p[last_of_tie[k]]: the rows down to that tie group are positive
+    cost = np.r_[false_negative * positive.sum(), false_positive * fp + false_negative * (positive.sum() - tp)]
+    thresholds = np.r_[np.nextafter(p[0], np.inf) if len(p) else 0.5, p[last_of_tie]]
+    best = int(np.argmin(cost))     # the first of equal costs: the highest threshold
+    return float(thresholds[best]), float(cost[best] / max(len(y), 1))
+
+
+def decision_threshold(y: np.ndarray, proba: np.ndarray, costs: tuple[float, float] | None) -> float:
+    """The decision threshold on (calibrated, out-of-fold) probabilities: the least expected cost when
+    ``costs`` = (false positive, false negative) are given, else the best F1."""
+    if costs is not None:
+        return min_cost_threshold(y, proba, *costs)[0]
+    return best_f1_threshold(y, proba)[0]
+
+
+def expected_calibration_error(y: np.ndarray, proba: np.ndarray, bins: int = ECE_BINS) -> float:
+    """ECE with ``bins`` equal-frequency bins of the probability: sum over bins of (rows in bin / rows) *
+    |mean label - mean probability|. The rows sorted by probability are cut into ``bins`` groups of equal
+    size (the first ones one row larger when it does not divide), each cut moved down to the start of the
+    run of equal probabilities it falls in (equal probabilities share a bin: fewer bins then)."""
+    y, proba = np.asarray(y, dtype=float), np.asarray(proba, dtype=float)
+    n = len(y)
+    if n == 0:
+        return float("nan")
+    order = np.argsort(proba, kind="mergesort")
+    ranked = proba[order]
+    sizes = np.full(min(bins, n), n // min(bins, n))
+    sizes[: n % len(sizes)] += 1
+    cuts = np.unique(np.searchsorted(ranked, ranked[np.cumsum(sizes)[:-1]], side="left"))
+    groups = np.split(order, cuts[cuts > 0])
+    return float(sum(len(b) * abs(y[b].mean() - proba[b].mean()) for b in groups) / n)
+
+
+def brier_score(y: np.ndarray, proba: np.ndarray) -> float:
+    """Mean squared difference between the probability and the label (0/1)."""
+    return float(np.mean((np.asarray(proba, dtype=float) - np.asarray(y, dtype=float)) ** 2))
+
+
+def log_loss(y: np.ndarray, proba: np.ndarray) -> float:
+    """Mean negative log-likelihood of the labels, probabilities clipped to [1e-15, 1 - 1e-15]."""
+    y, p = np.asarray(y, dtype=float), np.clip(np.asarray(proba, dtype=float), LOG_LOSS_EPS, 1 - LOG_LOSS_EPS)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log1p(-p)))
+
+
+def calibration_metrics(y: np.ndarray, proba: np.ndarray) -> dict[str, float]:
+    """ece (``ECE_BINS`` equal-frequency bins), brier and log_loss of ``proba``."""
+    return {"ece": expected_calibration_error(y, proba), "brier": brier_score(y, proba), "log_loss": log_loss(y, proba)}
+
+
 def holdout_metrics(y: np.ndarray, proba: np.ndarray, threshold: float) -> dict[str, float]:
-    """roc_auc, pr_auc (average precision), and f1/precision/recall of ``proba >= threshold``."""
+    """roc_auc, pr_auc (average precision), f1/precision/recall of ``proba >= threshold``, and the
+    calibration measures ece/brier/log_loss (``calibration_metrics``)."""
     pred = (proba >= threshold).astype(int)
     return {
         "roc_auc": float(roc_auc_score(y, proba)),
         "pr_auc": float(average_precision_score(y, proba)),
+        **calibration_metrics(y, proba),
         "f1": float(f1_score(y, pred, zero_division=0)),
         "precision": float(precision_score(y, pred, zero_division=0)),
         "recall": float(recall_score(y, pred, zero_division=0)),

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tabpipe.config import (
+    CalibrationMethod,
     Candidate,
     DriftSection,
     ExecutorSection,
@@ -113,6 +114,8 @@ class TrainerConfig:
     rows: RowFiles
     search_rounds: int            # rounds of new configurations while the budget allows (tabpipe.training.search.schedule)
     ensemble_size: int            # greedy picks of configurations for the final model; 1 = the best alone
+    calibration: CalibrationMethod = "platt"   # the map fitted on the out-of-fold scores (tabpipe.model.calibration)
+    costs: tuple[float, float] | None = None   # (false positive, false negative): the threshold's expected cost
 
     @classmethod
     def from_settings(cls, settings: Settings, *, out_dir: Path, rows: RowFiles) -> TrainerConfig:
@@ -123,7 +126,9 @@ class TrainerConfig:
                    min_cv_score=training.min_cv_score, resampling=p.transformation.resampling,
                    max_categories=p.transformation.max_categories, seed=p.run.seed, out_dir=out_dir,
                    executor=training.executor, rows=rows, search_rounds=training.search_rounds,
-                   ensemble_size=training.ensemble_size)
+                   ensemble_size=training.ensemble_size, calibration=training.calibration,
+                   costs=None if p.evaluation.costs is None
+                   else (p.evaluation.costs.false_positive, p.evaluation.costs.false_negative))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -137,6 +142,7 @@ class EvaluationConfig:
     rows: RowFiles
     segments: SegmentsSection = SegmentsSection()   # per-segment comparison and worst-slice search
     seed: int = 0                                   # of the bootstrap resamples
+    max_ece_increase: float | None = None   # refuse a challenger whose test ECE exceeds production's by more
 
     @classmethod
     def from_settings(cls, settings: Settings, *, out_dir: Path, rows: RowFiles) -> EvaluationConfig:
@@ -144,7 +150,8 @@ class EvaluationConfig:
         evaluation = settings.pipeline.evaluation
         return cls(metric=evaluation.metric, min_score=evaluation.min_score,
                    min_improvement=evaluation.min_improvement, out_dir=out_dir, rows=rows,
-                   segments=settings.pipeline.segments, seed=settings.pipeline.run.seed)
+                   segments=settings.pipeline.segments, seed=settings.pipeline.run.seed,
+                   max_ece_increase=evaluation.max_ece_increase)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -237,7 +244,7 @@ class TrainerArtifact:
     best_resampling: str      # smotetomek | smote | none: the chosen candidate's resampling, used by the refit
                               # (an ensemble: its members' kinds joined with "+")
     cv_score: float
-    threshold: float
+    threshold: float          # on the calibrated probability: best F1, or least expected cost (evaluation.costs)
     configs_tried: int        # configurations with a CV score
     configs_total: int
     stopped: Mapping[str, int]  # configurations per stop reason: finished, pruned, out_of_budget, failed
@@ -245,6 +252,8 @@ class TrainerArtifact:
     search_seconds: float     # everything the budget covers: probe, fold preparation, search
     prep_seconds: float       # of which preparing the folds
     refit_seconds: float      # the final refit on every training row, after the budget
+    calibration: Mapping[str, Any] | None = None   # the map (method, a, b, rows) and the out-of-fold ECE/Brier
+                                                   # before and after it; None: not calibrated
 
 
 @dataclass(frozen=True)

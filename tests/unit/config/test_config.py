@@ -187,6 +187,10 @@ def test_wrong_type(project):
     ("training", "ensemble_size", 0, "training.ensemble_size"),
     ("validation", "integrity", {"across_split": "drop"}, "validation.integrity.across_split"),
     ("validation", "integrity", {"leakage": {"stop_at_auc": 0.4}}, "validation.integrity.leakage.stop_at_auc"),
+    ("training", "calibration", "isotonic", "training.calibration"),
+    ("evaluation", "max_ece_increase", -0.1, "evaluation.max_ece_increase"),
+    ("evaluation", "costs", {"false_positive": 1, "false_negative": 0}, "evaluation.costs.false_negative"),
+    ("evaluation", "costs", {"false_positive": 1}, "evaluation.costs.false_negative"),
 ])
 def test_out_of_domain_values(project, section, key, value, dotted):
     edit_yaml(project, lambda d: d[section].update({key: value}))
@@ -228,6 +232,21 @@ def test_serve_input_limits_default_and_validate(project):
     assert serve.allowed_origins == ["https://app.example.com:8443"] and serve.max_csv_rows == 5
     edit_yaml(project, lambda d: d["serve"].update(max_csv_rows=0))
     assert config_error(project).key == "serve.max_csv_rows"
+
+
+def test_calibration_defaults_and_costs_reach_the_trainer(project, tmp_path):
+    from tabpipe.training.rowfiles import RowFiles
+    from tabpipe.training.specs import EvaluationConfig, TrainerConfig
+
+    settings = load_settings(project, check_candidates=False)
+    p = settings.pipeline
+    assert (p.training.calibration, p.evaluation.max_ece_increase, p.evaluation.costs) == ("platt", 0.05, None)
+    assert TrainerConfig.from_settings(settings, out_dir=tmp_path, rows=RowFiles()).costs is None
+    edit_yaml(project, lambda d: d["evaluation"].update(costs={"false_positive": 1, "false_negative": 10},
+                                                        max_ece_increase=None))
+    settings = load_settings(project, check_candidates=False)
+    assert TrainerConfig.from_settings(settings, out_dir=tmp_path, rows=RowFiles()).costs == (1.0, 10.0)
+    assert EvaluationConfig.from_settings(settings, out_dir=tmp_path, rows=RowFiles()).max_ece_increase is None
 
 
 def test_n_jobs_zero_is_a_config_error(project):

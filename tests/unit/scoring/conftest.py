@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from tabpipe.model import TabularModel
+from tabpipe.model.calibration import Calibration
 from tabpipe.model.features import build_preprocessor, fit_transform
 from tabpipe.schema import Schema, coerce_frame
 
@@ -95,10 +96,10 @@ class Table:
     y: np.ndarray
     records: list[dict]
 
-    def model(self, estimator) -> TabularModel:
-        """A TabularModel of the fitted preprocessing and ``estimator`` (fitted on ``X``, ``y``)."""
+    def model(self, estimator, calibration: Calibration | None = None) -> TabularModel:
+        """A TabularModel of the fitted preprocessing and ``estimator`` (fitted on ``X``, ``y``), calibrated or not."""
         return TabularModel(schema=self.schema, preprocessor=self.preprocessor, estimator=estimator,
-                            threshold=0.5, labels=("no", "yes"), candidate="unit")
+                            threshold=0.5, labels=("no", "yes"), candidate="unit", calibration=calibration)
 
 
 @pytest.fixture(scope="session")

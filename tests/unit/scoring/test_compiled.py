@@ -25,6 +25,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from tabpipe.model.calibration import Calibration
 from tabpipe.model.estimators import LinearBoostingBlend, SplineLogisticRegression, WeightedMean
 from tabpipe.model.features import fit_transform
 from tabpipe.schema import coerce_frame
@@ -186,6 +187,18 @@ COMPILED: dict[str, Callable] = {
 def test_a_compiled_estimator_equals_the_model(table, kind):
     assert_scores_like_model(table.model(COMPILED[kind](table)), table.records, compiled=True,
                              constant=kind == "lightgbm-no-split")
+
+
+@pytest.mark.parametrize("kind", ["logistic-regression", "hist-gradient-boosting", "weighted-mean-with-lightgbm"])
+def test_a_calibrated_model_compiled_equals_the_model_and_keeps_the_raw_score(table, kind):
+    model = table.model(COMPILED[kind](table), Calibration(a=0.6, b=-0.8))
+    scorer = assert_scores_like_model(model, table.records, compiled=True)
+    rows = checked(scorer, table.records)
+    typed, _ = model.check(table.records)
+    raw = scorer.scores(rows)
+    np.testing.assert_allclose(raw, model.score_typed(typed), rtol=0, atol=TOL)
+    np.testing.assert_allclose(scorer.proba(rows), model.calibrate(raw), rtol=0, atol=TOL)
+    assert np.abs(scorer.proba(rows) - raw).max() > 0.05     # the map is applied, not the identity
 
 
 @pytest.mark.parametrize("n_knots", [2, 4, 8])

@@ -15,9 +15,10 @@ import pytest
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 
+from tabpipe.model.calibration import Calibration
 from tabpipe.model.estimators import LinearBoostingBlend, SplineLogisticRegression, WeightedMean
 from tabpipe.schema import coerce_frame
-from tabpipe.scoring.batch import probabilities
+from tabpipe.scoring.batch import probabilities, score_frame, scores
 from tabpipe.scoring.matrix import MatrixScorer
 
 TOL = 1e-12
@@ -102,3 +103,20 @@ def test_batch_probabilities_equal_the_model_and_skip_refused_rows(table):
     assert np.isnan(proba[[4, 9]]).all() and not np.isnan(np.delete(proba, [4, 9])).any()
     valid = ~np.isnan(proba)
     np.testing.assert_allclose(proba[valid], model.predict_proba_typed(typed[valid]), rtol=0, atol=TOL)
+
+
+def test_a_calibrated_model_batch_probabilities_and_scores_equal_the_model(table):
+    model = table.model(ESTIMATORS["default-ensemble"](table), Calibration(a=1.7, b=0.3))
+    frame = pd.DataFrame.from_records(table.records)
+    frame.loc[[3], "load"] = "not a number"             # refused (hard type rule)
+    typed, problems = model.check(frame)
+    valid = np.ones(len(frame), dtype=bool)
+    valid[3] = False
+    proba, raw = probabilities(model, typed, problems, block_rows=16), scores(model, typed, problems, block_rows=16)
+    assert np.isnan(proba[3]) and np.isnan(raw[3])
+    np.testing.assert_allclose(proba[valid], model.predict_proba_typed(typed[valid]), rtol=0, atol=TOL)
+    np.testing.assert_allclose(raw[valid], model.score_typed(typed[valid]), rtol=0, atol=TOL)
+    assert np.abs(proba[valid] - raw[valid]).max() > 0.05     # the map is applied, not the identity
+    out, _ = score_frame(model, frame)
+    np.testing.assert_array_equal(out["probability"].to_numpy(), proba)
+    np.testing.assert_array_equal(out["score"].to_numpy(), raw)

@@ -105,7 +105,7 @@ def test_parquet_in_row_chunks_equals_one_chunk(model, table, tmp_path):
     a, b = pd.read_parquet(tmp_path / "one.parquet"), pd.read_parquet(tmp_path / "many.parquet")
     pd.testing.assert_frame_equal(a, b)
     assert one == many and "__index_level_0__" not in a.columns
-    assert list(a.columns) == [*df.columns, "prediction", "probability", "warnings", "error"]
+    assert list(a.columns) == [*df.columns, "prediction", "probability", "score", "warnings", "error"]
 
 
 def test_column_types_are_pandas_types_of_the_whole_file(tmp_path):

@@ -1,8 +1,9 @@
 """Fast scoring of a few JSON records, without DataFrames or scikit-learn's per-call overhead.
 
 ``RecordScorer`` is compiled once from a fitted ``TabularModel``: ``check`` (the schema's rules, as
-``Problem``s), ``vector`` (the fitted preprocessing, ``features``), ``proba`` (the estimator compiled into one
-formula, ``estimator``, else its own ``predict_proba``); equal to ``TabularModel.predict_proba`` (tested).
+``Problem``s), ``vector`` (the fitted preprocessing, ``features``), ``scores`` (the estimator compiled into one
+formula, ``estimator``, else its own ``predict_proba``), ``proba`` (the scores through the model's calibration);
+equal to ``TabularModel.predict_proba`` (tested).
 Design notes: docs/serving.md#the-compiled-record-scorer
 """
 from __future__ import annotations
@@ -67,10 +68,14 @@ class RecordScorer:
         return np.array([self.vector(v) for v in rows])
 
     def proba(self, rows: list[list]) -> np.ndarray:
-        """(n,) P(positive) for checked records."""
+        """(n,) calibrated P(positive) for checked records (``TabularModel.calibrate`` of their ``scores``)."""
+        return self.model.calibrate(self.scores(rows))
+
+    def scores(self, rows: list[list]) -> np.ndarray:
+        """(n,) raw scores (the estimator's uncalibrated P(positive)) for checked records."""
         if self.blocks is None:
             frame = pd.DataFrame([dict(zip(self.features, v)) for v in rows], columns=self.features)
-            return self.model.predict_proba_typed(self.model.check(frame)[0])
+            return self.model.score_typed(self.model.check(frame)[0])
         vectors = [self.vector(v) for v in rows]
         if self.fast_estimator is None:
             return self._own_proba(vectors)

@@ -54,11 +54,13 @@ def predict():
         what = f"{len(rows[0][1])} schema violation(s)" if not is_batch else \
             f"none of the {len(rows)} records could be scored"
         raise ApiError(422, what, errors, {"summary": batch_summary(rows, details)} if is_batch else None)
-    proba = current.scorer.proba([rows[i][0] for i in scorable])
+    score = current.scorer.scores([rows[i][0] for i in scorable])
+    proba = current.model.calibrate(score)
     labels = current.model.labels_for(proba)
     if metrics is not None:
         metrics.rows(len(scorable), len(rows) - len(scorable), (p for _, _, warns in rows for p in warns), proba)
-    scored = {i: (label, float(p)) for i, label, p in zip(scorable, labels.tolist(), proba)}   # tolist: Python values
+    scored = {i: (label, float(p), float(s))                                    # tolist: Python values
+              for i, label, p, s in zip(scorable, labels.tolist(), proba, score)}
     reasons = None
     if explainer is not None:
         entries = explainer.explain(current.scorer.matrix([rows[i][0] for i in scorable])).entries(

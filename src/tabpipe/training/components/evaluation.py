@@ -1,5 +1,9 @@
 """ModelEvaluation: score the new and the production model on the same untouched test split, and bless or not.
 
+Both models' metrics include their calibration on the test rows (ECE with 15 equal-frequency bins, Brier,
+log-loss: ``training.metrics.holdout_metrics``); a challenger whose ECE exceeds production's by more than
+``evaluation.max_ece_increase`` is refused even when its ranking metric is better.
+
 Design notes: docs/training.md#the-gate-evaluation
 """
 from __future__ import annotations
@@ -20,7 +24,7 @@ from tabpipe.training.specs import (
 from tabpipe.errors import TabpipeError
 from tabpipe.training.holdout import unseen_by_production
 from tabpipe.training.importance import permutation_importance
-from tabpipe.training.metrics import holdout_metrics
+from tabpipe.training.metrics import ECE_BINS, holdout_metrics
 from tabpipe.training.segments import refusal_reason, segment_checks
 
 if TYPE_CHECKING:
@@ -30,11 +34,13 @@ log = logging.getLogger(__name__)
 
 
 def gate(metric: Metric, new: dict, production: dict | None, min_score: float, min_improvement: float,
-         production_note: str = "", new_compared: dict | None = None) -> tuple[bool, str]:
+         production_note: str = "", new_compared: dict | None = None,
+         max_ece_increase: float | None = None) -> tuple[bool, str]:
     """The evaluation gate: (accepted, reason) from the test metrics of the new and production models.
 
     ``new_compared``: the new model's metrics on the rows production is scored on, when those are not
-    the whole test split (production had been trained on some of them); ``new`` otherwise."""
+    the whole test split (production had been trained on some of them); ``new`` otherwise.
+    ``max_ece_increase``: refuse when the new model's ``ece`` exceeds production's by more (None: not checked)."""
     score = new[metric]
     if score < min_score:
         return False, f"new model {metric}={score:.4f} is below evaluation.min_score={min_score}"
@@ -45,9 +51,15 @@ def gate(metric: Metric, new: dict, production: dict | None, min_score: float, m
     on = (f" on the {compared['rows']} test rows production was not trained on"
           if new_compared is not None else "")
     versus = f"new {metric}={compared[metric]:.4f} vs production {production[metric]:.4f}{on}: {gain:+.4f}"
-    if gain > min_improvement:
-        return True, f"{versus} > min_improvement={min_improvement}"
-    return False, f"{versus} is not > min_improvement={min_improvement}"
+    if gain <= min_improvement:
+        return False, f"{versus} is not > min_improvement={min_improvement}"
+    if max_ece_increase is not None:
+        worse = compared["ece"] - production["ece"]
+        calibration = f"ECE new {compared['ece']:.4f} vs production {production['ece']:.4f}: {worse:+.4f}"
+        if worse > max_ece_increase:
+            return False, f"{versus}, but {calibration} is > evaluation.max_ece_increase={max_ece_increase}"
+        return True, f"{versus} > min_improvement={min_improvement}; {calibration} <= max_ece_increase={max_ece_increase}"
+    return True, f"{versus} > min_improvement={min_improvement}"
 
 
 class ModelEvaluation:
@@ -89,7 +101,8 @@ class ModelEvaluation:
             except TabpipeError as exc:
                 note = f" (production {prod_version} cannot score the current data: {exc})"
                 log.warning("production model %s cannot score the test split: %s", prod_version, exc)
-        accepted, reason = gate(cfg.metric, new, prod, cfg.min_score, cfg.min_improvement, note, new_compared)
+        accepted, reason = gate(cfg.metric, new, prod, cfg.min_score, cfg.min_improvement, note, new_compared,
+                                cfg.max_ece_increase)
         checks = segment_checks(cfg.segments, model.schema, metric=cfg.metric, seed=cfg.seed, test=all_test,
                                 train=cfg.rows.read_frame(self.validation.train_path), y=all_y, proba=proba,
                                 threshold=float(model.threshold), **seg_args)
@@ -104,7 +117,8 @@ class ModelEvaluation:
                checks: dict | None = None, *, importance: dict | None = None) -> EvaluationArtifact:
         log.info("%s: %s", "ACCEPTED" if accepted else "REJECTED", reason)
         blessing = {"accepted": accepted, "reason": reason, "metric": cfg.metric, "min_score": cfg.min_score,
-                    "min_improvement": cfg.min_improvement, "new": new, "production_version": prod_version,
+                    "min_improvement": cfg.min_improvement, "max_ece_increase": cfg.max_ece_increase,
+                    "ece_bins": f"{ECE_BINS} equal-frequency", "new": new, "production_version": prod_version,
                     "production": prod, "new_on_compared_rows": new_compared, "compared_rows": overlap,
                     **(checks or {"segments": None, "worst_slices": None}), "importance": importance}
         path = cfg.out_dir / "blessing.json"

@@ -56,6 +56,7 @@ class ModelPusher:
                 "resampling": self.trainer.best_resampling,
                 "cv_score": self.trainer.cv_score,
                 "threshold": self.trainer.threshold,
+                "calibration": self.trainer.calibration,   # the map (or why none) and its out-of-fold ECE/Brier
                 "train_rows": train_rows,
                 "blessing": {"reason": ev.reason, "production_version": ev.production_version},
                 **cfg.extra_metadata,

@@ -1,9 +1,11 @@
-"""ModelTrainer: pick a model by stratified k-fold CV on the training split, tune its threshold, fit it.
+"""ModelTrainer: pick a model by stratified k-fold CV on the training split, calibrate it, tune its threshold, fit it.
 
 The search (``tabpipe.training.search``: folds, rounds of successive halving, ensemble selection) runs
 within ``training.time_budget_s``; the final refit on every training row is reported apart. The
-decision threshold maximises F1 on the chosen model's out-of-fold predictions (never the test split).
-The result is one ``TabularModel``: preprocessing + estimator + threshold.
+calibration map (``training.calibration``: Platt scaling of the raw score) is fitted on the chosen
+model's out-of-fold scores, and the decision threshold is chosen on the calibrated out-of-fold
+probabilities: best F1, or the least expected cost with ``evaluation.costs`` (never the test split).
+The result is one ``TabularModel``: preprocessing + estimator + calibration + threshold.
 """
 from __future__ import annotations
 
@@ -17,10 +19,11 @@ import pandas as pd
 
 from tabpipe.errors import DataError, ModelQualityError
 from tabpipe.model import TabularModel
+from tabpipe.model.calibration import SIGNIFICANT, Calibration, fit_platt, held_out_gain
 from tabpipe.model.estimators import WeightedMean
 from tabpipe.schema import positive_mask
 from tabpipe.training.components.transformation import split_xy
-from tabpipe.training.metrics import best_f1_threshold
+from tabpipe.training.metrics import calibration_metrics, decision_threshold
 from tabpipe.training.resampling import resample
 from tabpipe.training.search.ensemble import describe
 from tabpipe.training.search.halving import ModelSearch
@@ -65,9 +68,10 @@ class ModelTrainer:
         if cv_score < cfg.min_cv_score:
             raise ModelQualityError(f"best candidate {describe(members)} scored {cfg.metric}={cv_score:.4f} "
                                     f"in cross-validation, below training.min_cv_score={cfg.min_cv_score}")
-        threshold, _ = best_f1_threshold(outcome.y, oof)
+        calibration, calibration_record = calibrate_out_of_fold(outcome.y, oof, cfg.calibration)
+        threshold = decision_threshold(outcome.y, oof if calibration is None else calibration(oof), cfg.costs)
         t0 = time.monotonic()
-        model = self._fit_final(members, threshold, target)
+        model = self._fit_final(members, threshold, target, calibration)
         refit_seconds = time.monotonic() - t0
         log.info("final refit of %s on %d training rows: %.1fs", model.candidate, len(y), refit_seconds)
         with open(cfg.out_dir / "model.pkl", "wb") as fh:
@@ -82,9 +86,11 @@ class ModelTrainer:
             configs_tried=sum(e.score is not None for e in evaluations), configs_total=len(evaluations),
             stopped=stopped, search_rows=outcome.search_rows, search_seconds=round(search_seconds, 2),
             prep_seconds=round(outcome.prep_seconds, 2), refit_seconds=round(refit_seconds, 2),
+            calibration=calibration_record,
         )
 
-    def _fit_final(self, members: list[tuple[Evaluation, float]], threshold: float, target: pd.Series) -> TabularModel:
+    def _fit_final(self, members: list[tuple[Evaluation, float]], threshold: float, target: pd.Series,
+                   calibration: Calibration | None) -> TabularModel:
         """Fit the chosen configuration(s) on the whole (resampled) training split, behind the fitted
         preprocessor; several members become one ``WeightedMean``."""
         cfg, art = self.config, self.transformation
@@ -101,7 +107,36 @@ class ModelTrainer:
         return TabularModel(schema=cfg.schema, preprocessor=preprocessor, estimator=estimator, threshold=threshold,
                             labels=original_labels(target, cfg.schema.target.positive),
                             candidate=members[0][0].trial.candidate.name if len(members) == 1 else "ensemble",
-                            resampling="+".join(sorted(resampled)), feature_means=means)
+                            resampling="+".join(sorted(resampled)), feature_means=means,
+                            calibration=calibration)
+
+
+def calibrate_out_of_fold(y: np.ndarray, oof: np.ndarray, method: str) -> tuple[Calibration | None, dict | None]:
+    """The calibration map fitted on out-of-fold scores ``oof`` of training rows with labels ``y`` (``method``
+    ``platt``; ``none``: no map), and its record: the map, and the out-of-fold ECE/Brier/log-loss before and
+    after it (measured on the rows it was fitted on: a check that it fitted, not a test score). No map
+    either when it does not lower the log-loss of out-of-fold rows it was not fitted on significantly
+    (by more than ``SIGNIFICANT`` standard errors: ``held_out_gain``)."""
+    if method == "none":
+        return None, None
+    calibration = fit_platt(oof, y)
+    raw = calibration_metrics(y, oof)
+    if calibration is None:
+        return None, {"method": "none", "note": "the out-of-fold scores could not be calibrated; raw scores served",
+                      "out_of_fold_raw": raw}
+    gain, error = held_out_gain(oof, y)
+    if gain <= SIGNIFICANT * error:
+        log.info("calibration not applied: Platt scaling lowers the held-out log-loss of the out-of-fold scores by "
+                 "%.5f ± %.5f per row, not significantly; the raw score is served as the probability", gain, error)
+        return None, {"method": "none", "note": "already calibrated: Platt scaling did not lower the held-out "
+                      f"log-loss of the out-of-fold scores by more than {SIGNIFICANT:g} standard errors; raw scores "
+                      "served", "held_out_gain": gain, "held_out_gain_se": error, "out_of_fold_raw": raw}
+    calibrated = calibration_metrics(y, calibration(oof))
+    log.info("calibration (%s on %d out-of-fold rows): a=%.4f b=%.4f; out-of-fold ECE %.4f -> %.4f, Brier %.4f -> %.4f",
+             calibration.method, len(y), calibration.a, calibration.b, raw["ece"], calibrated["ece"], raw["brier"],
+             calibrated["brier"])
+    return calibration, {**calibration.record(), "held_out_gain": gain, "held_out_gain_se": error, "out_of_fold_raw": raw,
+                         "out_of_fold_calibrated": calibrated}
 
 
 def original_labels(target: pd.Series, positive) -> tuple:
