@@ -83,7 +83,7 @@ def test_memory_is_flat_by_construction(model, table, tmp_path, monkeypatch):
     write(frame_of(table), tmp_path / "in.csv")
     seen, firsts = [], []
     original = batch.score_rows
-    monkeypatch.setattr(batch, "score_rows", lambda m, frame: seen.append(len(frame)) or original(m, frame))
+    monkeypatch.setattr(batch, "score_rows", lambda m, frame, *rest: seen.append(len(frame)) or original(m, frame, *rest))
     batch.score_file(model, tmp_path / "in.csv", tmp_path / "out.csv", chunk_bytes=8192,
                      on_scored=lambda rows, scored, first: firsts.append(first))
     assert len(seen) > 5 and max(seen) < 200 and sum(seen) == len(table.records) * COPIES
