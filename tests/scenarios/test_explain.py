@@ -73,7 +73,7 @@ def test_predict_explain_answers_top_k_reasons_that_add_up_to_the_logit(projects
         assert sizes == sorted(sizes, reverse=True)
         total = reasons["base"] + sum(c["contribution"] for c in shown) + reasons["rest"]
         assert total == pytest.approx(reasons["logit"], abs=1e-9)
-        assert reasons["logit"] == pytest.approx(float(logit(entry["probability"])), abs=1e-6)
+        assert reasons["logit"] == pytest.approx(float(logit(entry["score"])), abs=1e-6)   # the raw score, not the calibrated probability
 
 
 def test_one_record_takes_explain_from_the_body_or_the_query(projects, served):
@@ -118,7 +118,7 @@ def test_predict_csv_with_explain_adds_reason_columns(projects, served):
     reason_columns = ["reason_base", "reason_logit", "reason_1_column", "reason_1_contribution",
                       "reason_2_column", "reason_2_contribution"]
     assert list(scored.columns)[-len(reason_columns):] == reason_columns
-    np.testing.assert_allclose(scored["reason_logit"], logit(scored["probability"]), atol=1e-6)
+    np.testing.assert_allclose(scored["reason_logit"], logit(scored["score"]), atol=1e-6)
     assert (scored["reason_1_contribution"].abs() >= scored["reason_2_contribution"].abs()).all()
     assert set(scored["reason_1_column"]) <= set(rows.columns)
     bad = client.post("/predict/csv?explain=x", data={"file": (io.BytesIO(rows.to_csv(index=False).encode()), "r.csv")},
@@ -135,17 +135,17 @@ def test_tabpipe_predict_explain_writes_reason_columns(projects, served, tmp_pat
     assert result.exit_code == 0, result.output
     scored = pd.read_csv(tmp_path / "out.csv")
     assert list(scored.columns) == list(rows.columns) + [
-        "prediction", "probability", "warnings", "error", "reason_base", "reason_logit",
+        "prediction", "probability", "score", "warnings", "error", "reason_base", "reason_logit",
         "reason_1_column", "reason_1_contribution", "reason_2_column", "reason_2_contribution",
         "reason_3_column", "reason_3_contribution"]
-    np.testing.assert_allclose(scored["reason_logit"], logit(scored["probability"]), atol=1e-6)
+    np.testing.assert_allclose(scored["reason_logit"], logit(scored["score"]), atol=1e-6)
     sizes = scored[[f"reason_{i}_contribution" for i in (1, 2, 3)]].abs().to_numpy()
     assert (np.diff(sizes, axis=1) <= 0).all()
     plain = runner.invoke(cli_app, ["predict", "-i", str(tmp_path / "in.csv"), "-o", str(tmp_path / "plain.csv"),
                                     "-c", str(config)])
     assert plain.exit_code == 0
     assert list(pd.read_csv(tmp_path / "plain.csv").columns) == list(rows.columns) + [
-        "prediction", "probability", "warnings", "error"]
+        "prediction", "probability", "score", "warnings", "error"]
 
 
 def test_training_records_permutation_importance_in_run_json(projects):
