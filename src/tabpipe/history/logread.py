@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -73,17 +74,52 @@ def inputs_frame(texts: list[str | None], schema) -> pd.DataFrame:
     return frame.drop(columns=absent) if absent else frame
 
 
+def typed_frame(table: pa.Table, types: pa.Schema) -> pd.DataFrame:
+    """Input columns of the columnar log as a frame: each schema column the table has, cast to the type the
+    JSON log is read with (kept as stored when its values do not cast, e.g. text in a numeric column)."""
+    columns = {}
+    for field in types:
+        if field.name not in table.column_names:
+            continue
+        column = table.column(field.name)
+        try:
+            column = column.cast(field.type) if column.type != field.type else column
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
+        columns[field.name] = column
+    return pa.table(columns).to_pandas() if columns else pd.DataFrame(index=range(table.num_rows))
+
+
+def log_chunks(store: HistoryStore, schema, *, since: datetime | None, until: datetime | None,
+               version: str | None, chunk_rows: int = 65_536) -> Iterator[LogRows]:
+    """The log rows of ``version`` logged in ``[since, until)`` chunk by chunk: first the rows of the SQL
+    ``predictions`` table (JSON parsed in bulk, one chunk parsed while the next is fetched), then those of
+    the columnar log (only the schema's columns of only the window's files). Memory: one chunk at a time."""
+    with ThreadPoolExecutor(1, thread_name_prefix="tabpipe-logread") as parser:
+        pending = None
+        for texts, proba, outcome in store.prediction_chunks(since=since, until=until, version=version,
+                                                             chunk_rows=chunk_rows, columnar=False):
+            ready = pending
+            pending = (parser.submit(inputs_frame, texts, schema), proba, outcome)
+            if ready is not None:
+                yield LogRows(ready[0].result(), ready[1], pd.Series(ready[2], name="outcome", dtype=object))
+        if pending is not None:
+            yield LogRows(pending[0].result(), pending[1], pd.Series(pending[2], name="outcome", dtype=object))
+    types = arrow_schema(schema)
+    for table, proba, outcome in store.columnar_chunks(list(schema.columns), since=since, until=until,
+                                                       version=version, chunk_rows=chunk_rows):
+        yield LogRows(typed_frame(table, types), proba, pd.Series(outcome, name="outcome", dtype=object))
+
+
 def read_window(store: HistoryStore, schema, *, since: datetime | None, until: datetime | None,
                 version: str | None, chunk_rows: int = 20_000) -> LogRows:
-    """The log rows of ``version`` logged in ``[since, until)``, read in chunks of ``chunk_rows``."""
+    """The log rows of ``version`` logged in ``[since, until)`` in memory, read in chunks of ``chunk_rows``
+    (``log_chunks``)."""
     frames, probas, outcomes = [], [], []
-    with ThreadPoolExecutor(1, thread_name_prefix="tabpipe-logread") as parser:   # parse one chunk while
-        for texts, proba, outcome in store.prediction_chunks(since=since, until=until, version=version,  # the next
-                                                             chunk_rows=chunk_rows):                   # is fetched
-            frames.append(parser.submit(inputs_frame, texts, schema))
-            probas.append(proba)
-            outcomes.extend(outcome)
-        frames = [future.result() for future in frames]
+    for chunk in log_chunks(store, schema, since=since, until=until, version=version, chunk_rows=chunk_rows):
+        frames.append(chunk.rows)
+        probas.append(chunk.proba)
+        outcomes.extend(chunk.outcomes)
     if not frames:
         return LogRows(pd.DataFrame(), np.empty(0), pd.Series([], dtype=object))
     rows = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
