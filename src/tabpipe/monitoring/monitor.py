@@ -11,7 +11,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -174,6 +174,25 @@ class Stopwatch:
         self.seconds[stage] = round(self.seconds.get(stage, 0.0) + now - self._last, 4)
         self._last = now
 
+    def move(self, seconds: float, source: str, target: str) -> None:
+        """Charge ``seconds`` of ``source``'s time to ``target`` instead (a stage timed inside another)."""
+        self.seconds[source] = round(max(self.seconds.get(source, 0.0) - seconds, 0.0), 4)
+        self.seconds[target] = round(self.seconds.get(target, 0.0) + seconds, 4)
+
+
+def timed(chunks, spent: dict) -> Iterator:
+    """``chunks``, adding the seconds spent waiting for each to ``spent["read"]``."""
+    source = iter(chunks)
+    while True:
+        started = time.perf_counter()
+        try:
+            chunk = next(source)
+        except StopIteration:
+            spent["read"] += time.perf_counter() - started
+            return
+        spent["read"] += time.perf_counter() - started
+        yield chunk
+
 
 def _realised(y: np.ndarray, proba: np.ndarray, threshold: float) -> dict | None:
     if len(y) == 0 or y.min() == y.max():
@@ -245,10 +264,13 @@ def run_monitor(window: Window | DatasetWindow | LogWindow, *, model, version: s
                          rows=len(window.rows) if isinstance(window, Window) else None, source=window.description,
                          config_ref=str(out_dir / RESULT_FILE), started_at=now)
     try:
+        spent = {"read": 0.0}
         stats = window_stats(window, model=model, profile=profile, evidently=settings.evidently and reference is not None,
                              multivariate=_multivariate_ready(settings, profile, reference), settings=settings,
-                             dask=dask, dask_address=dask_address, n_workers=n_workers)
+                             dask=dask, dask_address=dask_address, n_workers=n_workers, spent=spent)
         clock.lap("schema_check_and_score")
+        if isinstance(window, LogWindow):     # the wait for the log's chunks, read while the rows are checked
+            clock.move(spent["read"], "schema_check_and_score", "read")
         result = _monitor(window, stats, model=model, version=version, profile=profile, reference=reference,
                           out_dir=out_dir, s=settings, store=store, webhook_url=webhook_url, run_id=run_id, now=now,
                           clock=clock, evidently_html=evidently_html)
@@ -263,11 +285,11 @@ def run_monitor(window: Window | DatasetWindow | LogWindow, *, model, version: s
 
 def window_stats(window: Window | DatasetWindow | LogWindow, *, model, profile: dict | None, evidently: bool,
                  settings: MonitorSettings, multivariate: bool = False, dask: bool = False,
-                 dask_address: str | None = None, n_workers: int = 1) -> WindowStats:
+                 dask_address: str | None = None, n_workers: int = 1, spent: dict | None = None) -> WindowStats:
     """The window's counts, probabilities, outcomes and (for evidently and the domain classifier) rows: a
     window in memory as one chunk, with every row kept for evidently (else ``multivariate.sample_rows``
     for the domain classifier); a dataset file by file and a log window chunk by chunk, with a sample of the
-    larger of the two."""
+    larger of the two. ``spent["read"]``: seconds spent waiting for the log's chunks are added to it."""
     features = profile["features"] if profile else None
     domain_rows = settings.multivariate.sample_rows if multivariate else 0
     if isinstance(window, Window):
@@ -280,7 +302,8 @@ def window_stats(window: Window | DatasetWindow | LogWindow, *, model, profile: 
         spec = ChunkSpec(model=model, profile_features=features, seed=settings.seed,
                          keep=max(settings.evidently_max_rows if evidently else 0, domain_rows))
         chunks = log_chunks(window.store, model.schema, since=window.start, until=window.end, version=window.version)
-        return stream_stats(chunks, spec, where=window.description)
+        return stream_stats(timed(chunks, spent if spent is not None else {"read": 0.0}), spec,
+                            where=window.description)
     from tabpipe.scoring.partitions import check_columns, partitions
 
     parts = partitions(window.path)

@@ -249,5 +249,6 @@ def stream_stats(chunks: Iterable, spec: ChunkSpec, *, where: str = "the log") -
         total.merge(chunk_stats(chunk.rows, spec, proba=chunk.proba, outcomes=chunk.outcomes, keys=keys,
                                 place=offset, where=where))
         offset += n
+    if offset == 0:      # no rows: the counts of an empty window (every feature's empty buckets), as in memory
+        total.merge(chunk_stats(pd.DataFrame(), spec, proba=np.empty(0), where=where))
     return total.finish()
-
