@@ -62,14 +62,15 @@ _PLAIN_TYPES = (pa.types.is_integer, pa.types.is_floating, pa.types.is_boolean, 
 
 def log_table(columns: Mapping[str, Sequence], inputs: Mapping[str, Sequence]) -> pa.Table:
     """A log table from the ``META`` columns (``logged_at`` naive UTC) and the input columns (``{name: values}``,
-    None where a row lacks the value), sorted by ``logged_at`` (stable)."""
+    None where a row lacks the value), sorted by model version, then ``logged_at`` (stable): every (hour,
+    version) partition is then one run of rows."""
     arrays = [pa.array(columns[field.name], field.type) for field in META]
     names = [field.name for field in META]
     for name, values in inputs.items():
         arrays.append(values if isinstance(values, pa.Array) else _input_column(list(values)))
         names.append(INPUT + name)
     table = pa.Table.from_arrays(arrays, names=names)
-    order = pc.sort_indices(table, [("logged_at", "ascending")])
+    order = pc.sort_indices(table, [("model_version", "ascending"), ("logged_at", "ascending")])
     return table.take(order)
 
 
@@ -95,28 +96,28 @@ def rows_table(rows: Sequence[Mapping[str, Any]], *, row_id, logged_at, number, 
 
 
 def write_partitions(folder: Path, table: pa.Table) -> list[WrittenFile]:
-    """Write ``table`` (a log table) as one file per (hour, model version) under ``folder``; returns them."""
+    """Write ``table`` (a ``log_table``: its rows sorted by version, then time) as one file per (hour, model
+    version) under ``folder``; returns them."""
     if table.num_rows == 0:
         return []
     stamps = table.column("logged_at").to_numpy().astype("datetime64[us]")
     hours = stamps.astype("datetime64[h]")
-    versions = np.asarray(table.column("model_version").to_pylist(), dtype=object)
-    keys = np.char.add(hours.astype(str).astype("U32"), versions.astype("U64"))
+    versions = pc.dictionary_encode(table.column("model_version")).combine_chunks()
+    codes = versions.indices.to_numpy(zero_copy_only=False)
+    cuts = np.flatnonzero((np.diff(hours.astype(np.int64)) != 0) | (np.diff(codes) != 0)) + 1
     written = []
-    for key in dict.fromkeys(keys.tolist()):
-        mask = keys == key
-        part = table.filter(pa.array(mask))
-        hour = hours[mask][0].astype(datetime)
-        version = str(versions[mask][0])
+    for start, stop in zip(np.r_[0, cuts], np.r_[cuts, table.num_rows]):
+        part = table.slice(start, stop - start)
+        hour = hours[start].astype(datetime)
+        version = str(versions.dictionary[codes[start]].as_py())
         relative = f"hour={hour:%Y-%m-%dT%H}/{_safe(version)}-{uuid.uuid4().hex}.parquet"
         path = folder / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_name("." + path.name + ".tmp")
         pq.write_table(part, temporary, row_group_size=ROW_GROUP_ROWS, compression="zstd")
         os.replace(temporary, path)
-        inside = stamps[mask]
-        written.append(WrittenFile(relative, hour, version, part.num_rows, inside.min().astype(datetime),
-                                   inside.max().astype(datetime)))
+        written.append(WrittenFile(relative, hour, version, part.num_rows, stamps[start].astype(datetime),
+                                   stamps[stop - 1].astype(datetime)))
     return written
 
 

@@ -772,7 +772,8 @@ class HistoryStore:
             ids = pq.read_table(f["path"], columns=["row_id"]).column("row_id")
             hits = ids.filter(pc.is_in(ids, value_set=wanted))
             if len(hits):
-                for value, count in zip(*np.unique(np.asarray(hits.to_pylist(), dtype=object), return_counts=True)):
+                counted = pc.value_counts(hits)
+                for value, count in zip(counted.field("values").to_pylist(), counted.field("counts").to_pylist()):
                     key = (value, f["model_version"], f["hour"])
                     found[key] = found.get(key, 0) + int(count)
         return found
@@ -803,16 +804,10 @@ class HistoryStore:
                     counted = counted.where(PREDICTIONS.c.model_version == version)
                 matched += conn.execute(counted).scalar_one()
                 conn.execute(statement, chunk)
-            keys = list(columnar)
-            for start in range(0, len(keys), CHUNK):
-                chunk = keys[start:start + CHUNK]
-                conn.execute(LOG_OUTCOMES.delete().where(
-                    LOG_OUTCOMES.c.row_id == bindparam("rid"), LOG_OUTCOMES.c.model_version == bindparam("ver"),
-                    LOG_OUTCOMES.c.hour == bindparam("h")),
-                    [{"rid": r, "ver": v, "h": h} for r, v, h in chunk])
-                conn.execute(LOG_OUTCOMES.insert(), [
-                    {"row_id": r, "model_version": v, "hour": h, "rows": columnar[(r, v, h)], "outcome": labels[r],
-                     "outcome_at": stamp} for r, v, h in chunk])
+            if columnar:
+                conn.execute(_upsert_outcomes(conn.dialect.name), [
+                    {"row_id": r, "model_version": v, "hour": h, "rows": n, "outcome": labels[r], "outcome_at": stamp}
+                    for (r, v, h), n in columnar.items()])
         return int(matched)
 
     def logged_row_ids(self, row_ids: Iterable[str]) -> set[str]:
@@ -977,6 +972,21 @@ class HistoryStore:
             query = query.where(ALERTS.c.run_id == run_id)
         with self._read("alerts") as conn:
             return _frame(conn.execute(query), ("window_start", "window_end", "created_at", "delivered_at"))
+
+
+def _upsert_outcomes(dialect: str):
+    """INSERT into ``log_outcomes`` replacing the row of the same (row_id, model_version, hour)."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:
+        raise StoreError(f"the columnar prediction log supports SQLite and PostgreSQL stores, not {dialect}")
+    statement = insert(LOG_OUTCOMES)
+    return statement.on_conflict_do_update(
+        index_elements=["row_id", "model_version", "hour"],
+        set_={"rows": statement.excluded.rows, "outcome": statement.excluded.outcome,
+              "outcome_at": statement.excluded.outcome_at})
 
 
 def pq_columns(path: Path) -> list[str]:
