@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import io
 import json
+import queue
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -106,9 +108,57 @@ def log_chunks(store: HistoryStore, schema, *, since: datetime | None, until: da
         if pending is not None:
             yield LogRows(pending[0].result(), pending[1], pd.Series(pending[2], name="outcome", dtype=object))
     types = arrow_schema(schema)
-    for table, proba, outcome in store.columnar_chunks(list(schema.columns), since=since, until=until,
-                                                       version=version, chunk_rows=chunk_rows):
-        yield LogRows(typed_frame(table, types), proba, pd.Series(outcome, name="outcome", dtype=object))
+    columnar = (LogRows(typed_frame(table, types), proba, pd.Series(outcome, name="outcome", dtype=object))
+                for table, proba, outcome in store.columnar_chunks(list(schema.columns), since=since, until=until,
+                                                                   version=version, chunk_rows=chunk_rows))
+    yield from ahead(columnar)
+
+
+def ahead(items: Iterator, depth: int = 2) -> Iterator:
+    """``items`` made by a worker thread up to ``depth`` items ahead of the consumer (Arrow decodes Parquet
+    without the GIL: the next chunk is read while this one is checked). The worker's exception is raised
+    here; a consumer that stops early stops the worker."""
+    waiting: queue.Queue = queue.Queue(depth)
+    stop = threading.Event()
+    end = object()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                waiting.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    return
+        except BaseException as exc:  # noqa: BLE001 — handed to the consumer, raised there
+            put(_Failed(exc))
+            return
+        put(end)
+
+    worker = threading.Thread(target=work, name="tabpipe-logread-ahead", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = waiting.get()
+            if item is end:
+                return
+            if isinstance(item, _Failed):
+                raise item.error
+            yield item
+    finally:
+        stop.set()
+        worker.join()
+
+
+@dataclass(frozen=True)
+class _Failed:
+    error: BaseException
 
 
 def read_window(store: HistoryStore, schema, *, since: datetime | None, until: datetime | None,

@@ -67,3 +67,30 @@ def test_nothing_written_for_no_rows(tmp_path):
 def test_version_names_are_safe_file_names(tmp_path, version):
     (f,) = write_partitions(tmp_path, table([T0], [version], {"a": [1]}))
     assert (tmp_path / f.path).parent == tmp_path / "hour=2026-03-01T09" and f.model_version == version
+
+
+def test_ahead_keeps_order_raises_the_workers_error_and_stops_with_the_consumer():
+    from tabpipe.history.logread import ahead
+
+    assert list(ahead(iter(range(50)), depth=2)) == list(range(50))
+
+    def failing():
+        yield 1
+        raise ValueError("broken file")
+
+    got = []
+    with pytest.raises(ValueError, match="broken file"):
+        for item in ahead(failing()):
+            got.append(item)
+    assert got == [1]
+    made = []
+
+    def counted():
+        for i in range(1000):
+            made.append(i)
+            yield i
+
+    stream = ahead(counted(), depth=2)
+    assert next(stream) == 0
+    stream.close()                    # the consumer stops: the worker stops too, a few items ahead at most
+    assert len(made) <= 5
