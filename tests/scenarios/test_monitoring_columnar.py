@@ -90,9 +90,11 @@ def _log_rows(configs: dict, urls: dict) -> None:
 
 
 def comparable(result: dict) -> dict:
-    """What must not depend on the log's format: the decision and everything it was made from."""
+    """What must not depend on the log's format: the decision and everything it was made from (not the window's
+    description: each run names its own clock time)."""
     keep = ("decision", "reasons", "not_checked", "metrics", "psi", "score_psi", "multivariate", "concept", "quality")
     out = {k: result[k] for k in keep}
+    out["reasons"] = [{k: v for k, v in r.items() if k != "window"} for r in result["reasons"]]   # the run's clock
     out["window"] = {k: result["window"][k] for k in ("rows", "scored_rows", "labelled_rows")}
     out["drift"] = {k: result["drift"].get(k) for k in ("status", "drift_share", "drifted_columns", "current_rows",
                                                         "window_rows")}

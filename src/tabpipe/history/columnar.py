@@ -23,6 +23,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from tabpipe.jsonable import to_json_ready
+
 INPUT = "inputs."                     # prefix of the input columns in a file
 META = pa.schema([("request_id", pa.string()), ("row_index", pa.int64()), ("row_id", pa.string()),
                   ("logged_at", pa.timestamp("us")), ("model_version", pa.string()),
@@ -45,15 +47,21 @@ class WrittenFile:
 
 def _input_column(values: list[Any]) -> pa.Array:
     """One input column: Arrow's inferred type (NaN as null), or text when the values do not share a number,
-    bool or string type (strings as they are, other values as JSON)."""
+    bool or string type (``_text``: times as ISO text, as the SQL log's JSON has them)."""
     try:
         array = pa.array(values, from_pandas=True)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
         array = None
     if array is not None and any(check(array.type) for check in _PLAIN_TYPES):
         return array
-    return pa.array([v if v is None or isinstance(v, str) else json.dumps(v, default=str) for v in values],
-                    pa.string())
+    return pa.array([_text(v) for v in values], pa.string())
+
+
+def _text(value: Any) -> str | None:
+    """A value as text the way the SQL log keeps it: JSON-ready (times as ISO text); a string as it is,
+    anything else as its JSON."""
+    ready = to_json_ready(value, inf_as_null=False)
+    return ready if ready is None or isinstance(ready, str) else json.dumps(ready)
 
 
 _PLAIN_TYPES = (pa.types.is_integer, pa.types.is_floating, pa.types.is_boolean, pa.types.is_string,

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -37,7 +38,8 @@ def test_one_file_per_hour_and_version_each_sorted_by_time(tmp_path):
 
 def test_input_types_inferred_and_mixed_values_kept_as_text(tmp_path):
     inputs = {"n": [1, None, 3], "x": [0.5, float("nan"), 2.0], "flag": [True, False, None], "c": ["a", "b", None],
-              "mixed": [1, "two", None], "nested": [{"k": 1}, None, None]}
+              "mixed": [1, "two", None], "nested": [{"k": 1}, None, None],
+              "when": [pd.Timestamp("2026-03-01 10:00"), None, datetime(2026, 3, 2, 11, 30)]}
     (f,) = write_partitions(tmp_path, table([T0] * 3, ["v1"] * 3, inputs))
     stored = pq.read_table(tmp_path / f.path)
     assert stored.schema.field(INPUT + "n").type == pa.int64()
@@ -45,6 +47,7 @@ def test_input_types_inferred_and_mixed_values_kept_as_text(tmp_path):
     assert stored.schema.field(INPUT + "flag").type == pa.bool_()
     assert stored.column(INPUT + "mixed").to_pylist() == ["1", "two", None]
     assert stored.column(INPUT + "nested").to_pylist() == ['{"k": 1}', None, None]
+    assert stored.column(INPUT + "when").to_pylist() == ["2026-03-01T10:00:00", None, "2026-03-02T11:30:00"]   # as in JSON
 
 
 def test_read_batches_projects_columns_and_cuts_the_window(tmp_path):
