@@ -24,7 +24,8 @@ the last 3 days, 30 % of them with outcomes (``HistoryStore.attach_outcomes``). 
 (default): the rows are written straight to the Parquet log through its writer (``columnar.log_table`` +
 ``write_partitions`` + ``HistoryStore.index_log_files``, 250,000 rows at a time: 10M rows build in
 minutes); ``sql``: the SQLite ``predictions`` table, written with ``HistoryStore.log_predictions``.
-Also reported: the peak RSS of the ``tabpipe monitor`` process (GNU ``/usr/bin/time -f %M``). The
+Also reported: the peak RSS and the CPU seconds of the ``tabpipe monitor`` process (GNU ``/usr/bin/time``;
+on a shared machine the CPU seconds say more than the wall time). The
 project (30-feature schema, 20,000 training rows, a logistic regression trained by ``tabpipe train``)
 and the store are built once in ``--work-dir`` (reused when it exists). Reported: the wall time of the
 command and the median of each stage the run records (``stage_seconds``: schema_check_and_score (reading the
@@ -214,13 +215,14 @@ def build_log_project(work: Path, rows: int, log_format: str = "sql") -> Path:
             settings = load_settings(config)
             model, meta = open_registry(settings.pipeline.registry, os.environ, sign=False,
                                          config_file=config).load_model()
-            logged = make_rows(rows, seed=1, shift=0.3)
-            proba = model.predict_proba(logged)
-            now = pd.Timestamp.now(tz="UTC").floor("s")
-            stamps = (now - pd.to_timedelta(np.linspace(3 * 86400, 60, rows).round(), unit="s")).to_pydatetime()
             started = time.perf_counter()
             if log_format == "parquet":
                 write_columnar_log(store, model, meta["version"], rows)
+            else:
+                logged = make_rows(rows, seed=1, shift=0.3)
+                proba = model.predict_proba(logged)
+                now = pd.Timestamp.now(tz="UTC").floor("s")
+                stamps = (now - pd.to_timedelta(np.linspace(3 * 86400, 60, rows).round(), unit="s")).to_pydatetime()
             for start in range(0, rows if log_format == "sql" else 0, 50_000):
                 part = logged.iloc[start:start + 50_000]
                 records = part.astype(object).where(part.notna(), None).to_dict("records")   # JSON null, as a client sends
@@ -241,17 +243,17 @@ def build_log_project(work: Path, rows: int, log_format: str = "sql") -> Path:
     return config
 
 
-def run_measured(command: list[str]) -> tuple[subprocess.CompletedProcess, float, float]:
-    """Run ``command``: (its completed process, wall seconds, peak RSS in MB of that process)."""
+def run_measured(command: list[str]) -> tuple[subprocess.CompletedProcess, float, float, float]:
+    """Run ``command``: (its completed process, wall seconds, peak RSS in MB, CPU seconds (user + system))."""
     import os
 
-    with tempfile.NamedTemporaryFile("r") as peak:
+    with tempfile.NamedTemporaryFile("r") as usage:
         started = time.perf_counter()   # GNU time execs the command from its own small process: the peak is the
-        done = subprocess.run(["/usr/bin/time", "-o", peak.name, "-f", "%M", *command],   # command's, not this one's
+        done = subprocess.run(["/usr/bin/time", "-o", usage.name, "-f", "%M %U %S", *command],   # command's
                               capture_output=True, text=True, env=os.environ)
         wall = time.perf_counter() - started
-        kilobytes = int(peak.read().split()[-1])
-    return done, wall, kilobytes / 1024
+        kilobytes, user, system = usage.read().split()[-3:]
+    return done, wall, int(kilobytes) / 1024, float(user) + float(system)
 
 
 def from_log_result(rows: int, repeats: int, work: Path, peer: bool = True, log_format: str = "sql") -> dict:
@@ -268,11 +270,12 @@ def from_log_result(rows: int, repeats: int, work: Path, peer: bool = True, log_
     config = build_log_project(work, rows, log_format)
     build_s = time.perf_counter() - started
     command = [str(Path(sys.executable).with_name("tabpipe")), "monitor", "--config", str(config), "--since", "7d", "--json"]
-    walls, stages, peaks, result = [], [], [], None
+    walls, stages, peaks, cpus, result = [], [], [], [], None
     for _ in range(repeats):
-        done, wall, peak = run_measured(command)
+        done, wall, peak, cpu = run_measured(command)
         walls.append(wall)
         peaks.append(peak)
+        cpus.append(cpu)
         if done.returncode not in (0, 3):
             raise SystemExit(f"tabpipe monitor failed ({done.returncode}):\n{done.stderr[-3000:]}")
         result = json.loads(done.stdout)
@@ -297,6 +300,7 @@ def from_log_result(rows: int, repeats: int, work: Path, peer: bool = True, log_
     med = statistics.median
     return {"rows": rows, "repeats": repeats, "command": " ".join(["tabpipe", *command[1:]]),
             "wall_s": med(walls), "walls": walls, "build_s": build_s, "peak_rss_mb": med(peaks), "peaks_mb": peaks,
+            "cpu_s": med(cpus), "cpus_s": cpus,
             "log_format": log_format,
             "stages": {name: med(s.get(name, 0.0) for s in stages) for name in stages[0]},
             "sum_of_stages_s": med(sum(s.values()) for s in stages),
@@ -317,7 +321,8 @@ def from_log(rows: int, repeats: int, work: Path, log_format: str = "sql") -> No
     print(f"| sum of stages | {r['sum_of_stages_s']:.3f} |")
     print(f"| whole command (process start to exit) | {r['wall_s']:.3f} |")
     print(f"\nwall times: {', '.join(f'{w:.2f}' for w in r['walls'])} s; peak RSS of the command: "
-          f"{', '.join(f'{p:.0f}' for p in r['peaks_mb'])} MB (median {r['peak_rss_mb']:.0f} MB)")
+          f"{', '.join(f'{p:.0f}' for p in r['peaks_mb'])} MB (median {r['peak_rss_mb']:.0f} MB); CPU seconds "
+          f"(user + system, all threads): {', '.join(f'{c:.1f}' for c in r['cpus_s'])} (median {r['cpu_s']:.1f})")
     if r["peer_read_s"] is None:
         return
     print(f"\npeer: the previous read (store.predictions + from_records) of the same window: {r['peer_read_s']:.3f} s "
