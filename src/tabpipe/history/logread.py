@@ -108,10 +108,32 @@ def log_chunks(store: HistoryStore, schema, *, since: datetime | None, until: da
         if pending is not None:
             yield LogRows(pending[0].result(), pending[1], pd.Series(pending[2], name="outcome", dtype=object))
     types = arrow_schema(schema)
-    columnar = (LogRows(typed_frame(table, types), proba, pd.Series(outcome, name="outcome", dtype=object))
-                for table, proba, outcome in store.columnar_chunks(list(schema.columns), since=since, until=until,
-                                                                   version=version, chunk_rows=chunk_rows))
-    yield from ahead(columnar)
+    parts = ((typed_frame(table, types), proba, outcome)
+             for table, proba, outcome in store.columnar_chunks(list(schema.columns), since=since, until=until,
+                                                                version=version, chunk_rows=chunk_rows))
+    yield from ahead(_gathered(parts, chunk_rows))
+
+
+def _gathered(parts: Iterator[tuple], chunk_rows: int) -> Iterator[LogRows]:
+    """The columnar log's batches (one file's rows at most each) gathered into chunks of at least ``chunk_rows``
+    rows (the last may be smaller): a log of many small files costs no more per row to check than one of
+    large files."""
+    frames, probas, outcomes, rows = [], [], [], 0
+    for frame, proba, outcome in parts:
+        frames.append(frame)
+        probas.append(proba)
+        outcomes.append(outcome)
+        rows += len(proba)
+        if rows >= chunk_rows:
+            yield _chunk(frames, probas, outcomes)
+            frames, probas, outcomes, rows = [], [], [], 0
+    if frames:
+        yield _chunk(frames, probas, outcomes)
+
+
+def _chunk(frames: list[pd.DataFrame], probas: list[np.ndarray], outcomes: list[np.ndarray]) -> LogRows:
+    rows = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    return LogRows(rows, np.concatenate(probas), pd.Series(np.concatenate(outcomes), name="outcome", dtype=object))
 
 
 def ahead(items: Iterator, depth: int = 2) -> Iterator:

@@ -145,3 +145,21 @@ def test_migration_from_0004_keeps_the_sql_rows_readable_next_to_new_files(tmp_p
         assert store.logged_row_ids(["id0", "id8", "idX"]) == {"id0", "id8"}
         parquet_inputs = pq.read_table(store.log_files()[0]["path"]).column_names
         assert {INPUT + "x", INPUT + "n", INPUT + "c", INPUT + "flag"} <= set(parquet_inputs)
+
+
+def test_log_chunks_gather_small_files_into_chunks_of_the_same_rows(stores):
+    from tabpipe.history.logread import log_chunks, read_window
+    from tabpipe.schema import Schema
+
+    schema = Schema.model_validate({"target": {"name": "y", "positive": 1}, "columns": {
+        "x": {"type": "float"}, "n": {"type": "int"}, "c": {"type": "category"}, "flag": {"type": "bool"}}})
+    sql, col = stores
+    for store in stores:
+        store.log_predictions(rows(12))                     # five files (one per hour) in the Parquet log
+        store.attach_outcomes({"id1": 1, "id6": 0})
+    chunks = list(log_chunks(col, schema, since=None, until=None, version=None, chunk_rows=5))
+    assert [len(c.proba) for c in chunks] == [7, 5]         # files of 1, 3, 3 | 3, 2 rows gathered up to >= 5
+    whole = [read_window(s, schema, since=None, until=None, version=None, chunk_rows=5) for s in (sql, col)]
+    pd.testing.assert_frame_equal(whole[1].rows, whole[0].rows)
+    assert whole[1].proba.tolist() == whole[0].proba.tolist()
+    assert whole[1].outcomes.tolist() == whole[0].outcomes.tolist() == [None, "1"] + [None] * 4 + ["0"] + [None] * 5
