@@ -1,6 +1,7 @@
 """Seconds to check logged rows against a frozen reference profile (PSI of every feature), by row count.
 
     .venv/bin/python benchmarks/monitor_bench.py [--rows 100000 1000000] [--repeats 5]
+    .venv/bin/python benchmarks/monitor_bench.py --from-log --rows 1000000 [--log-format parquet|sql] [--repeats 3]
 
 The rows: 30 features (24 numeric with ~2 % missing, 6 categorical with 5-40 levels and ~1 %
 unseen values), already typed, as ``tabpipe monitor`` holds them after ``coerce_frame``. The
@@ -16,21 +17,28 @@ the label-free estimate, governance, the 6-panel dashboard and HTML report, and 
 fresh SQLite history store; evidently off (it is told to sample; its time does not grow with the
 window). A logistic regression on the 30 features plays the model.
 
-``--from-log`` times what a user runs: ``tabpipe monitor --since 7d --json`` (a subprocess, evidently
-on with its default 20,000-row sample) over a history store holding ``--rows`` logged predictions of
-the same 30 features (SQLite, next to the registry; written with the store's own bulk insert,
-``HistoryStore.log_predictions``, spread over the last 3 days; 30 % of them with outcomes). The
+``--from-log`` times what a user runs: ``tabpipe monitor --since 7d --json`` (a subprocess, evidently's
+drift rules on with their default 20,000-row sample; its HTML report is on demand, ``--report``, and not
+timed) over a history store holding ``--rows`` logged predictions of the same 30 features, spread over
+the last 3 days, 30 % of them with outcomes (``HistoryStore.attach_outcomes``). ``--log-format parquet``
+(default): the rows are written straight to the Parquet log through its writer (``columnar.log_table`` +
+``write_partitions`` + ``HistoryStore.index_log_files``, 250,000 rows at a time: 10M rows build in
+minutes); ``sql``: the SQLite ``predictions`` table, written with ``HistoryStore.log_predictions``.
+Also reported: the peak RSS and the CPU seconds of the ``tabpipe monitor`` process (GNU ``/usr/bin/time``;
+on a shared machine the CPU seconds say more than the wall time). The
 project (30-feature schema, 20,000 training rows, a logistic regression trained by ``tabpipe train``)
 and the store are built once in ``--work-dir`` (reused when it exists). Reported: the wall time of the
-command and the median of each stage the run records (``stage_seconds``: read, schema_check_and_score (one pass per chunk),
-performance, psi, evidently, store, dashboard, alert, report). Peer, in the same run: reading the same
-window the way ``monitor`` did before (``HistoryStore.predictions`` — SQLAlchemy's JSON column parsed
+command and the median of each stage the run records (``stage_seconds``: schema_check_and_score (reading the
+window chunk by chunk, one pass per chunk),
+performance, psi, evidently, store, dashboard, alert, report). Peer (SQL log only), in the same run: reading
+the same window the way ``monitor`` did before (``HistoryStore.predictions`` — SQLAlchemy's JSON column parsed
 row by row — then ``pd.DataFrame.from_records``), checked to give the same frame.
 """
 from __future__ import annotations
 
 import argparse
 import statistics
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -135,8 +143,33 @@ def _keys(work: Path) -> None:
     os.environ[SIGNING_KEY_ENV], os.environ[VERIFY_KEY_ENV] = (path.read_text() for path in files)
 
 
-def build_log_project(work: Path, rows: int) -> Path:
-    """The --from-log project in ``work`` (built once): returns its pipeline.yaml."""
+def write_columnar_log(store, model, version: str, rows: int, chunk: int = 250_000) -> None:
+    """``rows`` logged rows written straight to the Parquet log through its writer (``columnar.log_table`` ->
+    ``write_partitions`` -> ``HistoryStore.index_log_files``, what ``log_predictions`` does after turning
+    dicts into columns), ``chunk`` rows at a time (memory bounded), times spread evenly over the last 3 days."""
+    import pyarrow as pa
+
+    from tabpipe.history.columnar import log_table, write_partitions
+
+    now = pd.Timestamp.now(tz="UTC").floor("s").tz_localize(None)
+    offsets = np.linspace(3 * 86400, 60, rows).round()
+    for start in range(0, rows, chunk):
+        n = min(chunk, rows - start)
+        part = make_rows(n, seed=1000 + start // chunk, shift=0.3)
+        proba = model.predict_proba(part)
+        stamps = (now - pd.to_timedelta(offsets[start:start + n], unit="s")).to_numpy()
+        index = np.arange(start, start + n)
+        columns = {"request_id": [f"bench-{i // 50_000}" for i in index], "row_index": (index % 50_000).tolist(),
+                   "row_id": [f"bench-{i // 50_000}:{i % 50_000}" for i in index], "logged_at": stamps,
+                   "model_version": [version] * n, "probability": proba,
+                   "prediction": (proba >= model.threshold).astype(int).astype(str).tolist(), "warnings": ["[]"] * n}
+        inputs = {name: pa.array(part[name], from_pandas=True) for name in part.columns}
+        store.index_log_files(write_partitions(store.log_dir, log_table(columns, inputs)))
+
+
+def build_log_project(work: Path, rows: int, log_format: str = "sql") -> Path:
+    """The --from-log project in ``work`` (built once): returns its pipeline.yaml. ``log_format`` parquet:
+    the rows are written straight to the Parquet log (``write_columnar_log``)."""
     import json
     import subprocess
     import sys
@@ -164,12 +197,12 @@ def build_log_project(work: Path, rows: int) -> Path:
             "run": {"artifacts_dir": "artifacts", "seed": 0}, "transformation": {"resampling": "none"},
             "training": {"models": "model.yaml", "cv_folds": 3, "time_budget_s": 120, "n_jobs": 1},
             "evaluation": {"min_score": 0.5}, "registry": {"backend": "local", "path": "registry"},
-            "monitoring": {"log_predictions": True}}, sort_keys=False))
+            "monitoring": {"log_predictions": True, "log": {"format": log_format}}}, sort_keys=False))
         done = subprocess.run([str(Path(sys.executable).with_name("tabpipe")), "train", "--config", str(config)],
                               capture_output=True, text=True)
         if done.returncode != 0:
             raise SystemExit(f"tabpipe train failed:\n{done.stdout}\n{done.stderr}")
-    with HistoryStore.open(f"sqlite:///{store_path}") as store:
+    with HistoryStore.open(f"sqlite:///{store_path}", log_format=log_format) as store:
         have = store.count_predictions()
         if have != rows:
             if have:
@@ -182,54 +215,74 @@ def build_log_project(work: Path, rows: int) -> Path:
             settings = load_settings(config)
             model, meta = open_registry(settings.pipeline.registry, os.environ, sign=False,
                                          config_file=config).load_model()
-            logged = make_rows(rows, seed=1, shift=0.3)
-            proba = model.predict_proba(logged)
-            now = pd.Timestamp.now(tz="UTC").floor("s")
-            stamps = (now - pd.to_timedelta(np.linspace(3 * 86400, 60, rows).round(), unit="s")).to_pydatetime()
             started = time.perf_counter()
-            for start in range(0, rows, 50_000):
+            if log_format == "parquet":
+                write_columnar_log(store, model, meta["version"], rows)
+            else:
+                logged = make_rows(rows, seed=1, shift=0.3)
+                proba = model.predict_proba(logged)
+                now = pd.Timestamp.now(tz="UTC").floor("s")
+                stamps = (now - pd.to_timedelta(np.linspace(3 * 86400, 60, rows).round(), unit="s")).to_pydatetime()
+            for start in range(0, rows if log_format == "sql" else 0, 50_000):
                 part = logged.iloc[start:start + 50_000]
                 records = part.astype(object).where(part.notna(), None).to_dict("records")   # JSON null, as a client sends
                 store.log_predictions([{
                     "request_id": f"bench-{start // 50_000}", "row_index": i, "model_version": meta["version"],
                     "logged_at": stamps[start + i], "inputs": record, "probability": float(proba[start + i]),
                     "prediction": int(proba[start + i] >= model.threshold)} for i, record in enumerate(records)])
+            written = time.perf_counter() - started
             labelled = np.flatnonzero(np.random.default_rng(4).random(rows) < 0.3)
             outcome_rng = np.random.default_rng(5)
-            store.attach_outcomes({f"bench-{i // 50_000}:{i % 50_000}": int(outcome_rng.random() < proba[i])
-                                   for i in labelled})
-            print(f"(built the store: {rows:,} logged rows in {time.perf_counter() - started:.0f} s, "
-                  f"{store_path.stat().st_size / 1e6:.0f} MB; {json.dumps(meta['version'])})")
+            for start in range(0, len(labelled), 1_000_000):     # outcomes: 0/1 drawn at 30 % (no link to proba)
+                store.attach_outcomes({f"bench-{i // 50_000}:{i % 50_000}": int(outcome_rng.random() < 0.3)
+                                       for i in labelled[start:start + 1_000_000]})
+            folder = store.log_dir
+            size = store_path.stat().st_size + sum(f.stat().st_size for f in folder.rglob("*.parquet")) if folder else 0
+            print(f"(built the {log_format} log: {rows:,} logged rows written in {written:.0f} s, outcomes attached in "
+                  f"{time.perf_counter() - started - written:.0f} s, {size / 1e6:.0f} MB; {json.dumps(meta['version'])})")
     return config
 
 
-def from_log_result(rows: int, repeats: int, work: Path, peer: bool = True) -> dict:
-    """``tabpipe monitor --since 7d --json`` over ``rows`` logged rows: wall seconds and stage seconds of each
-    run, the decision, and (``peer``) the seconds of the previous read of the same window, checked equal."""
-    import json
+def run_measured(command: list[str]) -> tuple[subprocess.CompletedProcess, float, float, float]:
+    """Run ``command``: (its completed process, wall seconds, peak RSS in MB, CPU seconds (user + system))."""
     import os
-    import subprocess
+
+    with tempfile.NamedTemporaryFile("r") as usage:
+        started = time.perf_counter()   # GNU time execs the command from its own small process: the peak is the
+        done = subprocess.run(["/usr/bin/time", "-o", usage.name, "-f", "%M %U %S", *command],   # command's
+                              capture_output=True, text=True, env=os.environ)
+        wall = time.perf_counter() - started
+        kilobytes, user, system = usage.read().split()[-3:]
+    return done, wall, int(kilobytes) / 1024, float(user) + float(system)
+
+
+def from_log_result(rows: int, repeats: int, work: Path, peer: bool = True, log_format: str = "sql") -> dict:
+    """``tabpipe monitor --since 7d --json`` over ``rows`` logged rows: wall seconds, peak RSS and stage seconds
+    of each run, the decision, and (``peer``, SQL log) the seconds of the previous read of the same window,
+    checked equal."""
+    import json
     import sys
 
     from tabpipe.history.logread import read_window
     from tabpipe.history.store import HistoryStore
 
     started = time.perf_counter()
-    config = build_log_project(work, rows)
+    config = build_log_project(work, rows, log_format)
     build_s = time.perf_counter() - started
     command = [str(Path(sys.executable).with_name("tabpipe")), "monitor", "--config", str(config), "--since", "7d", "--json"]
-    walls, stages, result = [], [], None
+    walls, stages, peaks, cpus, result = [], [], [], [], None
     for _ in range(repeats):
-        started = time.perf_counter()
-        done = subprocess.run(command, capture_output=True, text=True, env=os.environ)
-        walls.append(time.perf_counter() - started)
+        done, wall, peak, cpu = run_measured(command)
+        walls.append(wall)
+        peaks.append(peak)
+        cpus.append(cpu)
         if done.returncode not in (0, 3):
             raise SystemExit(f"tabpipe monitor failed ({done.returncode}):\n{done.stderr[-3000:]}")
         result = json.loads(done.stdout)
         stages.append(result["stage_seconds"])
     assert result["window"]["rows"] == rows, result["window"]
     peer_times = []
-    if peer:
+    if peer and log_format == "sql":
         from tabpipe.config import load_settings
         from tabpipe.monitoring.monitor import parse_since
         from tabpipe.schema import coerce_frame
@@ -246,17 +299,20 @@ def from_log_result(rows: int, repeats: int, work: Path, peer: bool = True) -> d
                 coerce_frame(new.rows, schema, with_target=False)[0])
     med = statistics.median
     return {"rows": rows, "repeats": repeats, "command": " ".join(["tabpipe", *command[1:]]),
-            "wall_s": med(walls), "walls": walls, "build_s": build_s,
+            "wall_s": med(walls), "walls": walls, "build_s": build_s, "peak_rss_mb": med(peaks), "peaks_mb": peaks,
+            "cpu_s": med(cpus), "cpus_s": cpus,
+            "log_format": log_format,
             "stages": {name: med(s.get(name, 0.0) for s in stages) for name in stages[0]},
             "sum_of_stages_s": med(sum(s.values()) for s in stages),
             "decision": result["decision"], "labelled_rows": result["window"]["labelled_rows"],
             "peer_read_s": med(peer_times) if peer_times else None, "peer_runs": len(peer_times)}
 
 
-def from_log(rows: int, repeats: int, work: Path) -> None:
-    """Print the median wall time and stages of ``tabpipe monitor --since 7d --json`` over ``rows`` logged rows."""
-    r = from_log_result(rows, repeats, work)
-    print(f"`{r['command']}` over {rows:,} logged rows x 30 features "
+def from_log(rows: int, repeats: int, work: Path, log_format: str = "sql") -> None:
+    """Print the median wall time, peak RSS and stages of ``tabpipe monitor --since 7d --json`` over ``rows``
+    logged rows."""
+    r = from_log_result(rows, repeats, work, log_format=log_format)
+    print(f"`{r['command']}` over {rows:,} logged rows x 30 features in the {log_format} log "
           f"(decision {r['decision']}, {r['labelled_rows']:,} with outcomes); medians of {repeats}\n")
     print("| stage | seconds |")
     print("|---|---:|")
@@ -264,9 +320,13 @@ def from_log(rows: int, repeats: int, work: Path) -> None:
         print(f"| {name} | {seconds:.3f} |")
     print(f"| sum of stages | {r['sum_of_stages_s']:.3f} |")
     print(f"| whole command (process start to exit) | {r['wall_s']:.3f} |")
-    read = r["stages"]["read"]
+    print(f"\nwall times: {', '.join(f'{w:.2f}' for w in r['walls'])} s; peak RSS of the command: "
+          f"{', '.join(f'{p:.0f}' for p in r['peaks_mb'])} MB (median {r['peak_rss_mb']:.0f} MB); CPU seconds "
+          f"(user + system, all threads): {', '.join(f'{c:.1f}' for c in r['cpus_s'])} (median {r['cpu_s']:.1f})")
+    if r["peer_read_s"] is None:
+        return
     print(f"\npeer: the previous read (store.predictions + from_records) of the same window: {r['peer_read_s']:.3f} s "
-          f"(median of {r['peer_runs']}); read now: {read:.3f} s ({r['peer_read_s'] / read:.1f}x)")
+          f"(median of {r['peer_runs']}); the window is now read chunk by chunk inside schema_check_and_score")
 
 
 def median_seconds(fn, repeats: int) -> float:
@@ -285,6 +345,8 @@ def main() -> None:
     ap.add_argument("--full", action="store_true", help="also time whole monitoring runs (run_monitor)")
     ap.add_argument("--from-log", action="store_true",
                     help="time `tabpipe monitor --since 7d` over a store of logged rows (one --rows value)")
+    ap.add_argument("--log-format", choices=("parquet", "sql"), default="parquet",
+                    help="--from-log: the prediction log's format (monitoring.log.format)")
     ap.add_argument("--work-dir", type=Path, default=None,
                     help="--from-log: where the project and store are built (reused if present; default: a temp dir)")
     args = ap.parse_args()
@@ -292,10 +354,10 @@ def main() -> None:
         if len(args.rows) != 1:
             ap.error("--from-log takes one --rows value")
         if args.work_dir is not None:
-            from_log(args.rows[0], args.repeats, args.work_dir)
+            from_log(args.rows[0], args.repeats, args.work_dir, args.log_format)
         else:
             with tempfile.TemporaryDirectory() as tmp:
-                from_log(args.rows[0], args.repeats, Path(tmp) / "project")
+                from_log(args.rows[0], args.repeats, Path(tmp) / "project", args.log_format)
         return
     schema = make_schema()
     train = make_rows(200_000, seed=0)

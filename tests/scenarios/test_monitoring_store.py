@@ -29,11 +29,11 @@ def store(empty_url):
 
 def test_migrations_create_exactly_the_declared_schema(empty_url):
     with HistoryStore.open(empty_url) as opened:
-        assert current_revision(opened.engine) == "0004"
+        assert current_revision(opened.engine) == "0005"
         with opened.engine.connect() as conn:
             assert compare_metadata(MigrationContext.configure(conn), METADATA) == []
     with HistoryStore.open(empty_url) as again:  # opening an up-to-date store changes nothing
-        assert current_revision(again.engine) == "0004"
+        assert current_revision(again.engine) == "0005"
 
 
 def test_upgrade_from_the_first_revision_keeps_logged_rows(empty_url):
@@ -45,7 +45,7 @@ def test_upgrade_from_the_first_revision_keeps_logged_rows(empty_url):
                 "INSERT INTO predictions (request_id, row_index, logged_at, model_version, probability, prediction) "
                 "VALUES ('req1', 3, :at, 'v0001', 0.25, '0')"), {"at": T0.replace(tzinfo=None)})
     with HistoryStore.open(empty_url) as new:
-        assert current_revision(new.engine) == "0004"
+        assert current_revision(new.engine) == "0005"
         logged = new.predictions()
         assert logged[["request_id", "row_index", "row_id", "probability"]].values.tolist() == [["req1", 3, "req1:3", 0.25]]
         assert new.attach_outcomes({"req1:3": 1}) == 1
@@ -58,11 +58,36 @@ def test_upgrade_from_0003_keeps_runs_and_links_new_ones(empty_url):
         conn.execute(sqlalchemy.text("INSERT INTO runs (run_id, kind, status, started_at, model_version) "
                                      "VALUES ('t1', 'train', 'succeeded', :at, 'v0001')"), {"at": T0.replace(tzinfo=None)})
     with HistoryStore.open(empty_url) as new:
-        assert current_revision(new.engine) == "0004"
+        assert current_revision(new.engine) == "0005"
         assert (new.run("t1")["model_version"], new.run("t1")["trigger_run_id"]) == ("v0001", None)
         new.record_run(kind="monitor", run_id="m1", model_version="v0001")
         new.record_run(kind="train", run_id="t2", trigger_run_id="m1")
         assert new.run("t2")["trigger_run_id"] == "m1"
+
+
+def test_upgrade_from_0004_keeps_sql_rows_readable_next_to_the_parquet_log(empty_url, tmp_path):
+    """Revision 0005 adds the columnar log's tables; the rows already in ``predictions`` stay and are read
+    (and labelled) together with the new Parquet files."""
+    with HistoryStore.open(empty_url, migrate_to="0004") as old, old.engine.begin() as conn:
+        assert "log_files" not in sqlalchemy.inspect(conn).get_table_names()
+        conn.execute(sqlalchemy.text(
+            "INSERT INTO predictions (request_id, row_index, row_id, logged_at, model_version, inputs, probability, "
+            "prediction, outcome) VALUES ('old', 0, 'a', :at, 'v0001', '{\"x\": 1.5}', 0.25, '0', '1'), "
+            "('old', 1, 'b', :at, 'v0001', '{\"x\": 2.5}', 0.75, '1', NULL)"), {"at": T0.replace(tzinfo=None)})
+    with HistoryStore.open(empty_url, log_dir=tmp_path / "log", log_format="parquet") as new:
+        assert current_revision(new.engine) == "0005"
+        new.log_predictions([{"request_id": "new", "row_index": 0, "row_id": "c", "logged_at": T0 + timedelta(hours=1),
+                              "model_version": "v0001", "inputs": {"x": 3.5}, "probability": 0.5, "prediction": 1}])
+        assert len(new.log_files()) == 1 and list((tmp_path / "log").rglob("*.parquet"))
+        assert new.count_predictions() == 3
+        assert new.attach_outcomes({"b": 0, "c": 1}) == 2
+        logged = new.predictions()
+        assert logged["row_id"].tolist() == ["a", "b", "c"]
+        assert logged["outcome"].tolist() == ["1", "0", "1"]
+        assert [i["x"] for i in logged["inputs"]] == [1.5, 2.5, 3.5]
+        summary = new.prediction_summary()
+        assert (summary["logged"], summary["labelled"]) == (3, 3)
+        assert new.logged_row_ids(["a", "c", "z"]) == {"a", "c"}
 
 
 def test_runs_round_trip(store):

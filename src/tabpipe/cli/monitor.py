@@ -30,6 +30,8 @@ def monitor(
     retrain: bool = typer.Option(False, "--retrain", help="When the decision is 'retrain', run the training pipeline; the gate decides."),
     append_labelled: bool = typer.Option(False, "--append-labelled",
                                          help="With --retrain: train on the configured source plus the window's labelled rows."),
+    report: bool = typer.Option(False, "--report", help="With --since: also write evidently's HTML drift report "
+                                "(slow; the drift verdicts never need it). --input always writes it."),
 ) -> None:
     """Check a window of predictions (drift, quality, performance), decide ok / watch / retrain, alert, report.
 
@@ -64,7 +66,7 @@ def monitor(
     with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
         result = run_monitoring(settings, environ=os.environ, now=now, since=start, until=end, input=input,
                                 labels=labels, model_version=model_version, retrain=retrain,
-                                append_labelled=append_labelled, warn=warn)
+                                append_labelled=append_labelled, report=report, warn=warn)
     if as_json:
         print(json.dumps(result, allow_nan=False))
     else:

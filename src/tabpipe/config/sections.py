@@ -260,6 +260,12 @@ class ConceptSection(StrictModel):
     min_rows: int = Field(200, ge=20)                     # fewer labelled rows: not checked
 
 
+class LogSection(StrictModel):
+    """How the prediction log is stored (docs/monitoring_store.md#the-columnar-log)."""
+
+    format: Literal["parquet", "sql"] = "parquet"   # parquet: hour-partitioned files indexed by the store; sql: the predictions table
+
+
 class MonitoringSection(StrictModel):
     """Where the history store lives and what the prediction log keeps (docs: README, Monitoring)."""
 
@@ -270,6 +276,7 @@ class MonitoringSection(StrictModel):
     queue_rows: int = Field(100_000, gt=0)       # service: rows waiting for the background writer; more are dropped
     batch_rows: int = Field(1_000, gt=0)         # service: rows per write
     flush_interval_s: float = Field(1.0, gt=0)   # service: longest wait before a partial batch is written
+    log: LogSection = LogSection()               # format of the prediction log: parquet (default) | sql
     rules: RulesSection = RulesSection()         # `tabpipe monitor`: ok | watch | retrain
     alerts: AlertsSection = AlertsSection()
     psi_min_rows: int = Field(500, ge=1)         # fewer rows in a window: PSI is insufficient_data, never an alert

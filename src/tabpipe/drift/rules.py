@@ -159,12 +159,14 @@ def _evidently_report(reference: pd.DataFrame, current: pd.DataFrame, out_dir: P
 
 
 def drift_report(reference: pd.DataFrame, current: pd.DataFrame, out_dir: Path, *, drift_share: float,
-                 max_rows: int, seed: int, sensitive: Iterable[str] = (), window_rows: int | None = None) -> dict:
+                 max_rows: int, seed: int, sensitive: Iterable[str] = (), window_rows: int | None = None,
+                 html: bool = True) -> dict:
     """Verdicts on the full frames, evidently's HTML + JSON on at most ``max_rows`` rows of each; a summary.
 
     ``window_rows``: when ``current`` is itself a random sample of a larger window (``tabpipe monitor``
     reading a dataset a partition at a time), that window's row count: the note then says the verdicts
-    are on a sample.
+    are on a sample. ``html`` false: the verdicts only, no evidently report (``tabpipe monitor`` over the
+    log writes it on demand, ``--report``: it costs far more than the verdicts).
 
     Summary: ``{"status": "drift"|"no_drift", "drift_share", "drifted_columns", "columns": {name:
     {"drifted", "score", "method", "threshold"}}, "skipped_columns", "reference_rows", "current_rows",
@@ -182,8 +184,8 @@ def drift_report(reference: pd.DataFrame, current: pd.DataFrame, out_dir: Path, 
     note = (f"tabpipe drift verdicts are computed on {on} with evidently's default tests; this evidently report "
             + (f"is on a random sample of {len(ref):,} reference and {len(cur):,} current rows, so its "
                f"figures can differ slightly." if sampled else "is on all rows."))
-    html, raw_json = (_evidently_report(ref, cur, out_dir, drift_share, note) if columns
-                      else (None, None))
+    written, raw_json = (_evidently_report(ref, cur, out_dir, drift_share, note) if columns and html
+                         else (None, None))
     drifted = sorted(n for n, c in verdicts.items() if c.drifted)
     share = len(drifted) / len(verdicts) if verdicts else 0.0
     summary = {
@@ -200,6 +202,9 @@ def drift_report(reference: pd.DataFrame, current: pd.DataFrame, out_dir: Path, 
         "report_current_rows": len(cur),
         "report_note": note,
     }
-    if html is not None:
-        summary.update(html=str(html), json=str(raw_json))
+    if written is not None:
+        summary.update(html=str(written), json=str(raw_json))
+    elif columns:
+        summary["report_note"] = ("evidently's HTML report was not written (on demand: tabpipe monitor --report); "
+                                  "the verdicts above do not depend on it")
     return summary

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import io
 import json
+import queue
+import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -73,17 +76,122 @@ def inputs_frame(texts: list[str | None], schema) -> pd.DataFrame:
     return frame.drop(columns=absent) if absent else frame
 
 
+def typed_frame(table: pa.Table, types: pa.Schema) -> pd.DataFrame:
+    """Input columns of the columnar log as a frame: each schema column the table has, cast to the type the
+    JSON log is read with (kept as stored when its values do not cast, e.g. text in a numeric column)."""
+    columns = {}
+    for field in types:
+        if field.name not in table.column_names:
+            continue
+        column = table.column(field.name)
+        try:
+            column = column.cast(field.type) if column.type != field.type else column
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
+        columns[field.name] = column
+    return pa.table(columns).to_pandas() if columns else pd.DataFrame(index=range(table.num_rows))
+
+
+def log_chunks(store: HistoryStore, schema, *, since: datetime | None, until: datetime | None,
+               version: str | None, chunk_rows: int = 65_536) -> Iterator[LogRows]:
+    """The log rows of ``version`` logged in ``[since, until)`` chunk by chunk: first the rows of the SQL
+    ``predictions`` table (JSON parsed in bulk, one chunk parsed while the next is fetched), then those of
+    the columnar log (only the schema's columns of only the window's files). Memory: one chunk at a time."""
+    with ThreadPoolExecutor(1, thread_name_prefix="tabpipe-logread") as parser:
+        pending = None
+        for texts, proba, outcome in store.prediction_chunks(since=since, until=until, version=version,
+                                                             chunk_rows=chunk_rows, columnar=False):
+            ready = pending
+            pending = (parser.submit(inputs_frame, texts, schema), proba, outcome)
+            if ready is not None:
+                yield LogRows(ready[0].result(), ready[1], pd.Series(ready[2], name="outcome", dtype=object))
+        if pending is not None:
+            yield LogRows(pending[0].result(), pending[1], pd.Series(pending[2], name="outcome", dtype=object))
+    types = arrow_schema(schema)
+    parts = ((typed_frame(table, types), proba, outcome)
+             for table, proba, outcome in store.columnar_chunks(list(schema.columns), since=since, until=until,
+                                                                version=version, chunk_rows=chunk_rows))
+    yield from ahead(_gathered(parts, chunk_rows))
+
+
+def _gathered(parts: Iterator[tuple], chunk_rows: int) -> Iterator[LogRows]:
+    """The columnar log's batches (one file's rows at most each) gathered into chunks of at least ``chunk_rows``
+    rows (the last may be smaller): a log of many small files costs no more per row to check than one of
+    large files."""
+    frames, probas, outcomes, rows = [], [], [], 0
+    for frame, proba, outcome in parts:
+        frames.append(frame)
+        probas.append(proba)
+        outcomes.append(outcome)
+        rows += len(proba)
+        if rows >= chunk_rows:
+            yield _chunk(frames, probas, outcomes)
+            frames, probas, outcomes, rows = [], [], [], 0
+    if frames:
+        yield _chunk(frames, probas, outcomes)
+
+
+def _chunk(frames: list[pd.DataFrame], probas: list[np.ndarray], outcomes: list[np.ndarray]) -> LogRows:
+    rows = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    return LogRows(rows, np.concatenate(probas), pd.Series(np.concatenate(outcomes), name="outcome", dtype=object))
+
+
+def ahead(items: Iterator, depth: int = 2) -> Iterator:
+    """``items`` made by a worker thread up to ``depth`` items ahead of the consumer (Arrow decodes Parquet
+    without the GIL: the next chunk is read while this one is checked). The worker's exception is raised
+    here; a consumer that stops early stops the worker."""
+    waiting: queue.Queue = queue.Queue(depth)
+    stop = threading.Event()
+    end = object()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                waiting.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    return
+        except BaseException as exc:  # noqa: BLE001 — handed to the consumer, raised there
+            put(_Failed(exc))
+            return
+        put(end)
+
+    worker = threading.Thread(target=work, name="tabpipe-logread-ahead", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = waiting.get()
+            if item is end:
+                return
+            if isinstance(item, _Failed):
+                raise item.error
+            yield item
+    finally:
+        stop.set()
+        worker.join()
+
+
+@dataclass(frozen=True)
+class _Failed:
+    error: BaseException
+
+
 def read_window(store: HistoryStore, schema, *, since: datetime | None, until: datetime | None,
                 version: str | None, chunk_rows: int = 20_000) -> LogRows:
-    """The log rows of ``version`` logged in ``[since, until)``, read in chunks of ``chunk_rows``."""
+    """The log rows of ``version`` logged in ``[since, until)`` in memory, read in chunks of ``chunk_rows``
+    (``log_chunks``)."""
     frames, probas, outcomes = [], [], []
-    with ThreadPoolExecutor(1, thread_name_prefix="tabpipe-logread") as parser:   # parse one chunk while
-        for texts, proba, outcome in store.prediction_chunks(since=since, until=until, version=version,  # the next
-                                                             chunk_rows=chunk_rows):                   # is fetched
-            frames.append(parser.submit(inputs_frame, texts, schema))
-            probas.append(proba)
-            outcomes.extend(outcome)
-        frames = [future.result() for future in frames]
+    for chunk in log_chunks(store, schema, since=since, until=until, version=version, chunk_rows=chunk_rows):
+        frames.append(chunk.rows)
+        probas.append(chunk.proba)
+        outcomes.extend(chunk.outcomes)
     if not frames:
         return LogRows(pd.DataFrame(), np.empty(0), pd.Series([], dtype=object))
     rows = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)

@@ -54,6 +54,8 @@ MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 CHUNK = 5000                       # ids per IN (...) list: below every database's parameter limit
 RUN_KINDS = ("train", "predict", "monitor", "outcomes")
 SCORE_FEATURE = "__score__"        # the drift row of the predicted probabilities (not a feature)
+LOG_FOLDER = "prediction_log"      # the columnar log's folder (beside the SQLite file, or given)
+LOG_FORMATS = ("parquet", "sql")
 
 
 class StoreError(TabpipeError):
@@ -167,6 +169,34 @@ PREDICTIONS = Table(
 )
 
 
+LOG_FILES = Table(
+    "log_files", METADATA,                                # revision 0005: the columnar log's Parquet files
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("path", Text, nullable=False),                 # absolute path of the file
+    Column("hour", DateTime, nullable=False),             # the partition: logged_at floored to the hour
+    Column("model_version", String(32), nullable=False),
+    Column("rows", Integer, nullable=False),
+    Column("first_logged_at", DateTime, nullable=False),
+    Column("last_logged_at", DateTime, nullable=False),
+    Column("written_at", DateTime, nullable=False),
+    Index("ix_log_files_version_hour", "model_version", "hour"),
+    Index("ix_log_files_hour", "hour"),
+)
+
+LOG_OUTCOMES = Table(
+    "log_outcomes", METADATA,                             # revision 0005: outcomes of the columnar log's rows
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("row_id", String(255), nullable=False),
+    Column("model_version", String(32), nullable=False),
+    Column("hour", DateTime, nullable=False),             # the hour partition of the labelled rows
+    Column("rows", Integer, nullable=False),              # log rows of that hour and version carrying row_id
+    Column("outcome", String(255), nullable=False),
+    Column("outcome_at", DateTime, nullable=False),
+    Index("ix_log_outcomes_hour", "hour", "model_version"),
+    Index("ix_log_outcomes_row", "row_id", "model_version", "hour", unique=True),
+)
+
+
 TRAINING_ROWS = Table(
     "training_rows", METADATA,                            # revision 0003: rows uploaded with POST /data
     Column("id", Integer, primary_key=True, autoincrement=True),
@@ -188,6 +218,19 @@ def store_url(env_url: str | None, *, registry_backend: str, registry_path: Path
         return env_url
     folder = registry_path if registry_backend == "local" else artifacts_dir
     return f"sqlite:///{Path(folder).resolve() / HISTORY_FILE}"
+
+
+def log_folder(url: str, fallback: Path | None = None) -> Path | None:
+    """Where the columnar prediction log's files live: ``prediction_log`` beside an SQLite store's file,
+    else in ``fallback`` (None: no columnar log, e.g. an in-memory database)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database
+        return Path(database).resolve().parent / LOG_FOLDER if database and database != ":memory:" else None
+    return Path(fallback) / LOG_FOLDER if fallback is not None else None
 
 
 def redacted(url: str | URL) -> str:
@@ -342,13 +385,25 @@ class HistoryStore:
     Safe to share between threads (SQLAlchemy's pool); open one per process.
     """
 
-    def __init__(self, engine: Engine):
+    def __init__(self, engine: Engine, *, log_dir: Path | None = None, log_format: str = "sql"):
+        if log_format not in LOG_FORMATS:
+            raise ValueError(f"log_format must be one of {LOG_FORMATS}, not {log_format!r}")
+        if log_format == "parquet" and log_dir is None:
+            raise StoreError(f"history store {redacted(engine.url)}: the Parquet prediction log needs a folder")
         self.engine = engine
+        self.log_dir = None if log_dir is None else Path(log_dir)
+        self.log_format = log_format
 
     @classmethod
-    def open(cls, url: str, *, migrate_to: str | None = "head") -> HistoryStore:
-        """Connect to ``url`` and bring its schema to ``migrate_to`` (None: do not migrate)."""
-        store = cls(make_engine(url))
+    def open(cls, url: str, *, migrate_to: str | None = "head", log_dir: Path | None = None,
+             log_format: str = "sql") -> HistoryStore:
+        """Connect to ``url`` and bring its schema to ``migrate_to`` (None: do not migrate).
+
+        ``log_format``: where ``log_predictions`` writes — ``sql`` (the ``predictions`` table) or
+        ``parquet`` (hour-partitioned files in ``log_dir``, indexed in ``log_files``). Reads cover both.
+        ``log_dir`` default: ``log_folder(url)`` (beside an SQLite file)."""
+        store = cls(make_engine(url), log_dir=log_dir if log_dir is not None else log_folder(url),
+                    log_format=log_format)
         if migrate_to is not None:
             with store._translated("migrate"):
                 migrate(store.engine, migrate_to)
@@ -471,7 +526,36 @@ class HistoryStore:
     def log_predictions(self, rows: list[Mapping[str, Any]]) -> int:
         """Append scored rows. Keys: request_id, row_index, model_version, probability, prediction,
         and optionally row_id (default ``request_id:row_index``), logged_at (default now), inputs (dict), warnings (list).
-        Inputs must already have sensitive columns protected (see ``monitoring.sensitive``)."""
+        Inputs must already have sensitive columns protected (see ``monitoring.sensitive``).
+        Written to the ``predictions`` table or, with ``log_format="parquet"``, to Parquet files indexed in ``log_files``."""
+        if self.log_format == "parquet":
+            return self._log_columnar(rows)
+        return self._log_sql(rows)
+
+    def _log_columnar(self, rows: list[Mapping[str, Any]]) -> int:
+        """The rows as Parquet files (one per hour and version), then their index rows: a file the index
+        names always exists whole; a file written but not indexed (the store failed) is never read."""
+        if not rows:
+            return 0
+        from tabpipe.history.columnar import rows_table, write_partitions
+
+        stamp = now_utc()
+        table = rows_table(
+            rows, row_id=lambda r: str(r["row_id"]) if r.get("row_id") is not None else f"{r['request_id']}:{r['row_index']}",
+            logged_at=lambda r: _naive_utc(r.get("logged_at")) or stamp, number=_plain, text=_json_text)
+        return self.index_log_files(write_partitions(self.log_dir, table))
+
+    def index_log_files(self, files) -> int:
+        """Record written log files (``columnar.WrittenFile``) in ``log_files``; returns their rows."""
+        values = [{"path": str(self.log_dir.resolve() / f.path), "hour": f.hour, "model_version": f.model_version, "rows": f.rows,
+                   "first_logged_at": f.first_logged_at, "last_logged_at": f.last_logged_at, "written_at": now_utc()}
+                  for f in files]
+        if values:
+            with self._write("log_predictions") as conn:
+                conn.execute(LOG_FILES.insert(), values)
+        return sum(f.rows for f in files)
+
+    def _log_sql(self, rows: list[Mapping[str, Any]]) -> int:
         if not rows:
             return 0
         stamp = now_utc()
@@ -495,12 +579,108 @@ class HistoryStore:
                 values)
         return len(values)
 
+    def log_files(self, *, since: datetime | str | None = None, until: datetime | str | None = None,
+                  version: str | None = None) -> list[dict]:
+        """The indexed log files that may hold rows with ``since <= logged_at < until`` (of ``version``),
+        oldest first: dicts of the ``log_files`` columns (``path`` absolute: any process can read them)."""
+        query = select(LOG_FILES).order_by(LOG_FILES.c.first_logged_at, LOG_FILES.c.id)
+        if since is not None:
+            query = query.where(LOG_FILES.c.last_logged_at >= utc(since))
+        if until is not None:
+            query = query.where(LOG_FILES.c.first_logged_at < utc(until))
+        if version is not None:
+            query = query.where(LOG_FILES.c.model_version == version)
+        with self._read("log_files") as conn:
+            files = [dict(row) for row in conn.execute(query).mappings()]
+        for f in files:
+            f["path"] = Path(f["path"])
+        return files
+
+    def hour_outcomes(self, hour: datetime, version: str) -> dict[str, str]:
+        """{row_id: outcome} attached to the columnar log's rows of one hour partition and version."""
+        query = select(LOG_OUTCOMES.c.row_id, LOG_OUTCOMES.c.outcome).where(
+            LOG_OUTCOMES.c.hour == hour, LOG_OUTCOMES.c.model_version == version)
+        with self._read("hour_outcomes") as conn:
+            return dict(conn.execute(query).all())
+
+    def _hour_outcome_times(self, hour: datetime, version: str) -> dict[str, datetime]:
+        query = select(LOG_OUTCOMES.c.row_id, LOG_OUTCOMES.c.outcome_at).where(
+            LOG_OUTCOMES.c.hour == hour, LOG_OUTCOMES.c.model_version == version)
+        with self._read("hour_outcomes") as conn:
+            return dict(conn.execute(query).all())
+
+    def columnar_chunks(self, inputs: Iterable[str], *, since: datetime | str | None = None,
+                        until: datetime | str | None = None, version: str | None = None, chunk_rows: int = 65_536,
+                        ) -> Iterator[tuple[Any, np.ndarray, np.ndarray]]:
+        """The columnar log's rows of a window, file by file in batches of at most ``chunk_rows``: (an Arrow table
+        of the input columns ``inputs`` that the file has, ``probability`` as float64, ``outcome`` as an object
+        array, None where no label arrived). Only the files of the window and only those columns are read."""
+        from tabpipe.history.columnar import INPUT, read_batches
+
+        since, until = utc(since), utc(until)
+        wanted = [INPUT + name for name in inputs]
+        cached: dict[tuple, dict] = {}
+        for f in self.log_files(since=since, until=until, version=version):
+            key = (f["hour"], f["model_version"])
+            if key not in cached:
+                cached = {key: self.hour_outcomes(*key)}      # files come hour by hour: keep one hour's outcomes
+            labels = cached[key]
+            columns = [*wanted, "probability", *(["row_id"] if labels else [])]
+            inner = (since is None or f["first_logged_at"] >= since) and (until is None or f["last_logged_at"] < until)
+            for table in read_batches(f["path"], columns, since=None if inner else since, until=None if inner else until,
+                                      batch_rows=chunk_rows):
+                if table.num_rows == 0:
+                    continue
+                proba = table.column("probability").to_numpy(zero_copy_only=False).astype(float)
+                if labels:
+                    outcome = pd.Series(table.column("row_id").to_pandas()).map(labels).to_numpy(dtype=object)
+                    outcome[pd.isna(outcome)] = None
+                else:
+                    outcome = np.full(table.num_rows, None, dtype=object)
+                keep = [c for c in table.column_names if c.startswith(INPUT)]
+                yield (table.select(keep).rename_columns([c[len(INPUT):] for c in keep]), proba, outcome)
+
+    def _columnar_frame(self, since, until, version, with_inputs: bool) -> pd.DataFrame:
+        """The columnar log's rows of a window as ``predictions`` gives them (``id`` None)."""
+        from tabpipe.history.columnar import INPUT, read_batches
+
+        since, until = utc(since), utc(until)
+        frames = []
+        for f in self.log_files(since=since, until=until, version=version):
+            tables = list(read_batches(f["path"], pq_columns(f["path"]), since=since, until=until))
+            if not tables:
+                continue
+            import pyarrow as pa
+
+            table = pa.concat_tables(tables)
+            meta = table.select([c for c in table.column_names if not c.startswith(INPUT)]).to_pandas()
+            if with_inputs:
+                names = [c for c in table.column_names if c.startswith(INPUT)]
+                records = table.select(names).rename_columns([c[len(INPUT):] for c in names]).to_pylist()
+                meta["inputs"] = records
+                meta["warnings"] = [json.loads(w) if w is not None else None for w in meta["warnings"]]
+            else:
+                meta = meta.drop(columns=["warnings"])
+            labels = self.hour_outcomes(f["hour"], f["model_version"])
+            times = self._hour_outcome_times(f["hour"], f["model_version"]) if labels else {}
+            meta["outcome"] = meta["row_id"].map(labels) if labels else None
+            meta["outcome_at"] = meta["row_id"].map(times) if times else None
+            frames.append(meta)
+        if not frames:
+            return pd.DataFrame()
+        frame = pd.concat(frames, ignore_index=True)
+        frame["logged_at"] = pd.to_datetime(frame["logged_at"]).dt.tz_localize("UTC")
+        frame["outcome_at"] = pd.to_datetime(frame["outcome_at"]).dt.tz_localize("UTC")
+        frame["outcome"] = frame["outcome"].astype(object).where(frame["outcome"].notna(), None)
+        frame.insert(0, "id", None)
+        return frame
+
     def predictions(self, *, since: datetime | str | None = None, until: datetime | str | None = None,
                     version: str | None = None, labelled: bool | None = None,
                     limit: int | None = None, with_inputs: bool = True) -> pd.DataFrame:
         """Logged predictions with ``since <= logged_at < until`` (oldest first); ``labelled``: only rows
         with (True) or without (False) an outcome. ``inputs``/``warnings`` come back parsed (left out,
-        with the cost of parsing them, when ``with_inputs`` is false)."""
+        with the cost of parsing them, when ``with_inputs`` is false). Rows of the columnar log have ``id`` None."""
         columns = PREDICTIONS.c if with_inputs else [c for c in PREDICTIONS.c if c.name not in ("inputs", "warnings")]
         query = _window(select(*columns), since, until, version)
         if labelled is not None:
@@ -508,14 +688,28 @@ class HistoryStore:
         if limit is not None:
             query = query.limit(limit)
         with self._read("predictions") as conn:
-            return _frame(conn.execute(query), ("logged_at", "outcome_at"))
+            frame = _frame(conn.execute(query), ("logged_at", "outcome_at"))
+        columnar = self._columnar_frame(since, until, version, with_inputs)
+        if columnar.empty:
+            return frame
+        if labelled is not None:
+            columnar = columnar[columnar["outcome"].notna() == labelled]
+        both = pd.concat([frame.astype(object), columnar[frame.columns].astype(object)], ignore_index=True)
+        both["logged_at"] = pd.to_datetime(both["logged_at"], utc=True)
+        both["outcome_at"] = pd.to_datetime(both["outcome_at"], utc=True)
+        both = both.sort_values("logged_at", kind="stable").reset_index(drop=True)
+        for name in ("row_index", "probability"):
+            both[name] = pd.to_numeric(both[name])
+        return both.head(limit) if limit is not None else both
 
     def prediction_chunks(self, *, since: datetime | str | None = None, until: datetime | str | None = None,
-                          version: str | None = None, chunk_rows: int = 100_000,
+                          version: str | None = None, chunk_rows: int = 100_000, columnar: bool = True,
                           ) -> Iterator[tuple[list[str | None], np.ndarray, list[str | None]]]:
         """The logged predictions of a window (as ``predictions`` selects and orders them), streamed in
         chunks of ``chunk_rows``: (``inputs`` as the stored JSON text, ``probability`` as float64, ``outcome``).
-        The JSON is not parsed here: ``monitoring.logread`` turns the text into columns in bulk."""
+        The JSON is not parsed here: ``monitoring.logread`` turns the text into columns in bulk. The rows of
+        the columnar log follow (their inputs made JSON text; ``columnar=False`` leaves them out — read them
+        with ``columnar_chunks``)."""
         query = _window(select(cast(PREDICTIONS.c.inputs, Text), PREDICTIONS.c.probability, PREDICTIONS.c.outcome),
                         since, until, version)
         with self._read("prediction_chunks") as conn:
@@ -523,29 +717,73 @@ class HistoryStore:
             for part in result.partitions():
                 texts, proba, outcomes = zip(*part)
                 yield list(texts), np.asarray(proba, dtype=float), list(outcomes)
+        if not columnar:
+            return
+        names: list[str] = []
+        for f in self.log_files(since=since, until=until, version=version):
+            names.extend(c[len("inputs."):] for c in pq_columns(f["path"]) if c.startswith("inputs."))
+        for table, proba, outcome in self.columnar_chunks(list(dict.fromkeys(names)), since=since, until=until,
+                                                          version=version, chunk_rows=chunk_rows):
+            texts = [_json_text(record) for record in table.to_pylist()]
+            yield texts, proba, list(outcome)
 
     def prediction_summary(self, *, version: str | None = None) -> dict:
         """{"logged", "labelled", "first", "last"} over the log (of ``version``), computed in the database."""
         query = select(func.count(), func.count(PREDICTIONS.c.outcome), func.min(PREDICTIONS.c.logged_at),
                        func.max(PREDICTIONS.c.logged_at))
+        files = select(func.coalesce(func.sum(LOG_FILES.c.rows), 0), func.min(LOG_FILES.c.first_logged_at),
+                       func.max(LOG_FILES.c.last_logged_at))
+        outcomes = select(func.coalesce(func.sum(LOG_OUTCOMES.c.rows), 0))
         if version is not None:
             query = query.where(PREDICTIONS.c.model_version == version)
+            files = files.where(LOG_FILES.c.model_version == version)
+            outcomes = outcomes.where(LOG_OUTCOMES.c.model_version == version)
         with self._read("prediction_summary") as conn:
             logged, labelled, first, last = conn.execute(query).one()
-        return {"logged": int(logged), "labelled": int(labelled), "first": _aware(first), "last": _aware(last)}
+            file_rows, file_first, file_last = conn.execute(files).one()
+            file_labelled = conn.execute(outcomes).scalar_one()
+        firsts = [t for t in (first, file_first) if t is not None]
+        lasts = [t for t in (last, file_last) if t is not None]
+        return {"logged": int(logged) + int(file_rows), "labelled": int(labelled) + int(file_labelled),
+                "first": _aware(min(firsts)) if firsts else None, "last": _aware(max(lasts)) if lasts else None}
 
     def count_predictions(self, *, version: str | None = None) -> int:
         """Number of logged predictions (of model ``version`` only, when given)."""
         query = select(func.count()).select_from(PREDICTIONS)
+        files = select(func.coalesce(func.sum(LOG_FILES.c.rows), 0))
         if version is not None:
             query = query.where(PREDICTIONS.c.model_version == version)
+            files = files.where(LOG_FILES.c.model_version == version)
         with self._read("count_predictions") as conn:
-            return int(conn.execute(query).scalar_one())
+            return int(conn.execute(query).scalar_one()) + int(conn.execute(files).scalar_one())
+
+    def _columnar_matches(self, row_ids: list[str], version: str | None) -> dict[tuple, int]:
+        """{(row_id, model_version, hour): rows} of the columnar log's rows whose ``row_id`` is in ``row_ids``
+        (a scan of the ``row_id`` column of every indexed file of ``version``)."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        found: dict[tuple, int] = {}
+        if not row_ids:
+            return found
+        wanted = pa.array(row_ids, pa.string())
+        for f in self.log_files(version=version):
+            ids = pq.read_table(f["path"], columns=["row_id"]).column("row_id")
+            hits = ids.filter(pc.is_in(ids, value_set=wanted))
+            if len(hits):
+                counted = pc.value_counts(hits)
+                for value, count in zip(counted.field("values").to_pylist(), counted.field("counts").to_pylist()):
+                    key = (value, f["model_version"], f["hour"])
+                    found[key] = found.get(key, 0) + int(count)
+        return found
 
     def attach_outcomes(self, outcomes: Mapping[str, Any], *, at: datetime | str | None = None,
                         version: str | None = None) -> int:
         """Set ``outcome`` (as text) on every logged prediction whose ``row_id`` is a key of ``outcomes``
-        (restricted to ``version`` if given). Returns the number of prediction rows updated."""
+        (restricted to ``version`` if given). Returns the number of prediction rows updated. Rows of the
+        columnar log get theirs in ``log_outcomes`` (one row per row id, version and hour; a later label replaces
+        an earlier one), joined when the log is read."""
         if not outcomes:
             return 0
         stamp = utc(at) or now_utc()
@@ -554,7 +792,9 @@ class HistoryStore:
         if version is not None:
             statement = statement.where(PREDICTIONS.c.model_version == version)
         params = [{"rid": str(key), "label": str(_plain(label))} for key, label in outcomes.items()]
-        matched = 0
+        labels = {p["rid"]: p["label"] for p in params}
+        columnar = self._columnar_matches(list(labels), version)
+        matched = sum(columnar.values())
         with self._write("attach_outcomes") as conn:
             for start in range(0, len(params), CHUNK):
                 chunk = params[start:start + CHUNK]
@@ -564,10 +804,15 @@ class HistoryStore:
                     counted = counted.where(PREDICTIONS.c.model_version == version)
                 matched += conn.execute(counted).scalar_one()
                 conn.execute(statement, chunk)
+            if columnar:
+                conn.execute(_upsert_outcomes(conn.dialect.name), [
+                    {"row_id": r, "model_version": v, "hour": h, "rows": n, "outcome": labels[r], "outcome_at": stamp}
+                    for (r, v, h), n in columnar.items()])
         return int(matched)
 
     def logged_row_ids(self, row_ids: Iterable[str]) -> set[str]:
-        """The ``row_ids`` that at least one logged prediction carries (what outcomes can attach to)."""
+        """The ``row_ids`` that at least one logged prediction carries (what outcomes can attach to).
+        The columnar log's files are scanned (their ``row_id`` column only)."""
         wanted = sorted({str(key) for key in row_ids})
         found: set[str] = set()
         with self._read("logged_row_ids") as conn:
@@ -575,6 +820,7 @@ class HistoryStore:
                 query = select(PREDICTIONS.c.row_id).distinct().where(
                     PREDICTIONS.c.row_id.in_(wanted[start:start + CHUNK]))
                 found.update(conn.execute(query).scalars())
+        found.update(row_id for row_id, _, _ in self._columnar_matches(wanted, None))
         return found
 
     # ---- uploaded training rows
@@ -726,6 +972,28 @@ class HistoryStore:
             query = query.where(ALERTS.c.run_id == run_id)
         with self._read("alerts") as conn:
             return _frame(conn.execute(query), ("window_start", "window_end", "created_at", "delivered_at"))
+
+
+def _upsert_outcomes(dialect: str):
+    """INSERT into ``log_outcomes`` replacing the row of the same (row_id, model_version, hour)."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:
+        raise StoreError(f"the columnar prediction log supports SQLite and PostgreSQL stores, not {dialect}")
+    statement = insert(LOG_OUTCOMES)
+    return statement.on_conflict_do_update(
+        index_elements=["row_id", "model_version", "hour"],
+        set_={"rows": statement.excluded.rows, "outcome": statement.excluded.outcome,
+              "outcome_at": statement.excluded.outcome_at})
+
+
+def pq_columns(path: Path) -> list[str]:
+    """The column names of one Parquet file (its footer only)."""
+    import pyarrow.parquet as pq
+
+    return list(pq.read_schema(path).names)
 
 
 def _window(query, since, until, version):

@@ -27,14 +27,16 @@ Warn = Callable[[str], None]
 def run_monitoring(settings, *, environ: Mapping[str, str], now: datetime, since: datetime | None = None,
                    until: datetime | None = None, input: Path | None = None, labels: str | None = None,
                    model_version: str | None = None, retrain: bool = False, append_labelled: bool = False,
-                   warn: Warn = log.warning) -> dict:
+                   report: bool = False, warn: Warn = log.warning) -> dict:
     """Monitor one window for ``model_version`` (None: production); returns ``monitor.json``'s content.
 
     The window is the prediction log from ``since`` to ``until`` (default ``now``), or the rows of
     ``input`` (a CSV/Parquet file or a Parquet folder; ``labels``: its outcome column) — exactly one of
     ``since`` and ``input``. With ``retrain`` and a ``retrain`` decision, one training run follows
     (``append_labelled``: on the configured source plus the window's labelled rows), summarised under
-    ``result["retrain"]``.
+    ``result["retrain"]``. A log window is read chunk by chunk (memory bounded); evidently's own HTML
+    report is written for it only with ``report`` (its verdicts are computed either way); for ``input``
+    it is always written.
     """
     from tabpipe.history.logread import read_window
     from tabpipe.history.open import open_history
@@ -43,6 +45,7 @@ def run_monitoring(settings, *, environ: Mapping[str, str], now: datetime, since
         run_monitor,
         window_from_dataset,
         window_from_file,
+        log_window,
         window_from_log,
     )
     from tabpipe.registry import open_registry
@@ -73,11 +76,13 @@ def run_monitoring(settings, *, environ: Mapping[str, str], now: datetime, since
         elif input is not None:   # in memory (--append-labelled trains on the window's rows anyway)
             window = window_from_file(read_whole(input), input.name, labels, now)
             read_seconds = {"read": round(time.perf_counter() - reading, 4)}
-        else:
+        elif append_labelled:   # --retrain --append-labelled trains on the window's rows: in memory
             until = until or now
             logged = read_window(store, model.schema, since=since, until=until, version=version)
             window = window_from_log(logged, since, until)
             read_seconds = {"read": round(time.perf_counter() - reading, 4)}
+        else:                   # read chunk by chunk while it is monitored (timed in schema_check_and_score)
+            window, on = log_window(store, version, since, until or now), {"evidently_html": report}
         out_dir = new_run_dir(settings.pipeline.run.artifacts_dir / "monitoring")
         result = run_monitor(window, model=model, version=version, profile=profile, reference=reference,
                              out_dir=out_dir, settings=msettings, store=store,

@@ -11,7 +11,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -32,7 +32,7 @@ from tabpipe.history.logread import LogRows
 from tabpipe.drift.psi import counts_psi, feature_psi
 from tabpipe.history.store import SCORE_FEATURE
 from tabpipe.jsonable import to_json_ready
-from tabpipe.monitoring.window_stats import ChunkSpec, WindowStats, dataset_stats, frame_stats
+from tabpipe.monitoring.window_stats import ChunkSpec, WindowStats, dataset_stats, frame_stats, stream_stats
 from tabpipe.schema import positive_mask
 
 log = logging.getLogger(__name__)
@@ -91,6 +91,23 @@ class DatasetWindow:
     start: datetime
     end: datetime
     labels: str | None = None
+
+
+@dataclass(frozen=True)
+class LogWindow:
+    """The prediction log's rows of model ``version`` logged in ``[start, end)``, read from ``store`` chunk by
+    chunk (``history.logread.log_chunks``): memory stays bounded however many rows the window holds."""
+
+    store: object                     # HistoryStore
+    version: str | None
+    description: str
+    start: datetime
+    end: datetime
+
+
+def log_window(store, version: str | None, since: datetime, until: datetime) -> LogWindow:
+    """The log window of ``version`` from ``since`` to ``until``, read when monitored."""
+    return LogWindow(store, version, f"log {since:%Y-%m-%d %H:%M} .. {until:%Y-%m-%d %H:%M} UTC", since, until)
 
 
 def parse_since(text: str, now: datetime) -> datetime:
@@ -157,6 +174,25 @@ class Stopwatch:
         self.seconds[stage] = round(self.seconds.get(stage, 0.0) + now - self._last, 4)
         self._last = now
 
+    def move(self, seconds: float, source: str, target: str) -> None:
+        """Charge ``seconds`` of ``source``'s time to ``target`` instead (a stage timed inside another)."""
+        self.seconds[source] = round(max(self.seconds.get(source, 0.0) - seconds, 0.0), 4)
+        self.seconds[target] = round(self.seconds.get(target, 0.0) + seconds, 4)
+
+
+def timed(chunks, spent: dict) -> Iterator:
+    """``chunks``, adding the seconds spent waiting for each to ``spent["read"]``."""
+    source = iter(chunks)
+    while True:
+        started = time.perf_counter()
+        try:
+            chunk = next(source)
+        except StopIteration:
+            spent["read"] += time.perf_counter() - started
+            return
+        spent["read"] += time.perf_counter() - started
+        yield chunk
+
 
 def _realised(y: np.ndarray, proba: np.ndarray, threshold: float) -> dict | None:
     if len(y) == 0 or y.min() == y.max():
@@ -173,9 +209,10 @@ def _psi_verdict(value: float | None, rules: RulesSection) -> str:
 
 
 def _evidently(reference: pd.DataFrame | None, stats: WindowStats, out_dir: Path, s: MonitorSettings,
-               sensitive: frozenset[str]) -> dict:
-    """evidently's verdicts and report on the window's typed rows: every row, or the bounded sample of a
-    window read a partition at a time (``stats.sample``; the summary and the report say so)."""
+               sensitive: frozenset[str], *, html: bool = True) -> dict:
+    """evidently's verdicts (computed natively, ``drift.rules``) and, with ``html``, its own report on the
+    window's typed rows: every row, or the bounded sample of a window read a partition or chunk at a time
+    (``stats.sample``; the summary and the report say so)."""
     if not s.evidently:
         return {"status": "disabled", "message": "monitoring.evidently or validation.drift.enabled is false"}
     if reference is None:
@@ -187,14 +224,15 @@ def _evidently(reference: pd.DataFrame | None, stats: WindowStats, out_dir: Path
     sample, total = stats.smallest(s.evidently_max_rows), stats.rows
     try:
         summary = drift_report(reference, sample, out_dir, drift_share=s.evidently_drift_share,
-                               max_rows=s.evidently_max_rows, seed=s.seed, sensitive=sensitive, window_rows=total)
+                               max_rows=s.evidently_max_rows, seed=s.seed, sensitive=sensitive, window_rows=total,
+                               html=html)
     except Exception as exc:  # noqa: BLE001 — evidently failing must not lose the rest of the run; it is reported
         log.exception("evidently drift report failed")
         return {"status": "failed", "message": f"{type(exc).__name__}: {exc}"}
     rows = summary.get("report_current_rows", len(sample))
     verdicts = ("every row" if len(sample) == total else
                 f"a seeded random sample of {len(sample)} of the window's {total} rows (the window was read a "
-                "partition at a time; the sample keeps memory bounded)")
+                "partition or chunk at a time; the sample keeps memory bounded)")
     summary["sample_note"] = (f"evidently's report ran on a random sample of {rows} of the window's {total} "
                               f"rows (validation.drift.max_rows={s.evidently_max_rows}, seed {s.seed}); the per-column "
                               f"drift verdicts use {verdicts}"
@@ -202,10 +240,10 @@ def _evidently(reference: pd.DataFrame | None, stats: WindowStats, out_dir: Path
     return summary
 
 
-def run_monitor(window: Window | DatasetWindow, *, model, version: str, profile: dict | None,
+def run_monitor(window: Window | DatasetWindow | LogWindow, *, model, version: str, profile: dict | None,
                 reference: pd.DataFrame | None, out_dir: Path, settings: MonitorSettings, store=None,
                 webhook_url: str | None = None, run_id: str | None = None, now: datetime | None = None,
-                stage_seconds: Mapping[str, float] | None = None,
+                stage_seconds: Mapping[str, float] | None = None, evidently_html: bool = True,
                 dask: bool = False, dask_address: str | None = None, n_workers: int = 1,
                 segments: Mapping[str, Mapping] | None = None) -> dict:
     """Monitor ``window`` for ``model`` (registry ``version``); returns the result (also ``monitor.json``).
@@ -214,9 +252,10 @@ def run_monitor(window: Window | DatasetWindow, *, model, version: str, profile:
     ``DatasetWindow`` is read a row group at a time; with ``dask``, one task per file on the cluster at
     ``dask_address`` (None: a LocalCluster of ``n_workers`` processes), the counts merged here.
     ``stage_seconds``: stages the caller timed (e.g. reading the window); the run adds its own
-    (``result["stage_seconds"]``, also in the store's ``runs`` row). ``segments``: the segment columns
-    published with the version (its metadata's ``segments``): realised metrics per segment for a window in
-    memory with outcomes.
+    (``result["stage_seconds"]``, also in the store's ``runs`` row). ``evidently_html``: also write
+    evidently's own HTML/JSON report (the drift verdicts are computed either way, natively). ``segments``: the
+    segment columns published with the version (its metadata's ``segments``): realised metrics per segment for
+    a window in memory with outcomes.
     """
     clock = Stopwatch(stage_seconds)
     now = now or datetime.now(timezone.utc)
@@ -228,13 +267,16 @@ def run_monitor(window: Window | DatasetWindow, *, model, version: str, profile:
                          rows=len(window.rows) if isinstance(window, Window) else None, source=window.description,
                          config_ref=str(out_dir / RESULT_FILE), started_at=now)
     try:
+        spent = {"read": 0.0}
         stats = window_stats(window, model=model, profile=profile, evidently=settings.evidently and reference is not None,
                              multivariate=_multivariate_ready(settings, profile, reference), settings=settings,
-                             dask=dask, dask_address=dask_address, n_workers=n_workers)
+                             dask=dask, dask_address=dask_address, n_workers=n_workers, spent=spent)
         clock.lap("schema_check_and_score")
+        if isinstance(window, LogWindow):     # the wait for the log's chunks, read while the rows are checked
+            clock.move(spent["read"], "schema_check_and_score", "read")
         result = _monitor(window, stats, model=model, version=version, profile=profile, reference=reference,
                           out_dir=out_dir, s=settings, store=store, webhook_url=webhook_url, run_id=run_id, now=now,
-                          clock=clock, segments=segments)
+                          clock=clock, segments=segments, evidently_html=evidently_html)
     except BaseException as exc:
         if store is not None:
             store.finish_run(run_id, status="failed", error=f"{type(exc).__name__}: {exc}", stage_seconds=clock.seconds)
@@ -244,18 +286,27 @@ def run_monitor(window: Window | DatasetWindow, *, model, version: str, profile:
     return result
 
 
-def window_stats(window: Window | DatasetWindow, *, model, profile: dict | None, evidently: bool,
+def window_stats(window: Window | DatasetWindow | LogWindow, *, model, profile: dict | None, evidently: bool,
                  settings: MonitorSettings, multivariate: bool = False, dask: bool = False,
-                 dask_address: str | None = None, n_workers: int = 1) -> WindowStats:
+                 dask_address: str | None = None, n_workers: int = 1, spent: dict | None = None) -> WindowStats:
     """The window's counts, probabilities, outcomes and (for evidently and the domain classifier) rows: a
     window in memory as one chunk, with every row kept for evidently (else ``multivariate.sample_rows``
-    for the domain classifier); a dataset file by file, with a sample of the larger of the two."""
+    for the domain classifier); a dataset file by file and a log window chunk by chunk, with a sample of the
+    larger of the two. ``spent["read"]``: seconds spent waiting for the log's chunks are added to it."""
     features = profile["features"] if profile else None
     domain_rows = settings.multivariate.sample_rows if multivariate else 0
     if isinstance(window, Window):
         spec = ChunkSpec(model=model, profile_features=features, keep=None if evidently else domain_rows,
                          seed=settings.seed)
         return frame_stats(window.rows, spec, proba=window.proba, outcomes=window.outcomes, where=window.description)
+    if isinstance(window, LogWindow):
+        from tabpipe.history.logread import log_chunks
+
+        spec = ChunkSpec(model=model, profile_features=features, seed=settings.seed,
+                         keep=max(settings.evidently_max_rows if evidently else 0, domain_rows))
+        chunks = log_chunks(window.store, model.schema, since=window.start, until=window.end, version=window.version)
+        return stream_stats(timed(chunks, spent if spent is not None else {"read": 0.0}), spec,
+                            where=window.description)
     from tabpipe.scoring.partitions import check_columns, partitions
 
     parts = partitions(window.path)
@@ -267,7 +318,8 @@ def window_stats(window: Window | DatasetWindow, *, model, profile: dict | None,
 
 def _monitor(window: Window | DatasetWindow, stats: WindowStats, *, model, version: str, profile: dict | None,
              reference: pd.DataFrame | None, out_dir: Path, s: MonitorSettings, store, webhook_url: str | None,
-             run_id: str, now: datetime, clock: Stopwatch, segments: Mapping[str, Mapping] | None = None) -> dict:
+             run_id: str, now: datetime, clock: Stopwatch, segments: Mapping[str, Mapping] | None = None,
+             evidently_html: bool = True) -> dict:
     n, schema, threshold = stats.rows, model.schema, float(model.threshold)
     quality = stats.quality(schema)
     proba = stats.proba
@@ -283,7 +335,7 @@ def _monitor(window: Window | DatasetWindow, stats: WindowStats, *, model, versi
             for name, counts in stats.buckets.items()} if profile else {})
     score_psi = feature_psi("probability", profile["scores"], proba[scored], min_rows=s.psi_min_rows) if profile else None
     clock.lap("psi")
-    drift = _evidently(reference, stats, out_dir, s, schema.sensitive)
+    drift = _evidently(reference, stats, out_dir, s, schema.sensitive, html=evidently_html)
     clock.lap("evidently")
     multivariate = _domain_auc(profile, reference, stats, s)
     clock.lap("multivariate")

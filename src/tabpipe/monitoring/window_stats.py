@@ -235,3 +235,20 @@ def dataset_stats(parts: list, spec: ChunkSpec, *, dask: bool = False, dask_addr
     else:
         partials = (file_stats(spec, part, i) for i, part in enumerate(parts))
     return merged(partials, spec.keep)
+
+
+def stream_stats(chunks: Iterable, spec: ChunkSpec, *, where: str = "the log") -> WindowStats:
+    """A window read chunk by chunk (``history.logread.log_chunks``: rows, logged ``proba``, ``outcomes`` with
+    None where no label arrived), merged and finished. The sample keys are one seeded stream over the rows
+    in order, so the sample does not depend on where the chunks were cut (nor on the log's format)."""
+    rng = np.random.default_rng([spec.seed, 0])
+    total, offset = WindowStats(keep=spec.keep), 0
+    for chunk in chunks:
+        n = len(chunk.proba)
+        keys = rng.random(n) if spec.keep else None
+        total.merge(chunk_stats(chunk.rows, spec, proba=chunk.proba, outcomes=chunk.outcomes, keys=keys,
+                                place=offset, where=where))
+        offset += n
+    if offset == 0:      # no rows: the counts of an empty window (every feature's empty buckets), as in memory
+        total.merge(chunk_stats(pd.DataFrame(), spec, proba=np.empty(0), where=where))
+    return total.finish()

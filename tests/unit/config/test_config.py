@@ -213,6 +213,13 @@ def test_governance_thresholds_must_be_finite(project, key):
     assert err.key == f"monitoring.rules.{key}" and "finite" in err.message
 
 
+def test_prediction_log_format_defaults_to_parquet_and_is_checked(project):
+    assert load_settings(project, check_candidates=False).pipeline.monitoring.log.format == "parquet"
+    edit_yaml(project, lambda d: d.setdefault("monitoring", {}).update(log={"format": "json"}))
+    err = config_error(project)
+    assert err.key == "monitoring.log.format" and "parquet" in err.message and "sql" in err.message
+
+
 @pytest.mark.parametrize("origin", ["*", "https://app.example.com/", "app.example.com", "https://*.example.com",
                                     "ftp://x.example.com", "https://app.example.com/path"])
 def test_allowed_origins_must_be_origins(project, origin):
