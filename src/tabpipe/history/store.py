@@ -757,9 +757,11 @@ class HistoryStore:
         with self._read("count_predictions") as conn:
             return int(conn.execute(query).scalar_one()) + int(conn.execute(files).scalar_one())
 
-    def _columnar_matches(self, row_ids: list[str], version: str | None) -> dict[tuple, int]:
+    def _columnar_matches(self, row_ids: list[str], version: str | None,
+                          since: datetime | None = None) -> dict[tuple, int]:
         """{(row_id, model_version, hour): rows} of the columnar log's rows whose ``row_id`` is in ``row_ids``
-        (a scan of the ``row_id`` column of every indexed file of ``version``)."""
+        (a scan of the ``row_id`` column of every indexed file of ``version`` holding rows logged at or after
+        ``since``)."""
         import pyarrow as pa
         import pyarrow.compute as pc
         import pyarrow.parquet as pq
@@ -768,7 +770,7 @@ class HistoryStore:
         if not row_ids:
             return found
         wanted = pa.array(row_ids, pa.string())
-        for f in self.log_files(version=version):
+        for f in self.log_files(version=version, since=since):
             ids = pq.read_table(f["path"], columns=["row_id"]).column("row_id")
             hits = ids.filter(pc.is_in(ids, value_set=wanted))
             if len(hits):
@@ -810,17 +812,22 @@ class HistoryStore:
                     for (r, v, h), n in columnar.items()])
         return int(matched)
 
-    def logged_row_ids(self, row_ids: Iterable[str]) -> set[str]:
+    def logged_row_ids(self, row_ids: Iterable[str], *, since: datetime | str | None = None) -> set[str]:
         """The ``row_ids`` that at least one logged prediction carries (what outcomes can attach to).
-        The columnar log's files are scanned (their ``row_id`` column only)."""
+        The columnar log's files are scanned (their ``row_id`` column only). ``since``: only rows logged at or
+        after it are looked at (a caller that knows none of its rows can be older, e.g. the stream consumer
+        from its messages' ids, keeps the scan to the newest files)."""
         wanted = sorted({str(key) for key in row_ids})
+        since = utc(since)
         found: set[str] = set()
         with self._read("logged_row_ids") as conn:
             for start in range(0, len(wanted), CHUNK):
                 query = select(PREDICTIONS.c.row_id).distinct().where(
                     PREDICTIONS.c.row_id.in_(wanted[start:start + CHUNK]))
+                if since is not None:
+                    query = query.where(PREDICTIONS.c.logged_at >= since)
                 found.update(conn.execute(query).scalars())
-        found.update(row_id for row_id, _, _ in self._columnar_matches(wanted, None))
+        found.update(row_id for row_id, _, _ in self._columnar_matches(wanted, None, since))
         return found
 
     # ---- uploaded training rows

@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
+from datetime import timedelta
 from urllib.parse import urlsplit, urlunsplit
 
 import pandas as pd
@@ -24,6 +25,11 @@ from tabpipe.history.store import HistoryStore
 from tabpipe.model import TabularModel
 from tabpipe.scoring.batch import score_rows
 from tabpipe.scoring.stream_messages import Decoded, decode_batch, given_up, refused_rows, result_entries
+
+# How far the consumer's clock (the log's logged_at) may lag Redis's (the message ids' times) without a
+# redelivered row being logged twice: the log is searched for a batch's row ids from its oldest message's time
+# minus this (HistoryStore.logged_row_ids ``since``), so the search reads only the newest log files.
+CLOCK_SKEW = timedelta(minutes=10)
 
 
 class StreamError(TabpipeError):
@@ -178,7 +184,8 @@ class StreamConsumer:
             message_id, index = decoded.origins[row["row_index"]]
             row["request_id"], row["row_index"] = message_id, index
             row["row_id"] = row["row_id"] or f"{message_id}:{index}"
-        written, skipped = log_once(self.store, rows)
+        first = decoded.first_added()   # no earlier write of these rows can predate their messages
+        written, skipped = log_once(self.store, rows, since=first - CLOCK_SKEW if first else None)
         self.counters.rows_logged += written
         self.counters.rows_already_logged += skipped
 

@@ -19,6 +19,7 @@ import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
 from tabpipe.jsonable import to_json_ready
@@ -47,6 +48,14 @@ class Decoded:
     origins: list[tuple[str, int]] = field(default_factory=list)   # (message id, row index in the message)
     refusals: list[Refusal] = field(default_factory=list)
     message_ids: list[str] = field(default_factory=list)           # every message of the batch, readable or not
+
+    def first_added(self) -> datetime | None:
+        """When the oldest message of the batch entered the stream (a Redis stream id starts with its
+        milliseconds since the epoch, on the Redis server's clock); None for an empty batch."""
+        if not self.message_ids:
+            return None
+        first = min(int(message_id.split("-", 1)[0]) for message_id in self.message_ids)
+        return datetime.fromtimestamp(first / 1000, tz=timezone.utc)
 
 
 def _text(value: bytes | str) -> str:
