@@ -3,7 +3,8 @@ prediction log (``python -m benchmarks.stream_bench``).
 
 The project is made as ``benchmarks/quick.py`` makes it (``tabpipe data generate`` 20,000 rows, ``tabpipe init``,
 ``tabpipe train`` with a small budget), or reused with ``--project DIR``; ``monitoring.log_predictions`` is
-switched on in a copy of its pipeline.yaml (every row logged, to a fresh SQLite history store per run).
+switched on in a copy of its pipeline.yaml (every row logged, to a fresh history store per run: index in SQLite,
+the log in the config's ``monitoring.log.format``, Parquet files by default).
 A ``redis-server`` (Debian's) runs on a free port of 127.0.0.1 in a temp folder, without persistence.
 
 For each message shape (``--rows-per-message``: 1 = one row per message, its columns as flat text fields;
@@ -186,8 +187,9 @@ def main() -> int:
             server.wait(10)
         results["load_average"] = {"start": load_start, "end": os.getloadavg()}
     print(json.dumps(results, indent=2, default=str))
-    print(f"\n{machine()}; model {meta['version']} ({model.candidate}); {args.rows:,} rows, every row logged to "
-          f"SQLite, {args.consumers} consumer process(es); load average {load_start[0]:.2f} at start, "
+    print(f"\n{machine()}; model {meta['version']} ({model.candidate}); {args.rows:,} rows, every row logged (history "
+          f"index in SQLite, log format as the project's config), {args.consumers} consumer process(es); "
+          f"load average {load_start[0]:.2f} at start, "
           f"{os.getloadavg()[0]:.2f} at end (a shared machine: medians of {args.repeats})")
     for per_message, r in results["shapes"].items():
         print(f"tabpipe stream, {per_message:>3} row(s) per message (batch {r['batch_size']} messages): steady "
