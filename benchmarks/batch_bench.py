@@ -29,6 +29,7 @@ from pathlib import Path
 import pandas as pd
 
 from benchmarks.harness import ROOT, log
+from benchmarks.quick import bench_project
 
 
 def publish_ensemble(config: Path, data: Path) -> str:
@@ -128,16 +129,7 @@ def main() -> int:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="tabpipe-batch-bench-") as tmp_name:
         tmp = Path(tmp_name)
-        if args.project:
-            folder = args.project
-        else:
-            from benchmarks.quick import make_project, train
-
-            folder = args.keep or tmp
-            folder.mkdir(parents=True, exist_ok=True)
-            make_project(folder, 20_000, args.train_budget)
-            train(folder / "project" / "pipeline.yaml")
-        config = folder / "project" / "pipeline.yaml" if (folder / "project").is_dir() else folder / "pipeline.yaml"
+        folder, config = bench_project(args.project, args.keep, tmp, args.train_budget)
         data = folder / "data.csv"
         if args.ensemble:
             log(f"published and promoted {publish_ensemble(config, data)}")

@@ -126,6 +126,19 @@ def make_project(tmp: Path, rows: int, budget: float) -> tuple[Path, Path]:
     return data, config
 
 
+def bench_project(project: Path | None, keep: Path | None, tmp: Path, budget: float) -> tuple[Path, Path]:
+    """(folder, its pipeline.yaml) of the project a benchmark measures: ``project`` as given (a folder holding
+    ``pipeline.yaml``, or ``project/pipeline.yaml``, and ``data.csv``), else one made by ``make_project`` on
+    20,000 rows and trained, in ``keep`` (kept) or ``tmp``."""
+    folder = project
+    if folder is None:
+        folder = keep or tmp
+        folder.mkdir(parents=True, exist_ok=True)
+        make_project(folder, 20_000, budget)
+        train(folder / "project" / "pipeline.yaml")
+    return folder, folder / "project" / "pipeline.yaml" if (folder / "project").is_dir() else folder / "pipeline.yaml"
+
+
 def train(config: Path) -> dict:
     """Wall seconds of ``tabpipe train`` (process start to exit) and the test ROC-AUC it prints."""
     started = time.perf_counter()

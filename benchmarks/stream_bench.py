@@ -39,6 +39,7 @@ from pathlib import Path
 import yaml
 
 from benchmarks.harness import ROOT, log, machine
+from benchmarks.quick import bench_project
 
 
 def start_redis(folder: Path) -> tuple[subprocess.Popen, str]:
@@ -132,16 +133,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="tabpipe-stream-bench-") as tmp_name:
         tmp = Path(tmp_name)
-        if args.project:
-            folder = args.project
-        else:
-            from benchmarks.quick import make_project, train
-
-            folder = args.keep or tmp
-            folder.mkdir(parents=True, exist_ok=True)
-            make_project(folder, 20_000, args.train_budget)
-            train(folder / "project" / "pipeline.yaml")
-        base = folder / "project" / "pipeline.yaml" if (folder / "project").is_dir() else folder / "pipeline.yaml"
+        folder, base = bench_project(args.project, args.keep, tmp, args.train_budget)
         doc = yaml.safe_load(base.read_text())
         doc.setdefault("monitoring", {})["log_predictions"] = True
         config = base.with_name("pipeline.stream-bench.yaml")   # beside the original: its relative paths hold
