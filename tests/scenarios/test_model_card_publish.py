@@ -154,3 +154,34 @@ def test_monitor_reports_per_segment_metrics_of_a_labelled_window(trained, tmp_p
     assert all(r["roc_auc"] is None or 0 <= r["roc_auc"] <= 1 for r in seg["rows"])
     report = Path(doc["reports"]["html"]).read_text()
     assert "id='segments'" in report and "href='model/card'" in report
+
+
+def test_monitor_reports_per_segment_metrics_of_the_prediction_log(trained):
+    """--since: the labelled rows of the prediction log (the columnar log, the default) get per-segment metrics
+    too, in log order (a second pass reads only the segment columns)."""
+    import os
+
+    import pandas as pd
+
+    from tabpipe.config import load_settings
+    from tabpipe.history.open import open_history
+
+    config, _ = trained
+    settings = load_settings(config)
+    model, meta = registry_of(config).load_model()
+    rows = generate(900, seed=12)
+    records = rows[settings.schema_.features].to_dict("records")
+    proba = model.predict_proba(pd.DataFrame.from_records(records))
+    with open_history(settings, os.environ) as store:
+        assert store.log_format == "parquet"
+        store.log_predictions([{"request_id": "seg", "row_index": i, "model_version": meta["version"], "inputs": rec,
+                                "probability": float(p), "prediction": None} for i, (rec, p) in enumerate(zip(records, proba))])
+        store.attach_outcomes({f"seg:{i}": int(y) for i, y in enumerate(rows["fault_flag"])})
+    result = CliRunner().invoke(app, ["monitor", "--config", str(config), "--since", "1d", "--json"])
+    assert result.exit_code in (0, 3), result.output
+    seg = json.loads(result.stdout)["segments"]
+    assert seg["status"] == "ok", seg
+    tech = {r["segment"]: r for r in seg["rows"] if r["column"] == "technology"}
+    expected = rows["technology"].value_counts()
+    assert {name: r["rows"] for name, r in tech.items()} == {str(k): int(v) for k, v in expected.items()}
+    assert all(r["roc_auc"] is None or 0 <= r["roc_auc"] <= 1 for r in seg["rows"])

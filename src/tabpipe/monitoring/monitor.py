@@ -327,7 +327,7 @@ def _monitor(window: Window | DatasetWindow, stats: WindowStats, *, model, versi
     y, labelled = stats.y, stats.labelled if stats.labelled is not None else np.zeros(n, dtype=bool)
     realised = _realised(y[labelled], proba[labelled], threshold) if y is not None else None
 
-    by_segment = _by_segment(window, segments, y, proba, labelled, threshold, realised is not None)
+    by_segment = _by_segment(window, segments, y, proba, labelled, threshold, realised is not None, schema)
     calibration = (profile or {}).get("calibration")
     estimated = estimate(proba[scored], threshold, calibration) if calibration else None
     clock.lap("performance")
@@ -424,19 +424,35 @@ def _monitor(window: Window | DatasetWindow, stats: WindowStats, *, model, versi
     return result
 
 
-def _by_segment(window: Window | DatasetWindow, segments: Mapping | None, y: np.ndarray | None, proba: np.ndarray,
-                labelled: np.ndarray, threshold: float, realised: bool) -> dict:
+def _log_columns(window: LogWindow, schema, columns: list[str]) -> pd.DataFrame | None:
+    """The ``columns`` of every row of a log window, in the order ``window_stats`` read them (a second pass
+    over the log: only when per-segment metrics are asked for and outcomes arrived)."""
+    from tabpipe.history.logread import log_chunks
+
+    parts = [chunk.rows[columns] for chunk in log_chunks(window.store, schema, since=window.start, until=window.end,
+                                                         version=window.version)]
+    return pd.concat(parts, ignore_index=True) if parts else None
+
+
+def _by_segment(window: Window | DatasetWindow | LogWindow, segments: Mapping | None, y: np.ndarray | None,
+                proba: np.ndarray, labelled: np.ndarray, threshold: float, realised: bool, schema=None) -> dict:
     """Realised metrics per segment of the labelled rows (``segments.segment_metrics``), or why there are none."""
     if not segments:
         return {"status": "not_configured", "message": "the version was published without segments (pipeline.yaml segments)"}
     if not realised:
         return {"status": "no_outcomes", "message": "no outcomes with both classes in this window"}
-    if not isinstance(window, Window):
-        return {"status": "not_computed", "message": "per-segment metrics are computed for windows read in memory "
-                                                     "(the prediction log, a CSV file), not for Parquet datasets"}
+    if isinstance(window, LogWindow):
+        rows = _log_columns(window, schema, list(segments))
+        if rows is None or len(rows) != len(labelled):
+            return {"status": "not_computed", "message": "the log changed while it was read; run the monitor again"}
+    elif isinstance(window, Window):
+        rows = window.rows.reset_index(drop=True)
+    else:
+        return {"status": "not_computed", "message": "per-segment metrics are computed for the prediction log and "
+                                                     "files read in memory (CSV), not for Parquet datasets"}
     from tabpipe.training.segments import segment_metrics
 
-    rows = window.rows.reset_index(drop=True)[labelled]
+    rows = rows[labelled]
     return {"status": "ok", "rows": segment_metrics(rows, segments, y[labelled], proba[labelled], threshold)}
 
 
