@@ -78,7 +78,10 @@ def _permuter(model, typed: pd.DataFrame):
     ``predict_proba_typed``) gets the typed rows with the column reordered."""
     if hasattr(model, "preprocessor") and hasattr(model, "estimator"):
         X = model.preprocessor.transform(typed)
-        score = matrix_scorer(model.estimator)
+        raw = matrix_scorer(model.estimator)
+
+        def score(matrix):   # the served probability: f1 compares it with the model's threshold
+            return model.calibrate(raw(matrix))
         sources = np.array(feature_columns(model.preprocessor), dtype=object)
 
         def shuffle(column, order):

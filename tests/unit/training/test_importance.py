@@ -3,6 +3,7 @@ ranks first with an interval above zero, a column of noise gets an interval arou
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
@@ -43,3 +44,25 @@ def test_the_informative_column_ranks_first_with_an_interval_above_zero():
     assert noise["low"] <= 0.0 <= noise["high"] + 1e-9 and abs(noise["importance"]) < 0.01
     # same seed, same answer
     assert permutation_importance(model, coerce_frame(test, schema, with_target=False)[0], y_test, "roc_auc") == result
+
+
+def test_f1_is_taken_on_the_served_probability_at_the_models_threshold():
+    """A calibrated model: f1 compares the calibrated probability (what is served) with the threshold, not the
+    raw score; the baseline equals scikit-learn's f1 of the model's own decisions on the same rows."""
+    from sklearn.metrics import f1_score
+
+    from tabpipe.model.calibration import Calibration
+
+    schema = Schema.model_validate(SCHEMA)
+    train, y_train = _frame(3000, 0)
+    test, y_test = _frame(1500, 1)
+    typed_train = coerce_frame(train, schema, with_target=False)[0]
+    preprocessor = build_preprocessor(schema)
+    (X,) = fit_transform(preprocessor, typed_train)
+    model = TabularModel(schema=schema, preprocessor=preprocessor, estimator=LogisticRegression().fit(X, y_train),
+                         threshold=0.2, labels=(0, 1), calibration=Calibration(a=1.0, b=-2.0))
+    typed_test = coerce_frame(test, schema, with_target=False)[0]
+    served = model.predict_proba_typed(typed_test)
+    assert (served >= 0.2).mean() != (model.score_typed(typed_test) >= 0.2).mean()   # the map moves decisions
+    result = permutation_importance(model, typed_test, y_test, "f1")
+    assert result["baseline"] == pytest.approx(f1_score(y_test, served >= 0.2), abs=1e-6)
