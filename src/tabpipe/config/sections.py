@@ -260,6 +260,15 @@ class ConceptSection(StrictModel):
     min_rows: int = Field(200, ge=20)                     # fewer labelled rows: not checked
 
 
+class ContributionsSection(StrictModel):
+    """Drift of the model's reasons: mean |contribution| per column, reference sample vs window sample
+    (docs/monitoring.md)."""
+
+    enabled: bool = True
+    sample_rows: int = Field(2000, ge=100, le=100_000)    # rows explained of each side at most
+    min_rows: int = Field(100, ge=10)                      # fewer window rows: not checked
+
+
 class LogSection(StrictModel):
     """How the prediction log is stored (docs/monitoring_store.md#the-columnar-log)."""
 
@@ -283,6 +292,7 @@ class MonitoringSection(StrictModel):
     evidently: bool = True                       # also write evidently's drift report (sampled to validation.drift.max_rows)
     multivariate: MultivariateSection = MultivariateSection()   # domain classifier AUC (several columns at once)
     concept: ConceptSection = ConceptSection()                  # estimate vs outcomes on the same rows
+    contributions: ContributionsSection = ContributionsSection()   # drift of mean |contribution| per column
 
     @field_validator("log_predictions")
     @classmethod

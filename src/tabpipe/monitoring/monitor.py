@@ -22,7 +22,14 @@ from sklearn.metrics import confusion_matrix
 
 from tabpipe.errors import DataError
 from tabpipe.training.metrics import holdout_metrics
-from tabpipe.config import AlertsSection, ConceptSection, MultivariateSection, RulesSection, Settings
+from tabpipe.config import (
+    AlertsSection,
+    ConceptSection,
+    ContributionsSection,
+    MultivariateSection,
+    RulesSection,
+    Settings,
+)
 from tabpipe.monitoring.alerts import Alert, deliver
 from tabpipe.reports.dashboard import figure, write_html, write_png
 from tabpipe.monitoring.concept import concept_gap
@@ -56,6 +63,7 @@ class MonitorSettings:
     seed: int                         # run.seed
     multivariate: MultivariateSection = MultivariateSection()   # monitoring.multivariate
     concept: ConceptSection = ConceptSection()                  # monitoring.concept
+    contributions: ContributionsSection = ContributionsSection()   # monitoring.contributions
 
     @classmethod
     def from_settings(cls, settings: Settings) -> MonitorSettings:
@@ -65,7 +73,7 @@ class MonitorSettings:
         return cls(rules=m.rules, alerts=m.alerts, psi_min_rows=m.psi_min_rows,
                    evidently=m.evidently and p.validation.drift.enabled, evidently_max_rows=p.validation.drift.max_rows,
                    evidently_drift_share=p.validation.drift.drift_share, seed=p.run.seed,
-                   multivariate=m.multivariate, concept=m.concept)
+                   multivariate=m.multivariate, concept=m.concept, contributions=m.contributions)
 
 
 @dataclass(frozen=True)
@@ -341,6 +349,8 @@ def _monitor(window: Window | DatasetWindow, stats: WindowStats, *, model, versi
     clock.lap("multivariate")
     concept = _concept(y[labelled] if y is not None else None, proba[labelled], calibration, s)
     clock.lap("concept")
+    contributions = _contribution_drift(model, reference, stats, s)
+    clock.lap("contributions")
     evidently_sample = stats.smallest(s.evidently_max_rows)
     sampled = evidently_sample is not None and len(evidently_sample) < n
 
@@ -409,6 +419,7 @@ def _monitor(window: Window | DatasetWindow, stats: WindowStats, *, model, versi
         "score_psi": score_psi.as_dict() if score_psi else None,
         "drift": {k: v for k, v in drift.items() if k != "columns"},
         "multivariate": multivariate,
+        "contributions": contributions,
         "concept": concept,
         "quality": quality,
         "alert": alert,
@@ -482,6 +493,22 @@ def _domain_auc(profile: dict | None, reference: pd.DataFrame | None, stats: Win
         out["message"] = " ".join(x for x in (out["message"], f"(the window has {stats.rows} rows; the classifier "
                                               f"saw a random sample of {result.window_rows})") if x)
     return out
+
+
+def _contribution_drift(model, reference: pd.DataFrame | None, stats: WindowStats, s: MonitorSettings) -> dict:
+    """Drift of mean |contribution| per column (``contributions.contribution_drift``), or why there is none."""
+    c = s.contributions
+    if not c.enabled:
+        return {"status": "disabled", "message": "monitoring.contributions.enabled is false"}
+    if reference is None:
+        return {"status": "no_reference", "message": "the model version has no reference.parquet"}
+    if stats.sample is None or len(stats.sample) == 0:
+        return {"status": "no_sample", "message": "no window rows were kept (evidently and the multivariate "
+                                                  "signal are off, or the window is empty)"}
+    from tabpipe.monitoring.contributions import contribution_drift
+
+    return contribution_drift(model, reference, stats.sample, sample_rows=c.sample_rows, min_rows=c.min_rows,
+                              seed=s.seed)
 
 
 def _concept(y: np.ndarray | None, proba: np.ndarray, calibration: dict | None, s: MonitorSettings) -> dict:
@@ -559,6 +586,13 @@ def _write_report(out_dir: Path, result: dict, png: Path, model, version: str) -
         f"{concept['gap']:+.4f} ({concept['confidence']:.0%} interval {concept['ci'][0]:+.4f} .. {concept['ci'][1]:+.4f}; "
         f"realised {concept['realised']:.4f}, estimated {concept['estimated']:.4f}, {concept['rows']} labelled rows)"
         if concept.get("gap") is not None else f"not measured: {concept.get('message') or concept['status']}")
+    contributions = result["contributions"]
+    if contributions.get("status") == "ok":
+        for c in contributions["columns"][:5]:   # the five largest changes
+            drift[f"mean |contribution| {c['column']} (window / reference)"] = (
+                f"{c['window']:.4f} / {c['reference']:.4f}" + (f" = {c['ratio']:.2f}x" if c["ratio"] is not None else ""))
+    else:
+        drift["mean |contribution| per column"] = f"not measured: {contributions.get('message') or contributions['status']}"
     drift["evidently"] = result["drift"].get("sample_note") or result["drift"].get("message")
     drift["evidently drift share"] = result["drift"].get("drift_share")
     q = result["quality"]
