@@ -25,15 +25,20 @@ def _frame(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
     return pd.DataFrame({"signal": signal, "noise": rng.normal(size=n), "kind": kind}), y
 
 
-def test_the_informative_column_ranks_first_with_an_interval_above_zero():
+def _model(threshold: float = 0.5, calibration=None) -> TabularModel:
+    """A logistic regression on 3,000 rows of ``_frame``."""
     schema = Schema.model_validate(SCHEMA)
     train, y_train = _frame(3000, 0)
-    test, y_test = _frame(1500, 1)
-    typed_train = coerce_frame(train, schema, with_target=False)[0]
     preprocessor = build_preprocessor(schema)
-    (X,) = fit_transform(preprocessor, typed_train)
-    model = TabularModel(schema=schema, preprocessor=preprocessor, estimator=LogisticRegression().fit(X, y_train),
-                         threshold=0.5, labels=(0, 1))
+    (X,) = fit_transform(preprocessor, coerce_frame(train, schema, with_target=False)[0])
+    return TabularModel(schema=schema, preprocessor=preprocessor, estimator=LogisticRegression().fit(X, y_train),
+                        threshold=threshold, labels=(0, 1), calibration=calibration)
+
+
+def test_the_informative_column_ranks_first_with_an_interval_above_zero():
+    model = _model()
+    schema = model.schema
+    test, y_test = _frame(1500, 1)
     result = permutation_importance(model, coerce_frame(test, schema, with_target=False)[0], y_test, "roc_auc")
     by_column = {r["column"]: r for r in result["columns"]}
     assert [r["column"] for r in result["columns"]][0] == "signal"
@@ -53,15 +58,9 @@ def test_f1_is_taken_on_the_served_probability_at_the_models_threshold():
 
     from tabpipe.model.calibration import Calibration
 
-    schema = Schema.model_validate(SCHEMA)
-    train, y_train = _frame(3000, 0)
+    model = _model(threshold=0.2, calibration=Calibration(a=1.0, b=-2.0))
     test, y_test = _frame(1500, 1)
-    typed_train = coerce_frame(train, schema, with_target=False)[0]
-    preprocessor = build_preprocessor(schema)
-    (X,) = fit_transform(preprocessor, typed_train)
-    model = TabularModel(schema=schema, preprocessor=preprocessor, estimator=LogisticRegression().fit(X, y_train),
-                         threshold=0.2, labels=(0, 1), calibration=Calibration(a=1.0, b=-2.0))
-    typed_test = coerce_frame(test, schema, with_target=False)[0]
+    typed_test = coerce_frame(test, model.schema, with_target=False)[0]
     served = model.predict_proba_typed(typed_test)
     assert (served >= 0.2).mean() != (model.score_typed(typed_test) >= 0.2).mean()   # the map moves decisions
     result = permutation_importance(model, typed_test, y_test, "f1")
