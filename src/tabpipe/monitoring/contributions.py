@@ -30,8 +30,8 @@ def mean_abs_contributions(model, rows: pd.DataFrame) -> tuple[np.ndarray, int]:
 def contribution_drift(model, reference: pd.DataFrame, window: pd.DataFrame, *, sample_rows: int,
                        min_rows: int, seed: int) -> dict:
     """``{status: ok, rows: {reference, window}, columns: [{column, reference, window, ratio}]}`` (largest
-    |log ratio| first), or ``{status, message}`` saying why there is none (``not_explainable``,
-    ``insufficient_data``)."""
+    |log ratio| first), or ``{status, message}`` saying why there is none (``columns_missing``,
+    ``not_explainable``, ``insufficient_data``)."""
     from tabpipe.scoring.explain import NotExplainable
 
     rng = np.random.default_rng(seed)
@@ -42,6 +42,10 @@ def contribution_drift(model, reference: pd.DataFrame, window: pd.DataFrame, *, 
         return frame.iloc[np.sort(rng.choice(len(frame), sample_rows, replace=False))].reset_index(drop=True)
 
     features = model.schema.features
+    absent = [c for c in features if c not in reference.columns or c not in window.columns]
+    if absent:   # e.g. sensitive columns: the reference and the window sample never keep them in clear
+        return {"status": "columns_missing", "message": "the reference or the window sample lacks "
+                f"{', '.join(absent)} (sensitive columns are not kept), so the model cannot be explained on them"}
     try:
         ref, ref_rows = mean_abs_contributions(model, sample(reference[features]))
         win, win_rows = mean_abs_contributions(model, sample(window[features]))

@@ -65,3 +65,12 @@ def test_no_signal_without_enough_rows_or_for_a_model_not_explained():
     assert small["status"] == "insufficient_data" and small["rows"]["window"] == 50
     knn = contribution_drift(_model(KNeighborsClassifier()), reference, reference, sample_rows=500, min_rows=100, seed=0)
     assert knn["status"] == "not_explainable" and knn["message"]
+
+
+def test_no_signal_when_a_sample_lacks_a_feature_column():
+    """Sensitive columns are kept in neither the reference nor the window sample: said, not crashed on."""
+    reference, _ = _frame(1000, 1)
+    window, _ = _frame(500, 2)
+    result = contribution_drift(_model(LogisticRegression()), reference.drop(columns=["kind"]), window,
+                                sample_rows=500, min_rows=100, seed=0)
+    assert result["status"] == "columns_missing" and "kind" in result["message"]
