@@ -88,18 +88,31 @@ def _repeats(train: pd.DataFrame, test: pd.DataFrame, features: list[str], schem
         report["across_split"] = DISABLED
         return train, test
     found = report["across_split"] = {"policy": section.across_split, **duplicates.across_split(h_train, h_test)}
+    by_chance = _by_chance(train, test, features, hashes)
+    found["by_chance"] = duplicates.across_split(h_train[by_chance[0]], h_test[by_chance[1]])
     if section.across_split == "keep_one_side":
         moved = {"moved_to_train": 0, "moved_to_test": 0}
-        if found["feature_rows"]:
-            train, test, moved = _keep_one_side(train, test, h_train, h_test)
+        if found["feature_rows"] > found["by_chance"]["feature_rows"]:
+            train, test, moved = _keep_one_side(train, test, h_train, h_test, by_chance)
         found.update(moved)
     return train, test
 
 
-def _keep_one_side(train: pd.DataFrame, test: pd.DataFrame, h_train: np.ndarray, h_test: np.ndarray
-                   ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, int]]:
-    """The splits with every straddling feature row's copies on one side (moved rows appended in their order)."""
-    to_test, to_train = duplicates.one_side(h_train, h_test)
+def _by_chance(train: pd.DataFrame, test: pd.DataFrame, features: list[str], hashes: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Masks of the train and test rows whose feature row chance alone would repeat (``duplicates.CHANCE``),
+    judged on both splits together: such repeats are common profiles, not copies, and never move."""
+    both = pd.concat([train[features], test[features]], ignore_index=True)
+    expected = duplicates.chance_copies(both, features, hashes)
+    likely = expected >= duplicates.CHANCE_RATE
+    return likely[:len(train)], likely[len(train):]
+
+
+def _keep_one_side(train: pd.DataFrame, test: pd.DataFrame, h_train: np.ndarray, h_test: np.ndarray,
+                   by_chance: tuple[np.ndarray, np.ndarray]) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, int]]:
+    """The splits with every straddling feature row's copies on one side (moved rows appended in their order);
+    repeats chance explains stay where the split put them."""
+    to_test, to_train = duplicates.one_side(h_train, h_test, *by_chance)
     moved = {"moved_to_train": int(to_train.sum()), "moved_to_test": int(to_test.sum())}
     return (pd.concat([train[~to_test], test[to_train]], ignore_index=True),
             pd.concat([test[~to_train], train[to_test]], ignore_index=True), moved)
@@ -113,10 +126,12 @@ def _log_repeats(report: dict) -> None:
         log.warning("%d rows share their features with a row of the opposite label (%d distinct feature rows)",
                     conflict["rows"], conflict["feature_rows"])
     if across.get("feature_rows"):
+        chance = across["by_chance"]
         kept = (f"; moved {across['moved_to_train']} test rows to train and {across['moved_to_test']} train rows "
                 "to test" if across["policy"] == "keep_one_side" else "")
-        log.warning("%d distinct feature rows occur in both splits (%d train rows, %d test rows)%s",
-                    across["feature_rows"], across["train_rows"], across["test_rows"], kept)
+        log.warning("%d distinct feature rows occur in both splits (%d train rows, %d test rows; of those, %d "
+                    "feature rows are common enough to repeat by chance and stay where the split put them)%s",
+                    across["feature_rows"], across["train_rows"], across["test_rows"], chance["feature_rows"], kept)
 
 
 def leak_message(leaks: dict[str, float], section: IntegritySection) -> str:

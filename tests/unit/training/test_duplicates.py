@@ -3,7 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from tabpipe.training.duplicates import across_split, conflicting_labels, exact_duplicates, one_side
+import pandas as pd
+import pytest
+
+from tabpipe.training.duplicates import (CHANCE, CHANCE_RATE, across_split, chance_copies, conflicting_labels,
+                                             exact_duplicates, one_side)
 
 
 def hashes(*values: int) -> np.ndarray:
@@ -45,3 +49,21 @@ def test_one_side_moves_nothing_without_repeats_across_the_split():
     assert not to_test.any() and not to_train.any()
     to_test, to_train = one_side(hashes(), hashes(3))
     assert to_test.shape == (0,) and not to_train.any()
+
+
+def test_one_side_never_moves_the_rows_marked_to_stay():
+    train, test = hashes(1, 1, 2, 3), hashes(1, 2, 2, 3)
+    stay_train, stay_test = np.array([True, True, False, False]), np.array([True, False, False, False])
+    to_test, to_train = one_side(train, test, stay_train, stay_test)    # feature row 1 stays split
+    assert to_test.tolist() == [False, False, True, False] and to_train.tolist() == [False, False, False, True]
+
+
+def test_chance_copies_leaves_out_the_rows_group():
+    frame = pd.DataFrame({"a": ["x", "x", "x", "y"], "b": [1.0, 1.0, np.nan, np.nan]})
+    h = hashes(10, 10, 20, 30)    # rows 0 and 1 identical
+    # row 0: n - g = 2 other rows, a=x in 1 of them, b=1 in none -> 0 (a value only its group has: a copy)
+    # row 2: 3 other rows, a=x in 2, missing b in 1 -> 3 * 2/3 * 1/3; row 3: y in none of the others -> 0
+    assert chance_copies(frame, ["a", "b"], h) == pytest.approx([0, 0, 2 / 3, 0])
+    assert chance_copies(frame.iloc[:0], ["a", "b"], hashes()).shape == (0,)
+    assert chance_copies(frame.iloc[:2], ["a", "b"], h[:2]).tolist() == [0, 0]   # nothing else to compare with
+    assert 1 - np.exp(-CHANCE_RATE) == pytest.approx(CHANCE)

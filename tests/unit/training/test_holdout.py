@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -33,11 +35,15 @@ def test_hash_columns_leave_out_sensitive_and_non_features():
 
 
 class _Registry:
-    def __init__(self, meta):
-        self.meta = meta
+    def __init__(self, meta, rows: Path | None = None):
+        self.meta, self.rows = meta, rows
 
     def metadata(self, version):
         return self.meta
+
+    def fetch(self, version, name):
+        assert name == TRAIN_ROWS_FILE
+        return self.rows
 
 
 def test_a_version_without_training_rows_is_compared_on_the_whole_split():
@@ -58,3 +64,19 @@ def test_gate_compares_on_the_shared_rows_and_checks_the_minimum_on_all():
     assert accepted is False and "min_score" in reason
 
 
+
+
+def test_rows_production_saw_are_left_out_unless_chance_explains_the_repeat(tmp_path):
+    rng = np.random.default_rng(0)
+    n = 1000     # coarse columns: 4 x 3 x 2 profiles (labels included) shared by many people
+    test = pd.DataFrame({"a": rng.integers(0, 4, n).astype(float), "b": rng.choice(["x", "y", "z"], n).astype(object),
+                         "y": rng.integers(0, 2, n)})
+    test.loc[0, "a"] = 123.25    # one row with a value no other test row has: a copy, when production saw it
+    columns = ["a", "b", "y"]
+    np.save(tmp_path / "rows.npy", np.unique(row_hashes(test.iloc[:500], columns)))   # production saw rows 0-499
+    registry = _Registry({"files": {TRAIN_ROWS_FILE: {}}, "train_rows": {"columns": columns}}, tmp_path / "rows.npy")
+    mask, note = unseen_by_production(test, registry, "v0002")
+    assert not mask[0]                       # its copy was a training row: left out
+    assert mask[1:].all()                    # common profiles: production saw others like them, not these rows
+    assert note.startswith(f"1 of {n} test rows were v0002's training rows and are left out; ")
+    assert "999 more match its training rows but are common enough to repeat by chance" in note

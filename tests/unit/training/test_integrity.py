@@ -45,6 +45,7 @@ def test_clean_data_passes_unchanged():
     r = result.report
     assert r["duplicate_rows"] == {"rows": 0} and r["conflicting_labels"] == {"rows": 0, "feature_rows": 0}
     assert r["across_split"] == {"policy": "keep_one_side", "train_rows": 0, "test_rows": 0, "feature_rows": 0,
+                                 "by_chance": {"train_rows": 0, "test_rows": 0, "feature_rows": 0},
                                  "moved_to_train": 0, "moved_to_test": 0}
     assert set(r["leakage"]["auc"]) == set(FEATURES) and r["leakage"]["stopped_by"] == []
     assert set(r["seconds"]) == {"duplicates", "leakage"}
@@ -98,11 +99,37 @@ def test_repeats_counted_and_copies_kept_on_one_side():
     pd.testing.assert_frame_equal(again.test, result.test)
 
 
+def coarse(n: int, seed: int) -> pd.DataFrame:
+    """A survey's few coarse columns: the same feature row is shared by many different people."""
+    rng = np.random.default_rng(seed)
+    y = rng.random(n) < 0.3
+    return pd.DataFrame({"a": rng.integers(18, 25, n).astype(float), "b": rng.choice(["x", "y", "z"], n).astype(object),
+                         "c": rng.integers(0, 3, n).astype(float), "leak": rng.choice(["p", "q"], n).astype(object),
+                         "label": np.where(y, "yes", "no").astype(object)})
+
+
+def test_common_profiles_are_not_copies_and_stay_where_the_split_put_them():
+    # 7 x 3 x 3 x 2 = 126 possible feature rows for 2,500 rows: nearly every row repeats, by chance alone
+    train, test = coarse(2000, 0), coarse(500, 1)
+    result = check_integrity(train, test, SCHEMA, section(), seed=0)
+    across = result.report["across_split"]
+    assert across["test_rows"] > 450 and across["by_chance"] == {
+        k: across[k] for k in ("train_rows", "test_rows", "feature_rows")}
+    assert (across["moved_to_train"], across["moved_to_test"]) == (0, 0)
+    assert result.train is train and result.test is test    # the seeded split, untouched: a test split to measure on
+    # a real copy among them (a continuous value no other row has) still moves
+    train2 = train.assign(a=np.arange(len(train)) + 0.5)
+    test2 = pd.concat([test.assign(a=np.arange(len(test)) + 10_000.5), train2.iloc[[7]]], ignore_index=True)
+    moved = check_integrity(train2, test2, SCHEMA, section(), seed=0).report["across_split"]
+    assert (moved["feature_rows"], moved["by_chance"]["feature_rows"], moved["moved_to_train"]) == (1, 0, 1)
+
+
 def test_count_only_and_switches_off():
     train, test = frame(300, 0), frame(100, 1)
     test = pd.concat([test, train.iloc[:4]], ignore_index=True)
     counted = check_integrity(train, test, SCHEMA, section(across_split="count"), seed=0)
-    assert counted.report["across_split"] == {"policy": "count", "train_rows": 4, "test_rows": 4, "feature_rows": 4}
+    assert counted.report["across_split"] == {"policy": "count", "train_rows": 4, "test_rows": 4, "feature_rows": 4,
+                                              "by_chance": {"train_rows": 0, "test_rows": 0, "feature_rows": 0}}
     assert counted.test is test   # counted, not moved
     off = check_integrity(train, test, SCHEMA, section(duplicate_rows=False, conflicting_labels=False,
                                                       across_split="off", leakage={"enabled": False}), seed=0)
