@@ -54,7 +54,8 @@ training:
 
 evaluation:
   metric: roc_auc              # roc_auc | pr_auc | f1, on the untouched test split
-  min_score: 0.6
+  min_score: 0.5               # a floor; weak but real signals (0.55-0.65) are common, so the next line guards
+  max_chance_p: 0.01           # refuse a model random rankings of the test rows match this often: no better than chance
   min_improvement: 0.0         # over the production model
   # costs: {{false_positive: 1, false_negative: 10}}   # threshold: least expected cost instead of best F1
 

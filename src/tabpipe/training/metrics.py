@@ -119,3 +119,40 @@ def holdout_metrics(y: np.ndarray, proba: np.ndarray, threshold: float) -> dict[
         "positives": int(y.sum()),
         "rows": len(y),
     }
+
+
+CHANCE_SHUFFLES = 199   # random pairings of the scores with the labels: p-values from 0.005 up
+
+
+def chance_p_value(metric: Metric, y: np.ndarray, proba: np.ndarray, threshold: float, observed: float,
+                   shuffles: int = CHANCE_SHUFFLES, seed: int = 0) -> float:
+    """One-sided permutation p-value of ``observed`` (the gate's ``metric`` of ``proba`` on ``y``): the share of
+    random pairings of the same scores with the same labels that score at least as high, (1 + k) / (1 + shuffles).
+    A model no better than chance gets p near 0.5; f1 is taken at ``threshold``, as the gate takes it."""
+    rng = np.random.default_rng(seed)
+    y = np.asarray(y, dtype=np.int64)
+    proba = np.asarray(proba, dtype=float)
+    if metric == "roc_auc":   # one rank per row, then each shuffle's AUC is a sum over the positives' ranks
+        order = np.argsort(proba, kind="mergesort")
+        ranks = np.empty(len(proba))
+        sorted_proba = proba[order]
+        first = np.r_[True, sorted_proba[1:] != sorted_proba[:-1]]
+        starts = np.flatnonzero(first)
+        group = np.cumsum(first) - 1
+        ends = np.r_[starts[1:], len(proba)]
+        ranks[order] = ((starts + ends + 1) / 2.0)[group]     # mid-ranks of ties
+        positives = int(y.sum())
+        negatives = len(y) - positives
+        if positives == 0 or negatives == 0:
+            return 1.0
+        floor = positives * (positives + 1) / 2.0
+        scores = [(ranks[rng.permutation(y).astype(bool)].sum() - floor) / (positives * negatives)
+                  for _ in range(shuffles)]
+    elif metric == "f1":      # 2 tp / (2 tp + fp + fn) = 2 tp / (predicted + actual positives)
+        pred = proba >= threshold
+        total = pred.sum() + y.sum()
+        scores = [2.0 * np.count_nonzero(rng.permutation(y)[pred]) / total if total else 0.0 for _ in range(shuffles)]
+    else:
+        scores = [ranking_score(metric, rng.permutation(y), proba) for _ in range(shuffles)]
+    at_least = int(np.sum(np.asarray(scores) >= observed - 1e-12))
+    return (1 + at_least) / (1 + shuffles)

@@ -143,6 +143,7 @@ class EvaluationConfig:
     segments: SegmentsSection = SegmentsSection()   # per-segment comparison and worst-slice search
     seed: int = 0                                   # of the bootstrap resamples
     max_ece_increase: float | None = None   # refuse a challenger whose test ECE exceeds production's by more
+    max_chance_p: float | None = None       # refuse a model a random ranking of its test rows matches this often
 
     @classmethod
     def from_settings(cls, settings: Settings, *, out_dir: Path, rows: RowFiles) -> EvaluationConfig:
@@ -151,7 +152,7 @@ class EvaluationConfig:
         return cls(metric=evaluation.metric, min_score=evaluation.min_score,
                    min_improvement=evaluation.min_improvement, out_dir=out_dir, rows=rows,
                    segments=settings.pipeline.segments, seed=settings.pipeline.run.seed,
-                   max_ece_increase=evaluation.max_ece_increase)
+                   max_ece_increase=evaluation.max_ece_increase, max_chance_p=evaluation.max_chance_p)
 
 
 @dataclass(frozen=True, kw_only=True)

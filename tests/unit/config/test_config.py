@@ -189,6 +189,7 @@ def test_wrong_type(project):
     ("validation", "integrity", {"leakage": {"stop_at_auc": 0.4}}, "validation.integrity.leakage.stop_at_auc"),
     ("training", "calibration", "isotonic", "training.calibration"),
     ("evaluation", "max_ece_increase", -0.1, "evaluation.max_ece_increase"),
+    ("evaluation", "max_chance_p", 1.0, "evaluation.max_chance_p"),
     ("evaluation", "costs", {"false_positive": 1, "false_negative": 0}, "evaluation.costs.false_negative"),
     ("evaluation", "costs", {"false_positive": 1}, "evaluation.costs.false_negative"),
 ])
@@ -254,6 +255,10 @@ def test_calibration_defaults_and_costs_reach_the_trainer(project, tmp_path):
     settings = load_settings(project, check_candidates=False)
     assert TrainerConfig.from_settings(settings, out_dir=tmp_path, rows=RowFiles()).costs == (1.0, 10.0)
     assert EvaluationConfig.from_settings(settings, out_dir=tmp_path, rows=RowFiles()).max_ece_increase is None
+    assert EvaluationConfig.from_settings(settings, out_dir=tmp_path, rows=RowFiles()).max_chance_p == 0.01
+    edit_yaml(project, lambda d: d["evaluation"].update(max_chance_p=None))
+    assert EvaluationConfig.from_settings(load_settings(project, check_candidates=False), out_dir=tmp_path,
+                                          rows=RowFiles()).max_chance_p is None
 
 
 def test_n_jobs_zero_is_a_config_error(project):

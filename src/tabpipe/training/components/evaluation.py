@@ -24,7 +24,7 @@ from tabpipe.training.specs import (
 from tabpipe.errors import TabpipeError
 from tabpipe.training.holdout import unseen_by_production
 from tabpipe.training.importance import permutation_importance
-from tabpipe.training.metrics import ECE_BINS, holdout_metrics
+from tabpipe.training.metrics import ECE_BINS, chance_p_value, holdout_metrics
 from tabpipe.training.segments import refusal_reason, segment_checks
 
 if TYPE_CHECKING:
@@ -35,15 +35,21 @@ log = logging.getLogger(__name__)
 
 def gate(metric: Metric, new: dict, production: dict | None, min_score: float, min_improvement: float,
          production_note: str = "", new_compared: dict | None = None,
-         max_ece_increase: float | None = None) -> tuple[bool, str]:
+         max_ece_increase: float | None = None, chance: tuple[float, float] | None = None) -> tuple[bool, str]:
     """The evaluation gate: (accepted, reason) from the test metrics of the new and production models.
 
     ``new_compared``: the new model's metrics on the rows production is scored on, when those are not
     the whole test split (production had been trained on some of them); ``new`` otherwise.
-    ``max_ece_increase``: refuse when the new model's ``ece`` exceeds production's by more (None: not checked)."""
+    ``max_ece_increase``: refuse when the new model's ``ece`` exceeds production's by more (None: not checked).
+    ``chance``: (p, max_chance_p) — refuse when random pairings of the scores with the labels reach the new
+    model's score that often (``metrics.chance_p_value``; None: not checked)."""
     score = new[metric]
     if score < min_score:
         return False, f"new model {metric}={score:.4f} is below evaluation.min_score={min_score}"
+    if chance is not None and chance[0] >= chance[1]:
+        return False, (f"new model {metric}={score:.4f} is no better than chance on the {new['rows']} test rows: "
+                       f"random rankings of them score as high with p={chance[0]:.3f} >= "
+                       f"evaluation.max_chance_p={chance[1]}")
     if production is None:
         return True, f"first model{production_note}: {metric}={score:.4f} reaches evaluation.min_score={min_score}"
     compared = new_compared if new_compared is not None else new
@@ -101,23 +107,29 @@ class ModelEvaluation:
             except TabpipeError as exc:
                 note = f" (production {prod_version} cannot score the current data: {exc})"
                 log.warning("production model %s cannot score the test split: %s", prod_version, exc)
+        chance = None
+        if cfg.max_chance_p is not None:
+            chance = (chance_p_value(cfg.metric, all_y, proba, float(model.threshold), new[cfg.metric], seed=cfg.seed),
+                      cfg.max_chance_p)
         accepted, reason = gate(cfg.metric, new, prod, cfg.min_score, cfg.min_improvement, note, new_compared,
-                                cfg.max_ece_increase)
+                                cfg.max_ece_increase, chance)
         checks = segment_checks(cfg.segments, model.schema, metric=cfg.metric, seed=cfg.seed, test=all_test,
                                 train=cfg.rows.read_frame(self.validation.train_path), y=all_y, proba=proba,
                                 threshold=float(model.threshold), **seg_args)
         if accepted and checks["segments"]["refused"]:   # docs/model_card.md#segments-and-the-gate
             accepted, reason = False, f"{reason}, but {refusal_reason(checks['segments'])}"
         return self._write(cfg, accepted, reason, new, prod_version, prod, new_compared, overlap, checks,
-                           importance=importance)
+                           importance=importance, chance_p=None if chance is None else chance[0])
 
     @staticmethod
     def _write(cfg: EvaluationConfig, accepted: bool, reason: str, new: dict, prod_version: str | None,
                prod: dict | None, new_compared: dict | None, overlap: str | None,
-               checks: dict | None = None, *, importance: dict | None = None) -> EvaluationArtifact:
+               checks: dict | None = None, *, importance: dict | None = None,
+               chance_p: float | None = None) -> EvaluationArtifact:
         log.info("%s: %s", "ACCEPTED" if accepted else "REJECTED", reason)
         blessing = {"accepted": accepted, "reason": reason, "metric": cfg.metric, "min_score": cfg.min_score,
                     "min_improvement": cfg.min_improvement, "max_ece_increase": cfg.max_ece_increase,
+                    "max_chance_p": cfg.max_chance_p, "chance_p": chance_p,
                     "ece_bins": f"{ECE_BINS} equal-frequency", "new": new, "production_version": prod_version,
                     "production": prod, "new_on_compared_rows": new_compared, "compared_rows": overlap,
                     **(checks or {"segments": None, "worst_slices": None}), "importance": importance}
