@@ -105,8 +105,8 @@ class Result:
     seed: int
     rows: int
     columns: int              # feature columns (the target not counted)
-    roc_auc: float
-    pr_auc: float
+    roc_auc: float | None     # None: no model to score with (the gate refused the first model)
+    pr_auc: float | None
     train_seconds: float      # wall time of `tabpipe train`
     trainer_seconds: float    # the trainer stage as recorded in run.json
     budget: float
@@ -115,6 +115,7 @@ class Result:
     candidate: str
     commit: str               # the tabpipe commit that produced it
     finished: str             # UTC time
+    refused: str = ""         # the gate's reason when it refused the model (nothing published, nothing scored)
 
 
 def run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
@@ -163,6 +164,15 @@ def evaluate(ds: Dataset, frame: pd.DataFrame, seed: int, budget: float | None, 
     if done.returncode != 0:
         raise RuntimeError(f"{ds.name} seed {seed}: train failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     record = json.loads(next((project / "artifacts").glob("*/run.json")).read_text())
+    common = dict(dataset=ds.name, seed=seed, rows=len(frame), columns=frame.shape[1] - 1,
+                  train_seconds=round(train_seconds, 1),
+                  trainer_seconds=round(float(record["stages"]["trainer"]["seconds"]), 1),
+                  budget=float(settings["training"]["time_budget_s"]), held_out=len(test),
+                  candidate=str(record["stages"]["trainer"].get("artifact", {}).get("best_candidate", "?")),
+                  commit=commit(), finished=f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M}")
+    if not record.get("accepted"):   # a user of init's defaults has no model: every held-out row unscored
+        reason = record["stages"]["evaluation"].get("artifact", {}).get("reason", "not accepted")
+        return Result(roc_auc=None, pr_auc=None, scored=0, refused=str(reason), **common)
     done = run([str(TABPIPE), "predict", "--config", str(pipeline), "--input", "held_out.csv",
                 "--output", "scored.csv"], work)
     if done.returncode not in (0, 1):  # 1: some rows could not be scored; they are counted below
@@ -172,14 +182,8 @@ def evaluate(ds: Dataset, frame: pd.DataFrame, seed: int, budget: float | None, 
         raise RuntimeError(f"{ds.name} seed {seed}: predict returned {len(scored)} rows for {len(test)}")
     ok = scored["probability"].notna().to_numpy()
     truth, proba = y_test.to_numpy()[ok], scored["probability"].to_numpy()[ok]
-    return Result(
-        dataset=ds.name, seed=seed, rows=len(frame), columns=frame.shape[1] - 1,
-        roc_auc=round(float(roc_auc_score(truth, proba)), 6), pr_auc=round(float(average_precision_score(truth, proba)), 6),
-        train_seconds=round(train_seconds, 1), trainer_seconds=round(float(record["stages"]["trainer"]["seconds"]), 1),
-        budget=float(settings["training"]["time_budget_s"]), scored=int(ok.sum()), held_out=len(test),
-        candidate=str(record["stages"]["trainer"].get("artifact", {}).get("best_candidate", "?")),
-        commit=commit(), finished=f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M}",
-    )
+    return Result(roc_auc=round(float(roc_auc_score(truth, proba)), 6),
+                  pr_auc=round(float(average_precision_score(truth, proba)), 6), scored=int(ok.sum()), **common)
 
 
 def shown(path: Path) -> str:
@@ -207,6 +211,10 @@ def per_run_table(results: list[Result], refs: dict) -> str:
              "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|"]
     for r in results:
         ref = refs.get(r.dataset, {}).get(str(r.seed))
+        if r.roc_auc is None:
+            lines.append(f"| {r.dataset} | {r.seed} | refused: {r.refused} | | | | | {r.candidate} | "
+                         f"{r.train_seconds:.0f} ({r.trainer_seconds:.0f}) | 0 / {r.held_out} |")
+            continue
         flaml, hgb, ratio = ((f"{ref['flaml']:.4f}", f"{ref['hgb']:.4f}", f"{r.roc_auc / ref['better']:.3f}")
                              if ref else ("–", "–", "–"))
         lines.append(f"| {r.dataset} | {r.seed} | {r.roc_auc:.4f} | {flaml} | {hgb} | {ratio} | {r.pr_auc:.4f} | "
@@ -222,6 +230,13 @@ def summary_table(results: list[Result], refs: dict) -> str:
     ratios, gaps = [], []
     for name in dict.fromkeys(r.dataset for r in results):
         group = [r for r in results if r.dataset == name]
+        refused = [r for r in group if r.roc_auc is None]
+        if refused:   # the goal counts every test row scored: a dataset with a refused seed misses it
+            lines.append(f"| {name} | {group[0].rows:,} × {group[0].columns:,} | {','.join(str(r.seed) for r in group)} "
+                         f"| **no model on seed(s) {','.join(str(r.seed) for r in refused)}**: {refused[0].refused} "
+                         f"| | | | | {statistics.median(r.train_seconds for r in group):.0f} | {group[0].budget:g} | "
+                         f"{sum(r.scored for r in group):,} / {sum(r.held_out for r in group):,} |")
+            continue
         auc = statistics.fmean(r.roc_auc for r in group)
         entries = [refs.get(name, {}).get(str(r.seed)) for r in group]
         if None in entries:
@@ -291,7 +306,7 @@ def main() -> None:
             runs = read_json(args.runs)
             runs.setdefault(ds.name, {})[str(seed)] = asdict(result)
             args.runs.write_text(json.dumps(runs, indent=1, sort_keys=True) + "\n")   # after each: nothing is lost
-            print(f"{ds.name} seed {seed}: roc_auc={result.roc_auc:.4f} pr_auc={result.pr_auc:.4f} "
+            print(f"{ds.name} seed {seed}: roc_auc={result.roc_auc} pr_auc={result.pr_auc} {result.refused} "
                   f"{result.candidate} train {result.train_seconds:.0f}s scored {result.scored}/{result.held_out}",
                   flush=True)
     runs, refs = read_json(args.runs), read_json(args.references)
