@@ -92,7 +92,9 @@ def write_pipeline(root: Path, name: str = "pipeline.yaml", *, data: str = "data
         "transformation": {"resampling": "smote"},
         "training": {"models": models, "cv_folds": 3, "metric": "roc_auc", "time_budget_s": 60, "n_jobs": 1,
                      "min_cv_score": 0.0},
-        "evaluation": {"metric": "roc_auc", "min_score": 0.55, "min_improvement": 0.0, **(evaluation or {})},
+        # max_chance_p off: a few positives in these test splits cannot show a model better than chance
+        "evaluation": {"metric": "roc_auc", "min_score": 0.55, "min_improvement": 0.0, "max_chance_p": None,
+                       **(evaluation or {})},
         "registry": {"backend": "local", "path": registry},
         "serve": {"poll_interval_s": POLL_S, **(serve or {})},
     }
