@@ -207,18 +207,19 @@ def compute_references(ds: Dataset, seeds: list[int], python: str, path: Path) -
 
 def per_run_table(results: list[Result], refs: dict) -> str:
     lines = ["| dataset | seed | tabpipe ROC-AUC | FLAML 60 s | HGB defaults | ratio | PR-AUC | chosen | "
-             "train s (trainer stage) | rows scored |",
-             "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|"]
+             "train s (trainer stage) | rows scored | commit |",
+             "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---|"]
     for r in results:
         ref = refs.get(r.dataset, {}).get(str(r.seed))
         if r.roc_auc is None:
             lines.append(f"| {r.dataset} | {r.seed} | refused: {r.refused} | | | | | {r.candidate} | "
-                         f"{r.train_seconds:.0f} ({r.trainer_seconds:.0f}) | 0 / {r.held_out} |")
+                         f"{r.train_seconds:.0f} ({r.trainer_seconds:.0f}) | 0 / {r.held_out} | {r.commit} |")
             continue
         flaml, hgb, ratio = ((f"{ref['flaml']:.4f}", f"{ref['hgb']:.4f}", f"{r.roc_auc / ref['better']:.3f}")
                              if ref else ("–", "–", "–"))
         lines.append(f"| {r.dataset} | {r.seed} | {r.roc_auc:.4f} | {flaml} | {hgb} | {ratio} | {r.pr_auc:.4f} | "
-                     f"{r.candidate} | {r.train_seconds:.0f} ({r.trainer_seconds:.0f}) | {r.scored} / {r.held_out} |")
+                     f"{r.candidate} | {r.train_seconds:.0f} ({r.trainer_seconds:.0f}) | {r.scored} / {r.held_out} | "
+                     f"{r.commit} |")
     return "\n".join(lines)
 
 
