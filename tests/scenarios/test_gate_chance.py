@@ -9,6 +9,7 @@ import numpy as np
 
 from helpers import TARGET, make_project, run_pipeline, stage_dir
 from tabpipe.sources.sample import generate
+from tabpipe.training.metrics import CHANCE_SHUFFLES
 
 
 def test_noise_labels_are_refused_as_chance_and_real_labels_pass(tmp_path):
@@ -22,4 +23,4 @@ def test_noise_labels_are_refused_as_chance_and_real_labels_pass(tmp_path):
     assert blessing["chance_p"] >= 0.01 and blessing["max_chance_p"] == 0.01
     accepted = run_pipeline(make_project(tmp_path / "real", data=data, pipeline=gate))
     blessing = json.loads((stage_dir(accepted.dir, "evaluation") / "blessing.json").read_text())
-    assert blessing["accepted"] is True and blessing["chance_p"] == 1 / 200
+    assert blessing["accepted"] is True and blessing["chance_p"] == 1 / (1 + CHANCE_SHUFFLES)

@@ -141,7 +141,7 @@ class EvaluationSection(StrictModel):
     # calibration costs a resampled model (0.05-0.2).
     max_ece_increase: float | None = Field(0.05, ge=0, le=1)
     # refuse a model that a random pairing of its test scores with the labels matches this often (permutation
-    # test, 199 shuffles): no better than chance. null: off. A fixed min_score refuses weak but real signals.
+    # test, 999 shuffles): no better than chance. null: off. A fixed min_score refuses weak but real signals.
     max_chance_p: float | None = Field(0.01, gt=0, lt=1)
     costs: Costs | None = None                   # set: the threshold minimises expected cost instead of maximising F1
 

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 import tabpipe  # noqa: F401
 from helpers import CHEAP_MODELS, REPO, SCHEMA, make_project
 from tabpipe.cli import app
-from tabpipe.config import load_settings
+from tabpipe.config import EvaluationSection, load_settings
 from tabpipe.errors import ConfigError
 
 LR = "sklearn.linear_model.LogisticRegression"
@@ -255,10 +255,11 @@ def test_calibration_defaults_and_costs_reach_the_trainer(project, tmp_path):
     settings = load_settings(project, check_candidates=False)
     assert TrainerConfig.from_settings(settings, out_dir=tmp_path, rows=RowFiles()).costs == (1.0, 10.0)
     assert EvaluationConfig.from_settings(settings, out_dir=tmp_path, rows=RowFiles()).max_ece_increase is None
-    assert EvaluationConfig.from_settings(settings, out_dir=tmp_path, rows=RowFiles()).max_chance_p == 0.01
-    edit_yaml(project, lambda d: d["evaluation"].update(max_chance_p=None))
-    assert EvaluationConfig.from_settings(load_settings(project, check_candidates=False), out_dir=tmp_path,
-                                          rows=RowFiles()).max_chance_p is None
+    assert EvaluationSection().max_chance_p == 0.01          # on unless a config turns it off
+    for value in (0.02, None):
+        edit_yaml(project, lambda d, value=value: d["evaluation"].update(max_chance_p=value))
+        assert EvaluationConfig.from_settings(load_settings(project, check_candidates=False), out_dir=tmp_path,
+                                              rows=RowFiles()).max_chance_p == value
 
 
 def test_n_jobs_zero_is_a_config_error(project):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import average_precision_score, roc_auc_score
 
 from tabpipe.training.components.evaluation import gate
 from tabpipe.training.metrics import CHANCE_SHUFFLES, chance_p_value, holdout_metrics
@@ -31,17 +31,18 @@ def test_a_weak_real_signal_passes_and_noise_does_not(metric, draws):
     assert np.median(p_values) > 0.2
 
 
-def test_the_rank_shortcut_equals_sklearn_on_every_shuffle():
-    y, score = labelled(500, 0.5, 2)
-    observed = roc_auc_score(y, score)
-    # with observed just above / below a shuffle's AUC, the count moves by one: the shortcut's AUCs are sklearn's
+@pytest.mark.parametrize("metric, sklearn_metric", [("roc_auc", roc_auc_score), ("pr_auc", average_precision_score)])
+def test_the_one_pass_shortcuts_equal_sklearn_on_every_shuffle(metric, sklearn_metric):
+    y, score = labelled(500, 0.5, 2)        # rounded scores: many ties
+    observed = sklearn_metric(y, score)
+    # with the observed score just above / below a shuffle's, the count moves by one: the shortcuts' scores are sklearn's
     rng = np.random.default_rng(0)
-    shuffled = [roc_auc_score(rng.permutation(y), score) for _ in range(CHANCE_SHUFFLES)]
+    shuffled = [sklearn_metric(rng.permutation(y), score) for _ in range(200)]
     for cut in np.quantile(shuffled, [0.1, 0.5, 0.9]):
-        expected = (1 + sum(a >= cut - 1e-12 for a in shuffled)) / (1 + CHANCE_SHUFFLES)
-        assert chance_p_value("roc_auc", y, score, 0.5, cut, seed=0) == pytest.approx(expected)
+        expected = (1 + sum(a >= cut - 1e-12 for a in shuffled)) / (1 + 200)
+        assert chance_p_value(metric, y, score, 0.5, cut, shuffles=200, seed=0) == pytest.approx(expected)
     assert observed > max(shuffled)
-    assert chance_p_value("roc_auc", np.zeros(10, dtype=int), score[:10], 0.5, 0.5) == 1.0
+    assert chance_p_value(metric, np.zeros(10, dtype=int), score[:10], 0.5, 0.5) == 1.0
 
 
 def test_gate_names_the_chance_rule_and_it_can_be_off():
