@@ -190,6 +190,8 @@ def test_refresh_failures_and_the_model_swap(main_project, tmp_path):
         # repaired: the next poll loads it; the gauge moves to v0002
         path.write_bytes(original)
         wait_until(lambda: holder.current.version == "v0002", 10, what="the swap to v0002")
+        # the gauge is set just after the swap, on the refresh thread: wait for it, not for one moment
+        wait_until(lambda: value(scrape(c), "tabpipe_model_info", version="v0002") == 1, 10, what="the gauge")
         scraped = scrape(c)
         assert value(scraped, "tabpipe_model_info", version="v0002") == 1
         assert value(scraped, "tabpipe_model_info", version="v0001") == 0
