@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
+from scipy.stats import rankdata
 from sklearn.metrics import (
     average_precision_score,
     f1_score,
@@ -136,20 +137,16 @@ def chance_p_value(metric: Metric, y: np.ndarray, proba: np.ndarray, threshold: 
     positives = int(y.sum())
     if positives == 0 or positives == len(y):
         return 1.0
-    order = np.argsort(-proba, kind="mergesort")           # highest score first
-    sorted_proba = proba[order]
-    last = np.r_[sorted_proba[1:] != sorted_proba[:-1], True]   # the last row of each group of tied scores
-    ends = np.flatnonzero(last)
     if metric == "roc_auc":   # AUC = (sum of the positives' ranks - n1 (n1 + 1) / 2) / (n1 n0), mid-ranks for ties
-        starts = np.r_[0, ends[:-1] + 1]
-        mid_rank_desc = (starts + ends) / 2.0                    # 0-based position from the top, tie mid-point
-        ranks = np.empty(len(proba))
-        ranks[order] = (len(proba) - mid_rank_desc)[np.cumsum(np.r_[0, last[:-1]])]
+        ranks = rankdata(proba)
         negatives = len(y) - positives
         floor = positives * (positives + 1) / 2.0
         scores = np.array([(ranks[rng.permutation(y).astype(bool)].sum() - floor) / (positives * negatives)
                            for _ in range(shuffles)])
     elif metric == "pr_auc":  # average precision as scikit-learn takes it: sum over thresholds of dRecall x precision
+        order = np.argsort(-proba, kind="mergesort")           # highest score first
+        sorted_proba = proba[order]
+        ends = np.flatnonzero(np.r_[sorted_proba[1:] != sorted_proba[:-1], True])   # last row of each tie group
         scores = np.empty(shuffles)
         for i in range(shuffles):
             tp = np.cumsum(rng.permutation(y)[order])[ends]
