@@ -19,6 +19,16 @@ from tabpipe.config_base import StrictModel
 from tabpipe.errors import ConfigError
 
 
+class Grow(StrictModel):
+    """After the search rounds: the candidate's best configuration on whole folds is evaluated again with
+    ``param`` (a number of boosting iterations, say) multiplied by ``factor``, and again from the result,
+    while that raises the CV score, at most ``times`` times, within the rounds' share of the budget."""
+
+    param: str
+    factor: float = Field(2.0, gt=1.0)
+    times: int = Field(3, ge=1)
+
+
 class Candidate(StrictModel):
     """One model.yaml candidate: a classifier class, its fixed parameters and its search space."""
 
@@ -30,6 +40,7 @@ class Candidate(StrictModel):
     # resampling of this candidate's training rows; inherit = transformation.resampling of pipeline.yaml.
     # `none` with class weights (e.g. class_weight: balanced) is the cheap equivalent of SMOTE(Tomek).
     resampling: Literal["inherit", Resampling] = "inherit"
+    grow: Grow | None = None
 
     def resampling_or(self, default: Resampling) -> Resampling:
         """The resampling this candidate's fits use, given the pipeline's default."""
@@ -99,3 +110,8 @@ def check_candidate_classes(models: ModelsConfig, path: Path) -> None:
                 parse_space(space)
             except ValueError as exc:
                 raise ConfigError(path, f"{where}.search.{key}", str(exc)) from None
+        if cand.grow is not None:
+            values = [cand.params[cand.grow.param]] if cand.grow.param in cand.params else cand.search.get(cand.grow.param)
+            if not isinstance(values, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+                raise ConfigError(path, f"{where}.grow.param", f"{cand.grow.param!r} must be an integer parameter "
+                                  "of this candidate: fixed in params or searched over a list of integers")

@@ -142,6 +142,7 @@ class ModelSearch:
                 last = (time.monotonic() - t0, len(batch))
                 if time.monotonic() >= self.deadline:
                     break
+            self._grow(pool, evaluations, len(rounds), folds, y)
             for e in evaluations:
                 if e.stopped == PENDING:
                     e.stopped, e.note = OUT_OF_BUDGET, e.note or "the budget ran out first"
@@ -177,6 +178,46 @@ class ModelSearch:
             alive, pruned = next_rung(finished)
             for e in pruned:
                 e.stopped, e.note = PRUNED, f"not in the best 1/{ETA} of rung {r + 1}"
+
+    def _grow(self, pool: WorkerPool, evaluations: list[Evaluation], round_no: int, folds: PreparedFolds,
+              y: np.ndarray) -> None:
+        """Each candidate with ``grow`` (model.yaml): its best configuration on whole folds again with the
+        parameter multiplied, then again from that, while the CV score rises and the step is predicted to end
+        within the rounds' share of the budget (``round_affordable``): the space's largest value of a number of
+        iterations is no longer a cap when the data keep rewarding more (docs/training.md#growing-the-best)."""
+        cfg, k = self.config, self.config.cv_folds
+        growing = {e.trial.candidate.name: e.trial.candidate for e in evaluations if e.trial.candidate.grow}
+        for name, cand in growing.items():
+            whole = [e for e in evaluations if e.trial.candidate.name == name and e.fraction == 1.0
+                     and e.score is not None]
+            if not whole:
+                continue
+            base, grow = best_of(whole), cand.grow
+            for _ in range(grow.times):
+                value = base.trial.params.get(grow.param)
+                if not isinstance(value, int):
+                    break
+                fit_s = base.history[-1]["fit_seconds"] * grow.factor       # fit time grows with the iterations
+                elapsed = cfg.time_budget_s - (self.deadline - time.monotonic())
+                if not round_affordable(elapsed, fit_s / k * waves(k, self.workers), 1, 1, cfg.time_budget_s):
+                    log.info("growing %s stopped: %s=%d predicted to need %.0fs more than the search's share of "
+                             "training.time_budget_s=%.0f", name, grow.param, round(value * grow.factor),
+                             fit_s / k * waves(k, self.workers), cfg.time_budget_s)
+                    break
+                trial = Trial(cand, {**base.trial.params, grow.param: int(round(value * grow.factor))},
+                              base.trial.resampling)
+                e = Evaluation(len(evaluations), trial, round_no=round_no,
+                               note=f"grown from configuration {base.index + 1}: {grow.param} x{grow.factor:g}")
+                evaluations.append(e)
+                self._counts["planned"] += 1
+                self._rung(pool, evaluations, [e], 0, 1, 1.0, self.deadline - time.monotonic(), folds, y)
+                if e.score is None:
+                    break
+                e.stopped = FINISHED
+                if e.score <= base.score:
+                    e.note += f"; no better than configuration {base.index + 1}: growing stops"
+                    break
+                base = e
 
     def _affordable(self, alive: list[Evaluation], frac_from: float, frac_to: float, remaining: float,
                     rungs_left: int) -> list[Evaluation]:
