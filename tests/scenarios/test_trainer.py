@@ -202,6 +202,41 @@ def test_same_seed_same_rounds_same_ensemble_same_model(rounds_run):
     np.testing.assert_array_equal(models[0].predict_proba(rows), models[1].predict_proba(rows))
 
 
+# --------------------------------------------------------------------------- growing the best configuration
+
+GROW_MODELS = {"candidates": [
+    {"name": "logreg", "class": "sklearn.linear_model.LogisticRegression", "params": {"max_iter": 300},
+     "search": {"C": {"log_uniform": [0.01, 10.0]}}, "n_iter": 2},
+    {"name": "hgb", "class": "sklearn.ensemble.HistGradientBoostingClassifier", "resampling": "none",
+     "params": {"max_iter": 8, "learning_rate": 0.03, "early_stopping": False},   # far too few trees
+     "search": {"max_leaf_nodes": [7, 15]}, "n_iter": 2, "grow": {"param": "max_iter", "times": 2}},
+]}
+
+
+def test_the_best_configuration_grows_while_cv_improves(tmp_path):
+    config = make_project(tmp_path, rows=3_000, seed=3, models=GROW_MODELS,
+                          pipeline={"validation": {"drift": {"enabled": False}},
+                                    "training": {"time_budget_s": 600, "n_jobs": 2, "ensemble_size": 1}})
+    run = run_pipeline(config)
+    results, trainer = cv_results(run.dir), read_run_json(run.dir)["stages"]["trainer"]["artifact"]
+    searched = [r for r in results if not r["note"].startswith("grown")]
+    grown = [r for r in results if r["note"].startswith("grown")]
+    assert len(searched) == 4 and 1 <= len(grown) <= 2 and trainer["configs_total"] == 6
+    base = max((r for r in searched if r["candidate"] == "hgb"), key=lambda r: r["score"])
+    for r in grown:            # each from the one before, twice the trees, on whole folds like the rounds' last rung
+        assert r["candidate"] == "hgb" and r["stopped"] == "finished" and r["rows"] == base["rows"]
+        assert r["params"] == {**base["params"], "max_iter": 2 * base["params"]["max_iter"]}
+        assert r["note"].startswith(f"grown from configuration {results.index(base) + 1}: max_iter x2")
+        if r["score"] <= base["score"]:
+            assert r is grown[-1] and r["note"].endswith("growing stops")
+        base = r
+    assert grown[0]["score"] > max(r["score"] for r in searched if r["candidate"] == "hgb")   # 8 trees were too few
+    best = max(results, key=lambda r: r["score"])
+    assert (trainer["best_candidate"], trainer["best_params"], trainer["cv_score"]) == \
+        ("hgb", best["params"], best["score"])
+    assert best["params"]["max_iter"] > 8
+
+
 # --------------------------------------------------------------------------- the budget on a large table
 
 def test_budget_holds_on_300k_rows_with_many_categoricals(tmp_path):

@@ -383,6 +383,27 @@ def test_candidate_resampling_values(project):
     assert (a.resampling_or("smote"), b.resampling_or("smote")) == ("smote", "none")
 
 
+HGB = "sklearn.ensemble.HistGradientBoostingClassifier"
+
+
+def test_grow_names_an_integer_parameter(project):
+    ok = {"name": "hgb", "class": HGB, "params": {"early_stopping": False},
+          "search": {"max_iter": [50, 100]}, "grow": {"param": "max_iter"}}
+    write_models(project, [ok])
+    (cand,) = load_settings(project).models.candidates
+    assert (cand.grow.param, cand.grow.factor, cand.grow.times) == ("max_iter", 2.0, 3)
+    for grow, key in [({"param": "learning_rate"}, "candidates[0].grow.param"),      # searched, but floats
+                      ({"param": "max_depth"}, "candidates[0].grow.param"),          # neither fixed nor searched
+                      ({"param": "max_iter", "factor": 1.0}, "candidates[0].grow.factor"),
+                      ({"param": "max_iter", "times": 0}, "candidates[0].grow.times"),
+                      ({"param": "max_iter", "by": 2}, "candidates[0].grow.by")]:
+        write_models(project, [{**ok, "search": {"max_iter": [50, 100], "learning_rate": [0.1, 0.2]}, "grow": grow}])
+        err = config_error(project)
+        assert err.key == key, (grow, err.key, err.message)
+    write_models(project, [{**ok, "params": {"max_iter": 80}, "search": {}}])      # fixed in params: fine
+    assert load_settings(project).models.candidates[0].grow.param == "max_iter"
+
+
 def test_unknown_key_in_candidate(project):
     write_models(project, [{"name": "a", "class": LR, "parms": {}}])
     assert config_error(project).key == "candidates[0].parms"
