@@ -3,8 +3,9 @@
 One batch: read up to ``batch_size`` messages (XREADGROUP), turn them into rows (``stream_messages``), score
 the rows with the model's batch scorer (``batch.score_rows``, what ``tabpipe predict`` and the service use),
 write the scored rows to the prediction log (``predlog.log_once``: a row id already logged is skipped), then
-in one MULTI/EXEC transaction add the results to the output stream, the refusals to the dead-letter stream
-and acknowledge (XACK) every message of the batch. A consumer that dies before the transaction leaves its
+in one Lua script (``WRITE_BATCH``, run atomically by Redis: EVALSHA) add the results to the output stream, the
+refusals to the dead-letter stream and acknowledge (XACK) every message of the batch; a write that fails stops
+the script before its XACK. A consumer that dies before the script runs leaves its
 messages pending; they are read again by it (its own pending entries, at start) or claimed (XAUTOCLAIM)
 by any consumer of the group once idle for ``claim_idle_ms``, so no message is lost and the log counts a
 row once. Redis or the history store failing stops the consumer (nothing unwritten is acknowledged).
@@ -30,6 +31,32 @@ from tabpipe.scoring.stream_messages import Decoded, decode_batch, given_up, ref
 # redelivered row being logged twice: the log is searched for a batch's row ids from its oldest message's time
 # minus this (HistoryStore.logged_row_ids ``since``), so the search reads only the newest log files.
 CLOCK_SKEW = timedelta(minutes=10)
+
+# One batch's writes, atomic (a script runs alone on the server) and one command for the whole batch, not one
+# XADD per message in MULTI/EXEC (which costs the consumer more than scoring). KEYS: output, dead letters, input.
+# ARGV: group, model version, n output entries, d dead letters, then n (message id, results) pairs, d
+# (message, row, reason, payload) quadruples, then the message ids to acknowledge (XACK in slices: Lua's unpack
+# is limited to a few thousand values). Field order as ``result_entries`` / ``Refusal.fields`` give them.
+WRITE_BATCH = """
+local n, d = tonumber(ARGV[3]), tonumber(ARGV[4])
+local at = 5
+for _ = 1, n do
+  redis.call('XADD', KEYS[1], '*', 'message', ARGV[at], 'model_version', ARGV[2], 'results', ARGV[at + 1])
+  at = at + 2
+end
+for _ = 1, d do
+  redis.call('XADD', KEYS[2], '*', 'message', ARGV[at], 'row', ARGV[at + 1], 'reason', ARGV[at + 2],
+             'payload', ARGV[at + 3])
+  at = at + 4
+end
+local acked = 0
+while at <= #ARGV do
+  local last = math.min(at + 999, #ARGV)
+  acked = acked + redis.call('XACK', KEYS[3], ARGV[1], unpack(ARGV, at, last))
+  at = last + 1
+end
+return acked
+"""
 
 
 class StreamError(TabpipeError):
@@ -82,6 +109,7 @@ class StreamConsumer:
         self.store, self.fmt, self.url = store, fmt, redacted_url(url)
         self.counters = Counters()
         self._last_claim = 0.0
+        self._write_batch = None
 
     def _redis(self, what: str, call: Callable, *args, **kwargs):
         import redis
@@ -134,15 +162,10 @@ class StreamConsumer:
         return messages
 
     def _give_up(self, refusals: list) -> None:
-        """Dead-letter and acknowledge whole messages, in one transaction."""
+        """Dead-letter and acknowledge whole messages, atomically."""
         if not refusals:
             return
-        s = self.streams
-        pipe = self.client.pipeline(transaction=True)
-        for refusal in refusals:
-            pipe.xadd(s.dead_letter, refusal.fields())
-        pipe.xack(s.input, s.group, *(r.message_id for r in refusals))
-        self._redis("dead-lettering worn-out messages", pipe.execute)
+        self._write("dead-lettering worn-out messages", [], "", refusals, [r.message_id for r in refusals])
         self.counters.given_up += len(refusals)
         self.counters.dead_letters += len(refusals)
 
@@ -161,17 +184,27 @@ class StreamConsumer:
             self._log(decoded, scored)
             entries = result_entries(decoded, self.version, scored.proba, scored.labels, scored.warnings)
             self.counters.rows_scored += scored.scored
-        s = self.streams
-        pipe = self.client.pipeline(transaction=True)
-        for entry in entries:
-            pipe.xadd(s.output, entry)
-        for refusal in refusals:
-            pipe.xadd(s.dead_letter, refusal.fields())
-        pipe.xack(s.input, s.group, *decoded.message_ids)
-        self._redis("writing the results and XACK", pipe.execute)
+        self._write("writing the results and XACK", entries, self.version, refusals, decoded.message_ids)
         self.counters.batches += 1
         self.counters.messages += len(decoded.message_ids)
         self.counters.dead_letters += len(refusals)
+
+    def _write(self, what: str, entries: list[dict], version: str, refusals: list, acknowledged: list[str]) -> None:
+        """The output ``entries`` (``result_entries``), the dead letters and the XACK of ``acknowledged``, in one
+        ``WRITE_BATCH`` script (EVALSHA; loaded when the server lacks it)."""
+        s = self.streams
+        if self._write_batch is None:
+            self._write_batch = self.client.register_script(WRITE_BATCH)
+        args: list[str] = [s.group, version, str(len(entries)), str(len(refusals))]
+        for entry in entries:
+            args += (entry["message"], entry["results"])
+        for refusal in refusals:
+            fields = refusal.fields()
+            args += (fields["message"], fields["row"], fields["reason"], fields["payload"])
+        args += acknowledged
+        pipe = self.client.pipeline(transaction=False)   # one round trip with the script check (SCRIPT EXISTS)
+        self._write_batch(keys=[s.output, s.dead_letter, s.input], args=args, client=pipe)
+        self._redis(what, pipe.execute)
 
     def _log(self, decoded: Decoded, scored) -> None:
         """The scored rows into the prediction log, each under its row id: the schema's id column, else
