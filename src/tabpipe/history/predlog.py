@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from tabpipe.privacy import Protector, canonical
+from tabpipe.history.logged_ids import LoggedIds
 from tabpipe.history.store import HistoryStore
 
 log = logging.getLogger(__name__)
@@ -100,12 +101,15 @@ def log_batch(store: HistoryStore, fmt: RowFormat, request_id: str, version: str
     return len(rows)
 
 
-def log_once(store: HistoryStore, rows: list[dict], *, since: datetime | None = None) -> tuple[int, int]:
+def log_once(store: HistoryStore, rows: list[dict], *, since: datetime | None = None,
+             known: LoggedIds | None = None) -> tuple[int, int]:
     """Write the log rows (``RowFormat.rows``) whose ``row_id`` no logged row carries yet, the first of rows
     sharing one; returns (rows written, rows skipped). Rows need a ``row_id``. Idempotent for one writer at a
     time per row id: two writers logging the same new id at the same instant can both write it.
-    ``since``: no earlier write of these rows can be older than this (``HistoryStore.logged_row_ids``)."""
-    logged = store.logged_row_ids((row["row_id"] for row in rows), since=since) if rows else set()
+    ``since``: no earlier write of these rows can be older than this (``HistoryStore.logged_row_ids``).
+    ``known``: the process's ``LoggedIds`` over ``store`` (the same answers, without rereading the log's files)."""
+    ask = known.logged if known is not None else store.logged_row_ids
+    logged = ask((row["row_id"] for row in rows), since=since) if rows else set()
     fresh = []
     for row in rows:
         if row["row_id"] not in logged:

@@ -812,11 +812,13 @@ class HistoryStore:
                     for (r, v, h), n in columnar.items()])
         return int(matched)
 
-    def logged_row_ids(self, row_ids: Iterable[str], *, since: datetime | str | None = None) -> set[str]:
+    def logged_row_ids(self, row_ids: Iterable[str], *, since: datetime | str | None = None,
+                       files: bool = True) -> set[str]:
         """The ``row_ids`` that at least one logged prediction carries (what outcomes can attach to).
         The columnar log's files are scanned (their ``row_id`` column only). ``since``: only rows logged at or
         after it are looked at (a caller that knows none of its rows can be older, e.g. the stream consumer
-        from its messages' ids, keeps the scan to the newest files)."""
+        from its messages' ids, keeps the scan to the newest files). ``files=False``: the ``predictions``
+        table only (a caller keeping the files' ids itself: ``logged_ids.LoggedIds``)."""
         wanted = sorted({str(key) for key in row_ids})
         since = utc(since)
         found: set[str] = set()
@@ -827,7 +829,8 @@ class HistoryStore:
                 if since is not None:
                     query = query.where(PREDICTIONS.c.logged_at >= since)
                 found.update(conn.execute(query).scalars())
-        found.update(row_id for row_id, _, _ in self._columnar_matches(wanted, None, since))
+        if files:
+            found.update(row_id for row_id, _, _ in self._columnar_matches(wanted, None, since))
         return found
 
     # ---- uploaded training rows

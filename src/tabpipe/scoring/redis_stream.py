@@ -21,6 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pandas as pd
 
 from tabpipe.errors import TabpipeError
+from tabpipe.history.logged_ids import LoggedIds
 from tabpipe.history.predlog import RowFormat, log_once
 from tabpipe.history.store import HistoryStore
 from tabpipe.model import TabularModel
@@ -110,6 +111,7 @@ class StreamConsumer:
         self.counters = Counters()
         self._last_claim = 0.0
         self._write_batch = None
+        self.logged_ids = LoggedIds(store) if store is not None else None   # the log's row ids, read once
 
     def _redis(self, what: str, call: Callable, *args, **kwargs):
         import redis
@@ -218,7 +220,8 @@ class StreamConsumer:
             row["request_id"], row["row_index"] = message_id, index
             row["row_id"] = row["row_id"] or f"{message_id}:{index}"
         first = decoded.first_added()   # no earlier write of these rows can predate their messages
-        written, skipped = log_once(self.store, rows, since=first - CLOCK_SKEW if first else None)
+        written, skipped = log_once(self.store, rows, since=first - CLOCK_SKEW if first else None,
+                                    known=self.logged_ids)
         self.counters.rows_logged += written
         self.counters.rows_already_logged += skipped
 
