@@ -26,8 +26,12 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
+import json
+from dataclasses import dataclass
+
 import numpy as np
 
+from tabpipe.jsonable import to_json_ready
 from tabpipe.privacy import Protector, canonical
 from tabpipe.history.logged_ids import LoggedIds
 from tabpipe.history.store import HistoryStore
@@ -88,6 +92,82 @@ class RowFormat:
                          "probability": p, "prediction": labels[i],
                          "warnings": list(warnings[i]) if warnings is not None else []})
         return rows
+
+
+    def column_batch(self, version: str, frame, records: Sequence[Mapping[str, Any]], proba: Sequence[float],
+                labels: Sequence[Any], warnings: Sequence[str | None], request_ids: Sequence[str],
+                row_indexes: Sequence[int], logged_at: datetime | None = None) -> LogColumns:
+        """What ``rows`` gives for one warning (or None) per record, column by column (``tabpipe stream``: no
+        dict per row): ``records`` as scored, ``frame`` the DataFrame made of them, each row's request id and
+        row index given; the row id is the schema's id (``_row_id``), else ``request_id:row_index``."""
+        proba = np.asarray(proba, dtype=float)
+        keep = ~np.isnan(proba)
+        if self.sample_rate < 1.0:   # one draw per record, in order, as ``rows`` draws
+            keep &= np.array([self._random() < self.sample_rate for _ in range(len(proba))], dtype=bool)
+        at = np.flatnonzero(keep)
+        ids = [self._row_id(records[i]) if self.id_column else None for i in at.tolist()]
+        ids = [row_id or f"{request_ids[i]}:{row_indexes[i]}" for row_id, i in zip(ids, at.tolist())]
+        stamp = (logged_at or datetime.now(timezone.utc)).astimezone(timezone.utc).replace(tzinfo=None)
+        texts = {label: None if label is None else str(to_json_ready(label, inf_as_null=False))
+                 for label in dict.fromkeys(np.asarray(labels, dtype=object)[at].tolist())}
+        columns = {"request_id": [str(request_ids[i]) for i in at.tolist()],
+                   "row_index": [int(row_indexes[i]) for i in at.tolist()], "row_id": ids,
+                   "logged_at": [stamp] * len(at), "model_version": [str(version)] * len(at),
+                   "probability": proba[at], "prediction": [texts[label] for label in
+                                                            np.asarray(labels, dtype=object)[at].tolist()],
+                   "warnings": ["[]" if not warnings[i] else json.dumps([warnings[i]], separators=(",", ":"))
+                                for i in at.tolist()]}
+        inputs: dict[str, Any] = {}
+        for name in frame.columns:
+            if name not in self.columns or (name in self.protector.columns and self.protector.mode == "drop"):
+                continue
+            column = frame[name]
+            if column.dtype == float and column.isna().any():   # pandas made ints with gaps floats: as sent
+                values = [records[i].get(name) for i in at.tolist()]
+            else:
+                values = column.to_numpy()[at]
+            if name in self.protector.columns:
+                values = [self.protector.token(v) for v in values]
+            inputs[name] = values
+        return LogColumns(ids, columns, inputs)
+
+
+@dataclass
+class LogColumns:
+    """Log rows column by column (``RowFormat.column_batch``): the row ids, the log columns in their stored form
+    (``columnar.META``) and the input columns (protected)."""
+    row_ids: list[str]
+    columns: dict[str, Any]
+    inputs: dict[str, Any]
+
+    def take(self, at: Sequence[int]) -> LogColumns:
+        """The rows at positions ``at``."""
+        def pick(values):
+            return values[np.asarray(at, dtype=np.int64)] if isinstance(values, np.ndarray) else [values[i] for i in at]
+        return LogColumns([self.row_ids[i] for i in at], {k: pick(v) for k, v in self.columns.items()},
+                          {k: pick(v) for k, v in self.inputs.items()})
+
+
+def log_columns_once(store: HistoryStore, batch: LogColumns, *, since: datetime | None = None,
+                     known: LoggedIds | None = None) -> tuple[int, int]:
+    """``log_once`` for rows given column by column: the rows whose row id is not logged yet, the first of
+    rows sharing one; returns (rows written, rows skipped)."""
+    if not batch.row_ids:
+        return 0, 0
+    ask = known.logged if known is not None else store.logged_row_ids
+    logged = ask(batch.row_ids, since=since)
+    total = len(batch.row_ids)
+    fresh = []
+    for i, row_id in enumerate(batch.row_ids):
+        if row_id not in logged:
+            logged.add(row_id)
+            fresh.append(i)
+    if len(fresh) < total:
+        batch = batch.take(fresh)
+    for start in range(0, len(fresh), WRITE_CHUNK):
+        part = batch if len(fresh) <= WRITE_CHUNK else batch.take(range(start, min(start + WRITE_CHUNK, len(fresh))))
+        store.log_columns(part.columns, part.inputs)
+    return len(fresh), total - len(fresh)
 
 
 def log_batch(store: HistoryStore, fmt: RowFormat, request_id: str, version: str, frame, proba: np.ndarray,

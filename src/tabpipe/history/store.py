@@ -11,7 +11,7 @@ import json
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from functools import partial
@@ -544,6 +544,18 @@ class HistoryStore:
             rows, row_id=lambda r: str(r["row_id"]) if r.get("row_id") is not None else f"{r['request_id']}:{r['row_index']}",
             logged_at=lambda r: _naive_utc(r.get("logged_at")) or stamp, number=_plain, text=_json_text)
         return self.index_log_files(write_partitions(self.log_dir, table))
+
+    def log_columns(self, columns: Mapping[str, Sequence], inputs: Mapping[str, Sequence]) -> int:
+        """Append rows to the Parquet log given column by column, already in their stored form
+        (``predlog.LogColumns``: the ``columnar.META`` columns, ``logged_at`` naive UTC, the protected inputs):
+        what ``log_predictions`` writes for the same rows, without a dict per row."""
+        if self.log_format != "parquet":
+            raise ValueError("log_columns writes the Parquet log; the SQL log takes rows (log_predictions)")
+        if len(columns["row_id"]) == 0:
+            return 0
+        from tabpipe.history.columnar import log_table, write_partitions
+
+        return self.index_log_files(write_partitions(self.log_dir, log_table(columns, inputs)))
 
     def index_log_files(self, files) -> int:
         """Record written log files (``columnar.WrittenFile``) in ``log_files``; returns their rows."""
