@@ -183,7 +183,7 @@ class StreamConsumer:
         refusals = list(decoded.refusals)
         entries: list[dict] = []
         if decoded.records:
-            frame = pd.DataFrame.from_records(decoded.records)
+            frame = decoded.frame if decoded.frame is not None else pd.DataFrame.from_records(decoded.records)
             scored = score_rows(self.model, frame)
             refusals += refused_rows(decoded, scored.errors)
             self._log(decoded, frame, scored)
