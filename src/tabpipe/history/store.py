@@ -835,9 +835,14 @@ class HistoryStore:
         since = utc(since)
         found: set[str] = set()
         with self._read("logged_row_ids") as conn:
-            for start in range(0, len(wanted), CHUNK):
+            if since is not None and wanted and conn.execute(   # nothing logged in the table since then: no lookup
+                    select(PREDICTIONS.c.id).where(PREDICTIONS.c.logged_at >= since).limit(1)).first() is None:
+                wanted_in_table: list[str] = []
+            else:
+                wanted_in_table = wanted
+            for start in range(0, len(wanted_in_table), CHUNK):
                 query = select(PREDICTIONS.c.row_id).distinct().where(
-                    PREDICTIONS.c.row_id.in_(wanted[start:start + CHUNK]))
+                    PREDICTIONS.c.row_id.in_(wanted_in_table[start:start + CHUNK]))
                 if since is not None:
                     query = query.where(PREDICTIONS.c.logged_at >= since)
                 found.update(conn.execute(query).scalars())

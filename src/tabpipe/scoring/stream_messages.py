@@ -145,10 +145,8 @@ def _flat_batch(messages: Sequence[tuple[bytes | str, Mapping | None]], features
     try:
         names = [key.decode("utf-8") for key in keys]
         values = [value for _, fields in messages for value in fields.values()]
-        if not all(type(v) is bytes for v in values):
-            return None
         parts = b"\x00".join(values).decode("utf-8").split("\x00")
-    except UnicodeDecodeError:
+    except (UnicodeDecodeError, TypeError):   # not UTF-8, or not all bytes
         return None
     if len(parts) != len(values) or any(name not in names for name in features):
         return None   # a value holding NUL: read message by message
