@@ -45,3 +45,11 @@ def test_a_column_with_anything_else_takes_the_value_by_value_path_and_gets_its_
         assert values[2] == typed and errors == {}
     else:
         assert np.isnan(values[2]) and errors == {error: [2]}
+
+
+@pytest.mark.parametrize("dtype", [pd.StringDtype(storage="pyarrow"), pd.StringDtype(storage="python"), "str"])
+def test_blank_text_is_missing_in_arrow_backed_columns_as_in_python_ones(dtype):
+    values = ["", " ", "\t", "\u00a0", "\u2003", "\x1c", "\x85", "a", " a ", None, "\u200b", "\ufeff", "1.5"]
+    raw = pd.Series(values, dtype=dtype)
+    assert missing_mask(raw).tolist() == [v is None or not v.strip() for v in values]
+    assert missing_mask(raw).tolist() == missing_mask(pd.Series(values, dtype=object)).tolist()
