@@ -122,10 +122,10 @@ class RowFormat:
             if name not in self.columns or (name in self.protector.columns and self.protector.mode == "drop"):
                 continue
             column = frame[name]
-            if column.dtype == float and column.isna().any():   # pandas made ints with gaps floats: as sent
-                values = [records[i].get(name) for i in at.tolist()]
-            else:
-                values = column.to_numpy()[at]
+            values = column.to_numpy()[at]
+            if column.dtype == float and np.isnan(values).any() and \
+                    np.all(np.isnan(values) | (values == np.floor(values))):
+                values = [records[i].get(name) for i in at.tolist()]   # maybe ints with gaps, made floats: as sent
             if name in self.protector.columns:
                 values = [self.protector.token(v) for v in values]
             inputs[name] = values

@@ -30,6 +30,8 @@ def _records(text: bool) -> list[dict]:
                   "n": i, "c": "abc"[i % 3], "secret": f"s{i}", "extra": "not in the schema"}
         if i % 9 == 4:
             record["n"] = None          # ints with a gap: kept as ints
+        if i % 8 == 2:
+            record["x"] = None          # floats with a gap
         if i % 11 == 6:
             del record["c"]             # a field absent from one row
         out.append({k: ("" if v is None else str(v)) or None for k, v in record.items()} if text else record)
