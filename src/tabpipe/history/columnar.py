@@ -75,7 +75,8 @@ def log_table(columns: Mapping[str, Sequence], inputs: Mapping[str, Sequence]) -
     arrays = [pa.array(columns[field.name], field.type) for field in META]
     names = [field.name for field in META]
     for name, values in inputs.items():
-        arrays.append(values if isinstance(values, pa.Array) else _input_column(list(values)))
+        arrays.append(values if isinstance(values, pa.Array) else
+                      _input_column(values if isinstance(values, np.ndarray) else list(values)))
         names.append(INPUT + name)
     table = pa.Table.from_arrays(arrays, names=names)
     order = pc.sort_indices(table, [("model_version", "ascending"), ("logged_at", "ascending")])

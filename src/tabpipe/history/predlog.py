@@ -26,9 +26,14 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
+import json
+from dataclasses import dataclass
+
 import numpy as np
 
+from tabpipe.jsonable import to_json_ready
 from tabpipe.privacy import Protector, canonical
+from tabpipe.history.logged_ids import LoggedIds
 from tabpipe.history.store import HistoryStore
 
 log = logging.getLogger(__name__)
@@ -89,6 +94,82 @@ class RowFormat:
         return rows
 
 
+    def column_batch(self, version: str, frame, records: Sequence[Mapping[str, Any]], proba: Sequence[float],
+                labels: Sequence[Any], warnings: Sequence[str | None], request_ids: Sequence[str],
+                row_indexes: Sequence[int], logged_at: datetime | None = None) -> LogColumns:
+        """What ``rows`` gives for one warning (or None) per record, column by column (``tabpipe stream``: no
+        dict per row): ``records`` as scored, ``frame`` the DataFrame made of them, each row's request id and
+        row index given; the row id is the schema's id (``_row_id``), else ``request_id:row_index``."""
+        proba = np.asarray(proba, dtype=float)
+        keep = ~np.isnan(proba)
+        if self.sample_rate < 1.0:   # one draw per record, in order, as ``rows`` draws
+            keep &= np.array([self._random() < self.sample_rate for _ in range(len(proba))], dtype=bool)
+        at = np.flatnonzero(keep)
+        ids = [self._row_id(records[i]) if self.id_column else None for i in at.tolist()]
+        ids = [row_id or f"{request_ids[i]}:{row_indexes[i]}" for row_id, i in zip(ids, at.tolist())]
+        stamp = (logged_at or datetime.now(timezone.utc)).astimezone(timezone.utc).replace(tzinfo=None)
+        texts = {label: None if label is None else str(to_json_ready(label, inf_as_null=False))
+                 for label in dict.fromkeys(np.asarray(labels, dtype=object)[at].tolist())}
+        columns = {"request_id": [str(request_ids[i]) for i in at.tolist()],
+                   "row_index": [int(row_indexes[i]) for i in at.tolist()], "row_id": ids,
+                   "logged_at": [stamp] * len(at), "model_version": [str(version)] * len(at),
+                   "probability": proba[at], "prediction": [texts[label] for label in
+                                                            np.asarray(labels, dtype=object)[at].tolist()],
+                   "warnings": ["[]" if not warnings[i] else json.dumps([warnings[i]], separators=(",", ":"))
+                                for i in at.tolist()]}
+        inputs: dict[str, Any] = {}
+        for name in frame.columns:
+            if name not in self.columns or (name in self.protector.columns and self.protector.mode == "drop"):
+                continue
+            column = frame[name]
+            values = column.to_numpy()[at]
+            if column.dtype == float and np.isnan(values).any() and \
+                    np.all(np.isnan(values) | (values == np.floor(values))):
+                values = [records[i].get(name) for i in at.tolist()]   # maybe ints with gaps, made floats: as sent
+            if name in self.protector.columns:
+                values = [self.protector.token(v) for v in values]
+            inputs[name] = values
+        return LogColumns(ids, columns, inputs)
+
+
+@dataclass
+class LogColumns:
+    """Log rows column by column (``RowFormat.column_batch``): the row ids, the log columns in their stored form
+    (``columnar.META``) and the input columns (protected)."""
+    row_ids: list[str]
+    columns: dict[str, Any]
+    inputs: dict[str, Any]
+
+    def take(self, at: Sequence[int]) -> LogColumns:
+        """The rows at positions ``at``."""
+        def pick(values):
+            return values[np.asarray(at, dtype=np.int64)] if isinstance(values, np.ndarray) else [values[i] for i in at]
+        return LogColumns([self.row_ids[i] for i in at], {k: pick(v) for k, v in self.columns.items()},
+                          {k: pick(v) for k, v in self.inputs.items()})
+
+
+def log_columns_once(store: HistoryStore, batch: LogColumns, *, since: datetime | None = None,
+                     known: LoggedIds | None = None) -> tuple[int, int]:
+    """``log_once`` for rows given column by column: the rows whose row id is not logged yet, the first of
+    rows sharing one; returns (rows written, rows skipped)."""
+    if not batch.row_ids:
+        return 0, 0
+    ask = known.logged if known is not None else store.logged_row_ids
+    logged = ask(batch.row_ids, since=since)
+    total = len(batch.row_ids)
+    fresh = []
+    for i, row_id in enumerate(batch.row_ids):
+        if row_id not in logged:
+            logged.add(row_id)
+            fresh.append(i)
+    if len(fresh) < total:
+        batch = batch.take(fresh)
+    for start in range(0, len(fresh), WRITE_CHUNK):
+        part = batch if len(fresh) <= WRITE_CHUNK else batch.take(range(start, min(start + WRITE_CHUNK, len(fresh))))
+        store.log_columns(part.columns, part.inputs)
+    return len(fresh), total - len(fresh)
+
+
 def log_batch(store: HistoryStore, fmt: RowFormat, request_id: str, version: str, frame, proba: np.ndarray,
               labels: Sequence[Any], first_row: int = 0) -> int:
     """Write the scored rows of a DataFrame now (``tabpipe predict``); returns the rows written.
@@ -100,12 +181,15 @@ def log_batch(store: HistoryStore, fmt: RowFormat, request_id: str, version: str
     return len(rows)
 
 
-def log_once(store: HistoryStore, rows: list[dict], *, since: datetime | None = None) -> tuple[int, int]:
+def log_once(store: HistoryStore, rows: list[dict], *, since: datetime | None = None,
+             known: LoggedIds | None = None) -> tuple[int, int]:
     """Write the log rows (``RowFormat.rows``) whose ``row_id`` no logged row carries yet, the first of rows
     sharing one; returns (rows written, rows skipped). Rows need a ``row_id``. Idempotent for one writer at a
     time per row id: two writers logging the same new id at the same instant can both write it.
-    ``since``: no earlier write of these rows can be older than this (``HistoryStore.logged_row_ids``)."""
-    logged = store.logged_row_ids((row["row_id"] for row in rows), since=since) if rows else set()
+    ``since``: no earlier write of these rows can be older than this (``HistoryStore.logged_row_ids``).
+    ``known``: the process's ``LoggedIds`` over ``store`` (the same answers, without rereading the log's files)."""
+    ask = known.logged if known is not None else store.logged_row_ids
+    logged = ask((row["row_id"] for row in rows), since=since) if rows else set()
     fresh = []
     for row in rows:
         if row["row_id"] not in logged:

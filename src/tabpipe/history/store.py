@@ -11,7 +11,7 @@ import json
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from functools import partial
@@ -545,6 +545,18 @@ class HistoryStore:
             logged_at=lambda r: _naive_utc(r.get("logged_at")) or stamp, number=_plain, text=_json_text)
         return self.index_log_files(write_partitions(self.log_dir, table))
 
+    def log_columns(self, columns: Mapping[str, Sequence], inputs: Mapping[str, Sequence]) -> int:
+        """Append rows to the Parquet log given column by column, already in their stored form
+        (``predlog.LogColumns``: the ``columnar.META`` columns, ``logged_at`` naive UTC, the protected inputs):
+        what ``log_predictions`` writes for the same rows, without a dict per row."""
+        if self.log_format != "parquet":
+            raise ValueError("log_columns writes the Parquet log; the SQL log takes rows (log_predictions)")
+        if len(columns["row_id"]) == 0:
+            return 0
+        from tabpipe.history.columnar import log_table, write_partitions
+
+        return self.index_log_files(write_partitions(self.log_dir, log_table(columns, inputs)))
+
     def index_log_files(self, files) -> int:
         """Record written log files (``columnar.WrittenFile``) in ``log_files``; returns their rows."""
         values = [{"path": str(self.log_dir.resolve() / f.path), "hour": f.hour, "model_version": f.model_version, "rows": f.rows,
@@ -812,22 +824,30 @@ class HistoryStore:
                     for (r, v, h), n in columnar.items()])
         return int(matched)
 
-    def logged_row_ids(self, row_ids: Iterable[str], *, since: datetime | str | None = None) -> set[str]:
+    def logged_row_ids(self, row_ids: Iterable[str], *, since: datetime | str | None = None,
+                       files: bool = True) -> set[str]:
         """The ``row_ids`` that at least one logged prediction carries (what outcomes can attach to).
         The columnar log's files are scanned (their ``row_id`` column only). ``since``: only rows logged at or
         after it are looked at (a caller that knows none of its rows can be older, e.g. the stream consumer
-        from its messages' ids, keeps the scan to the newest files)."""
+        from its messages' ids, keeps the scan to the newest files). ``files=False``: the ``predictions``
+        table only (a caller keeping the files' ids itself: ``logged_ids.LoggedIds``)."""
         wanted = sorted({str(key) for key in row_ids})
         since = utc(since)
         found: set[str] = set()
         with self._read("logged_row_ids") as conn:
-            for start in range(0, len(wanted), CHUNK):
+            if since is not None and wanted and conn.execute(   # nothing logged in the table since then: no lookup
+                    select(PREDICTIONS.c.id).where(PREDICTIONS.c.logged_at >= since).limit(1)).first() is None:
+                wanted_in_table: list[str] = []
+            else:
+                wanted_in_table = wanted
+            for start in range(0, len(wanted_in_table), CHUNK):
                 query = select(PREDICTIONS.c.row_id).distinct().where(
-                    PREDICTIONS.c.row_id.in_(wanted[start:start + CHUNK]))
+                    PREDICTIONS.c.row_id.in_(wanted_in_table[start:start + CHUNK]))
                 if since is not None:
                     query = query.where(PREDICTIONS.c.logged_at >= since)
                 found.update(conn.execute(query).scalars())
-        found.update(row_id for row_id, _, _ in self._columnar_matches(wanted, None, since))
+        if files:
+            found.update(row_id for row_id, _, _ in self._columnar_matches(wanted, None, since))
         return found
 
     # ---- uploaded training rows

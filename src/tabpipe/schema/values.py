@@ -59,6 +59,13 @@ def missing_mask(raw: pd.Series) -> np.ndarray:
     missing = raw.isna().to_numpy().copy()
     if raw.dtype == object:
         missing |= np.fromiter((isinstance(v, str) and not v.strip() for v in raw.to_numpy()), dtype=bool, count=len(raw))
+    elif getattr(raw.dtype, "storage", None) == "pyarrow" and pd.api.types.is_string_dtype(raw):
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        # what ``raw.str.strip().eq("")`` computes for Arrow-backed text (the same kernel), without two Series
+        blank = pc.equal(pc.utf8_trim_whitespace(pa.array(raw.array)), "")
+        missing |= blank.fill_null(False).to_numpy(zero_copy_only=False)
     elif pd.api.types.is_string_dtype(raw):
         missing |= raw.str.strip().eq("").to_numpy(dtype=bool, na_value=False)
     return missing

@@ -2,9 +2,10 @@
 
 One batch: read up to ``batch_size`` messages (XREADGROUP), turn them into rows (``stream_messages``), score
 the rows with the model's batch scorer (``batch.score_rows``, what ``tabpipe predict`` and the service use),
-write the scored rows to the prediction log (``predlog.log_once``: a row id already logged is skipped), then
-in one MULTI/EXEC transaction add the results to the output stream, the refusals to the dead-letter stream
-and acknowledge (XACK) every message of the batch. A consumer that dies before the transaction leaves its
+write the scored rows to the prediction log (``predlog.log_columns_once``: a row id already logged is skipped), then
+in one Lua script (``WRITE_BATCH``, run atomically by Redis: EVALSHA) add the results to the output stream, the
+refusals to the dead-letter stream and acknowledge (XACK) every message of the batch; a write that fails stops
+the script before its XACK. A consumer that dies before the script runs leaves its
 messages pending; they are read again by it (its own pending entries, at start) or claimed (XAUTOCLAIM)
 by any consumer of the group once idle for ``claim_idle_ms``, so no message is lost and the log counts a
 row once. Redis or the history store failing stops the consumer (nothing unwritten is acknowledged).
@@ -20,7 +21,8 @@ from urllib.parse import urlsplit, urlunsplit
 import pandas as pd
 
 from tabpipe.errors import TabpipeError
-from tabpipe.history.predlog import RowFormat, log_once
+from tabpipe.history.logged_ids import LoggedIds
+from tabpipe.history.predlog import RowFormat, log_columns_once, log_once
 from tabpipe.history.store import HistoryStore
 from tabpipe.model import TabularModel
 from tabpipe.scoring.batch import score_rows
@@ -30,6 +32,34 @@ from tabpipe.scoring.stream_messages import Decoded, decode_batch, given_up, ref
 # redelivered row being logged twice: the log is searched for a batch's row ids from its oldest message's time
 # minus this (HistoryStore.logged_row_ids ``since``), so the search reads only the newest log files.
 CLOCK_SKEW = timedelta(minutes=10)
+
+# One batch's writes, atomic (a script runs alone on the server) and one command for the whole batch, not one
+# XADD per message in MULTI/EXEC (which costs the consumer more than scoring). KEYS: output, dead letters, input.
+# ARGV: group, model version, the output entries' message ids and their results (two texts, one line each:
+# JSON text holds no raw line break), the message ids to acknowledge (one text, a line each; XACK in slices,
+# Lua's unpack is limited to a few thousand values), then (message, row, reason, payload) per dead letter.
+# Field order as ``result_entries`` / ``Refusal.fields`` give them.
+WRITE_BATCH = """
+local function lines(text)
+  local out = {}
+  for line in string.gmatch(text, '[^\\n]+') do out[#out + 1] = line end
+  return out
+end
+local ids, results, acked = lines(ARGV[3]), lines(ARGV[4]), lines(ARGV[5])
+if #ids ~= #results then return redis.error_reply('WRITE_BATCH: ' .. #ids .. ' ids, ' .. #results .. ' results') end
+for i = 1, #ids do
+  redis.call('XADD', KEYS[1], '*', 'message', ids[i], 'model_version', ARGV[2], 'results', results[i])
+end
+for at = 6, #ARGV, 4 do
+  redis.call('XADD', KEYS[2], '*', 'message', ARGV[at], 'row', ARGV[at + 1], 'reason', ARGV[at + 2],
+             'payload', ARGV[at + 3])
+end
+local count = 0
+for at = 1, #acked, 1000 do
+  count = count + redis.call('XACK', KEYS[3], ARGV[1], unpack(acked, at, math.min(at + 999, #acked)))
+end
+return count
+"""
 
 
 class StreamError(TabpipeError):
@@ -82,6 +112,8 @@ class StreamConsumer:
         self.store, self.fmt, self.url = store, fmt, redacted_url(url)
         self.counters = Counters()
         self._last_claim = 0.0
+        self._write_batch = None
+        self.logged_ids = LoggedIds(store) if store is not None else None   # the log's row ids, read once
 
     def _redis(self, what: str, call: Callable, *args, **kwargs):
         import redis
@@ -134,15 +166,10 @@ class StreamConsumer:
         return messages
 
     def _give_up(self, refusals: list) -> None:
-        """Dead-letter and acknowledge whole messages, in one transaction."""
+        """Dead-letter and acknowledge whole messages, atomically."""
         if not refusals:
             return
-        s = self.streams
-        pipe = self.client.pipeline(transaction=True)
-        for refusal in refusals:
-            pipe.xadd(s.dead_letter, refusal.fields())
-        pipe.xack(s.input, s.group, *(r.message_id for r in refusals))
-        self._redis("dead-lettering worn-out messages", pipe.execute)
+        self._write("dead-lettering worn-out messages", [], "", refusals, [r.message_id for r in refusals])
         self.counters.given_up += len(refusals)
         self.counters.dead_letters += len(refusals)
 
@@ -156,36 +183,53 @@ class StreamConsumer:
         refusals = list(decoded.refusals)
         entries: list[dict] = []
         if decoded.records:
-            scored = score_rows(self.model, pd.DataFrame.from_records(decoded.records))
+            frame = decoded.frame if decoded.frame is not None else pd.DataFrame.from_records(decoded.records)
+            scored = score_rows(self.model, frame)
             refusals += refused_rows(decoded, scored.errors)
-            self._log(decoded, scored)
+            self._log(decoded, frame, scored)
             entries = result_entries(decoded, self.version, scored.proba, scored.labels, scored.warnings)
             self.counters.rows_scored += scored.scored
-        s = self.streams
-        pipe = self.client.pipeline(transaction=True)
-        for entry in entries:
-            pipe.xadd(s.output, entry)
-        for refusal in refusals:
-            pipe.xadd(s.dead_letter, refusal.fields())
-        pipe.xack(s.input, s.group, *decoded.message_ids)
-        self._redis("writing the results and XACK", pipe.execute)
+        self._write("writing the results and XACK", entries, self.version, refusals, decoded.message_ids)
         self.counters.batches += 1
         self.counters.messages += len(decoded.message_ids)
         self.counters.dead_letters += len(refusals)
 
-    def _log(self, decoded: Decoded, scored) -> None:
+    def _write(self, what: str, entries: list[dict], version: str, refusals: list, acknowledged: list[str]) -> None:
+        """The output ``entries`` (``result_entries``), the dead letters and the XACK of ``acknowledged``, in one
+        ``WRITE_BATCH`` script (EVALSHA; loaded when the server lacks it)."""
+        s = self.streams
+        if self._write_batch is None:
+            self._write_batch = self.client.register_script(WRITE_BATCH)
+        args: list[str] = [s.group, version, "\n".join(e["message"] for e in entries),
+                           "\n".join(e["results"] for e in entries), "\n".join(acknowledged)]
+        for refusal in refusals:
+            fields = refusal.fields()
+            args += (fields["message"], fields["row"], fields["reason"], fields["payload"])
+        pipe = self.client.pipeline(transaction=False)   # one round trip with the script check (SCRIPT EXISTS)
+        self._write_batch(keys=[s.output, s.dead_letter, s.input], args=args, client=pipe)
+        self._redis(what, pipe.execute)
+
+    def _log(self, decoded: Decoded, frame: pd.DataFrame, scored) -> None:
         """The scored rows into the prediction log, each under its row id: the schema's id column, else
-        ``<message id>:<row index>``; a row id the log already has is skipped."""
+        ``<message id>:<row index>``; a row id the log already has is skipped. The Parquet log is written
+        column by column (``RowFormat.column_batch``), the SQL log row by row."""
         if self.store is None or self.fmt is None or self.fmt.sample_rate == 0:
             return
-        rows = self.fmt.rows("stream", self.version, decoded.records, scored.proba, scored.labels,
-                             [[w] if w else [] for w in scored.warnings])
-        for row in rows:
-            message_id, index = decoded.origins[row["row_index"]]
-            row["request_id"], row["row_index"] = message_id, index
-            row["row_id"] = row["row_id"] or f"{message_id}:{index}"
         first = decoded.first_added()   # no earlier write of these rows can predate their messages
-        written, skipped = log_once(self.store, rows, since=first - CLOCK_SKEW if first else None)
+        since = first - CLOCK_SKEW if first else None
+        if self.store.log_format == "parquet":
+            message_ids, indexes = zip(*decoded.origins)
+            batch = self.fmt.column_batch(self.version, frame, decoded.records, scored.proba, scored.labels,
+                                          scored.warnings, message_ids, indexes)
+            written, skipped = log_columns_once(self.store, batch, since=since, known=self.logged_ids)
+        else:
+            rows = self.fmt.rows("stream", self.version, decoded.records, scored.proba, scored.labels,
+                                 [[w] if w else [] for w in scored.warnings])
+            for row in rows:
+                message_id, index = decoded.origins[row["row_index"]]
+                row["request_id"], row["row_index"] = message_id, index
+                row["row_id"] = row["row_id"] or f"{message_id}:{index}"
+            written, skipped = log_once(self.store, rows, since=since, known=self.logged_ids)
         self.counters.rows_logged += written
         self.counters.rows_already_logged += skipped
 

@@ -82,3 +82,50 @@ def test_the_status_line_names_counts_lag_and_pending():
                         "rows_already_logged": 1, "claimed": 2, "group": "g", "lag": 7, "pending": 0})
     assert line == ("stream: 3 messages, 5 rows scored, 1 dead letters, 4 rows logged (1 already logged), "
                     "2 claimed; group g: lag 7, pending 0")
+
+
+def test_a_batch_of_flat_messages_read_in_one_pass_is_what_reading_each_gives():
+    import pandas as pd
+
+    from tabpipe.scoring.stream_messages import _flat_batch
+
+    messages = [(f"{i}-0".encode(), {b"latency_ms": str(i / 7).encode(), b"region": "éast"[: i % 4].encode(),
+                                     b"note": b""}) for i in range(1, 50)]
+    fast = decode_batch(messages, FEATURES)
+    assert fast.frame is not None
+    slow = decode_batch(messages[:1], FEATURES)                      # one message: the same, one at a time
+    assert slow.records == fast.records[:1]
+    one_by_one = [decode_batch([m], FEATURES) for m in messages]
+    assert fast.records == [d.records[0] for d in one_by_one] and fast.refusals == []
+    assert fast.origins == [d.origins[0] for d in one_by_one] and fast.message_ids == [f"{i}-0" for i in range(1, 50)]
+    pd.testing.assert_frame_equal(fast.frame, pd.DataFrame.from_records(fast.records))
+    for odd in ({b"latency_ms": b"\xfe", b"region": b"east", b"note": b""},      # not UTF-8
+                {b"latency_ms": b"1\x002", b"region": b"east", b"note": b""},    # a NUL inside a value
+                {b"region": b"east", b"latency_ms": b"1", b"note": b""},         # other field order
+                {b"latency_ms": b"1", b"note": b""},                             # a feature missing
+                {b"rows": b"[]"}, None):
+        assert _flat_batch(messages[:3] + [(b"99-0", odd)], FEATURES) is None    # read message by message
+    assert decode_batch(messages[:3] + [(b"99-0", {b"latency_ms": b"1\x002", b"region": b"e"})],
+                        FEATURES).records[3] == {"latency_ms": "1\x002", "region": "e"}
+
+
+def test_result_text_is_json_dumps_of_the_results():
+    rng = np.random.default_rng(3)
+    for labels in (np.array([0, 1]), np.array(["no", "yes"]), np.array([False, True])):
+        decoded = decode_batch([(f"{i}-0".encode(), {b"rows": json.dumps([{"latency_ms": j, "region": "e"}
+                                                                          for j in range(1 + i % 3)]).encode()})
+                                for i in range(40)], FEATURES)
+        n = len(decoded.origins)
+        proba = rng.random(n)
+        proba[::7] = np.nan
+        proba[1] = 1e-300
+        predicted = np.where(proba >= 0.5, labels[1], labels[0])
+        warnings = [None if i % 3 else f'x "{i}" é\n' for i in range(n)]
+        entries = result_entries(decoded, "v1", proba, predicted, warnings)
+        expected: dict[str, list] = {}
+        for i, (message_id, index) in enumerate(decoded.origins):
+            if not np.isnan(proba[i]):
+                expected.setdefault(message_id, []).append(
+                    {"index": index, "prediction": predicted[i].item(), "probability": float(proba[i]),
+                     "warnings": warnings[i]})
+        assert [(e["message"], e["results"]) for e in entries] == [(m, json.dumps(r)) for m, r in expected.items()]
