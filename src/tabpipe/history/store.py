@@ -611,10 +611,11 @@ class HistoryStore:
 
     def columnar_chunks(self, inputs: Iterable[str], *, since: datetime | str | None = None,
                         until: datetime | str | None = None, version: str | None = None, chunk_rows: int = 65_536,
-                        ) -> Iterator[tuple[Any, np.ndarray, np.ndarray]]:
+                        dictionary: bool = False) -> Iterator[tuple[Any, np.ndarray, np.ndarray]]:
         """The columnar log's rows of a window, file by file in batches of at most ``chunk_rows``: (an Arrow table
         of the input columns ``inputs`` that the file has, ``probability`` as float64, ``outcome`` as an object
-        array, None where no label arrived). Only the files of the window and only those columns are read."""
+        array, None where no label arrived). Only the files of the window and only those columns are read.
+        ``dictionary``: text input columns as Arrow dictionaries (``columnar.read_batches``)."""
         from tabpipe.history.columnar import INPUT, read_batches
 
         since, until = utc(since), utc(until)
@@ -628,7 +629,7 @@ class HistoryStore:
             columns = [*wanted, "probability", *(["row_id"] if labels else [])]
             inner = (since is None or f["first_logged_at"] >= since) and (until is None or f["last_logged_at"] < until)
             for table in read_batches(f["path"], columns, since=None if inner else since, until=None if inner else until,
-                                      batch_rows=chunk_rows):
+                                      batch_rows=chunk_rows, dictionary=dictionary):
                 if table.num_rows == 0:
                     continue
                 proba = table.column("probability").to_numpy(zero_copy_only=False).astype(float)

@@ -438,9 +438,9 @@ def _monitor(window: Window | DatasetWindow, stats: WindowStats, *, model, versi
 def _log_columns(window: LogWindow, schema, columns: list[str]) -> pd.DataFrame | None:
     """The ``columns`` of every row of a log window, in the order ``window_stats`` read them (a second pass
     over the log: only when per-segment metrics are asked for and outcomes arrived)."""
-    from tabpipe.history.logread import log_chunks
+    from tabpipe.history.logread import log_chunks, text_columns
 
-    parts = [chunk.rows[columns] for chunk in log_chunks(window.store, schema, since=window.start, until=window.end,
+    parts = [text_columns(chunk.rows[columns]) for chunk in log_chunks(window.store, schema, since=window.start, until=window.end,
                                                          version=window.version)]
     return pd.concat(parts, ignore_index=True) if parts else None
 

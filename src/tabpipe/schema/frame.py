@@ -74,10 +74,45 @@ def _parse_column(raw: pd.Series, spec: ColumnSpec, missing: np.ndarray) -> tupl
     return out, by_message
 
 
+def _text_categories(raw: pd.Series) -> bool:
+    """Whether ``raw`` is a pandas Categorical of text (e.g. a dictionary column read from Parquet)."""
+    if not isinstance(raw.dtype, pd.CategoricalDtype):
+        return False
+    categories = raw.cat.categories
+    return len(categories) == 0 or pd.api.types.infer_dtype(categories, skipna=False) == "string"
+
+
+def _parse_categorical(raw: pd.Series, spec: ColumnSpec) -> tuple[np.ndarray, np.ndarray, dict[str, list[int]]]:
+    """``missing_mask`` and ``_parse_column`` of a Categorical of text, done once per category and gathered by
+    the codes: each row gets exactly what its text alone would get (as a text column): (missing, typed values,
+    {type message: rows})."""
+    codes = raw.cat.codes.to_numpy()
+    categories = pd.Series(raw.cat.categories.astype(str))    # one row per distinct text
+    cat_missing = missing_mask(categories)
+    cat_values, cat_errors = _parse_column(categories, spec, cat_missing)
+    absent = codes < 0
+    safe = np.where(absent, 0, codes)
+    missing = absent | (cat_missing[safe] if len(categories) else True)
+    if len(categories):
+        values = cat_values[safe]
+    else:
+        values = np.empty(len(raw), dtype=cat_values.dtype)
+    if values.dtype.kind == "M":
+        values[absent] = np.datetime64("NaT")
+    else:
+        values[absent] = np.nan
+    errors = {message: np.flatnonzero(np.isin(codes, rows)).tolist() for message, rows in cat_errors.items()}
+    return missing, values, errors
+
+
 def _coerce_column(raw: pd.Series, spec: ColumnSpec, name: str, feature: bool) -> tuple[pd.Series, list[Problem]]:
-    """Typed column plus its problems (hard only for a feature); the rules of ``check_value``, vectorised."""
-    missing = missing_mask(raw)
-    values, type_errors = _parse_column(raw, spec, missing)
+    """Typed column plus its problems (hard only for a feature); the rules of ``check_value``, vectorised.
+    A Categorical of text is read once per category (``_parse_categorical``)."""
+    if _text_categories(raw):
+        missing, values, type_errors = _parse_categorical(raw, spec)
+    else:
+        missing = missing_mask(raw)
+        values, type_errors = _parse_column(raw, spec, missing)
     problems = [Problem(name, "type", message, tuple(rows), feature) for message, rows in type_errors.items()]
     usable = ~missing
     for rows in type_errors.values():
