@@ -129,6 +129,11 @@ def write_partitions(folder: Path, table: pa.Table) -> list[WrittenFile]:
     return written
 
 
+def is_text(kind: pa.DataType) -> bool:
+    """Whether an Arrow type is text (``string`` or ``large_string``, as pandas text is written)."""
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
+
+
 def _safe(version: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in version)
 
@@ -142,7 +147,7 @@ def read_batches(path: Path, columns: Sequence[str], *, since: datetime | None =
     present = set(file.schema_arrow.names)
     wanted = [c for c in dict.fromkeys(columns) if c in present]
     if dictionary:
-        texts = [c for c in wanted if c.startswith(INPUT) and pa.types.is_string(file.schema_arrow.field(c).type)]
+        texts = [c for c in wanted if c.startswith(INPUT) and is_text(file.schema_arrow.field(c).type)]
         if texts:
             file = pq.ParquetFile(path, read_dictionary=texts)
     bounded = since is not None or until is not None

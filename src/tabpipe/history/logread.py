@@ -20,6 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.json as pa_json
 
+from tabpipe.history.columnar import is_text
 from tabpipe.history.store import HistoryStore
 
 BLOCK_BYTES = 1 << 20   # Arrow parses the text in blocks of this size, in parallel
@@ -85,11 +86,13 @@ def typed_table(table: pa.Table, types: pa.Schema) -> pa.Table:
         if field.name not in table.column_names:
             continue
         column = table.column(field.name)
-        if pa.types.is_dictionary(column.type) and column.type.value_type != field.type:
-            column = column.cast(column.type.value_type)       # only a text column keeps its dictionary
+        if pa.types.is_dictionary(column.type):
+            if is_text(column.type.value_type) and is_text(field.type):
+                columns[field.name] = column                 # a text column keeps its dictionary of texts
+                continue
+            column = column.cast(column.type.value_type)
         try:
-            if column.type != field.type and not (pa.types.is_dictionary(column.type)
-                                                  and column.type.value_type == field.type):
+            if column.type != field.type:
                 column = column.cast(field.type)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             pass

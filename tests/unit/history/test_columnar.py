@@ -97,3 +97,15 @@ def test_ahead_keeps_order_raises_the_workers_error_and_stops_with_the_consumer(
     assert next(stream) == 0
     stream.close()                    # the consumer stops: the worker stops too, a few items ahead at most
     assert len(made) <= 5
+
+
+def test_read_batches_reads_text_inputs_as_dictionaries_on_request(tmp_path):
+    inputs = {"s": pa.array(["a", None, "b", "a"], pa.string()), "l": pa.array(["x", "y", None, "x"], pa.large_string()),
+              "n": [1.0, 2.0, None, 4.0]}
+    (f,) = write_partitions(tmp_path, table([T0] * 4, ["v1"] * 4, inputs))
+    columns = [INPUT + "s", INPUT + "l", INPUT + "n", "row_id"]
+    (plain,) = read_batches(tmp_path / f.path, columns)
+    (coded,) = read_batches(tmp_path / f.path, columns, dictionary=True)
+    assert [pa.types.is_dictionary(t) for t in coded.schema.types] == [True, True, False, False]   # inputs only
+    assert not any(pa.types.is_dictionary(t) for t in plain.schema.types)
+    assert all(coded.column(c).to_pylist() == plain.column(c).to_pylist() for c in columns)
