@@ -133,12 +133,13 @@ class WindowStats:
 
 def chunk_stats(rows: pd.DataFrame, spec: ChunkSpec, *, proba: np.ndarray | None = None,
                 outcomes: pd.Series | None = None, keys: np.ndarray | None = None, place: int = 0,
-                where: str = "the data") -> WindowStats:
+                where: str = "the data", above: float | None = None) -> WindowStats:
     """The statistics of one chunk of rows.
 
     ``proba``: logged probabilities (None: score the rows with ``spec.model``; ``MissingColumns``
     naming ``where`` if a feature column is absent); ``outcomes``: labels as given, NaN where unknown;
-    ``keys``: the rows' sample keys (``keep`` > 0); ``place``: the first row's place (see ``ROW_BITS``)."""
+    ``keys``: the rows' sample keys (``keep`` > 0); ``place``: the first row's place (see ``ROW_BITS``); ``above``:
+    the largest key of a full sample already kept (rows with larger keys cannot be among the smallest: not kept)."""
     model, n = spec.model, len(rows)
     rows = rows.reset_index(drop=True)
     if proba is None and n:
@@ -147,9 +148,10 @@ def chunk_stats(rows: pd.DataFrame, spec: ChunkSpec, *, proba: np.ndarray | None
             raise MissingColumns(absent, where)
     typed, problems = model.check(rows) if n else (pd.DataFrame(columns=model.schema.features), [])
     stats = WindowStats(rows=n, keep=spec.keep)
-    stats.nulls = {name: int(typed[name].isna().sum()) for name in model.schema.features}
     stats.buckets = {name: bucket_counts(name, ref, column_values(ref, typed[name]))
                      for name, ref in (spec.profile_features or {}).items() if name in typed.columns}
+    stats.nulls = {name: _nulls(typed[name], stats.buckets.get(name), (spec.profile_features or {}).get(name))
+                   for name in model.schema.features}
     _count_problems(stats, problems, n)
     if proba is None:
         proba = probabilities(model, typed, problems) if n else np.empty(0)
@@ -164,10 +166,24 @@ def chunk_stats(rows: pd.DataFrame, spec: ChunkSpec, *, proba: np.ndarray | None
     if spec.keep is None:
         stats.sample = typed
     elif spec.keep > 0 and n:
-        stats.sample, stats.sample_keys = typed, np.asarray(keys, dtype=float)
-        stats.sample_place = place + np.arange(n, dtype=np.int64)
+        keys = np.asarray(keys, dtype=float)
+        if above is None:
+            stats.sample, stats.sample_keys = typed, keys
+            stats.sample_place = place + np.arange(n, dtype=np.int64)
+        else:                      # only the rows that can still be among the ``keep`` smallest keys
+            chosen = np.flatnonzero(keys <= above)
+            stats.sample, stats.sample_keys = typed.iloc[chosen].reset_index(drop=True), keys[chosen]
+            stats.sample_place = place + chosen.astype(np.int64)
         stats._trim()
     return stats
+
+
+def _nulls(column: pd.Series, counts: np.ndarray | None, reference: dict | None) -> int:
+    """Missing values of a typed feature column: the last bucket of its PSI counts when it has them (the same
+    rows: NaN / None), else counted."""
+    if counts is not None and (reference["kind"] == "categorical" or column.dtype == np.float64):
+        return int(counts[-1])
+    return int(column.isna().sum())
 
 
 def _count_problems(stats: WindowStats, problems: list, n: int) -> None:
@@ -246,8 +262,9 @@ def stream_stats(chunks: Iterable, spec: ChunkSpec, *, where: str = "the log") -
     for chunk in chunks:
         n = len(chunk.proba)
         keys = rng.random(n) if spec.keep else None
+        full = spec.keep and total.sample is not None and len(total.sample) >= spec.keep
         total.merge(chunk_stats(chunk.rows, spec, proba=chunk.proba, outcomes=chunk.outcomes, keys=keys,
-                                place=offset, where=where))
+                                place=offset, where=where, above=total.sample_keys.max() if full else None))
         offset += n
     if offset == 0:      # no rows: the counts of an empty window (every feature's empty buckets), as in memory
         total.merge(chunk_stats(pd.DataFrame(), spec, proba=np.empty(0), where=where))
