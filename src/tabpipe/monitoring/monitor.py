@@ -310,7 +310,7 @@ def window_stats(window: Window | DatasetWindow | LogWindow, *, model, profile: 
     if isinstance(window, LogWindow):
         from tabpipe.history.logread import log_chunks
 
-        spec = ChunkSpec(model=model, profile_features=features, seed=settings.seed,
+        spec = ChunkSpec(model=model, profile_features=features, seed=settings.seed, categorical=True,
                          keep=max(settings.evidently_max_rows if evidently else 0, domain_rows))
         chunks = log_chunks(window.store, model.schema, since=window.start, until=window.end, version=window.version)
         return stream_stats(timed(chunks, spent if spent is not None else {"read": 0.0}), spec,

@@ -29,6 +29,7 @@ class ChunkSpec:
     labels: str | None = None            # column of a file holding the outcomes
     keep: int | None = 0                 # sample size (None: every row, 0: none)
     seed: int                            # run.seed
+    categorical: bool = False            # rows with logged probabilities: text Categoricals checked as such
 
 
 @dataclass
@@ -106,7 +107,12 @@ class WindowStats:
         return self.sample.iloc[chosen].reset_index(drop=True)
 
     def finish(self) -> WindowStats:
-        """The per-row lists as single arrays (probabilities, and outcomes when any chunk had them)."""
+        """The per-row lists as single arrays (probabilities, and outcomes when any chunk had them); the sample's
+        Categorical columns (``ChunkSpec.categorical``) as object text, as ``coerce_frame`` types them."""
+        if self.sample is not None:
+            kinds = {name: object for name in self.sample.columns
+                     if isinstance(self.sample[name].dtype, pd.CategoricalDtype)}
+            self.sample = self.sample.astype(kinds) if kinds else self.sample
         self.proba = np.concatenate(self.proba) if self.proba else np.empty(0)
         if self.labelled is not None:
             self.labelled = np.concatenate(self.labelled) if self.labelled else np.zeros(0, dtype=bool)
@@ -146,7 +152,9 @@ def chunk_stats(rows: pd.DataFrame, spec: ChunkSpec, *, proba: np.ndarray | None
         absent = absent_columns(rows.columns, model.schema)
         if absent:
             raise MissingColumns(absent, where)
-    typed, problems = model.check(rows) if n else (pd.DataFrame(columns=model.schema.features), [])
+    counted = spec.categorical and proba is not None          # typed rows counted, never scored
+    typed, problems = ((model.check(rows, categorical=True) if counted else model.check(rows)) if n
+                       else (pd.DataFrame(columns=model.schema.features), []))
     stats = WindowStats(rows=n, keep=spec.keep)
     stats.buckets = {name: bucket_counts(name, ref, column_values(ref, typed[name]))
                      for name, ref in (spec.profile_features or {}).items() if name in typed.columns}

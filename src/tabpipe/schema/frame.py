@@ -105,10 +105,13 @@ def _parse_categorical(raw: pd.Series, spec: ColumnSpec) -> tuple[np.ndarray, np
     return missing, values, errors
 
 
-def _coerce_column(raw: pd.Series, spec: ColumnSpec, name: str, feature: bool) -> tuple[pd.Series, list[Problem]]:
+def _coerce_column(raw: pd.Series, spec: ColumnSpec, name: str, feature: bool,
+                   categorical: bool = False) -> tuple[pd.Series, list[Problem]]:
     """Typed column plus its problems (hard only for a feature); the rules of ``check_value``, vectorised.
-    A Categorical of text is read once per category (``_parse_categorical``)."""
-    if _text_categories(raw):
+    A Categorical of text is read once per category (``_parse_categorical``); with ``categorical``, its typed
+    text column stays a Categorical (see ``coerce_frame``)."""
+    text_categories = _text_categories(raw)
+    if text_categories:
         missing, values, type_errors = _parse_categorical(raw, spec)
     else:
         missing = missing_mask(raw)
@@ -133,13 +136,17 @@ def _coerce_column(raw: pd.Series, spec: ColumnSpec, name: str, feature: bool) -
         values = np.where(usable | missing, values, np.nan)
     elif spec.type == "datetime":
         values = np.where(usable | missing, values, np.datetime64("NaT"))
+    elif categorical and text_categories:     # a usable row keeps its category's text, any other is missing
+        codes = np.where(usable, raw.cat.codes.to_numpy(), -1)
+        return pd.Series(pd.Categorical.from_codes(codes, dtype=raw.dtype), index=raw.index), problems
     else:
         values = np.where(usable | missing, values, np.nan).astype(object)
         return pd.Series(values, index=raw.index, dtype=object), problems
     return pd.Series(values, index=raw.index), problems
 
 
-def coerce_frame(df: pd.DataFrame, schema: Schema, *, with_target: bool) -> tuple[pd.DataFrame, list[Problem]]:
+def coerce_frame(df: pd.DataFrame, schema: Schema, *, with_target: bool,
+                 categorical: bool = False) -> tuple[pd.DataFrame, list[Problem]]:
     """Type every schema column of ``df`` and collect every broken rule (hard and expectations).
 
     Returns a new frame with the schema's feature columns (float64 for int/float/bool,
@@ -147,6 +154,9 @@ def coerce_frame(df: pd.DataFrame, schema: Schema, *, with_target: bool) -> tupl
     followed by the target column as-is when ``with_target``; extra columns are dropped.
     Columns with role id/ignore are optional and their problems are only warnings. A value that
     breaks a hard rule becomes missing; a value that breaks an expectation is kept as it is.
+    ``categorical``: a category/string column given as a pandas Categorical of text is returned as a
+    Categorical of the same values (missing where the object column has NaN), not object strings: for
+    callers that count values (monitoring), not for the model's preprocessor.
     """
     out: dict[str, pd.Series] = {}
     problems: list[Problem] = []
@@ -157,7 +167,7 @@ def coerce_frame(df: pd.DataFrame, schema: Schema, *, with_target: bool) -> tupl
                 problems.append(Problem(name, "missing_column", ABSENT))
                 out[name] = pd.Series(np.nan, index=df.index, dtype=float if spec.type in NUMERIC_TYPES else object)
             continue
-        values, found = _coerce_column(df[name], spec, name, feature)
+        values, found = _coerce_column(df[name], spec, name, feature, categorical)
         problems += found
         if feature:
             out[name] = values

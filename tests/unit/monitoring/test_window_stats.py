@@ -45,7 +45,7 @@ def test_a_window_streamed_in_chunks_counts_and_samples_as_one_chunk():
 
     schema = Schema.model_validate({"target": {"name": "y", "positive": 1}, "columns": {
         "x": {"type": "float"}, "c": {"type": "category"}, "k": {"type": "int"}}})
-    model = SimpleNamespace(schema=schema, check=lambda rows: coerce_frame(rows, schema, with_target=False))
+    model = SimpleNamespace(schema=schema, check=lambda rows, **kw: coerce_frame(rows, schema, with_target=False, **kw))
     rng = np.random.default_rng(1)
     n = 3000
     x = rng.normal(size=n)
@@ -66,3 +66,8 @@ def test_a_window_streamed_in_chunks_counts_and_samples_as_one_chunk():
     assert {k: v.tolist() for k, v in streamed.buckets.items()} == {k: v.tolist() for k, v in whole.buckets.items()}
     pd.testing.assert_frame_equal(streamed.sample, whole.sample)
     assert streamed.sample_place.tolist() == whole.sample_place.tolist() and len(whole.sample) == 50
+    counted = stream_stats(cut, ChunkSpec(model=model, profile_features=features, keep=50, seed=3, categorical=True))
+    assert counted.nulls == whole.nulls                  # text Categoricals checked as such: the same counts,
+    assert {k: v.tolist() for k, v in counted.buckets.items()} == {k: v.tolist() for k, v in whole.buckets.items()}
+    pd.testing.assert_frame_equal(counted.sample, whole.sample)        # and the sample as object text
+    assert counted.quality(schema) == whole.quality(schema)

@@ -513,6 +513,12 @@ def test_categorical_of_text_checks_as_the_same_text(field):
     typed_c, problems_c = coerce_frame(as_category, PARITY_SCHEMA, with_target=False)
     pd.testing.assert_frame_equal(typed_c, typed)
     assert problems_c == problems
+    kept, problems_k = coerce_frame(as_category, PARITY_SCHEMA, with_target=False, categorical=True)
+    assert problems_k == problems
+    if PARITY_SCHEMA.columns[field].type in ("category", "string"):
+        assert isinstance(kept[field].dtype, pd.CategoricalDtype)      # the same values, kept as a Categorical
+        kept[field] = kept[field].astype(object)
+    pd.testing.assert_frame_equal(kept, typed)
     assert problems                                   # the values break rules: the comparison says something
     only_missing = pd.Series([None, None], dtype="str").astype("category")   # no category at all
     empty = coerce_frame(frame.iloc[:2].assign(**{field: only_missing}), PARITY_SCHEMA, with_target=False)
