@@ -169,7 +169,7 @@ def chunk_stats(rows: pd.DataFrame, spec: ChunkSpec, *, proba: np.ndarray | None
         outcomes = outcomes.reset_index(drop=True)
         labelled = outcomes.notna().to_numpy() & ~np.isnan(proba)
         y = np.zeros(n, dtype=np.int8)
-        y[labelled] = positive_mask(outcomes[labelled], model.schema.target.positive).astype(np.int8)
+        y[labelled] = _positive(outcomes[labelled], model.schema.target.positive).astype(np.int8)
         stats.labelled, stats.y = [labelled], [y]
     if spec.keep is None:
         stats.sample = typed
@@ -184,6 +184,16 @@ def chunk_stats(rows: pd.DataFrame, spec: ChunkSpec, *, proba: np.ndarray | None
             stats.sample_place = place + chosen.astype(np.int64)
         stats._trim()
     return stats
+
+
+def _positive(outcomes: pd.Series, positive) -> np.ndarray:
+    """``positive_mask`` of the outcomes, read once per distinct text when they are all text (the log stores
+    outcomes as text): each value is matched alone, and whether all are numbers is the same over the distinct
+    values as over the rows."""
+    if len(outcomes) and pd.api.types.infer_dtype(outcomes, skipna=False) == "string":
+        codes, uniques = pd.factorize(outcomes.to_numpy(dtype=object))
+        return positive_mask(pd.Series(uniques, dtype=object), positive)[codes]
+    return positive_mask(outcomes, positive)
 
 
 def _nulls(column: pd.Series, counts: np.ndarray | None, reference: dict | None) -> int:

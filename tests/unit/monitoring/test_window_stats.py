@@ -71,3 +71,14 @@ def test_a_window_streamed_in_chunks_counts_and_samples_as_one_chunk():
     assert {k: v.tolist() for k, v in counted.buckets.items()} == {k: v.tolist() for k, v in whole.buckets.items()}
     pd.testing.assert_frame_equal(counted.sample, whole.sample)        # and the sample as object text
     assert counted.quality(schema) == whole.quality(schema)
+
+
+def test_outcome_texts_read_once_per_distinct_text_match_positive_mask():
+    from tabpipe.monitoring.window_stats import _positive
+    from tabpipe.schema import positive_mask
+
+    cases = [(["1", "0", " 1 ", "1.0", "0"], 1), (["yes", "no", "YES", "1"], True), (["a", "b", "a"], "a"),
+             (["1", "x", "0"], 1), (["2", "1.5", "1"], 1.5), ([1, "1", 0.0], 1), (["1", "0"], "1")]
+    for values, positive in cases:
+        series = pd.Series(values, dtype=object)
+        assert _positive(series, positive).tolist() == positive_mask(series, positive).tolist(), (values, positive)
