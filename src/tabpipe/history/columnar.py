@@ -130,17 +130,27 @@ def write_partitions(folder: Path, table: pa.Table) -> list[WrittenFile]:
     return written
 
 
+def is_text(kind: pa.DataType) -> bool:
+    """Whether an Arrow type is text (``string`` or ``large_string``, as pandas text is written)."""
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
+
+
 def _safe(version: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in version)
 
 
 def read_batches(path: Path, columns: Sequence[str], *, since: datetime | None = None, until: datetime | None = None,
-                 batch_rows: int = 65_536) -> Iterator[pa.Table]:
+                 batch_rows: int = 65_536, dictionary: bool = False) -> Iterator[pa.Table]:
     """The rows of one file with ``since <= logged_at < until``, in batches, with only ``columns`` (those the
-    file has) plus ``logged_at`` when a bound is given."""
+    file has) plus ``logged_at`` when a bound is given. ``dictionary``: the text input columns (``inputs.*``) read
+    as Arrow dictionaries (each distinct text decoded once per batch; pandas Categorical), not one string per row."""
     file = pq.ParquetFile(path)
     present = set(file.schema_arrow.names)
     wanted = [c for c in dict.fromkeys(columns) if c in present]
+    if dictionary:
+        texts = [c for c in wanted if c.startswith(INPUT) and is_text(file.schema_arrow.field(c).type)]
+        if texts:
+            file = pq.ParquetFile(path, read_dictionary=texts)
     bounded = since is not None or until is not None
     read = wanted + (["logged_at"] if bounded and "logged_at" not in wanted else [])
     for batch in file.iter_batches(batch_size=batch_rows, columns=read):

@@ -20,6 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.json as pa_json
 
+from tabpipe.history.columnar import is_text
 from tabpipe.history.store import HistoryStore
 
 BLOCK_BYTES = 1 << 20   # Arrow parses the text in blocks of this size, in parallel
@@ -76,27 +77,66 @@ def inputs_frame(texts: list[str | None], schema) -> pd.DataFrame:
     return frame.drop(columns=absent) if absent else frame
 
 
-def typed_frame(table: pa.Table, types: pa.Schema) -> pd.DataFrame:
-    """Input columns of the columnar log as a frame: each schema column the table has, cast to the type the
-    JSON log is read with (kept as stored when its values do not cast, e.g. text in a numeric column)."""
+def typed_table(table: pa.Table, types: pa.Schema) -> pa.Table:
+    """Input columns of the columnar log, as Arrow: each schema column the table has, cast to the type the JSON
+    log is read with (kept as stored when its values do not cast, e.g. text in a numeric column). A dictionary
+    of text read for a text column stays a dictionary (pandas Categorical: the same values, each text once)."""
     columns = {}
     for field in types:
         if field.name not in table.column_names:
             continue
         column = table.column(field.name)
+        if pa.types.is_dictionary(column.type):
+            if is_text(column.type.value_type) and is_text(field.type):
+                columns[field.name] = column                 # a text column keeps its dictionary of texts
+                continue
+            column = column.cast(column.type.value_type)
         try:
-            column = column.cast(field.type) if column.type != field.type else column
+            if column.type != field.type:
+                column = column.cast(field.type)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             pass
         columns[field.name] = column
-    return pa.table(columns).to_pandas() if columns else pd.DataFrame(index=range(table.num_rows))
+    return pa.table(columns) if columns else pa.table({}).slice(0, 0)
+
+
+def typed_frame(table: pa.Table, types: pa.Schema) -> pd.DataFrame:
+    """``typed_table`` as a frame (no dictionaries: text as pandas text, as the JSON log is read)."""
+    typed = _decoded(typed_table(table, types))
+    return typed.to_pandas() if typed.num_columns else pd.DataFrame(index=range(table.num_rows))
+
+
+def _decoded(table: pa.Table) -> pa.Table:
+    """``table`` with its dictionary columns decoded to their values."""
+    if not any(pa.types.is_dictionary(t) for t in table.schema.types):
+        return table
+    return pa.table({name: column.cast(column.type.value_type) if pa.types.is_dictionary(column.type) else column
+                     for name, column in zip(table.column_names, table.columns)})
+
+
+def tables_frame(tables: list[pa.Table], rows: list[int], types: pa.Schema) -> pd.DataFrame:
+    """The typed input columns of consecutive batches (``rows`` each) as one frame: concatenated by Arrow (a
+    column a batch lacks is null there, as ``pd.concat`` fills it) and converted once, text columns as pandas
+    Categoricals. When the batches' types do not agree (a value kept as stored), each batch is converted and
+    the frames concatenated by pandas, as before."""
+    typed = [typed_table(t, types) for t in tables]
+    if all(t.num_columns for t in typed):
+        try:
+            table = typed[0] if len(typed) == 1 else pa.concat_tables(typed, promote_options="default")
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+            table = None
+        if table is not None:
+            return table.to_pandas()
+    frames = [_decoded(t).to_pandas() if t.num_columns else pd.DataFrame(index=range(n)) for t, n in zip(typed, rows)]
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 
 def log_chunks(store: HistoryStore, schema, *, since: datetime | None, until: datetime | None,
                version: str | None, chunk_rows: int = 65_536) -> Iterator[LogRows]:
     """The log rows of ``version`` logged in ``[since, until)`` chunk by chunk: first the rows of the SQL
     ``predictions`` table (JSON parsed in bulk, one chunk parsed while the next is fetched), then those of
-    the columnar log (only the schema's columns of only the window's files). Memory: one chunk at a time."""
+    the columnar log (only the schema's columns of only the window's files; text columns as Categoricals).
+    Memory: one chunk at a time."""
     with ThreadPoolExecutor(1, thread_name_prefix="tabpipe-logread") as parser:
         pending = None
         for texts, proba, outcome in store.prediction_chunks(since=since, until=until, version=version,
@@ -107,32 +147,30 @@ def log_chunks(store: HistoryStore, schema, *, since: datetime | None, until: da
                 yield LogRows(ready[0].result(), ready[1], pd.Series(ready[2], name="outcome", dtype=object))
         if pending is not None:
             yield LogRows(pending[0].result(), pending[1], pd.Series(pending[2], name="outcome", dtype=object))
-    types = arrow_schema(schema)
-    parts = ((typed_frame(table, types), proba, outcome)
-             for table, proba, outcome in store.columnar_chunks(list(schema.columns), since=since, until=until,
-                                                                version=version, chunk_rows=chunk_rows))
-    yield from ahead(_gathered(parts, chunk_rows))
+    parts = store.columnar_chunks(list(schema.columns), since=since, until=until, version=version,
+                                  chunk_rows=chunk_rows, dictionary=True)
+    yield from ahead(_gathered(parts, chunk_rows, arrow_schema(schema)))
 
 
-def _gathered(parts: Iterator[tuple], chunk_rows: int) -> Iterator[LogRows]:
+def _gathered(parts: Iterator[tuple], chunk_rows: int, types: pa.Schema) -> Iterator[LogRows]:
     """The columnar log's batches (one file's rows at most each) gathered into chunks of at least ``chunk_rows``
     rows (the last may be smaller): a log of many small files costs no more per row to check than one of
     large files."""
-    frames, probas, outcomes, rows = [], [], [], 0
-    for frame, proba, outcome in parts:
-        frames.append(frame)
+    tables, probas, outcomes, rows = [], [], [], 0
+    for table, proba, outcome in parts:
+        tables.append(table)
         probas.append(proba)
         outcomes.append(outcome)
         rows += len(proba)
         if rows >= chunk_rows:
-            yield _chunk(frames, probas, outcomes)
-            frames, probas, outcomes, rows = [], [], [], 0
-    if frames:
-        yield _chunk(frames, probas, outcomes)
+            yield _chunk(tables, probas, outcomes, types)
+            tables, probas, outcomes, rows = [], [], [], 0
+    if tables:
+        yield _chunk(tables, probas, outcomes, types)
 
 
-def _chunk(frames: list[pd.DataFrame], probas: list[np.ndarray], outcomes: list[np.ndarray]) -> LogRows:
-    rows = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+def _chunk(tables: list[pa.Table], probas: list[np.ndarray], outcomes: list[np.ndarray], types: pa.Schema) -> LogRows:
+    rows = tables_frame(tables, [len(p) for p in probas], types)
     return LogRows(rows, np.concatenate(probas), pd.Series(np.concatenate(outcomes), name="outcome", dtype=object))
 
 
@@ -195,4 +233,12 @@ def read_window(store: HistoryStore, schema, *, since: datetime | None, until: d
     if not frames:
         return LogRows(pd.DataFrame(), np.empty(0), pd.Series([], dtype=object))
     rows = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
-    return LogRows(rows.reset_index(drop=True), np.concatenate(probas), pd.Series(outcomes, name="outcome"))
+    return LogRows(text_columns(rows.reset_index(drop=True)), np.concatenate(probas), pd.Series(outcomes, name="outcome"))
+
+
+def text_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with its Categorical columns (text read as a dictionary) as pandas text, as the JSON log reads
+    them: for a caller that keeps the rows (training data, per-segment metrics), not just checks them."""
+    kinds = {name: frame[name].cat.categories.dtype for name in frame.columns
+             if isinstance(frame[name].dtype, pd.CategoricalDtype)}
+    return frame.astype(kinds) if kinds else frame

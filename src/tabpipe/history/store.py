@@ -623,30 +623,36 @@ class HistoryStore:
 
     def columnar_chunks(self, inputs: Iterable[str], *, since: datetime | str | None = None,
                         until: datetime | str | None = None, version: str | None = None, chunk_rows: int = 65_536,
-                        ) -> Iterator[tuple[Any, np.ndarray, np.ndarray]]:
+                        dictionary: bool = False) -> Iterator[tuple[Any, np.ndarray, np.ndarray]]:
         """The columnar log's rows of a window, file by file in batches of at most ``chunk_rows``: (an Arrow table
         of the input columns ``inputs`` that the file has, ``probability`` as float64, ``outcome`` as an object
-        array, None where no label arrived). Only the files of the window and only those columns are read."""
+        array, None where no label arrived). Only the files of the window and only those columns are read.
+        ``dictionary``: text input columns as Arrow dictionaries (``columnar.read_batches``)."""
         from tabpipe.history.columnar import INPUT, read_batches
+
+        import pyarrow as pa
+        import pyarrow.compute as pc
 
         since, until = utc(since), utc(until)
         wanted = [INPUT + name for name in inputs]
-        cached: dict[tuple, dict] = {}
+        cached: dict[tuple, tuple] = {}
         for f in self.log_files(since=since, until=until, version=version):
             key = (f["hour"], f["model_version"])
-            if key not in cached:
-                cached = {key: self.hour_outcomes(*key)}      # files come hour by hour: keep one hour's outcomes
-            labels = cached[key]
+            if key not in cached:                             # files come hour by hour: keep one hour's outcomes
+                hour = self.hour_outcomes(*key)
+                cached = {key: (hour, pa.array(list(hour), pa.string()), np.array(list(hour.values()), dtype=object))}
+            labels, ids, texts = cached[key]
             columns = [*wanted, "probability", *(["row_id"] if labels else [])]
             inner = (since is None or f["first_logged_at"] >= since) and (until is None or f["last_logged_at"] < until)
             for table in read_batches(f["path"], columns, since=None if inner else since, until=None if inner else until,
-                                      batch_rows=chunk_rows):
+                                      batch_rows=chunk_rows, dictionary=dictionary):
                 if table.num_rows == 0:
                     continue
                 proba = table.column("probability").to_numpy(zero_copy_only=False).astype(float)
-                if labels:
-                    outcome = pd.Series(table.column("row_id").to_pandas()).map(labels).to_numpy(dtype=object)
-                    outcome[pd.isna(outcome)] = None
+                if labels:                # each row's outcome text by its row_id (Arrow's hash lookup), else None
+                    at = pc.fill_null(pc.index_in(table.column("row_id"), value_set=ids), -1).to_numpy()
+                    outcome = np.full(table.num_rows, None, dtype=object)
+                    outcome[at >= 0] = texts[at[at >= 0]]
                 else:
                     outcome = np.full(table.num_rows, None, dtype=object)
                 keep = [c for c in table.column_names if c.startswith(INPUT)]

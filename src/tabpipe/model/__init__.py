@@ -41,10 +41,11 @@ class TabularModel:
         """The schema's feature columns, in order."""
         return self.schema.features
 
-    def check(self, rows: pd.DataFrame | list[dict]) -> tuple[pd.DataFrame, list[Problem]]:
-        """Typed feature frame and the schema problems of ``rows`` (the target, if present, is ignored)."""
+    def check(self, rows: pd.DataFrame | list[dict], *, categorical: bool = False) -> tuple[pd.DataFrame, list[Problem]]:
+        """Typed feature frame and the schema problems of ``rows`` (the target, if present, is ignored);
+        ``categorical``: see ``coerce_frame`` (typed rows to count, not to score)."""
         frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame.from_records(rows)
-        return coerce_frame(frame, self.schema, with_target=False)
+        return coerce_frame(frame, self.schema, with_target=False, categorical=categorical)
 
     def score_typed(self, typed: pd.DataFrame) -> np.ndarray:
         """(n,) raw scores (the estimator's uncalibrated P(positive)) of rows already typed by ``check``."""

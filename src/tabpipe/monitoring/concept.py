@@ -31,6 +31,22 @@ def weighted_auc(starts: np.ndarray | None, positive: np.ndarray, negative: np.n
     return float((negative * above).sum() / (total_positive * total_negative))   # not np.dot: BLAS threads
 
 
+def _weighted_auc_into(starts: np.ndarray | None, positive: np.ndarray, negative: np.ndarray,
+                       work: np.ndarray, half: np.ndarray) -> float:
+    """``weighted_auc`` computed in the caller's buffers ``work`` and ``half`` (the length of ``positive``): the
+    same operations in the same order, so the same float, without allocating arrays per call."""
+    if starts is not None:
+        return weighted_auc(starts, positive, negative)
+    total_positive, total_negative = positive.sum(), negative.sum()
+    if total_positive <= 0 or total_negative <= 0:
+        return float("nan")
+    np.cumsum(positive, out=work)
+    np.multiply(positive, 0.5, out=half)
+    np.subtract(work, half, out=work)
+    np.multiply(negative, work, out=work)
+    return float(work.sum() / (total_positive * total_negative))
+
+
 def concept_gap(y: np.ndarray, proba: np.ndarray, calibration: dict, *, resamplings: int = RESAMPLINGS,
                 confidence: float = CONFIDENCE, seed: int = 0) -> dict:
     """Realised minus estimated ROC-AUC of labelled rows (``y`` 0/1, the model's raw ``proba``), with a
@@ -49,10 +65,16 @@ def concept_gap(y: np.ndarray, proba: np.ndarray, calibration: dict, *, resampli
     estimated = weighted_auc(starts, c, 1 - c)
     rng = np.random.default_rng([seed, 7])
     gaps = []
+    n = len(y)
+    w, positive, negative, work, half = (np.empty(n) for _ in range(5))   # reused: no arrays allocated per resampling
     for _ in range(resamplings):
-        w = np.bincount(rng.integers(0, len(y), len(y)), minlength=len(y)).astype(float)
-        wy, wc = w * y, w * c
-        gaps.append(weighted_auc(starts, wy, w - wy) - weighted_auc(starts, wc, w - wc))
+        w[:] = np.bincount(rng.integers(0, n, n), minlength=n)
+        np.multiply(w, y, out=positive)
+        np.subtract(w, positive, out=negative)
+        realised_b = _weighted_auc_into(starts, positive, negative, work, half)
+        np.multiply(w, c, out=positive)
+        np.subtract(w, positive, out=negative)
+        gaps.append(realised_b - _weighted_auc_into(starts, positive, negative, work, half))
     gaps = np.asarray(gaps)
     gaps = gaps[~np.isnan(gaps)]          # a resampling without one of the classes
     if len(gaps) < 0.9 * resamplings:

@@ -32,31 +32,42 @@ def apply_calibration(proba: np.ndarray, calibration: dict) -> np.ndarray:
 
 
 def _ranked_expectations(score: np.ndarray, calibrated: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Expected cumulative (TP, FP) after each distinct raw score, highest score first."""
+    """Expected cumulative (TP, FP) after each distinct raw score, highest score first (the per-row arrays
+    freed as soon as they are used: a few of the window's length at a time)."""
     order = np.argsort(-score, kind="mergesort")
-    s, c = score[order], calibrated[order]
-    cum_tp, cum_fp = np.cumsum(c), np.cumsum(1.0 - c)
+    s = score[order]
     last_of_tie = np.r_[np.flatnonzero(np.diff(s) != 0), len(s) - 1]
-    return cum_tp[last_of_tie], cum_fp[last_of_tie]
+    del s
+    c = calibrated[order]
+    del order
+    tp = np.cumsum(c)[last_of_tie]
+    np.subtract(1.0, c, out=c)               # 1 - c, in place
+    return tp, np.cumsum(c)[last_of_tie]
 
 
-def expected_roc_auc(score: np.ndarray, calibrated: np.ndarray) -> float:
-    """Area under the expected ROC curve; NaN when the expected positives or negatives are zero."""
-    tp, fp = _ranked_expectations(np.asarray(score, float), np.asarray(calibrated, float))
+def _roc_auc(tp: np.ndarray, fp: np.ndarray) -> float:
     if len(tp) == 0 or tp[-1] <= 0 or fp[-1] <= 0:
         return float("nan")
     tpr, fpr = np.r_[0.0, tp / tp[-1]], np.r_[0.0, fp / fp[-1]]
     return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
 
 
-def expected_average_precision(score: np.ndarray, calibrated: np.ndarray) -> float:
-    """Expected average precision (PR-AUC as scikit-learn defines it: sum of (R_k - R_k-1) * P_k)."""
-    tp, fp = _ranked_expectations(np.asarray(score, float), np.asarray(calibrated, float))
+def _average_precision(tp: np.ndarray, fp: np.ndarray) -> float:
     if len(tp) == 0 or tp[-1] <= 0:
         return float("nan")
     recall = np.r_[0.0, tp / tp[-1]]
     precision = tp / np.maximum(tp + fp, 1e-12)
     return float(np.sum(np.diff(recall) * precision))
+
+
+def expected_roc_auc(score: np.ndarray, calibrated: np.ndarray) -> float:
+    """Area under the expected ROC curve; NaN when the expected positives or negatives are zero."""
+    return _roc_auc(*_ranked_expectations(np.asarray(score, float), np.asarray(calibrated, float)))
+
+
+def expected_average_precision(score: np.ndarray, calibrated: np.ndarray) -> float:
+    """Expected average precision (PR-AUC as scikit-learn defines it: sum of (R_k - R_k-1) * P_k)."""
+    return _average_precision(*_ranked_expectations(np.asarray(score, float), np.asarray(calibrated, float)))
 
 
 def expected_confusion(calibrated: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
@@ -75,9 +86,10 @@ def estimate(proba: np.ndarray, threshold: float, calibration: dict) -> dict:
     c = apply_calibration(p, calibration)
     cm = expected_confusion(c, p >= threshold)
     tp, fp, fn = cm["tp"], cm["fp"], cm["fn"]
+    curve = _ranked_expectations(p, c) if len(p) else None      # one ranking for both curves
     return {
-        "roc_auc": expected_roc_auc(p, c) if len(p) else float("nan"),
-        "pr_auc": expected_average_precision(p, c) if len(p) else float("nan"),
+        "roc_auc": _roc_auc(*curve) if len(p) else float("nan"),
+        "pr_auc": _average_precision(*curve) if len(p) else float("nan"),
         "precision": tp / (tp + fp) if tp + fp > 0 else float("nan"),
         "recall": tp / (tp + fn) if tp + fn > 0 else float("nan"),
         "f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn > 0 else float("nan"),

@@ -310,7 +310,7 @@ def window_stats(window: Window | DatasetWindow | LogWindow, *, model, profile: 
     if isinstance(window, LogWindow):
         from tabpipe.history.logread import log_chunks
 
-        spec = ChunkSpec(model=model, profile_features=features, seed=settings.seed,
+        spec = ChunkSpec(model=model, profile_features=features, seed=settings.seed, categorical=True,
                          keep=max(settings.evidently_max_rows if evidently else 0, domain_rows))
         chunks = log_chunks(window.store, model.schema, since=window.start, until=window.end, version=window.version)
         return stream_stats(timed(chunks, spent if spent is not None else {"read": 0.0}), spec,
@@ -438,9 +438,9 @@ def _monitor(window: Window | DatasetWindow, stats: WindowStats, *, model, versi
 def _log_columns(window: LogWindow, schema, columns: list[str]) -> pd.DataFrame | None:
     """The ``columns`` of every row of a log window, in the order ``window_stats`` read them (a second pass
     over the log: only when per-segment metrics are asked for and outcomes arrived)."""
-    from tabpipe.history.logread import log_chunks
+    from tabpipe.history.logread import log_chunks, text_columns
 
-    parts = [chunk.rows[columns] for chunk in log_chunks(window.store, schema, since=window.start, until=window.end,
+    parts = [text_columns(chunk.rows[columns]) for chunk in log_chunks(window.store, schema, since=window.start, until=window.end,
                                                          version=window.version)]
     return pd.concat(parts, ignore_index=True) if parts else None
 

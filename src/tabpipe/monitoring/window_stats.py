@@ -29,6 +29,7 @@ class ChunkSpec:
     labels: str | None = None            # column of a file holding the outcomes
     keep: int | None = 0                 # sample size (None: every row, 0: none)
     seed: int                            # run.seed
+    categorical: bool = False            # rows with logged probabilities: text Categoricals checked as such
 
 
 @dataclass
@@ -106,7 +107,12 @@ class WindowStats:
         return self.sample.iloc[chosen].reset_index(drop=True)
 
     def finish(self) -> WindowStats:
-        """The per-row lists as single arrays (probabilities, and outcomes when any chunk had them)."""
+        """The per-row lists as single arrays (probabilities, and outcomes when any chunk had them); the sample's
+        Categorical columns (``ChunkSpec.categorical``) as object text, as ``coerce_frame`` types them."""
+        if self.sample is not None:
+            kinds = {name: object for name in self.sample.columns
+                     if isinstance(self.sample[name].dtype, pd.CategoricalDtype)}
+            self.sample = self.sample.astype(kinds) if kinds else self.sample
         self.proba = np.concatenate(self.proba) if self.proba else np.empty(0)
         if self.labelled is not None:
             self.labelled = np.concatenate(self.labelled) if self.labelled else np.zeros(0, dtype=bool)
@@ -133,23 +139,27 @@ class WindowStats:
 
 def chunk_stats(rows: pd.DataFrame, spec: ChunkSpec, *, proba: np.ndarray | None = None,
                 outcomes: pd.Series | None = None, keys: np.ndarray | None = None, place: int = 0,
-                where: str = "the data") -> WindowStats:
+                where: str = "the data", above: float | None = None) -> WindowStats:
     """The statistics of one chunk of rows.
 
     ``proba``: logged probabilities (None: score the rows with ``spec.model``; ``MissingColumns``
     naming ``where`` if a feature column is absent); ``outcomes``: labels as given, NaN where unknown;
-    ``keys``: the rows' sample keys (``keep`` > 0); ``place``: the first row's place (see ``ROW_BITS``)."""
+    ``keys``: the rows' sample keys (``keep`` > 0); ``place``: the first row's place (see ``ROW_BITS``); ``above``:
+    the largest key of a full sample already kept (rows with larger keys cannot be among the smallest: not kept)."""
     model, n = spec.model, len(rows)
     rows = rows.reset_index(drop=True)
     if proba is None and n:
         absent = absent_columns(rows.columns, model.schema)
         if absent:
             raise MissingColumns(absent, where)
-    typed, problems = model.check(rows) if n else (pd.DataFrame(columns=model.schema.features), [])
+    counted = spec.categorical and proba is not None          # typed rows counted, never scored
+    typed, problems = ((model.check(rows, categorical=True) if counted else model.check(rows)) if n
+                       else (pd.DataFrame(columns=model.schema.features), []))
     stats = WindowStats(rows=n, keep=spec.keep)
-    stats.nulls = {name: int(typed[name].isna().sum()) for name in model.schema.features}
     stats.buckets = {name: bucket_counts(name, ref, column_values(ref, typed[name]))
                      for name, ref in (spec.profile_features or {}).items() if name in typed.columns}
+    stats.nulls = {name: _nulls(typed[name], stats.buckets.get(name), (spec.profile_features or {}).get(name))
+                   for name in model.schema.features}
     _count_problems(stats, problems, n)
     if proba is None:
         proba = probabilities(model, typed, problems) if n else np.empty(0)
@@ -159,15 +169,39 @@ def chunk_stats(rows: pd.DataFrame, spec: ChunkSpec, *, proba: np.ndarray | None
         outcomes = outcomes.reset_index(drop=True)
         labelled = outcomes.notna().to_numpy() & ~np.isnan(proba)
         y = np.zeros(n, dtype=np.int8)
-        y[labelled] = positive_mask(outcomes[labelled], model.schema.target.positive).astype(np.int8)
+        y[labelled] = _positive(outcomes[labelled], model.schema.target.positive).astype(np.int8)
         stats.labelled, stats.y = [labelled], [y]
     if spec.keep is None:
         stats.sample = typed
     elif spec.keep > 0 and n:
-        stats.sample, stats.sample_keys = typed, np.asarray(keys, dtype=float)
-        stats.sample_place = place + np.arange(n, dtype=np.int64)
+        keys = np.asarray(keys, dtype=float)
+        if above is None:
+            stats.sample, stats.sample_keys = typed, keys
+            stats.sample_place = place + np.arange(n, dtype=np.int64)
+        else:                      # only the rows that can still be among the ``keep`` smallest keys
+            chosen = np.flatnonzero(keys <= above)
+            stats.sample, stats.sample_keys = typed.iloc[chosen].reset_index(drop=True), keys[chosen]
+            stats.sample_place = place + chosen.astype(np.int64)
         stats._trim()
     return stats
+
+
+def _positive(outcomes: pd.Series, positive) -> np.ndarray:
+    """``positive_mask`` of the outcomes, read once per distinct text when they are all text (the log stores
+    outcomes as text): each value is matched alone, and whether all are numbers is the same over the distinct
+    values as over the rows."""
+    if len(outcomes) and pd.api.types.infer_dtype(outcomes, skipna=False) == "string":
+        codes, uniques = pd.factorize(outcomes.to_numpy(dtype=object))
+        return positive_mask(pd.Series(uniques, dtype=object), positive)[codes]
+    return positive_mask(outcomes, positive)
+
+
+def _nulls(column: pd.Series, counts: np.ndarray | None, reference: dict | None) -> int:
+    """Missing values of a typed feature column: the last bucket of its PSI counts when it has them (the same
+    rows: NaN / None), else counted."""
+    if counts is not None and (reference["kind"] == "categorical" or column.dtype == np.float64):
+        return int(counts[-1])
+    return int(column.isna().sum())
 
 
 def _count_problems(stats: WindowStats, problems: list, n: int) -> None:
@@ -246,8 +280,9 @@ def stream_stats(chunks: Iterable, spec: ChunkSpec, *, where: str = "the log") -
     for chunk in chunks:
         n = len(chunk.proba)
         keys = rng.random(n) if spec.keep else None
+        full = spec.keep and total.sample is not None and len(total.sample) >= spec.keep
         total.merge(chunk_stats(chunk.rows, spec, proba=chunk.proba, outcomes=chunk.outcomes, keys=keys,
-                                place=offset, where=where))
+                                place=offset, where=where, above=total.sample_keys.max() if full else None))
         offset += n
     if offset == 0:      # no rows: the counts of an empty window (every feature's empty buckets), as in memory
         total.merge(chunk_stats(pd.DataFrame(), spec, proba=np.empty(0), where=where))

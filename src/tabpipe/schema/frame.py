@@ -100,10 +100,48 @@ def _parse_column(raw: pd.Series, spec: ColumnSpec, missing: np.ndarray) -> tupl
     return out, by_message
 
 
-def _coerce_column(raw: pd.Series, spec: ColumnSpec, name: str, feature: bool) -> tuple[pd.Series, list[Problem]]:
-    """Typed column plus its problems (hard only for a feature); the rules of ``check_value``, vectorised."""
-    missing = missing_mask(raw)
-    values, type_errors = _parse_column(raw, spec, missing)
+def _text_categories(raw: pd.Series) -> bool:
+    """Whether ``raw`` is a pandas Categorical of text (e.g. a dictionary column read from Parquet)."""
+    if not isinstance(raw.dtype, pd.CategoricalDtype):
+        return False
+    categories = raw.cat.categories
+    return len(categories) == 0 or pd.api.types.infer_dtype(categories, skipna=False) == "string"
+
+
+def _parse_categorical(raw: pd.Series, spec: ColumnSpec) -> tuple[np.ndarray, np.ndarray, dict[str, list[int]]]:
+    """``missing_mask`` and ``_parse_column`` of a Categorical of text, done once per category and gathered by
+    the codes: each row gets exactly what its text alone would get (as a text column): (missing, typed values,
+    {type message: rows})."""
+    codes = raw.cat.codes.to_numpy()
+    categories = pd.Series(raw.cat.categories.astype(str))    # one row per distinct text
+    cat_missing = missing_mask(categories)
+    cat_values, cat_errors = _parse_column(categories, spec, cat_missing)
+    absent = codes < 0
+    safe = np.where(absent, 0, codes)
+    missing = absent | (cat_missing[safe] if len(categories) else True)
+    if len(categories):
+        values = cat_values[safe]
+    else:
+        values = np.empty(len(raw), dtype=cat_values.dtype)
+    if values.dtype.kind == "M":
+        values[absent] = np.datetime64("NaT")
+    else:
+        values[absent] = np.nan
+    errors = {message: np.flatnonzero(np.isin(codes, rows)).tolist() for message, rows in cat_errors.items()}
+    return missing, values, errors
+
+
+def _coerce_column(raw: pd.Series, spec: ColumnSpec, name: str, feature: bool,
+                   categorical: bool = False) -> tuple[pd.Series, list[Problem]]:
+    """Typed column plus its problems (hard only for a feature); the rules of ``check_value``, vectorised.
+    A Categorical of text is read once per category (``_parse_categorical``); with ``categorical``, its typed
+    text column stays a Categorical (see ``coerce_frame``)."""
+    text_categories = _text_categories(raw)
+    if text_categories:
+        missing, values, type_errors = _parse_categorical(raw, spec)
+    else:
+        missing = missing_mask(raw)
+        values, type_errors = _parse_column(raw, spec, missing)
     problems = [Problem(name, "type", message, tuple(rows), feature) for message, rows in type_errors.items()]
     usable = ~missing
     for rows in type_errors.values():
@@ -124,13 +162,17 @@ def _coerce_column(raw: pd.Series, spec: ColumnSpec, name: str, feature: bool) -
         values = np.where(usable | missing, values, np.nan)
     elif spec.type == "datetime":
         values = np.where(usable | missing, values, np.datetime64("NaT"))
+    elif categorical and text_categories:     # a usable row keeps its category's text, any other is missing
+        codes = np.where(usable, raw.cat.codes.to_numpy(), -1)
+        return pd.Series(pd.Categorical.from_codes(codes, dtype=raw.dtype), index=raw.index), problems
     else:
         values = np.where(usable | missing, values, np.nan).astype(object)
         return pd.Series(values, index=raw.index, dtype=object), problems
     return pd.Series(values, index=raw.index), problems
 
 
-def coerce_frame(df: pd.DataFrame, schema: Schema, *, with_target: bool) -> tuple[pd.DataFrame, list[Problem]]:
+def coerce_frame(df: pd.DataFrame, schema: Schema, *, with_target: bool,
+                 categorical: bool = False) -> tuple[pd.DataFrame, list[Problem]]:
     """Type every schema column of ``df`` and collect every broken rule (hard and expectations).
 
     Returns a new frame with the schema's feature columns (float64 for int/float/bool,
@@ -138,6 +180,9 @@ def coerce_frame(df: pd.DataFrame, schema: Schema, *, with_target: bool) -> tupl
     followed by the target column as-is when ``with_target``; extra columns are dropped.
     Columns with role id/ignore are optional and their problems are only warnings. A value that
     breaks a hard rule becomes missing; a value that breaks an expectation is kept as it is.
+    ``categorical``: a category/string column given as a pandas Categorical of text is returned as a
+    Categorical of the same values (missing where the object column has NaN), not object strings: for
+    callers that count values (monitoring), not for the model's preprocessor.
     """
     out: dict[str, pd.Series] = {}
     problems: list[Problem] = []
@@ -148,7 +193,7 @@ def coerce_frame(df: pd.DataFrame, schema: Schema, *, with_target: bool) -> tupl
                 problems.append(Problem(name, "missing_column", ABSENT))
                 out[name] = pd.Series(np.nan, index=df.index, dtype=float if spec.type in NUMERIC_TYPES else object)
             continue
-        values, found = _coerce_column(df[name], spec, name, feature)
+        values, found = _coerce_column(df[name], spec, name, feature, categorical)
         problems += found
         if feature:
             out[name] = values

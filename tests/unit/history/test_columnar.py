@@ -97,3 +97,33 @@ def test_ahead_keeps_order_raises_the_workers_error_and_stops_with_the_consumer(
     assert next(stream) == 0
     stream.close()                    # the consumer stops: the worker stops too, a few items ahead at most
     assert len(made) <= 5
+
+
+def test_read_batches_reads_text_inputs_as_dictionaries_on_request(tmp_path):
+    inputs = {"s": pa.array(["a", None, "b", "a"], pa.string()), "l": pa.array(["x", "y", None, "x"], pa.large_string()),
+              "n": [1.0, 2.0, None, 4.0]}
+    (f,) = write_partitions(tmp_path, table([T0] * 4, ["v1"] * 4, inputs))
+    columns = [INPUT + "s", INPUT + "l", INPUT + "n", "row_id"]
+    (plain,) = read_batches(tmp_path / f.path, columns)
+    (coded,) = read_batches(tmp_path / f.path, columns, dictionary=True)
+    assert [pa.types.is_dictionary(t) for t in coded.schema.types] == [True, True, False, False]   # inputs only
+    assert not any(pa.types.is_dictionary(t) for t in plain.schema.types)
+    assert all(coded.column(c).to_pylist() == plain.column(c).to_pylist() for c in columns)
+
+
+def test_batches_whose_types_disagree_are_gathered_as_before():
+    """A chunk's batches are concatenated by Arrow (text as Categoricals); when a value was kept as stored (text
+    in a number column) the types disagree and each batch is converted and concatenated by pandas, as before."""
+    from tabpipe.history.logread import tables_frame, typed_frame
+
+    types = pa.schema([("x", pa.float64()), ("c", pa.string())])
+    first = pa.table({"x": pa.array([1.0, None]), "c": pa.array(["a", None]).dictionary_encode()})
+    second = pa.table({"x": pa.array(["oops", "2"]), "c": pa.array(["b", "a"], pa.large_string()).dictionary_encode()})
+    third = pa.table({"c": pa.array(["c"]).dictionary_encode()})                 # a file without x
+    mixed = tables_frame([first, second], [2, 2], types)
+    plain = [typed_frame(t, types) for t in (first, second)]
+    pd.testing.assert_frame_equal(mixed, pd.concat(plain, ignore_index=True))
+    agreed = tables_frame([first, third], [2, 1], types)
+    assert isinstance(agreed["c"].dtype, pd.CategoricalDtype)
+    assert agreed["c"].astype(object).where(agreed["c"].notna(), None).tolist() == ["a", None, "c"]
+    assert agreed["x"].tolist()[:1] == [1.0] and agreed["x"].isna().tolist() == [False, True, True]

@@ -164,3 +164,30 @@ def test_log_chunks_gather_small_files_into_chunks_of_the_same_rows(stores):
     assert whole[1].proba.tolist() == whole[0].proba.tolist()
     known = [[None if pd.isna(v) else v for v in w.outcomes] for w in whole]
     assert known[1] == known[0] == [None, "1"] + [None] * 4 + ["0"] + [None] * 5
+
+
+def test_log_chunks_read_text_as_categoricals_that_check_as_the_same_rows(stores):
+    """The Parquet log's text columns come as Categoricals (a dictionary per batch, unified per chunk): the
+    schema check gives exactly the typed rows and problems of the same rows read from the SQL log."""
+    from tabpipe.history.logread import log_chunks
+    from tabpipe.schema import Schema, coerce_frame
+
+    schema = Schema.model_validate({"target": {"name": "y", "positive": 1}, "columns": {
+        "x": {"type": "float"}, "n": {"type": "int"}, "c": {"type": "category", "categories": ["a"]},
+        "flag": {"type": "bool"}}})
+    sql, col = stores
+    for store in stores:
+        store.log_predictions(rows(12))
+    checked = []
+    for store in stores:
+        chunks = list(log_chunks(store, schema, since=None, until=None, version=None, chunk_rows=5))
+        whole = pd.concat([c.rows for c in chunks], ignore_index=True) if store is sql else None
+        checked.append([coerce_frame(c.rows, schema, with_target=False) for c in chunks] if whole is None
+                       else [coerce_frame(whole, schema, with_target=False)])
+    assert all(isinstance(c.rows["c"].dtype, pd.CategoricalDtype)
+               for c in log_chunks(col, schema, since=None, until=None, version=None, chunk_rows=5))
+    typed = pd.concat([t for t, _ in checked[1]], ignore_index=True)
+    pd.testing.assert_frame_equal(typed, checked[0][0][0])
+    unlisted = [(p.rule, p.rows) for _, problems in checked[1] for p in problems if p.column == "c"]
+    assert unlisted == [("category", (1, 3, 5)), ("category", (0, 2, 4))]   # the "b" rows, per chunk of 7 | 5
+    assert [(p.rule, p.rows) for p in checked[0][0][1] if p.column == "c"] == [("category", (1, 3, 5, 7, 9, 11))]

@@ -32,3 +32,53 @@ def test_the_smallest_keys_of_a_larger_sample_are_the_smaller_sample():
 def test_every_row_kept_is_every_row_served():
     whole = sampled(keep=None)
     assert len(whole.smallest(15)) == 200
+
+
+def test_a_window_streamed_in_chunks_counts_and_samples_as_one_chunk():
+    """Null counts (read off the PSI buckets' missing bucket), bucket counts and the sample (rows whose keys
+    cannot be among the smallest are skipped once the sample is full) are those of the whole window at once."""
+    from types import SimpleNamespace
+
+    from tabpipe.history.logread import LogRows
+    from tabpipe.monitoring.window_stats import ChunkSpec, stream_stats
+    from tabpipe.schema import Schema, coerce_frame
+
+    schema = Schema.model_validate({"target": {"name": "y", "positive": 1}, "columns": {
+        "x": {"type": "float"}, "c": {"type": "category"}, "k": {"type": "int"}}})
+    model = SimpleNamespace(schema=schema, check=lambda rows, **kw: coerce_frame(rows, schema, with_target=False, **kw))
+    rng = np.random.default_rng(1)
+    n = 3000
+    x = rng.normal(size=n)
+    x[rng.random(n) < 0.1] = np.nan
+    c = pd.Series(rng.choice(["a", "b", "c", " ", None], n), dtype="category")
+    rows = pd.DataFrame({"x": x, "c": c, "k": rng.integers(0, 5, n).astype(float)})
+    features = {"x": {"kind": "numeric", "edges": [-1.0, 0.0, 1.0], "shares": [0.2] * 5, "rows": 100},
+                "c": {"kind": "categorical", "categories": ["a", "b"], "shares": [0.25] * 4, "rows": 100}}
+    spec = ChunkSpec(model=model, profile_features=features, keep=50, seed=3)
+    proba = rng.random(n)
+    outcomes = pd.Series([None] * n, dtype=object)
+    cut = [LogRows(rows.iloc[i:i + 170].reset_index(drop=True), proba[i:i + 170], outcomes[i:i + 170])
+           for i in range(0, n, 170)]
+    streamed, whole = stream_stats(cut, spec), stream_stats([LogRows(rows, proba, outcomes)], spec)
+    typed = coerce_frame(rows, schema, with_target=False)[0]
+    assert streamed.nulls == whole.nulls == {name: int(typed[name].isna().sum()) for name in schema.features}
+    assert streamed.nulls["c"] > 0 and streamed.nulls["x"] > 0
+    assert {k: v.tolist() for k, v in streamed.buckets.items()} == {k: v.tolist() for k, v in whole.buckets.items()}
+    pd.testing.assert_frame_equal(streamed.sample, whole.sample)
+    assert streamed.sample_place.tolist() == whole.sample_place.tolist() and len(whole.sample) == 50
+    counted = stream_stats(cut, ChunkSpec(model=model, profile_features=features, keep=50, seed=3, categorical=True))
+    assert counted.nulls == whole.nulls                  # text Categoricals checked as such: the same counts,
+    assert {k: v.tolist() for k, v in counted.buckets.items()} == {k: v.tolist() for k, v in whole.buckets.items()}
+    pd.testing.assert_frame_equal(counted.sample, whole.sample)        # and the sample as object text
+    assert counted.quality(schema) == whole.quality(schema)
+
+
+def test_outcome_texts_read_once_per_distinct_text_match_positive_mask():
+    from tabpipe.monitoring.window_stats import _positive
+    from tabpipe.schema import positive_mask
+
+    cases = [(["1", "0", " 1 ", "1.0", "0"], 1), (["yes", "no", "YES", "1"], True), (["a", "b", "a"], "a"),
+             (["1", "x", "0"], 1), (["2", "1.5", "1"], 1.5), ([1, "1", 0.0], 1), (["1", "0"], "1")]
+    for values, positive in cases:
+        series = pd.Series(values, dtype=object)
+        assert _positive(series, positive).tolist() == positive_mask(series, positive).tolist(), (values, positive)

@@ -496,3 +496,31 @@ def test_schema_pickled_before_the_hard_key_still_loads():
     loaded = pickle.loads(pickle.dumps(Old()))
     assert loaded.hard == [] and loaded.is_hard("range") is False and loaded.is_hard("type") is True
     assert loaded.model_dump()["hard"] == []
+
+
+@pytest.mark.parametrize("field", PARITY_SCHEMA.features)
+def test_categorical_of_text_checks_as_the_same_text(field):
+    """A Categorical of text (a text column read from Parquet as a dictionary) is checked once per category:
+    the typed frame and every problem (rule, message, rows, order) are exactly those of the same values as text."""
+    rng = np.random.default_rng(0)
+    texts = [v for v in PARITY_VALUES if isinstance(v, str)] + [None]
+    values = [texts[i] for i in rng.integers(0, len(texts), 500)]
+    base = {"f": 1.0, "i": 3, "h": 1.0, "b": True, "c": "a", "s": "x", "d": "2024-03-01T10:00"}
+    frame = pd.DataFrame({name: [v] * len(values) for name, v in base.items()})
+    as_text = frame.assign(**{field: pd.Series(values, dtype="str")})
+    as_category = frame.assign(**{field: pd.Series(values, dtype="category")})
+    typed, problems = coerce_frame(as_text, PARITY_SCHEMA, with_target=False)
+    typed_c, problems_c = coerce_frame(as_category, PARITY_SCHEMA, with_target=False)
+    pd.testing.assert_frame_equal(typed_c, typed)
+    assert problems_c == problems
+    kept, problems_k = coerce_frame(as_category, PARITY_SCHEMA, with_target=False, categorical=True)
+    assert problems_k == problems
+    if PARITY_SCHEMA.columns[field].type in ("category", "string"):
+        assert isinstance(kept[field].dtype, pd.CategoricalDtype)      # the same values, kept as a Categorical
+        kept[field] = kept[field].astype(object)
+    pd.testing.assert_frame_equal(kept, typed)
+    assert problems                                   # the values break rules: the comparison says something
+    only_missing = pd.Series([None, None], dtype="str").astype("category")   # no category at all
+    empty = coerce_frame(frame.iloc[:2].assign(**{field: only_missing}), PARITY_SCHEMA, with_target=False)
+    assert empty[1] == coerce_frame(frame.iloc[:2].assign(**{field: pd.Series([None, None], dtype="str")}),
+                                    PARITY_SCHEMA, with_target=False)[1]
