@@ -227,9 +227,11 @@ def test_the_best_configuration_grows_while_cv_improves(tmp_path):
         assert r["candidate"] == "hgb" and r["stopped"] == "finished" and r["rows"] == base["rows"]
         assert r["params"] == {**base["params"], "max_iter": 2 * base["params"]["max_iter"]}
         assert r["note"].startswith(f"grown from configuration {results.index(base) + 1}: max_iter x2")
+        assert r["grown_from"] == results.index(base) + 1 and r["round"] == base["round"]
         if r["score"] <= base["score"]:
             assert r is grown[-1] and r["note"].endswith("growing stops")
         base = r
+    assert all(r["grown_from"] is None for r in searched)
     assert grown[0]["score"] > max(r["score"] for r in searched if r["candidate"] == "hgb")   # 8 trees were too few
     best = max(results, key=lambda r: r["score"])
     assert (trainer["best_candidate"], trainer["best_params"], trainer["cv_score"]) == \

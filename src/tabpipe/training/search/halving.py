@@ -142,7 +142,7 @@ class ModelSearch:
                 last = (time.monotonic() - t0, len(batch))
                 if time.monotonic() >= self.deadline:
                     break
-            self._grow(pool, evaluations, len(rounds), folds, y)
+            self._grow(pool, evaluations, folds, y)
             for e in evaluations:
                 if e.stopped == PENDING:
                     e.stopped, e.note = OUT_OF_BUDGET, e.note or "the budget ran out first"
@@ -179,8 +179,7 @@ class ModelSearch:
             for e in pruned:
                 e.stopped, e.note = PRUNED, f"not in the best 1/{ETA} of rung {r + 1}"
 
-    def _grow(self, pool: WorkerPool, evaluations: list[Evaluation], round_no: int, folds: PreparedFolds,
-              y: np.ndarray) -> None:
+    def _grow(self, pool: WorkerPool, evaluations: list[Evaluation], folds: PreparedFolds, y: np.ndarray) -> None:
         """Each candidate with ``grow`` (model.yaml): its best configuration on whole folds again with the
         parameter multiplied, then again from that, while the CV score rises and the step is predicted to end
         within the rounds' share of the budget (``round_affordable``): the space's largest value of a number of
@@ -206,7 +205,7 @@ class ModelSearch:
                     break
                 trial = Trial(cand, {**base.trial.params, grow.param: int(round(value * grow.factor))},
                               base.trial.resampling)
-                e = Evaluation(len(evaluations), trial, round_no=round_no,
+                e = Evaluation(len(evaluations), trial, round_no=base.round_no, grown_from=base.index,
                                note=f"grown from configuration {base.index + 1}: {grow.param} x{grow.factor:g}")
                 evaluations.append(e)
                 self._counts["planned"] += 1

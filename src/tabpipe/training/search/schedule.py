@@ -90,6 +90,7 @@ class Evaluation:
     seconds: float = 0.0              # wall seconds over all its rungs
     fit_seconds: float = 0.0          # summed seconds of its fits (what it would cost on one core)
     note: str = ""
+    grown_from: int | None = None     # the configuration (index) it was grown from (``ModelSearch._grow``)
     history: list[dict] = field(default_factory=list)
     oof: Any = None                   # out-of-fold probabilities at its highest rung (not recorded)
 
@@ -99,7 +100,8 @@ class Evaluation:
                 "score": self.score, "score_std": self.score_std, "fold_scores": self.fold_scores,
                 "round": self.round_no + 1, "rung": self.rung, "rows": self.rows,
                 "seconds": round(self.seconds, 2), "stopped": self.stopped,
-                "note": self.note, "rungs": self.history}
+                "note": self.note, "rungs": self.history,
+                "grown_from": None if self.grown_from is None else self.grown_from + 1}
 
 
 def next_rung(finished: list[Evaluation], eta: int = ETA) -> tuple[list[Evaluation], list[Evaluation]]:
