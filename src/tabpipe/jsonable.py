@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import sys
 from collections.abc import Mapping
 from dataclasses import asdict, is_dataclass
 from pathlib import PurePath
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 
 def to_json_ready(value: Any, *, nan_as_null: bool = True, inf_as_null: bool = True, strict: bool = False) -> Any:
@@ -26,7 +26,11 @@ def to_json_ready(value: Any, *, nan_as_null: bool = True, inf_as_null: bool = T
     becomes its ``str``, or raises TypeError when ``strict`` (usable as ``json.dumps(default=...)``).
     """
     if isinstance(value, np.generic):                     # a NumPy scalar: its Python value first
-        value = pd.Timestamp(value) if isinstance(value, np.datetime64) else value.item()
+        if isinstance(value, np.datetime64):
+            import pandas as pd
+            value = pd.Timestamp(value)
+        else:
+            value = value.item()
     if value is None or isinstance(value, (str, int)):   # bool is an int
         return value
     if isinstance(value, float):
@@ -43,7 +47,8 @@ def to_json_ready(value: Any, *, nan_as_null: bool = True, inf_as_null: bool = T
         return {str(k): to_json_ready(v, **again) for k, v in value.items()}
     if hasattr(value, "tolist"):                          # NumPy arrays, pandas Series and Index
         return to_json_ready(value.tolist(), **again)
-    if value is pd.NaT or value is pd.NA:
+    pd = sys.modules.get("pandas")                        # NaT and NA exist only once pandas is imported
+    if pd is not None and (value is pd.NaT or value is pd.NA):
         return None
     if isinstance(value, (dt.date, dt.time)):             # datetime and pandas Timestamp are dates
         return value.isoformat()

@@ -299,6 +299,10 @@ def test_load_with_two_promotions_no_failed_request_and_flat_memory(main_project
                                 f"http://127.0.0.1:{server.port}/predict"], stdout=subprocess.PIPE, text=True)
         promotions = []
         for at, version in ((seconds / 3, "v0002"), (2 * seconds / 3, "v0001")):
+            # A promotion is two CLI processes (it verifies in a subprocess), seconds each on 2 saturated cores:
+            # the next one waits until the previous has settled and been answered for a while.
+            if promotions:
+                at = max(at, promotions[-1][-1] - t0 + SETTLE_S + OBSERVE_S)
             time.sleep(max(0.0, at - (time.monotonic() - t0)))
             started = time.monotonic()
             done = run_cli("models", "promote", version, "--config", str(config))
@@ -311,7 +315,7 @@ def test_load_with_two_promotions_no_failed_request_and_flat_memory(main_project
     socket_errors = sum(int(x) for x in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     record("load_with_promotions", seconds=seconds, requests=requests_, requests_per_s=rps, non_2xx=non2xx,
-           socket_errors=socket_errors, promotions=[p[:2] for p in promotions], probe_requests=probe.count,
+           socket_errors=socket_errors, promotions=[(*p[:2], round(p[4] - p[3], 1)) for p in promotions], probe_requests=probe.count,
            probe_failures=len(probe.failures), versions_in_order=probe.switches,
            probe_max_latency_s=round(probe.max_latency, 3), max_worker_rss_growth_mb=round(growth, 1))
     assert all(rc == 0 for _, rc, *_ in promotions), promotions
@@ -329,6 +333,7 @@ def test_load_with_two_promotions_no_failed_request_and_flat_memory(main_project
 
 
 SETTLE_S = 3.0   # after a promotion returns: every worker's registry poll (0.2 s) has run, with room for load
+OBSERVE_S = 3.0  # then at least this long (~15 probes) answered by the promoted version before the next promotion
 
 
 class _Probe:

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field
-from scipy import stats
 
 from tabpipe.config.sections import Resampling
 from tabpipe.config_base import StrictModel
@@ -53,10 +52,15 @@ class ModelsConfig(StrictModel):
     candidates: list[Candidate] = Field(min_length=1)
 
 
+def _scipy_stats():
+    from scipy import stats   # ~1 s of imports: only when a search space is read, not by every command
+    return stats
+
+
 SPACES = {
-    "uniform": lambda lo, hi: stats.uniform(lo, hi - lo),
-    "log_uniform": lambda lo, hi: stats.loguniform(lo, hi),
-    "int_uniform": lambda lo, hi: stats.randint(lo, hi + 1),
+    "uniform": lambda lo, hi: _scipy_stats().uniform(lo, hi - lo),
+    "log_uniform": lambda lo, hi: _scipy_stats().loguniform(lo, hi),
+    "int_uniform": lambda lo, hi: _scipy_stats().randint(lo, hi + 1),
 }
 
 

@@ -23,12 +23,24 @@ from tabpipe.sources.base import (
     redact_url,
     redact_urls_in,
 )
-from tabpipe.sources.core import read_source, read_tables
-from tabpipe.sources.files import read_file
-from tabpipe.sources.join import JoinedTable, PointInTimeError, SourcePart
-from tabpipe.sources.mongo_loader import push_to_mongo
-from tabpipe.sources.mongodb import read_mongodb
-from tabpipe.sources.sql import read_sql
+# The readers import pandas and their drivers (about half a second); configs only need ``base``. So they
+# are imported on first use (PEP 562), and a command that only reads a config does not pay for them.
+_LAZY = {
+    "read_source": "core", "read_tables": "core", "read_file": "files", "JoinedTable": "join",
+    "PointInTimeError": "join", "SourcePart": "join", "push_to_mongo": "mongo_loader",
+    "read_mongodb": "mongodb", "read_sql": "sql",
+}
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "FileSource",
