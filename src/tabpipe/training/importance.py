@@ -7,6 +7,11 @@ parts) row-wise is shuffling the column: the rows are preprocessed once. The 95 
 bootstrap over test rows (``BOOTSTRAP`` resamples, each scoring the intact and the shuffled predictions on the
 same resampled rows). At most ``MAX_ROWS`` test rows are used (a fixed random sample beyond that). Computed at
 evaluation, on the untouched test split, and recorded in run.json (``stages.evaluation.artifact.importance``).
+
+The cost is rows × columns × shuffles scorings, so on a wide table it is bounded by ``MAX_ROW_SCORINGS``
+(deterministic, so a run stays reproducible from config and seed): fewer rows first (down to ``MIN_ROWS``),
+then every column gets one shuffle and the columns that dropped the metric most get the others while the
+bound allows; each column records its ``repeats``. Up to ~130 columns every row (to 5,000) and every shuffle count.
 """
 from __future__ import annotations
 
@@ -20,18 +25,23 @@ from tabpipe.training.segments import weighted_metric
 REPEATS = 3          # shuffles per column
 BOOTSTRAP = 100      # resamples of the test rows for the interval
 MAX_ROWS = 5_000     # test rows used at most
+MIN_ROWS = 1_000     # rows kept when the bound below would want fewer
+MAX_ROW_SCORINGS = 2_000_000   # rows x shuffles over all columns: ~1,500 columns x 1,000 rows at most
 LEVEL = 0.95
 
 
 def permutation_importance(model, typed: pd.DataFrame, y: np.ndarray, metric: str, seed: int = 0) -> dict:
-    """``{metric, rows, repeats, bootstrap, level, baseline, columns: [{column, importance, low, high}]}``,
-    columns by decreasing importance; ``typed``: the test rows typed by the schema check, ``y``: their 0/1 labels.
+    """``{metric, rows, repeats, bootstrap, level, baseline, columns: [{column, importance, low, high, repeats}]}``,
+    columns by decreasing importance (a column's ``repeats``: its shuffles, fewer than ``repeats`` when bounded);
+    ``typed``: the test rows typed by the schema check, ``y``: their 0/1 labels.
     ``f1`` is taken at the model's decision threshold. Every resample's metric comes from one sort of the scores
     (``segments.weighted_metric``), so the interval costs about what one metric does."""
     rng = np.random.default_rng(seed)
     y = np.asarray(y).astype(int)
-    if len(typed) > MAX_ROWS:
-        keep = np.sort(rng.choice(len(typed), MAX_ROWS, replace=False))
+    columns = list(model.schema.features)
+    rows = min(len(typed), MAX_ROWS, max(MIN_ROWS, MAX_ROW_SCORINGS // max(1, REPEATS * len(columns))))
+    if len(typed) > rows:
+        keep = np.sort(rng.choice(len(typed), rows, replace=False))
         typed, y = typed.iloc[keep], y[keep]
     threshold = float(model.threshold)
     baseline, shuffle, score = _permuter(model, typed)
@@ -40,24 +50,28 @@ def permutation_importance(model, typed: pd.DataFrame, y: np.ndarray, metric: st
     def metric_of(proba):
         return weighted_metric(metric, y, proba, threshold, weights)
     base = metric_of(baseline)
-    rows = []
-    for column in model.schema.features:
-        shuffled = []
-        for _ in range(REPEATS):
-            permuted = shuffle(column, rng.permutation(len(y)))
-            if permuted is None:   # the column reaches no feature of the model
-                break
-            shuffled.append(metric_of(score(permuted)))
-        if not shuffled:
-            rows.append({"column": column, "importance": 0.0, "low": 0.0, "high": 0.0})
+    shuffled: dict[str, list] = {}
+    for column in columns:                        # first shuffle of every column
+        permuted = shuffle(column, rng.permutation(len(y)))
+        shuffled[column] = [] if permuted is None else [metric_of(score(permuted))]   # None: reaches no feature
+    left = MAX_ROW_SCORINGS // len(y) - len(columns)
+    for column in sorted((c for c in columns if shuffled[c]), key=lambda c: -(base[0] - shuffled[c][0][0])):
+        if left < REPEATS - 1:                    # the bound is spent: the rest keep their one shuffle
+            break
+        shuffled[column] += [metric_of(score(shuffle(column, rng.permutation(len(y))))) for _ in range(REPEATS - 1)]
+        left -= REPEATS - 1
+    results = []
+    for column in columns:
+        if not shuffled[column]:
+            results.append({"column": column, "importance": 0.0, "low": 0.0, "high": 0.0, "repeats": 0})
             continue
-        drop = base - np.mean(shuffled, axis=0)
+        drop = base - np.mean(shuffled[column], axis=0)
         low, high = np.nanquantile(drop[1:], [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
-        rows.append({"column": column, "importance": round(float(drop[0]), 6),
-                     "low": round(float(low), 6), "high": round(float(high), 6)})
-    rows.sort(key=lambda r: -r["importance"])
+        results.append({"column": column, "importance": round(float(drop[0]), 6),
+                        "low": round(float(low), 6), "high": round(float(high), 6), "repeats": len(shuffled[column])})
+    results.sort(key=lambda r: -r["importance"])
     return {"metric": metric, "rows": len(y), "repeats": REPEATS, "bootstrap": BOOTSTRAP, "level": LEVEL,
-            "baseline": round(float(base[0]), 6), "columns": rows}
+            "baseline": round(float(base[0]), 6), "columns": results}
 
 
 def _stratified_weights(rng: np.random.Generator, y: np.ndarray, n: int) -> np.ndarray:

@@ -65,3 +65,38 @@ def test_f1_is_taken_on_the_served_probability_at_the_models_threshold():
     assert (served >= 0.2).mean() != (model.score_typed(typed_test) >= 0.2).mean()   # the map moves decisions
     result = permutation_importance(model, typed_test, y_test, "f1")
     assert result["baseline"] == pytest.approx(f1_score(y_test, served >= 0.2), abs=1e-6)
+
+
+def test_a_wide_table_is_bounded_rows_first_then_shuffles_for_the_least_important(monkeypatch):
+    """rows x shuffles stays within MAX_ROW_SCORINGS: rows shrink to MIN_ROWS, every column gets one shuffle, and
+    the columns that dropped the metric most get the other shuffles while the bound allows."""
+    from tabpipe.training import importance
+
+    wide = {"target": {"name": "bad", "positive": 1},
+            "columns": {"signal": {"type": "float"}, **{f"noise{i}": {"type": "float"} for i in range(20)}}}
+    schema = Schema.model_validate(wide)
+    rng = np.random.default_rng(0)
+
+    def frame(n):
+        signal = rng.normal(size=n)
+        cols = {"signal": signal, **{f"noise{i}": rng.normal(size=n) for i in range(20)}}
+        return pd.DataFrame(cols), (signal + 0.5 * rng.normal(size=n) > 0).astype(int)
+    train, y_train = frame(2000)
+    preprocessor = build_preprocessor(schema)
+    (X,) = fit_transform(preprocessor, coerce_frame(train, schema, with_target=False)[0])
+    model = TabularModel(schema=schema, preprocessor=preprocessor, estimator=LogisticRegression().fit(X, y_train),
+                         threshold=0.5, labels=(0, 1))
+    test, y_test = frame(1500)
+    typed = coerce_frame(test, schema, with_target=False)[0]
+    monkeypatch.setattr(importance, "MIN_ROWS", 500)
+    monkeypatch.setattr(importance, "MAX_ROW_SCORINGS", 500 * (21 + 10))   # one shuffle each, then 10 more
+    result = permutation_importance(model, typed, y_test, "roc_auc")
+    repeats = {r["column"]: r["repeats"] for r in result["columns"]}
+    assert result["rows"] == 500
+    assert sum(repeats.values()) * result["rows"] <= importance.MAX_ROW_SCORINGS
+    assert sorted(repeats.values()) == [1] * 16 + [3] * 5
+    assert result["columns"][0]["column"] == "signal" and repeats["signal"] == 3
+    assert result["columns"][0]["low"] > 0.1
+    monkeypatch.setattr(importance, "MAX_ROW_SCORINGS", 2_000_000)          # the default: no bound at this width
+    unbounded = permutation_importance(model, typed, y_test, "roc_auc")
+    assert unbounded["rows"] == 1500 and {r["repeats"] for r in unbounded["columns"]} == {importance.REPEATS}
