@@ -197,11 +197,12 @@ class ModelSearch:
                 if not isinstance(value, int):
                     break
                 fit_s = base.history[-1]["fit_seconds"] * grow.factor       # fit time grows with the iterations
+                wall = fit_s / k * waves(k, self.workers)
                 elapsed = cfg.time_budget_s - (self.deadline - time.monotonic())
-                if not round_affordable(elapsed, fit_s / k * waves(k, self.workers), 1, 1, cfg.time_budget_s):
+                if not round_affordable(elapsed, wall, 1, 1, cfg.time_budget_s):
                     log.info("growing %s stopped: %s=%d predicted to need %.0fs more than the search's share of "
                              "training.time_budget_s=%.0f", name, grow.param, round(value * grow.factor),
-                             fit_s / k * waves(k, self.workers), cfg.time_budget_s)
+                             wall, cfg.time_budget_s)
                     break
                 trial = Trial(cand, {**base.trial.params, grow.param: int(round(value * grow.factor))},
                               base.trial.resampling)
