@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 
 import numpy as np
 from scipy.special import expit
@@ -40,12 +41,22 @@ SPLIT_ROWS = 4_096     # fewer rows than this per thread: the trees walk them in
 Positive = Callable[[np.ndarray], np.ndarray]   # (n, d) float64 preprocessed rows -> (n,) P(class 1)
 
 
+class Stages(NamedTuple):
+    """An estimator's P(class 1) in two steps: ``prepare`` turns rows into ``arrays`` arrays, each with the rows'
+    columns and worked out column by column; ``positive`` turns those arrays into probabilities."""
+
+    prepare: Callable[[np.ndarray], list[np.ndarray]]
+    positive: Callable[[list[np.ndarray]], np.ndarray]
+    arrays: int = 1
+
+
 def _own(est, column: int) -> Positive:
     return lambda X: est.predict_proba(X)[:, column]
 
 
-def _binned_hist_gradient_boosting(est) -> Positive | None:
-    """The binned path of a binary HistGradientBoostingClassifier with numeric splits only, else None."""
+def _binned_hist_gradient_boosting(est) -> Stages | None:
+    """The binned path of a binary HistGradientBoostingClassifier with numeric splits only, else None: its
+    stages are the bins (``mapper.transform``, column by column) and the walk of every tree over them."""
     try:
         mapper, predictors, check = est._bin_mapper, est._predictors, est._preprocess_X
         baseline, loss = est._baseline_prediction, est._loss
@@ -59,12 +70,14 @@ def _binned_hist_gradient_boosting(est) -> Positive | None:
         return None
     trees = [iteration[0] for iteration in predictors]
 
-    def positive(X: np.ndarray) -> np.ndarray:
-        X = check(X, reset=False)     # the checks of predict_proba (width, dtype float64)
-        binned = mapper.transform(X)
-        raw = np.zeros((X.shape[0], 1), dtype=baseline.dtype, order="F")
+    def bins(X: np.ndarray) -> list[np.ndarray]:
+        return [mapper.transform(check(X, reset=False))]   # the checks of predict_proba (width, dtype float64)
+
+    def positive(prepared: list[np.ndarray]) -> np.ndarray:
+        binned = prepared[0]
+        raw = np.zeros((binned.shape[0], 1), dtype=baseline.dtype, order="F")
         raw += baseline
-        threads = min(_openmp_effective_n_threads(), max(1, X.shape[0] // SPLIT_ROWS))
+        threads = min(_openmp_effective_n_threads(), max(1, binned.shape[0] // SPLIT_ROWS))
 
         def walk(rows: slice) -> None:     # the same sum, in the same order, as _raw_predict, for these rows
             part, out = binned[rows], raw[rows, 0]
@@ -73,11 +86,11 @@ def _binned_hist_gradient_boosting(est) -> Positive | None:
         if threads == 1:
             walk(slice(None))
         else:   # one thread per share of the rows, each walking every tree: two waits per block, not two per tree
-            bounds = np.linspace(0, X.shape[0], threads + 1).astype(int)
+            bounds = np.linspace(0, binned.shape[0], threads + 1).astype(int)
             with ThreadPoolExecutor(threads) as pool:
                 list(pool.map(walk, [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]))
         return loss.predict_proba(raw)[:, 1]
-    return positive
+    return Stages(bins, positive)
 
 
 def _linear_sum(X: np.ndarray, weights: np.ndarray, intercept: float) -> np.ndarray:
@@ -139,25 +152,42 @@ def _spline_logistic(est) -> Positive | None:
     return positive
 
 
-def _positive(est, column: int = 1) -> Positive:
-    """``est``'s P(class 1) as a function of a block; members of known ensembles compiled recursively."""
+def _on_rows(positive: Positive) -> Stages:
+    """The stages of an estimator that reads the preprocessed rows as they are."""
+    return Stages(lambda X: [X], lambda prepared: positive(prepared[0]))
+
+
+def _stages(est, column: int = 1) -> Stages:
+    """``est``'s P(class 1) in two stages (see ``MatrixScorer.stages``); members of known ensembles compiled
+    recursively, their prepared arrays concatenated in member order."""
     kind = type(est).__name__
     if kind == "LogisticRegression" and column == 1:
-        return _logistic(est) or _own(est, column)
+        return _on_rows(_logistic(est) or _own(est, column))
     if kind == "HistGradientBoostingClassifier":
-        return _binned_hist_gradient_boosting(est) or _own(est, column)
+        return _binned_hist_gradient_boosting(est) or _on_rows(_own(est, column))
     if kind == "SplineLogisticRegression" and column == 1:
-        return _spline_logistic(est) or _own(est, column)
+        return _on_rows(_spline_logistic(est) or _own(est, column))
     if kind == "LinearBoostingBlend" and column == 1 and list(est.classes_) == [0, 1]:
-        linear, boosting, w = _positive(est.linear_), _positive(est.boosting_), est.linear_weight
+        members = [(est.linear_weight, _stages(est.linear_)), (1.0 - est.linear_weight, _stages(est.boosting_))]
+    elif kind == "WeightedMean" and column == 1:   # WeightedMean.predict_proba's sum
+        members = [(w, _stages(m)) for w, m in zip(est.weights_, est.estimators_)]
+    else:
+        return _on_rows(_own(est, column))
+    return _combined(members)
 
-        def blend(X: np.ndarray) -> np.ndarray:   # LinearBoostingBlend.predict_proba's formula
-            return w * linear(X) + (1.0 - w) * boosting(X)
-        return blend
-    if kind == "WeightedMean" and column == 1:
-        members = [(w, _positive(m)) for w, m in zip(est.weights_, est.estimators_)]
-        return lambda X: sum(w * member(X) for w, member in members)   # WeightedMean.predict_proba's sum
-    return _own(est, column)
+
+def _combined(members: list[tuple[float, Stages]]) -> Stages:
+    """The weighted sum of the members' probabilities (LinearBoostingBlend's and WeightedMean's formula)."""
+    def prepare(X: np.ndarray) -> list[np.ndarray]:
+        return [array for _, member in members for array in member.prepare(X)]
+
+    def positive(prepared: list[np.ndarray]) -> np.ndarray:
+        total, at = 0.0, 0
+        for w, member in members:
+            total = total + w * member.positive(prepared[at:at + member.arrays])
+            at += member.arrays
+        return total
+    return Stages(prepare, positive, sum(member.arrays for _, member in members))
 
 
 class MatrixScorer:
@@ -166,7 +196,10 @@ class MatrixScorer:
     def __init__(self, estimator, block_rows: int = BLOCK_ROWS):
         self.estimator = estimator
         self.block_rows = block_rows
-        self._positive = _positive(estimator, list(estimator.classes_).index(1))
+        self._stages = _stages(estimator, list(estimator.classes_).index(1))
+
+    def _positive(self, X: np.ndarray) -> np.ndarray:
+        return self._stages.positive(self._stages.prepare(X))
 
     def __call__(self, X: np.ndarray) -> np.ndarray:
         n = X.shape[0]
@@ -176,3 +209,11 @@ class MatrixScorer:
         for start in range(0, n, self.block_rows):
             out[start:start + self.block_rows] = self._positive(X[start:start + self.block_rows])
         return out
+
+    def stages(self) -> Stages:
+        """``Stages`` with ``positive(prepare(X)) == self(X)`` (float64) for one block of rows. ``prepare``
+        works column by column and every array it returns has ``X``'s columns (a boosting model's bins, else
+        the rows themselves), so reordering a column's rows in each of them is reordering them in ``X``:
+        permutation importance prepares the rows once and shuffles the prepared arrays."""
+        stages = self._stages
+        return stages._replace(positive=lambda prepared: np.asarray(stages.positive(prepared), dtype=np.float64))

@@ -87,25 +87,29 @@ def _stratified_weights(rng: np.random.Generator, y: np.ndarray, n: int) -> np.n
 
 def _permuter(model, typed: pd.DataFrame):
     """``(baseline probabilities, shuffle(column, order) -> input with that column's values reordered or None,
-    score(input) -> probabilities)``. A TabularModel's rows are preprocessed once and the column's block of
-    preprocessed features is shuffled (the preprocessing works column by column); any other model (with only
-    ``predict_proba_typed``) gets the typed rows with the column reordered."""
+    score(input) -> probabilities)``. A TabularModel's rows are preprocessed once, and prepared once for its
+    estimator (``MatrixScorer.stages``: a boosting model's bins); the column's block of preprocessed features is
+    shuffled in every prepared array (preprocessing and binning work column by column). Any other model (with
+    only ``predict_proba_typed``) gets the typed rows with the column reordered."""
     if hasattr(model, "preprocessor") and hasattr(model, "estimator"):
-        X = model.preprocessor.transform(typed)
-        raw = matrix_scorer(model.estimator)
+        stages = matrix_scorer(model.estimator).stages()
+        prepared = stages.prepare(model.preprocessor.transform(typed))
 
-        def score(matrix):   # the served probability: f1 compares it with the model's threshold
-            return model.calibrate(raw(matrix))
+        def score(arrays):   # the served probability: f1 compares it with the model's threshold
+            return model.calibrate(stages.positive(arrays))
         sources = np.array(feature_columns(model.preprocessor), dtype=object)
 
         def shuffle(column, order):
             block = np.flatnonzero(sources == column)
             if not len(block):
                 return None
-            permuted = X.copy()
-            permuted[:, block] = X[order][:, block]
-            return permuted
-        return score(X), shuffle, score
+            copies: dict[int, np.ndarray] = {}   # an array prepared twice (the rows, for two linear members): once
+            for array in prepared:
+                if id(array) not in copies:
+                    permuted = copies[id(array)] = array.copy(order="K")   # the layout its scorer expects
+                    permuted[:, block] = array[:, block][order]
+            return [copies[id(array)] for array in prepared]
+        return score(prepared), shuffle, score
 
     def shuffle_typed(column, order):
         permuted = typed.copy()

@@ -120,3 +120,24 @@ def test_a_calibrated_model_batch_probabilities_and_scores_equal_the_model(table
     out, _ = score_frame(model, frame)
     np.testing.assert_array_equal(out["probability"].to_numpy(), proba)
     np.testing.assert_array_equal(out["score"].to_numpy(), raw)
+
+
+@pytest.mark.parametrize("name", sorted(ESTIMATORS))
+def test_stages_prepare_column_by_column_and_give_the_scorers_probabilities(table, name):
+    """positive(prepare(X)) is the scorer's answer, and shuffling a column's rows in every prepared array is
+    shuffling them in X (what permutation importance relies on to bin the rows once)."""
+    est = ESTIMATORS[name](table)
+    X = rows(table)
+    scorer = MatrixScorer(est)
+    stages = scorer.stages()
+    prepared = stages.prepare(X)
+    assert len(prepared) == stages.arrays and all(a.shape == X.shape for a in prepared)
+    np.testing.assert_array_equal(stages.positive(prepared), scorer(X))
+    order = np.random.default_rng(0).permutation(len(X))
+    for column in (0, X.shape[1] - 1):
+        shuffled_rows = X.copy()
+        shuffled_rows[:, column] = X[order, column]
+        shuffled_prepared = [a.copy() for a in prepared]
+        for a, original in zip(shuffled_prepared, prepared):
+            a[:, column] = original[order, column]
+        np.testing.assert_array_equal(stages.positive(shuffled_prepared), scorer(shuffled_rows))
