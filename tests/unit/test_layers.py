@@ -16,7 +16,7 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 LAYERS: dict[str, int] = {
     # L0 foundations: no tabpipe imports but each other
     "tabpipe": 0, "tabpipe.errors": 0, "tabpipe.config_base": 0, "tabpipe.stages": 0, "tabpipe.edge": 0,
-    "tabpipe.moved": 0, "tabpipe.jsonable": 0,
+    "tabpipe.moved": 0, "tabpipe.jsonable": 0, "tabpipe.ranked": 0,
     # L1 the data contract and the shipped model object
     "tabpipe.schema": 1, "tabpipe.privacy": 1, "tabpipe.model": 1,
     "tabpipe.orchestration.spec": 1,   # a config section the Airflow venv reads without tabpipe's dependencies

@@ -2,9 +2,13 @@
 
 The estimate (``estimate.py``) assumes P(label | features) is what it was when the calibration map was
 fitted; once outcomes exist for a window, realised minus estimated ROC-AUC on the labelled rows measures
-how wrong that assumption has become. Its confidence interval comes from a bootstrap of the rows:
-each resampling draws rows with replacement (as counts per row) and both AUCs are recomputed with
-those counts as weights, from one ranking of the scores (no sort per resampling).
+how wrong that assumption has become. Both AUCs are exact, from one ranking of the scores. Their
+confidence interval comes from a bootstrap of the rows, drawn as counts per cell: the rows are grouped
+into cells of (score bin, label) — every distinct score its own bin when there are at most ``BINS``,
+else ``BINS`` bins of equal row counts — and each resampling draws the cells' counts from one
+multinomial (rows in one cell are interchangeable once their scores are binned), so a resampling costs
+the cells, not the rows. The interval is the exact gap plus the resamplings' spread around the binned
+gap (with a bin per distinct score, the binned gap is the exact one: a plain percentile bootstrap).
 Design notes: docs/monitoring.md#concept-drift-estimate-against-outcomes
 """
 from __future__ import annotations
@@ -15,6 +19,7 @@ from tabpipe.monitoring.estimate import apply_calibration
 
 RESAMPLINGS = 200
 CONFIDENCE = 0.95
+BINS = 4096      # score bins per class for the resamplings (2 x 4,096 cells at most)
 
 
 def weighted_auc(starts: np.ndarray | None, positive: np.ndarray, negative: np.ndarray) -> float:
@@ -31,62 +36,77 @@ def weighted_auc(starts: np.ndarray | None, positive: np.ndarray, negative: np.n
     return float((negative * above).sum() / (total_positive * total_negative))   # not np.dot: BLAS threads
 
 
-def _weighted_auc_into(starts: np.ndarray | None, positive: np.ndarray, negative: np.ndarray,
-                       work: np.ndarray, half: np.ndarray) -> float:
-    """``weighted_auc`` computed in the caller's buffers ``work`` and ``half`` (the length of ``positive``): the
-    same operations in the same order, so the same float, without allocating arrays per call."""
-    if starts is not None:
-        return weighted_auc(starts, positive, negative)
-    total_positive, total_negative = positive.sum(), negative.sum()
-    if total_positive <= 0 or total_negative <= 0:
-        return float("nan")
-    np.cumsum(positive, out=work)
-    np.multiply(positive, 0.5, out=half)
-    np.subtract(work, half, out=work)
-    np.multiply(negative, work, out=work)
-    return float(work.sum() / (total_positive * total_negative))
+def binned_aucs(positive: np.ndarray, negative: np.ndarray) -> np.ndarray:
+    """``weighted_auc`` of each row of ``positive`` / ``negative`` (resamplings x bins, bins highest score
+    first, each bin a run of tied scores); NaN where either total weight is zero."""
+    total_positive, total_negative = positive.sum(axis=1), negative.sum(axis=1)
+    above = np.cumsum(positive, axis=1) - 0.5 * positive
+    with np.errstate(invalid="ignore", divide="ignore"):
+        auc = (negative * above).sum(axis=1) / (total_positive * total_negative)
+    return np.where((total_positive > 0) & (total_negative > 0), auc, np.nan)
+
+
+def _bins(s: np.ndarray, bins: int) -> np.ndarray:
+    """The bin of each row of ``s`` (scores, highest first): a bin per distinct score when there are at most
+    ``bins``, else ``bins`` bins of about equal row counts whose edges never split tied scores."""
+    new = np.r_[False, np.diff(s) != 0]
+    group = np.cumsum(new)
+    if group[-1] < bins:
+        return group
+    edges = np.unique(group[np.linspace(0, len(s) - 1, bins + 1).astype(np.int64)[1:-1]])
+    return np.searchsorted(edges, group, side="right")
 
 
 def concept_gap(y: np.ndarray, proba: np.ndarray, calibration: dict, *, resamplings: int = RESAMPLINGS,
-                confidence: float = CONFIDENCE, seed: int = 0) -> dict:
+                confidence: float = CONFIDENCE, seed: int = 0, bins: int = BINS) -> dict:
     """Realised minus estimated ROC-AUC of labelled rows (``y`` 0/1, the model's raw ``proba``), with a
-    percentile bootstrap interval at ``confidence``. ``{"status": "ok", "realised", "estimated", "gap",
-    "ci": [low, high], ...}``, or ``{"status": "insufficient_data", "message"}`` without both classes
-    (or with so few of one that over a tenth of the resamplings miss it)."""
+    bootstrap interval at ``confidence`` (module docstring; ``bins``: score bins for the resamplings).
+    ``{"status": "ok", "realised", "estimated", "gap", "ci": [low, high], ...}``, or
+    ``{"status": "insufficient_data", "message"}`` without both classes (or with so few of one that over a
+    tenth of the resamplings miss it)."""
     y, p = np.asarray(y, dtype=float), np.asarray(proba, dtype=float)
     if len(y) == 0 or y.min() == y.max():
         return {"status": "insufficient_data", "rows": len(y),
                 "message": "the labelled rows do not have both classes: no realised ROC-AUC"}
-    order = np.argsort(-p, kind="mergesort")
-    s, y, c = p[order], y[order], apply_calibration(p[order], calibration)
+    order = np.argsort(-p)                 # ties are summed as one run: the order within a run does not matter
+    s, y = p[order], y[order]
+    del order
+    c = apply_calibration(s, calibration)
     starts = np.r_[0, np.flatnonzero(np.diff(s) != 0) + 1]
-    starts = None if len(starts) == len(s) else starts
-    realised = weighted_auc(starts, y, 1 - y)
-    estimated = weighted_auc(starts, c, 1 - c)
+    exact_starts = None if len(starts) == len(s) else starts
+    realised = weighted_auc(exact_starts, y, 1 - y)
+    estimated = weighted_auc(exact_starts, c, 1 - c)
+
+    n, cell = len(y), _bins(s, bins) * 2 + y.astype(np.int64)   # cell = bin x label
+    cells = int(cell[-1] // 2 + 1) * 2
+    rows = np.bincount(cell, minlength=cells).astype(float)
+    mean_c = np.bincount(cell, weights=c, minlength=cells) / np.maximum(rows, 1)
+    del s, c, cell
+
+    def gaps(counts: np.ndarray) -> np.ndarray:
+        """Binned realised minus estimated AUC for rows of cell counts (resamplings x cells)."""
+        pos_label, neg_label = counts[:, 1::2], counts[:, 0::2]
+        expected = counts * mean_c
+        pos_c = expected[:, 0::2] + expected[:, 1::2]
+        return binned_aucs(pos_label, neg_label) - binned_aucs(pos_c, pos_label + neg_label - pos_c)
+
+    binned = gaps(rows[None, :])[0]
     rng = np.random.default_rng([seed, 7])
-    gaps = []
-    n = len(y)
-    w, positive, negative, work, half = (np.empty(n) for _ in range(5))   # reused: no arrays allocated per resampling
-    for _ in range(resamplings):
-        w[:] = np.bincount(rng.integers(0, n, n), minlength=n)
-        np.multiply(w, y, out=positive)
-        np.subtract(w, positive, out=negative)
-        realised_b = _weighted_auc_into(starts, positive, negative, work, half)
-        np.multiply(w, c, out=positive)
-        np.subtract(w, positive, out=negative)
-        gaps.append(realised_b - _weighted_auc_into(starts, positive, negative, work, half))
-    gaps = np.asarray(gaps)
-    gaps = gaps[~np.isnan(gaps)]          # a resampling without one of the classes
-    if len(gaps) < 0.9 * resamplings:
-        return {"status": "insufficient_data", "rows": len(y), "positives": int(y.sum()),
-                "message": f"{resamplings - len(gaps)} of {resamplings} bootstrap resamplings had only one class: "
+    drawn = rng.multinomial(n, rows / n, size=resamplings).astype(float)
+    spread = gaps(drawn) - binned
+    spread = spread[~np.isnan(spread)]    # a resampling without one of the classes
+    if len(spread) < 0.9 * resamplings:
+        return {"status": "insufficient_data", "rows": n, "positives": int(y.sum()),
+                "message": f"{resamplings - len(spread)} of {resamplings} bootstrap resamplings had only one class: "
                            "too few rows of one class for an interval"}
+    gap = realised - estimated
     tail = (1 - confidence) / 2
-    low, high = np.quantile(gaps, [tail, 1 - tail])
+    low, high = gap + np.quantile(spread, [tail, 1 - tail])
     return {"status": "ok", "metric": "roc_auc", "realised": realised, "estimated": estimated,
-            "gap": realised - estimated, "ci": [float(low), float(high)], "confidence": confidence,
-            "rows": len(y), "positives": int(y.sum()), "resamplings": resamplings,
-            "method": "realised minus label-free estimated ROC-AUC on the same rows; percentile bootstrap of rows"}
+            "gap": gap, "ci": [float(low), float(high)], "confidence": confidence,
+            "rows": n, "positives": int(y.sum()), "resamplings": resamplings,
+            "method": ("realised minus label-free estimated ROC-AUC on the same rows; bootstrap of rows drawn as "
+                       f"counts of (score bin, label) cells, at most {bins} score bins")}
 
 
 def excludes_zero(result: dict) -> bool:

@@ -15,6 +15,8 @@ ASSUMPTIONS = (
     "expected counts: precision, recall and F1 are ratios of expected counts, not expected ratios",
 )
 
+CHUNK_ROWS = 1 << 20   # rows per step of the expected curves (``_expected_areas``)
+
 
 def apply_calibration(proba: np.ndarray, calibration: dict) -> np.ndarray:
     """Calibrated probabilities: ``{"method": "isotonic", "x": [...], "y": [...]}`` (piecewise linear,
@@ -32,17 +34,15 @@ def apply_calibration(proba: np.ndarray, calibration: dict) -> np.ndarray:
 
 
 def _ranked_expectations(score: np.ndarray, calibrated: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Expected cumulative (TP, FP) after each distinct raw score, highest score first (the per-row arrays
-    freed as soon as they are used: a few of the window's length at a time)."""
+    """Expected cumulative (TP, FP) after each distinct raw score, highest score first."""
     order = np.argsort(-score, kind="mergesort")
-    s = score[order]
+    return _sorted_expectations(score[order], calibrated[order])
+
+
+def _sorted_expectations(s: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``_ranked_expectations`` of scores ``s`` already sorted highest first, ``c`` in the same order."""
     last_of_tie = np.r_[np.flatnonzero(np.diff(s) != 0), len(s) - 1]
-    del s
-    c = calibrated[order]
-    del order
-    tp = np.cumsum(c)[last_of_tie]
-    np.subtract(1.0, c, out=c)               # 1 - c, in place
-    return tp, np.cumsum(c)[last_of_tie]
+    return np.cumsum(c)[last_of_tie], np.cumsum(1.0 - c)[last_of_tie]
 
 
 def _roc_auc(tp: np.ndarray, fp: np.ndarray) -> float:
@@ -77,24 +77,67 @@ def expected_confusion(calibrated: np.ndarray, predicted: np.ndarray) -> dict[st
             "fn": float(c[~pred].sum()), "tn": float((1 - c[~pred]).sum())}
 
 
+def _expected_areas(ascending: np.ndarray, calibration: dict, threshold: float,
+                    chunk: int = CHUNK_ROWS) -> dict[str, float]:
+    """The expected curves' areas and counts of scores sorted ascending: ``roc_auc``, ``pr_auc`` (as
+    ``_roc_auc`` / ``_average_precision`` of ``_ranked_expectations``), the expected confusion counts at
+    ``threshold`` and ``positives`` (the sum of calibrated probabilities). The rows are taken highest first,
+    ``chunk`` at a time, with the cumulative expected counts carried over: memory is a few chunks, not a few
+    copies of the window (the calibrated value of a row is a function of its score, so tied scores have
+    equal calibrated values and a chunk may cut a run of ties)."""
+    n = len(ascending)
+    bounds = list(range(n, 0, -chunk)) + [0]
+    cut = np.searchsorted(ascending, threshold, side="left")       # rows from ``cut`` on are predicted positive
+    total = 0.0
+    for hi, lo in zip(bounds[:-1], bounds[1:]):
+        total += float(apply_calibration(ascending[lo:hi], calibration).sum())
+    if n == 0:
+        return {"roc_auc": float("nan"), "pr_auc": float("nan"), "positives": 0.0,
+                "confusion": {"tp": 0.0, "fp": 0.0, "fn": 0.0, "tn": 0.0}}
+    negatives = n - total
+    auc = ap = predicted = 0.0
+    cum_tp = cum_fp = 0.0          # expected counts down to the previous chunk's last row
+    point_tp = point_fp = 0.0      # the curve's last point: the counts at the end of the last finished run of ties
+    for hi, lo in zip(bounds[:-1], bounds[1:]):
+        s = ascending[lo:hi][::-1]                                   # highest first
+        c = apply_calibration(s, calibration)
+        predicted += float(c[: max(hi - max(cut, lo), 0)].sum())
+        ends = np.flatnonzero(np.diff(s) != 0)                       # last row of each run of ties in the chunk
+        if lo == 0 or ascending[lo - 1] != s[-1]:
+            ends = np.r_[ends, len(s) - 1]                          # the chunk's last run ends with it
+        running_tp, running_fp = cum_tp + np.cumsum(c), cum_fp + np.cumsum(1.0 - c)
+        if len(ends):
+            tp, fp = running_tp[ends], running_fp[ends]
+            before_tp, before_fp = np.r_[point_tp, tp[:-1]], np.r_[point_fp, fp[:-1]]
+            auc += float(np.sum((fp - before_fp) * (tp + before_tp)))
+            ap += float(np.sum((tp - before_tp) * (tp / np.maximum(tp + fp, 1e-12))))
+            point_tp, point_fp = tp[-1], fp[-1]
+        cum_tp, cum_fp = running_tp[-1], running_fp[-1]              # a run cut by the chunk goes on in the next
+    rows_predicted = n - cut
+    return {"roc_auc": auc / (2 * total * negatives) if total > 0 and negatives > 0 else float("nan"),
+            "pr_auc": ap / total if total > 0 else float("nan"), "positives": total,
+            "confusion": {"tp": predicted, "fp": rows_predicted - predicted, "fn": total - predicted,
+                          "tn": cut - (total - predicted)}}
+
+
 def estimate(proba: np.ndarray, threshold: float, calibration: dict) -> dict:
     """Expected roc_auc, pr_auc, precision, recall, f1 and confusion counts of a window, with assumptions.
 
     ``proba``: the model's raw positive-class probabilities; ``threshold``: its decision threshold.
     """
-    p = np.asarray(proba, dtype=float)
-    c = apply_calibration(p, calibration)
-    cm = expected_confusion(c, p >= threshold)
+    p = np.array(proba, dtype=float)        # a copy, sorted in place: one ranking for both curves
+    p.sort()
+    areas = _expected_areas(p, calibration, threshold)
+    cm = areas["confusion"]
     tp, fp, fn = cm["tp"], cm["fp"], cm["fn"]
-    curve = _ranked_expectations(p, c) if len(p) else None      # one ranking for both curves
     return {
-        "roc_auc": _roc_auc(*curve) if len(p) else float("nan"),
-        "pr_auc": _average_precision(*curve) if len(p) else float("nan"),
+        "roc_auc": areas["roc_auc"],
+        "pr_auc": areas["pr_auc"],
         "precision": tp / (tp + fp) if tp + fp > 0 else float("nan"),
         "recall": tp / (tp + fn) if tp + fn > 0 else float("nan"),
         "f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn > 0 else float("nan"),
         "expected_confusion": cm,
-        "expected_positive_rate": float(c.mean()) if len(c) else float("nan"),
+        "expected_positive_rate": areas["positives"] / len(p) if len(p) else float("nan"),
         "rows": len(p),
         "threshold": float(threshold),
         "method": "CBPE (confidence-based performance estimation)",

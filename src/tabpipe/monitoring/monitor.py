@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import confusion_matrix
 
 from tabpipe.errors import DataError
+from tabpipe.ranked import RankedScores
 from tabpipe.training.metrics import holdout_metrics
 from tabpipe.config import (
     AlertsSection,
@@ -205,9 +205,8 @@ def timed(chunks, spent: dict) -> Iterator:
 def _realised(y: np.ndarray, proba: np.ndarray, threshold: float) -> dict | None:
     if len(y) == 0 or y.min() == y.max():
         return None
-    metrics = holdout_metrics(y, proba, threshold)
-    tn, fp, fn, tp = confusion_matrix(y, (proba >= threshold).astype(int), labels=[0, 1]).ravel()
-    return {**metrics, "confusion": {"tn": int(tn), "fp": int(fp), "fn": int(fn), "tp": int(tp)}}
+    ranked = RankedScores.of(y, proba)
+    return {**holdout_metrics(y, proba, threshold, ranked), "confusion": ranked.confusion(threshold)}
 
 
 def _psi_verdict(value: float | None, rules: RulesSection) -> str:

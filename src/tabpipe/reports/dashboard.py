@@ -25,7 +25,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from sklearn.metrics import confusion_matrix, precision_recall_curve, roc_auc_score, roc_curve  # noqa: E402
+
+from tabpipe.ranked import RankedScores  # noqa: E402
 
 PANELS = ("ROC curve", "Precision-recall curve", "Confusion matrix", "Probability by class",
           "Metric trend across windows", "PSI per feature")
@@ -37,16 +38,6 @@ def _empty(ax, title: str, message: str) -> None:
             transform=ax.transAxes)
     ax.set_xticks([])
     ax.set_yticks([])
-
-
-def _thin(*curves: np.ndarray, points: int = 2000) -> tuple[np.ndarray, ...]:
-    """At most ``points`` evenly spaced points of each curve (ends kept): a million-point line draws
-    slowly and looks the same."""
-    n = len(curves[0])
-    if n <= points:
-        return curves
-    keep = np.unique(np.linspace(0, n - 1, points).round().astype(int))
-    return tuple(c[keep] for c in curves)
 
 
 def _has_both_classes(y) -> bool:
@@ -69,17 +60,18 @@ def figure(*, proba: np.ndarray | None, y: np.ndarray | None, threshold: float,
     no_outcomes = "no outcomes (labels) for these rows:\nsee the label-free estimate"
 
     if labelled:
-        fpr, tpr = _thin(*roc_curve(y, proba)[:2])
-        ax_roc.plot(fpr, tpr, lw=2, label=f"ROC-AUC {roc_auc_score(y, proba):.3f}")
+        ranked = RankedScores.of(y, proba)          # one ranking: both curves (2,000 points each), AUC, counts
+        curves = ranked.curves()
+        ax_roc.plot(curves["fpr"], curves["tpr"], lw=2, label=f"ROC-AUC {ranked.roc_auc():.3f}")
         ax_roc.plot([0, 1], [0, 1], ls="--", color="grey", lw=1)
         ax_roc.set(title=PANELS[0], xlabel="false positive rate", ylabel="true positive rate")
         ax_roc.legend(loc="lower right")
-        precision, recall = _thin(*precision_recall_curve(y, proba)[:2])
-        ax_pr.plot(recall, precision, lw=2)
+        ax_pr.plot(curves["recall"], curves["precision"], lw=2)
         ax_pr.axhline(float(np.mean(y)), ls="--", color="grey", lw=1, label=f"base rate {np.mean(y):.3f}")
         ax_pr.set(title=PANELS[1], xlabel="recall", ylabel="precision", ylim=(0, 1.02))
         ax_pr.legend(loc="upper right")
-        cm = confusion_matrix(y, (proba >= threshold).astype(int), labels=[0, 1])
+        counts = ranked.confusion(threshold)
+        cm = np.array([[counts["tn"], counts["fp"]], [counts["fn"], counts["tp"]]])
         ax_cm.imshow(cm, cmap="Blues")
         for (i, j), count in np.ndenumerate(cm):
             ax_cm.text(j, i, f"{count:,}", ha="center", va="center",

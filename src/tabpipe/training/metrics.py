@@ -11,12 +11,11 @@ import numpy as np
 from scipy.stats import rankdata
 from sklearn.metrics import (
     average_precision_score,
-    f1_score,
     precision_recall_curve,
-    precision_score,
-    recall_score,
     roc_auc_score,
 )
+
+from tabpipe.ranked import RankedScores
 
 if TYPE_CHECKING:
     from tabpipe.config import Metric
@@ -105,17 +104,21 @@ def calibration_metrics(y: np.ndarray, proba: np.ndarray) -> dict[str, float]:
     return {"ece": expected_calibration_error(y, proba), "brier": brier_score(y, proba), "log_loss": log_loss(y, proba)}
 
 
-def holdout_metrics(y: np.ndarray, proba: np.ndarray, threshold: float) -> dict[str, float]:
-    """roc_auc, pr_auc (average precision), f1/precision/recall of ``proba >= threshold``, and the
-    calibration measures ece/brier/log_loss (``calibration_metrics``)."""
-    pred = (proba >= threshold).astype(int)
+def holdout_metrics(y: np.ndarray, proba: np.ndarray, threshold: float,
+                    ranked: RankedScores | None = None) -> dict[str, float]:
+    """roc_auc, pr_auc (average precision), f1/precision/recall of ``proba >= threshold`` (0 where a ratio has
+    no rows) and the calibration measures ece/brier/log_loss (``calibration_metrics``); ``ranked``: the rows
+    already ranked (``RankedScores.of(y, proba)``), for a caller that also wants the curves or the counts."""
+    ranked = ranked or RankedScores.of(y, proba)
+    cm = ranked.confusion(threshold)
+    tp, fp, fn = cm["tp"], cm["fp"], cm["fn"]
     return {
-        "roc_auc": float(roc_auc_score(y, proba)),
-        "pr_auc": float(average_precision_score(y, proba)),
+        "roc_auc": ranked.roc_auc(),
+        "pr_auc": ranked.average_precision(),
         **calibration_metrics(y, proba),
-        "f1": float(f1_score(y, pred, zero_division=0)),
-        "precision": float(precision_score(y, pred, zero_division=0)),
-        "recall": float(recall_score(y, pred, zero_division=0)),
+        "f1": 2 * tp / (2 * tp + fp + fn) if tp else 0.0,
+        "precision": tp / (tp + fp) if tp else 0.0,
+        "recall": tp / (tp + fn) if tp else 0.0,
         "threshold": float(threshold),
         "positives": int(y.sum()),
         "rows": len(y),

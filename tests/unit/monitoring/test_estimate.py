@@ -102,14 +102,17 @@ def test_uncalibrated_scores_would_miss_precision():
     assert abs(naive["precision"] - precision_score(y, raw >= 0.5)) > 0.05
 
 
-def test_estimate_ranks_once_and_gives_exactly_the_per_curve_figures():
-    """``estimate`` ranks the scores once for both curves (arrays freed as used): the same floats as the
-    plain per-curve computation, with and without tied scores."""
-    from tabpipe.monitoring.estimate import apply_calibration, estimate
+@pytest.mark.parametrize("chunk", [7, 64, 1000, 1 << 20])
+def test_areas_taken_a_chunk_at_a_time_are_the_whole_curves(chunk):
+    """``_expected_areas`` walks the sorted scores a chunk at a time (chunks that cut runs of tied scores
+    included): the same areas and expected counts as the plain computation over the whole ranked window, with
+    and without tied scores."""
+    from tabpipe.monitoring.estimate import _expected_areas, apply_calibration, expected_confusion
 
+    platt = {"method": "platt", "a": 1.3, "b": -0.2}
     rng = np.random.default_rng(11)
-    for p in (rng.random(5000), rng.random(5000).round(2)):
-        c = apply_calibration(p, {"method": "platt", "a": 1.3, "b": -0.2})
+    for p in (rng.random(5000), rng.random(5000).round(2), np.full(300, 0.4)):
+        c = apply_calibration(p, platt)
         order = np.argsort(-p, kind="mergesort")
         s, cs = p[order], c[order]
         last = np.r_[np.flatnonzero(np.diff(s) != 0), len(s) - 1]
@@ -117,6 +120,10 @@ def test_estimate_ranks_once_and_gives_exactly_the_per_curve_figures():
         tpr, fpr = np.r_[0.0, tp / tp[-1]], np.r_[0.0, fp / fp[-1]]
         roc = float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
         ap = float(np.sum(np.diff(np.r_[0.0, tp / tp[-1]]) * (tp / np.maximum(tp + fp, 1e-12))))
-        got = estimate(p, 0.5, {"method": "platt", "a": 1.3, "b": -0.2})
-        assert (got["roc_auc"], got["pr_auc"]) == (roc, ap)
-        assert c.tolist() == apply_calibration(p, {"method": "platt", "a": 1.3, "b": -0.2}).tolist()
+        got = _expected_areas(np.sort(p), platt, 0.5, chunk=chunk)
+        assert got["roc_auc"] == pytest.approx(roc, rel=1e-12, abs=1e-12)
+        assert got["pr_auc"] == pytest.approx(ap, rel=1e-12)
+        assert got["positives"] == pytest.approx(c.sum(), rel=1e-12)
+        assert got["confusion"] == pytest.approx(expected_confusion(c, p >= 0.5), rel=1e-9, abs=1e-9)
+        whole = estimate(p, 0.5, platt)
+        assert whole["roc_auc"] == pytest.approx(roc, rel=1e-12, abs=1e-12) and whole["rows"] == len(p)
