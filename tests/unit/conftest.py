@@ -1,5 +1,6 @@
 """Unit tests are the fast loop: pure logic only. A unit test that starts a process or opens a listening
 socket fails here, naming where it belongs (tests/scenarios)."""
+import multiprocessing.process
 import socket
 import subprocess
 
@@ -15,4 +16,5 @@ def _refuse(what: str):
 @pytest.fixture(autouse=True)
 def _pure(monkeypatch):
     monkeypatch.setattr(subprocess.Popen, "__init__", _refuse("starts a process"))
+    monkeypatch.setattr(multiprocessing.process.BaseProcess, "start", _refuse("starts a process"))
     monkeypatch.setattr(socket.socket, "listen", _refuse("opens a server socket"))

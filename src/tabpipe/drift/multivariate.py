@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from tabpipe.ranked import RankedScores
+
 SAMPLE_ROWS = 2_000        # rows of each side the classifier sees
 RESAMPLINGS = 40           # reference-vs-reference splits of the null distribution (publish-time cost: ~1 s)
 CLASSIFIER = {"max_iter": 20, "learning_rate": 0.2, "max_leaf_nodes": 8, "min_samples_leaf": 20, "max_bins": 64,
@@ -111,12 +113,8 @@ def _one_thread():
 
 
 def rank_auc(score: np.ndarray, y: np.ndarray) -> float:
-    """ROC-AUC of ``score`` for 0/1 ``y`` (both present) from mid-ranks: ties count half, as in scikit-learn."""
-    from scipy.stats import rankdata
-
-    positive = y == 1
-    n1, n0 = int(positive.sum()), int(len(y) - positive.sum())
-    return float((rankdata(score)[positive].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+    """ROC-AUC of ``score`` for 0/1 ``y`` (both present): ties count half, as in scikit-learn."""
+    return RankedScores.of(y, score).roc_auc()
 
 
 def null_sd(n_reference: int, n_window: int) -> float:

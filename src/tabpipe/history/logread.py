@@ -147,8 +147,16 @@ def log_chunks(store: HistoryStore, schema, *, since: datetime | None, until: da
                 yield LogRows(ready[0].result(), ready[1], pd.Series(ready[2], name="outcome", dtype=object))
         if pending is not None:
             yield LogRows(pending[0].result(), pending[1], pd.Series(pending[2], name="outcome", dtype=object))
+    yield from columnar_log_chunks(store, schema, since=since, until=until, version=version, chunk_rows=chunk_rows)
+
+
+def columnar_log_chunks(store: HistoryStore, schema, *, since: datetime | None, until: datetime | None,
+                        version: str | None, chunk_rows: int = 65_536, files: list[dict] | None = None
+                        ) -> Iterator[LogRows]:
+    """The columnar log's part of ``log_chunks`` (``files``: only these of the window's files), read a chunk
+    ahead by a worker thread."""
     parts = store.columnar_chunks(list(schema.columns), since=since, until=until, version=version,
-                                  chunk_rows=chunk_rows, dictionary=True)
+                                  chunk_rows=chunk_rows, dictionary=True, files=files)
     yield from ahead(_gathered(parts, chunk_rows, arrow_schema(schema)))
 
 

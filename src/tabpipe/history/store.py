@@ -629,11 +629,13 @@ class HistoryStore:
 
     def columnar_chunks(self, inputs: Iterable[str], *, since: datetime | str | None = None,
                         until: datetime | str | None = None, version: str | None = None, chunk_rows: int = 65_536,
-                        dictionary: bool = False) -> Iterator[tuple[Any, np.ndarray, np.ndarray]]:
+                        dictionary: bool = False, files: list[dict] | None = None,
+                        ) -> Iterator[tuple[Any, np.ndarray, np.ndarray]]:
         """The columnar log's rows of a window, file by file in batches of at most ``chunk_rows``: (an Arrow table
         of the input columns ``inputs`` that the file has, ``probability`` as float64, ``outcome`` as an object
         array, None where no label arrived). Only the files of the window and only those columns are read.
-        ``dictionary``: text input columns as Arrow dictionaries (``columnar.read_batches``)."""
+        ``dictionary``: text input columns as Arrow dictionaries (``columnar.read_batches``); ``files``: only these
+        of the window's files (``log_files`` rows, in their order)."""
         from tabpipe.history.columnar import INPUT, read_batches
 
         import pyarrow as pa
@@ -642,7 +644,7 @@ class HistoryStore:
         since, until = utc(since), utc(until)
         wanted = [INPUT + name for name in inputs]
         cached: dict[tuple, tuple] = {}
-        for f in self.log_files(since=since, until=until, version=version):
+        for f in self.log_files(since=since, until=until, version=version) if files is None else files:
             key = (f["hour"], f["model_version"])
             if key not in cached:                             # files come hour by hour: keep one hour's outcomes
                 pairs = self._hour_outcome_rows(*key)
@@ -752,6 +754,19 @@ class HistoryStore:
                                                           version=version, chunk_rows=chunk_rows):
             texts = [_json_text(record) for record in table.to_pylist()]
             yield texts, proba, list(outcome)
+
+    def has_sql_rows(self, *, since: datetime | str | None = None, until: datetime | str | None = None,
+                     version: str | None = None) -> bool:
+        """Whether the SQL ``predictions`` table holds rows of the window (a store that logged before the
+        columnar log existed, or logs with ``format: sql``)."""
+        query = _window(select(PREDICTIONS.c.id), since, until, version).order_by(None).limit(1)
+        with self._read("has_sql_rows") as conn:
+            return conn.execute(query).first() is not None
+
+    def reopen_args(self) -> tuple[str, Path | None]:
+        """(URL with its password, log folder): what ``HistoryStore.open(url, migrate_to=None, log_dir=...)`` in
+        another process of this machine needs to read this store. Never to be written or shown."""
+        return self.engine.url.render_as_string(hide_password=False), self.log_dir
 
     def prediction_summary(self, *, version: str | None = None) -> dict:
         """{"logged", "labelled", "first", "last"} over the log (of ``version``), computed in the database."""

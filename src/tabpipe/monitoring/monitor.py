@@ -309,11 +309,18 @@ def window_stats(window: Window | DatasetWindow | LogWindow, *, model, profile: 
     if isinstance(window, LogWindow):
         from tabpipe.history.logread import log_chunks
 
+        from tabpipe.monitoring.log_stats import counted_in_processes, plan
+
         spec = ChunkSpec(model=model, profile_features=features, seed=settings.seed, categorical=True,
                          keep=max(settings.evidently_max_rows if evidently else 0, domain_rows))
-        chunks = log_chunks(window.store, model.schema, since=window.start, until=window.end, version=window.version)
-        return stream_stats(timed(chunks, spent if spent is not None else {"read": 0.0}), spec,
-                            where=window.description)
+        spent = spent if spent is not None else {"read": 0.0}
+        bounds = dict(since=window.start, until=window.end, version=window.version)
+        groups = plan(window.store, **bounds)
+        if groups is not None:      # a large columnar window: counted by several processes at once
+            return counted_in_processes(window.store, groups, spec, where=window.description,
+                                        read=lambda chunks: timed(chunks, spent), **bounds)
+        chunks = log_chunks(window.store, model.schema, **bounds)
+        return stream_stats(timed(chunks, spent), spec, where=window.description)
     from tabpipe.scoring.partitions import check_columns, partitions
 
     parts = partitions(window.path)

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from tabpipe.scoring.batch import MissingColumns, probabilities
 from tabpipe.errors import DataError
 from tabpipe.drift.psi import bucket_counts, column_values
 from tabpipe.schema import absent_columns, positive_mask
@@ -149,6 +148,8 @@ def chunk_stats(rows: pd.DataFrame, spec: ChunkSpec, *, proba: np.ndarray | None
     model, n = spec.model, len(rows)
     rows = rows.reset_index(drop=True)
     if proba is None and n:
+        from tabpipe.scoring.batch import MissingColumns   # scoring (and scikit-learn) only when rows are scored
+
         absent = absent_columns(rows.columns, model.schema)
         if absent:
             raise MissingColumns(absent, where)
@@ -162,6 +163,8 @@ def chunk_stats(rows: pd.DataFrame, spec: ChunkSpec, *, proba: np.ndarray | None
                    for name in model.schema.features}
     _count_problems(stats, problems, n)
     if proba is None:
+        from tabpipe.scoring.batch import probabilities
+
         proba = probabilities(model, typed, problems) if n else np.empty(0)
     proba = np.asarray(proba, dtype=float)
     stats.proba = [proba]
@@ -271,12 +274,16 @@ def dataset_stats(parts: list, spec: ChunkSpec, *, dask: bool = False, dask_addr
     return merged(partials, spec.keep)
 
 
-def stream_stats(chunks: Iterable, spec: ChunkSpec, *, where: str = "the log") -> WindowStats:
+def stream_stats(chunks: Iterable, spec: ChunkSpec, *, where: str = "the log", first_row: int = 0,
+                 finish: bool = True) -> WindowStats:
     """A window read chunk by chunk (``history.logread.log_chunks``: rows, logged ``proba``, ``outcomes`` with
     None where no label arrived), merged and finished. The sample keys are one seeded stream over the rows
-    in order, so the sample does not depend on where the chunks were cut (nor on the log's format)."""
+    in order, so the sample does not depend on where the chunks were cut (nor on the log's format).
+    ``first_row``: the window's rows before these (counted elsewhere): the key stream starts there, and the
+    sample's places count from there; ``finish``: False leaves a partial result to ``merge`` after those rows'."""
     rng = np.random.default_rng([spec.seed, 0])
-    total, offset = WindowStats(keep=spec.keep), 0
+    rng.bit_generator.advance(first_row)          # one 64-bit draw per key (``Generator.random``)
+    total, offset = WindowStats(keep=spec.keep), first_row
     for chunk in chunks:
         n = len(chunk.proba)
         keys = rng.random(n) if spec.keep else None
@@ -284,6 +291,6 @@ def stream_stats(chunks: Iterable, spec: ChunkSpec, *, where: str = "the log") -
         total.merge(chunk_stats(chunk.rows, spec, proba=chunk.proba, outcomes=chunk.outcomes, keys=keys,
                                 place=offset, where=where, above=total.sample_keys.max() if full else None))
         offset += n
-    if offset == 0:      # no rows: the counts of an empty window (every feature's empty buckets), as in memory
+    if offset == first_row and finish:   # no rows: an empty window's counts (every feature's empty buckets)
         total.merge(chunk_stats(pd.DataFrame(), spec, proba=np.empty(0), where=where))
-    return total.finish()
+    return total.finish() if finish else total

@@ -1,0 +1,120 @@
+"""A columnar log window counted by several processes gives, field for field, what one pass gives
+(tabpipe.monitoring.log_stats); one pass is kept where several cannot pay or cannot be exact."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tabpipe.drift.profile import build_profile
+from tabpipe.history.logread import log_chunks
+from tabpipe.history.store import HistoryStore
+from tabpipe.model import TabularModel
+from tabpipe.monitoring.log_stats import counted_in_processes, plan
+from tabpipe.monitoring.window_stats import ChunkSpec, stream_stats
+from tabpipe.schema import Schema, coerce_frame
+
+T0 = datetime(2026, 3, 1, 9, 40, tzinfo=timezone.utc)
+SCHEMA = Schema.model_validate({"target": {"name": "y", "positive": 1}, "columns": {
+    "x": {"type": "float", "min": -3, "max": 3}, "n": {"type": "int"},
+    "c": {"type": "category", "categories": ["a", "b"]}, "id": {"type": "string", "role": "id"}}})
+
+
+def logged(n: int, seed: int) -> list[dict]:
+    """``n`` logged rows over ~8 hours (one file per hour), some values off the schema's expectations."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0, 1.5, n)
+    return [{"request_id": f"r{i}", "row_index": 0, "row_id": f"id{i}", "model_version": "v1",
+             "logged_at": T0 + timedelta(seconds=int(i * 8 * 3600 / n)),
+             "inputs": {"x": None if i % 17 == 0 else float(x[i]), "n": int(rng.integers(0, 9)),
+                        "c": "abz"[i % 3], "id": f"id{i}"},
+             "probability": float(rng.random()), "prediction": 0, "warnings": []} for i in range(n)]
+
+
+@pytest.fixture()
+def window(tmp_path):
+    store = HistoryStore.open(f"sqlite:///{tmp_path / 'history.sqlite'}", log_format="parquet")
+    rows = logged(3000, seed=1)
+    store.log_predictions(rows)
+    store.attach_outcomes({f"id{i}": int(i % 3 == 0) for i in range(0, 3000, 4)})
+    train = pd.DataFrame([r["inputs"] for r in logged(500, seed=2)])
+    typed, _ = coerce_frame(train, SCHEMA, with_target=False)
+    profile = build_profile(typed, SCHEMA, np.random.default_rng(0).random(200), np.zeros(200, int), 0.5)
+    model = TabularModel(schema=SCHEMA, preprocessor=None, estimator=None, threshold=0.5, labels=(0, 1))
+    spec = ChunkSpec(model=model, profile_features=profile["features"], seed=3, categorical=True, keep=250)
+    yield store, spec, profile
+    store.close()
+
+
+def same(a, b) -> None:
+    assert (a.rows, a.nulls, a.rules, a.column_rows, a.rows_with_problems) == \
+        (b.rows, b.nulls, b.rules, b.column_rows, b.rows_with_problems)
+    assert a.buckets.keys() == b.buckets.keys() and all((a.buckets[k] == b.buckets[k]).all() for k in a.buckets)
+    for name in ("proba", "labelled", "y", "sample_keys", "sample_place"):
+        assert np.array_equal(getattr(a, name), getattr(b, name)), name
+    pd.testing.assert_frame_equal(a.sample, b.sample)
+
+
+@pytest.mark.parametrize("bounds", [{}, {"since": T0 + timedelta(hours=1, minutes=30),
+                                         "until": T0 + timedelta(hours=6, minutes=10)}])
+def test_processes_count_what_one_pass_counts(window, bounds):
+    store, spec, _ = window
+    since, until = bounds.get("since"), bounds.get("until")
+    groups = plan(store, since=since, until=until, version="v1", processes=3, min_rows=1)
+    assert groups is not None and len(groups) == 3
+    assert [g.first_row for g in groups[1:]] == list(np.cumsum([g.rows for g in groups])[:-1])
+    one = stream_stats(log_chunks(store, SCHEMA, since=since, until=until, version="v1", chunk_rows=256), spec)
+    assert one.rows == sum(g.rows for g in groups) and one.labelled.sum() > 0 and one.rules
+    several = counted_in_processes(store, groups, spec, since=since, until=until, version="v1", where="the log")
+    same(several, one)
+
+
+def test_one_pass_where_several_cannot_pay_or_be_exact(window, tmp_path):
+    store, _, _ = window
+    assert plan(store, since=None, until=None, version="v1", processes=2, min_rows=1) is not None
+    assert plan(store, since=None, until=None, version="v1", processes=2, min_rows=3001) is None   # too few rows
+    assert plan(store, since=None, until=None, version="v1", processes=1, min_rows=1) is None      # one core
+    assert plan(store, since=T0 + timedelta(hours=9), until=None, version="v1", processes=2, min_rows=1) is None
+    mixed = HistoryStore.open(f"sqlite:///{tmp_path / 'mixed.sqlite'}", log_format="sql")
+    mixed.log_predictions(logged(10, seed=4))                        # rows in the SQL table
+    mixed.close()
+    mixed = HistoryStore.open(f"sqlite:///{tmp_path / 'mixed.sqlite'}", log_format="parquet")
+    mixed.log_predictions(logged(3000, seed=5))
+    assert plan(mixed, since=None, until=None, version="v1", processes=2, min_rows=1) is None
+    mixed.close()
+
+
+def test_a_monitoring_run_over_the_log_decides_the_same_either_way(window, tmp_path, monkeypatch):
+    """``run_monitor`` over a log window: counted by several processes (the size threshold lowered to 1 row)
+    or in one pass, the same monitoring result."""
+    import json
+
+    from tabpipe.config import AlertsSection, RulesSection
+    from tabpipe.monitoring import log_stats
+    from tabpipe.monitoring.monitor import MonitorSettings, log_window, run_monitor
+
+    store, spec, profile = window
+    settings = MonitorSettings(rules=RulesSection(), alerts=AlertsSection(), psi_min_rows=100, evidently=False,
+                               evidently_max_rows=20_000, evidently_drift_share=0.5, seed=3)
+    results = []
+    for min_rows in (10**9, 1):
+        monkeypatch.setattr(log_stats, "MIN_ROWS", min_rows)
+        started = []
+        monkeypatch.setattr(log_stats, "plan", _recording(log_stats.plan, started))
+        result = run_monitor(log_window(store, "v1", T0, T0 + timedelta(hours=9)), model=spec.model, version="v1",
+                             profile=profile, reference=None, out_dir=tmp_path / str(min_rows), settings=settings,
+                             store=store, now=T0 + timedelta(hours=9))
+        assert started == [min_rows == 1]          # several processes only with the threshold lowered
+        results.append({k: v for k, v in result.items() if k not in ("reports", "stage_seconds", "run_id", "alert")})
+    assert results[0]["window"]["rows"] == 3000 and results[0]["window"]["labelled_rows"] == 750
+    assert json.dumps(results[0], sort_keys=True, default=str) == json.dumps(results[1], sort_keys=True, default=str)
+
+
+def _recording(plan_function, started: list):
+    def recorded(*args, **kwargs):
+        groups = plan_function(*args, **kwargs)
+        started.append(groups is not None)
+        return groups
+    return recorded
