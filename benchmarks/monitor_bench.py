@@ -243,17 +243,45 @@ def build_log_project(work: Path, rows: int, log_format: str = "sql") -> Path:
     return config
 
 
-def run_measured(command: list[str]) -> tuple[subprocess.CompletedProcess, float, float, float]:
-    """Run ``command``: (its completed process, wall seconds, peak RSS in MB, CPU seconds (user + system))."""
+def run_measured(command: list[str]) -> tuple[subprocess.CompletedProcess, float, float, float, float]:
+    """Run ``command``: (its completed process, wall seconds, peak RSS in MB, CPU seconds (user + system) of it
+    and the processes it waited for, peak of the summed RSS of its process tree in MB, sampled every 0.1 s: a
+    monitoring run that counts a large window in several processes holds memory in each)."""
     import os
+    import threading
+
+    import psutil
 
     with tempfile.NamedTemporaryFile("r") as usage:
         started = time.perf_counter()   # GNU time execs the command from its own small process: the peak is the
-        done = subprocess.run(["/usr/bin/time", "-o", usage.name, "-f", "%M %U %S", *command],   # command's
-                              capture_output=True, text=True, env=os.environ)
+        process = subprocess.Popen(["/usr/bin/time", "-o", usage.name, "-f", "%M %U %S", *command],   # command's
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ)
+        tree_peak, stop = [0], threading.Event()
+
+        def sample() -> None:
+            root = psutil.Process(process.pid)
+            while not stop.wait(0.1):
+                try:
+                    members = [root, *root.children(recursive=True)]
+                    total = 0
+                    for member in members:
+                        try:
+                            total += member.memory_info().rss
+                        except psutil.Error:
+                            pass
+                except psutil.Error:
+                    return
+                tree_peak[0] = max(tree_peak[0], total)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        out, err = process.communicate()
+        stop.set()
+        sampler.join()
         wall = time.perf_counter() - started
+        done = subprocess.CompletedProcess(process.args, process.returncode, out, err)
         kilobytes, user, system = usage.read().split()[-3:]
-    return done, wall, int(kilobytes) / 1024, float(user) + float(system)
+    return done, wall, int(kilobytes) / 1024, float(user) + float(system), tree_peak[0] / 2**20
 
 
 def from_log_result(rows: int, repeats: int, work: Path, peer: bool = True, log_format: str = "sql") -> dict:
@@ -270,11 +298,12 @@ def from_log_result(rows: int, repeats: int, work: Path, peer: bool = True, log_
     config = build_log_project(work, rows, log_format)
     build_s = time.perf_counter() - started
     command = [str(Path(sys.executable).with_name("tabpipe")), "monitor", "--config", str(config), "--since", "7d", "--json"]
-    walls, stages, peaks, cpus, result = [], [], [], [], None
+    walls, stages, peaks, cpus, trees, result = [], [], [], [], [], None
     for _ in range(repeats):
-        done, wall, peak, cpu = run_measured(command)
+        done, wall, peak, cpu, tree = run_measured(command)
         walls.append(wall)
         peaks.append(peak)
+        trees.append(tree)
         cpus.append(cpu)
         if done.returncode not in (0, 3):
             raise SystemExit(f"tabpipe monitor failed ({done.returncode}):\n{done.stderr[-3000:]}")
@@ -300,6 +329,7 @@ def from_log_result(rows: int, repeats: int, work: Path, peer: bool = True, log_
     med = statistics.median
     return {"rows": rows, "repeats": repeats, "command": " ".join(["tabpipe", *command[1:]]),
             "wall_s": med(walls), "walls": walls, "build_s": build_s, "peak_rss_mb": med(peaks), "peaks_mb": peaks,
+            "tree_peak_mb": med(trees), "tree_peaks_mb": trees,
             "cpu_s": med(cpus), "cpus_s": cpus,
             "log_format": log_format,
             "stages": {name: med(s.get(name, 0.0) for s in stages) for name in stages[0]},
@@ -322,7 +352,9 @@ def from_log(rows: int, repeats: int, work: Path, log_format: str = "sql") -> No
     print(f"| whole command (process start to exit) | {r['wall_s']:.3f} |")
     print(f"\nwall times: {', '.join(f'{w:.2f}' for w in r['walls'])} s; peak RSS of the command: "
           f"{', '.join(f'{p:.0f}' for p in r['peaks_mb'])} MB (median {r['peak_rss_mb']:.0f} MB); CPU seconds "
-          f"(user + system, all threads): {', '.join(f'{c:.1f}' for c in r['cpus_s'])} (median {r['cpu_s']:.1f})")
+          f"(user + system, all threads and processes): {', '.join(f'{c:.1f}' for c in r['cpus_s'])} "
+          f"(median {r['cpu_s']:.1f}); peak of the summed RSS of its processes (sampled every 0.1 s): "
+          f"{', '.join(f'{t:.0f}' for t in r['tree_peaks_mb'])} MB (median {r['tree_peak_mb']:.0f} MB)")
     if r["peer_read_s"] is None:
         return
     print(f"\npeer: the previous read (store.predictions + from_records) of the same window: {r['peer_read_s']:.3f} s "
