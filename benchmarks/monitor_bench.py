@@ -24,8 +24,10 @@ the last 3 days, 30 % of them with outcomes (``HistoryStore.attach_outcomes``). 
 (default): the rows are written straight to the Parquet log through its writer (``columnar.log_table`` +
 ``write_partitions`` + ``HistoryStore.index_log_files``, 250,000 rows at a time: 10M rows build in
 minutes); ``sql``: the SQLite ``predictions`` table, written with ``HistoryStore.log_predictions``.
-Also reported: the peak RSS and the CPU seconds of the ``tabpipe monitor`` process (GNU ``/usr/bin/time``;
-on a shared machine the CPU seconds say more than the wall time). The
+Also reported: the peak RSS and the CPU seconds of the ``tabpipe monitor`` process (GNU ``/usr/bin/time``: the
+peak of its largest process, the CPU seconds of all of them; on a shared machine the CPU seconds say more than
+the wall time), and the peak of the summed RSS of its process tree, sampled every 0.1 s (a window of 2M rows or
+more is counted by several processes, each holding its own memory). The
 project (30-feature schema, 20,000 training rows, a logistic regression trained by ``tabpipe train``)
 and the store are built once in ``--work-dir`` (reused when it exists). Reported: the wall time of the
 command and the median of each stage the run records (``stage_seconds``: schema_check_and_score (reading the
