@@ -23,8 +23,10 @@ class RankedScores:
 
     @classmethod
     def of(cls, y: np.ndarray, proba: np.ndarray) -> RankedScores:
-        """From labels (0/1) and positive-class probabilities."""
+        """From labels (0/1) and positive-class probabilities (ValueError on a NaN probability, as scikit-learn)."""
         y, proba = np.asarray(y), np.asarray(proba, dtype=float)
+        if np.isnan(proba).any():
+            raise ValueError("Input contains NaN.")
         positive = y == 1
         return cls(np.sort(proba[positive]), np.sort(proba[~positive]))
 

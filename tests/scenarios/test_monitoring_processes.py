@@ -118,3 +118,28 @@ def _recording(plan_function, started: list):
         started.append(groups is not None)
         return groups
     return recorded
+
+
+def test_a_process_that_cannot_count_leaves_the_window_to_one_pass(window, tmp_path, monkeypatch, caplog):
+    """A broken process pool (a process that could not start, or was killed) does not fail the monitoring run:
+    the window is counted in one pass, with a warning."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    from tabpipe.config import AlertsSection, RulesSection
+    from tabpipe.monitoring import log_stats
+    from tabpipe.monitoring.monitor import MonitorSettings, log_window, run_monitor
+
+    store, spec, profile = window
+    settings = MonitorSettings(rules=RulesSection(), alerts=AlertsSection(), psi_min_rows=100, evidently=False,
+                               evidently_max_rows=20_000, evidently_drift_share=0.5, seed=3)
+
+    def broken(*_args, **_kwargs):
+        raise BrokenProcessPool("a child process terminated abruptly")
+
+    monkeypatch.setattr(log_stats, "MIN_ROWS", 1)
+    monkeypatch.setattr(log_stats, "counted_in_processes", broken)
+    result = run_monitor(log_window(store, "v1", T0, T0 + timedelta(hours=9)), model=spec.model, version="v1",
+                         profile=profile, reference=None, out_dir=tmp_path / "run", settings=settings, store=store,
+                         now=T0 + timedelta(hours=9))
+    assert result["window"]["rows"] == 3000 and result["window"]["labelled_rows"] == 750
+    assert "counting it in one pass" in caplog.text

@@ -70,3 +70,5 @@ def test_one_class_has_no_roc_auc():
     with pytest.raises(ValueError, match="Only one class"):
         ranked.roc_auc()
     assert np.isnan(RankedScores.of(np.zeros(5), np.linspace(0, 1, 5)).average_precision())
+    with pytest.raises(ValueError, match="NaN"):
+        RankedScores.of(np.array([0, 1]), np.array([0.2, np.nan]))

@@ -12,6 +12,7 @@ import logging
 import re
 import time
 from collections.abc import Iterator, Mapping
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -317,8 +318,12 @@ def window_stats(window: Window | DatasetWindow | LogWindow, *, model, profile: 
         bounds = dict(since=window.start, until=window.end, version=window.version)
         groups = plan(window.store, **bounds)
         if groups is not None:      # a large columnar window: counted by several processes at once
-            return counted_in_processes(window.store, groups, spec, where=window.description,
-                                        read=lambda chunks: timed(chunks, spent), **bounds)
+            try:
+                return counted_in_processes(window.store, groups, spec, where=window.description,
+                                            read=lambda chunks: timed(chunks, spent), **bounds)
+            except BrokenProcessPool as exc:     # a process could not start or was killed (e.g. out of memory)
+                log.warning("counting the window in %d processes failed (%s): counting it in one pass",
+                            len(groups), exc)
         chunks = log_chunks(window.store, model.schema, **bounds)
         return stream_stats(timed(chunks, spent), spec, where=window.description)
     from tabpipe.scoring.partitions import check_columns, partitions

@@ -109,7 +109,7 @@ def holdout_metrics(y: np.ndarray, proba: np.ndarray, threshold: float,
     """roc_auc, pr_auc (average precision), f1/precision/recall of ``proba >= threshold`` (0 where a ratio has
     no rows) and the calibration measures ece/brier/log_loss (``calibration_metrics``); ``ranked``: the rows
     already ranked (``RankedScores.of(y, proba)``), for a caller that also wants the curves or the counts."""
-    ranked = ranked or RankedScores.of(y, proba)
+    ranked = RankedScores.of(y, proba) if ranked is None else ranked
     cm = ranked.confusion(threshold)
     tp, fp, fn = cm["tp"], cm["fp"], cm["fn"]
     return {
