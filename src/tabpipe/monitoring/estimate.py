@@ -88,14 +88,7 @@ def _expected_areas(ascending: np.ndarray, calibration: dict, threshold: float,
     n = len(ascending)
     bounds = list(range(n, 0, -chunk)) + [0]
     cut = np.searchsorted(ascending, threshold, side="left")       # rows from ``cut`` on are predicted positive
-    total = 0.0
-    for hi, lo in zip(bounds[:-1], bounds[1:]):
-        total += float(apply_calibration(ascending[lo:hi], calibration).sum())
-    if n == 0:
-        return {"roc_auc": float("nan"), "pr_auc": float("nan"), "positives": 0.0,
-                "confusion": {"tp": 0.0, "fp": 0.0, "fn": 0.0, "tn": 0.0}}
-    negatives = n - total
-    auc = ap = predicted = 0.0
+    auc = ap = predicted = 0.0     # the areas before dividing by the totals, known at the end of the walk
     cum_tp = cum_fp = 0.0          # expected counts down to the previous chunk's last row
     point_tp = point_fp = 0.0      # the curve's last point: the counts at the end of the last finished run of ties
     for hi, lo in zip(bounds[:-1], bounds[1:]):
@@ -113,7 +106,7 @@ def _expected_areas(ascending: np.ndarray, calibration: dict, threshold: float,
             ap += float(np.sum((tp - before_tp) * (tp / np.maximum(tp + fp, 1e-12))))
             point_tp, point_fp = tp[-1], fp[-1]
         cum_tp, cum_fp = running_tp[-1], running_fp[-1]              # a run cut by the chunk goes on in the next
-    rows_predicted = n - cut
+    total, negatives, rows_predicted = cum_tp, cum_fp, n - cut   # expected positives and negatives of the window
     return {"roc_auc": auc / (2 * total * negatives) if total > 0 and negatives > 0 else float("nan"),
             "pr_auc": ap / total if total > 0 else float("nan"), "positives": total,
             "confusion": {"tp": predicted, "fp": rows_predicted - predicted, "fn": total - predicted,
