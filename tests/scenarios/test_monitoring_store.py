@@ -29,11 +29,11 @@ def store(empty_url):
 
 def test_migrations_create_exactly_the_declared_schema(empty_url):
     with HistoryStore.open(empty_url) as opened:
-        assert current_revision(opened.engine) == "0005"
+        assert current_revision(opened.engine) == "0006"
         with opened.engine.connect() as conn:
             assert compare_metadata(MigrationContext.configure(conn), METADATA) == []
     with HistoryStore.open(empty_url) as again:  # opening an up-to-date store changes nothing
-        assert current_revision(again.engine) == "0005"
+        assert current_revision(again.engine) == "0006"
 
 
 def test_upgrade_from_the_first_revision_keeps_logged_rows(empty_url):
@@ -45,7 +45,7 @@ def test_upgrade_from_the_first_revision_keeps_logged_rows(empty_url):
                 "INSERT INTO predictions (request_id, row_index, logged_at, model_version, probability, prediction) "
                 "VALUES ('req1', 3, :at, 'v0001', 0.25, '0')"), {"at": T0.replace(tzinfo=None)})
     with HistoryStore.open(empty_url) as new:
-        assert current_revision(new.engine) == "0005"
+        assert current_revision(new.engine) == "0006"
         logged = new.predictions()
         assert logged[["request_id", "row_index", "row_id", "probability"]].values.tolist() == [["req1", 3, "req1:3", 0.25]]
         assert new.attach_outcomes({"req1:3": 1}) == 1
@@ -58,7 +58,7 @@ def test_upgrade_from_0003_keeps_runs_and_links_new_ones(empty_url):
         conn.execute(sqlalchemy.text("INSERT INTO runs (run_id, kind, status, started_at, model_version) "
                                      "VALUES ('t1', 'train', 'succeeded', :at, 'v0001')"), {"at": T0.replace(tzinfo=None)})
     with HistoryStore.open(empty_url) as new:
-        assert current_revision(new.engine) == "0005"
+        assert current_revision(new.engine) == "0006"
         assert (new.run("t1")["model_version"], new.run("t1")["trigger_run_id"]) == ("v0001", None)
         new.record_run(kind="monitor", run_id="m1", model_version="v0001")
         new.record_run(kind="train", run_id="t2", trigger_run_id="m1")
@@ -75,7 +75,7 @@ def test_upgrade_from_0004_keeps_sql_rows_readable_next_to_the_parquet_log(empty
             "prediction, outcome) VALUES ('old', 0, 'a', :at, 'v0001', '{\"x\": 1.5}', 0.25, '0', '1'), "
             "('old', 1, 'b', :at, 'v0001', '{\"x\": 2.5}', 0.75, '1', NULL)"), {"at": T0.replace(tzinfo=None)})
     with HistoryStore.open(empty_url, log_dir=tmp_path / "log", log_format="parquet") as new:
-        assert current_revision(new.engine) == "0005"
+        assert current_revision(new.engine) == "0006"
         new.log_predictions([{"request_id": "new", "row_index": 0, "row_id": "c", "logged_at": T0 + timedelta(hours=1),
                               "model_version": "v0001", "inputs": {"x": 3.5}, "probability": 0.5, "prediction": 1}])
         assert len(new.log_files()) == 1 and list((tmp_path / "log").rglob("*.parquet"))
@@ -88,6 +88,33 @@ def test_upgrade_from_0004_keeps_sql_rows_readable_next_to_the_parquet_log(empty
         summary = new.prediction_summary()
         assert (summary["logged"], summary["labelled"]) == (3, 3)
         assert new.logged_row_ids(["a", "c", "z"]) == {"a", "c"}
+
+
+def test_upgrade_from_0005_then_compaction_keeps_the_log_and_its_outcomes(empty_url, tmp_path):
+    """Revision 0006 adds only the retired-files table: a 0005 log's files are compacted like new ones, and on
+    PostgreSQL as on SQLite a compaction that lost the race to another changes nothing."""
+    from tabpipe.history.compaction import compact
+
+    def row(i: int) -> dict:
+        return {"request_id": f"r{i}", "row_index": 0, "row_id": f"id{i}", "logged_at": T0 + timedelta(minutes=7 * i),
+                "model_version": "v0001", "inputs": {"x": i / 2}, "probability": i / 20, "prediction": i % 2}
+
+    with HistoryStore.open(empty_url, migrate_to="0005", log_dir=tmp_path / "log", log_format="parquet") as old:
+        for i in range(12):                                    # one write, one file, each row: 2 hours of files
+            old.log_predictions([row(i)])
+        old.attach_outcomes({"id1": 1, "id10": 0})
+    with HistoryStore.open(empty_url, log_dir=tmp_path / "log", log_format="parquet") as new:
+        assert current_revision(new.engine) == "0006"
+        before = new.predictions(with_inputs=True)
+        listed = new.log_files()
+        done = compact(new, now=T0 + timedelta(hours=4))
+        assert (done.groups, done.files_before, done.files_after, done.rows) == (2, 12, 2, 12)
+        assert len(new.log_files()) == 2
+        pd.testing.assert_frame_equal(new.predictions(with_inputs=True), before)
+        assert new.predictions(labelled=True)["row_id"].tolist() == ["id1", "id10"]
+        assert new.replace_log_files(listed[:1], []) is False       # already replaced: rolled back
+        assert len(new.log_files()) == 2
+        assert compact(new, now=T0 + timedelta(hours=6)).deleted == 12 and not any(f["path"].exists() for f in listed)
 
 
 def test_runs_round_trip(store):

@@ -377,7 +377,7 @@ def test_store_training_rows_and_logged_ids_after_upgrading_from_0002(empty_url)
         old.log_predictions([{"request_id": "r1", "row_index": i, "model_version": "v0001", "probability": 0.5,
                               "prediction": 1} for i in range(3)])
     with HistoryStore.open(empty_url) as store:
-        assert current_revision(store.engine) == "0005"
+        assert current_revision(store.engine) == "0006"
         assert store.logged_row_ids(["r1:0", "r1:2", "r1:9", "other"]) == {"r1:0", "r1:2"}
         assert store.training_rows().empty
         assert store.add_training_rows("up-1", []) == (0, None)

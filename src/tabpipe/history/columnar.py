@@ -4,7 +4,9 @@ A file holds the log columns (``META``) and one column per logged input, ``input
 Arrow from the values (a column whose values do not share a type is kept as their JSON text). Files
 live in hour partitions, ``<log folder>/hour=YYYY-MM-DDTHH/<version>-<uuid>.parquet``, written to a
 temporary name and renamed, so a file either exists whole or not at all; the history store indexes
-each (``log_files``) and reads only the files of a window. Rows are sorted by ``logged_at`` in a file.
+each (``log_files``) and reads only the files of a window. Rows are sorted by ``logged_at`` in a file
+one write made; a file merged by compaction (``compaction.py``) holds its files' rows one file after
+another, in the index's order.
 Design notes: docs/monitoring_store.md#the-columnar-log
 """
 from __future__ import annotations

@@ -183,6 +183,14 @@ LOG_FILES = Table(
     Index("ix_log_files_hour", "hour"),
 )
 
+LOG_FILES_RETIRED = Table(
+    "log_files_retired", METADATA,                        # revision 0006: files a compaction replaced
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("path", Text, nullable=False),                 # absolute path of the replaced file
+    Column("retired_at", DateTime, nullable=False),       # when the index stopped naming it
+    Index("ix_log_files_retired_at", "retired_at"),
+)
+
 LOG_OUTCOMES = Table(
     "log_outcomes", METADATA,                             # revision 0005: outcomes of the columnar log's rows
     Column("id", Integer, primary_key=True, autoincrement=True),
@@ -377,6 +385,10 @@ def current_revision(engine: Engine) -> str | None:
 
 
 # --------------------------------------------------------------------------- the store
+
+
+class _Replaced(Exception):
+    """Another process replaced or removed a log file first (``replace_log_files`` rolls back)."""
 
 
 class HistoryStore:
@@ -590,6 +602,53 @@ class HistoryStore:
                 f"INSERT INTO predictions ({', '.join(_LOG_COLUMNS)}) VALUES ({', '.join([mark] * len(_LOG_COLUMNS))})",  # nosec B608 -- constant column names, values bound
                 values)
         return len(values)
+
+    def replace_log_files(self, old: list[dict], new, *, at: datetime | None = None) -> bool:
+        """In one transaction: stop indexing the ``old`` files (``log_files`` rows), index the ``new`` ones
+        (``columnar.WrittenFile``, written under ``log_dir``) and record the old paths as retired (deleted later
+        by ``retired_log_files`` / ``forget_retired``: a reader that listed them may still be reading), stamped
+        ``at`` (default now). False, and nothing changed, when another process replaced or removed any of the old
+        files first."""
+        from sqlalchemy import delete
+
+        stamp = utc(at) if at is not None else now_utc()
+        try:
+            with self._write("replace log files") as conn:
+                gone = conn.execute(delete(LOG_FILES).where(LOG_FILES.c.id.in_([f["id"] for f in old])))
+                if gone.rowcount != len(old):
+                    raise _Replaced
+                if new:
+                    conn.execute(LOG_FILES.insert(), [
+                        {"path": str(self.log_dir.resolve() / f.path), "hour": f.hour, "model_version": f.model_version,
+                         "rows": f.rows, "first_logged_at": f.first_logged_at, "last_logged_at": f.last_logged_at,
+                         "written_at": stamp} for f in new])
+                if old:
+                    conn.execute(LOG_FILES_RETIRED.insert(), [{"path": str(f["path"]), "retired_at": stamp}
+                                                              for f in old])
+        except _Replaced:       # rolled back
+            return False
+        return True
+
+    def retired_log_files(self, before: datetime) -> list[dict]:
+        """Retired files (``replace_log_files``) retired before ``before``: ``{"id", "path"}``, oldest first."""
+        query = select(LOG_FILES_RETIRED.c.id, LOG_FILES_RETIRED.c.path).where(
+            LOG_FILES_RETIRED.c.retired_at < utc(before)).order_by(LOG_FILES_RETIRED.c.id)
+        with self._read("retired log files") as conn:
+            return [{"id": row.id, "path": Path(row.path)} for row in conn.execute(query)]
+
+    def forget_retired(self, ids: list[int]) -> None:
+        """Drop the records of retired files already deleted from disk."""
+        from sqlalchemy import delete
+
+        if ids:
+            with self._write("forget retired log files") as conn:
+                conn.execute(delete(LOG_FILES_RETIRED).where(LOG_FILES_RETIRED.c.id.in_(ids)))
+
+    def indexed_paths(self) -> set[str]:
+        """Every path the log's index names, current or retired (what must not be swept as an orphan)."""
+        with self._read("log files") as conn:
+            return ({row[0] for row in conn.execute(select(LOG_FILES.c.path))}
+                    | {row[0] for row in conn.execute(select(LOG_FILES_RETIRED.c.path))})
 
     def log_files(self, *, since: datetime | str | None = None, until: datetime | str | None = None,
                   version: str | None = None) -> list[dict]:

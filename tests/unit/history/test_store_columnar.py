@@ -131,7 +131,7 @@ def test_migration_from_0004_keeps_the_sql_rows_readable_next_to_new_files(tmp_p
                              "WHERE row_id = 'id1'"))
     old.close()
     with HistoryStore.open(url, log_format="parquet") as store:
-        assert current_revision(store.engine) == "0005"
+        assert current_revision(store.engine) == "0006"
         with store.engine.connect() as conn:
             assert conn.execute(sa.select(sa.func.count()).select_from(LOG_FILES)).scalar_one() == 0
         store.log_predictions(rows(4, first=6))                    # new rows go to Parquet
