@@ -59,8 +59,9 @@ def project(tmp_path_factory):
     return configs, urls
 
 
-def _log_rows(configs: dict, urls: dict) -> None:
-    """The same rows written to both stores the way the service writes them (``open_history``, ``RowFormat``)."""
+def _log_rows(configs: dict, urls: dict, writes: int = 1) -> None:
+    """The same rows written to both stores the way the service writes them (``open_history``, ``RowFormat``):
+    each request of 300 rows in ``writes`` writes (a file each)."""
     from helpers import registry_of
 
     from tabpipe.config import load_settings
@@ -80,7 +81,8 @@ def _log_rows(configs: dict, urls: dict) -> None:
                 logged = fmt.rows(f"req-{start}", meta["version"], records[start:start + 300], proba[start:start + 300],
                                   [int(p >= model.threshold) for p in proba[start:start + 300]],
                                   logged_at=now - timedelta(hours=5 - start // 300))
-                assert store.log_predictions(logged) == len(logged)
+                for part in np.array_split(np.arange(len(logged)), writes):
+                    assert store.log_predictions([logged[i] for i in part]) == len(part)
             labelled = np.random.default_rng(3).random(ROWS) < 0.4
             logged = store.predictions(with_inputs=False)      # each row's id as the log keeps it
             place = {(r, i): int(r.removeprefix("req-")) + i for r, i in zip(logged["request_id"], logged["row_index"])}
@@ -125,3 +127,27 @@ def test_evidently_html_only_on_demand(project):
     page = Path(asked["reports"]["evidently_html"]).read_text()
     assert "sample of 500 of the window" in page
     assert comparable(asked) == comparable(plain)             # the report changes no verdict
+
+
+def test_compacting_the_log_changes_no_monitoring_result(project, tmp_path):
+    """``tabpipe log compact`` merges each closed hour's small files (here six per hour) into one; a monitoring
+    run over the window gives exactly what it gave before, and the replaced files wait for their grace period."""
+    configs, _ = project
+    url = f"sqlite:///{tmp_path / 'many' / 'history.sqlite'}"
+    (tmp_path / "many").mkdir()
+    _log_rows({"parquet": configs["parquet"]}, {"parquet": url}, writes=6)
+    files = list((tmp_path / "many").glob("prediction_log/hour=*/*.parquet"))
+    assert len(files) == 30
+    before = monitor_cli(configs["parquet"], url, "--since", "1d")
+    env = {**os.environ, URL_ENV: url}
+    done = subprocess.run([str(TABPIPE_BIN), "log", "compact", "--config", str(configs["parquet"]), "--older-than",
+                           "1min", "--json"], capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["files_before"] >= 24 and report["files_after"] == report["groups"] >= 4 and report["skipped"] == []
+    assert all(f.exists() for f in files)                      # replaced files kept for --grace (1h)
+    after = monitor_cli(configs["parquet"], url, "--since", "1d")
+    assert after["window"]["rows"] == ROWS and comparable(after) == comparable(before)
+    bad = subprocess.run([str(TABPIPE_BIN), "log", "compact", "--config", str(configs["parquet"]), "--grace", "soon"],
+                         capture_output=True, text=True, timeout=600, env=env)
+    assert bad.returncode == 2 and "--grace" in bad.stderr and "bad duration 'soon'" in bad.stderr

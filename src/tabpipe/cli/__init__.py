@@ -9,7 +9,7 @@ from __future__ import annotations
 import typer
 
 from tabpipe.cli.data import data_app, init
-from tabpipe.cli.history import lineage, runs_app
+from tabpipe.cli.history import lineage, log_app, runs_app
 from tabpipe.cli.models import keys_app, models_app
 from tabpipe.cli.monitor import monitor, outcomes
 from tabpipe.cli.predict import predict
@@ -25,6 +25,7 @@ app.add_typer(data_app, name="data")
 app.add_typer(models_app, name="models")
 app.add_typer(keys_app, name="keys")
 app.add_typer(runs_app, name="runs")
+app.add_typer(log_app, name="log")
 
 
 def main() -> None:

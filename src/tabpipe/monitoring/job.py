@@ -83,6 +83,9 @@ def run_monitoring(settings, *, environ: Mapping[str, str], now: datetime, since
             read_seconds = {"read": round(time.perf_counter() - reading, 4)}
         else:                   # read chunk by chunk while it is monitored (timed in schema_check_and_score)
             window, on = log_window(store, version, since, until or now), {"evidently_html": report}
+            advice = compaction_advice(store.log_files(since=since, until=until or now, version=version))
+            if advice:
+                warn(advice)
         out_dir = new_run_dir(settings.pipeline.run.artifacts_dir / "monitoring")
         result = run_monitor(window, model=model, version=version, profile=profile, reference=reference,
                              out_dir=out_dir, settings=msettings, store=store,
@@ -95,6 +98,21 @@ def run_monitoring(settings, *, environ: Mapping[str, str], now: datetime, since
                                                    monitor_run_id=result["run_id"], environ=environ, warn=warn))
         (out_dir / "monitor.json").write_text(json.dumps(result, indent=2, allow_nan=False))
     return result
+
+
+SMALL_FILES = 1_000      # a window of more log files than this, averaging under ``SMALL_FILE_ROWS`` rows, is advised
+SMALL_FILE_ROWS = 10_000  # to compact them
+
+
+def compaction_advice(files: list[dict]) -> str | None:
+    """A warning for a window whose rows are spread over many small log files (each costs a fixed time to read,
+    whatever its rows), or None."""
+    rows = sum(f["rows"] for f in files)
+    if len(files) <= SMALL_FILES or rows >= SMALL_FILE_ROWS * len(files):
+        return None
+    return (f"the window's {rows} logged rows are in {len(files)} files ({rows // len(files)} rows a file on average): "
+            "reading them costs more in per-file overheads than in rows; `tabpipe log compact` merges the closed "
+            "hours' files (schedule it, e.g. hourly)")
 
 
 def streamed(path: Path) -> bool:
