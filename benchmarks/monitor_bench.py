@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/monitor_bench.py [--rows 100000 1000000] [--repeats 5]
     .venv/bin/python benchmarks/monitor_bench.py --from-log --rows 1000000 [--log-format parquet|sql] [--repeats 3]
+    .venv/bin/python benchmarks/monitor_bench.py --from-log --rows 1000000 --file-rows 1000 --compact [--repeats 3]
 
 The rows: 30 features (24 numeric with ~2 % missing, 6 categorical with 5-40 levels and ~1 %
 unseen values), already typed, as ``tabpipe monitor`` holds them after ``coerce_frame``. The
@@ -35,6 +36,12 @@ window chunk by chunk, one pass per chunk),
 performance, psi, evidently, store, dashboard, alert, report). Peer (SQL log only), in the same run: reading
 the same window the way ``monitor`` did before (``HistoryStore.predictions`` — SQLAlchemy's JSON column parsed
 row by row — then ``pd.DataFrame.from_records``), checked to give the same frame.
+
+``--file-rows N`` (Parquet log) writes the log N rows a write, as a busy service's background writer does
+(``batch_rows``: 1,000 rows a second at 1,000 req/s): a file per write. ``--compact`` then times the command
+over that log, runs ``tabpipe log compact --older-than 1min`` once (timed) and times the command again over the
+same window: the peer is the uncompacted log of the same rows, in the same run; both results are checked equal
+(decision, rows, metrics). The store is built afresh in a temporary folder (compaction changes it).
 """
 from __future__ import annotations
 
@@ -145,10 +152,11 @@ def _keys(work: Path) -> None:
     os.environ[SIGNING_KEY_ENV], os.environ[VERIFY_KEY_ENV] = (path.read_text() for path in files)
 
 
-def write_columnar_log(store, model, version: str, rows: int, chunk: int = 250_000) -> None:
+def write_columnar_log(store, model, version: str, rows: int, chunk: int = 250_000, file_rows: int | None = None) -> None:
     """``rows`` logged rows written straight to the Parquet log through its writer (``columnar.log_table`` ->
     ``write_partitions`` -> ``HistoryStore.index_log_files``, what ``log_predictions`` does after turning
-    dicts into columns), ``chunk`` rows at a time (memory bounded), times spread evenly over the last 3 days."""
+    dicts into columns), ``chunk`` rows at a time (memory bounded), times spread evenly over the last 3 days;
+    ``file_rows``: each chunk in writes of that many rows (a file per write and hour)."""
     import pyarrow as pa
 
     from tabpipe.history.columnar import log_table, write_partitions
@@ -166,12 +174,15 @@ def write_columnar_log(store, model, version: str, rows: int, chunk: int = 250_0
                    "model_version": [version] * n, "probability": proba,
                    "prediction": (proba >= model.threshold).astype(int).astype(str).tolist(), "warnings": ["[]"] * n}
         inputs = {name: pa.array(part[name], from_pandas=True) for name in part.columns}
-        store.index_log_files(write_partitions(store.log_dir, log_table(columns, inputs)))
+        table = log_table(columns, inputs)
+        step = file_rows or n
+        for at in range(0, n, step):
+            store.index_log_files(write_partitions(store.log_dir, table.slice(at, step)))
 
 
-def build_log_project(work: Path, rows: int, log_format: str = "sql") -> Path:
+def build_log_project(work: Path, rows: int, log_format: str = "sql", file_rows: int | None = None) -> Path:
     """The --from-log project in ``work`` (built once): returns its pipeline.yaml. ``log_format`` parquet:
-    the rows are written straight to the Parquet log (``write_columnar_log``)."""
+    the rows are written straight to the Parquet log (``write_columnar_log``, ``file_rows`` a write)."""
     import json
     import subprocess
     import sys
@@ -219,7 +230,7 @@ def build_log_project(work: Path, rows: int, log_format: str = "sql") -> Path:
                                          config_file=config).load_model()
             started = time.perf_counter()
             if log_format == "parquet":
-                write_columnar_log(store, model, meta["version"], rows)
+                write_columnar_log(store, model, meta["version"], rows, file_rows=file_rows)
             else:
                 logged = make_rows(rows, seed=1, shift=0.3)
                 proba = model.predict_proba(logged)
@@ -284,6 +295,50 @@ def run_measured(command: list[str]) -> tuple[subprocess.CompletedProcess, float
         done = subprocess.CompletedProcess(process.args, process.returncode, out, err)
         kilobytes, user, system = usage.read().split()[-3:]
     return done, wall, int(kilobytes) / 1024, float(user) + float(system), tree_peak[0] / 2**20
+
+
+def compaction_result(rows: int, repeats: int, work: Path, file_rows: int) -> dict:
+    """``tabpipe monitor --since 7d --json`` over ``rows`` logged rows written ``file_rows`` a write, before and
+    after ``tabpipe log compact``: wall seconds of each run (medians), the compaction's seconds and report."""
+    import json
+    import sys
+
+    config = build_log_project(work, rows, "parquet", file_rows=file_rows)
+    tabpipe = str(Path(sys.executable).with_name("tabpipe"))
+    command = [tabpipe, "monitor", "--config", str(config), "--since", "7d", "--json"]
+
+    def measured() -> tuple[list[float], dict, str]:
+        walls, result = [], None
+        for _ in range(repeats):
+            done, wall, *_ = run_measured(command)
+            if done.returncode not in (0, 3):
+                raise SystemExit(f"tabpipe monitor failed ({done.returncode}):\n{done.stderr[-3000:]}")
+            walls.append(wall)
+            result = json.loads(done.stdout)
+        return walls, result, done.stderr
+
+    def files() -> int:
+        return len(list((work / "registry" / "prediction_log").glob("hour=*/*.parquet")))
+
+    def same(result: dict) -> dict:
+        return {"decision": result["decision"], "window": {k: result["window"][k] for k in ("rows", "labelled_rows")},
+                "metrics": result["metrics"], "psi": result["psi"], "multivariate": result["multivariate"]}
+
+    files_before = files()
+    before, first, warned = measured()
+    started = time.perf_counter()
+    done = subprocess.run([tabpipe, "log", "compact", "--config", str(config), "--older-than", "1min", "--json"],
+                          capture_output=True, text=True)
+    compact_s = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"tabpipe log compact failed:\n{done.stderr[-3000:]}")
+    after, last, _ = measured()
+    assert json.dumps(same(first), sort_keys=True) == json.dumps(same(last), sort_keys=True), "compaction changed a result"
+    med = statistics.median
+    return {"rows": rows, "file_rows": file_rows, "repeats": repeats, "before_s": med(before), "befores": before,
+            "after_s": med(after), "afters": after, "compact_s": compact_s, "compaction": json.loads(done.stdout),
+            "ratio": med(before) / med(after), "files_before": files_before,
+            "warned": "tabpipe log compact" in warned}
 
 
 def from_log_result(rows: int, repeats: int, work: Path, peer: bool = True, log_format: str = "sql") -> dict:
@@ -383,7 +438,29 @@ def main() -> None:
                     help="--from-log: the prediction log's format (monitoring.log.format)")
     ap.add_argument("--work-dir", type=Path, default=None,
                     help="--from-log: where the project and store are built (reused if present; default: a temp dir)")
+    ap.add_argument("--file-rows", type=int, default=None,
+                    help="--from-log, Parquet log: write it this many rows a write (a file per write and hour)")
+    ap.add_argument("--compact", action="store_true",
+                    help="--from-log --file-rows: time the command before and after `tabpipe log compact`")
     args = ap.parse_args()
+    if args.compact:
+        if not (args.from_log and args.file_rows and len(args.rows) == 1):
+            ap.error("--compact takes --from-log, --file-rows and one --rows value")
+        with tempfile.TemporaryDirectory() as tmp:
+            r = compaction_result(args.rows[0], args.repeats, Path(tmp) / "project", args.file_rows)
+        c = r["compaction"]
+        print(f"`tabpipe monitor --since 7d --json` over {r['rows']:,} logged rows written {r['file_rows']:,} rows a "
+              f"write; medians of {r['repeats']}\n")
+        print("| log | files | seconds | runs (s) |")
+        print("|---|---:|---:|---|")
+        print(f"| as written | {r['files_before']:,} | {r['before_s']:.2f} | {', '.join(f'{w:.2f}' for w in r['befores'])} |")
+        print(f"| after `tabpipe log compact` | {r['files_before'] - c['files_before'] + c['files_after']:,} | "
+              f"{r['after_s']:.2f} | {', '.join(f'{w:.2f}' for w in r['afters'])} |")
+        print(f"\nratio (as written / compacted): {r['ratio']:.2f}x; `tabpipe log compact --older-than 1min` took "
+              f"{r['compact_s']:.1f} s ({c['groups']} hour groups, {c['files_before']} files into {c['files_after']}, "
+              f"{c['rows']:,} rows); results checked equal (decision, rows, metrics, PSI, multivariate); the "
+              f"command {'warned' if r['warned'] else 'did not warn'} about small files before compaction")
+        return
     if args.from_log:
         if len(args.rows) != 1:
             ap.error("--from-log takes one --rows value")
