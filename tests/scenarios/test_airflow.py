@@ -100,6 +100,10 @@ def test_specs_follow_the_pipeline_stage_list(tmp_path):
     assert list(training.edges) == list(zip(STAGES, STAGES[1:]))
     assert all(RUN_NAME in t.argv and t.argv[-1] == t.task_id for t in training.tasks)
     assert {"tabpipe_inference", "tabpipe_monitoring"} <= set(specs)
+    monitoring = specs["tabpipe_monitoring"]
+    assert [t.task_id for t in monitoring.tasks][:2] == ["compact_log", "monitor"]
+    assert ("compact_log", "monitor") in monitoring.edges
+    assert monitoring.command("compact_log").split()[1:3] == ["log", "compact"]
 
 
 def test_the_three_dags_run_end_to_end_in_airflow(tmp_path):
@@ -145,7 +149,7 @@ def test_the_three_dags_run_end_to_end_in_airflow(tmp_path):
     proc = _airflow(env, "dags", "test", "tabpipe_monitoring")
     state, tasks, _ = _states(env, "tabpipe_monitoring")
     assert state == "success", proc.stdout[-5000:] + proc.stderr[-5000:]
-    assert tasks["monitor"] == "success" and tasks["decide"] == "success"
+    assert tasks["compact_log"] == "success" and tasks["monitor"] == "success" and tasks["decide"] == "success"
     assert tasks["retrain"] == "success" and tasks["keep_model"] == "skipped"
     runs = sorted(p.parent for p in (config.parent / "artifacts").glob("*/run.json"))   # training runs only
     assert len(runs) == 2                                            # the retraining run

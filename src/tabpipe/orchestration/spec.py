@@ -52,6 +52,7 @@ class MonitoringJob(JobSection):
     schedule: str | None = "@daily"
     since: str = "1d"                    # window of the prediction log
     retrain: bool = True                 # governance decision 'retrain' -> run the training pipeline (the gate decides)
+    compact_log: bool = True             # first merge the closed hours' small log files (tabpipe log compact)
 
 
 class OrchestrationSection(StrictModel):
@@ -133,6 +134,10 @@ def dag_specs(config_path: str | Path, section: OrchestrationSection | None = No
                        "ok / watch / retrain", ok_exit_codes=(0, 3))
     tasks = [monitor]
     edges: list[tuple[str, str]] = []
+    if o.monitoring.compact_log:
+        tasks.insert(0, TaskSpec("compact_log", (tp, "log", "compact", "--config", config),
+                                 "merge the closed hours' small prediction-log files (what monitoring reads is unchanged)"))
+        edges.append(("compact_log", "monitor"))
     if o.monitoring.retrain:
         tasks += [
             TaskSpec("decide", (), "branch on the governance decision", kind="branch",
