@@ -149,12 +149,13 @@ def read_batches(path: Path, columns: Sequence[str], *, since: datetime | None =
     file has) plus ``logged_at`` when a bound is given. ``dictionary``: the text input columns (``inputs.*``) read
     as Arrow dictionaries (each distinct text decoded once per batch; pandas Categorical), not one string per row."""
     file = pq.ParquetFile(path)
-    present = set(file.schema_arrow.names)
+    schema = file.schema_arrow               # built from the footer at each access: once per file
+    present = set(schema.names)
     wanted = [c for c in dict.fromkeys(columns) if c in present]
     if dictionary:
-        texts = [c for c in wanted if c.startswith(INPUT) and is_text(file.schema_arrow.field(c).type)]
-        if texts:
-            file = pq.ParquetFile(path, read_dictionary=texts)
+        texts = [c for c in wanted if c.startswith(INPUT) and is_text(schema.field(c).type)]
+        if texts:                            # reopened with the footer already read
+            file = pq.ParquetFile(path, metadata=file.metadata, read_dictionary=texts)
     bounded = since is not None or until is not None
     read = wanted + (["logged_at"] if bounded and "logged_at" not in wanted else [])
     for batch in file.iter_batches(batch_size=batch_rows, columns=read):
