@@ -2,35 +2,16 @@
 (tabpipe.monitoring.log_stats); one pass is kept where several cannot pay or cannot be exact."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import numpy as np
-import pandas as pd
 import pytest
 
-from tabpipe.drift.profile import build_profile
+from log_helpers import SCHEMA, T0, counting, logged, same
 from tabpipe.history.logread import log_chunks
 from tabpipe.history.store import HistoryStore
-from tabpipe.model import TabularModel
 from tabpipe.monitoring.log_stats import counted_in_processes, plan
-from tabpipe.monitoring.window_stats import ChunkSpec, stream_stats
-from tabpipe.schema import Schema, coerce_frame
-
-T0 = datetime(2026, 3, 1, 9, 40, tzinfo=timezone.utc)
-SCHEMA = Schema.model_validate({"target": {"name": "y", "positive": 1}, "columns": {
-    "x": {"type": "float", "min": -3, "max": 3}, "n": {"type": "int"},
-    "c": {"type": "category", "categories": ["a", "b"]}, "id": {"type": "string", "role": "id"}}})
-
-
-def logged(n: int, seed: int) -> list[dict]:
-    """``n`` logged rows over ~8 hours (one file per hour), some values off the schema's expectations."""
-    rng = np.random.default_rng(seed)
-    x = rng.normal(0, 1.5, n)
-    return [{"request_id": f"r{i}", "row_index": 0, "row_id": f"id{i}", "model_version": "v1",
-             "logged_at": T0 + timedelta(seconds=int(i * 8 * 3600 / n)),
-             "inputs": {"x": None if i % 17 == 0 else float(x[i]), "n": int(rng.integers(0, 9)),
-                        "c": "abz"[i % 3], "id": f"id{i}"},
-             "probability": float(rng.random()), "prediction": 0, "warnings": []} for i in range(n)]
+from tabpipe.monitoring.window_stats import stream_stats
 
 
 @pytest.fixture()
@@ -39,22 +20,9 @@ def window(tmp_path):
     rows = logged(3000, seed=1)
     store.log_predictions(rows)
     store.attach_outcomes({f"id{i}": int(i % 3 == 0) for i in range(0, 3000, 4)})
-    train = pd.DataFrame([r["inputs"] for r in logged(500, seed=2)])
-    typed, _ = coerce_frame(train, SCHEMA, with_target=False)
-    profile = build_profile(typed, SCHEMA, np.random.default_rng(0).random(200), np.zeros(200, int), 0.5)
-    model = TabularModel(schema=SCHEMA, preprocessor=None, estimator=None, threshold=0.5, labels=(0, 1))
-    spec = ChunkSpec(model=model, profile_features=profile["features"], seed=3, categorical=True, keep=250)
+    spec, profile = counting(train_seed=2)
     yield store, spec, profile
     store.close()
-
-
-def same(a, b) -> None:
-    assert (a.rows, a.nulls, a.rules, a.column_rows, a.rows_with_problems) == \
-        (b.rows, b.nulls, b.rules, b.column_rows, b.rows_with_problems)
-    assert a.buckets.keys() == b.buckets.keys() and all((a.buckets[k] == b.buckets[k]).all() for k in a.buckets)
-    for name in ("proba", "labelled", "y", "sample_keys", "sample_place"):
-        assert np.array_equal(getattr(a, name), getattr(b, name)), name
-    pd.testing.assert_frame_equal(a.sample, b.sample)
 
 
 @pytest.mark.parametrize("bounds", [{}, {"since": T0 + timedelta(hours=1, minutes=30),

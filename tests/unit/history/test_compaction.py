@@ -6,43 +6,26 @@ from __future__ import annotations
 import os
 from datetime import datetime, timedelta, timezone
 
-import numpy as np
 import pandas as pd
 import pytest
 
-from tabpipe.drift.profile import build_profile
+from log_helpers import SCHEMA, T0, counting, logged, same
 from tabpipe.history.columnar import INPUT
 from tabpipe.history.compaction import compact, sweep
 from tabpipe.history.logread import columnar_log_chunks
 from tabpipe.history.store import HistoryStore
-from tabpipe.model import TabularModel
-from tabpipe.monitoring.window_stats import ChunkSpec, stream_stats
-from tabpipe.schema import Schema, coerce_frame
+from tabpipe.monitoring.window_stats import stream_stats
 
-T0 = datetime(2026, 3, 1, 9, 40, tzinfo=timezone.utc)
 HOURS = 6
-SCHEMA = Schema.model_validate({"target": {"name": "y", "positive": 1}, "columns": {
-    "x": {"type": "float", "min": -3, "max": 3}, "n": {"type": "int"},
-    "c": {"type": "category", "categories": ["a", "b"]}, "id": {"type": "string", "role": "id"}}})
-
-
-def logged(n: int, seed: int, first: int = 0) -> list[dict]:
-    """``n`` rows over ``HOURS`` hours from ``T0`` (row ``first`` on), some values off the schema's expectations."""
-    rng = np.random.default_rng(seed)
-    x = rng.normal(0, 1.5, n)
-    return [{"request_id": f"r{first + i}", "row_index": 0, "row_id": f"id{first + i}", "model_version": "v1",
-             "logged_at": T0 + timedelta(seconds=int((first + i) * HOURS * 3600 / 2400)),
-             "inputs": {"x": None if i % 17 == 0 else float(x[i]), "n": int(rng.integers(0, 9)),
-                        "c": "abz"[i % 3], "id": f"id{first + i}"},
-             "probability": float(rng.random()), "prediction": 0, "warnings": []} for i in range(n)]
 
 
 @pytest.fixture()
 def store(tmp_path):
-    """A Parquet log of 2,400 rows written 40 at a time (one file per write and hour), a quarter labelled."""
+    """A Parquet log of 2,400 rows over 6 hours written 40 at a time (one file per write and hour), a quarter
+    labelled."""
     store = HistoryStore.open(f"sqlite:///{tmp_path / 'history.sqlite'}", log_format="parquet")
     for first in range(0, 2400, 40):
-        store.log_predictions(logged(40, seed=first, first=first))
+        store.log_predictions(logged(40, seed=first, first=first, total=2400, hours=HOURS))
     store.attach_outcomes({f"id{i}": int(i % 3 == 0) for i in range(0, 2400, 4)})
     yield store
     store.close()
@@ -50,25 +33,12 @@ def store(tmp_path):
 
 @pytest.fixture()
 def spec():
-    train = pd.DataFrame([r["inputs"] for r in logged(500, seed=99)])
-    typed, _ = coerce_frame(train, SCHEMA, with_target=False)
-    profile = build_profile(typed, SCHEMA, np.random.default_rng(0).random(200), np.zeros(200, int), 0.5)
-    model = TabularModel(schema=SCHEMA, preprocessor=None, estimator=None, threshold=0.5, labels=(0, 1))
-    return ChunkSpec(model=model, profile_features=profile["features"], seed=3, categorical=True, keep=250)
+    return counting(train_seed=99)[0]
 
 
 def counted(store, spec, files=None, since=None):
     chunks = columnar_log_chunks(store, SCHEMA, since=since, until=None, version="v1", files=files)
     return stream_stats(chunks, spec, where="the log")
-
-
-def same(a, b) -> None:
-    assert (a.rows, a.nulls, a.rules, a.column_rows, a.rows_with_problems) == \
-        (b.rows, b.nulls, b.rules, b.column_rows, b.rows_with_problems)
-    assert a.buckets.keys() == b.buckets.keys() and all((a.buckets[k] == b.buckets[k]).all() for k in a.buckets)
-    for name in ("proba", "labelled", "y", "sample_keys", "sample_place"):
-        assert np.array_equal(getattr(a, name), getattr(b, name)), name
-    pd.testing.assert_frame_equal(a.sample, b.sample)
 
 
 def test_closed_hours_are_merged_and_a_window_counts_what_it_counted(store, spec):
