@@ -148,6 +148,10 @@ def log_compact(config: Path = ConfigOpt,
         out.print(f"the history store {store.url} has no columnar log folder: nothing to compact", highlight=False)
         return
     out.print(f"merged {done.files_before} files of {done.groups} hour/version groups into {done.files_after} "
-              f"({done.rows} rows); deleted {done.deleted} replaced or orphaned files", highlight=False)
+              f"({done.rows} rows); deleted {done.deleted} replaced files past their grace period and dead "
+              "temporary files", highlight=False)
+    if done.unindexed:
+        out.print(f"{done.unindexed} Parquet files of {store.log_dir} are not in this store's index: left as they "
+                  "are (a write that died before indexing, or another store's files)", highlight=False)
     for reason in done.skipped:
         out.print(f"[yellow]skipped:[/] {reason}", highlight=False)

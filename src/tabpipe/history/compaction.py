@@ -14,10 +14,11 @@ Safe beside writers and readers:
   (``HistoryStore.replace_log_files``); when another compaction swapped those files first, nothing changes
   and the merged file is deleted;
 - a replaced file stays on disk for ``grace`` (a reader that listed it before the swap can finish with
-  it); a later compaction deletes it, and any file of the log folder the index has never named (a write
-  that failed before it was indexed) once it is older than ``grace``;
+  it); a later compaction deletes it, and the temporary files of writes that died (``.*.tmp``) once they
+  are older than ``grace``. A Parquet file the index does not name is only counted, never deleted: the
+  folder may be shared with another store that does name it;
 - files whose columns cannot be put in one file without changing a type (a column of text in one file and
-  of numbers in another) are left as they are and reported.
+  of numbers in another), and files that cannot be read, are left as they are and reported.
 Design notes: docs/monitoring_store.md#compaction
 """
 from __future__ import annotations
@@ -26,7 +27,6 @@ import os
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from itertools import groupby
 from pathlib import Path
 
 import pyarrow as pa
@@ -45,12 +45,13 @@ class Compaction:
     files_before: int = 0                             # files those groups had
     files_after: int = 0                              # files they have now
     rows: int = 0                                     # rows moved into merged files
-    deleted: int = 0                                  # replaced files (past their grace) and orphans deleted
+    deleted: int = 0                                  # replaced files past their grace, dead temporary files
+    unindexed: int = 0                                # Parquet files of the folder the index does not name (kept)
     skipped: list[str] = field(default_factory=list)  # groups left as they are, with why
 
     def as_dict(self) -> dict:
         return {"groups": self.groups, "files_before": self.files_before, "files_after": self.files_after,
-                "rows": self.rows, "deleted": self.deleted, "skipped": list(self.skipped)}
+                "rows": self.rows, "deleted": self.deleted, "unindexed": self.unindexed, "skipped": list(self.skipped)}
 
 
 def compact(store, *, now: datetime, older_than: timedelta = timedelta(hours=1),
@@ -61,12 +62,13 @@ def compact(store, *, now: datetime, older_than: timedelta = timedelta(hours=1),
     if store.log_dir is None:
         return done
     cut = (now - older_than).astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
-    files = store.log_files(until=cut)          # first_logged_at < cut: exactly the files of hours before it
-    for (hour, version), group in groupby(files, key=lambda f: (f["hour"], f["model_version"])):
-        group = list(group)
-        if len(group) > 1:
-            _merge(store, hour, version, group, max_rows, done, now)
-    done.deleted = sweep(store, before=now - grace)
+    groups: dict[tuple, list[dict]] = {}         # (hour, version) -> its files in the index's order
+    for f in store.log_files(until=cut):         # first_logged_at < cut: exactly the files of hours before it
+        groups.setdefault((f["hour"], f["model_version"]), []).append(f)
+    for (hour, version), files in groups.items():
+        if len(files) > 1:
+            _merge(store, hour, version, files, max_rows, done, now)
+    done.deleted, done.unindexed = sweep(store, before=now - grace)
     return done
 
 
@@ -75,12 +77,14 @@ def _merge(store, hour: datetime, version: str, files: list[dict], max_rows: int
     """One (hour, version) group's files merged into runs of at most ``max_rows`` rows, swapped in the index."""
     where = f"hour {hour:%Y-%m-%dT%H} of {version}"
     try:
-        schema = pa.unify_schemas([pq.read_schema(f["path"]) for f in files])   # only null columns may widen
+        schemas = [pq.read_schema(f["path"]) for f in files]
+    except (OSError, pa.ArrowException) as exc:     # missing, unreadable
+        done.skipped.append(f"{where}: {len(files)} files left as they are: a file cannot be read ({exc})")
+        return
+    try:
+        schema = pa.unify_schemas(schemas)           # only a null column may take another file's type
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         done.skipped.append(f"{where}: {len(files)} files left as they are: their columns differ in type ({exc})")
-        return
-    except FileNotFoundError as exc:
-        done.skipped.append(f"{where}: a file is missing ({exc.filename}); left as it is")
         return
     runs, run, rows = [], [], 0
     for f in files:
@@ -97,6 +101,11 @@ def _merge(store, hour: datetime, version: str, files: list[dict], max_rows: int
     try:
         for r in (r for r in runs if len(r) > 1):
             written.append(_write(store.log_dir, hour, version, r, schema))
+    except (OSError, pa.ArrowException) as exc:       # a file vanished or is damaged, the disk is full: as it was
+        for w in written:
+            (store.log_dir / w.path).unlink(missing_ok=True)
+        done.skipped.append(f"{where}: {len(files)} files left as they are: {type(exc).__name__}: {exc}")
+        return
     except BaseException:
         for w in written:
             (store.log_dir / w.path).unlink(missing_ok=True)
@@ -145,20 +154,22 @@ def _conformed(table: pa.Table, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=schema)
 
 
-def sweep(store, *, before: datetime) -> int:
-    """Delete the files retired before ``before`` (aware) and the log folder's files the index has never named
-    whose last change is older than that; returns how many were deleted."""
+def sweep(store, *, before: datetime) -> tuple[int, int]:
+    """Delete the files retired before ``before`` (aware) and the temporary files (``.*.tmp``: a write that died
+    before its rename) last changed before it; count the Parquet files the index does not name (kept: another
+    store sharing the folder may name them). Returns (deleted, unindexed)."""
     retired = store.retired_log_files(before)
     for f in retired:
         f["path"].unlink(missing_ok=True)
     store.forget_retired([f["id"] for f in retired])
-    known = store.indexed_paths()
     deleted, limit = len(retired), before.timestamp()
-    for path in store.log_dir.glob("hour=*/*"):
+    for path in store.log_dir.glob("hour=*/.*.tmp"):
         try:
-            if str(path.resolve()) not in known and path.is_file() and path.stat().st_mtime < limit:
+            if path.stat().st_mtime < limit:
                 path.unlink()
                 deleted += 1
-        except FileNotFoundError:   # deleted meanwhile (another sweep)
+        except FileNotFoundError:   # renamed or deleted meanwhile
             continue
-    return deleted
+    known = store.indexed_paths()
+    unindexed = sum(str(path.resolve()) not in known for path in store.log_dir.glob("hour=*/*.parquet"))
+    return deleted, unindexed

@@ -84,18 +84,45 @@ def test_a_reader_that_listed_the_old_files_finishes_and_the_next_compaction_del
     same(counted(store, spec), before)
 
 
-def test_sweep_deletes_old_orphans_and_keeps_fresh_ones(store):
+def test_sweep_deletes_dead_temporary_files_and_only_counts_unindexed_ones(store):
     folder = store.log_files()[0]["path"].parent
-    old_orphan, old_temporary, fresh = folder / "v1-orphan.parquet", folder / ".v1-x.parquet.tmp", folder / "v1-new.parquet"
-    for path in (old_orphan, old_temporary, fresh):
+    unindexed, old_temporary, fresh_temporary = (folder / "v1-other-store.parquet", folder / ".v1-x.parquet.tmp",
+                                                 folder / ".v1-y.parquet.tmp")
+    for path in (unindexed, old_temporary, fresh_temporary):
         path.write_bytes(b"not indexed")
     day_ago = (datetime.now(timezone.utc) - timedelta(days=1)).timestamp()
-    os.utime(old_orphan, (day_ago, day_ago))
-    os.utime(old_temporary, (day_ago, day_ago))
+    for path in (unindexed, old_temporary):
+        os.utime(path, (day_ago, day_ago))
     indexed = [f["path"] for f in store.log_files()]
-    assert sweep(store, before=datetime.now(timezone.utc) - timedelta(hours=1)) == 2
-    assert not old_orphan.exists() and not old_temporary.exists() and fresh.exists()
-    assert all(p.exists() for p in indexed)                   # indexed files are never orphans, however old
+    assert sweep(store, before=datetime.now(timezone.utc) - timedelta(hours=1)) == (1, 1)
+    assert not old_temporary.exists() and fresh_temporary.exists()
+    assert unindexed.exists()                     # another store sharing the folder may name it: never deleted
+    assert all(p.exists() for p in indexed)
+
+
+def test_versions_logging_in_the_same_hour_are_merged_apart_each_in_its_order(tmp_path):
+    store = HistoryStore.open(f"sqlite:///{tmp_path / 'history.sqlite'}", log_format="parquet")
+    with store:
+        rows = logged(60, seed=5, hours=0.25)           # 09:40 .. 09:55
+        for i in range(0, 60, 10):                  # v1, v2, v1, ... files interleaved in one hour
+            store.log_predictions([{**r, "model_version": "v1" if i % 20 == 0 else "v2"} for r in rows[i:i + 10]])
+        before = {v: store.predictions(version=v, with_inputs=True) for v in ("v1", "v2")}
+        done = compact(store, now=T0 + timedelta(hours=3))
+        assert (done.groups, done.files_before, done.files_after) == (2, 6, 2)
+        for version, frame in before.items():
+            pd.testing.assert_frame_equal(store.predictions(version=version, with_inputs=True), frame)
+
+
+def test_a_group_with_an_unreadable_file_is_left_as_it_is(store):
+    files = store.log_files(version="v1")
+    hours = sorted({f["hour"] for f in files})
+    damaged = next(f for f in files if f["hour"] == hours[1])
+    damaged["path"].write_bytes(b"PAR1 truncated")
+    done = compact(store, now=T0 + timedelta(hours=HOURS + 2))
+    assert len(done.skipped) == 1 and "cannot be read" in done.skipped[0] and f"{hours[1]:%Y-%m-%dT%H}" in done.skipped[0]
+    kept = [f for f in store.log_files(version="v1") if f["hour"] == hours[1]]
+    assert [f["id"] for f in kept] == [f["id"] for f in files if f["hour"] == hours[1]]
+    assert done.groups == len(hours) - 1
 
 
 def test_files_whose_columns_differ_in_type_are_left_as_they_are(tmp_path):
