@@ -57,7 +57,7 @@ class Compaction:
 def compact(store, *, now: datetime, older_than: timedelta = timedelta(hours=1),
             grace: timedelta = timedelta(hours=1), max_rows: int = MAX_ROWS) -> Compaction:
     """Merge the log files of every hour closed at least ``older_than`` before ``now`` (aware), then delete
-    the files replaced more than ``grace`` ago and the orphans older than that (see the module docstring)."""
+    the files replaced more than ``grace`` ago and the dead temporary files older than that (``sweep``)."""
     done = Compaction()
     if store.log_dir is None:
         return done

@@ -645,7 +645,7 @@ class HistoryStore:
                 conn.execute(delete(LOG_FILES_RETIRED).where(LOG_FILES_RETIRED.c.id.in_(ids)))
 
     def indexed_paths(self) -> set[str]:
-        """Every path the log's index names, current or retired (what must not be swept as an orphan)."""
+        """Every path the log's index names, current or retired (a file of the log folder outside them is unindexed)."""
         with self._read("log files") as conn:
             return ({row[0] for row in conn.execute(select(LOG_FILES.c.path))}
                     | {row[0] for row in conn.execute(select(LOG_FILES_RETIRED.c.path))})
