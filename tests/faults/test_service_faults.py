@@ -308,6 +308,9 @@ def test_load_with_two_promotions_no_failed_request_and_flat_memory(main_project
             done = run_cli("models", "promote", version, "--config", str(config))
             promotions.append((version, done.returncode, done.stderr[-500:], started, time.monotonic()))
         out, _ = wrk.communicate(timeout=seconds + 60)
+        # The last promotion may end near the load's end (each takes seconds on saturated cores): the probe goes
+        # on until the version it restored has been answered for OBSERVE_S after settling, as between promotions.
+        time.sleep(max(0.0, promotions[-1][-1] + SETTLE_S + OBSERVE_S - time.monotonic()))
         probe.stop()
         growth = watch.finish()
     requests_ = int(re.search(r"(\d+) requests in", out).group(1))
