@@ -14,7 +14,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from pg_server import empty_url_fixture, free_port, postgres_url_fixture  # noqa: F401  (session fixture `postgres_url`)
-from tabpipe.history.store import METADATA, HistoryStore, StoreError, current_revision, store_url
+from tabpipe.history import store as store_module
+from tabpipe.history.store import HEAD_REVISION, METADATA, HistoryStore, StoreError, current_revision, store_url
 
 T0 = datetime(2026, 3, 1, tzinfo=timezone.utc)
 
@@ -34,6 +35,30 @@ def test_migrations_create_exactly_the_declared_schema(empty_url):
             assert compare_metadata(MigrationContext.configure(conn), METADATA) == []
     with HistoryStore.open(empty_url) as again:  # opening an up-to-date store changes nothing
         assert current_revision(again.engine) == "0006"
+
+
+def test_head_revision_is_alembics_head():
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(store_module.MIGRATIONS_DIR))
+    assert ScriptDirectory.from_config(config).get_current_head() == HEAD_REVISION
+
+
+def test_a_store_at_head_opens_without_alembic_and_an_older_one_is_still_upgraded(empty_url, monkeypatch):
+    HistoryStore.open(empty_url, migrate_to="0005").close()
+    calls = []
+    real = store_module.migrate
+    monkeypatch.setattr(store_module, "migrate", lambda engine, revision: (calls.append(revision), real(engine, revision)))
+    with HistoryStore.open(empty_url) as upgraded:               # 0005: Alembic runs
+        assert current_revision(upgraded.engine) == HEAD_REVISION
+    assert calls == ["head"]
+    with HistoryStore.open(empty_url) as again:                  # at head: one query, no Alembic
+        assert current_revision(again.engine) == HEAD_REVISION
+    with HistoryStore.open(empty_url, migrate_to=HEAD_REVISION):
+        pass
+    assert calls == ["head"]
 
 
 def test_upgrade_from_the_first_revision_keeps_logged_rows(empty_url):
