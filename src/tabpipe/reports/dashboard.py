@@ -28,6 +28,8 @@ import numpy as np  # noqa: E402
 
 from tabpipe.ranked import RankedScores  # noqa: E402
 
+TREND_WINDOWS = 30    # the trend panel shows the latest windows (hourly monitoring records 8,760 a year)
+TREND_LABELS = 8      # at most this many window labels under it, so they never overlap
 PANELS = ("ROC curve", "Precision-recall curve", "Confusion matrix", "Probability by class",
           "Metric trend across windows", "PSI per feature")
 
@@ -99,17 +101,20 @@ def figure(*, proba: np.ndarray | None, y: np.ndarray | None, threshold: float,
     if not points:
         _empty(ax_trend, PANELS[4], "no monitoring windows recorded yet")
     else:
+        earlier, points = max(len(points) - TREND_WINDOWS, 0), points[-TREND_WINDOWS:]
         x = np.arange(len(points))
         for key, style in (("realised", "o-"), ("estimated", "s--")):
             values = [t.get(key) if _finite(t.get(key)) else np.nan for t in points]
             if any(_finite(v) for v in values):
                 ax_trend.plot(x, values, style, label=f"ROC-AUC {key}")
-        ax_trend.set_xticks(x, [str(t.get("window", i))[:16] for i, t in enumerate(points)], rotation=30,
+        shown = trend_labels(len(points))
+        ax_trend.set_xticks(x[shown], [str(points[i].get("window", i))[:16] for i in shown], rotation=30,
                             ha="right", fontsize=8)
         seen = [v for t in points for v in (t.get("realised"), t.get("estimated")) if _finite(v)]
         ax_trend.axhline(auc_line, color="#d62728", ls=":", lw=1, label=f"retrain below {auc_line:g}")
         ax_trend.set_ylim(max(0.0, min(min(seen), auc_line) - 0.05), min(1.0, max(seen) + 0.05))
-        ax_trend.set(title=PANELS[4], ylabel="ROC-AUC")
+        ax_trend.set(title=PANELS[4] + (f" (latest {len(points)}; {earlier} earlier not shown)" if earlier else ""),
+                     ylabel="ROC-AUC")
         ax_trend.legend()
 
     if not psi:
@@ -136,6 +141,13 @@ def figure(*, proba: np.ndarray | None, y: np.ndarray | None, threshold: float,
         fig.suptitle(title, fontsize=14)
     fig.tight_layout()
     return fig
+
+
+def trend_labels(n: int) -> list[int]:
+    """Which of ``n`` windows get a label under the trend panel: at most ``TREND_LABELS``, evenly spaced, always
+    the latest (the window of this run)."""
+    step = max(math.ceil(n / TREND_LABELS), 1)
+    return sorted({*range(n - 1, -1, -step)})
 
 
 def multivariate_line(result: Mapping | None) -> str:

@@ -7,7 +7,7 @@ import struct
 import numpy as np
 import pytest
 
-from tabpipe.reports.dashboard import PANELS, figure, write_html, write_png
+from tabpipe.reports.dashboard import PANELS, TREND_LABELS, TREND_WINDOWS, figure, trend_labels, write_html, write_png
 
 
 def png_size(path) -> tuple[int, int]:
@@ -42,6 +42,28 @@ def test_full_dashboard_has_six_drawn_panels(scored, tmp_path):
     assert len(axes[5].patches) == 4 and "d (too few rows)" in [t.get_text() for t in axes[5].get_yticklabels()]
     path = write_png(fig, tmp_path / "d.png")
     assert png_size(path) == (1280, 760)
+
+
+def test_a_long_history_shows_the_latest_windows_with_labels_that_do_not_overlap(scored):
+    y, proba = scored
+    trend = [{"window": f"w{i}", "realised": 0.8, "estimated": 0.7 + i / 10_000} for i in range(200)]
+    ax = figure(proba=proba, y=y, threshold=0.5, trend=trend, psi={"a": 0.05}).get_axes()[4]
+    assert "(latest 30; 170 earlier not shown)" in ax.get_title()
+    realised, estimated = ax.lines[:2]
+    assert len(realised.get_xdata()) == TREND_WINDOWS and list(estimated.get_ydata()) == [
+        t["estimated"] for t in trend[-TREND_WINDOWS:]]
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert 1 < len(labels) <= TREND_LABELS and labels[-1] == "w199"
+    assert all(label.startswith("w") and int(label[1:]) >= 170 for label in labels)
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 8, 9, 30, 31])
+def test_trend_labels_are_few_evenly_spaced_and_end_at_the_latest(n):
+    shown = trend_labels(n)
+    assert shown[-1] == n - 1 and len(shown) <= TREND_LABELS and shown == sorted(set(shown))
+    assert len({b - a for a, b in zip(shown, shown[1:])}) <= 1       # one spacing
+    if n <= TREND_LABELS:
+        assert shown == list(range(n))                                # few windows: every one labelled
 
 
 def test_panels_without_data_say_so(scored, tmp_path):
