@@ -82,6 +82,18 @@ def concept_gap(y: np.ndarray, proba: np.ndarray, calibration: dict, *, resampli
     rows = np.bincount(cell, minlength=cells).astype(float)
     mean_c = np.bincount(cell, weights=c, minlength=cells) / np.maximum(rows, 1)
     del s, c, cell
+    return gap_interval(rows, mean_c, realised, estimated, resamplings=resamplings, confidence=confidence, seed=seed,
+                        method=("realised minus label-free estimated ROC-AUC on the same rows; bootstrap of rows drawn "
+                                f"as counts of (score bin, label) cells, at most {bins} score bins"))
+
+
+def gap_interval(rows: np.ndarray, mean_c: np.ndarray, realised: float, estimated: float, *, resamplings: int,
+                 confidence: float, seed: int, method: str) -> dict:
+    """``concept_gap``'s result from its cells: ``rows`` per (score bin, label) cell (bins highest score first,
+    label 0 then 1 within a bin) and ``mean_c``, each cell's mean calibrated probability; ``realised`` and
+    ``estimated``: the two AUCs the gap is taken between (the interval is their gap plus the resamplings'
+    spread around the cells' own gap)."""
+    n, positives = int(rows.sum()), int(rows[1::2].sum())
 
     def gaps(counts: np.ndarray) -> np.ndarray:
         """Binned realised minus estimated AUC for rows of cell counts (resamplings x cells)."""
@@ -96,7 +108,7 @@ def concept_gap(y: np.ndarray, proba: np.ndarray, calibration: dict, *, resampli
     spread = gaps(drawn) - binned
     spread = spread[~np.isnan(spread)]    # a resampling without one of the classes
     if len(spread) < 0.9 * resamplings:
-        return {"status": "insufficient_data", "rows": n, "positives": int(y.sum()),
+        return {"status": "insufficient_data", "rows": n, "positives": positives,
                 "message": f"{resamplings - len(spread)} of {resamplings} bootstrap resamplings had only one class: "
                            "too few rows of one class for an interval"}
     gap = realised - estimated
@@ -104,9 +116,7 @@ def concept_gap(y: np.ndarray, proba: np.ndarray, calibration: dict, *, resampli
     low, high = gap + np.quantile(spread, [tail, 1 - tail])
     return {"status": "ok", "metric": "roc_auc", "realised": realised, "estimated": estimated,
             "gap": gap, "ci": [float(low), float(high)], "confidence": confidence,
-            "rows": n, "positives": int(y.sum()), "resamplings": resamplings,
-            "method": ("realised minus label-free estimated ROC-AUC on the same rows; bootstrap of rows drawn as "
-                       f"counts of (score bin, label) cells, at most {bins} score bins")}
+            "rows": n, "positives": positives, "resamplings": resamplings, "method": method}
 
 
 def excludes_zero(result: dict) -> bool:

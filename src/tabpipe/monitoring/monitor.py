@@ -11,7 +11,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -40,7 +40,7 @@ from tabpipe.history.logread import LogRows
 from tabpipe.drift.psi import counts_psi, feature_psi
 from tabpipe.history.store import SCORE_FEATURE
 from tabpipe.jsonable import to_json_ready
-from tabpipe.monitoring.window_stats import ChunkSpec, WindowStats, dataset_stats, frame_stats, stream_stats
+from tabpipe.monitoring.window_stats import ChunkSpec, Spill, WindowStats, dataset_stats, frame_stats, stream_stats
 from tabpipe.schema import positive_mask
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,7 @@ class MonitorSettings:
     evidently_max_rows: int           # validation.drift.max_rows
     evidently_drift_share: float      # validation.drift.drift_share
     seed: int                         # run.seed
+    exact_rows: int = 2_000_000       # monitoring.exact_rows
     multivariate: MultivariateSection = MultivariateSection()   # monitoring.multivariate
     concept: ConceptSection = ConceptSection()                  # monitoring.concept
     contributions: ContributionsSection = ContributionsSection()   # monitoring.contributions
@@ -73,7 +74,7 @@ class MonitorSettings:
         m = p.monitoring
         return cls(rules=m.rules, alerts=m.alerts, psi_min_rows=m.psi_min_rows,
                    evidently=m.evidently and p.validation.drift.enabled, evidently_max_rows=p.validation.drift.max_rows,
-                   evidently_drift_share=p.validation.drift.drift_share, seed=p.run.seed,
+                   evidently_drift_share=p.validation.drift.drift_share, seed=p.run.seed, exact_rows=m.exact_rows,
                    multivariate=m.multivariate, concept=m.concept, contributions=m.contributions)
 
 
@@ -303,6 +304,8 @@ def window_stats(window: Window | DatasetWindow | LogWindow, *, model, profile: 
     larger of the two. ``spent["read"]``: seconds spent waiting for the log's chunks are added to it."""
     features = profile["features"] if profile else None
     domain_rows = settings.multivariate.sample_rows if multivariate else 0
+    spill = Spill(exact_rows=settings.exact_rows, threshold=float(model.threshold),
+                  calibration=(profile or {}).get("calibration"), score_reference=(profile or {}).get("scores"))
     if isinstance(window, Window):
         spec = ChunkSpec(model=model, profile_features=features, keep=None if evidently else domain_rows,
                          seed=settings.seed)
@@ -313,7 +316,7 @@ def window_stats(window: Window | DatasetWindow | LogWindow, *, model, profile: 
         from tabpipe.monitoring.log_stats import counted_in_processes, plan
 
         spec = ChunkSpec(model=model, profile_features=features, seed=settings.seed, categorical=True,
-                         keep=max(settings.evidently_max_rows if evidently else 0, domain_rows))
+                         keep=max(settings.evidently_max_rows if evidently else 0, domain_rows), spill=spill)
         spent = spent if spent is not None else {"read": 0.0}
         bounds = dict(since=window.start, until=window.end, version=window.version)
         groups = plan(window.store, **bounds)
@@ -331,7 +334,8 @@ def window_stats(window: Window | DatasetWindow | LogWindow, *, model, profile: 
     parts = partitions(window.path)
     check_columns(parts, model)
     spec = ChunkSpec(model=model, profile_features=features, labels=window.labels,
-                     keep=max(settings.evidently_max_rows if evidently else 0, domain_rows), seed=settings.seed)
+                     keep=max(settings.evidently_max_rows if evidently else 0, domain_rows), seed=settings.seed,
+                     spill=spill)
     return dataset_stats(parts, spec, dask=dask, dask_address=dask_address, n_workers=n_workers)
 
 
@@ -341,24 +345,40 @@ def _monitor(window: Window | DatasetWindow, stats: WindowStats, *, model, versi
              evidently_html: bool = True) -> dict:
     n, schema, threshold = stats.rows, model.schema, float(model.threshold)
     quality = stats.quality(schema)
-    proba = stats.proba
-    scored = ~np.isnan(proba)
-    y, labelled = stats.y, stats.labelled if stats.labelled is not None else np.zeros(n, dtype=bool)
-    realised = _realised(y[labelled], proba[labelled], threshold) if y is not None else None
-
-    by_segment = _by_segment(window, segments, y, proba, labelled, threshold, realised is not None, schema)
-    calibration = (profile or {}).get("calibration")
-    estimated = estimate(proba[scored], threshold, calibration) if calibration else None
+    calibration, sketch = (profile or {}).get("calibration"), stats.sketch
+    if sketch is None:        # every row's score kept: exact metrics
+        proba = stats.proba
+        scored = ~np.isnan(proba)
+        y, labelled = stats.y, stats.labelled if stats.labelled is not None else np.zeros(n, dtype=bool)
+        realised = _realised(y[labelled], proba[labelled], threshold) if y is not None else None
+        by_segment = _by_segment(window, segments, y, proba, labelled, threshold, realised is not None, schema)
+        estimated = estimate(proba[scored], threshold, calibration) if calibration else None
+        scored_rows, labelled_rows = int(scored.sum()), int(labelled.sum())
+    else:                     # beyond monitoring.exact_rows: from the scores' bins (score_sketch)
+        realised, estimated = sketch.realised(), sketch.estimated()
+        by_segment = (_by_segment(window, segments, None, None, None, threshold, False) if not segments else
+                      {"status": "not_computed",
+                       "message": f"the window has over monitoring.exact_rows ({s.exact_rows}) scored rows: "
+                                  "per-segment metrics are computed row by row, for smaller windows"})
+        scored_rows, labelled_rows = sketch.scored_rows, sketch.labelled_rows
     clock.lap("performance")
     psi = ({name: counts_psi(name, profile["features"][name], counts, min_rows=s.psi_min_rows)
             for name, counts in stats.buckets.items()} if profile else {})
-    score_psi = feature_psi("probability", profile["scores"], proba[scored], min_rows=s.psi_min_rows) if profile else None
+    score_psi = None
+    if profile and sketch is None:
+        score_psi = feature_psi("probability", profile["scores"], proba[scored], min_rows=s.psi_min_rows)
+    elif profile:
+        score_psi = counts_psi("probability", profile["scores"], sketch.score_buckets, min_rows=s.psi_min_rows)
     clock.lap("psi")
     drift = _evidently(reference, stats, out_dir, s, schema.sensitive, html=evidently_html)
     clock.lap("evidently")
     multivariate = _domain_auc(profile, reference, stats, s)
     clock.lap("multivariate")
-    concept = _concept(y[labelled] if y is not None else None, proba[labelled], calibration, s)
+    if sketch is None:
+        concept = _concept(labelled_rows, calibration, s,
+                           lambda **kw: concept_gap(y[labelled], proba[labelled], calibration, **kw))
+    else:
+        concept = _concept(labelled_rows, calibration, s, sketch.concept)
     clock.lap("concept")
     contributions = _contribution_drift(model, reference, stats, s)
     clock.lap("contributions")
@@ -384,10 +404,10 @@ def _monitor(window: Window | DatasetWindow, stats: WindowStats, *, model, versi
         window_kw = dict(window_start=window.start, window_end=window.end, run_id=run_id)
         if realised:
             store.record_window_metrics(version, _metric_values(realised), estimated=False,
-                                        rows=int(labelled.sum()), **window_kw)
+                                        rows=labelled_rows, **window_kw)
         if estimated:
             store.record_window_metrics(version, _metric_values(estimated), estimated=True,
-                                        rows=int(scored.sum()), **window_kw)
+                                        rows=scored_rows, **window_kw)
         drift_rows = [{"feature": name, "psi": r.value, "method": "psi", "verdict": _psi_verdict(r.value, s.rules)}
                       for name, r in psi.items()]
         if score_psi is not None:
@@ -400,8 +420,11 @@ def _monitor(window: Window | DatasetWindow, stats: WindowStats, *, model, versi
     trend = _trend(store, version)
     clock.lap("store")
     # ROC / PR / confusion / by-class panels: the rows with outcomes; without any, every scored row
-    panel_proba, panel_y = (proba[labelled], y[labelled]) if realised else (proba[scored], None)
-    png = write_png(figure(proba=panel_proba, y=panel_y, threshold=threshold, trend=trend, psi={k: r.value for k, r in psi.items()},
+    if sketch is not None:
+        panel_proba = panel_y = None
+    else:
+        panel_proba, panel_y = (proba[labelled], y[labelled]) if realised else (proba[scored], None)
+    png = write_png(figure(proba=panel_proba, y=panel_y, binned=sketch, threshold=threshold, trend=trend, psi={k: r.value for k, r in psi.items()},
                            psi_lines=(s.rules.watch_psi_at_least, s.rules.retrain_psi_at_least),
                            auc_line=s.rules.retrain_roc_auc_below,
                            multivariate=multivariate, concept=concept,
@@ -420,8 +443,8 @@ def _monitor(window: Window | DatasetWindow, stats: WindowStats, *, model, versi
         "run_id": run_id, "model_version": version, "decision": decision.decision,
         "reasons": [r.as_dict() for r in decision.reasons], "not_checked": list(decision.not_checked),
         "window": {"description": window.description, "start": window.start.isoformat(),
-                   "end": window.end.isoformat(), "rows": n, "scored_rows": int(scored.sum()),
-                   "labelled_rows": int(labelled.sum())},
+                   "end": window.end.isoformat(), "rows": n, "scored_rows": scored_rows,
+                   "labelled_rows": labelled_rows},
         "metrics": {"realised": realised, "estimated": estimated,
                     "note": None if realised else "no outcomes with both classes in this window: only the estimate"},
         "segments": by_segment,
@@ -522,19 +545,20 @@ def _contribution_drift(model, reference: pd.DataFrame | None, stats: WindowStat
                               seed=s.seed)
 
 
-def _concept(y: np.ndarray | None, proba: np.ndarray, calibration: dict | None, s: MonitorSettings) -> dict:
-    """The concept drift signal (``concept.concept_gap``) on the labelled rows, or a status saying why there is none."""
+def _concept(labelled_rows: int, calibration: dict | None, s: MonitorSettings, gap: Callable[..., dict]) -> dict:
+    """The concept drift signal on the labelled rows (``gap``: ``concept.concept_gap`` of them, or the sketch's),
+    or a status saying why there is none."""
     c = s.concept
     if not c.enabled:
         return {"status": "disabled", "message": "monitoring.concept.enabled is false"}
-    if y is None or len(y) == 0:
+    if labelled_rows == 0:
         return {"status": "no_outcomes", "message": "no outcomes in this window"}
     if not calibration:
         return {"status": "no_estimate", "message": "the profile has no calibration map: no label-free estimate"}
-    if len(y) < c.min_rows:
-        return {"status": "insufficient_data", "rows": len(y),
-                "message": f"{len(y)} labelled rows; the gap needs at least {c.min_rows} (monitoring.concept.min_rows)"}
-    return concept_gap(y, proba, calibration, resamplings=c.resamplings, confidence=c.confidence, seed=s.seed)
+    if labelled_rows < c.min_rows:
+        return {"status": "insufficient_data", "rows": labelled_rows,
+                "message": f"{labelled_rows} labelled rows; the gap needs at least {c.min_rows} (monitoring.concept.min_rows)"}
+    return gap(resamplings=c.resamplings, confidence=c.confidence, seed=s.seed)
 
 
 def _metric_values(metrics: Mapping) -> dict[str, float]:

@@ -14,9 +14,24 @@ import pandas as pd
 
 from tabpipe.errors import DataError
 from tabpipe.drift.psi import bucket_counts, column_values
+from tabpipe.monitoring.score_sketch import ScoreSketch
 from tabpipe.schema import absent_columns, positive_mask
 
 ROW_BITS = 40   # a sampled row's place: file number << ROW_BITS | row within the file
+
+
+@dataclass(frozen=True, kw_only=True)
+class Spill:
+    """When a window's per-row scores give way to a ``ScoreSketch``: beyond ``exact_rows`` kept rows (the sketch's
+    threshold, calibration map and score PSI reference with it)."""
+
+    exact_rows: int                      # monitoring.exact_rows
+    threshold: float
+    calibration: dict | None = None      # profile.json "calibration"
+    score_reference: dict | None = None  # profile.json "scores"
+
+    def sketch(self) -> ScoreSketch:
+        return ScoreSketch(threshold=self.threshold, calibration=self.calibration, score_reference=self.score_reference)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -29,6 +44,7 @@ class ChunkSpec:
     keep: int | None = 0                 # sample size (None: every row, 0: none)
     seed: int                            # run.seed
     categorical: bool = False            # rows with logged probabilities: text Categoricals checked as such
+    spill: Spill | None = None           # None: every row's score kept, however many
 
 
 @dataclass
@@ -48,9 +64,13 @@ class WindowStats:
     sample_place: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
     sample: pd.DataFrame | None = None
     keep: int | None = 0
+    spill: Spill | None = None
+    sketch: ScoreSketch | None = None               # the scores beyond ``spill.exact_rows`` (then ``proba`` is None)
+    kept: int = 0                                   # rows in ``proba`` (not yet in the sketch)
 
     def merge(self, later: WindowStats) -> WindowStats:
         """Add the counts of ``later`` (the rows after these) to these; returns self."""
+        self.spill = self.spill or later.spill
         for name, count in later.nulls.items():
             self.nulls[name] = self.nulls.get(name, 0) + count
         for name, counts in later.buckets.items():
@@ -71,9 +91,24 @@ class WindowStats:
         if later.labelled is not None:
             self.labelled.extend(later.labelled)
             self.y.extend(later.y)
+        self.kept += later.kept
+        if later.sketch is not None:
+            self.sketch = later.sketch if self.sketch is None else self.sketch.merge(later.sketch)
+        if self.spill is not None and self.kept > self.spill.exact_rows:
+            self._spill()
         self.rows += later.rows
         self._merge_sample(later)
         return self
+
+    def _spill(self) -> None:
+        """Move the kept per-row scores into the sketch (memory: the sketch's bins, whatever the rows)."""
+        self.sketch = self.sketch if self.sketch is not None else self.spill.sketch()
+        for i, proba in enumerate(self.proba):
+            self.sketch.add(proba, None if self.labelled is None else self.labelled[i],
+                            None if self.y is None else self.y[i])
+        self.proba, self.kept = [], 0
+        if self.labelled is not None:
+            self.labelled, self.y = [], []
 
     def _merge_sample(self, later: WindowStats) -> None:
         if later.sample is None:
@@ -112,6 +147,10 @@ class WindowStats:
             kinds = {name: object for name in self.sample.columns
                      if isinstance(self.sample[name].dtype, pd.CategoricalDtype)}
             self.sample = self.sample.astype(kinds) if kinds else self.sample
+        if self.sketch is not None:            # beyond exact_rows: every score in the sketch, none kept
+            self._spill()
+            self.proba = self.labelled = self.y = None
+            return self
         self.proba = np.concatenate(self.proba) if self.proba else np.empty(0)
         if self.labelled is not None:
             self.labelled = np.concatenate(self.labelled) if self.labelled else np.zeros(0, dtype=bool)
@@ -156,7 +195,7 @@ def chunk_stats(rows: pd.DataFrame, spec: ChunkSpec, *, proba: np.ndarray | None
     counted = spec.categorical and proba is not None          # typed rows counted, never scored
     typed, problems = ((model.check(rows, categorical=True) if counted else model.check(rows)) if n
                        else (pd.DataFrame(columns=model.schema.features), []))
-    stats = WindowStats(rows=n, keep=spec.keep)
+    stats = WindowStats(rows=n, keep=spec.keep, spill=spec.spill)
     stats.buckets = {name: bucket_counts(name, ref, column_values(ref, typed[name]))
                      for name, ref in (spec.profile_features or {}).items() if name in typed.columns}
     stats.nulls = {name: _nulls(typed[name], stats.buckets.get(name), (spec.profile_features or {}).get(name))
@@ -167,7 +206,7 @@ def chunk_stats(rows: pd.DataFrame, spec: ChunkSpec, *, proba: np.ndarray | None
 
         proba = probabilities(model, typed, problems) if n else np.empty(0)
     proba = np.asarray(proba, dtype=float)
-    stats.proba = [proba]
+    stats.proba, stats.kept = [proba], n
     if outcomes is not None:
         outcomes = outcomes.reset_index(drop=True)
         labelled = outcomes.notna().to_numpy() & ~np.isnan(proba)

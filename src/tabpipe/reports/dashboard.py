@@ -49,27 +49,38 @@ def _has_both_classes(y) -> bool:
 def figure(*, proba: np.ndarray | None, y: np.ndarray | None, threshold: float,
            trend: Sequence[Mapping] = (), psi: Mapping[str, float | None] | None = None,
            psi_lines: tuple[float, float] = (0.1, 0.2), auc_line: float = 0.70, title: str = "",
-           multivariate: Mapping | None = None, concept: Mapping | None = None):
+           multivariate: Mapping | None = None, concept: Mapping | None = None, binned=None):
     """The 6-panel figure. ``trend``: rows ``{"window", "realised", "estimated"}`` (ROC-AUC, None if
     unknown), oldest first; ``psi``: feature -> PSI (None = insufficient data); ``psi_lines`` (watch,
     retrain) and ``auc_line`` are the governance thresholds drawn on the panels. ``multivariate`` /
     ``concept``: a monitoring run's ``"multivariate"`` and ``"concept"`` results, written on the PSI and
-    trend panels (None: nothing written)."""
+    trend panels (None: nothing written). ``binned``: the scores as a ``ScoreSketch`` (a monitoring window
+    beyond ``monitoring.exact_rows``) instead of ``proba`` and ``y``: its curves, counts and histograms."""
     fig, axes = plt.subplots(2, 3, figsize=(16, 9.5))
     ax_roc, ax_pr, ax_cm, ax_dist, ax_trend, ax_psi = axes.ravel()
     proba = None if proba is None else np.asarray(proba, dtype=float)
-    labelled = _has_both_classes(y) and proba is not None
+    bins = np.linspace(0, 1, 41)
+    if binned is not None:      # (negatives, positives, all scored) per bin of the distribution panel
+        histograms = binned.histogram(bins)
+        labelled = 0 < histograms[1].sum() < binned.labelled_rows
+        base_rate = histograms[1].sum() / max(binned.labelled_rows, 1)
+        scored_any = binned.scored_rows > 0
+    else:
+        labelled = _has_both_classes(y) and proba is not None
+        base_rate = float(np.mean(y)) if labelled else float("nan")
+        scored_any = proba is not None and len(proba) > 0
     no_outcomes = "no outcomes (labels) for these rows:\nsee the label-free estimate"
 
     if labelled:
-        ranked = RankedScores.of(y, proba)          # one ranking: both curves (2,000 points each), AUC, counts
+        # one ranking: both curves (2,000 points each), AUC, counts
+        ranked = binned if binned is not None else RankedScores.of(y, proba)
         curves = ranked.curves()
         ax_roc.plot(curves["fpr"], curves["tpr"], lw=2, label=f"ROC-AUC {ranked.roc_auc():.3f}")
         ax_roc.plot([0, 1], [0, 1], ls="--", color="grey", lw=1)
         ax_roc.set(title=PANELS[0], xlabel="false positive rate", ylabel="true positive rate")
         ax_roc.legend(loc="lower right")
         ax_pr.plot(curves["recall"], curves["precision"], lw=2)
-        ax_pr.axhline(float(np.mean(y)), ls="--", color="grey", lw=1, label=f"base rate {np.mean(y):.3f}")
+        ax_pr.axhline(base_rate, ls="--", color="grey", lw=1, label=f"base rate {base_rate:.3f}")
         ax_pr.set(title=PANELS[1], xlabel="recall", ylabel="precision", ylim=(0, 1.02))
         ax_pr.legend(loc="upper right")
         counts = ranked.confusion(threshold)
@@ -82,17 +93,22 @@ def figure(*, proba: np.ndarray | None, y: np.ndarray | None, threshold: float,
                   xticklabels=["pred. negative", "pred. positive"], yticklabels=["negative", "positive"])
     else:
         for ax, name in ((ax_roc, PANELS[0]), (ax_pr, PANELS[1]), (ax_cm, PANELS[2])):
-            _empty(ax, name, no_outcomes if proba is not None and len(proba) else "no scored rows")
+            _empty(ax, name, no_outcomes if scored_any else "no scored rows")
 
-    if proba is None or not len(proba):
+    if not scored_any:
         _empty(ax_dist, PANELS[3], "no scored rows")
     else:
-        bins = np.linspace(0, 1, 41)
-        if labelled:
-            ax_dist.hist(proba[np.asarray(y) == 0], bins=bins, alpha=0.6, density=True, label="negative")
-            ax_dist.hist(proba[np.asarray(y) == 1], bins=bins, alpha=0.6, density=True, label="positive")
+        if binned is not None:  # the counts drawn as histograms: one weighted point per bin
+            centres = (bins[:-1] + bins[1:]) / 2
+            negative, positive, every = ({"x": centres, "weights": c} for c in histograms)
         else:
-            ax_dist.hist(proba, bins=bins, alpha=0.7, density=True, label="all rows (no outcomes)")
+            negative, positive = ({"x": proba[np.asarray(y) == v]} for v in (0, 1)) if labelled else ({}, {})
+            every = {"x": proba}
+        if labelled:
+            ax_dist.hist(**negative, bins=bins, alpha=0.6, density=True, label="negative")
+            ax_dist.hist(**positive, bins=bins, alpha=0.6, density=True, label="positive")
+        else:
+            ax_dist.hist(**every, bins=bins, alpha=0.7, density=True, label="all rows (no outcomes)")
         ax_dist.axvline(threshold, color="black", ls="--", lw=1, label="threshold")
         ax_dist.set(title=PANELS[3], xlabel="probability of the positive class", ylabel="density")
         ax_dist.legend()

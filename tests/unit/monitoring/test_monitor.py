@@ -98,3 +98,29 @@ def test_a_signal_not_measured_is_listed_as_not_checked(published, tmp_path, set
     frame, _ = rows(600, seed=8, reflect=True)
     result = monitor(published, Window(frame, "w", T0, T0), tmp_path, settings, reference)
     assert note in result["not_checked"] and result["multivariate"]["status"] in ("disabled", "no_reference")
+
+
+def test_a_window_beyond_exact_rows_is_judged_from_bins_as_it_is_row_by_row(published, tmp_path):
+    from tabpipe.monitoring.monitor import window_from_dataset
+
+    frame, y = rows(6_000, seed=9)
+    y[:2_000] = 1 - y[:2_000]                                  # some concept drift to measure
+    frame.assign(y=y).to_parquet(tmp_path / "window.parquet", row_group_size=1_000)
+    window = window_from_dataset(tmp_path / "window.parquet", "y", T0)
+    exact = monitor(published, window, tmp_path / "exact")
+    binned = monitor(published, window, tmp_path / "binned", replace(SETTINGS, exact_rows=2_500))
+    assert "binned" not in exact["metrics"]["realised"] and binned["metrics"]["realised"]["binned"]["bins"] == 65_536
+    assert binned["decision"] == exact["decision"] and binned["window"] == exact["window"]
+    assert [r["rule"] for r in binned["reasons"]] == [r["rule"] for r in exact["reasons"]]
+    e, b = exact["metrics"]["realised"], binned["metrics"]["realised"]
+    for key in ("precision", "recall", "f1", "brier", "log_loss", "confusion", "rows", "positives"):
+        assert b[key] == pytest.approx(e[key], rel=1e-9), key
+    assert abs(b["roc_auc"] - e["roc_auc"]) <= b["binned"]["roc_auc_max_error"] < 1e-3
+    assert binned["metrics"]["estimated"]["roc_auc"] == pytest.approx(exact["metrics"]["estimated"]["roc_auc"], abs=1e-3)
+    assert binned["metrics"]["estimated"]["expected_confusion"] == pytest.approx(
+        exact["metrics"]["estimated"]["expected_confusion"], rel=1e-9)
+    assert binned["score_psi"] == exact["score_psi"] and binned["psi"] == exact["psi"]
+    assert binned["concept"]["gap"] == pytest.approx(exact["concept"]["gap"], abs=2e-3)
+    assert binned["concept"]["ci"] == pytest.approx(exact["concept"]["ci"], abs=0.02)
+    assert binned["segments"]["status"] == "not_configured"
+    assert (tmp_path / "binned" / "dashboard.png").stat().st_size > 10_000

@@ -82,3 +82,44 @@ def test_outcome_texts_read_once_per_distinct_text_match_positive_mask():
     for values, positive in cases:
         series = pd.Series(values, dtype=object)
         assert _positive(series, positive).tolist() == positive_mask(series, positive).tolist(), (values, positive)
+
+
+def test_beyond_exact_rows_the_scores_go_to_bins_and_per_row_memory_stops_growing(monkeypatch):
+    """A window merged chunk by chunk keeps at most ``exact_rows`` rows' scores (plus a chunk); beyond it, the
+    finished stats hold only the sketch, whose counts are every scored and labelled row's."""
+    from types import SimpleNamespace
+
+    from tabpipe.history.logread import LogRows
+    from tabpipe.monitoring.window_stats import ChunkSpec, Spill, stream_stats
+    from tabpipe.schema import Schema, coerce_frame
+
+    schema = Schema.model_validate({"target": {"name": "y", "positive": 1}, "columns": {"x": {"type": "float"}}})
+    model = SimpleNamespace(schema=schema, check=lambda rows, **kw: coerce_frame(rows, schema, with_target=False, **kw))
+    rng = np.random.default_rng(2)
+    n, chunk = 5000, 250
+    proba = rng.random(n)
+    proba[::50] = np.nan                                                  # not scored
+    outcomes = pd.Series(np.where(rng.random(n) < 0.3, rng.choice(["0", "1"], n), None), dtype=object)
+    chunks = [LogRows(pd.DataFrame({"x": rng.normal(size=chunk)}), proba[i:i + chunk], outcomes[i:i + chunk])
+              for i in range(0, n, chunk)]
+    spec = ChunkSpec(model=model, profile_features=None, seed=1, spill=Spill(exact_rows=1000, threshold=0.5))
+    kept = []
+    original = WindowStats.merge
+
+    def merge(self, later):
+        out = original(self, later)
+        kept.append(self.kept)
+        return out
+
+    monkeypatch.setattr(WindowStats, "merge", merge)
+    binned = stream_stats(chunks, spec)
+    monkeypatch.undo()
+    assert max(kept) <= 1000 + chunk and binned.proba is None and binned.y is None
+    exact = stream_stats(chunks, ChunkSpec(model=model, profile_features=None, seed=1))
+    labelled = exact.labelled
+    assert binned.sketch.scored_rows == int((~np.isnan(exact.proba)).sum()) == n - n // 50
+    assert binned.sketch.labelled_rows == int(labelled.sum()) > 0
+    assert binned.sketch.positive.sum() == exact.y[labelled].sum()
+    assert binned.rows == exact.rows == n
+    small = stream_stats(chunks[:3], spec)                               # under the bound: row by row, as before
+    assert small.sketch is None and len(small.proba) == 3 * chunk

@@ -119,3 +119,21 @@ def test_html_report_is_self_contained(scored, tmp_path):
     assert "href='drift/drift_report.html'" in page and str(tmp_path) not in page
     assert "not checked: drift_share: none" in page
     assert not re.search(r"<(script|link)\b", page) and "src='http" not in page
+
+
+def test_a_binned_window_draws_the_same_panels_from_its_bins(scored, tmp_path):
+    from tabpipe.monitoring.score_sketch import ScoreSketch
+
+    y, proba = scored
+    sketch = ScoreSketch(threshold=0.5).add(proba, np.ones(len(y), dtype=bool), y)
+    binned = figure(proba=None, y=None, binned=sketch, threshold=0.5, psi={"a": 0.05}).get_axes()
+    exact = figure(proba=proba, y=y, threshold=0.5, psi={"a": 0.05}).get_axes()
+    assert [ax.get_title() for ax in binned] == [ax.get_title() for ax in exact]
+    assert binned[0].get_legend().get_texts()[0].get_text() == exact[0].get_legend().get_texts()[0].get_text()
+    assert [t.get_text() for t in binned[2].texts] == [t.get_text() for t in exact[2].texts]      # confusion counts
+    heights = lambda ax: [p.get_height() for p in ax.patches]   # noqa: E731
+    assert heights(binned[3]) == pytest.approx(heights(exact[3]), abs=0.05)
+    unlabelled = ScoreSketch(threshold=0.5).add(proba)
+    axes = figure(proba=None, y=None, binned=unlabelled, threshold=0.5).get_axes()
+    assert "no outcomes" in panel_texts(axes[0]) and axes[3].patches
+    assert png_size(write_png(figure(proba=None, y=None, binned=unlabelled, threshold=0.5), tmp_path / "b.png")) == (1280, 760)
