@@ -607,6 +607,13 @@ def _write_report(out_dir: Path, result: dict, png: Path, model, version: str) -
                 metrics[f"{name} ({kind})"] = value
     if m["realised"]:
         metrics["confusion (realised)"] = m["realised"]["confusion"]
+    binned = (m["realised"] or m["estimated"] or {}).get("binned")
+    if binned:
+        bound = (m["realised"] or {}).get("binned", {}).get("roc_auc_max_error")
+        metrics["computed from score bins"] = (
+            f"the window is over monitoring.exact_rows: {', '.join(binned['binned'])} from {binned['bins']} score bins"
+            + (f" (realised ROC-AUC within {bound:.1e} of the row-by-row value)" if bound is not None else "")
+            + f"; {', '.join(binned['exact'])} exact")
     if m["estimated"]:
         metrics["estimate assumptions"] = "; ".join(m["estimated"]["assumptions"])
     drift = {f"PSI {name}": (r["psi"] if r["psi"] is not None else f"insufficient data: {r['message']}")

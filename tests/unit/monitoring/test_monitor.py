@@ -124,3 +124,5 @@ def test_a_window_beyond_exact_rows_is_judged_from_bins_as_it_is_row_by_row(publ
     assert binned["concept"]["ci"] == pytest.approx(exact["concept"]["ci"], abs=0.02)
     assert binned["segments"]["status"] == "not_configured"
     assert (tmp_path / "binned" / "dashboard.png").stat().st_size > 10_000
+    assert "computed from score bins" in (tmp_path / "binned" / "report.html").read_text()
+    assert "computed from score bins" not in (tmp_path / "exact" / "report.html").read_text()
