@@ -292,7 +292,7 @@ class MonitoringSection(StrictModel):
     rules: RulesSection = RulesSection()         # `tabpipe monitor`: ok | watch | retrain
     alerts: AlertsSection = AlertsSection()
     psi_min_rows: int = Field(500, ge=1)         # fewer rows in a window: PSI is insufficient_data, never an alert
-    exact_rows: int = Field(2_000_000, ge=1)     # `tabpipe monitor`: scores kept per row up to this; beyond, fine bins
+    exact_rows: int = Field(2_000_000, ge=1)     # `tabpipe monitor`: scores kept per row up to this many rows; beyond, fine bins
     evidently: bool = True                       # also write evidently's drift report (sampled to validation.drift.max_rows)
     multivariate: MultivariateSection = MultivariateSection()   # domain classifier AUC (several columns at once)
     concept: ConceptSection = ConceptSection()                  # estimate vs outcomes on the same rows

@@ -358,7 +358,7 @@ def _monitor(window: Window | DatasetWindow, stats: WindowStats, *, model, versi
         realised, estimated = sketch.realised(), sketch.estimated()
         by_segment = (_by_segment(window, segments, None, None, None, threshold, False) if not segments else
                       {"status": "not_computed",
-                       "message": f"the window has over monitoring.exact_rows ({s.exact_rows}) scored rows: "
+                       "message": f"the window has over monitoring.exact_rows ({s.exact_rows}) rows: "
                                   "per-segment metrics are computed row by row, for smaller windows"})
         scored_rows, labelled_rows = sketch.scored_rows, sketch.labelled_rows
     clock.lap("performance")

@@ -1,6 +1,6 @@
 """The scores of a window too large to keep row by row: fine histograms per class, so memory is flat in the rows.
 
-Up to ``monitoring.exact_rows`` scored rows, a monitoring run keeps every row's probability and outcome and its
+Up to ``monitoring.exact_rows`` rows, a monitoring run keeps every row's probability and outcome and its
 metrics are exact (``window_stats``). Beyond it, the rows are counted into ``BINS`` equal-width probability bins
 per class (a few MB whatever the window's size), and:
 
