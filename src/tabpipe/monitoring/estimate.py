@@ -120,7 +120,11 @@ def estimate(proba: np.ndarray, threshold: float, calibration: dict) -> dict:
     """
     p = np.array(proba, dtype=float)        # a copy, sorted in place: one ranking for both curves
     p.sort()
-    areas = _expected_areas(p, calibration, threshold)
+    return estimate_result(_expected_areas(p, calibration, threshold), len(p), threshold, calibration)
+
+
+def estimate_result(areas: dict, rows: int, threshold: float, calibration: dict) -> dict:
+    """``estimate``'s result from the expected curves' areas and counts (``_expected_areas``' keys) of ``rows``."""
     cm = areas["confusion"]
     tp, fp, fn = cm["tp"], cm["fp"], cm["fn"]
     return {
@@ -130,8 +134,8 @@ def estimate(proba: np.ndarray, threshold: float, calibration: dict) -> dict:
         "recall": tp / (tp + fn) if tp + fn > 0 else float("nan"),
         "f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn > 0 else float("nan"),
         "expected_confusion": cm,
-        "expected_positive_rate": areas["positives"] / len(p) if len(p) else float("nan"),
-        "rows": len(p),
+        "expected_positive_rate": areas["positives"] / rows if rows else float("nan"),
+        "rows": rows,
         "threshold": float(threshold),
         "method": "CBPE (confidence-based performance estimation)",
         "calibration": {k: calibration[k] for k in ("method", "fitted_on") if k in calibration},

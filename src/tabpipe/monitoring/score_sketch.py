@@ -21,8 +21,8 @@ import numpy as np
 
 from tabpipe.drift.psi import bucket_counts
 from tabpipe.monitoring.concept import BINS as CONCEPT_BINS, gap_interval, weighted_auc
-from tabpipe.monitoring.estimate import ASSUMPTIONS, _average_precision, _roc_auc, apply_calibration
-from tabpipe.training.metrics import ECE_BINS, LOG_LOSS_EPS
+from tabpipe.monitoring.estimate import _average_precision, _roc_auc, apply_calibration, estimate_result
+from tabpipe.training.metrics import ECE_BINS, LOG_LOSS_EPS, confusion_ratios
 
 BINS = 1 << 16
 
@@ -178,12 +178,10 @@ class ScoreSketch:
         if positives == 0 or positives == rows:
             return None
         cm = self.confusion()
-        tp, fp, fn = cm["tp"], cm["fp"], cm["fn"]
         return {"roc_auc": self.roc_auc(), "pr_auc": self.average_precision(), "ece": self._ece(),
-                "brier": self.squared_error / rows, "log_loss": self.log_loss_sum / rows,
-                "f1": 2 * tp / (2 * tp + fp + fn) if tp else 0.0, "precision": tp / (tp + fp) if tp else 0.0,
-                "recall": tp / (tp + fn) if tp else 0.0, "threshold": float(self.threshold), "positives": positives,
-                "rows": rows, "confusion": cm, "binned": self.note()}
+                "brier": self.squared_error / rows, "log_loss": self.log_loss_sum / rows, **confusion_ratios(cm),
+                "threshold": float(self.threshold), "positives": positives, "rows": rows, "confusion": cm,
+                "binned": self.note()}
 
     def note(self) -> dict:
         """How the binned figures were computed, for the result."""
@@ -203,20 +201,11 @@ class ScoreSketch:
         nonempty = np.flatnonzero(self.scored[::-1] > 0)
         tp = np.cumsum(self.expected[::-1])[nonempty]
         fp = np.cumsum((self.scored - self.expected)[::-1])[nonempty]
-        n, total = self.scored_rows, float(self.expected.sum())
-        predicted = self.expected_predicted
-        cm = {"tp": predicted, "fp": self.predicted - predicted, "fn": total - predicted,
-              "tn": (n - self.predicted) - (total - predicted)}
-        t, f, m = cm["tp"], cm["fp"], cm["fn"]
-        return {"roc_auc": _roc_auc(tp, fp), "pr_auc": _average_precision(tp, fp),
-                "precision": t / (t + f) if t + f > 0 else float("nan"),
-                "recall": t / (t + m) if t + m > 0 else float("nan"),
-                "f1": 2 * t / (2 * t + f + m) if t + f + m > 0 else float("nan"),
-                "expected_confusion": cm, "expected_positive_rate": total / n if n else float("nan"),
-                "rows": n, "threshold": float(self.threshold),
-                "method": "CBPE (confidence-based performance estimation)",
-                "calibration": {k: self.calibration[k] for k in ("method", "fitted_on") if k in self.calibration},
-                "assumptions": list(ASSUMPTIONS),
+        n, total, predicted = self.scored_rows, float(self.expected.sum()), self.expected_predicted
+        areas = {"roc_auc": _roc_auc(tp, fp), "pr_auc": _average_precision(tp, fp), "positives": total,
+                 "confusion": {"tp": predicted, "fp": self.predicted - predicted, "fn": total - predicted,
+                               "tn": (n - self.predicted) - (total - predicted)}}
+        return {**estimate_result(areas, n, self.threshold, self.calibration),
                 "binned": {"bins": BINS, "exact": ["expected_confusion", "precision", "recall", "f1"],
                            "binned": ["roc_auc", "pr_auc"]}}
 

@@ -110,19 +110,22 @@ def holdout_metrics(y: np.ndarray, proba: np.ndarray, threshold: float,
     no rows) and the calibration measures ece/brier/log_loss (``calibration_metrics``); ``ranked``: the rows
     already ranked (``RankedScores.of(y, proba)``), for a caller that also wants the curves or the counts."""
     ranked = RankedScores.of(y, proba) if ranked is None else ranked
-    cm = ranked.confusion(threshold)
-    tp, fp, fn = cm["tp"], cm["fp"], cm["fn"]
     return {
         "roc_auc": ranked.roc_auc(),
         "pr_auc": ranked.average_precision(),
         **calibration_metrics(y, proba),
-        "f1": 2 * tp / (2 * tp + fp + fn) if tp else 0.0,
-        "precision": tp / (tp + fp) if tp else 0.0,
-        "recall": tp / (tp + fn) if tp else 0.0,
+        **confusion_ratios(ranked.confusion(threshold)),
         "threshold": float(threshold),
         "positives": int(y.sum()),
         "rows": len(y),
     }
+
+
+def confusion_ratios(cm: dict) -> dict[str, float]:
+    """f1, precision and recall of confusion counts (0 where there is no true positive)."""
+    tp, fp, fn = cm["tp"], cm["fp"], cm["fn"]
+    return {"f1": 2 * tp / (2 * tp + fp + fn) if tp else 0.0, "precision": tp / (tp + fp) if tp else 0.0,
+            "recall": tp / (tp + fn) if tp else 0.0}
 
 
 CHANCE_SHUFFLES = 999   # random pairings of the scores with the labels: p-values from 0.001 up
